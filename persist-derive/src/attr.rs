@@ -1,0 +1,180 @@
+//! Parses the `#[persist(...)]` keys. Reports every error of every key and keeps going, so one
+//! build shows them all. Never generates code.
+
+use proc_macro2::TokenTree;
+use syn::meta::ParseNestedMeta;
+use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned;
+use syn::{Attribute, Lit, LitInt, LitStr, Path, Token, Type};
+
+use crate::ctxt::Ctxt;
+
+const KEYS: &str = "`version`, `migrate_from`, `accept_unversioned`, `crate`";
+
+#[derive(Default)]
+pub(crate) struct Attrs {
+    /// The first `#[persist]` attribute, for errors about a key that is missing from it.
+    pub(crate) first: Option<Attribute>,
+    pub(crate) version: Option<Version>,
+    /// `version` was written, even if its value was rejected.
+    pub(crate) version_written: bool,
+    pub(crate) migrate_from: Option<Type>,
+    /// The `accept_unversioned` key, for errors that point at it.
+    pub(crate) accept_unversioned: Option<Path>,
+    pub(crate) krate: Option<Path>,
+}
+
+pub(crate) struct Version {
+    pub(crate) value: u32,
+}
+
+impl Attrs {
+    pub(crate) fn from_syn(attrs: &[Attribute], cx: &mut Ctxt) -> Self {
+        let mut parsed = Attrs::default();
+        // Keys seen, valid or not, so a duplicate is reported even after a bad first value.
+        let mut seen: Vec<String> = Vec::new();
+        for attr in attrs.iter().filter(|attr| attr.path().is_ident("persist")) {
+            parsed.first.get_or_insert_with(|| attr.clone());
+            let result = attr.parse_nested_meta(|meta| {
+                let key = path_to_string(&meta.path);
+                let known = matches!(
+                    key.as_str(),
+                    "version" | "migrate_from" | "accept_unversioned" | "crate"
+                );
+                if !known {
+                    cx.error_spanned_by(
+                        &meta.path,
+                        format_args!("unknown key `{key}` in #[persist(...)]; expected one of {KEYS}"),
+                    );
+                    return skip_value(&meta);
+                }
+                if seen.contains(&key) {
+                    cx.error_spanned_by(
+                        &meta.path,
+                        format_args!("duplicate key `{key}` in #[persist(...)]"),
+                    );
+                    return skip_value(&meta);
+                }
+                seen.push(key.clone());
+                match key.as_str() {
+                    "version" => {
+                        parsed.version_written = true;
+                        parsed.version = parse_version(&meta, cx)?;
+                    }
+                    "migrate_from" => {
+                        parsed.migrate_from = parse_value(&meta, cx, "a type, as in `migrate_from = SettingsV2`")?
+                    }
+                    "accept_unversioned" => {
+                        if meta.input.peek(Token![=]) || !at_key_end(meta.input) {
+                            cx.error_spanned_by(
+                                &meta.path,
+                                "`accept_unversioned` takes no value: write `accept_unversioned`",
+                            );
+                            return skip_value(&meta);
+                        }
+                        parsed.accept_unversioned = Some(meta.path.clone());
+                    }
+                    _ => parsed.krate = parse_value::<CratePath>(&meta, cx, "a path, as in `crate = ::my_crate::persist`")?.map(|krate| krate.0),
+                }
+                Ok(())
+            });
+            if let Err(error) = result {
+                cx.syn_error(error);
+            }
+        }
+        parsed
+    }
+}
+
+fn parse_version(meta: &ParseNestedMeta<'_>, cx: &mut Ctxt) -> syn::Result<Option<Version>> {
+    let Some(literal) = parse_value::<LitInt>(meta, cx, "an integer, as in `version = 3`")? else {
+        return Ok(None);
+    };
+    match literal.base10_parse::<u32>() {
+        Ok(0) => {
+            cx.error_spanned_by(
+                &literal,
+                "`version` must be 1 or higher: version 0 is reserved for `persist::Origin`, \
+                 the start of every migration chain",
+            );
+            Ok(None)
+        }
+        Ok(value) => Ok(Some(Version { value })),
+        Err(error) => {
+            cx.error_spanned_by(
+                &literal,
+                format_args!("`version` must fit in a u32: {error}"),
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Parses `= value`. A value of the wrong kind is reported and skipped, so the keys after it are
+/// still read.
+fn parse_value<T: Parse>(
+    meta: &ParseNestedMeta<'_>,
+    cx: &mut Ctxt,
+    expected: &str,
+) -> syn::Result<Option<T>> {
+    let key = path_to_string(&meta.path);
+    if !meta.input.peek(Token![=]) {
+        cx.error_spanned_by(&meta.path, format_args!("`{key}` needs a value: {expected}"));
+        skip_value(meta)?;
+        return Ok(None);
+    }
+    let input = meta.value()?;
+    let fork = input.fork();
+    match fork.parse::<T>() {
+        Ok(_) if at_key_end(&fork) => Ok(Some(input.parse::<T>()?)),
+        _ => {
+            let span = match input.cursor().token_tree() {
+                Some((token, _)) => token.span(),
+                None => meta.path.span(),
+            };
+            cx.syn_error(syn::Error::new(span, format_args!("`{key}` expects {expected}")));
+            skip_value(meta)?;
+            Ok(None)
+        }
+    }
+}
+
+fn at_key_end(input: ParseStream<'_>) -> bool {
+    input.is_empty() || input.peek(Token![,])
+}
+
+/// Skips what is left of the current key, up to the next comma.
+fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    while !at_key_end(meta.input) {
+        meta.input.parse::<TokenTree>()?;
+    }
+    Ok(())
+}
+
+fn path_to_string(path: &Path) -> String {
+    let mut out = String::new();
+    if path.leading_colon.is_some() {
+        out.push_str("::");
+    }
+    for (i, segment) in path.segments.iter().enumerate() {
+        if i > 0 {
+            out.push_str("::");
+        }
+        out.push_str(&segment.ident.to_string());
+    }
+    out
+}
+
+/// `crate = path` or, as serde spells it, `crate = "path"`.
+struct CratePath(Path);
+
+impl Parse for CratePath {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        if input.peek(Lit) {
+            let literal: LitStr = input.parse()?;
+            literal.parse_with(Path::parse_mod_style).map(CratePath)
+        } else {
+            Path::parse_mod_style(input).map(CratePath)
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Writes the `Persisted` impl: declarations and compile-time checks only. Every line of
+//! behaviour lives in the `persist` crate. Never parses.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{DeriveInput, Type};
+
+use crate::ast::Input;
+use crate::attr::Version;
+use crate::ctxt::Ctxt;
+use crate::{fallback, valid};
+
+/// The whole derive: the impl, or the errors beside a stub impl.
+pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
+    let mut cx = Ctxt::default();
+    let parsed = Input::from_syn(input, &mut cx);
+    valid::check(&parsed, &mut cx);
+    match (cx.check(), &parsed.attrs.version) {
+        (Ok(()), Some(version)) => impl_persisted(&parsed, version),
+        (Err(errors), _) => {
+            let stub = fallback::expand(&parsed);
+            quote!(#errors #stub)
+        }
+        // valid::check reports a missing version, so this arm is not reached.
+        (Ok(()), None) => fallback::expand(&parsed),
+    }
+}
+
+pub(crate) fn krate(input: &Input<'_>) -> TokenStream {
+    match &input.attrs.krate {
+        Some(path) => quote!(#path),
+        None => quote!(::persist),
+    }
+}
+
+fn impl_persisted(input: &Input<'_>, version: &Version) -> TokenStream {
+    let krate = krate(input);
+    let ident = input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let version_literal = version.value;
+    let ty = quote!(#ident #ty_generics);
+
+    // A generic type must state what its supertraits and its chain need; for a concrete type
+    // the same bounds would only repeat the errors rustc already gives.
+    let mut predicates: Vec<TokenStream> = where_clause
+        .map(|clause| clause.predicates.iter().map(|p| quote!(#p)).collect())
+        .unwrap_or_default();
+    if input.is_generic() {
+        predicates.push(quote!(
+            #ty: #krate::__private::serde::Serialize + #krate::__private::serde::de::DeserializeOwned
+        ));
+        if let Some(previous) = &input.attrs.migrate_from {
+            predicates.push(quote_spanned!(previous.span()=> #previous: #krate::Persisted));
+        }
+    }
+    let where_clause = (!predicates.is_empty()).then(|| quote!(where #(#predicates),*));
+
+    let accepts_unversioned = input
+        .attrs
+        .accept_unversioned
+        .as_ref()
+        .map(|_| quote!(const ACCEPTS_UNVERSIONED: bool = true;));
+
+    let (previous, migrate_body, order_check) = match &input.attrs.migrate_from {
+        None => (
+            quote!(#krate::Origin),
+            quote!(match previous {}),
+            TokenStream::new(),
+        ),
+        Some(previous) => {
+            let check = version_order_check(input, previous, &krate);
+            // Spanned so that a missing `From`/`TryFrom` impl or a type that is not
+            // `Persisted` is reported at the type inside the attribute.
+            let previous_spanned = quote_spanned!(previous.span()=> #previous);
+            let body = quote_spanned!(previous.span()=>
+                <Self as #krate::__private::MigrateFrom<#previous>>::migrate_from(previous)
+            );
+            if input.is_generic() {
+                let body = quote!(const { #check }; #body);
+                (previous_spanned, body, TokenStream::new())
+            } else {
+                (previous_spanned, body, quote!(const _: () = #check;))
+            }
+        }
+    };
+
+    quote! {
+        #[automatically_derived]
+        impl #impl_generics #krate::Persisted for #ty #where_clause {
+            const VERSION: u32 = #version_literal;
+            #accepts_unversioned
+            type Previous = #previous;
+
+            fn migrate(
+                previous: <Self as #krate::Persisted>::Previous,
+            ) -> ::core::result::Result<Self, #krate::BoxError> {
+                #migrate_body
+            }
+        }
+        #order_check
+    }
+}
+
+/// `assert!(Previous::VERSION < VERSION)`, pointing at the type in `migrate_from`. A concrete
+/// type is checked by a free constant (evaluated by `cargo check`); a generic one by an inline
+/// constant in `migrate`, where its parameters are in scope (evaluated when the chain is used).
+fn version_order_check(input: &Input<'_>, previous: &Type, krate: &TokenStream) -> TokenStream {
+    let ident = input.ident;
+    let (_, ty_generics, _) = input.generics.split_for_impl();
+    let message = format!(
+        "`migrate_from = {}` must name a type with a lower `version` than `{}`",
+        quote!(#previous).to_string().replace(' ', ""),
+        ident,
+    );
+    quote_spanned! {previous.span()=>
+        ::core::assert!(
+            <#previous as #krate::Persisted>::VERSION
+                < <#ident #ty_generics as #krate::Persisted>::VERSION,
+            #message
+        )
+    }
+}

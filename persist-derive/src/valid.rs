@@ -1,0 +1,51 @@
+//! Rules across keys and about the input as a whole, checked after every key is parsed.
+
+use syn::{Data, GenericParam};
+
+use crate::ast::Input;
+use crate::ctxt::Ctxt;
+
+pub(crate) fn check(input: &Input<'_>, cx: &mut Ctxt) {
+    if let Data::Union(union) = &input.original.data {
+        cx.error_spanned_by(
+            union.union_token,
+            "Persisted cannot be derived for a union: serde cannot serialize unions; \
+             use a struct or an enum",
+        );
+    }
+    for param in &input.generics.params {
+        if let GenericParam::Lifetime(lifetime) = param {
+            cx.error_spanned_by(
+                lifetime,
+                "Persisted types must own their data (they are deserialized from a file as \
+                 `DeserializeOwned`): remove the lifetime parameter and use owned types \
+                 such as `String`",
+            );
+        }
+    }
+    let attrs = &input.attrs;
+    if !attrs.version_written {
+        match &attrs.first {
+            Some(attr) => cx.error_spanned_by(
+                attr,
+                "missing `version`: write `#[persist(version = N)]`, N = 1 for the first \
+                 version of a type",
+            ),
+            None => cx.error_spanned_by(
+                input.ident,
+                format_args!(
+                    "`#[derive(Persisted)]` needs a schema version: add \
+                     `#[persist(version = 1)]` above `{}`",
+                    input.ident
+                ),
+            ),
+        }
+    }
+    if let (Some(key), Some(_)) = (&attrs.accept_unversioned, &attrs.migrate_from) {
+        cx.error_spanned_by(
+            key,
+            "`accept_unversioned` belongs on the oldest version, the one without \
+             `migrate_from`: files written before persist was adopted are read as that version",
+        );
+    }
+}

@@ -1,0 +1,479 @@
+//! The sans-IO core: state value <-> bytes of the on-disk envelope, with the migration walk.
+//!
+//! A file is `{"version":N,"data":...}`. Loading parses it in one pass: the envelope visitor
+//! reads `version`, then deserializes `data` straight into the struct of THAT version and steps
+//! it forward through the chain with each type's `migrate`. Nothing goes through
+//! `serde_json::Value`. Only a hand-edited file that puts `data` before `version` takes a
+//! second pass, and only a failing load re-parses with field-path tracking, so the common path
+//! pays for neither.
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::path::Path;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::ser::{Serialize, SerializeStruct, Serializer};
+
+use crate::{BoxError, Error, Persisted};
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Writes `value` as the envelope of its version.
+pub(crate) fn encode<T: Persisted, W: io::Write>(
+    value: &T,
+    writer: W,
+) -> Result<(), serde_json::Error> {
+    serde_json::to_writer(writer, &Envelope { data: value })
+}
+
+struct Envelope<'a, T> {
+    data: &'a T,
+}
+
+impl<T: Persisted> Serialize for Envelope<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut envelope = serializer.serialize_struct("Envelope", 2)?;
+        envelope.serialize_field("version", &T::VERSION)?;
+        envelope.serialize_field("data", self.data)?;
+        envelope.end()
+    }
+}
+
+/// Why bytes did not decode; [`DecodeError::at`] names the file.
+#[derive(Debug)]
+pub(crate) enum DecodeError {
+    Corrupt {
+        line: usize,
+        column: usize,
+        field: Option<String>,
+        reason: String,
+    },
+    FutureVersion {
+        found: u64,
+    },
+    UnknownVersion {
+        found: u64,
+    },
+    Migration(MigrationFailure),
+}
+
+#[derive(Debug)]
+pub(crate) struct MigrationFailure {
+    from: u32,
+    to: u32,
+    source: BoxError,
+}
+
+impl DecodeError {
+    pub(crate) fn at<T: Persisted>(self, path: &Path) -> Error {
+        let path = path.to_owned();
+        match self {
+            DecodeError::Corrupt {
+                line,
+                column,
+                field,
+                reason,
+            } => Error::Corrupt {
+                path,
+                line,
+                column,
+                field,
+                reason,
+            },
+            DecodeError::FutureVersion { found } => Error::FutureVersion {
+                path,
+                found,
+                supported: T::VERSION,
+            },
+            DecodeError::UnknownVersion { found } => Error::UnknownVersion {
+                path,
+                found,
+                known: chain_versions::<T>(),
+            },
+            DecodeError::Migration(MigrationFailure { from, to, source }) => Error::Migration {
+                path,
+                from,
+                to,
+                source,
+            },
+        }
+    }
+}
+
+/// Reads the envelope in `bytes` and returns the value migrated to `T`.
+pub(crate) fn decode<T: Persisted>(bytes: &[u8]) -> Result<T, DecodeError> {
+    // Editors on Windows add a byte-order mark to files a user edits by hand.
+    let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
+    finish(parse::<T>(bytes, Pass::Envelope { known_version: None })?, bytes)
+}
+
+/// Turns the outcome of a pass into the value, running the second pass a file may need.
+fn finish<T: Persisted>(outcome: Outcome<T>, bytes: &[u8]) -> Result<T, DecodeError> {
+    match outcome {
+        Outcome::Decoded(result) => result.map_err(DecodeError::Migration),
+        Outcome::FutureVersion(found) => Err(DecodeError::FutureVersion { found }),
+        Outcome::UnknownVersion(found) => Err(DecodeError::UnknownVersion { found }),
+        // A pass that knows the version decodes `data` where it finds it, so this recursion
+        // ends after one more pass.
+        Outcome::VersionAfterData(version) => {
+            let known_version = Some(version);
+            finish(parse::<T>(bytes, Pass::Envelope { known_version })?, bytes)
+        }
+        Outcome::NotEnvelope => match unversioned_root::<T>() {
+            // An unversioned pass only ever returns `Decoded`.
+            Some(root) => finish(parse::<T>(bytes, Pass::Unversioned { root })?, bytes),
+            None => Err(DecodeError::Corrupt {
+                line: 0,
+                column: 0,
+                field: None,
+                reason: "not a persist file: expected a JSON object with `version` and `data` \
+                         fields (if the application wrote this file before it adopted persist, \
+                         mark the oldest version `#[persist(accept_unversioned)]`)"
+                    .to_owned(),
+            }),
+        },
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Pass {
+    Envelope { known_version: Option<u64> },
+    Unversioned { root: u32 },
+}
+
+enum Outcome<T> {
+    Decoded(Result<T, MigrationFailure>),
+    FutureVersion(u64),
+    UnknownVersion(u64),
+    /// `data` came before `version`: parse again knowing the version.
+    VersionAfterData(u64),
+    NotEnvelope,
+}
+
+fn parse<T: Persisted>(bytes: &[u8], pass: Pass) -> Result<Outcome<T>, DecodeError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    match run_pass::<T, _>(&mut deserializer, pass).and_then(|outcome| {
+        deserializer.end()?;
+        Ok(outcome)
+    }) {
+        Ok(outcome) => Ok(outcome),
+        Err(error) => Err(corrupt(error, field_of_error::<T>(bytes, pass))),
+    }
+}
+
+/// Parses again, tracking the position in the document, to name the field an error is at.
+fn field_of_error<T: Persisted>(bytes: &[u8], pass: Pass) -> Option<String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let mut track = serde_path_to_error::Track::new();
+    let tracked = serde_path_to_error::Deserializer::new(&mut deserializer, &mut track);
+    match run_pass::<T, _>(tracked, pass) {
+        Ok(_) => None,
+        Err(_) => {
+            let path = track.path().to_string();
+            (path != ".").then_some(path)
+        }
+    }
+}
+
+fn run_pass<'de, T: Persisted, D: Deserializer<'de>>(
+    deserializer: D,
+    pass: Pass,
+) -> Result<Outcome<T>, D::Error> {
+    match pass {
+        Pass::Envelope { known_version } => deserializer.deserialize_any(EnvelopeVisitor::<T> {
+            known_version,
+            marker: PhantomData,
+        }),
+        Pass::Unversioned { root } => deserialize_at::<T, D>(root, deserializer).map(Outcome::Decoded),
+    }
+}
+
+fn corrupt(error: serde_json::Error, field: Option<String>) -> DecodeError {
+    let mut reason = error.to_string();
+    let location = format!(" at line {} column {}", error.line(), error.column());
+    if let Some(stripped) = reason.strip_suffix(&location) {
+        reason.truncate(stripped.len());
+    }
+    DecodeError::Corrupt {
+        line: error.line(),
+        column: error.column(),
+        field,
+        reason: redact(&reason),
+    }
+}
+
+/// Removes values quoted from the file out of a serde message, so that a secret stored in the
+/// wrong place does not end up in a log. Field and variant names of the schema stay.
+pub(crate) fn redact(message: &str) -> String {
+    const QUOTED: [(&str, &str); 6] = [
+        ("string \"", "a string"),
+        ("integer `", "an integer"),
+        ("floating point `", "a floating-point number"),
+        ("character `", "a character"),
+        ("boolean `", "a boolean"),
+        ("unknown variant `", "an unknown variant"),
+    ];
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    'scan: while !rest.is_empty() {
+        for (opening, replacement) in QUOTED {
+            if let Some(after) = rest.strip_prefix(opening) {
+                let end = if opening.ends_with('"') {
+                    closing_quote(after)
+                } else if opening.starts_with("unknown variant") {
+                    after.rfind("`, expected").or_else(|| after.rfind('`'))
+                } else {
+                    after.find('`')
+                };
+                if let Some(end) = end {
+                    out.push_str(replacement);
+                    rest = &after[end + 1..];
+                    continue 'scan;
+                }
+            }
+        }
+        let mut chars = rest.chars();
+        out.extend(chars.next());
+        rest = chars.as_str();
+    }
+    out
+}
+
+/// Index of the `"` that closes a Debug-escaped string.
+fn closing_quote(escaped: &str) -> Option<usize> {
+    let mut backslash = false;
+    for (index, byte) in escaped.bytes().enumerate() {
+        match byte {
+            b'\\' if !backslash => backslash = true,
+            b'"' if !backslash => return Some(index),
+            _ => backslash = false,
+        }
+    }
+    None
+}
+
+/// The versions of `T`'s chain, oldest first.
+pub(crate) fn chain_versions<T: Persisted>() -> Vec<u32> {
+    let mut versions = Vec::new();
+    push_versions::<T>(&mut versions);
+    versions
+}
+
+fn push_versions<T: Persisted>(versions: &mut Vec<u32>) {
+    if T::VERSION == 0 {
+        return;
+    }
+    if T::Previous::VERSION < T::VERSION {
+        push_versions::<T::Previous>(versions);
+    }
+    versions.push(T::VERSION);
+}
+
+fn classify<T: Persisted>(version: u64) -> Result<u32, Outcome<T>> {
+    if version > u64::from(T::VERSION) {
+        return Err(Outcome::FutureVersion(version));
+    }
+    match u32::try_from(version) {
+        Ok(version) if chain_versions::<T>().contains(&version) => Ok(version),
+        _ => Err(Outcome::UnknownVersion(version)),
+    }
+}
+
+/// The oldest version, when it accepts files without an envelope.
+fn unversioned_root<T: Persisted>() -> Option<u32> {
+    if T::VERSION == 0 {
+        None
+    } else if T::Previous::VERSION == 0 || T::Previous::VERSION >= T::VERSION {
+        T::ACCEPTS_UNVERSIONED.then_some(T::VERSION)
+    } else {
+        unversioned_root::<T::Previous>()
+    }
+}
+
+/// Deserializes the struct of `version` and migrates it up to `T`. `version` must be in `T`'s
+/// chain (checked by [`classify`]); the guard below only stops a hand-written, malformed chain
+/// from recursing forever.
+fn deserialize_at<'de, T: Persisted, D: Deserializer<'de>>(
+    version: u32,
+    deserializer: D,
+) -> Result<Result<T, MigrationFailure>, D::Error> {
+    if version == T::VERSION {
+        return T::deserialize(deserializer).map(Ok);
+    }
+    if T::VERSION == 0 || version > T::VERSION || T::Previous::VERSION >= T::VERSION {
+        return Err(de::Error::custom(format_args!(
+            "version {version} is not in the migration chain"
+        )));
+    }
+    Ok(
+        deserialize_at::<T::Previous, D>(version, deserializer)?.and_then(|previous| {
+            T::migrate(previous).map_err(|source| MigrationFailure {
+                from: T::Previous::VERSION,
+                to: T::VERSION,
+                source,
+            })
+        }),
+    )
+}
+
+struct DataSeed<T> {
+    version: u32,
+    marker: PhantomData<T>,
+}
+
+impl<'de, T: Persisted> DeserializeSeed<'de> for DataSeed<T> {
+    type Value = Result<T, MigrationFailure>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserialize_at::<T, D>(self.version, deserializer)
+    }
+}
+
+struct EnvelopeVisitor<T> {
+    known_version: Option<u64>,
+    marker: PhantomData<T>,
+}
+
+/// Anything but an object is not an envelope; it may still be a pre-persist file.
+macro_rules! not_an_envelope {
+    ($($method:ident($ty:ty)),* $(,)?) => {
+        $(fn $method<E: de::Error>(self, _: $ty) -> Result<Self::Value, E> {
+            Ok(Outcome::NotEnvelope)
+        })*
+    };
+}
+
+impl<'de, T: Persisted> Visitor<'de> for EnvelopeVisitor<T> {
+    type Value = Outcome<T>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON object with `version` and `data` fields")
+    }
+
+    not_an_envelope!(
+        visit_bool(bool),
+        visit_i64(i64),
+        visit_u64(u64),
+        visit_f64(f64),
+        visit_str(&str),
+    );
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Outcome::NotEnvelope)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Outcome::NotEnvelope)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut version = self.known_version;
+        let mut seen_version = false;
+        let mut data: Option<Outcome<T>> = None;
+        let mut data_before_version = false;
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Version => {
+                    if seen_version {
+                        return Err(de::Error::duplicate_field("version"));
+                    }
+                    seen_version = true;
+                    version = Some(map.next_value_seed(VersionSeed)?);
+                }
+                Key::Data => {
+                    if data.is_some() || data_before_version {
+                        return Err(de::Error::duplicate_field("data"));
+                    }
+                    match version.map(classify::<T>) {
+                        Some(Ok(version)) => {
+                            data = Some(Outcome::Decoded(map.next_value_seed(DataSeed {
+                                version,
+                                marker: PhantomData,
+                            })?));
+                        }
+                        Some(Err(refused)) => {
+                            map.next_value::<IgnoredAny>()?;
+                            data = Some(refused);
+                        }
+                        None => {
+                            map.next_value::<IgnoredAny>()?;
+                            data_before_version = true;
+                        }
+                    }
+                }
+                Key::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let Some(version) = version.filter(|_| seen_version) else {
+            return Ok(Outcome::NotEnvelope);
+        };
+        if data_before_version {
+            return Ok(Outcome::VersionAfterData(version));
+        }
+        match (data, classify::<T>(version)) {
+            (Some(outcome), _) | (None, Err(outcome)) => Ok(outcome),
+            (None, Ok(_)) => Err(de::Error::missing_field("data")),
+        }
+    }
+}
+
+enum Key {
+    Version,
+    Data,
+    Other,
+}
+
+impl<'de> de::Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a field name")
+            }
+
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
+                Ok(match key {
+                    "version" => Key::Version,
+                    "data" => Key::Data,
+                    _ => Key::Other,
+                })
+            }
+        }
+
+        deserializer.deserialize_identifier(KeyVisitor)
+    }
+}
+
+struct VersionSeed;
+
+impl<'de> DeserializeSeed<'de> for VersionSeed {
+    type Value = u64;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<u64, D::Error> {
+        deserializer.deserialize_u64(self)
+    }
+}
+
+impl Visitor<'_> for VersionSeed {
+    type Value = u64;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("`version` to be a positive integer")
+    }
+
+    fn visit_u64<E: de::Error>(self, version: u64) -> Result<u64, E> {
+        Ok(version)
+    }
+
+    fn visit_i64<E: de::Error>(self, version: i64) -> Result<u64, E> {
+        u64::try_from(version)
+            .map_err(|_| E::custom("`version` must be a positive integer, found a negative one"))
+    }
+}

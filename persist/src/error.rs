@@ -1,0 +1,313 @@
+//! [`Error`], the one error type of the crate, and the small enums that describe it.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::BoxError;
+
+/// Everything that can go wrong loading or saving a state file.
+///
+/// Every variant names the file. After any error the file on disk is exactly as it was:
+/// persist never overwrites a file it could not read, and a failed save leaves the previous
+/// file in place.
+///
+/// # Examples
+///
+/// ```no_run
+/// # use persist::{Error, Persisted};
+/// # #[derive(Default, serde::Serialize, serde::Deserialize, Persisted)]
+/// # #[persist(version = 1)]
+/// # struct Settings { theme: String }
+/// match Settings::load("settings.json") {
+///     Ok(settings) => println!("theme: {}", settings.theme),
+///     Err(Error::NotFound { .. }) => println!("first run"),
+///     Err(Error::FutureVersion { found, supported, .. }) => {
+///         eprintln!("written by a newer release (format {found}, we read up to {supported})")
+///     }
+///     Err(other) => eprintln!("{other}"),
+/// }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// There is no file at the path (or one of its parent directories is missing).
+    #[error("{}: no such file", path.display())]
+    NotFound {
+        /// The file that was looked for.
+        path: PathBuf,
+        /// The error the operating system returned.
+        #[source]
+        source: io::Error,
+    },
+
+    /// An operating-system call failed.
+    #[error("{}: could not {op}: {source}", path.display())]
+    Io {
+        /// The state file being loaded or saved.
+        path: PathBuf,
+        /// The step that failed.
+        op: IoOp,
+        /// The error the operating system returned.
+        #[source]
+        source: io::Error,
+    },
+
+    /// Something other than a regular file (a directory, FIFO, device or socket) is at the path.
+    /// It was neither read nor replaced.
+    #[error(
+        "{}: is a {kind}, not a regular file; persist only reads and replaces regular files, \
+         so it was left alone",
+        path.display()
+    )]
+    NotRegularFile {
+        /// The path that holds the non-file.
+        path: PathBuf,
+        /// What was found there.
+        kind: FileKind,
+    },
+
+    /// The file is larger than the load size cap ([`Options::max_size`](crate::Options::max_size)).
+    #[error(
+        "{}: file is larger than the {limit}-byte limit ({size} bytes or more); \
+         raise the limit with Options::max_size if the file is expected to be this large",
+        path.display()
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The size seen (at least this many bytes).
+        size: u64,
+        /// The cap in force.
+        limit: u64,
+    },
+
+    /// The file is not a valid state file: broken JSON, a malformed envelope, or data that does
+    /// not match the struct of its version. Values from the file are not repeated in the message.
+    #[error(
+        "{}: corrupt at line {line}, column {column}{}: {reason}; the file was left untouched",
+        path.display(),
+        match field { Some(field) => format!(" (at `{field}`)"), None => String::new() }
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the error, 0 when unknown.
+        line: usize,
+        /// 1-based column of the error, 0 when unknown.
+        column: usize,
+        /// Where in the document the error is, such as `data.servers[2].port`, when known.
+        field: Option<String>,
+        /// What is wrong, with values from the file redacted.
+        reason: String,
+    },
+
+    /// The file was written by a newer version of the program. It is never overwritten.
+    #[error(
+        "{}: saved at format version {found}, but this program reads versions up to {supported}; \
+         upgrade the program to read it (the file was left untouched)",
+        path.display()
+    )]
+    FutureVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version stored in the file.
+        found: u64,
+        /// The newest version this program knows.
+        supported: u32,
+    },
+
+    /// The stored version is older than the current one but is not in the migration chain (or
+    /// is 0).
+    #[error(
+        "{}: saved at format version {found}, which is not in this program's migration chain \
+         (known versions: {}); the file was left untouched",
+        path.display(),
+        DisplayList(known)
+    )]
+    UnknownVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version stored in the file.
+        found: u64,
+        /// The versions of the chain, oldest first.
+        known: Vec<u32>,
+    },
+
+    /// A migration step (a user's `TryFrom` impl) refused the stored data.
+    #[error(
+        "{}: migration from version {from} to version {to} failed: {source}; \
+         the file was left untouched",
+        path.display()
+    )]
+    Migration {
+        /// The file.
+        path: PathBuf,
+        /// The version the failing step started from.
+        from: u32,
+        /// The version the failing step converts to.
+        to: u32,
+        /// The error the migration returned.
+        #[source]
+        source: BoxError,
+    },
+
+    /// serde could not serialize the value (for instance a map with non-string keys).
+    /// Nothing was written.
+    #[error("{}: could not serialize the value: {source}; nothing was written", path.display())]
+    Serialize {
+        /// The file that was to be written.
+        path: PathBuf,
+        /// The error serde_json returned.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Error {
+    /// The state file the error is about.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use persist::Persisted;
+    /// # #[derive(serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Settings { theme: String }
+    /// let error = Settings::load("/nonexistent/settings.json").unwrap_err();
+    /// assert_eq!(error.path(), std::path::Path::new("/nonexistent/settings.json"));
+    /// ```
+    pub fn path(&self) -> &Path {
+        match self {
+            Error::NotFound { path, .. }
+            | Error::Io { path, .. }
+            | Error::NotRegularFile { path, .. }
+            | Error::TooLarge { path, .. }
+            | Error::Corrupt { path, .. }
+            | Error::FutureVersion { path, .. }
+            | Error::UnknownVersion { path, .. }
+            | Error::Migration { path, .. }
+            | Error::Serialize { path, .. } => path,
+        }
+    }
+}
+
+/// The file-system step an [`Error::Io`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IoOp {
+    /// Opening the file for reading.
+    Open,
+    /// Reading metadata (`stat`).
+    Metadata,
+    /// Reading the file's bytes.
+    Read,
+    /// Following a symbolic link at the target path.
+    ResolveSymlink,
+    /// Creating a missing parent directory.
+    CreateDir,
+    /// Creating the temporary file beside the target.
+    CreateTemp,
+    /// Writing to the temporary file.
+    Write,
+    /// `fsync` of the temporary file.
+    SyncFile,
+    /// Renaming the temporary file over the target.
+    Rename,
+    /// `fsync` of the directory after the rename (the rename may not survive a power cut).
+    SyncDir,
+    /// Waiting for tokio's blocking task, which was cancelled because the runtime shut down.
+    BlockingTask,
+}
+
+impl fmt::Display for IoOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IoOp::Open => "open the file",
+            IoOp::Metadata => "read the file's metadata",
+            IoOp::Read => "read the file",
+            IoOp::ResolveSymlink => "follow the symbolic link",
+            IoOp::CreateDir => "create the parent directory",
+            IoOp::CreateTemp => "create a temporary file in the same directory",
+            IoOp::Write => "write the temporary file",
+            IoOp::SyncFile => "flush the temporary file to disk (fsync); the old file is kept",
+            IoOp::Rename => "rename the temporary file over the target; the old file is kept",
+            IoOp::SyncDir => {
+                "flush the directory to disk (fsync) after replacing the file; the new \
+                 contents are in place but may not survive a power cut"
+            }
+            IoOp::BlockingTask => "finish the blocking task (the tokio runtime shut down)",
+        })
+    }
+}
+
+/// What kind of non-regular file an [`Error::NotRegularFile`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FileKind {
+    /// A directory.
+    Directory,
+    /// A named pipe.
+    Fifo,
+    /// A character device such as `/dev/null`.
+    CharDevice,
+    /// A block device.
+    BlockDevice,
+    /// A Unix domain socket.
+    Socket,
+    /// Anything else the platform reports.
+    Other,
+}
+
+impl FileKind {
+    pub(crate) fn of(file_type: std::fs::FileType) -> FileKind {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            if file_type.is_fifo() {
+                return FileKind::Fifo;
+            }
+            if file_type.is_char_device() {
+                return FileKind::CharDevice;
+            }
+            if file_type.is_block_device() {
+                return FileKind::BlockDevice;
+            }
+            if file_type.is_socket() {
+                return FileKind::Socket;
+            }
+        }
+        if file_type.is_dir() {
+            FileKind::Directory
+        } else {
+            FileKind::Other
+        }
+    }
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileKind::Directory => "directory",
+            FileKind::Fifo => "named pipe (FIFO)",
+            FileKind::CharDevice => "character device",
+            FileKind::BlockDevice => "block device",
+            FileKind::Socket => "socket",
+            FileKind::Other => "special file",
+        })
+    }
+}
+
+struct DisplayList<'a>(&'a [u32]);
+
+impl fmt::Display for DisplayList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, version) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{version}")?;
+        }
+        Ok(())
+    }
+}

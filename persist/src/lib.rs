@@ -1,0 +1,132 @@
+//! Versioned application state files that survive crashes and schema changes.
+//!
+//! Write one struct per schema version, derive [`Persisted`], and name the version each one
+//! migrates from. persist gives you [`load`](Persisted::load), which reads a file of any version
+//! in the chain and migrates it with your `From`/`TryFrom` impls, and [`save`](Persisted::save),
+//! which replaces the file durably and atomically. With the `tokio` feature (on by default) each
+//! has an `_async` twin.
+//!
+//! ```
+//! use persist::Persisted;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, Persisted)]
+//! #[persist(version = 1)]
+//! struct SettingsV1 {
+//!     dark: bool,
+//! }
+//!
+//! #[derive(Debug, PartialEq, Serialize, Deserialize, Persisted)]
+//! #[persist(version = 2, migrate_from = SettingsV1)]
+//! struct Settings {
+//!     theme: String,
+//! }
+//!
+//! impl From<SettingsV1> for Settings {
+//!     fn from(old: SettingsV1) -> Self {
+//!         let theme = if old.dark { "dark" } else { "light" };
+//!         Settings { theme: theme.to_owned() }
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), persist::Error> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("settings.json");
+//! SettingsV1 { dark: true }.save(&path)?;
+//! assert_eq!(std::fs::read_to_string(&path).unwrap(), r#"{"version":1,"data":{"dark":true}}"#);
+//!
+//! let settings = Settings::load(&path)?;
+//! assert_eq!(settings, Settings { theme: "dark".into() });
+//! settings.save(&path)?;
+//! assert_eq!(
+//!     std::fs::read_to_string(&path).unwrap(),
+//!     r#"{"version":2,"data":{"theme":"dark"}}"#
+//! );
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The file format
+//!
+//! A file is a JSON object, version first: `{"version":2,"data":{...}}`, where `data` is what
+//! serde makes of the struct of that version. Other top-level fields are ignored, so later
+//! releases can add some. A file from a newer version is refused with
+//! [`Error::FutureVersion`]; persist never overwrites a file it could not read.
+//!
+//! # Guarantees
+//!
+//! - **Loads never write.** [`load_or_default`](Persisted::load_or_default) returns the default
+//!   only for a missing file; a corrupt or newer file is an error.
+//! - **Saves are atomic and durable.** A temporary file in the same directory (mode 0600 from
+//!   creation), fsync, rename, fsync of the directory. After a crash the file holds the old value
+//!   or the new one.
+//! - **Only regular files.** A directory, FIFO or device at the path is refused, for reading and
+//!   for writing, without being touched; a load reads at most [`Options::max_size`] bytes.
+//! - **Typed migrations.** The stored data is deserialized straight into the struct of its version
+//!   and converted step by step; there is no untyped intermediate value.
+//!
+//! # Features
+//!
+//! - `derive` (default): re-exports `#[derive(Persisted)]`.
+//! - `tokio` (default): `load_async`, `save_async` and `load_or_default_async`, which run the file
+//!   work on tokio's blocking pool. Without it tokio is not a dependency.
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod codec;
+mod error;
+mod fs;
+mod options;
+mod persisted;
+#[cfg(feature = "tokio")]
+mod tokio;
+
+pub use crate::error::{Error, FileKind, IoOp};
+pub use crate::options::Options;
+pub use crate::persisted::{BoxError, Origin, Persisted};
+#[cfg(feature = "tokio")]
+pub use crate::tokio::Pending;
+
+/// Derives [`Persisted`](trait@Persisted) for one schema version.
+///
+/// ```text
+/// #[persist(version = N)]                          the oldest version
+/// #[persist(version = N, migrate_from = Older)]    every later one; needs From<Older> or TryFrom<Older>
+/// #[persist(version = N, accept_unversioned)]      the oldest version also reads plain JSON files
+/// #[persist(crate = path::to::persist)]            for crates that re-export persist
+/// ```
+///
+/// The macro checks at compile time that `Older` is `Persisted`, has a lower version, and
+/// converts into the type; each error points at the token to fix.
+#[cfg(feature = "derive")]
+pub use persist_derive::Persisted;
+
+#[doc(hidden)]
+pub mod __private {
+    //! What the derive's generated code names. Not public API.
+
+    use crate::BoxError;
+
+    pub use serde;
+
+    /// A `TryFrom` step whose error can be boxed.
+    #[diagnostic::on_unimplemented(
+        message = "no migration from `{Previous}` to `{Self}`",
+        label = "`{Self}` needs `impl From<{Previous}>` or `impl TryFrom<{Previous}>`",
+        note = "a `TryFrom` error type must implement `std::error::Error + Send + Sync + 'static`"
+    )]
+    pub trait MigrateFrom<Previous>: Sized {
+        /// Converts, boxing the error.
+        fn migrate_from(previous: Previous) -> Result<Self, BoxError>;
+    }
+
+    impl<Previous, Next> MigrateFrom<Previous> for Next
+    where
+        Next: TryFrom<Previous>,
+        Next::Error: std::error::Error + Send + Sync + 'static,
+    {
+        fn migrate_from(previous: Previous) -> Result<Self, BoxError> {
+            Next::try_from(previous).map_err(|error| Box::new(error) as BoxError)
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! [`Options`]: the settings of a load or save, and the functions behind every `Persisted`
+//! method.
+
+#[cfg(feature = "tokio")]
+use std::io::Write as _;
+use std::path::Path;
+
+#[cfg(feature = "tokio")]
+use crate::Pending;
+use crate::{Error, Persisted, codec, fs};
+
+/// Settings for loading and saving, for when the defaults of the [`Persisted`] methods do not
+/// fit. `Persisted::load(path)` is `Options::new().load(path)`.
+///
+/// # Examples
+///
+/// ```no_run
+/// # use persist::{Options, Persisted};
+/// # #[derive(serde::Serialize, serde::Deserialize, Persisted)]
+/// # #[persist(version = 1)]
+/// # struct Library { books: Vec<String> }
+/// let options = Options::new().max_size(2 << 30);
+/// let library: Library = options.load("library.json")?;
+/// options.save(&library, "library.json")?;
+/// # Ok::<(), persist::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct Options {
+    max_size: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options::new()
+    }
+}
+
+impl Options {
+    /// The default cap on the size of a file [`load`](Options::load) reads: 256 MiB.
+    pub const DEFAULT_MAX_SIZE: u64 = 256 << 20;
+
+    /// The default settings.
+    pub const fn new() -> Self {
+        Options {
+            max_size: Self::DEFAULT_MAX_SIZE,
+        }
+    }
+
+    /// Sets the largest file a load reads, in bytes. A larger file is refused with
+    /// [`Error::TooLarge`] before it is read, so a wrong path (a disk image, a log) cannot
+    /// exhaust memory. The default is [`DEFAULT_MAX_SIZE`](Options::DEFAULT_MAX_SIZE).
+    pub const fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = bytes;
+        self
+    }
+
+    /// Loads `path` as `T`, migrating from whatever version the file holds. Never writes.
+    ///
+    /// # Errors
+    ///
+    /// See [`Persisted::load`].
+    ///
+    /// # Examples
+    ///
+    /// See [`Options`].
+    pub fn load<T: Persisted>(&self, path: impl AsRef<Path>) -> Result<T, Error> {
+        let path = path.as_ref();
+        let bytes = fs::read(path, self.max_size)?;
+        codec::decode(&bytes).map_err(|error| error.at::<T>(path))
+    }
+
+    /// Loads `path` as `T`, or returns `T::default()` if there is no file. Never writes.
+    ///
+    /// # Errors
+    ///
+    /// See [`Persisted::load_or_default`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::{Options, Persisted};
+    /// # #[derive(Default, serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Library { books: Vec<String> }
+    /// let library: Library = Options::new().max_size(1 << 20).load_or_default("library.json")?;
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn load_or_default<T: Persisted + Default>(
+        &self,
+        path: impl AsRef<Path>,
+    ) -> Result<T, Error> {
+        match self.load(path) {
+            Err(Error::NotFound { .. }) => Ok(T::default()),
+            result => result,
+        }
+    }
+
+    /// Saves `value` at `path` durably and atomically, serializing straight into the
+    /// temporary file.
+    ///
+    /// # Errors
+    ///
+    /// See [`Persisted::save`].
+    ///
+    /// # Examples
+    ///
+    /// See [`Options`].
+    pub fn save<T: Persisted>(&self, value: &T, path: impl AsRef<Path>) -> Result<(), Error> {
+        fs::write_atomic(path.as_ref(), |writer| codec::encode(value, writer))
+    }
+
+    /// [`load`](Options::load) on tokio's blocking thread pool.
+    ///
+    /// # Errors
+    ///
+    /// See [`Persisted::load`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::{Options, Persisted};
+    /// # #[derive(serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Library { books: Vec<String> }
+    /// # async fn run() -> Result<(), persist::Error> {
+    /// let library: Library = Options::new().load_async("library.json").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn load_async<T: Persisted + Send + 'static>(
+        &self,
+        path: impl AsRef<Path>,
+    ) -> Pending<T> {
+        let options = self.clone();
+        Pending::new(path.as_ref().to_owned(), move |path| options.load(path))
+    }
+
+    /// [`load_or_default`](Options::load_or_default) on tokio's blocking thread pool.
+    ///
+    /// # Errors
+    ///
+    /// See [`Persisted::load_or_default`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::{Options, Persisted};
+    /// # #[derive(Default, serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Library { books: Vec<String> }
+    /// # async fn run() -> Result<(), persist::Error> {
+    /// let library: Library = Options::new().load_or_default_async("library.json").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn load_or_default_async<T: Persisted + Default + Send + 'static>(
+        &self,
+        path: impl AsRef<Path>,
+    ) -> Pending<T> {
+        let options = self.clone();
+        Pending::new(path.as_ref().to_owned(), move |path| {
+            options.load_or_default(path)
+        })
+    }
+
+    /// [`save`](Options::save) with the file work on tokio's blocking thread pool. `value` is
+    /// serialized into memory when this is called, so the future does not borrow it; the bytes
+    /// written are those [`save`](Options::save) writes.
+    ///
+    /// # Errors
+    ///
+    /// See [`Persisted::save`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::{Options, Persisted};
+    /// # #[derive(serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Library { books: Vec<String> }
+    /// # async fn run(library: Library) -> Result<(), persist::Error> {
+    /// Options::new().save_async(&library, "library.json").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn save_async<T: Persisted>(
+        &self,
+        value: &T,
+        path: impl AsRef<Path>,
+    ) -> Pending<()> {
+        let path = path.as_ref().to_owned();
+        let mut bytes = Vec::new();
+        if let Err(source) = codec::encode(value, &mut bytes) {
+            return Pending::failed(Error::Serialize { path, source });
+        }
+        Pending::new(path, move |path| {
+            fs::write_atomic(path, |writer| {
+                writer.write_all(&bytes).map_err(serde_json::Error::io)
+            })
+        })
+    }
+}

@@ -1,0 +1,277 @@
+//! The [`Persisted`] trait: one schema version of a state file, and the way back to the one before.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+#[cfg(feature = "tokio")]
+use crate::Pending;
+use crate::{Error, Options};
+
+/// The error a migration step may return: whatever the user's `TryFrom` impl produced.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// One schema version of a persisted value.
+///
+/// Implement it with `#[derive(Persisted)]` and `#[persist(version = N)]`, naming the
+/// previous version with `migrate_from = OlderType`. The derive checks at compile time that the
+/// older type is `Persisted`, has a lower version, and converts into this one with `From` or
+/// `TryFrom`. The chain ends at [`Origin`], which no file can hold.
+///
+/// The provided methods are the whole user-facing API: [`load`](Persisted::load),
+/// [`load_or_default`](Persisted::load_or_default), [`save`](Persisted::save), and with the
+/// `tokio` feature their `_async` twins. Each is a shortcut for the same method of
+/// [`Options::new()`](Options::new); use [`Options`] to change a limit.
+///
+/// # Examples
+///
+/// ```
+/// use persist::Persisted;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, Persisted)]
+/// #[persist(version = 1)]
+/// struct ConfigV1 {
+///     name: String,
+/// }
+///
+/// #[derive(Debug, Serialize, Deserialize, Persisted)]
+/// #[persist(version = 2, migrate_from = ConfigV1)]
+/// struct Config {
+///     name: String,
+///     retries: u32,
+/// }
+///
+/// impl From<ConfigV1> for Config {
+///     fn from(old: ConfigV1) -> Self {
+///         Config { name: old.name, retries: 3 }
+///     }
+/// }
+///
+/// # fn main() -> Result<(), persist::Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("config.json");
+/// ConfigV1 { name: "demo".into() }.save(&path)?;
+/// let config = Config::load(&path)?; // read as version 1, migrated to version 2
+/// assert_eq!(config.retries, 3);
+/// # Ok(())
+/// # }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a persisted schema version",
+    label = "`{Self}` does not implement `Persisted`",
+    note = "add `#[derive(Persisted)]` and `#[persist(version = N)]` to `{Self}`"
+)]
+pub trait Persisted: Serialize + DeserializeOwned {
+    /// The schema version this type reads and writes. Positive, and higher than
+    /// `Previous::VERSION`.
+    const VERSION: u32;
+
+    /// `true` on the oldest version when a file without the `{"version", "data"}` envelope (plain
+    /// JSON written before the application adopted persist) must load as this version.
+    /// Set with `#[persist(accept_unversioned)]`; only the oldest version's setting is read.
+    const ACCEPTS_UNVERSIONED: bool = false;
+
+    /// The version this one migrates from, or [`Origin`] for the oldest.
+    type Previous: Persisted;
+
+    /// Converts a value of the previous version into this one. The derive implements it with
+    /// `TryFrom<Self::Previous>` (which every `From` provides).
+    ///
+    /// # Errors
+    ///
+    /// Whatever the conversion returns; a load reports it as [`Error::Migration`].
+    fn migrate(previous: Self::Previous) -> Result<Self, BoxError>;
+
+    /// Loads the file at `path`, whatever version in the chain it was saved at, and migrates
+    /// it to this version. Never writes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] if there is no file, [`Error::FutureVersion`] if a newer program
+    /// wrote it, and any other [`Error`] variant for a file that cannot be read or migrated.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::Persisted;
+    /// # #[derive(serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Settings { theme: String }
+    /// let settings = Settings::load("settings.json")?;
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    fn load(path: impl AsRef<Path>) -> Result<Self, Error> {
+        Options::new().load(path)
+    }
+
+    /// Like [`load`](Persisted::load), but returns `Self::default()` when the file does not
+    /// exist. Any other failure (a corrupt or newer file) is still an error, never a silent
+    /// default, and the default is not written to disk.
+    ///
+    /// # Errors
+    ///
+    /// Every [`Error`] of [`load`](Persisted::load) except [`Error::NotFound`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::Persisted;
+    /// # #[derive(Default, serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Settings { theme: String }
+    /// let settings = Settings::load_or_default("settings.json")?;
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    fn load_or_default(path: impl AsRef<Path>) -> Result<Self, Error>
+    where
+        Self: Default,
+    {
+        Options::new().load_or_default(path)
+    }
+
+    /// Saves `self` at `path` as this version: written to a temporary file in the same
+    /// directory, flushed to disk, renamed over the old file, and the directory flushed. A
+    /// crash at any moment leaves either the old file or the new one, never a mix.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotRegularFile`] if something other than a file is at `path`,
+    /// [`Error::Serialize`] if serde cannot encode the value, [`Error::Io`] for a failed step.
+    /// The previous file is untouched after every error.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::Persisted;
+    /// # #[derive(serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Settings { theme: String }
+    /// Settings { theme: "dark".into() }.save("settings.json")?;
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    fn save(&self, path: impl AsRef<Path>) -> Result<(), Error> {
+        Options::new().save(self, path)
+    }
+
+    /// [`load`](Persisted::load) on tokio's blocking thread pool.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](Persisted::load).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::Persisted;
+    /// # #[derive(serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Settings { theme: String }
+    /// # async fn run() -> Result<(), persist::Error> {
+    /// let settings = Settings::load_async("settings.json").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    fn load_async(
+        path: impl AsRef<Path>,
+    ) -> Pending<Self>
+    where
+        Self: Send + 'static,
+    {
+        Options::new().load_async(path)
+    }
+
+    /// [`load_or_default`](Persisted::load_or_default) on tokio's blocking thread pool.
+    ///
+    /// # Errors
+    ///
+    /// As [`load_or_default`](Persisted::load_or_default).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::Persisted;
+    /// # #[derive(Default, serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Settings { theme: String }
+    /// # async fn run() -> Result<(), persist::Error> {
+    /// let settings = Settings::load_or_default_async("settings.json").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    fn load_or_default_async(
+        path: impl AsRef<Path>,
+    ) -> Pending<Self>
+    where
+        Self: Default + Send + 'static,
+    {
+        Options::new().load_or_default_async(path)
+    }
+
+    /// [`save`](Persisted::save) with the file work on tokio's blocking thread pool. The value
+    /// is serialized before the returned future is first polled, so it need not be `Send` or
+    /// `'static`; the bytes written are identical to those of [`save`](Persisted::save).
+    ///
+    /// # Errors
+    ///
+    /// As [`save`](Persisted::save).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::Persisted;
+    /// # #[derive(serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Settings { theme: String }
+    /// # async fn run() -> Result<(), persist::Error> {
+    /// Settings { theme: "dark".into() }.save_async("settings.json").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    fn save_async(
+        &self,
+        path: impl AsRef<Path>,
+    ) -> Pending<()> {
+        Options::new().save_async(self, path)
+    }
+}
+
+/// The start of every migration chain: the `Previous` of the oldest version.
+///
+/// It has no values, so no file can be decoded as it and no migration from it can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {}
+    }
+}
+
+impl Serialize for Origin {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        match *self {}
+    }
+}
+
+impl<'de> Deserialize<'de> for Origin {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom(
+            "no value is stored at version 0 (the origin of every chain)",
+        ))
+    }
+}
+
+impl Persisted for Origin {
+    const VERSION: u32 = 0;
+    type Previous = Origin;
+
+    fn migrate(previous: Origin) -> Result<Self, BoxError> {
+        match previous {}
+    }
+}
