@@ -1,0 +1,146 @@
+//! The state of a small app through three schema versions (1, 2 and 4: versions need not be
+//! consecutive), shared by the integration tests.
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use persist::Persisted;
+use serde::{Deserialize, Serialize};
+
+/// Version 1 predates persist: its files may be plain JSON without the envelope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Persisted)]
+#[persist(version = 1, accept_unversioned)]
+pub struct AppStateV1 {
+    pub user: String,
+    pub dark_mode: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Persisted)]
+#[persist(version = 2, migrate_from = AppStateV1)]
+pub struct AppStateV2 {
+    pub user: String,
+    pub theme: String,
+    pub window: Option<(u32, u32)>,
+}
+
+impl From<AppStateV1> for AppStateV2 {
+    fn from(old: AppStateV1) -> Self {
+        AppStateV2 {
+            user: old.user,
+            theme: if old.dark_mode { "dark" } else { "light" }.to_owned(),
+            window: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Persisted)]
+#[persist(version = 4, migrate_from = AppStateV2)]
+pub struct AppState {
+    pub user: String,
+    pub theme: Theme,
+    pub window: Option<Window>,
+    pub recent: Vec<PathBuf>,
+    pub shortcuts: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Theme {
+    #[default]
+    Light,
+    Dark,
+    Custom {
+        accent: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Version 4 refuses a theme name it cannot map, rather than guessing.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("unknown theme (expected light, dark or custom:<accent>)")]
+pub struct UnknownTheme;
+
+impl TryFrom<AppStateV2> for AppState {
+    type Error = UnknownTheme;
+
+    fn try_from(old: AppStateV2) -> Result<Self, UnknownTheme> {
+        let theme = match old.theme.as_str() {
+            "light" => Theme::Light,
+            "dark" => Theme::Dark,
+            other => match other.strip_prefix("custom:") {
+                Some(accent) => Theme::Custom {
+                    accent: accent.to_owned(),
+                },
+                None => return Err(UnknownTheme),
+            },
+        };
+        Ok(AppState {
+            user: old.user,
+            theme,
+            window: old.window.map(|(width, height)| Window { width, height }),
+            recent: Vec::new(),
+            shortcuts: BTreeMap::new(),
+        })
+    }
+}
+
+pub fn sample() -> AppState {
+    AppState {
+        user: "ada".to_owned(),
+        theme: Theme::Custom {
+            accent: "#ff8800".to_owned(),
+        },
+        window: Some(Window {
+            width: 1280,
+            height: 800,
+        }),
+        recent: vec![PathBuf::from("/home/ada/notes.md")],
+        shortcuts: BTreeMap::from([("save".to_owned(), "Ctrl+S".to_owned())]),
+    }
+}
+
+/// Every entry of a directory tree with its bytes (or `<dir>`), sorted: two listings are equal
+/// when nothing was created, removed or changed.
+pub fn listing(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut entries = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(current) = stack.pop() {
+        for entry in fs::read_dir(&current).unwrap() {
+            let path = entry.unwrap().path();
+            let file_type = fs::symlink_metadata(&path).unwrap().file_type();
+            let contents = if file_type.is_dir() {
+                stack.push(path.clone());
+                b"<dir>".to_vec()
+            } else if file_type.is_file() {
+                fs::read(&path).unwrap()
+            } else {
+                format!("<{file_type:?}>").into_bytes()
+            };
+            entries.push((path, contents));
+        }
+    }
+    entries.sort();
+    entries
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/app_state")
+        .join(name)
+}
+
+/// A fresh directory holding a copy of a fixture, so tests never touch the committed files.
+pub fn copy_of_fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    fs::copy(fixture(name), &path).unwrap();
+    (dir, path)
+}
