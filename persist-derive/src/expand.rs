@@ -50,8 +50,12 @@ fn impl_persisted(input: &Input<'_>, version: &Version) -> TokenStream {
         predicates.push(quote!(
             #ty: #krate::__private::serde::Serialize + #krate::__private::serde::de::DeserializeOwned
         ));
+        // The user's `From` impl may carry bounds of its own: the impl holds where it does.
         if let Some(previous) = &input.attrs.migrate_from {
             predicates.push(quote_spanned!(previous.span()=> #previous: #krate::Persisted));
+            predicates.push(quote_spanned!(previous.span()=>
+                #ty: #krate::__private::MigrateFrom<#previous>
+            ));
         }
     }
     let where_clause = (!predicates.is_empty()).then(|| quote!(where #(#predicates),*));

@@ -1,0 +1,90 @@
+//! The tokio methods: the same files as the sync ones, byte for byte, and the same errors.
+
+mod common;
+
+use common::{AppState, AppStateV1, copy_of_fixture, listing, sample};
+use persist::{Error, Options, Persisted};
+
+#[tokio::test]
+async fn sync_and_async_saves_write_identical_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sync_path = dir.path().join("sync.json");
+    let async_path = dir.path().join("async.json");
+    let state = sample();
+    state.save(&sync_path).unwrap();
+    state.save_async(&async_path).await.unwrap();
+    assert_eq!(
+        std::fs::read(&sync_path).unwrap(),
+        std::fs::read(&async_path).unwrap()
+    );
+    let old = AppStateV1 {
+        user: "grace".into(),
+        dark_mode: true,
+    };
+    old.save(&sync_path).unwrap();
+    Options::new().save_async(&old, &async_path).await.unwrap();
+    assert_eq!(
+        std::fs::read(&sync_path).unwrap(),
+        std::fs::read(&async_path).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn async_load_migrates_like_sync_load() {
+    for fixture in ["v1-unversioned.json", "v1.json", "v2.json", "v4.json"] {
+        let (_dir, path) = copy_of_fixture(fixture);
+        assert_eq!(
+            AppState::load_async(&path).await.unwrap(),
+            AppState::load(&path).unwrap(),
+            "{fixture}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn async_load_or_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.json");
+    assert_eq!(
+        AppState::load_or_default_async(&path).await.unwrap(),
+        AppState::default()
+    );
+    assert!(!path.exists());
+    let (_dir, future) = copy_of_fixture("v5-future.json");
+    assert!(matches!(
+        AppState::load_or_default_async(&future).await,
+        Err(Error::FutureVersion { .. })
+    ));
+}
+
+#[tokio::test]
+async fn async_errors_leave_the_file_alone() {
+    let (dir, path) = copy_of_fixture("v2-unknown-theme.json");
+    let before = listing(dir.path());
+    assert!(matches!(
+        AppState::load_async(&path).await,
+        Err(Error::Migration { from: 2, to: 4, .. })
+    ));
+    let fifo_dir = tempfile::tempdir().unwrap();
+    let target = fifo_dir.path().join("state.json");
+    std::fs::create_dir(&target).unwrap();
+    assert!(matches!(
+        sample().save_async(&target).await,
+        Err(Error::NotRegularFile { .. })
+    ));
+    assert_eq!(listing(dir.path()), before);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_futures_are_send_and_static_and_can_be_spawned() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    // The value is serialized when `save_async` is called: it is not borrowed by the future.
+    let save = {
+        let state = sample();
+        state.save_async(&path)
+    };
+    tokio::spawn(save).await.unwrap().unwrap();
+    let loaded = tokio::spawn(AppState::load_async(path)).await.unwrap().unwrap();
+    assert_eq!(loaded, sample());
+}
