@@ -85,6 +85,9 @@ async fn the_futures_are_send_and_static_and_can_be_spawned() {
         state.save_async(&path)
     };
     tokio::spawn(save).await.unwrap().unwrap();
-    let loaded = tokio::spawn(AppState::load_async(path)).await.unwrap().unwrap();
+    let loaded = tokio::spawn(AppState::load_async(path))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(loaded, sample());
 }

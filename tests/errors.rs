@@ -48,8 +48,14 @@ fn corrupt_files_are_errors_and_stay_as_they_were() {
         ("empty", b""),
         ("truncated", br#"{"version":4,"data":{"user":"ada","th"#),
         ("zeros", &[0; 64]),
-        ("trailing junk", br#"{"version":1,"data":{"user":"a","dark_mode":true}}junk"#),
-        ("wrong type", br#"{"version":1,"data":{"user":"a","dark_mode":"yes"}}"#),
+        (
+            "trailing junk",
+            br#"{"version":1,"data":{"user":"a","dark_mode":true}}junk"#,
+        ),
+        (
+            "wrong type",
+            br#"{"version":1,"data":{"user":"a","dark_mode":"yes"}}"#,
+        ),
         ("missing field", br#"{"version":1,"data":{"user":"a"}}"#),
         ("not an object", b"[1,2,3]"),
     ];
@@ -128,7 +134,10 @@ fn a_version_outside_the_chain_is_refused() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(error.to_string().contains("known versions: 1, 2, 4"), "{error}");
+    assert!(
+        error.to_string().contains("known versions: 1, 2, 4"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -241,10 +250,7 @@ fn a_file_over_the_size_cap_is_refused_before_it_is_read() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
     // Sparse: 2 GiB that take no disk space, and no time to refuse.
-    fs::File::create(&path)
-        .unwrap()
-        .set_len(2 << 30)
-        .unwrap();
+    fs::File::create(&path).unwrap().set_len(2 << 30).unwrap();
     let error = AppState::load(&path).unwrap_err();
     assert_eq!(fs::metadata(&path).unwrap().len(), 2 << 30);
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);

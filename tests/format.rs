@@ -36,7 +36,13 @@ fn bytes_of_each_version() {
 /// migrated value and the bytes the first save after the migration writes.
 #[test]
 fn fixtures_of_every_version_migrate_to_the_current_one() {
-    for fixture in ["v1-unversioned.json", "v1.json", "v2.json", "v4.json", "v4-pretty.json"] {
+    for fixture in [
+        "v1-unversioned.json",
+        "v1.json",
+        "v2.json",
+        "v4.json",
+        "v4-pretty.json",
+    ] {
         let (_dir, path) = copy_of_fixture(fixture);
         let state = AppState::load(&path).unwrap();
         state.save(&path).unwrap();

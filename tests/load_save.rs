@@ -31,7 +31,13 @@ fn save_replaces_the_previous_file() {
 
 #[test]
 fn loads_never_write() {
-    for fixture in ["v1-unversioned.json", "v1.json", "v2.json", "v2-unknown-theme.json", "v5-future.json"] {
+    for fixture in [
+        "v1-unversioned.json",
+        "v1.json",
+        "v2.json",
+        "v2-unknown-theme.json",
+        "v5-future.json",
+    ] {
         let (dir, path) = copy_of_fixture(fixture);
         let before = listing(dir.path());
         let _ = AppState::load(&path);
@@ -45,7 +51,10 @@ fn loads_never_write() {
 fn load_or_default_returns_the_default_only_for_a_missing_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
-    assert_eq!(AppState::load_or_default(&path).unwrap(), AppState::default());
+    assert_eq!(
+        AppState::load_or_default(&path).unwrap(),
+        AppState::default()
+    );
     assert!(!path.exists(), "load_or_default must not write the default");
 
     let (_dir, path) = copy_of_fixture("v2.json");
@@ -88,7 +97,12 @@ fn save_through_a_symlink_updates_the_linked_file_and_keeps_the_link() {
     changed.user = "linked".into();
     changed.save(&link).unwrap();
 
-    assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     assert_eq!(AppState::load(&real).unwrap().user, "linked");
 }
 
@@ -113,7 +127,12 @@ fn the_first_save_after_a_migration_writes_the_current_version() {
 fn options_apply_the_size_cap() {
     let (_dir, path) = copy_of_fixture("v4.json");
     let size = fs::metadata(&path).unwrap().len();
-    assert!(Options::new().max_size(size).load::<AppState>(&path).is_ok());
+    assert!(
+        Options::new()
+            .max_size(size)
+            .load::<AppState>(&path)
+            .is_ok()
+    );
     assert!(matches!(
         Options::new().max_size(size - 1).load::<AppState>(&path),
         Err(persist::Error::TooLarge { .. })

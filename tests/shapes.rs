@@ -107,7 +107,10 @@ fn generic_types_round_trip_and_migrate() {
     .save(&path)
     .unwrap();
     let cache: Cache<u8, String> = Cache::load(&path).unwrap();
-    assert_eq!(cache.entries, [(1, "one".to_owned()), (2, "two".to_owned())]);
+    assert_eq!(
+        cache.entries,
+        [(1, "one".to_owned()), (2, "two".to_owned())]
+    );
 }
 
 mod reexport {

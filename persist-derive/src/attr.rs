@@ -44,7 +44,9 @@ impl Attrs {
                 if !known {
                     cx.error_spanned_by(
                         &meta.path,
-                        format_args!("unknown key `{key}` in #[persist(...)]; expected one of {KEYS}"),
+                        format_args!(
+                            "unknown key `{key}` in #[persist(...)]; expected one of {KEYS}"
+                        ),
                     );
                     return skip_value(&meta);
                 }
@@ -62,7 +64,8 @@ impl Attrs {
                         parsed.version = parse_version(&meta, cx)?;
                     }
                     "migrate_from" => {
-                        parsed.migrate_from = parse_value(&meta, cx, "a type, as in `migrate_from = SettingsV2`")?
+                        parsed.migrate_from =
+                            parse_value(&meta, cx, "a type, as in `migrate_from = SettingsV2`")?
                     }
                     "accept_unversioned" => {
                         if meta.input.peek(Token![=]) || !at_key_end(meta.input) {
@@ -74,7 +77,14 @@ impl Attrs {
                         }
                         parsed.accept_unversioned = Some(meta.path.clone());
                     }
-                    _ => parsed.krate = parse_value::<CratePath>(&meta, cx, "a path, as in `crate = ::my_crate::persist`")?.map(|krate| krate.0),
+                    _ => {
+                        parsed.krate = parse_value::<CratePath>(
+                            &meta,
+                            cx,
+                            "a path, as in `crate = ::my_crate::persist`",
+                        )?
+                        .map(|krate| krate.0)
+                    }
                 }
                 Ok(())
             });
@@ -119,7 +129,10 @@ fn parse_value<T: Parse>(
 ) -> syn::Result<Option<T>> {
     let key = path_to_string(&meta.path);
     if !meta.input.peek(Token![=]) {
-        cx.error_spanned_by(&meta.path, format_args!("`{key}` needs a value: {expected}"));
+        cx.error_spanned_by(
+            &meta.path,
+            format_args!("`{key}` needs a value: {expected}"),
+        );
         skip_value(meta)?;
         return Ok(None);
     }
@@ -132,7 +145,10 @@ fn parse_value<T: Parse>(
                 Some((token, _)) => token.span(),
                 None => meta.path.span(),
             };
-            cx.syn_error(syn::Error::new(span, format_args!("`{key}` expects {expected}")));
+            cx.syn_error(syn::Error::new(
+                span,
+                format_args!("`{key}` expects {expected}"),
+            ));
             skip_value(meta)?;
             Ok(None)
         }

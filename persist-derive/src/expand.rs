@@ -60,11 +60,11 @@ fn impl_persisted(input: &Input<'_>, version: &Version) -> TokenStream {
     }
     let where_clause = (!predicates.is_empty()).then(|| quote!(where #(#predicates),*));
 
-    let accepts_unversioned = input
-        .attrs
-        .accept_unversioned
-        .as_ref()
-        .map(|_| quote!(const ACCEPTS_UNVERSIONED: bool = true;));
+    let accepts_unversioned = input.attrs.accept_unversioned.as_ref().map(|_| {
+        quote!(
+            const ACCEPTS_UNVERSIONED: bool = true;
+        )
+    });
 
     let (previous, migrate_body, order_check) = match &input.attrs.migrate_from {
         None => (

@@ -105,7 +105,15 @@ impl DecodeError {
 pub(crate) fn decode<T: Persisted>(bytes: &[u8]) -> Result<T, DecodeError> {
     // Editors on Windows add a byte-order mark to files a user edits by hand.
     let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
-    finish(parse::<T>(bytes, Pass::Envelope { known_version: None })?, bytes)
+    finish(
+        parse::<T>(
+            bytes,
+            Pass::Envelope {
+                known_version: None,
+            },
+        )?,
+        bytes,
+    )
 }
 
 /// Turns the outcome of a pass into the value, running the second pass a file may need.
@@ -185,7 +193,9 @@ fn run_pass<'de, T: Persisted, D: Deserializer<'de>>(
             known_version,
             marker: PhantomData,
         }),
-        Pass::Unversioned { root } => deserialize_at::<T, D>(root, deserializer).map(Outcome::Decoded),
+        Pass::Unversioned { root } => {
+            deserialize_at::<T, D>(root, deserializer).map(Outcome::Decoded)
+        }
     }
 }
 
@@ -558,7 +568,9 @@ mod tests {
         String::from_utf8(bytes).unwrap()
     }
 
-    fn corrupt_reason(result: Result<impl fmt::Debug, DecodeError>) -> (usize, usize, Option<String>, String) {
+    fn corrupt_reason(
+        result: Result<impl fmt::Debug, DecodeError>,
+    ) -> (usize, usize, Option<String>, String) {
         match result {
             Err(DecodeError::Corrupt {
                 line,
@@ -576,7 +588,10 @@ mod tests {
             name: "a".into(),
             size: 4,
         };
-        assert_eq!(encoded(&value), r#"{"version":3,"data":{"name":"a","size":4}}"#);
+        assert_eq!(
+            encoded(&value),
+            r#"{"version":3,"data":{"name":"a","size":4}}"#
+        );
     }
 
     #[test]
@@ -634,9 +649,7 @@ mod tests {
         let huge = br#"{"version":18446744073709551615,"data":1}"#;
         assert!(matches!(
             decode::<V7>(huge),
-            Err(DecodeError::FutureVersion {
-                found: u64::MAX
-            })
+            Err(DecodeError::FutureVersion { found: u64::MAX })
         ));
         // Found before `data` is even present.
         assert!(matches!(
@@ -660,10 +673,22 @@ mod tests {
     fn refuses_malformed_versions() {
         for (file, expected) in [
             (r#"{"version":-1,"data":{}}"#, "negative"),
-            (r#"{"version":"1","data":{}}"#, "expected `version` to be a positive integer"),
-            (r#"{"version":1.5,"data":{}}"#, "expected `version` to be a positive integer"),
-            (r#"{"version":null,"data":{}}"#, "expected `version` to be a positive integer"),
-            (r#"{"version":1,"version":1,"data":{}}"#, "duplicate field `version`"),
+            (
+                r#"{"version":"1","data":{}}"#,
+                "expected `version` to be a positive integer",
+            ),
+            (
+                r#"{"version":1.5,"data":{}}"#,
+                "expected `version` to be a positive integer",
+            ),
+            (
+                r#"{"version":null,"data":{}}"#,
+                "expected `version` to be a positive integer",
+            ),
+            (
+                r#"{"version":1,"version":1,"data":{}}"#,
+                "duplicate field `version`",
+            ),
             (r#"{"version":1}"#, "missing field `data`"),
         ] {
             let (_, _, _, reason) = corrupt_reason(decode::<V3>(file.as_bytes()));

@@ -171,7 +171,7 @@ impl Error {
     ///
     /// ```
     /// # use persist::Persisted;
-    /// # #[derive(serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[derive(Debug, serde::Serialize, serde::Deserialize, Persisted)]
     /// # #[persist(version = 1)]
     /// # struct Settings { theme: String }
     /// let error = Settings::load("/nonexistent/settings.json").unwrap_err();

@@ -129,10 +129,7 @@ impl Options {
     /// # }
     /// ```
     #[cfg(feature = "tokio")]
-    pub fn load_async<T: Persisted + Send + 'static>(
-        &self,
-        path: impl AsRef<Path>,
-    ) -> Pending<T> {
+    pub fn load_async<T: Persisted + Send + 'static>(&self, path: impl AsRef<Path>) -> Pending<T> {
         let options = self.clone();
         Pending::new(path.as_ref().to_owned(), move |path| options.load(path))
     }
@@ -187,11 +184,7 @@ impl Options {
     /// # }
     /// ```
     #[cfg(feature = "tokio")]
-    pub fn save_async<T: Persisted>(
-        &self,
-        value: &T,
-        path: impl AsRef<Path>,
-    ) -> Pending<()> {
+    pub fn save_async<T: Persisted>(&self, value: &T, path: impl AsRef<Path>) -> Pending<()> {
         let path = path.as_ref().to_owned();
         let mut bytes = Vec::new();
         if let Err(source) = codec::encode(value, &mut bytes) {

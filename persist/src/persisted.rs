@@ -175,9 +175,7 @@ pub trait Persisted: Serialize + DeserializeOwned {
     /// # }
     /// ```
     #[cfg(feature = "tokio")]
-    fn load_async(
-        path: impl AsRef<Path>,
-    ) -> Pending<Self>
+    fn load_async(path: impl AsRef<Path>) -> Pending<Self>
     where
         Self: Send + 'static,
     {
@@ -203,9 +201,7 @@ pub trait Persisted: Serialize + DeserializeOwned {
     /// # }
     /// ```
     #[cfg(feature = "tokio")]
-    fn load_or_default_async(
-        path: impl AsRef<Path>,
-    ) -> Pending<Self>
+    fn load_or_default_async(path: impl AsRef<Path>) -> Pending<Self>
     where
         Self: Default + Send + 'static,
     {
@@ -233,10 +229,7 @@ pub trait Persisted: Serialize + DeserializeOwned {
     /// # }
     /// ```
     #[cfg(feature = "tokio")]
-    fn save_async(
-        &self,
-        path: impl AsRef<Path>,
-    ) -> Pending<()> {
+    fn save_async(&self, path: impl AsRef<Path>) -> Pending<()> {
         Options::new().save_async(self, path)
     }
 }

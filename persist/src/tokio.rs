@@ -25,8 +25,14 @@ pub struct Pending<T> {
 }
 
 enum State<T> {
-    Start { path: PathBuf, work: Work<T> },
-    Running { path: PathBuf, task: JoinHandle<Result<T, Error>> },
+    Start {
+        path: PathBuf,
+        work: Work<T>,
+    },
+    Running {
+        path: PathBuf,
+        task: JoinHandle<Result<T, Error>>,
+    },
     Failed(Error),
     Finished,
 }
