@@ -185,3 +185,109 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! Failures in the middle of a save, provoked for real through the `contents` callback,
+    //! which runs after the target check and the temporary file's creation.
+
+    use std::fs;
+    use std::io::{self, Write as _};
+    use std::path::Path;
+
+    use super::{read, write_atomic};
+    use crate::{Error, IoOp};
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_temporary_file_is_hidden_private_and_beside_the_target() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        write_atomic(&path, |writer| {
+            let names = entries(dir.path());
+            assert_eq!(names.len(), 1);
+            let name = &names[0];
+            assert!(name.starts_with(".state.json.") && name.ends_with(".tmp"), "{name}");
+            let mode = fs::metadata(dir.path().join(name)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+            writer.write_all(b"new").map_err(serde_json::Error::io)
+        })
+        .unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        assert_eq!(entries(dir.path()), ["state.json"]);
+    }
+
+    #[test]
+    fn a_failed_write_removes_the_temporary_file_and_keeps_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        fs::write(&path, b"old").unwrap();
+        let error = write_atomic(&path, |writer| {
+            writer.write_all(b"partial").map_err(serde_json::Error::io)?;
+            Err(serde_json::Error::io(io::Error::from_raw_os_error(libc::ENOSPC)))
+        })
+        .unwrap_err();
+        match error {
+            Error::Io { op, source, .. } => {
+                assert_eq!(op, IoOp::Write);
+                assert_eq!(source.raw_os_error(), Some(libc::ENOSPC));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fs::read(&path).unwrap(), b"old");
+        assert_eq!(entries(dir.path()), ["state.json"]);
+    }
+
+    #[test]
+    fn a_failed_rename_removes_the_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        fs::write(&path, b"old").unwrap();
+        // Between the check and the rename, a non-empty directory takes the target's place:
+        // rename(2) refuses to replace it.
+        let error = write_atomic(&path, |writer| {
+            fs::remove_file(&path).unwrap();
+            fs::create_dir(&path).unwrap();
+            fs::write(path.join("inside"), b"kept").unwrap();
+            writer.write_all(b"new").map_err(serde_json::Error::io)
+        })
+        .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::Io {
+                    op: IoOp::Rename,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(entries(dir.path()), ["state.json"]);
+        assert_eq!(fs::read(path.join("inside")).unwrap(), b"kept");
+    }
+
+    #[test]
+    fn read_stops_one_byte_past_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        fs::write(&path, b"0123456789").unwrap();
+        assert_eq!(read(&path, 10).unwrap(), b"0123456789");
+        assert!(matches!(
+            read(&path, 9),
+            Err(Error::TooLarge {
+                size: 10,
+                limit: 9,
+                ..
+            })
+        ));
+    }
+}
