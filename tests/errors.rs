@@ -104,6 +104,24 @@ fn corrupt_reports_line_column_and_field_without_the_value() {
 }
 
 #[test]
+fn a_file_without_an_envelope_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    fs::write(&path, b"[1,2,3]").unwrap();
+    // Unlike AppState's chain, this type does not accept files without an envelope.
+    let message = Unserializable::load(&path).unwrap_err().to_string();
+    assert_eq!(
+        message,
+        format!(
+            "{}: corrupt: not a persist file: expected a JSON object with `version` and `data` \
+             fields (if the application wrote this file before it adopted persist, mark the \
+             oldest version `#[persist(accept_unversioned)]`); the file was left untouched",
+            path.display()
+        )
+    );
+}
+
+#[test]
 fn a_file_from_a_newer_version_is_refused_and_never_overwritten() {
     let (_dir, path) = copy_of_fixture("v5-future.json");
     let error = untouched(&path, || AppState::load(&path).unwrap_err());

@@ -2,8 +2,8 @@
 //! documentation. This crate is the compile-time half and holds no logic of its own beyond
 //! checking the attribute and declaring the trait impl.
 //!
-//! The stages, one per file: [`ast`] reads the input, [`attr`] the `#[persist(...)]` keys,
-//! [`valid`] the rules across keys, [`expand`] writes the impl, [`fallback`] the stub that
+//! The stages, one per file: `ast` reads the input, `attr` the `#[persist(...)]` keys,
+//! `valid` the rules across keys, `expand` writes the impl, `fallback` the stub that
 //! stands in for it beside the errors.
 
 mod ast;

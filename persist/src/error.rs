@@ -85,9 +85,9 @@ pub enum Error {
     /// The file is not a valid state file: broken JSON, a malformed envelope, or data that does
     /// not match the struct of its version. Values from the file are not repeated in the message.
     #[error(
-        "{}: corrupt at line {line}, column {column}{}: {reason}; the file was left untouched",
+        "{}: corrupt{}: {reason}; the file was left untouched",
         path.display(),
-        match field { Some(field) => format!(" (at `{field}`)"), None => String::new() }
+        Position { line: *line, column: *column, field: field.as_deref() }
     )]
     Corrupt {
         /// The file.
@@ -295,6 +295,25 @@ impl fmt::Display for FileKind {
             FileKind::Socket => "socket",
             FileKind::Other => "special file",
         })
+    }
+}
+
+/// ` at line L, column C (at `field`)`, leaving out what is unknown.
+struct Position<'a> {
+    line: usize,
+    column: usize,
+    field: Option<&'a str>,
+}
+
+impl fmt::Display for Position<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, " at line {}, column {}", self.line, self.column)?;
+        }
+        if let Some(field) = self.field {
+            write!(f, " (at `{field}`)")?;
+        }
+        Ok(())
     }
 }
 

@@ -216,8 +216,14 @@ mod tests {
             let names = entries(dir.path());
             assert_eq!(names.len(), 1);
             let name = &names[0];
-            assert!(name.starts_with(".state.json.") && name.ends_with(".tmp"), "{name}");
-            let mode = fs::metadata(dir.path().join(name)).unwrap().permissions().mode();
+            assert!(
+                name.starts_with(".state.json.") && name.ends_with(".tmp"),
+                "{name}"
+            );
+            let mode = fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
             writer.write_all(b"new").map_err(serde_json::Error::io)
         })
@@ -232,8 +238,12 @@ mod tests {
         let path = dir.path().join("state.json");
         fs::write(&path, b"old").unwrap();
         let error = write_atomic(&path, |writer| {
-            writer.write_all(b"partial").map_err(serde_json::Error::io)?;
-            Err(serde_json::Error::io(io::Error::from_raw_os_error(libc::ENOSPC)))
+            writer
+                .write_all(b"partial")
+                .map_err(serde_json::Error::io)?;
+            Err(serde_json::Error::io(io::Error::from_raw_os_error(
+                libc::ENOSPC,
+            )))
         })
         .unwrap_err();
         match error {
