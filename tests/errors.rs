@@ -28,6 +28,20 @@ fn assert_names_path(error: &Error, path: &Path) {
     assert!(message.contains(&path.display().to_string()), "{message}");
 }
 
+fn assert_not_regular(error: &Error, expected: FileKind) {
+    match error {
+        Error::NotRegularFile { kind, .. } => assert_eq!(*kind, expected),
+        other => panic!("expected NotRegularFile, got {other:?}"),
+    }
+}
+
+fn assert_io(error: &Error, expected: IoOp) {
+    match error {
+        Error::Io { op, .. } => assert_eq!(*op, expected),
+        other => panic!("expected Io, got {other:?}"),
+    }
+}
+
 #[test]
 fn missing_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -185,16 +199,7 @@ fn a_directory_is_neither_read_nor_replaced() {
         untouched(&path, || AppState::load(&path).unwrap_err()),
         untouched(&path, || sample().save(&path).unwrap_err()),
     ] {
-        assert!(
-            matches!(
-                error,
-                Error::NotRegularFile {
-                    kind: FileKind::Directory,
-                    ..
-                }
-            ),
-            "{error:?}"
-        );
+        assert_not_regular(&error, FileKind::Directory);
     }
 }
 
@@ -213,16 +218,7 @@ fn a_fifo_is_refused_without_hanging() {
         untouched(&path, || AppState::load_or_default(&path).unwrap_err()),
         untouched(&path, || sample().save(&path).unwrap_err()),
     ] {
-        assert!(
-            matches!(
-                error,
-                Error::NotRegularFile {
-                    kind: FileKind::Fifo,
-                    ..
-                }
-            ),
-            "{error:?}"
-        );
+        assert_not_regular(&error, FileKind::Fifo);
     }
 }
 
@@ -232,16 +228,7 @@ fn a_device_is_refused() {
     // must be refused before any byte moves. Saving is tried on a device node of our own (root
     // only), never on the real /dev/null.
     let error = AppState::load("/dev/zero").unwrap_err();
-    assert!(
-        matches!(
-            error,
-            Error::NotRegularFile {
-                kind: FileKind::CharDevice,
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    assert_not_regular(&error, FileKind::CharDevice);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("null");
     let c_path = CString::new(path.as_os_str().as_bytes()).unwrap();
@@ -251,16 +238,7 @@ fn a_device_is_refused() {
         return;
     }
     let error = untouched(&path, || sample().save(&path).unwrap_err());
-    assert!(
-        matches!(
-            error,
-            Error::NotRegularFile {
-                kind: FileKind::CharDevice,
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    assert_not_regular(&error, FileKind::CharDevice);
 }
 
 #[test]
@@ -308,14 +286,11 @@ fn a_failed_save_step_is_an_io_error_with_its_operation() {
     fs::write(&blocker, b"a file where a directory should be").unwrap();
     let path = blocker.join("state.json");
     let error = untouched(&blocker, || sample().save(&path).unwrap_err());
-    match &error {
-        // ENOTDIR from the check of what is at the target path.
-        Error::Io { op, source, .. } => {
-            assert_eq!(*op, IoOp::Metadata);
-            assert_eq!(source.raw_os_error(), Some(libc::ENOTDIR));
-        }
-        other => panic!("{other:?}"),
-    }
+    // ENOTDIR from the check of what is at the target path.
+    assert_io(&error, IoOp::Metadata);
+    let source = std::error::Error::source(&error).unwrap();
+    let source = source.downcast_ref::<std::io::Error>().unwrap();
+    assert_eq!(source.raw_os_error(), Some(libc::ENOTDIR));
     assert_names_path(&error, &path);
 
     // A dangling symlink where a parent directory should be: mkdir fails with EEXIST.
@@ -323,16 +298,7 @@ fn a_failed_save_step_is_an_io_error_with_its_operation() {
     std::os::unix::fs::symlink(dir.path().join("nowhere/at/all"), &link).unwrap();
     let nested = link.join("state.json");
     let error = untouched(&link, || sample().save(&nested).unwrap_err());
-    assert!(
-        matches!(
-            error,
-            Error::Io {
-                op: IoOp::CreateDir,
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    assert_io(&error, IoOp::CreateDir);
 }
 
 #[test]
@@ -341,14 +307,5 @@ fn a_dangling_symlink_is_not_written_through() {
     let path = dir.path().join("state.json");
     std::os::unix::fs::symlink(dir.path().join("missing/target.json"), &path).unwrap();
     let error = untouched(&path, || sample().save(&path).unwrap_err());
-    assert!(
-        matches!(
-            error,
-            Error::Io {
-                op: IoOp::ResolveSymlink,
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    assert_io(&error, IoOp::ResolveSymlink);
 }
