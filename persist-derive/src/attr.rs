@@ -15,17 +15,13 @@ const KEYS: &str = "`version`, `migrate_from`, `accept_unversioned`, `crate`";
 pub(crate) struct Attrs {
     /// The first `#[persist]` attribute, for errors about a key that is missing from it.
     pub(crate) first: Option<Attribute>,
-    pub(crate) version: Option<Version>,
+    pub(crate) version: Option<u32>,
     /// `version` was written, even if its value was rejected.
     pub(crate) version_written: bool,
     pub(crate) migrate_from: Option<Type>,
     /// The `accept_unversioned` key, for errors that point at it.
     pub(crate) accept_unversioned: Option<Path>,
     pub(crate) krate: Option<Path>,
-}
-
-pub(crate) struct Version {
-    pub(crate) value: u32,
 }
 
 impl Attrs {
@@ -96,7 +92,7 @@ impl Attrs {
     }
 }
 
-fn parse_version(meta: &ParseNestedMeta<'_>, cx: &mut Ctxt) -> syn::Result<Option<Version>> {
+fn parse_version(meta: &ParseNestedMeta<'_>, cx: &mut Ctxt) -> syn::Result<Option<u32>> {
     let Some(literal) = parse_value::<LitInt>(meta, cx, "an integer, as in `version = 3`")? else {
         return Ok(None);
     };
@@ -109,7 +105,7 @@ fn parse_version(meta: &ParseNestedMeta<'_>, cx: &mut Ctxt) -> syn::Result<Optio
             );
             Ok(None)
         }
-        Ok(value) => Ok(Some(Version { value })),
+        Ok(value) => Ok(Some(value)),
         Err(error) => {
             cx.error_spanned_by(
                 &literal,

@@ -7,7 +7,6 @@ use syn::spanned::Spanned;
 use syn::{DeriveInput, Type};
 
 use crate::ast::Input;
-use crate::attr::Version;
 use crate::ctxt::Ctxt;
 use crate::{fallback, valid};
 
@@ -16,7 +15,7 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let mut cx = Ctxt::default();
     let parsed = Input::from_syn(input, &mut cx);
     valid::check(&parsed, &mut cx);
-    match (cx.check(), &parsed.attrs.version) {
+    match (cx.check(), parsed.attrs.version) {
         (Ok(()), Some(version)) => impl_persisted(&parsed, version),
         (Err(errors), _) => {
             let stub = fallback::expand(&parsed);
@@ -34,11 +33,10 @@ pub(crate) fn krate(input: &Input<'_>) -> TokenStream {
     }
 }
 
-fn impl_persisted(input: &Input<'_>, version: &Version) -> TokenStream {
+fn impl_persisted(input: &Input<'_>, version: u32) -> TokenStream {
     let krate = krate(input);
     let ident = input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
-    let version_literal = version.value;
     let ty = quote!(#ident #ty_generics);
 
     // A generic type must state what its supertraits and its chain need; for a concrete type
@@ -92,7 +90,7 @@ fn impl_persisted(input: &Input<'_>, version: &Version) -> TokenStream {
     quote! {
         #[automatically_derived]
         impl #impl_generics #krate::Persisted for #ty #where_clause {
-            const VERSION: u32 = #version_literal;
+            const VERSION: u32 = #version;
             #accepts_unversioned
             type Previous = #previous;
 

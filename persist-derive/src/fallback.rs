@@ -24,11 +24,7 @@ pub(crate) fn expand(input: &Input<'_>) -> TokenStream {
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     // Version 0 is below every real version, so `migrate_from` checks of other types that name
     // this one do not fail in turn.
-    let version = input
-        .attrs
-        .version
-        .as_ref()
-        .map_or(0, |version| version.value);
+    let version = input.attrs.version.unwrap_or(0);
     quote! {
         #[automatically_derived]
         impl #impl_generics #krate::Persisted for #ident #ty_generics #where_clause {
