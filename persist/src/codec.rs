@@ -171,6 +171,8 @@ fn parse<T: Persisted>(bytes: &[u8], pass: Pass) -> Result<Outcome<T>, DecodeErr
 }
 
 /// Parses again, tracking the position in the document, to name the field an error is at.
+/// Only failing loads pay for it; a migration step that ran before the error runs again, which
+/// is harmless for the pure conversions `From`/`TryFrom` impls are.
 fn field_of_error<T: Persisted>(bytes: &[u8], pass: Pass) -> Option<String> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let mut track = serde_path_to_error::Track::new();
