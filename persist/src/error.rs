@@ -152,6 +152,23 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// Another process held the lock of the file longer than
+    /// [`Options::lock_timeout`](crate::Options::lock_timeout) allows.
+    #[error(
+        "{}: gave up waiting for the lock {} after {waited:.1?}; another process holds it \
+         (raise Options::lock_timeout, or find the process that holds the lock)",
+        path.display(),
+        lock_path.display()
+    )]
+    LockTimeout {
+        /// The state file.
+        path: PathBuf,
+        /// The lock file beside it.
+        lock_path: PathBuf,
+        /// How long the call waited.
+        waited: std::time::Duration,
+    },
+
     /// serde could not serialize the value (for instance a map with non-string keys).
     /// Nothing was written.
     #[error("{}: could not serialize the value: {source}; nothing was written", path.display())]
@@ -187,6 +204,7 @@ impl Error {
             | Error::FutureVersion { path, .. }
             | Error::UnknownVersion { path, .. }
             | Error::Migration { path, .. }
+            | Error::LockTimeout { path, .. }
             | Error::Serialize { path, .. } => path,
         }
     }
@@ -216,6 +234,11 @@ pub enum IoOp {
     Rename,
     /// `fsync` of the directory after the rename (the rename may not survive a power cut).
     SyncDir,
+    /// Opening or creating the lock file.
+    OpenLock,
+    /// Taking the lock. On a file system without locks the source's kind is
+    /// [`Unsupported`](std::io::ErrorKind::Unsupported).
+    Lock,
     /// Waiting for tokio's blocking task, which was cancelled because the runtime shut down.
     BlockingTask,
 }
@@ -236,6 +259,8 @@ impl fmt::Display for IoOp {
                 "flush the directory to disk (fsync) after replacing the file; the new \
                  contents are in place but may not survive a power cut"
             }
+            IoOp::OpenLock => "open the lock file",
+            IoOp::Lock => "lock the lock file",
             IoOp::BlockingTask => "finish the blocking task (the tokio runtime shut down)",
         })
     }

@@ -14,7 +14,7 @@ const WRITE_BUFFER: usize = 64 * 1024;
 /// Suffix of the temporary files a save creates beside the target (`.<name>.<random>.tmp`).
 const TEMP_SUFFIX: &str = ".tmp";
 
-fn io_error(path: &Path, op: IoOp) -> impl FnOnce(io::Error) -> Error + '_ {
+pub(crate) fn io_error(path: &Path, op: IoOp) -> impl FnOnce(io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_owned(),
         op,
@@ -81,10 +81,7 @@ pub(crate) fn write_atomic(
     contents: impl FnOnce(&mut BufWriter<&File>) -> Result<(), serde_json::Error>,
 ) -> Result<(), Error> {
     let target = resolve_target(path)?;
-    let dir = match target.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
+    let dir = parent_dir(&target);
     create_parents(path, dir)?;
 
     let mut prefix = std::ffi::OsString::from(".");
@@ -127,7 +124,7 @@ pub(crate) fn write_atomic(
 /// The file a save replaces: `path` itself, or the file a symbolic link at `path` points to
 /// (so that a settings file symlinked from a dotfiles repository stays a symlink). Anything at
 /// the path that is not a regular file is refused before anything is written.
-fn resolve_target(path: &Path) -> Result<PathBuf, Error> {
+pub(crate) fn resolve_target(path: &Path) -> Result<PathBuf, Error> {
     let metadata = match fs::symlink_metadata(path) {
         Ok(metadata) => metadata,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(path.to_owned()),
@@ -150,8 +147,16 @@ fn resolve_target(path: &Path) -> Result<PathBuf, Error> {
     }
 }
 
+/// The directory that holds `path` (`.` for a bare file name).
+pub(crate) fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
 /// Creates the missing directories above the target and makes each new entry durable.
-fn create_parents(path: &Path, dir: &Path) -> Result<(), Error> {
+pub(crate) fn create_parents(path: &Path, dir: &Path) -> Result<(), Error> {
     let mut missing = Vec::new();
     let mut current = dir;
     while !current.as_os_str().is_empty() && !current.exists() {
@@ -166,11 +171,7 @@ fn create_parents(path: &Path, dir: &Path) -> Result<(), Error> {
     }
     fs::create_dir_all(dir).map_err(io_error(path, IoOp::CreateDir))?;
     for created in missing {
-        let parent = match created.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        sync_dir(parent).map_err(io_error(path, IoOp::SyncDir))?;
+        sync_dir(parent_dir(created)).map_err(io_error(path, IoOp::SyncDir))?;
     }
     Ok(())
 }

@@ -76,6 +76,7 @@
 mod codec;
 mod error;
 mod fs;
+mod lock;
 mod options;
 mod persisted;
 #[cfg(feature = "tokio")]

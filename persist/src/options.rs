@@ -4,10 +4,11 @@
 #[cfg(feature = "tokio")]
 use std::io::Write as _;
 use std::path::Path;
+use std::time::Duration;
 
 #[cfg(feature = "tokio")]
 use crate::Pending;
-use crate::{Error, Persisted, codec, fs};
+use crate::{Error, Persisted, codec, fs, lock};
 
 /// Settings for loading and saving, for when the defaults of the [`Persisted`] methods do not
 /// fit. `Persisted::load(path)` is `Options::new().load(path)`.
@@ -28,6 +29,7 @@ use crate::{Error, Persisted, codec, fs};
 #[must_use]
 pub struct Options {
     max_size: u64,
+    lock_timeout: Option<Duration>,
 }
 
 impl Default for Options {
@@ -40,10 +42,14 @@ impl Options {
     /// The default cap on the size of a file [`load`](Options::load) reads: 256 MiB.
     pub const DEFAULT_MAX_SIZE: u64 = 256 << 20;
 
+    /// How long [`update`](Options::update) waits for another process's lock by default: 30 s.
+    pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
     /// The default settings.
     pub const fn new() -> Self {
         Options {
             max_size: Self::DEFAULT_MAX_SIZE,
+            lock_timeout: Some(Self::DEFAULT_LOCK_TIMEOUT),
         }
     }
 
@@ -52,6 +58,14 @@ impl Options {
     /// exhaust memory. The default is [`DEFAULT_MAX_SIZE`](Options::DEFAULT_MAX_SIZE).
     pub const fn max_size(mut self, bytes: u64) -> Self {
         self.max_size = bytes;
+        self
+    }
+
+    /// Sets how long [`update`](Options::update) waits for the lock another process holds before
+    /// it gives up with [`Error::LockTimeout`]; `None` waits as long as it takes. The default is
+    /// [`DEFAULT_LOCK_TIMEOUT`](Options::DEFAULT_LOCK_TIMEOUT).
+    pub const fn lock_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.lock_timeout = timeout;
         self
     }
 
@@ -108,6 +122,84 @@ impl Options {
     /// See [`Options`].
     pub fn save<T: Persisted>(&self, value: &T, path: impl AsRef<Path>) -> Result<(), Error> {
         fs::write_atomic(path.as_ref(), |writer| codec::encode(value, writer))
+    }
+
+    /// Read-modify-write under an exclusive lock shared with every other process that updates
+    /// the same file: takes the lock (`<file name>.lock` beside the file), loads the value (or
+    /// `T::default()` if there is no file), applies `change`, saves, releases the lock, and
+    /// returns the saved value. No concurrent update is lost.
+    ///
+    /// Plain [`load`](Options::load)s need no lock: a save replaces the file in one rename, so a
+    /// reader sees the old contents or the new. A plain [`save`](Options::save) does not take the
+    /// lock either: mixing it with concurrent updates of the same file can lose those updates.
+    ///
+    /// The lock is `flock(2)`: advisory, released when the process exits or dies. On NFS, Linux
+    /// emulates it with byte-range locks, which work when the server supports NFSv4 or NLM
+    /// locking; where a file system has no locks at all, this returns [`Error::Io`] with
+    /// [`IoOp::Lock`](crate::IoOp::Lock) and an `Unsupported` source rather than waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LockTimeout`] when another process holds the lock longer than
+    /// [`lock_timeout`](Options::lock_timeout); every error of
+    /// [`load_or_default`](Options::load_or_default) (the file is then not written) and of
+    /// [`save`](Options::save).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::{Options, Persisted};
+    /// # #[derive(Default, serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Stats { launches: u64 }
+    /// let options = Options::new().lock_timeout(Some(std::time::Duration::from_secs(2)));
+    /// let stats: Stats = options.update("stats.json", |stats: &mut Stats| stats.launches += 1)?;
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn update<T: Persisted + Default>(
+        &self,
+        path: impl AsRef<Path>,
+        change: impl FnOnce(&mut T),
+    ) -> Result<T, Error> {
+        let path = path.as_ref();
+        let _lock = lock::exclusive(path, self.lock_timeout)?;
+        let mut value: T = self.load_or_default(path)?;
+        change(&mut value);
+        self.save(&value, path)?;
+        Ok(value)
+    }
+
+    /// [`update`](Options::update) on tokio's blocking thread pool, so that waiting for the lock
+    /// does not block the runtime.
+    ///
+    /// # Errors
+    ///
+    /// See [`update`](Options::update).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::{Options, Persisted};
+    /// # #[derive(Default, serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Stats { launches: u64 }
+    /// # async fn run() -> Result<(), persist::Error> {
+    /// let stats: Stats = Options::new()
+    ///     .update_async("stats.json", |stats: &mut Stats| stats.launches += 1)
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn update_async<T: Persisted + Default + Send + 'static>(
+        &self,
+        path: impl AsRef<Path>,
+        change: impl FnOnce(&mut T) + Send + 'static,
+    ) -> Pending<T> {
+        let options = self.clone();
+        Pending::new(path.as_ref().to_owned(), move |path| {
+            options.update(path, change)
+        })
     }
 
     /// [`load`](Options::load) on tokio's blocking thread pool.

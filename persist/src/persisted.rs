@@ -156,6 +156,65 @@ pub trait Persisted: Serialize + DeserializeOwned {
         Options::new().save(self, path)
     }
 
+    /// Read-modify-write under an inter-process lock: loads the file (or starts from
+    /// `Self::default()` if there is none), applies `change`, saves, and returns the saved value.
+    /// Concurrent updates from other processes or threads are serialized, none is lost. See
+    /// [`Options::update`] for the lock and its limits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LockTimeout`] after 30 s of waiting for another process, and every error of
+    /// [`load_or_default`](Persisted::load_or_default) and [`save`](Persisted::save).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use persist::Persisted;
+    /// # #[derive(Default, serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Stats { launches: u64 }
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("stats.json");
+    /// let stats = Stats::update(&path, |stats| stats.launches += 1)?;
+    /// assert_eq!(stats.launches, 1);
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    fn update(path: impl AsRef<Path>, change: impl FnOnce(&mut Self)) -> Result<Self, Error>
+    where
+        Self: Default,
+    {
+        Options::new().update(path, change)
+    }
+
+    /// [`update`](Persisted::update) on tokio's blocking thread pool.
+    ///
+    /// # Errors
+    ///
+    /// As [`update`](Persisted::update).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::Persisted;
+    /// # #[derive(Default, serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Stats { launches: u64 }
+    /// # async fn run() -> Result<(), persist::Error> {
+    /// let stats = Stats::update_async("stats.json", |stats| stats.launches += 1).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    fn update_async(
+        path: impl AsRef<Path>,
+        change: impl FnOnce(&mut Self) + Send + 'static,
+    ) -> Pending<Self>
+    where
+        Self: Default + Send + 'static,
+    {
+        Options::new().update_async(path, change)
+    }
+
     /// [`load`](Persisted::load) on tokio's blocking thread pool.
     ///
     /// # Errors

@@ -1,0 +1,160 @@
+//! `update` under contention: processes and tokio tasks incrementing one counter lose nothing,
+//! and a lock held too long is a typed error.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use persist::{Error, Options, Persisted};
+use serde::{Deserialize, Serialize};
+
+const PROCESSES: u64 = 4;
+const INCREMENTS: u64 = 500;
+const WORKER_FILE: &str = "PERSIST_TEST_WORKER_FILE";
+const WORKER_ID: &str = "PERSIST_TEST_WORKER_ID";
+
+#[derive(Debug, Default, Serialize, Deserialize, Persisted)]
+#[persist(version = 1)]
+struct Counter {
+    total: u64,
+    by_worker: BTreeMap<String, u64>,
+}
+
+fn increment(counter: &mut Counter, worker: &str) {
+    counter.total += 1;
+    *counter.by_worker.entry(worker.to_owned()).or_default() += 1;
+}
+
+/// The body of each child process of `processes_lose_no_update`; does nothing when run
+/// directly by `cargo test`.
+#[test]
+fn worker() {
+    let (Ok(path), Ok(id)) = (std::env::var(WORKER_FILE), std::env::var(WORKER_ID)) else {
+        return;
+    };
+    for _ in 0..INCREMENTS {
+        Counter::update(&path, |counter| increment(counter, &id)).unwrap();
+    }
+}
+
+#[test]
+fn processes_lose_no_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("counter.json");
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|id| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "worker", "--test-threads=1", "--quiet"])
+                .env(WORKER_FILE, &path)
+                .env(WORKER_ID, id.to_string())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let counter = Counter::load(&path).unwrap();
+    assert_eq!(counter.total, PROCESSES * INCREMENTS, "{counter:?}");
+    for id in 0..PROCESSES {
+        assert_eq!(counter.by_worker[&id.to_string()], INCREMENTS);
+    }
+    assert_lock_file_and_nothing_else(dir.path());
+}
+
+fn assert_lock_file_and_nothing_else(dir: &Path) {
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["counter.json", "counter.json.lock"]);
+    let mode = fs::metadata(dir.join("counter.json.lock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_tasks_lose_no_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("counter.json");
+    let tasks: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|id| {
+            let path = path.clone();
+            tokio::spawn(async move {
+                for _ in 0..200 {
+                    Counter::update_async(&path, move |counter| increment(counter, id))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let counter = Counter::load(&path).unwrap();
+    assert_eq!(counter.total, 400);
+    assert_eq!((counter.by_worker["a"], counter.by_worker["b"]), (200, 200));
+    assert_lock_file_and_nothing_else(dir.path());
+}
+
+#[test]
+fn update_starts_from_default_and_returns_the_saved_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("counter.json");
+    let saved = Counter::update(&path, |counter| increment(counter, "x")).unwrap();
+    assert_eq!(saved.total, 1);
+    assert_eq!(Counter::load(&path).unwrap().total, 1);
+}
+
+#[test]
+fn a_held_lock_times_out_with_a_typed_error_and_the_file_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("counter.json");
+    Counter::update(&path, |counter| increment(counter, "x")).unwrap();
+    let before = fs::read(&path).unwrap();
+
+    let held = fs::File::open(dir.path().join("counter.json.lock")).unwrap();
+    held.lock().unwrap();
+    let options = Options::new().lock_timeout(Some(Duration::from_millis(50)));
+    let error = options
+        .update(&path, |counter: &mut Counter| increment(counter, "y"))
+        .unwrap_err();
+    match &error {
+        Error::LockTimeout {
+            path: state,
+            lock_path,
+            waited,
+        } => {
+            assert_eq!(state, &path);
+            assert_eq!(lock_path, &dir.path().join("counter.json.lock"));
+            assert!(*waited >= Duration::from_millis(50));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fs::read(&path).unwrap(), before);
+
+    held.unlock().unwrap();
+    let saved = options
+        .update(&path, |counter: &mut Counter| increment(counter, "y"))
+        .unwrap();
+    assert_eq!(saved.total, 2);
+}
+
+#[test]
+fn a_failed_load_inside_update_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("counter.json");
+    fs::write(&path, b"{\"version\":2,\"data\":{}}").unwrap();
+    let error = Counter::update(&path, |counter| increment(counter, "x")).unwrap_err();
+    assert!(matches!(error, Error::FutureVersion { .. }), "{error:?}");
+    assert_eq!(fs::read(&path).unwrap(), b"{\"version\":2,\"data\":{}}");
+}
