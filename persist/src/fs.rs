@@ -1,9 +1,13 @@
 //! The std file shell: a guarded read and a durable atomic write. The only module that touches
 //! the file system; the tokio shell runs these same functions on the blocking pool.
 
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, FileKind, IoOp};
 
@@ -13,6 +17,9 @@ const WRITE_BUFFER: usize = 64 * 1024;
 
 /// Suffix of the temporary files a save creates beside the target (`.<name>.<random>.tmp`).
 const TEMP_SUFFIX: &str = ".tmp";
+
+/// Length of the random part of a temporary file's name: 62^12, about 2^71 names.
+const TEMP_RANDOM_CHARS: usize = 12;
 
 pub(crate) fn io_error(path: &Path, op: IoOp) -> impl FnOnce(io::Error) -> Error + '_ {
     move |source| Error::Io {
@@ -84,41 +91,174 @@ pub(crate) fn write_atomic(
     let dir = parent_dir(&target);
     create_parents(path, dir)?;
 
-    let mut prefix = std::ffi::OsString::from(".");
-    prefix.push(target.file_name().unwrap_or(target.as_os_str()));
+    let name = target.file_name().unwrap_or(target.as_os_str());
+    let mut prefix = OsString::from(".");
+    prefix.push(name);
     prefix.push(".");
     // tempfile opens with O_CREAT | O_EXCL (a planted file or symlink makes it pick another
     // name), mode 0600 at creation, and deletes the file when `temp` drops: that is the
     // clean-up of every early return below.
-    let temp = tempfile::Builder::new()
-        .prefix(&prefix)
-        .suffix(TEMP_SUFFIX)
-        .rand_bytes(12)
-        .tempfile_in(dir)
+    let temp = fault(IoOp::CreateTemp)
+        .and_then(|()| {
+            tempfile::Builder::new()
+                .prefix(&prefix)
+                .suffix(TEMP_SUFFIX)
+                .rand_bytes(TEMP_RANDOM_CHARS)
+                .tempfile_in(dir)
+        })
         .map_err(io_error(path, IoOp::CreateTemp))?;
+    // Marks the temporary file as in use until this process closes it or dies, so that a
+    // sweep by another process never removes it (see `sweep_stale_temps`). A file system
+    // without locks only loses the sweep.
+    let _ = temp.as_file().try_lock();
 
     let mut writer = BufWriter::with_capacity(WRITE_BUFFER, temp.as_file());
-    contents(&mut writer).map_err(|error| {
-        if error.is_io() {
-            io_error(path, IoOp::Write)(error.into())
-        } else {
-            Error::Serialize {
-                path: path.to_owned(),
-                source: error,
+    fault(IoOp::Write)
+        .map_err(serde_json::Error::io)
+        .and_then(|()| contents(&mut writer))
+        .map_err(|error| {
+            if error.is_io() {
+                io_error(path, IoOp::Write)(error.into())
+            } else {
+                Error::Serialize {
+                    path: path.to_owned(),
+                    source: error,
+                }
             }
-        }
-    })?;
+        })?;
     writer.flush().map_err(io_error(path, IoOp::Write))?;
     drop(writer);
 
     // After a failed fsync the page cache may already have dropped the dirty pages: retrying
     // would report success for data that never reached the disk. Give up and keep the old file.
-    temp.as_file()
-        .sync_all()
+    fault(IoOp::SyncFile)
+        .and_then(|()| temp.as_file().sync_all())
         .map_err(io_error(path, IoOp::SyncFile))?;
+    let temp = match fault(IoOp::Rename) {
+        Ok(()) => temp,
+        Err(error) => return Err(io_error(path, IoOp::Rename)(error)),
+    };
     temp.persist(&target)
         .map_err(|failed| io_error(path, IoOp::Rename)(failed.error))?;
-    sync_dir(dir).map_err(io_error(path, IoOp::SyncDir))
+    fault(IoOp::SyncDir)
+        .and_then(|()| sync_dir(dir))
+        .map_err(io_error(path, IoOp::SyncDir))?;
+    if sweep_due(dir) {
+        sweep_stale_temps(dir, name);
+    }
+    Ok(())
+}
+
+/// How often one process sweeps a directory for stale temporary files.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A temporary file younger than this is never swept: it may belong to a save that has created
+/// it but not yet locked it.
+const STALE_AFTER: Duration = Duration::from_secs(1);
+
+/// A temporary file is left behind only when a process dies during a save, so each process
+/// looks at a directory on its first save there and then at most once a minute: the sweep
+/// costs a directory listing, which a save should not pay every time.
+fn sweep_due(dir: &Path) -> bool {
+    static LAST_SWEEP: Mutex<Option<HashMap<PathBuf, Instant>>> = Mutex::new(None);
+    let Ok(mut last_sweep) = LAST_SWEEP.lock() else {
+        return false;
+    };
+    let now = Instant::now();
+    let last_sweep = last_sweep.get_or_insert_with(HashMap::new);
+    match last_sweep.get(dir) {
+        Some(last) if now.duration_since(*last) < SWEEP_INTERVAL => false,
+        _ => {
+            last_sweep.insert(dir.to_owned(), now);
+            true
+        }
+    }
+}
+
+/// Removes the temporary files of `name` that a crashed save left in `dir`: those whose
+/// `flock` nobody holds (a live save holds its own until it closes the file) and that are old
+/// enough not to be in the gap between creation and locking. Best effort: the save it follows
+/// has already succeeded, so failures here are ignored.
+pub(crate) fn sweep_stale_temps(dir: &Path, name: &OsStr) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !is_temp_of(&entry.file_name(), name) {
+            continue;
+        }
+        let path = entry.path();
+        let mut options = OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(
+            &mut options,
+            libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        );
+        let Ok(file) = options.open(&path) else {
+            continue;
+        };
+        let stale = file.metadata().is_ok_and(|metadata| {
+            metadata.is_file()
+                && metadata
+                    .modified()
+                    .ok()
+                    .and_then(|modified| modified.elapsed().ok())
+                    .is_some_and(|age| age >= STALE_AFTER)
+        });
+        if stale && file.try_lock().is_ok() {
+            let _ = fs::remove_file(&path);
+        }
+    }
+}
+
+/// `.<name>.<TEMP_RANDOM_CHARS alphanumerics>.tmp`: the names `write_atomic` creates.
+fn is_temp_of(candidate: &OsStr, name: &OsStr) -> bool {
+    let (Some(candidate), Some(name)) = (candidate.to_str(), name.to_str()) else {
+        return false;
+    };
+    candidate
+        .strip_prefix('.')
+        .and_then(|rest| rest.strip_prefix(name))
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|rest| rest.strip_suffix(TEMP_SUFFIX))
+        .is_some_and(|random| {
+            random.len() == TEMP_RANDOM_CHARS && random.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+}
+
+/// Test-only fault injection: `inject_fault(op)` makes the next `fault(op)` on this thread
+/// fail with EIO, so every failure path of a save is exercised for real in the unit tests.
+#[cfg(test)]
+mod faults {
+    use std::cell::Cell;
+
+    use crate::IoOp;
+
+    thread_local! {
+        static NEXT: Cell<Option<IoOp>> = const { Cell::new(None) };
+    }
+
+    pub(crate) fn inject_fault(op: IoOp) {
+        NEXT.set(Some(op));
+    }
+
+    pub(crate) fn fault(op: IoOp) -> std::io::Result<()> {
+        if NEXT.get() == Some(op) {
+            NEXT.set(None);
+            return Err(std::io::Error::from_raw_os_error(libc::EIO));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+use faults::fault;
+
+#[cfg(not(test))]
+#[inline(always)]
+fn fault(_op: IoOp) -> io::Result<()> {
+    Ok(())
 }
 
 /// The file a save replaces: `path` itself, or the file a symbolic link at `path` points to
@@ -196,7 +336,8 @@ mod tests {
     use std::io::{self, Write as _};
     use std::path::Path;
 
-    use super::{read, write_atomic};
+    use super::faults::inject_fault;
+    use super::{is_temp_of, read, sweep_stale_temps, write_atomic};
     use crate::{Error, IoOp};
 
     fn entries(dir: &Path) -> Vec<String> {
@@ -300,5 +441,108 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    fn save_new(path: &Path) -> Result<(), Error> {
+        write_atomic(path, |writer| {
+            writer.write_all(b"new").map_err(serde_json::Error::io)
+        })
+    }
+
+    #[test]
+    fn every_failed_step_before_the_rename_keeps_the_old_file_and_removes_the_temp() {
+        for op in [IoOp::CreateTemp, IoOp::Write, IoOp::SyncFile, IoOp::Rename] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("state.json");
+            fs::write(&path, b"old").unwrap();
+            inject_fault(op);
+            match save_new(&path) {
+                Err(Error::Io {
+                    op: failed, source, ..
+                }) => {
+                    assert_eq!(failed, op);
+                    assert_eq!(source.raw_os_error(), Some(libc::EIO));
+                }
+                other => panic!("{op:?}: {other:?}"),
+            }
+            assert_eq!(fs::read(&path).unwrap(), b"old", "{op:?}");
+            assert_eq!(entries(dir.path()), ["state.json"], "{op:?}");
+            // The next save goes through.
+            save_new(&path).unwrap();
+            assert_eq!(fs::read(&path).unwrap(), b"new");
+        }
+    }
+
+    #[test]
+    fn a_failed_directory_sync_is_its_own_error_after_the_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        fs::write(&path, b"old").unwrap();
+        inject_fault(IoOp::SyncDir);
+        let error = save_new(&path).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::Io {
+                    op: IoOp::SyncDir,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().contains("may not survive a power cut"),
+            "{error}"
+        );
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        assert_eq!(entries(dir.path()), ["state.json"]);
+    }
+
+    fn age(path: &Path, seconds: u64) {
+        let file = fs::File::options().write(true).open(path).unwrap();
+        let then = std::time::SystemTime::now() - std::time::Duration::from_secs(seconds);
+        file.set_modified(then).unwrap();
+    }
+
+    #[test]
+    fn a_sweep_removes_only_old_unlocked_temporary_files_of_that_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = std::ffi::OsStr::new("state.json");
+        let stale = dir.path().join(".state.json.AbCdEf123456.tmp");
+        let live = dir.path().join(".state.json.LiveLive0000.tmp");
+        let young = dir.path().join(".state.json.Young0000000.tmp");
+        let other = dir.path().join(".other.json.AbCdEf123456.tmp");
+        let lookalike = dir.path().join(".state.json.short.tmp");
+        for path in [&stale, &live, &young, &other, &lookalike] {
+            fs::write(path, b"partial").unwrap();
+        }
+        for path in [&stale, &live, &other, &lookalike] {
+            age(path, 5);
+        }
+        let holder = fs::File::open(&live).unwrap();
+        holder.lock().unwrap();
+
+        sweep_stale_temps(dir.path(), name);
+
+        assert!(!stale.exists());
+        for kept in [&live, &young, &other, &lookalike] {
+            assert!(kept.exists(), "{}", kept.display());
+        }
+    }
+
+    #[test]
+    fn temporary_file_names_are_recognised_exactly() {
+        let name = std::ffi::OsStr::new("a.json");
+        assert!(is_temp_of(".a.json.0123456789ab.tmp".as_ref(), name));
+        for other in [
+            "a.json",
+            ".a.json.0123456789a.tmp",
+            ".a.json.0123456789abc.tmp",
+            ".a.json.012345-789ab.tmp",
+            ".b.json.0123456789ab.tmp",
+            "a.json.0123456789ab.tmp",
+        ] {
+            assert!(!is_temp_of(other.as_ref(), name), "{other}");
+        }
     }
 }
