@@ -27,7 +27,9 @@ impl Progress {
     fn at(step: u64) -> Self {
         Progress {
             step,
-            padding: (0..200).map(|i| format!("line {i} of step {step}")).collect(),
+            padding: (0..200)
+                .map(|i| format!("line {i} of step {step}"))
+                .collect(),
         }
     }
 }
@@ -104,8 +106,15 @@ fn kills_never_tear_the_file() {
 
         let progress = Progress::load(&path)
             .unwrap_or_else(|error| panic!("torn file after a kill (seed {seed}): {error}"));
-        assert!(progress.step >= last_step, "went back from {last_step} to {}", progress.step);
-        assert_eq!(progress.padding.len(), if progress.step == 0 { 0 } else { 200 });
+        assert!(
+            progress.step >= last_step,
+            "went back from {last_step} to {}",
+            progress.step
+        );
+        assert_eq!(
+            progress.padding.len(),
+            if progress.step == 0 { 0 } else { 200 }
+        );
         if progress.step > last_step {
             killed_mid_run += 1;
         }
@@ -116,10 +125,17 @@ fn kills_never_tear_the_file() {
         "{KILLS} kills, {killed_mid_run} after at least one save, final step {last_step}, \
          {left_behind} temporary files left by killed saves"
     );
-    assert!(killed_mid_run > KILLS / 2, "most kills should land while saving");
+    assert!(
+        killed_mid_run > KILLS / 2,
+        "most kills should land while saving"
+    );
 
     // The sweep leaves temporary files younger than a second alone (they may be live).
     std::thread::sleep(Duration::from_millis(1_100));
     Progress::at(last_step + 1).save(&path).unwrap();
-    assert_eq!(temp_files(dir.path()), 0, "the save did not sweep stale temporary files");
+    assert_eq!(
+        temp_files(dir.path()),
+        0,
+        "the save did not sweep stale temporary files"
+    );
 }

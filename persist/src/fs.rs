@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::Durability;
 use crate::error::{Error, FileKind, IoOp};
 
 /// Buffer between the serializer and the temporary file: large enough that serde_json's many
@@ -85,6 +86,7 @@ pub(crate) fn read(path: &Path, limit: u64) -> Result<Vec<u8>, Error> {
 /// serde could not serialize.
 pub(crate) fn write_atomic(
     path: &Path,
+    durability: Durability,
     contents: impl FnOnce(&mut BufWriter<&File>) -> Result<(), serde_json::Error>,
 ) -> Result<(), Error> {
     let target = resolve_target(path)?;
@@ -131,18 +133,22 @@ pub(crate) fn write_atomic(
 
     // After a failed fsync the page cache may already have dropped the dirty pages: retrying
     // would report success for data that never reached the disk. Give up and keep the old file.
-    fault(IoOp::SyncFile)
-        .and_then(|()| temp.as_file().sync_all())
-        .map_err(io_error(path, IoOp::SyncFile))?;
+    if durability != Durability::None {
+        fault(IoOp::SyncFile)
+            .and_then(|()| temp.as_file().sync_all())
+            .map_err(io_error(path, IoOp::SyncFile))?;
+    }
     let temp = match fault(IoOp::Rename) {
         Ok(()) => temp,
         Err(error) => return Err(io_error(path, IoOp::Rename)(error)),
     };
     temp.persist(&target)
         .map_err(|failed| io_error(path, IoOp::Rename)(failed.error))?;
-    fault(IoOp::SyncDir)
-        .and_then(|()| sync_dir(dir))
-        .map_err(io_error(path, IoOp::SyncDir))?;
+    if durability == Durability::Full {
+        fault(IoOp::SyncDir)
+            .and_then(|()| sync_dir(dir))
+            .map_err(io_error(path, IoOp::SyncDir))?;
+    }
     if sweep_due(dir) {
         sweep_stale_temps(dir, name);
     }
@@ -338,7 +344,7 @@ mod tests {
 
     use super::faults::inject_fault;
     use super::{is_temp_of, read, sweep_stale_temps, write_atomic};
-    use crate::{Error, IoOp};
+    use crate::{Durability, Error, IoOp};
 
     fn entries(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(dir)
@@ -354,7 +360,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        write_atomic(&path, |writer| {
+        write_atomic(&path, Durability::Full, |writer| {
             let names = entries(dir.path());
             assert_eq!(names.len(), 1);
             let name = &names[0];
@@ -379,7 +385,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         fs::write(&path, b"old").unwrap();
-        let error = write_atomic(&path, |writer| {
+        let error = write_atomic(&path, Durability::Full, |writer| {
             writer
                 .write_all(b"partial")
                 .map_err(serde_json::Error::io)?;
@@ -406,7 +412,7 @@ mod tests {
         fs::write(&path, b"old").unwrap();
         // Between the check and the rename, a non-empty directory takes the target's place:
         // rename(2) refuses to replace it.
-        let error = write_atomic(&path, |writer| {
+        let error = write_atomic(&path, Durability::Full, |writer| {
             fs::remove_file(&path).unwrap();
             fs::create_dir(&path).unwrap();
             fs::write(path.join("inside"), b"kept").unwrap();
@@ -444,7 +450,7 @@ mod tests {
     }
 
     fn save_new(path: &Path) -> Result<(), Error> {
-        write_atomic(path, |writer| {
+        write_atomic(path, Durability::Full, |writer| {
             writer.write_all(b"new").map_err(serde_json::Error::io)
         })
     }

@@ -83,7 +83,7 @@ mod persisted;
 mod tokio;
 
 pub use crate::error::{Error, FileKind, IoOp};
-pub use crate::options::Options;
+pub use crate::options::{Durability, Options};
 pub use crate::persisted::{BoxError, Origin, Persisted};
 #[cfg(feature = "tokio")]
 pub use crate::tokio::Pending;
