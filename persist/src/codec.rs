@@ -116,6 +116,49 @@ pub(crate) fn decode<T: Persisted>(bytes: &[u8]) -> Result<T, DecodeError> {
     )
 }
 
+/// The version of a file that starts the way persist writes it (`{"version":N,`), from its
+/// first bytes; `None` when the file starts in any other way.
+pub(crate) fn leading_version(head: &[u8]) -> Option<u64> {
+    let head = head.strip_prefix(UTF8_BOM).unwrap_or(head);
+    let rest = head.strip_prefix(br#"{"version":"#)?;
+    let digits = rest.iter().take_while(|byte| byte.is_ascii_digit()).count();
+    if !matches!(rest.get(digits), Some(b',' | b'}')) || digits == 0 || digits > 19 {
+        return None;
+    }
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
+/// The `version` of the envelope in `bytes`, whatever the layout; `None` for a document that is
+/// not an envelope or not JSON. Does not look at `data` beyond skipping it.
+pub(crate) fn stored_version(bytes: &[u8]) -> Option<u64> {
+    struct VersionOnly;
+
+    impl<'de> Visitor<'de> for VersionOnly {
+        type Value = Option<u64>;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            formatter.write_str("an envelope")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut version = None;
+            while let Some(key) = map.next_key::<Key>()? {
+                match key {
+                    Key::Version => version = Some(map.next_value_seed(VersionSeed)?),
+                    Key::Data | Key::Other => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(version)
+        }
+    }
+
+    let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    deserializer.deserialize_map(VersionOnly).ok().flatten()
+}
+
 /// Turns the outcome of a pass into the value, running the second pass a file may need.
 fn finish<T: Persisted>(outcome: Outcome<T>, bytes: &[u8]) -> Result<T, DecodeError> {
     match outcome {
@@ -305,7 +348,7 @@ fn in_chain<T: Persisted>(version: u32) -> bool {
 }
 
 /// The oldest version, when it accepts files without an envelope.
-fn unversioned_root<T: Persisted>() -> Option<u32> {
+pub(crate) fn unversioned_root<T: Persisted>() -> Option<u32> {
     if T::VERSION == 0 {
         None
     } else if T::Previous::VERSION == 0 || T::Previous::VERSION >= T::VERSION {
@@ -508,7 +551,10 @@ mod tests {
 
     use serde::{Deserialize, Serialize};
 
-    use super::{DecodeError, chain_versions, decode, encode, in_chain, redact};
+    use super::{
+        DecodeError, chain_versions, decode, encode, in_chain, leading_version, redact,
+        stored_version,
+    };
     use crate::{BoxError, Origin, Persisted};
 
     // Hand-written impls: the core is tested without the derive.
@@ -788,6 +834,31 @@ mod tests {
         }
         let (_, _, _, reason) = corrupt_reason(decode::<Strict>(br#"{"name":"legacy"}"#));
         assert!(reason.starts_with("not a persist file"), "{reason}");
+    }
+
+    #[test]
+    fn finds_the_stored_version_without_decoding_data() {
+        assert_eq!(leading_version(br#"{"version":12,"data":{}}"#), Some(12));
+        assert_eq!(leading_version(b"\xEF\xBB\xBF{\"version\":3}"), Some(3));
+        for head in [
+            &br#"{ "version": 3"#[..],
+            br#"{"version":"3","#,
+            br#"{"data":1}"#,
+            b"",
+        ] {
+            assert_eq!(leading_version(head), None);
+        }
+        assert_eq!(
+            leading_version(br#"{"version":99999999999999999999,"#),
+            None
+        );
+        assert_eq!(
+            stored_version(b"{\n \"data\": [1, {}],\n \"version\": 7\n}"),
+            Some(7)
+        );
+        assert_eq!(stored_version(br#"{"name":"legacy"}"#), None);
+        assert_eq!(stored_version(b"[1,2]"), None);
+        assert_eq!(stored_version(b"{broken"), None);
     }
 
     #[test]

@@ -73,6 +73,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod backup;
 mod codec;
 mod error;
 mod fs;
@@ -82,6 +83,7 @@ mod persisted;
 #[cfg(feature = "tokio")]
 mod tokio;
 
+pub use crate::backup::Backup;
 pub use crate::error::{Error, FileKind, IoOp};
 pub use crate::options::{Durability, Options};
 pub use crate::persisted::{BoxError, Origin, Persisted};
@@ -109,6 +111,12 @@ pub mod __private {
     use crate::BoxError;
 
     pub use serde;
+
+    /// The load path without the file: decodes `bytes` as a file named `<memory>` would be.
+    /// For the fuzz targets.
+    pub fn decode<T: crate::Persisted>(bytes: &[u8]) -> Result<T, crate::Error> {
+        crate::codec::decode(bytes).map_err(|error| error.at::<T>(std::path::Path::new("<memory>")))
+    }
 
     /// A `TryFrom` step whose error can be boxed.
     #[diagnostic::on_unimplemented(

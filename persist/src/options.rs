@@ -1,6 +1,8 @@
 //! [`Options`]: the settings of a load or save, and the functions behind every `Persisted`
 //! method.
 
+use std::fs::File;
+use std::io::BufWriter;
 #[cfg(feature = "tokio")]
 use std::io::Write as _;
 use std::path::Path;
@@ -8,7 +10,7 @@ use std::time::Duration;
 
 #[cfg(feature = "tokio")]
 use crate::Pending;
-use crate::{Error, Persisted, codec, fs, lock};
+use crate::{Backup, Error, Persisted, backup, codec, fs, lock};
 
 /// Settings for loading and saving, for when the defaults of the [`Persisted`] methods do not
 /// fit. `Persisted::load(path)` is `Options::new().load(path)`.
@@ -31,6 +33,7 @@ pub struct Options {
     max_size: u64,
     lock_timeout: Option<Duration>,
     durability: Durability,
+    backups: usize,
 }
 
 /// How much a save waits for the disk. Every level replaces the file atomically (a reader, or
@@ -68,12 +71,16 @@ impl Options {
     /// How long [`update`](Options::update) waits for another process's lock by default: 30 s.
     pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
+    /// How many backups of older (or newer) versions a save keeps by default: 3.
+    pub const DEFAULT_BACKUPS: usize = 3;
+
     /// The default settings.
     pub const fn new() -> Self {
         Options {
             max_size: Self::DEFAULT_MAX_SIZE,
             lock_timeout: Some(Self::DEFAULT_LOCK_TIMEOUT),
             durability: Durability::Full,
+            backups: Self::DEFAULT_BACKUPS,
         }
     }
 
@@ -98,6 +105,76 @@ impl Options {
     pub const fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
         self
+    }
+
+    /// Sets how many backups a save keeps beside the file. Before a save replaces a file that
+    /// holds another version than the one being written (the first save after a migration, or
+    /// an older program saving over a newer file), the old file is copied, durably and
+    /// atomically, to `<name>.v<version>.bak`, and all but the `keep` newest versions are
+    /// removed. `0` turns backups off. The default is
+    /// [`DEFAULT_BACKUPS`](Options::DEFAULT_BACKUPS). A save over a file of the same version
+    /// makes no backup and costs one read of the file's first 34 bytes.
+    pub const fn backups(mut self, keep: usize) -> Self {
+        self.backups = keep;
+        self
+    }
+
+    /// The backups kept beside the file at `path`, newest version first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the directory cannot be read.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let backups = persist::Options::new().backups_of("settings.json")?;
+    /// for backup in &backups {
+    ///     println!("version {} at {}", backup.version, backup.path.display());
+    /// }
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn backups_of(&self, path: impl AsRef<Path>) -> Result<Vec<Backup>, Error> {
+        backup::list(path.as_ref())
+    }
+
+    /// Puts the backup of `version` back in place of the file at `path`, durably and
+    /// atomically. The file it replaces is first kept as a backup of its own version, so a
+    /// restore can be undone. Loading the restored file then migrates it again, so fix what made
+    /// you restore (usually a migration) first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] naming the backup if there is none of `version`; the errors of a
+    /// save otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// persist::Options::new().restore_backup("settings.json", 2)?;
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn restore_backup(&self, path: impl AsRef<Path>, version: u64) -> Result<(), Error> {
+        backup::restore(path.as_ref(), version, self.max_size, self.durability)
+    }
+
+    /// Keeps a backup of the file if needed, then replaces it with what `contents` writes.
+    fn commit(
+        &self,
+        path: &Path,
+        version: u32,
+        unversioned_as: Option<u32>,
+        contents: impl FnOnce(&mut BufWriter<&File>) -> Result<(), serde_json::Error>,
+    ) -> Result<(), Error> {
+        backup::preserve(
+            path,
+            u64::from(version),
+            unversioned_as,
+            self.backups,
+            self.max_size,
+            self.durability,
+        )?;
+        fs::write_atomic(path, self.durability, contents)
     }
 
     /// Loads `path` as `T`, migrating from whatever version the file holds. Never writes.
@@ -152,7 +229,8 @@ impl Options {
     ///
     /// See [`Options`].
     pub fn save<T: Persisted>(&self, value: &T, path: impl AsRef<Path>) -> Result<(), Error> {
-        fs::write_atomic(path.as_ref(), self.durability, |writer| {
+        let unversioned_as = codec::unversioned_root::<T>();
+        self.commit(path.as_ref(), T::VERSION, unversioned_as, |writer| {
             codec::encode(value, writer)
         })
     }
@@ -315,9 +393,10 @@ impl Options {
         if let Err(source) = codec::encode(value, &mut bytes) {
             return Pending::failed(Error::Serialize { path, source });
         }
-        let durability = self.durability;
+        let options = self.clone();
+        let (version, unversioned_as) = (T::VERSION, codec::unversioned_root::<T>());
         Pending::new(path, move |path| {
-            fs::write_atomic(path, durability, |writer| {
+            options.commit(path, version, unversioned_as, |writer| {
                 writer.write_all(&bytes).map_err(serde_json::Error::io)
             })
         })
