@@ -139,7 +139,7 @@ pub(crate) fn list(path: &Path) -> Result<Vec<Backup>, Error> {
             })
         })
         .collect();
-    backups.sort_by(|a, b| b.version.cmp(&a.version));
+    backups.sort_by_key(|backup| std::cmp::Reverse(backup.version));
     Ok(backups)
 }
 
