@@ -35,7 +35,10 @@ fn the_first_save_after_a_migration_keeps_the_old_file() {
 
     let backup = dir.path().join("state.json.v2.bak");
     assert_eq!(fs::read(&backup).unwrap(), original);
-    assert_eq!(fs::metadata(&backup).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(&backup).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     assert_eq!(AppStateV2::load(&backup).unwrap().user, "linus");
 
     // Later saves of the same version make no further backup.
@@ -51,7 +54,10 @@ fn a_file_without_an_envelope_is_kept_as_the_oldest_version() {
     let (dir, path) = copy_of_fixture("v1-unversioned.json");
     let original = fs::read(&path).unwrap();
     AppState::load(&path).unwrap().save(&path).unwrap();
-    assert_eq!(fs::read(dir.path().join("state.json.v1.bak")).unwrap(), original);
+    assert_eq!(
+        fs::read(dir.path().join("state.json.v1.bak")).unwrap(),
+        original
+    );
 }
 
 #[test]
@@ -61,7 +67,10 @@ fn an_older_program_saving_over_a_newer_file_keeps_the_newer_one() {
     sample().save(&path).unwrap();
     let newer = fs::read(&path).unwrap();
     v1().save(&path).unwrap();
-    assert_eq!(fs::read(dir.path().join("state.json.v4.bak")).unwrap(), newer);
+    assert_eq!(
+        fs::read(dir.path().join("state.json.v4.bak")).unwrap(),
+        newer
+    );
 }
 
 #[test]
@@ -100,7 +109,10 @@ async fn async_saves_keep_backups_too() {
     let original = fs::read(&path).unwrap();
     let state = AppState::load_async(&path).await.unwrap();
     state.save_async(&path).await.unwrap();
-    assert_eq!(fs::read(dir.path().join("state.json.v1.bak")).unwrap(), original);
+    assert_eq!(
+        fs::read(dir.path().join("state.json.v1.bak")).unwrap(),
+        original
+    );
 }
 
 #[test]
@@ -113,7 +125,10 @@ fn a_backup_can_be_restored_and_the_restore_undone() {
     Options::new().restore_backup(&path, 2).unwrap();
     assert_eq!(fs::read(&path).unwrap(), original);
     // The file the restore replaced is itself kept.
-    assert_eq!(fs::read(dir.path().join("state.json.v4.bak")).unwrap(), migrated);
+    assert_eq!(
+        fs::read(dir.path().join("state.json.v4.bak")).unwrap(),
+        migrated
+    );
     assert_eq!(AppState::load(&path).unwrap().user, "linus");
 
     Options::new().restore_backup(&path, 4).unwrap();

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use tempfile::NamedTempFile;
+
 use crate::Durability;
 use crate::error::{Error, FileKind, IoOp};
 
@@ -101,13 +103,7 @@ pub(crate) fn write_atomic(
     // name), mode 0600 at creation, and deletes the file when `temp` drops: that is the
     // clean-up of every early return below.
     let temp = fault(IoOp::CreateTemp)
-        .and_then(|()| {
-            tempfile::Builder::new()
-                .prefix(&prefix)
-                .suffix(TEMP_SUFFIX)
-                .rand_bytes(TEMP_RANDOM_CHARS)
-                .tempfile_in(dir)
-        })
+        .and_then(|()| create_temp(dir, &prefix, TEMP_RANDOM_CHARS))
         .map_err(io_error(path, IoOp::CreateTemp))?;
     // Marks the temporary file as in use until this process closes it or dies, so that a
     // sweep by another process never removes it (see `sweep_stale_temps`). A file system
@@ -153,6 +149,24 @@ pub(crate) fn write_atomic(
         sweep_stale_temps(dir, name);
     }
     Ok(())
+}
+
+/// Creates `<prefix><random>.tmp` in `dir` with O_CREAT | O_EXCL (never opening or following
+/// anything already there, a symbolic link included) and mode 0600 from creation. Opened here
+/// rather than by `tempfile_in`, which wraps the OS error that callers match on (ENOSPC, EROFS,
+/// EACCES) in one of its own.
+fn create_temp(dir: &Path, prefix: &OsStr, random_chars: usize) -> io::Result<NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(TEMP_SUFFIX)
+        .rand_bytes(random_chars)
+        .make_in(dir, |path| {
+            let mut options = OpenOptions::new();
+            options.read(true).write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            options.open(path)
+        })
 }
 
 /// How often one process sweeps a directory for stale temporary files.
@@ -343,7 +357,7 @@ mod tests {
     use std::path::Path;
 
     use super::faults::inject_fault;
-    use super::{is_temp_of, read, sweep_stale_temps, write_atomic};
+    use super::{create_temp, is_temp_of, read, sweep_stale_temps, write_atomic};
     use crate::{Durability, Error, IoOp};
 
     fn entries(dir: &Path) -> Vec<String> {
@@ -550,5 +564,24 @@ mod tests {
         ] {
             assert!(!is_temp_of(other.as_ref(), name), "{other}");
         }
+    }
+
+    #[test]
+    fn a_symlink_planted_at_the_temporary_name_is_not_followed() {
+        // With no random part the name is known in advance, as an attacker would like it.
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        let planted = dir.path().join(".state.json..tmp");
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let error = create_temp(dir.path(), ".state.json.".as_ref(), 0).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        assert!(
+            fs::symlink_metadata(&planted)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
     }
 }
