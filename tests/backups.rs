@@ -5,19 +5,9 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 
-use common::{AppState, AppStateV1, AppStateV2, copy_of_fixture, sample};
+use common::{AppState, AppStateV1, AppStateV2, copy_of_fixture, names, sample};
 use persist::{Error, Options, Persisted};
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
-}
 
 fn v1() -> AppStateV1 {
     AppStateV1 {

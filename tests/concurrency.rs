@@ -1,6 +1,8 @@
 //! `update` under contention: processes and tokio tasks incrementing one counter lose nothing,
 //! and a lock held too long is a typed error.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -67,12 +69,7 @@ fn processes_lose_no_update() {
 }
 
 fn assert_lock_file_and_nothing_else(dir: &Path) {
-    let mut names: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["counter.json", "counter.json.lock"]);
+    assert_eq!(common::names(dir), ["counter.json", "counter.json.lock"]);
     let mode = fs::metadata(dir.join("counter.json.lock"))
         .unwrap()
         .permissions()
