@@ -308,21 +308,35 @@ fn closing_quote(escaped: &str) -> Option<usize> {
     None
 }
 
-/// The versions of `T`'s chain, oldest first.
-pub(crate) fn chain_versions<T: Persisted>() -> Vec<u32> {
-    let mut versions = Vec::new();
-    push_versions::<T>(&mut versions);
-    versions
+/// Something done for each type of a chain, oldest first (see [`walk_chain`]).
+pub(crate) trait VisitVersion {
+    fn visit<V: Persisted>(&mut self);
 }
 
-fn push_versions<T: Persisted>(versions: &mut Vec<u32>) {
+/// Calls `visitor` with every type of `T`'s chain, oldest first.
+pub(crate) fn walk_chain<T: Persisted, W: VisitVersion>(visitor: &mut W) {
     if T::VERSION == 0 {
         return;
     }
     if T::Previous::VERSION < T::VERSION {
-        push_versions::<T::Previous>(versions);
+        walk_chain::<T::Previous, W>(visitor);
     }
-    versions.push(T::VERSION);
+    visitor.visit::<T>();
+}
+
+/// The versions of `T`'s chain, oldest first.
+pub(crate) fn chain_versions<T: Persisted>() -> Vec<u32> {
+    struct Versions(Vec<u32>);
+
+    impl VisitVersion for Versions {
+        fn visit<V: Persisted>(&mut self) {
+            self.0.push(V::VERSION);
+        }
+    }
+
+    let mut versions = Versions(Vec::new());
+    walk_chain::<T, _>(&mut versions);
+    versions.0
 }
 
 fn classify<T: Persisted>(version: u64) -> Result<u32, Outcome<T>> {

@@ -70,6 +70,8 @@
 //! - `derive` (default): re-exports `#[derive(Persisted)]`.
 //! - `tokio` (default): `load_async`, `save_async` and `load_or_default_async`, which run the file
 //!   work on tokio's blocking pool. Without it tokio is not a dependency.
+//! - `testing`: [`testing`], fixture snapshots and schema locks for a migration chain (for
+//!   dev-dependencies).
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -77,14 +79,20 @@ mod backup;
 mod codec;
 mod error;
 mod fs;
+mod inspect;
 mod lock;
 mod options;
 mod persisted;
+#[cfg(feature = "testing")]
+mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
 #[cfg(feature = "tokio")]
 mod tokio;
 
 pub use crate::backup::Backup;
 pub use crate::error::{Error, FileKind, IoOp};
+pub use crate::inspect::Inspection;
 pub use crate::options::{Durability, Options};
 pub use crate::persisted::{BoxError, Origin, Persisted};
 #[cfg(feature = "tokio")]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 #[cfg(feature = "tokio")]
 use crate::Pending;
-use crate::{Backup, Error, Persisted, backup, codec, fs, lock};
+use crate::{Backup, Error, Inspection, Persisted, backup, codec, fs, inspect, lock};
 
 /// Settings for loading and saving, for when the defaults of the [`Persisted`] methods do not
 /// fit. `Persisted::load(path)` is `Options::new().load(path)`.
@@ -156,6 +156,32 @@ impl Options {
     /// ```
     pub fn restore_backup(&self, path: impl AsRef<Path>, version: u64) -> Result<(), Error> {
         backup::restore(path.as_ref(), version, self.max_size, self.durability)
+    }
+
+    /// A dry run of [`load`](Options::load): reports the version the file holds, the migration
+    /// steps a load would run, and whether it would succeed (running the migrations in memory),
+    /// without writing anything.
+    ///
+    /// # Errors
+    ///
+    /// Only when the file cannot be read at all ([`Error::NotFound`], [`Error::Io`],
+    /// [`Error::NotRegularFile`], [`Error::TooLarge`]); a file that would fail to load is
+    /// reported in [`Inspection::outcome`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::{Options, Persisted};
+    /// # #[derive(serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Settings { theme: String }
+    /// let report = Options::new().inspect::<Settings>("settings.json")?;
+    /// println!("{report}");
+    /// if !report.would_load() { /* ... */ }
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn inspect<T: Persisted>(&self, path: impl AsRef<Path>) -> Result<Inspection, Error> {
+        inspect::inspect::<T>(path.as_ref(), self.max_size)
     }
 
     /// Keeps a backup of the file if needed, then replaces it with what `contents` writes.

@@ -13,10 +13,14 @@ struct Settings {
     theme: String,
 }
 
-impl TryFrom<SettingsV1> for Settings {
-    type Error = String;
+/// Has no `std::error::Error` impl.
+#[derive(Debug)]
+struct NotAnError;
 
-    fn try_from(old: SettingsV1) -> Result<Self, String> {
+impl TryFrom<SettingsV1> for Settings {
+    type Error = NotAnError;
+
+    fn try_from(old: SettingsV1) -> Result<Self, NotAnError> {
         Ok(Settings { theme: old.theme })
     }
 }

@@ -1,0 +1,405 @@
+//! A test kit for migration chains (feature `testing`, for dev-dependencies): golden fixture
+//! files of every version, loaded through the real load path and snapshotted with insta, and a
+//! schema lock that fails when a versioned type's serialized shape changes without a version
+//! bump.
+//!
+//! # Layout
+//!
+//! ```text
+//! tests/fixtures/settings/      the folder given to Fixtures::new or migration_tests!
+//!   v1/schema.txt               the locked shape of version 1 (generated, committed)
+//!   v1/basic.json               fixtures: real files of version 1 (written by Fixtures::write)
+//!   v2/schema.txt
+//!   v2/basic.json
+//!   v3/...
+//! ```
+//!
+//! # The workflow
+//!
+//! ```ignore
+//! // tests/migrations.rs
+//! persist::testing::migration_tests!(settings: Settings, "tests/fixtures/settings");
+//! ```
+//!
+//! generates two tests in a module `settings`:
+//!
+//! - `fixtures`: every `v<N>/*.json` is loaded as `Settings` with the real load path and the
+//!   outcome (the migration steps, then the migrated value as JSON, or the error) is an insta
+//!   snapshot named `v<N>_<fixture>`. Each version of the chain must have at least one fixture.
+//!   Review changes with `cargo insta review`.
+//! - `schemas`: the shape of every version of the chain (field names after serde renames, types,
+//!   nesting, enum variants, options, maps, and every nested type) is compared with
+//!   `v<N>/schema.txt`. A missing lock is written (and is an error when `CI` is set: commit it).
+//!   A changed shape fails with the diff and what to do; accept a deliberate change with
+//!   `PERSIST_ACCEPT_SCHEMA=1 cargo test`.
+//!
+//! When you bump a version: keep the old struct (renamed, e.g. `SettingsV3`), give the new one
+//! `#[persist(version = 4, migrate_from = SettingsV3)]`, write a fixture of the new version
+//! with [`Fixtures::write`], run the tests, review the new snapshots, commit.
+//!
+//! # What the schema lock sees, and what it does not
+//!
+//! Shapes are traced through each type's `Deserialize` impl with serde-reflection. It sees what
+//! a reader expects: names after renames, types, nesting, variants. It does not see
+//! `#[serde(default)]`, `skip_serializing_if` or `deny_unknown_fields`, so a change that only
+//! touches those passes, and adding a defaulted field fails it (accept it if old files still
+//! load as intended). It cannot trace untagged or internally tagged enums, `#[serde(flatten)]`,
+//! `serde_json::Value` or hand-written impls that call `deserialize_any`: those types get a
+//! clear error, not a silent pass. Types are named by their serde name, so two nested types with
+//! the same name in different modules are reported as a conflict. Homogeneous tuples such as
+//! `(u32, u32)` are written `[u32; 2]`.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+#[doc(hidden)]
+pub use insta;
+
+use crate::codec::{VisitVersion, walk_chain};
+use crate::schema::short_name;
+pub use crate::schema::{ShapeError, describe};
+use crate::{Error, Options, Persisted};
+
+/// The environment variable that accepts changed schema locks (`PERSIST_ACCEPT_SCHEMA=1`).
+pub const ACCEPT_SCHEMA: &str = "PERSIST_ACCEPT_SCHEMA";
+
+const SCHEMA_FILE: &str = "schema.txt";
+
+/// The fixtures and schema locks of the chain that ends in `T`, kept in one folder (relative
+/// paths are relative to the current directory, which `cargo test` sets to the package root).
+#[derive(Debug)]
+pub struct Fixtures<T> {
+    dir: PathBuf,
+    marker: PhantomData<fn() -> T>,
+}
+
+/// One fixture file and what loading it as the current version gives.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Fixture<T> {
+    /// The version folder it is in.
+    pub version: u32,
+    /// Its file name without `.json`.
+    pub name: String,
+    /// Its path.
+    pub path: PathBuf,
+    /// The migration steps a load runs, as `(from, to)` pairs.
+    pub steps: Vec<(u32, u32)>,
+    /// The loaded value, or the error the load reported.
+    pub loaded: Result<T, Error>,
+}
+
+impl<T: Persisted> Fixture<T> {
+    /// The insta snapshot name: `v<version>_<name>`.
+    pub fn snapshot_name(&self) -> String {
+        format!("v{}_{}", self.version, self.name)
+    }
+
+    /// The snapshot text: the migration steps, then the value as pretty JSON or the error
+    /// (with the fixture's path left out, so the text is the same on every machine).
+    pub fn snapshot(&self) -> String {
+        let mut text = format!("fixture v{}/{}.json, ", self.version, self.name);
+        if self.steps.is_empty() {
+            text.push_str("no migration\n");
+        } else {
+            text.push_str("migrated");
+            for (i, (from, to)) in self.steps.iter().enumerate() {
+                if i == 0 {
+                    text.push_str(&format!(" {from}"));
+                }
+                text.push_str(&format!(" -> {to}"));
+            }
+            text.push('\n');
+        }
+        match &self.loaded {
+            Ok(value) => match serde_json::to_string_pretty(value) {
+                Ok(json) => text.push_str(&json),
+                Err(error) => text.push_str(&format!("cannot show the value as JSON: {error}")),
+            },
+            Err(error) => {
+                let shown = error.to_string();
+                let path = self.path.display().to_string();
+                text.push_str("error: ");
+                text.push_str(&shown.replace(&path, "<fixture>"));
+            }
+        }
+        text.push('\n');
+        text
+    }
+}
+
+impl<T: Persisted> Fixtures<T> {
+    /// The fixtures under `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Fixtures {
+            dir: dir.into(),
+            marker: PhantomData,
+        }
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The folder of version `version`.
+    pub fn version_dir(&self, version: u32) -> PathBuf {
+        self.dir.join(format!("v{version}"))
+    }
+
+    /// Writes `value`, a value of any version `V` of the chain, as the fixture `name` of its
+    /// version: `<dir>/v<V::VERSION>/<name>.json`, in the real on-disk format (a plain save).
+    /// Call it once when you add a version, from a test or a small program, and commit the file.
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`Persisted::save`].
+    pub fn write<V: Persisted>(&self, name: &str, value: &V) -> Result<PathBuf, Error> {
+        let path = self.version_dir(V::VERSION).join(format!("{name}.json"));
+        Options::new().backups(0).save(value, &path)?;
+        Ok(path)
+    }
+
+    /// Loads every fixture of every version folder as `T` through the real load path, sorted by
+    /// version and name. Nothing is written.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the folder cannot be listed.
+    pub fn load_all(&self) -> Result<Vec<Fixture<T>>, Error> {
+        let mut fixtures = Vec::new();
+        for version in versions_in(&self.dir)? {
+            let dir = self.version_dir(version);
+            let mut paths: Vec<PathBuf> = read_dir(&dir)?
+                .into_iter()
+                .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+                .collect();
+            paths.sort();
+            for path in paths {
+                let name = path
+                    .file_stem()
+                    .map(|stem| stem.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let inspection = Options::new().inspect::<T>(&path)?;
+                fixtures.push(Fixture {
+                    version,
+                    name,
+                    steps: inspection.steps,
+                    loaded: T::load(&path),
+                    path,
+                });
+            }
+        }
+        Ok(fixtures)
+    }
+
+    /// Panics unless every version of the chain has at least one fixture.
+    pub fn assert_every_version_has_a_fixture(&self, fixtures: &[Fixture<T>]) {
+        for version in crate::codec::chain_versions::<T>() {
+            assert!(
+                fixtures.iter().any(|fixture| fixture.version == version),
+                "no fixture for version {version} of the `{}` chain in {}: write one with \
+                 `persist::testing::Fixtures::write` (a real file of that version) and commit it",
+                short_name::<T>(),
+                self.version_dir(version).display(),
+            );
+        }
+    }
+
+    /// Compares the shape of every version of the chain with its lock, without writing.
+    ///
+    /// # Errors
+    ///
+    /// [`ShapeError`] if a version's shape cannot be traced.
+    pub fn schema_changes(&self) -> Result<Vec<SchemaChange>, ShapeError> {
+        struct Compare<'a> {
+            dir: &'a Path,
+            changes: Vec<SchemaChange>,
+            error: Option<ShapeError>,
+        }
+
+        impl VisitVersion for Compare<'_> {
+            fn visit<V: Persisted>(&mut self) {
+                if self.error.is_some() {
+                    return;
+                }
+                let current = match describe::<V>() {
+                    Ok(current) => current,
+                    Err(error) => return self.error = Some(error),
+                };
+                let lock = self.dir.join(format!("v{}", V::VERSION)).join(SCHEMA_FILE);
+                let locked = std::fs::read_to_string(&lock).ok();
+                if locked.as_deref() != Some(current.as_str()) {
+                    self.changes.push(SchemaChange {
+                        type_name: short_name::<V>(),
+                        version: V::VERSION,
+                        lock,
+                        locked,
+                        current,
+                    });
+                }
+            }
+        }
+
+        let mut compare = Compare {
+            dir: &self.dir,
+            changes: Vec::new(),
+            error: None,
+        };
+        walk_chain::<T, _>(&mut compare);
+        match compare.error {
+            Some(error) => Err(error),
+            None => Ok(compare.changes),
+        }
+    }
+
+    /// Checks every version's shape against its lock: writes missing locks (failing instead
+    /// when the `CI` environment variable is set), rewrites changed ones when
+    /// `PERSIST_ACCEPT_SCHEMA=1`, and panics with the diff and what to do otherwise.
+    pub fn assert_schemas(&self) {
+        let changes = match self.schema_changes() {
+            Ok(changes) => changes,
+            Err(error) => panic!("{error}"),
+        };
+        let accept = std::env::var_os(ACCEPT_SCHEMA).is_some_and(|value| value == "1");
+        let ci = std::env::var_os("CI").is_some_and(|value| !value.is_empty() && value != "false");
+        let mut failures = Vec::new();
+        for change in changes {
+            let write = if change.locked.is_none() { !ci } else { accept };
+            if write {
+                if let Some(dir) = change.lock.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                match std::fs::write(&change.lock, &change.current) {
+                    Ok(()) => eprintln!("persist: wrote schema lock {}", change.lock.display()),
+                    Err(error) => failures.push(format!("{}: {error}", change.lock.display())),
+                }
+            } else {
+                failures.push(change.to_string());
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    }
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
+        path: dir.to_owned(),
+        op: crate::IoOp::Read,
+        source,
+    })?;
+    Ok(entries.flatten().map(|entry| entry.path()).collect())
+}
+
+/// The `v<N>` folders under `dir`, by version.
+fn versions_in(dir: &Path) -> Result<Vec<u32>, Error> {
+    let mut versions: Vec<u32> = read_dir(dir)?
+        .iter()
+        .filter(|path| path.is_dir())
+        .filter_map(|path| path.file_name()?.to_str()?.strip_prefix('v')?.parse().ok())
+        .collect();
+    versions.sort_unstable();
+    Ok(versions)
+}
+
+/// A version whose serialized shape differs from its lock (or has no lock yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SchemaChange {
+    /// The Rust type of that version.
+    pub type_name: String,
+    /// Its version.
+    pub version: u32,
+    /// The lock file.
+    pub lock: PathBuf,
+    /// What the lock holds, `None` if there is no lock.
+    pub locked: Option<String>,
+    /// The shape the type has now.
+    pub current: String,
+}
+
+impl fmt::Display for SchemaChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(locked) = &self.locked else {
+            return write!(
+                f,
+                "no schema lock for `{}` version {} at {}: run the tests once outside CI to \
+                 write it, review it, and commit it",
+                self.type_name,
+                self.version,
+                self.lock.display()
+            );
+        };
+        writeln!(
+            f,
+            "the serialized shape of `{}` version {} changed, but its version did not \
+             (lock: {})",
+            self.type_name,
+            self.version,
+            self.lock.display()
+        )?;
+        let diff = similar::TextDiff::from_lines(locked.as_str(), self.current.as_str());
+        write!(
+            f,
+            "{}",
+            diff.unified_diff()
+                .context_radius(2)
+                .header("locked", "current")
+        )?;
+        write!(
+            f,
+            "Files saved at version {version} may no longer load, or may load with wrong or \
+             defaulted data.\n\
+             If this is a new schema: keep the old definition as its own type with \
+             `#[persist(version = {version})]`, give `{name}` `#[persist(version = {next}, \
+             migrate_from = <the old type>)]` and a `From`/`TryFrom` impl, and write a fixture of \
+             version {next}.\n\
+             If the change is deliberate and files of version {version} still load as intended \
+             (for example a new field with `#[serde(default)]`), accept it: \
+             {ACCEPT_SCHEMA}=1 cargo test",
+            version = self.version,
+            next = self.version + 1,
+            name = self.type_name,
+        )
+    }
+}
+
+/// Generates the migration tests of a chain in a module `name`: `fixtures` (every fixture of
+/// every version loaded and snapshotted with insta) and `schemas` (every version's shape against
+/// its lock). See the [module documentation](self).
+///
+/// ```ignore
+/// persist::testing::migration_tests!(settings: Settings, "tests/fixtures/settings");
+/// ```
+#[macro_export]
+macro_rules! migration_tests {
+    ($name:ident : $ty:ty, $dir:expr $(,)?) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn fixtures() {
+                let fixtures = $crate::testing::Fixtures::<$ty>::new($dir);
+                let loaded = fixtures
+                    .load_all()
+                    .unwrap_or_else(|error| panic!("cannot read the fixtures: {error}"));
+                fixtures.assert_every_version_has_a_fixture(&loaded);
+                for fixture in &loaded {
+                    $crate::testing::insta::assert_snapshot!(
+                        fixture.snapshot_name(),
+                        fixture.snapshot()
+                    );
+                }
+            }
+
+            #[test]
+            fn schemas() {
+                $crate::testing::Fixtures::<$ty>::new($dir).assert_schemas();
+            }
+        }
+    };
+}
+
+pub use crate::migration_tests;
