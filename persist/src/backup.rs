@@ -75,10 +75,11 @@ fn other_version(
     Ok((stored != version).then_some((stored, bytes)))
 }
 
-/// Before `target` is replaced by a file at `version`: keeps the current file as a backup if it
+/// Before `target` (the resolved target of `path`) is replaced by a file at `version`: keeps the current file as a backup if it
 /// holds another version, then removes all but the `keep` newest backups.
 pub(crate) fn preserve(
     path: &Path,
+    target: &Path,
     version: u64,
     unversioned_as: Option<u32>,
     keep: usize,
@@ -88,12 +89,11 @@ pub(crate) fn preserve(
     if keep == 0 {
         return Ok(());
     }
-    let target = resolve_target(path)?;
-    let Some((stored, bytes)) = other_version(path, &target, version, unversioned_as, max_size)?
+    let Some((stored, bytes)) = other_version(path, target, version, unversioned_as, max_size)?
     else {
         return Ok(());
     };
-    write_copy(&backup_path(&target, stored), &bytes, durability)?;
+    write_copy(&backup_path(target, stored), &bytes, durability)?;
     // Best effort: the backup that matters is written; an old one left over is harmless.
     if let Ok(backups) = list(path) {
         for stale in backups.into_iter().skip(keep) {

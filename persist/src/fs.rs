@@ -91,17 +91,25 @@ pub(crate) fn write_atomic(
     durability: Durability,
     contents: impl FnOnce(&mut BufWriter<&File>) -> Result<(), serde_json::Error>,
 ) -> Result<(), Error> {
-    let target = resolve_target(path)?;
-    let dir = parent_dir(&target);
+    replace(path, &resolve_target(path)?, durability, contents)
+}
+
+/// [`write_atomic`] for a caller that already has `path`'s [`resolve_target`]; errors name
+/// `path`.
+pub(crate) fn replace(
+    path: &Path,
+    target: &Path,
+    durability: Durability,
+    contents: impl FnOnce(&mut BufWriter<&File>) -> Result<(), serde_json::Error>,
+) -> Result<(), Error> {
+    let dir = parent_dir(target);
     create_parents(path, dir)?;
 
     let name = target.file_name().unwrap_or(target.as_os_str());
     let mut prefix = OsString::from(".");
     prefix.push(name);
     prefix.push(".");
-    // tempfile opens with O_CREAT | O_EXCL (a planted file or symlink makes it pick another
-    // name), mode 0600 at creation, and deletes the file when `temp` drops: that is the
-    // clean-up of every early return below.
+    // `temp` deletes the file when it drops: that is the clean-up of every early return below.
     let temp = fault(IoOp::CreateTemp)
         .and_then(|()| create_temp(dir, &prefix, TEMP_RANDOM_CHARS))
         .map_err(io_error(path, IoOp::CreateTemp))?;
@@ -134,11 +142,8 @@ pub(crate) fn write_atomic(
             .and_then(|()| temp.as_file().sync_all())
             .map_err(io_error(path, IoOp::SyncFile))?;
     }
-    let temp = match fault(IoOp::Rename) {
-        Ok(()) => temp,
-        Err(error) => return Err(io_error(path, IoOp::Rename)(error)),
-    };
-    temp.persist(&target)
+    fault(IoOp::Rename).map_err(io_error(path, IoOp::Rename))?;
+    temp.persist(target)
         .map_err(|failed| io_error(path, IoOp::Rename)(failed.error))?;
     if durability == Durability::Full {
         fault(IoOp::SyncDir)

@@ -192,15 +192,17 @@ impl Options {
         unversioned_as: Option<u32>,
         contents: impl FnOnce(&mut BufWriter<&File>) -> Result<(), serde_json::Error>,
     ) -> Result<(), Error> {
+        let target = fs::resolve_target(path)?;
         backup::preserve(
             path,
+            &target,
             u64::from(version),
             unversioned_as,
             self.backups,
             self.max_size,
             self.durability,
         )?;
-        fs::write_atomic(path, self.durability, contents)
+        fs::replace(path, &target, self.durability, contents)
     }
 
     /// Loads `path` as `T`, migrating from whatever version the file holds. Never writes.
