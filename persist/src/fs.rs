@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -14,9 +14,11 @@ use tempfile::NamedTempFile;
 use crate::Durability;
 use crate::error::{Error, FileKind, IoOp};
 
-/// Buffer between the serializer and the temporary file: large enough that serde_json's many
-/// small writes become few system calls, small enough not to matter for memory.
-const WRITE_BUFFER: usize = 64 * 1024;
+/// The largest piece [`FileWriter`] hands to the file in one `write`. Measured on ext4 (Linux
+/// 6.18): a 1.3 MiB file written in 64 KiB pieces took 1.14x as long to save durably as the same
+/// bytes in one piece; at 4 MiB a file of up to 4 MiB is one `write`, and a larger one pays a
+/// system call per 4 MiB.
+const MAX_WRITE: usize = 4 << 20;
 
 /// Suffix of the temporary files a save creates beside the target (`.<name>.<random>.tmp`).
 const TEMP_SUFFIX: &str = ".tmp";
@@ -89,7 +91,7 @@ pub(crate) fn read(path: &Path, limit: u64) -> Result<Vec<u8>, Error> {
 pub(crate) fn write_atomic(
     path: &Path,
     durability: Durability,
-    contents: impl FnOnce(&mut BufWriter<&File>) -> Result<(), serde_json::Error>,
+    contents: impl FnOnce(&mut FileWriter<'_>) -> Result<(), serde_json::Error>,
 ) -> Result<(), Error> {
     replace(path, &resolve_target(path)?, durability, contents)
 }
@@ -100,25 +102,31 @@ pub(crate) fn replace(
     path: &Path,
     target: &Path,
     durability: Durability,
-    contents: impl FnOnce(&mut BufWriter<&File>) -> Result<(), serde_json::Error>,
+    contents: impl FnOnce(&mut FileWriter<'_>) -> Result<(), serde_json::Error>,
 ) -> Result<(), Error> {
     let dir = parent_dir(target);
-    create_parents(path, dir)?;
-
     let name = target.file_name().unwrap_or(target.as_os_str());
     let mut prefix = OsString::from(".");
     prefix.push(name);
     prefix.push(".");
     // `temp` deletes the file when it drops: that is the clean-up of every early return below.
-    let temp = fault(IoOp::CreateTemp)
-        .and_then(|()| create_temp(dir, &prefix, TEMP_RANDOM_CHARS))
+    // The directory usually exists: it is only looked at (and created) when the temporary file
+    // cannot be, which saves a system call on every other save.
+    let temp =
+        match fault(IoOp::CreateTemp).and_then(|()| create_temp(dir, &prefix, TEMP_RANDOM_CHARS)) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                create_parents(path, dir)?;
+                create_temp(dir, &prefix, TEMP_RANDOM_CHARS)
+            }
+            created => created,
+        }
         .map_err(io_error(path, IoOp::CreateTemp))?;
     // Marks the temporary file as in use until this process closes it or dies, so that a
     // sweep by another process never removes it (see `sweep_stale_temps`). A file system
     // without locks only loses the sweep.
     let _ = temp.as_file().try_lock();
 
-    let mut writer = BufWriter::with_capacity(WRITE_BUFFER, temp.as_file());
+    let mut writer = FileWriter::new(temp.as_file());
     fault(IoOp::Write)
         .map_err(serde_json::Error::io)
         .and_then(|()| contents(&mut writer))
@@ -154,6 +162,59 @@ pub(crate) fn replace(
         sweep_stale_temps(dir, name);
     }
     Ok(())
+}
+
+/// The writer a save's serializer writes into: collects serde_json's many small writes in a
+/// buffer that grows as needed up to [`MAX_WRITE`], and hands the file whole buffers. A small
+/// file costs one `write` and a buffer of its own size; a large one a `write` per 4 MiB and never
+/// more than 4 MiB of buffer (a `Vec` written at the end would hold the whole file twice).
+pub(crate) struct FileWriter<'f> {
+    file: &'f File,
+    buffer: Vec<u8>,
+}
+
+impl<'f> FileWriter<'f> {
+    fn new(file: &'f File) -> Self {
+        FileWriter {
+            file,
+            buffer: Vec::with_capacity(8 * 1024),
+        }
+    }
+
+    #[cold]
+    fn spill(&mut self) -> io::Result<()> {
+        let result = self.file.write_all(&self.buffer);
+        self.buffer.clear();
+        result
+    }
+}
+
+impl Write for FileWriter<'_> {
+    #[inline]
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.buffer.len() + data.len() > MAX_WRITE {
+            self.spill()?;
+            if data.len() > MAX_WRITE {
+                return self.file.write_all(data);
+            }
+        }
+        self.buffer.extend_from_slice(data);
+        Ok(())
+    }
+
+    #[inline]
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.write_all(data)?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            Ok(())
+        } else {
+            self.spill()
+        }
+    }
 }
 
 /// Creates `<prefix><random>.tmp` in `dir` with O_CREAT | O_EXCL (never opening or following
@@ -362,7 +423,7 @@ mod tests {
     use std::path::Path;
 
     use super::faults::inject_fault;
-    use super::{create_temp, is_temp_of, read, sweep_stale_temps, write_atomic};
+    use super::{MAX_WRITE, create_temp, is_temp_of, read, sweep_stale_temps, write_atomic};
     use crate::{Durability, Error, IoOp};
 
     fn entries(dir: &Path) -> Vec<String> {
@@ -450,6 +511,29 @@ mod tests {
         );
         assert_eq!(entries(dir.path()), ["state.json"]);
         assert_eq!(fs::read(path.join("inside")).unwrap(), b"kept");
+    }
+
+    #[test]
+    fn the_file_writer_keeps_every_byte_in_order_across_its_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.json");
+        // Small writes that cross the piece boundary, then one write larger than a piece.
+        let small: Vec<u8> = (0..=250u8).collect();
+        let large = vec![b'x'; MAX_WRITE + 7];
+        let mut expected = Vec::new();
+        write_atomic(&path, Durability::None, |writer| {
+            while expected.len() < MAX_WRITE + 1000 {
+                writer.write_all(&small).unwrap();
+                expected.extend_from_slice(&small);
+            }
+            writer.write_all(&large).unwrap();
+            expected.extend_from_slice(&large);
+            writer.write_all(b"end").unwrap();
+            expected.extend_from_slice(b"end");
+            Ok(())
+        })
+        .unwrap();
+        assert!(fs::read(&path).unwrap() == expected);
     }
 
     #[test]

@@ -1,8 +1,6 @@
 //! [`Options`]: the settings of a load or save, and the functions behind every `Persisted`
 //! method.
 
-use std::fs::File;
-use std::io::BufWriter;
 #[cfg(feature = "tokio")]
 use std::io::Write as _;
 use std::path::Path;
@@ -190,7 +188,7 @@ impl Options {
         path: &Path,
         version: u32,
         unversioned_as: Option<u32>,
-        contents: impl FnOnce(&mut BufWriter<&File>) -> Result<(), serde_json::Error>,
+        contents: impl FnOnce(&mut fs::FileWriter<'_>) -> Result<(), serde_json::Error>,
     ) -> Result<(), Error> {
         let target = fs::resolve_target(path)?;
         backup::preserve(

@@ -1,0 +1,712 @@
+//! persist's benchmark suite: persist, the hand-written baseline and the peers, measured in one
+//! run and reported as ratios.
+//!
+//! ```text
+//! cargo bench                      # every row (about ten minutes)
+//! cargo bench -- medium            # rows whose name contains "medium"
+//! cargo bench -- --quick           # fewer rounds, no large workload
+//! ```
+//!
+//! Why not criterion or divan: both measure one function to the end before the next begins, and
+//! on a shared machine the time of an fsync drifts 15-20x from one minute to the next, so two
+//! functions measured a minute apart cannot be compared. Here every round runs each contender of
+//! a row once (in a rotating order), a ratio is taken inside each round, and the table reports
+//! the median of those per-round ratios: drift that hits a whole round cancels out.
+//!
+//! Results also go to `target/tmp/persist-bench/results.json`, which `bench/chart.py` draws.
+//! Run as a test (`cargo test --benches`), the suite does one round of the small and medium rows
+//! so that it cannot rot.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use persist::{Durability, Options, Persisted};
+use persist_bench::{Records, RecordsV1, Settings, baseline};
+use rustbreak::PathDatabase;
+use rustbreak::deser::Ron;
+use serde::{Deserialize, Serialize};
+
+/// native_model needs its attribute on the type it encodes: a newtype around the same records.
+#[derive(Serialize, Deserialize)]
+#[native_model::native_model(id = 1, version = 1)]
+struct NativeRecords(Records);
+
+/// How long the suite runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// `cargo bench`: every row, enough rounds for a stable median.
+    Full,
+    /// `cargo bench -- --quick`: fewer rounds, no large workload.
+    Quick,
+    /// `cargo test --benches`: one round, small and medium, to check that every row still runs.
+    Smoke,
+}
+
+/// The size of one workload and how often to measure it.
+#[derive(Clone, Copy)]
+struct Workload {
+    name: &'static str,
+    /// Rounds per row; the median is taken over them.
+    rounds: usize,
+    /// Operations per contender per round, timed together (short operations need a few).
+    batch: usize,
+}
+
+/// One thing measured in a row.
+struct Contender<'a> {
+    name: String,
+    run: Box<dyn FnMut() + 'a>,
+}
+
+impl<'a> Contender<'a> {
+    fn new(name: impl Into<String>, run: impl FnMut() + 'a) -> Self {
+        Contender {
+            name: name.into(),
+            run: Box::new(run),
+        }
+    }
+}
+
+/// What a row must show: `contender` against `reference`.
+#[derive(Clone, Serialize)]
+struct Target {
+    contender: String,
+    reference: String,
+    /// The ratio `contender / reference` must be at most this.
+    at_most: f64,
+}
+
+impl Target {
+    fn new(contender: &str, reference: &str, at_most: f64) -> Self {
+        Target {
+            contender: contender.into(),
+            reference: reference.into(),
+            at_most,
+        }
+    }
+}
+
+/// The times of one row: `times[contender][round]`, in seconds per operation.
+#[derive(Serialize)]
+struct RowResult {
+    operation: String,
+    workload: String,
+    /// Bytes of the file the row reads or writes.
+    file_bytes: u64,
+    reference: String,
+    contenders: Vec<String>,
+    times: Vec<Vec<f64>>,
+    targets: Vec<Target>,
+}
+
+impl RowResult {
+    fn index(&self, name: &str) -> usize {
+        self.contenders
+            .iter()
+            .position(|c| c == name)
+            .unwrap_or_else(|| panic!("no contender {name} in {}", self.operation))
+    }
+
+    /// Median of the per-round ratios `a / b`.
+    fn ratio(&self, a: &str, b: &str) -> Quartiles {
+        let (a, b) = (&self.times[self.index(a)], &self.times[self.index(b)]);
+        Quartiles::of(a.iter().zip(b).map(|(a, b)| a / b).collect())
+    }
+
+    fn median_time(&self, name: &str) -> f64 {
+        Quartiles::of(self.times[self.index(name)].clone()).median
+    }
+}
+
+/// Median and interquartile range of a sample.
+#[derive(Clone, Copy, Serialize)]
+struct Quartiles {
+    p25: f64,
+    median: f64,
+    p75: f64,
+}
+
+impl Quartiles {
+    fn of(mut sample: Vec<f64>) -> Quartiles {
+        sample.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            let position = q * (sample.len() - 1) as f64;
+            let (low, high) = (position.floor() as usize, position.ceil() as usize);
+            sample[low] + (sample[high] - sample[low]) * (position - low as f64)
+        };
+        Quartiles {
+            p25: at(0.25),
+            median: at(0.5),
+            p75: at(0.75),
+        }
+    }
+}
+
+/// Runs `contenders` for `workload.rounds` rounds after one warm-up round, rotating the order
+/// each round.
+fn measure(
+    operation: &str,
+    workload: Workload,
+    file_bytes: u64,
+    mut contenders: Vec<Contender<'_>>,
+    targets: Vec<Target>,
+) -> RowResult {
+    let count = contenders.len();
+    let mut times = vec![Vec::with_capacity(workload.rounds); count];
+    eprint!("{operation} {}: ", workload.name);
+    for round in 0..=workload.rounds {
+        for k in 0..count {
+            let i = (round + k) % count;
+            let start = Instant::now();
+            for _ in 0..workload.batch {
+                (contenders[i].run)();
+            }
+            let elapsed = start.elapsed().as_secs_f64() / workload.batch as f64;
+            // Round 0 warms caches and allocators and is not kept.
+            if round > 0 {
+                times[i].push(elapsed);
+            }
+        }
+        eprint!(".");
+    }
+    eprintln!();
+    let reference = contenders[0].name.clone();
+    RowResult {
+        operation: operation.into(),
+        workload: workload.name.into(),
+        file_bytes,
+        reference,
+        contenders: contenders.into_iter().map(|c| c.name).collect(),
+        times,
+        targets,
+    }
+}
+
+fn format_time(seconds: f64) -> String {
+    match seconds {
+        s if s >= 1.0 => format!("{s:.2} s"),
+        s if s >= 1e-3 => format!("{:.2} ms", s * 1e3),
+        s => format!("{:.1} µs", s * 1e6),
+    }
+}
+
+fn format_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1 << 20)),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
+/// The rows of one workload as Markdown table lines.
+fn table_lines(row: &RowResult) -> String {
+    let mut out = String::new();
+    for name in &row.contenders {
+        let ratio = row.ratio(name, &row.reference);
+        let verdicts: Vec<String> = row
+            .targets
+            .iter()
+            .filter(|t| &t.contender == name)
+            .map(|t| {
+                let r = row.ratio(&t.contender, &t.reference).median;
+                let mark = if r <= t.at_most { "holds" } else { "MISSED" };
+                format!("{mark}: {r:.3}x of {} (≤ {})", t.reference, t.at_most)
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} ({}) | {} | {} | {:.3}x [{:.3}–{:.3}] | {} |",
+            row.operation,
+            row.workload,
+            format_bytes(row.file_bytes),
+            name,
+            format_time(row.median_time(name)),
+            ratio.median,
+            ratio.p25,
+            ratio.p75,
+            verdicts.join("; "),
+        );
+    }
+    out
+}
+
+const TABLE_HEAD: &str = "| operation | workload | contender | median time | vs first row [p25–p75] | target |\n|---|---|---|---|---|---|\n";
+
+/// Everything one workload's rows need: values, files, options.
+struct Bench<'a> {
+    dir: &'a Path,
+    workload: Workload,
+    with_peers: bool,
+    rt: &'a tokio::runtime::Runtime,
+}
+
+impl Bench<'_> {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{}-{name}", self.workload.name))
+    }
+
+    /// Saves of `value`: the baseline, persist at each durability, async, and the peers.
+    fn save_row<T>(&self, value: &T) -> RowResult
+    where
+        T: Persisted + Clone + Default + Send + Sync + 'static,
+    {
+        let paths = [
+            "baseline.json",
+            "persist.json",
+            "filesync.json",
+            "none.json",
+            "async.json",
+            "baseline-async.json",
+        ]
+        .map(|name| self.path(name));
+        for path in &paths {
+            let _ = fs::remove_file(path);
+        }
+        let full = Options::new();
+        let file_sync = Options::new().durability(Durability::FileSync);
+        let none = Options::new().durability(Durability::None);
+        let mut contenders = vec![
+            Contender::new("hand-written", || {
+                baseline::save(T::VERSION, value, &paths[0]).unwrap()
+            }),
+            Contender::new("persist", || full.save(value, &paths[1]).unwrap()),
+            Contender::new("persist FileSync", || {
+                file_sync.save(value, &paths[2]).unwrap()
+            }),
+            Contender::new("persist None", || none.save(value, &paths[3]).unwrap()),
+            Contender::new("persist async", || {
+                self.rt.block_on(full.save_async(value, &paths[4])).unwrap()
+            }),
+            // The baseline's blocking work moved to tokio's blocking pool, as async code
+            // without persist would do it.
+            Contender::new("hand-written async (spawn_blocking)", || {
+                let envelope = baseline::Envelope {
+                    version: T::VERSION,
+                    data: value,
+                };
+                let bytes = serde_json::to_vec(&envelope).unwrap();
+                let path = paths[5].clone();
+                self.rt
+                    .block_on(
+                        self.rt
+                            .spawn_blocking(move || baseline::write_durably(&bytes, &path)),
+                    )
+                    .unwrap()
+                    .unwrap()
+            }),
+        ];
+        let mut targets = vec![
+            Target::new("persist", "hand-written", 1.05),
+            Target::new("persist async", "persist", 1.10),
+        ];
+        if self.with_peers {
+            self.peer_savers(value, &mut contenders, &mut targets);
+        }
+        let file_bytes = persist_bytes(value);
+        measure("save", self.workload, file_bytes, contenders, targets)
+    }
+
+    fn peer_savers<'v, T>(
+        &self,
+        value: &'v T,
+        contenders: &mut Vec<Contender<'v>>,
+        targets: &mut Vec<Target>,
+    ) where
+        T: Persisted + Clone + Default + Send + Sync + 'static,
+    {
+        let records = any_records(value);
+        let rustbreak_path = self.path("rustbreak.ron");
+        let _ = fs::remove_file(&rustbreak_path);
+        let db =
+            PathDatabase::<Records, Ron>::create_at_path(rustbreak_path, records.clone()).unwrap();
+        contenders.push(Contender::new("rustbreak 2.0 (RON)", move || {
+            db.save().unwrap()
+        }));
+        let confy_path = self.path("confy.toml");
+        let confy_records = records.clone();
+        contenders.push(Contender::new("confy 2.0 (TOML)", move || {
+            confy::store_path(&confy_path, &confy_records).unwrap()
+        }));
+        let native = NativeRecords(records);
+        let native_path = self.path("native_model.bin");
+        contenders.push(Contender::new("native_model 0.6 (bincode)", move || {
+            fs::write(&native_path, native_model::encode(&native).unwrap()).unwrap()
+        }));
+        for peer in ["rustbreak 2.0 (RON)", "confy 2.0 (TOML)"] {
+            targets.push(Target::new("persist", peer, 1.0));
+        }
+    }
+
+    /// Loads of the file `value` saves as: the baseline, persist sync and async, and the peers.
+    fn load_row<T>(&self, value: &T) -> RowResult
+    where
+        T: Persisted + Clone + Default + Send + Sync + 'static,
+    {
+        let path = self.path("load.json");
+        value.save(&path).unwrap();
+        let mut contenders = vec![
+            Contender::new("hand-written", || {
+                black_box(baseline::load::<T>(&path).unwrap());
+            }),
+            Contender::new("persist", || {
+                black_box(T::load(&path).unwrap());
+            }),
+            Contender::new("persist async", || {
+                black_box(self.rt.block_on(T::load_async(&path)).unwrap());
+            }),
+            // What async code without persist pays for the same thread hand-off.
+            Contender::new("hand-written async (tokio::fs::read)", || {
+                let bytes = self.rt.block_on(tokio::fs::read(&path)).unwrap();
+                let value: baseline::Envelope<T> = serde_json::from_slice(&bytes).unwrap();
+                black_box(value);
+            }),
+        ];
+        let mut targets = vec![
+            Target::new("persist", "hand-written", 1.05),
+            Target::new("persist async", "persist", 1.10),
+        ];
+        if let Some(records) = records_of(value) {
+            // The same records three migrations back, loaded as the current version.
+            let v1_path = self.path("load-v1.json");
+            RecordsV1::from_current(records).save(&v1_path).unwrap();
+            eprintln!(
+                "  version 1 file {} bytes, version 4 file {} bytes",
+                fs::metadata(&v1_path).unwrap().len(),
+                fs::metadata(&path).unwrap().len()
+            );
+            let v1 = v1_path.clone();
+            contenders.push(Contender::new("persist, v1 file via 3 steps", move || {
+                black_box(Records::load(&v1).unwrap());
+            }));
+            // The same file read as the version it holds: the difference to the row above is
+            // the three conversions (the user's `From`/`TryFrom` code).
+            contenders.push(Contender::new(
+                "persist, v1 file as v1 (no steps)",
+                move || {
+                    black_box(RecordsV1::load(&v1_path).unwrap());
+                },
+            ));
+            targets.push(Target::new("persist, v1 file via 3 steps", "persist", 1.15));
+        }
+        if self.with_peers {
+            let records = any_records(value);
+            let rustbreak_path = self.path("rustbreak.ron");
+            PathDatabase::<Records, Ron>::create_at_path(rustbreak_path.clone(), records.clone())
+                .unwrap()
+                .save()
+                .unwrap();
+            contenders.push(Contender::new("rustbreak 2.0 (RON)", move || {
+                let db = PathDatabase::<Records, Ron>::load_from_path(rustbreak_path.clone());
+                black_box(db.unwrap());
+            }));
+            let confy_path = self.path("confy.toml");
+            confy::store_path(&confy_path, records.clone()).unwrap();
+            contenders.push(Contender::new("confy 2.0 (TOML)", move || {
+                black_box(confy::load_path::<Records>(&confy_path).unwrap());
+            }));
+            let native_path = self.path("native_model.bin");
+            fs::write(
+                &native_path,
+                native_model::encode(&NativeRecords(records.clone())).unwrap(),
+            )
+            .unwrap();
+            contenders.push(Contender::new("native_model 0.6 (bincode)", move || {
+                let bytes = fs::read(&native_path).unwrap();
+                black_box(native_model::decode::<NativeRecords>(bytes).unwrap());
+            }));
+            for peer in ["rustbreak 2.0 (RON)", "confy 2.0 (TOML)"] {
+                targets.push(Target::new("persist", peer, 1.0));
+            }
+        }
+        let file_bytes = fs::metadata(&path).unwrap().len();
+        measure("load", self.workload, file_bytes, contenders, targets)
+    }
+
+    /// `tasks` saves of `value` to `tasks` different files: one after another with the sync
+    /// API, then all at once as tokio tasks.
+    fn concurrency_row<T>(&self, value: &T, tasks: usize) -> RowResult
+    where
+        T: Persisted + Clone + Send + Sync + 'static,
+    {
+        let sequential: Vec<PathBuf> = (0..tasks)
+            .map(|i| self.path(&format!("sequential-{i}.json")))
+            .collect();
+        let concurrent: Vec<PathBuf> = (0..tasks)
+            .map(|i| self.path(&format!("concurrent-{i}.json")))
+            .collect();
+        let operation = format!("save {tasks} files");
+        let contenders = vec![
+            Contender::new("persist, one after another", || {
+                for path in &sequential {
+                    value.save(path).unwrap();
+                }
+            }),
+            Contender::new(format!("persist async, {tasks} tokio tasks"), || {
+                let handles: Vec<_> = concurrent
+                    .iter()
+                    .map(|path| self.rt.spawn(value.save_async(path)))
+                    .collect();
+                self.rt.block_on(async {
+                    for handle in handles {
+                        handle.await.unwrap().unwrap();
+                    }
+                });
+            }),
+        ];
+        let file_bytes = persist_bytes(value);
+        measure(
+            &operation,
+            self.workload,
+            file_bytes,
+            contenders,
+            Vec::new(),
+        )
+    }
+}
+
+/// The bytes persist writes for `value`.
+fn persist_bytes<T: Persisted>(value: &T) -> u64 {
+    serde_json::to_vec(&baseline::Envelope {
+        version: T::VERSION,
+        data: value,
+    })
+    .unwrap()
+    .len() as u64
+}
+
+fn records_of<T: 'static>(value: &T) -> Option<&Records> {
+    (value as &dyn std::any::Any).downcast_ref::<Records>()
+}
+
+fn any_records<T: 'static>(value: &T) -> Records {
+    records_of(value)
+        .expect("peers are measured on the record workloads")
+        .clone()
+}
+
+/// Peak resident memory of a child process that loads `path` one way, in bytes.
+fn peak_rss(which: &str, path: &Path) -> u64 {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--rss-child", which])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The child of [`peak_rss`]: loads, then prints its peak resident set (VmHWM) in bytes.
+fn rss_child(which: &str, path: &Path) {
+    match which {
+        "persist" => drop(black_box(Records::load(path).unwrap())),
+        "persist-v1" => drop(black_box(Records::load(path).unwrap())),
+        "hand-written" => drop(black_box(baseline::load::<Records>(path).unwrap())),
+        "idle" => {}
+        other => panic!("unknown child {other}"),
+    }
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    println!("{}", kib * 1024);
+}
+
+#[derive(Serialize)]
+struct MemoryResult {
+    file_bytes: u64,
+    idle: u64,
+    hand_written: u64,
+    persist: u64,
+    persist_v1: u64,
+}
+
+fn memory(dir: &Path, records: &Records) -> MemoryResult {
+    let path = dir.join("large-rss.json");
+    records.save(&path).unwrap();
+    let v1_path = dir.join("large-rss-v1.json");
+    RecordsV1::from_current(records).save(&v1_path).unwrap();
+    // Interleaved like the timed rows; the maximum of each is its peak.
+    let mut result = MemoryResult {
+        file_bytes: fs::metadata(&path).unwrap().len(),
+        idle: 0,
+        hand_written: 0,
+        persist: 0,
+        persist_v1: 0,
+    };
+    for _ in 0..3 {
+        result.idle = result.idle.max(peak_rss("idle", &path));
+        result.hand_written = result.hand_written.max(peak_rss("hand-written", &path));
+        result.persist = result.persist.max(peak_rss("persist", &path));
+        result.persist_v1 = result.persist_v1.max(peak_rss("persist-v1", &v1_path));
+    }
+    result
+}
+
+#[derive(Serialize)]
+struct Report {
+    mode: &'static str,
+    rows: Vec<RowResult>,
+    memory: Option<MemoryResult>,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, which, path] = args.as_slice()
+        && flag == "--rss-child"
+    {
+        rss_child(which, Path::new(path));
+        return;
+    }
+    // `cargo bench` passes `--bench`; `cargo test --benches` does not.
+    let mode = if !args.iter().any(|a| a == "--bench") {
+        Mode::Smoke
+    } else if args.iter().any(|a| a == "--quick") {
+        Mode::Quick
+    } else {
+        Mode::Full
+    };
+    let filters: Vec<&str> = args
+        .iter()
+        .filter(|a| !a.starts_with("--"))
+        .map(String::as_str)
+        .collect();
+    let selected = |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f));
+
+    let root = std::env::var_os("PERSIST_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("persist-bench"));
+    let data = root.join("data");
+    let _ = fs::remove_dir_all(&data);
+    fs::create_dir_all(&data).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+
+    let (small, medium, large) = match mode {
+        Mode::Full => (
+            Workload {
+                name: "small",
+                rounds: 41,
+                batch: 10,
+            },
+            Workload {
+                name: "medium",
+                rounds: 21,
+                batch: 2,
+            },
+            Some(Workload {
+                name: "large",
+                rounds: 5,
+                batch: 1,
+            }),
+        ),
+        Mode::Quick => (
+            Workload {
+                name: "small",
+                rounds: 11,
+                batch: 5,
+            },
+            Workload {
+                name: "medium",
+                rounds: 7,
+                batch: 1,
+            },
+            None,
+        ),
+        Mode::Smoke => (
+            Workload {
+                name: "small",
+                rounds: 1,
+                batch: 1,
+            },
+            Workload {
+                name: "medium",
+                rounds: 1,
+                batch: 1,
+            },
+            None,
+        ),
+    };
+
+    let mut rows = Vec::new();
+    let bench = |workload, with_peers| Bench {
+        dir: &data,
+        workload,
+        with_peers,
+        rt: &rt,
+    };
+    if selected("small") {
+        let settings = Settings::sample();
+        let b = bench(small, false);
+        rows.push(b.save_row(&settings));
+        rows.push(b.load_row(&settings));
+        rows.push(b.concurrency_row(&settings, 8));
+    }
+    if selected("medium") {
+        let records = Records::medium();
+        let b = bench(medium, true);
+        rows.push(b.save_row(&records));
+        rows.push(b.load_row(&records));
+        rows.push(b.concurrency_row(&records, 8));
+    }
+    let mut memory_result = None;
+    if let Some(large) = large
+        && selected("large")
+    {
+        let records = Records::large();
+        let b = bench(large, true);
+        rows.push(b.save_row(&records));
+        rows.push(b.load_row(&records));
+        memory_result = Some(memory(&data, &records));
+    }
+
+    let mut table = String::from(TABLE_HEAD);
+    for row in &rows {
+        table.push_str(&table_lines(row));
+    }
+    println!("\n{table}");
+    if let Some(m) = &memory_result {
+        println!(
+            "peak RSS loading the large file ({}): hand-written {}, persist {} ({:.3}x, target ≤ 1.05), \
+             persist from a v1 file {} ({:.3}x); an idle process {}",
+            format_bytes(m.file_bytes),
+            format_bytes(m.hand_written),
+            format_bytes(m.persist),
+            m.persist as f64 / m.hand_written as f64,
+            format_bytes(m.persist_v1),
+            m.persist_v1 as f64 / m.hand_written as f64,
+            format_bytes(m.idle),
+        );
+    }
+    let report = Report {
+        mode: match mode {
+            Mode::Full => "full",
+            Mode::Quick => "quick",
+            Mode::Smoke => "smoke",
+        },
+        rows,
+        memory: memory_result,
+    };
+    // A smoke run's single round says nothing; it does not replace the last real results.
+    if mode != Mode::Smoke {
+        let results = root.join("results.json");
+        fs::write(&results, serde_json::to_vec_pretty(&report).unwrap()).unwrap();
+        println!("results: {}", results.display());
+    }
+    let _ = fs::remove_dir_all(&data);
+}
