@@ -181,6 +181,13 @@ impl<'f> FileWriter<'f> {
         }
     }
 
+    /// Writes `data` to the file as it is, after what is buffered: for bytes serialized
+    /// beforehand (`save_async`), which copying into the buffer would only slow down.
+    pub(crate) fn write_unbuffered(&mut self, data: &[u8]) -> io::Result<()> {
+        self.flush()?;
+        self.file.write_all(data)
+    }
+
     #[cold]
     fn spill(&mut self) -> io::Result<()> {
         let result = self.file.write_all(&self.buffer);
@@ -194,7 +201,7 @@ impl Write for FileWriter<'_> {
     fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         if self.buffer.len() + data.len() > MAX_WRITE {
             self.spill()?;
-            if data.len() > MAX_WRITE {
+            if data.len() >= MAX_WRITE {
                 return self.file.write_all(data);
             }
         }
@@ -514,7 +521,7 @@ mod tests {
     }
 
     #[test]
-    fn the_file_writer_keeps_every_byte_in_order_across_its_pieces() {
+    fn the_file_writer_keeps_every_byte_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big.json");
         // Small writes that cross the piece boundary, then one write larger than a piece.
@@ -531,6 +538,16 @@ mod tests {
             writer.write_all(b"end").unwrap();
             expected.extend_from_slice(b"end");
             Ok(())
+        })
+        .unwrap();
+        assert!(fs::read(&path).unwrap() == expected);
+
+        // The same bytes serialized beforehand, as `save_async` does, then written.
+        write_atomic(&path, Durability::None, |writer| {
+            writer.write_all(&expected[..5]).unwrap();
+            writer
+                .write_unbuffered(&expected[5..])
+                .map_err(serde_json::Error::io)
         })
         .unwrap();
         assert!(fs::read(&path).unwrap() == expected);
