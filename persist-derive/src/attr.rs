@@ -9,7 +9,7 @@ use syn::{Attribute, Lit, LitInt, LitStr, Path, Token, Type};
 
 use crate::ctxt::Ctxt;
 
-const KEYS: &str = "`version`, `migrate_from`, `accept_unversioned`, `crate`";
+const KEYS: &str = "`version`, `migrate_from`, `accept_unversioned`, `checksum`, `crate`";
 
 #[derive(Default)]
 pub(crate) struct Attrs {
@@ -21,6 +21,8 @@ pub(crate) struct Attrs {
     pub(crate) migrate_from: Option<Type>,
     /// The `accept_unversioned` key, for errors that point at it.
     pub(crate) accept_unversioned: Option<Path>,
+    /// The `checksum` key: saves of this type store a checksum of the data.
+    pub(crate) checksum: Option<Path>,
     pub(crate) krate: Option<Path>,
 }
 
@@ -35,7 +37,7 @@ impl Attrs {
                 let key = path_to_string(&meta.path);
                 let known = matches!(
                     key.as_str(),
-                    "version" | "migrate_from" | "accept_unversioned" | "crate"
+                    "version" | "migrate_from" | "accept_unversioned" | "checksum" | "crate"
                 );
                 if !known {
                     cx.error_spanned_by(
@@ -63,15 +65,20 @@ impl Attrs {
                         parsed.migrate_from =
                             parse_value(&meta, cx, "a type, as in `migrate_from = SettingsV2`")?
                     }
-                    "accept_unversioned" => {
+                    "accept_unversioned" | "checksum" => {
                         if meta.input.peek(Token![=]) || !at_key_end(meta.input) {
                             cx.error_spanned_by(
                                 &meta.path,
-                                "`accept_unversioned` takes no value: write `accept_unversioned`",
+                                format_args!("`{key}` takes no value: write `{key}`"),
                             );
                             return skip_value(&meta);
                         }
-                        parsed.accept_unversioned = Some(meta.path.clone());
+                        let flag = if key == "checksum" {
+                            &mut parsed.checksum
+                        } else {
+                            &mut parsed.accept_unversioned
+                        };
+                        *flag = Some(meta.path.clone());
                     }
                     _ => {
                         parsed.krate = parse_value::<CratePath>(

@@ -64,6 +64,12 @@ fn impl_persisted(input: &Input<'_>, version: u32) -> TokenStream {
         )
     });
 
+    let checksum = input.attrs.checksum.as_ref().map(|_| {
+        quote!(
+            const CHECKSUM: bool = true;
+        )
+    });
+
     let (previous, migrate_body, order_check) = match &input.attrs.migrate_from {
         None => (
             quote!(#krate::Origin),
@@ -92,6 +98,7 @@ fn impl_persisted(input: &Input<'_>, version: u32) -> TokenStream {
         impl #impl_generics #krate::Persisted for #ty #where_clause {
             const VERSION: u32 = #version;
             #accepts_unversioned
+            #checksum
             type Previous = #previous;
 
             fn migrate(

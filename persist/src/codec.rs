@@ -19,12 +19,182 @@ use crate::{BoxError, Error, Persisted};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// Writes `value` as the envelope of its version.
+/// The envelope member that holds the checksum of `data`: always the last one.
+const CHECKSUM_KEY: &str = "crc32c";
+
+/// Writes `value` as the envelope of its version. With `checksum`, the CRC-32C of the exact bytes
+/// of `data` follows as the last member: `{"version":3,"data":{...},"crc32c":"1a2b3c4d"}`.
 pub(crate) fn encode<T: Persisted, W: io::Write>(
     value: &T,
-    writer: W,
+    mut writer: W,
+    checksum: bool,
 ) -> Result<(), serde_json::Error> {
-    serde_json::to_writer(writer, &Envelope { data: value })
+    if !checksum {
+        return serde_json::to_writer(writer, &Envelope { data: value });
+    }
+    write!(writer, "{{\"version\":{},\"data\":", T::VERSION).map_err(serde_json::Error::io)?;
+    let mut hashing = Crc32cWriter {
+        inner: &mut writer,
+        crc: 0,
+        pending: Vec::with_capacity(CRC_CHUNK),
+    };
+    serde_json::to_writer(&mut hashing, value)?;
+    let crc = hashing.finish().map_err(serde_json::Error::io)?;
+    write!(writer, ",\"{CHECKSUM_KEY}\":\"{crc:08x}\"}}").map_err(serde_json::Error::io)
+}
+
+/// Bytes hashed at once: the CRC of serde_json's many tiny writes one by one would cost more
+/// than the CRC itself.
+const CRC_CHUNK: usize = 64 * 1024;
+
+/// Passes everything through to `inner`, computing its CRC-32C in chunks on the way.
+struct Crc32cWriter<W> {
+    inner: W,
+    crc: u32,
+    pending: Vec<u8>,
+}
+
+impl<W: io::Write> Crc32cWriter<W> {
+    fn pass_on(&mut self) -> io::Result<()> {
+        self.crc = crc32c::crc32c_append(self.crc, &self.pending);
+        self.inner.write_all(&self.pending)?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<u32> {
+        self.pass_on()?;
+        Ok(self.crc)
+    }
+}
+
+impl<W: io::Write> io::Write for Crc32cWriter<W> {
+    #[inline]
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.pending.len() + data.len() > CRC_CHUNK {
+            self.pass_on()?;
+        }
+        self.pending.extend_from_slice(data);
+        Ok(())
+    }
+
+    #[inline]
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.write_all(data)?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The checksum stored at the end of `bytes`, and where its member starts (at the comma before
+/// it): `,"crc32c":"<8 lowercase hex digits>"}` as persist writes it, with any whitespace
+/// between the tokens (a file reformatted by hand still has its checksum found, and checked).
+fn trailing_checksum(bytes: &[u8]) -> Option<(u32, usize)> {
+    /// Strips trailing whitespace, then `token`.
+    fn back<'a>(bytes: &'a [u8], token: &[u8]) -> Option<&'a [u8]> {
+        let end = bytes.len()
+            - bytes
+                .iter()
+                .rev()
+                .take_while(|b| b.is_ascii_whitespace())
+                .count();
+        bytes[..end].strip_suffix(token)
+    }
+    let rest = back(bytes, b"}")?;
+    let rest = back(rest, b"\"")?;
+    let (rest, hex) = rest.split_at_checked(rest.len().checked_sub(8)?)?;
+    if !hex.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let rest = rest.strip_suffix(b"\"")?;
+    let rest = back(rest, b":")?;
+    let rest = back(rest, format!("\"{CHECKSUM_KEY}\"").as_bytes())?;
+    let rest = back(rest, b",")?;
+    let stored = u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+    Some((stored, rest.len()))
+}
+
+/// The bytes of `data` in a file that has a trailing checksum: found by position when the file
+/// starts the way persist writes it, else by parsing the envelope (a file reformatted by hand,
+/// whose checksum then fails, as it should: the bytes changed).
+fn checksummed_data(bytes: &[u8], checksum_start: usize) -> Option<&[u8]> {
+    let head = bytes.strip_prefix(br#"{"version":"#);
+    if let Some(rest) = head {
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if let Some(data) = rest[digits..].strip_prefix(br#","data":"#) {
+            let offset = bytes.len() - data.len();
+            if offset <= checksum_start {
+                return Some(&bytes[offset..checksum_start]);
+            }
+        }
+    }
+    raw_data(bytes)
+}
+
+/// `data`'s bytes as they are in the file, by parsing the envelope without building anything.
+fn raw_data(bytes: &[u8]) -> Option<&[u8]> {
+    struct RawData;
+
+    impl<'de> Visitor<'de> for RawData {
+        type Value = Option<&'de [u8]>;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            formatter.write_str("an envelope")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut data = None;
+            while let Some(key) = map.next_key::<Key>()? {
+                match key {
+                    Key::Data => {
+                        let raw: &'de serde_json::value::RawValue = map.next_value()?;
+                        data = Some(raw.get().as_bytes());
+                    }
+                    Key::Version | Key::Checksum | Key::Other => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(data)
+        }
+    }
+
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    deserializer.deserialize_map(RawData).ok().flatten()
+}
+
+/// Checks the checksum a file ends with, if it has one. A file whose data cannot be found
+/// passes here and fails in the decoding pass, which says where.
+fn verify_checksum(bytes: &[u8]) -> Result<bool, DecodeError> {
+    let Some((stored, start)) = trailing_checksum(bytes) else {
+        return Ok(false);
+    };
+    let Some(data) = checksummed_data(bytes, start) else {
+        return Ok(true);
+    };
+    let mut computed = crc32c::crc32c(data);
+    if computed != stored {
+        // Found by position, `data` may have had other members after it; parse to be sure
+        // before calling the file damaged.
+        if let Some(parsed) = raw_data(bytes).filter(|parsed| parsed.len() != data.len()) {
+            computed = crc32c::crc32c(parsed);
+        }
+    }
+    if computed == stored {
+        return Ok(true);
+    }
+    Err(DecodeError::Corrupt {
+        line: 0,
+        column: 0,
+        field: None,
+        reason: format!(
+            "checksum mismatch: the data was damaged after it was written (stored crc32c \
+             {stored:08x}, computed {computed:08x}); restore a backup or a copy of the file"
+        ),
+    })
 }
 
 struct Envelope<'a, T> {
@@ -105,11 +275,13 @@ impl DecodeError {
 pub(crate) fn decode<T: Persisted>(bytes: &[u8]) -> Result<T, DecodeError> {
     // Editors on Windows add a byte-order mark to files a user edits by hand.
     let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
+    let checksum_checked = verify_checksum(bytes)?;
     finish(
         parse::<T>(
             bytes,
             Pass::Envelope {
                 known_version: None,
+                checksum_checked,
             },
         )?,
         bytes,
@@ -145,7 +317,7 @@ pub(crate) fn stored_version(bytes: &[u8]) -> Option<u64> {
             while let Some(key) = map.next_key::<Key>()? {
                 match key {
                     Key::Version => version = Some(map.next_value_seed(VersionSeed)?),
-                    Key::Data | Key::Other => {
+                    Key::Data | Key::Checksum | Key::Other => {
                         map.next_value::<IgnoredAny>()?;
                     }
                 }
@@ -167,9 +339,15 @@ fn finish<T: Persisted>(outcome: Outcome<T>, bytes: &[u8]) -> Result<T, DecodeEr
         Outcome::UnknownVersion(found) => Err(DecodeError::UnknownVersion { found }),
         // A pass that knows the version decodes `data` where it finds it, so this recursion
         // ends after one more pass.
-        Outcome::VersionAfterData(version) => {
-            let known_version = Some(version);
-            finish(parse::<T>(bytes, Pass::Envelope { known_version })?, bytes)
+        Outcome::VersionAfterData {
+            version,
+            checksum_checked,
+        } => {
+            let pass = Pass::Envelope {
+                known_version: Some(version),
+                checksum_checked,
+            };
+            finish(parse::<T>(bytes, pass)?, bytes)
         }
         Outcome::NotEnvelope => match unversioned_root::<T>() {
             // An unversioned pass only ever returns `Decoded`.
@@ -189,8 +367,15 @@ fn finish<T: Persisted>(outcome: Outcome<T>, bytes: &[u8]) -> Result<T, DecodeEr
 
 #[derive(Clone, Copy)]
 enum Pass {
-    Envelope { known_version: Option<u64> },
-    Unversioned { root: u32 },
+    Envelope {
+        known_version: Option<u64>,
+        /// The file ends with a checksum that [`verify_checksum`] checked; a checksum member
+        /// anywhere else is an error.
+        checksum_checked: bool,
+    },
+    Unversioned {
+        root: u32,
+    },
 }
 
 enum Outcome<T> {
@@ -198,7 +383,10 @@ enum Outcome<T> {
     FutureVersion(u64),
     UnknownVersion(u64),
     /// `data` came before `version`: parse again knowing the version.
-    VersionAfterData(u64),
+    VersionAfterData {
+        version: u64,
+        checksum_checked: bool,
+    },
     NotEnvelope,
 }
 
@@ -234,8 +422,12 @@ fn run_pass<'de, T: Persisted, D: Deserializer<'de>>(
     pass: Pass,
 ) -> Result<Outcome<T>, D::Error> {
     match pass {
-        Pass::Envelope { known_version } => deserializer.deserialize_any(EnvelopeVisitor::<T> {
+        Pass::Envelope {
             known_version,
+            checksum_checked,
+        } => deserializer.deserialize_any(EnvelopeVisitor::<T> {
+            known_version,
+            checksum_checked,
             marker: PhantomData,
         }),
         Pass::Unversioned { root } => {
@@ -413,6 +605,7 @@ impl<'de, T: Persisted> DeserializeSeed<'de> for DataSeed<T> {
 
 struct EnvelopeVisitor<T> {
     known_version: Option<u64>,
+    checksum_checked: bool,
     marker: PhantomData<T>,
 }
 
@@ -484,7 +677,14 @@ impl<'de, T: Persisted> Visitor<'de> for EnvelopeVisitor<T> {
                         }
                     }
                 }
-                Key::Other => {
+                Key::Checksum if !self.checksum_checked => {
+                    // Never skipped: a file that has a checksum is verified or refused.
+                    return Err(de::Error::custom(format_args!(
+                        "`{CHECKSUM_KEY}` must be the last member of the envelope, as 8 \
+                         lowercase hex digits in a string"
+                    )));
+                }
+                Key::Checksum | Key::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
@@ -493,7 +693,10 @@ impl<'de, T: Persisted> Visitor<'de> for EnvelopeVisitor<T> {
             return Ok(Outcome::NotEnvelope);
         };
         if data_before_version {
-            return Ok(Outcome::VersionAfterData(version));
+            return Ok(Outcome::VersionAfterData {
+                version,
+                checksum_checked: self.checksum_checked,
+            });
         }
         match (data, classify::<T>(version)) {
             (Some(outcome), _) | (None, Err(outcome)) => Ok(outcome),
@@ -505,6 +708,7 @@ impl<'de, T: Persisted> Visitor<'de> for EnvelopeVisitor<T> {
 enum Key {
     Version,
     Data,
+    Checksum,
     Other,
 }
 
@@ -523,6 +727,7 @@ impl<'de> de::Deserialize<'de> for Key {
                 Ok(match key {
                     "version" => Key::Version,
                     "data" => Key::Data,
+                    CHECKSUM_KEY => Key::Checksum,
                     _ => Key::Other,
                 })
             }
@@ -638,7 +843,7 @@ mod tests {
 
     fn encoded<T: Persisted>(value: &T) -> String {
         let mut bytes = Vec::new();
-        encode(value, &mut bytes).unwrap();
+        encode(value, &mut bytes, false).unwrap();
         String::from_utf8(bytes).unwrap()
     }
 
@@ -666,6 +871,97 @@ mod tests {
             encoded(&value),
             r#"{"version":3,"data":{"name":"a","size":4}}"#
         );
+    }
+
+    fn checksummed<T: Persisted>(value: &T) -> String {
+        let mut bytes = Vec::new();
+        encode(value, &mut bytes, true).unwrap();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    fn sample() -> V7 {
+        V7 {
+            label: "a label long enough to damage".into(),
+            size: 9,
+            tags: vec!["t".into()],
+        }
+    }
+
+    #[test]
+    fn a_checksum_is_the_last_member_over_the_exact_data_bytes() {
+        let file = checksummed(&sample());
+        let data = r#"{"label":"a label long enough to damage","size":9,"tags":["t"]}"#;
+        assert_eq!(
+            file,
+            format!(
+                r#"{{"version":7,"data":{data},"crc32c":"{:08x}"}}"#,
+                crc32c::crc32c(data.as_bytes())
+            )
+        );
+        assert_eq!(decode::<V7>(file.as_bytes()).unwrap(), sample());
+        // A trailing newline (an editor's) is not part of the data.
+        assert_eq!(
+            decode::<V7>(format!("{file}\n").as_bytes()).unwrap(),
+            sample()
+        );
+    }
+
+    #[test]
+    fn a_damaged_string_that_is_still_valid_json_fails_the_checksum() {
+        let file = checksummed(&sample()).replace("long enough", "long enougH");
+        let (_, _, _, reason) = corrupt_reason(decode::<V7>(file.as_bytes()));
+        assert!(
+            reason.starts_with("checksum mismatch: the data was damaged after it was written"),
+            "{reason}"
+        );
+        // The same file without its checksum would have loaded the damaged value.
+        let plain = encoded(&sample()).replace("long enough", "long enougH");
+        assert_eq!(
+            decode::<V7>(plain.as_bytes()).unwrap().label,
+            "a label long enougH to damage"
+        );
+    }
+
+    #[test]
+    fn a_reformatted_file_is_checked_by_parsing_and_fails_because_its_bytes_changed() {
+        let file = checksummed(&sample()).replace(",\"size\"", ", \"size\"");
+        let (_, _, _, reason) = corrupt_reason(decode::<V7>(file.as_bytes()));
+        assert!(reason.starts_with("checksum mismatch"), "{reason}");
+        // A member after `data` (a later format's, say) is not taken for part of it.
+        let data = r#"{"label":"x","size":1,"tags":[]}"#;
+        let crc = crc32c::crc32c(data.as_bytes());
+        let later = format!(r#"{{"version":7,"data":{data},"note":1,"crc32c":"{crc:08x}"}}"#);
+        assert_eq!(decode::<V7>(later.as_bytes()).unwrap().label, "x");
+        // Envelope members reordered by hand, data untouched: still verified, and it passes.
+        let data = r#"{"label":"x","size":1,"tags":[]}"#;
+        let crc = crc32c::crc32c(data.as_bytes());
+        let reordered = format!(r#"{{ "data": {data}, "version": 7, "crc32c": "{crc:08x}" }}"#);
+        assert_eq!(decode::<V7>(reordered.as_bytes()).unwrap().label, "x");
+    }
+
+    #[test]
+    fn a_checksum_that_is_not_last_or_not_canonical_is_refused_not_skipped() {
+        let data = r#"{"label":"x","size":1,"tags":[]}"#;
+        let crc = crc32c::crc32c(data.as_bytes());
+        for file in [
+            format!(r#"{{"version":7,"crc32c":"{crc:08x}","data":{data}}}"#),
+            format!(r#"{{"version":7,"data":{data},"crc32c":"{crc:08X}"}}"#),
+            format!(r#"{{"version":7,"data":{data},"crc32c":{crc}}}"#),
+        ] {
+            let (_, _, _, reason) = corrupt_reason(decode::<V7>(file.as_bytes()));
+            assert!(
+                reason.contains("must be the last member"),
+                "{file}: {reason}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_older_version_with_a_checksum_migrates() {
+        let old = checksummed(&V1 { name: "old".into() });
+        assert_eq!(decode::<V7>(old.as_bytes()).unwrap().label, "old");
+        let damaged = old.replace("old", "olt");
+        assert!(decode::<V7>(damaged.as_bytes()).is_err());
     }
 
     #[test]

@@ -74,6 +74,12 @@ pub trait Persisted: Serialize + DeserializeOwned {
     /// Set with `#[persist(accept_unversioned)]`; only the oldest version's setting is read.
     const ACCEPTS_UNVERSIONED: bool = false;
 
+    /// `true` when every save of this type stores a CRC-32C checksum of its data in the file,
+    /// so that a load detects damage done after the save (a flipped bit inside a string is
+    /// still valid JSON). Set with `#[persist(checksum)]`; [`Options::checksum`] turns it on for
+    /// one call. Loads verify a checksum whenever a file has one, whatever this says.
+    const CHECKSUM: bool = false;
+
     /// The version this one migrates from, or [`Origin`] for the oldest.
     type Previous: Persisted;
 
