@@ -291,6 +291,9 @@ pub(crate) fn decode<T: Persisted>(bytes: &[u8]) -> Result<T, DecodeError> {
 /// The version of a file that starts the way persist writes it (`{"version":N,`), from its
 /// first bytes; `None` when the file starts in any other way.
 pub(crate) fn leading_version(head: &[u8]) -> Option<u64> {
+    if crate::frame::is_framed(head) {
+        return crate::frame::header_version(head);
+    }
     let head = head.strip_prefix(UTF8_BOM).unwrap_or(head);
     let rest = head.strip_prefix(br#"{"version":"#)?;
     let digits = rest.iter().take_while(|byte| byte.is_ascii_digit()).count();
@@ -303,6 +306,9 @@ pub(crate) fn leading_version(head: &[u8]) -> Option<u64> {
 /// The `version` of the envelope in `bytes`, whatever the layout; `None` for a document that is
 /// not an envelope or not JSON. Does not look at `data` beyond skipping it.
 pub(crate) fn stored_version(bytes: &[u8]) -> Option<u64> {
+    if crate::frame::is_framed(bytes) {
+        return crate::frame::header_version(bytes);
+    }
     struct VersionOnly;
 
     impl<'de> Visitor<'de> for VersionOnly {

@@ -179,6 +179,64 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+
+    /// The file is framed in a way this build cannot read: a newer frame format or layer, or a
+    /// layer whose cargo feature (`zstd`, `encryption`) is off. The file is left as it is.
+    #[error("{}: cannot read this file: {reason}; the file was left as it is", path.display())]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// What is not supported, and what to do.
+        reason: String,
+    },
+
+    /// The file is encrypted and the load was given no key
+    /// ([`Options::encrypt`](crate::Options)). The file is left as it is.
+    #[error("{}: the file is encrypted and no key was given; the file was left as it is", path.display())]
+    KeyRequired {
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// The file did not decrypt: the key is wrong, or the file was changed after it was
+    /// written (the two cannot be told apart, by design of authenticated encryption). Nothing
+    /// of the file's content was used, and the file is left as it is.
+    #[error(
+        "{}: could not decrypt: wrong key, or the file was changed after it was written; the \
+         file was left as it is",
+        path.display()
+    )]
+    Decrypt {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// An optional layer of the file format, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(any(feature = "zstd", feature = "encryption"), allow(dead_code))]
+pub(crate) enum Layer {
+    Zstd,
+    Encryption,
+}
+
+#[cfg_attr(any(feature = "zstd", feature = "encryption"), allow(dead_code))]
+impl Layer {
+    pub(crate) fn feature(self) -> &'static str {
+        match self {
+            Layer::Zstd => "zstd",
+            Layer::Encryption => "encryption",
+        }
+    }
+}
+
+impl std::fmt::Display for Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Layer::Zstd => "compressed with zstd",
+            Layer::Encryption => "encrypted",
+        })
+    }
 }
 
 impl Error {
@@ -205,7 +263,10 @@ impl Error {
             | Error::UnknownVersion { path, .. }
             | Error::Migration { path, .. }
             | Error::LockTimeout { path, .. }
-            | Error::Serialize { path, .. } => path,
+            | Error::Serialize { path, .. }
+            | Error::Unsupported { path, .. }
+            | Error::KeyRequired { path }
+            | Error::Decrypt { path } => path,
         }
     }
 }
@@ -241,6 +302,9 @@ pub enum IoOp {
     Lock,
     /// Waiting for tokio's blocking task, which was cancelled because the runtime shut down.
     BlockingTask,
+    /// Compressing or encrypting the file before writing it (the system's random source or
+    /// the compressor failed). Nothing was written.
+    Seal,
 }
 
 impl fmt::Display for IoOp {
@@ -262,6 +326,7 @@ impl fmt::Display for IoOp {
             IoOp::OpenLock => "open the lock file",
             IoOp::Lock => "lock the lock file",
             IoOp::BlockingTask => "finish the blocking task (the tokio runtime shut down)",
+            IoOp::Seal => "compress or encrypt the file",
         })
     }
 }

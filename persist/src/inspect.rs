@@ -5,6 +5,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::codec::{chain_versions, decode, stored_version, unversioned_root};
+use crate::frame;
+use crate::key::Key;
 use crate::{Error, Persisted, fs};
 
 /// The report of [`Options::inspect`](crate::Options::inspect).
@@ -34,9 +36,26 @@ impl Inspection {
     }
 }
 
-pub(crate) fn inspect<T: Persisted>(path: &Path, max_size: u64) -> Result<Inspection, Error> {
-    let bytes = fs::read(path, max_size)?;
-    let stored = stored_version(&bytes);
+pub(crate) fn inspect<T: Persisted>(
+    path: &Path,
+    max_size: u64,
+    key: Option<&Key>,
+) -> Result<Inspection, Error> {
+    let framed = fs::read(path, max_size)?;
+    let stored = stored_version(&framed);
+    let bytes = match frame::open(&framed, key, max_size) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            return Ok(Inspection {
+                path: path.to_owned(),
+                stored_version: stored,
+                unversioned: false,
+                current_version: T::VERSION,
+                steps: Vec::new(),
+                outcome: Err(error.at(path)),
+            });
+        }
+    };
     let root = unversioned_root::<T>();
     let unversioned = stored.is_none()
         && root.is_some()

@@ -78,8 +78,10 @@
 mod backup;
 mod codec;
 mod error;
+mod frame;
 mod fs;
 mod inspect;
+mod key;
 mod lock;
 mod options;
 mod persisted;
@@ -93,6 +95,8 @@ mod tokio;
 pub use crate::backup::Backup;
 pub use crate::error::{Error, FileKind, IoOp};
 pub use crate::inspect::Inspection;
+#[cfg(feature = "encryption")]
+pub use crate::key::{Key, KeyError};
 pub use crate::options::{Durability, Options};
 pub use crate::persisted::{BoxError, Origin, Persisted};
 #[cfg(feature = "tokio")]
