@@ -82,8 +82,11 @@ fuzz_target!(|bytes: &[u8]| {
     if let Ok(state) = persist::__private::decode::<State>(bytes) {
         // NaN in `Custom` is not equal to itself and cannot come from JSON anyway.
         let mut encoded = Vec::new();
-        serde_json::to_writer(&mut encoded, &serde_json::json!({"version": 5, "data": &state}))
-            .unwrap();
+        serde_json::to_writer(
+            &mut encoded,
+            &serde_json::json!({"version": 5, "data": &state}),
+        )
+        .unwrap();
         let again = persist::__private::decode::<State>(&encoded).unwrap();
         assert_eq!(again, state);
     }

@@ -130,6 +130,19 @@ pub mod __private {
         crate::codec::decode(bytes).map_err(|error| error.at::<T>(std::path::Path::new("<memory>")))
     }
 
+    /// The load path of a framed file without the file: opens the frame (with `key`, and at
+    /// most `limit` bytes decompressed) and decodes the envelope. For the fuzz targets.
+    #[cfg(feature = "encryption")]
+    pub fn decode_framed<T: crate::Persisted>(
+        bytes: &[u8],
+        key: Option<&crate::Key>,
+        limit: u64,
+    ) -> Result<T, crate::Error> {
+        let path = std::path::Path::new("<memory>");
+        let envelope = crate::frame::open(bytes, key, limit).map_err(|error| error.at(path))?;
+        crate::codec::decode(&envelope).map_err(|error| error.at::<T>(path))
+    }
+
     /// A `TryFrom` step whose error can be boxed.
     #[diagnostic::on_unimplemented(
         message = "no migration from `{Previous}` to `{Self}`",
