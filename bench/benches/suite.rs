@@ -466,6 +466,68 @@ impl Bench<'_> {
             Vec::new(),
         )
     }
+    /// The optional layers (checksum, zstd levels, encryption) on saves and loads of `value`,
+    /// without fsync (`Durability::None`) so that the rows show the CPU cost of each layer,
+    /// not the disk's.
+    fn layer_rows<T>(&self, value: &T) -> [RowResult; 2]
+    where
+        T: Persisted + Clone + Default + Send + Sync + 'static,
+    {
+        let base = Options::new().durability(Durability::None).backups(0);
+        let key = persist::Key::from_bytes([42; 32]);
+        let variants: Vec<(&str, Options)> = vec![
+            ("persist, no layer", base.clone()),
+            ("+ checksum", base.clone().checksum(true)),
+            ("+ zstd 1", base.clone().compress(1)),
+            ("+ zstd 3", base.clone().compress(3)),
+            ("+ zstd 19", base.clone().compress(19)),
+            ("+ encryption", base.clone().encrypt(key.clone())),
+            (
+                "+ all (checksum, zstd 3, encryption)",
+                base.clone().checksum(true).compress(3).encrypt(key),
+            ),
+        ];
+        let paths: Vec<PathBuf> = (0..variants.len())
+            .map(|i| self.path(&format!("layer-{i}.state")))
+            .collect();
+        for ((name, options), path) in variants.iter().zip(&paths) {
+            options.save(value, path).unwrap();
+            eprintln!("  {name}: {} bytes", fs::metadata(path).unwrap().len());
+        }
+        let savers = variants
+            .iter()
+            .zip(&paths)
+            .map(|((name, options), path)| {
+                Contender::new(*name, move || options.save(value, path).unwrap())
+            })
+            .collect();
+        let loaders = variants
+            .iter()
+            .zip(&paths)
+            .map(|((name, options), path)| {
+                Contender::new(*name, move || {
+                    black_box(options.load::<T>(path).unwrap());
+                })
+            })
+            .collect();
+        let file_bytes = persist_bytes(value);
+        [
+            measure(
+                "save, layers (no fsync)",
+                self.workload,
+                file_bytes,
+                savers,
+                Vec::new(),
+            ),
+            measure(
+                "load, layers",
+                self.workload,
+                file_bytes,
+                loaders,
+                Vec::new(),
+            ),
+        ]
+    }
 }
 
 /// The bytes persist writes for `value`.
@@ -656,6 +718,7 @@ fn main() {
         rows.push(b.save_row(&settings));
         rows.push(b.load_row(&settings));
         rows.push(b.concurrency_row(&settings, 8));
+        rows.extend(b.layer_rows(&settings));
     }
     if selected("medium") {
         let records = Records::medium();
@@ -663,6 +726,7 @@ fn main() {
         rows.push(b.save_row(&records));
         rows.push(b.load_row(&records));
         rows.push(b.concurrency_row(&records, 8));
+        rows.extend(b.layer_rows(&records));
     }
     let mut memory_result = None;
     if let Some(large) = large
@@ -672,6 +736,7 @@ fn main() {
         let b = bench(large, true);
         rows.push(b.save_row(&records));
         rows.push(b.load_row(&records));
+        rows.extend(b.layer_rows(&records));
         memory_result = Some(memory(&data, &records));
     }
 
