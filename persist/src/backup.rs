@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, Read, Write as _};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use serde::de::IgnoredAny;
@@ -105,7 +105,9 @@ pub(crate) fn preserve(
 
 fn write_copy(destination: &Path, bytes: &[u8], durability: Durability) -> Result<(), Error> {
     write_atomic(destination, durability, |writer| {
-        writer.write_all(bytes).map_err(serde_json::Error::io)
+        writer
+            .write_unbuffered(bytes)
+            .map_err(serde_json::Error::io)
     })
 }
 

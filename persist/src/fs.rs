@@ -182,8 +182,8 @@ impl<'f> FileWriter<'f> {
     }
 
     /// Writes `data` to the file as it is, after what is buffered: for bytes serialized
-    /// beforehand (`save_async`), which copying into the buffer would only slow down.
-    #[cfg(any(test, feature = "tokio"))]
+    /// beforehand (`save_async`, framed files, backup copies), which copying into the buffer
+    /// would only slow down.
     pub(crate) fn write_unbuffered(&mut self, data: &[u8]) -> io::Result<()> {
         self.flush()?;
         self.file.write_all(data)

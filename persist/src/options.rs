@@ -1,7 +1,6 @@
 //! [`Options`]: the settings of a load or save, and the functions behind every `Persisted`
 //! method.
 
-use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -272,9 +271,11 @@ impl Options {
     }
 
     /// Keeps a backup of the file if needed, then replaces it with what `contents` writes.
-    /// The whole file of `value` with the frame of the configured layers, in memory: the
-    /// layers work on the complete envelope.
-    fn seal<T: Persisted>(&self, value: &T, path: &Path) -> Result<Vec<u8>, Error> {
+    /// The whole file of `value` in memory: the envelope, framed when layers are configured
+    /// (the layers work on the complete envelope). A `Vec` is the fastest thing serde_json
+    /// writes into; growing a large one costs no copies on Linux (glibc moves its pages with
+    /// mremap).
+    fn file_bytes<T: Persisted>(&self, value: &T, path: &Path) -> Result<Vec<u8>, Error> {
         let mut plain = Vec::new();
         codec::encode(value, &mut plain, self.checksum || T::CHECKSUM).map_err(|source| {
             Error::Serialize {
@@ -282,8 +283,11 @@ impl Options {
                 source,
             }
         })?;
-        frame::seal(plain, T::VERSION, &self.layers())
-            .map_err(fs::io_error(path, crate::IoOp::Seal))
+        let layers = self.layers();
+        if !layers.any() {
+            return Ok(plain);
+        }
+        frame::seal(plain, T::VERSION, &layers).map_err(fs::io_error(path, crate::IoOp::Seal))
     }
 
     fn commit(
@@ -360,16 +364,18 @@ impl Options {
     /// See [`Options`].
     pub fn save<T: Persisted>(&self, value: &T, path: impl AsRef<Path>) -> Result<(), Error> {
         let unversioned_as = codec::unversioned_root::<T>();
-        let checksum = self.checksum || T::CHECKSUM;
-        let layers = self.layers();
-        if !layers.any() {
+        if !self.layers().any() {
+            // Streams into the temporary file: no copy of the file in memory.
+            let checksum = self.checksum || T::CHECKSUM;
             return self.commit(path.as_ref(), T::VERSION, unversioned_as, |writer| {
                 codec::encode(value, writer, checksum)
             });
         }
-        let sealed = self.seal(value, path.as_ref())?;
+        let bytes = self.file_bytes(value, path.as_ref())?;
         self.commit(path.as_ref(), T::VERSION, unversioned_as, |writer| {
-            writer.write_all(&sealed).map_err(serde_json::Error::io)
+            writer
+                .write_unbuffered(&bytes)
+                .map_err(serde_json::Error::io)
         })
     }
 
@@ -527,19 +533,9 @@ impl Options {
     #[cfg(feature = "tokio")]
     pub fn save_async<T: Persisted>(&self, value: &T, path: impl AsRef<Path>) -> Pending<()> {
         let path = path.as_ref().to_owned();
-        // A `Vec` is the fastest thing serde_json writes into; growing a large one costs no
-        // copies on Linux (glibc moves its pages with mremap).
-        let bytes = if self.layers().any() {
-            match self.seal(value, &path) {
-                Ok(sealed) => sealed,
-                Err(error) => return Pending::failed(error),
-            }
-        } else {
-            let mut bytes = Vec::new();
-            if let Err(source) = codec::encode(value, &mut bytes, self.checksum || T::CHECKSUM) {
-                return Pending::failed(Error::Serialize { path, source });
-            }
-            bytes
+        let bytes = match self.file_bytes(value, &path) {
+            Ok(bytes) => bytes,
+            Err(error) => return Pending::failed(error),
         };
         let options = self.clone();
         let (version, unversioned_as) = (T::VERSION, codec::unversioned_root::<T>());
