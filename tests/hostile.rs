@@ -1,6 +1,7 @@
 //! Hostile and damaged input through the real load path: every case is a typed error or a
 //! correct value, never a panic, a hang or a write. Includes the public JSONTestSuite corpus
-//! (`../shared/corpus/JSONTestSuite`, or `PERSIST_JSON_TEST_SUITE`).
+//! (vendored in `tests/data/JSONTestSuite`, see its SOURCE.md; `PERSIST_JSON_TEST_SUITE` points
+//! the test at another copy).
 
 mod common;
 
@@ -216,7 +217,7 @@ fn a_symlink_to_a_valid_file_loads() {
 
 fn corpus() -> PathBuf {
     let dir = std::env::var_os("PERSIST_JSON_TEST_SUITE").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/JSONTestSuite"),
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/JSONTestSuite"),
         PathBuf::from,
     );
     let parsing = dir.join("test_parsing");
