@@ -30,6 +30,35 @@ async fn sync_and_async_saves_write_identical_bytes() {
 }
 
 #[tokio::test]
+async fn owned_and_shared_async_saves_write_the_bytes_of_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let sync_path = dir.path().join("sync.json");
+    let state = sample();
+    state.save(&sync_path).unwrap();
+    let expected = std::fs::read(&sync_path).unwrap();
+
+    let owned = dir.path().join("owned.json");
+    state.clone().save_owned_async(&owned).await.unwrap();
+    assert_eq!(std::fs::read(&owned).unwrap(), expected);
+
+    let shared = dir.path().join("shared.json");
+    let value = std::sync::Arc::new(state.clone());
+    let future = Options::new().save_shared_async(std::sync::Arc::clone(&value), &shared);
+    // Spawnable: the future owns what it needs.
+    tokio::spawn(future).await.unwrap().unwrap();
+    assert_eq!(std::fs::read(&shared).unwrap(), expected);
+
+    // With a checksum the streamed bytes still match.
+    let options = Options::new().checksum(true);
+    options.save(&state, &sync_path).unwrap();
+    options.save_owned_async(state, &owned).await.unwrap();
+    assert_eq!(
+        std::fs::read(&owned).unwrap(),
+        std::fs::read(&sync_path).unwrap()
+    );
+}
+
+#[tokio::test]
 async fn async_load_migrates_like_sync_load() {
     for fixture in ["v1-unversioned.json", "v1.json", "v2.json", "v4.json"] {
         let (_dir, path) = copy_of_fixture(fixture);

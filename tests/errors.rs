@@ -129,7 +129,7 @@ fn a_file_without_an_envelope_says_so() {
         format!(
             "{}: corrupt: not a persist file: expected a JSON object with `version` and `data` \
              fields (if the application wrote this file before it adopted persist, mark the \
-             oldest version `#[persist(accept_unversioned)]`); the file was left untouched",
+             oldest version `#[persist(accept_unversioned)]`); the file was left as it was",
             path.display()
         )
     );
@@ -185,7 +185,12 @@ fn a_failed_migration_names_the_step_and_keeps_the_users_error() {
         } => assert_eq!(source.downcast_ref::<UnknownTheme>(), Some(&UnknownTheme)),
         other => panic!("{other:?}"),
     }
-    assert!(std::error::Error::source(&error).is_some());
+    // The message is complete, so an error-chain reporter must not find the cause again.
+    assert!(std::error::Error::source(&error).is_none());
+    assert!(
+        error.to_string().contains(&UnknownTheme.to_string()),
+        "{error}"
+    );
     assert_names_path(&error, &path);
 }
 
@@ -288,9 +293,11 @@ fn a_failed_save_step_is_an_io_error_with_its_operation() {
     let error = untouched(&blocker, || sample().save(&path).unwrap_err());
     // ENOTDIR from the check of what is at the target path.
     assert_io(&error, IoOp::Metadata);
-    let source = std::error::Error::source(&error).unwrap();
-    let source = source.downcast_ref::<std::io::Error>().unwrap();
+    let Error::Io { source, .. } = &error else {
+        unreachable!()
+    };
     assert_eq!(source.raw_os_error(), Some(libc::ENOTDIR));
+    assert!(std::error::Error::source(&error).is_none());
     assert_names_path(&error, &path);
 
     // A dangling symlink where a parent directory should be: mkdir fails with EEXIST.

@@ -12,14 +12,14 @@ use serde::de::IgnoredAny;
 use crate::Durability;
 use crate::codec::{leading_version, stored_version};
 use crate::error::{Error, IoOp};
-use crate::fs::{io_error, parent_dir, read, resolve_target, write_atomic};
+use crate::fs::{bytes, io_error, parent_dir, read, resolve_target, write_atomic};
 
 /// A backup of a state file at an older (or newer) version, as listed by
 /// [`Options::backups_of`](crate::Options::backups_of).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct Backup {
-    /// The format version the backed-up file holds.
+    /// The schema version the backed-up file holds.
     pub version: u64,
     /// Where the backup is: `<name>.v<version>.bak` beside the state file.
     pub path: PathBuf,
@@ -103,12 +103,8 @@ pub(crate) fn preserve(
     Ok(())
 }
 
-fn write_copy(destination: &Path, bytes: &[u8], durability: Durability) -> Result<(), Error> {
-    write_atomic(destination, durability, |writer| {
-        writer
-            .write_unbuffered(bytes)
-            .map_err(serde_json::Error::io)
-    })
+fn write_copy(destination: &Path, data: &[u8], durability: Durability) -> Result<(), Error> {
+    write_atomic(destination, durability, bytes(data))
 }
 
 /// The backups of the state file at `path`, newest version first.

@@ -28,38 +28,29 @@ use crate::BoxError;
 ///     Err(other) => eprintln!("{other}"),
 /// }
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// There is no file at the path (or one of its parent directories is missing).
-    #[error("{}: no such file", path.display())]
     NotFound {
         /// The file that was looked for.
         path: PathBuf,
         /// The error the operating system returned.
-        #[source]
         source: io::Error,
     },
 
     /// An operating-system call failed.
-    #[error("{}: could not {op}: {source}", path.display())]
     Io {
         /// The state file being loaded or saved.
         path: PathBuf,
         /// The step that failed.
         op: IoOp,
         /// The error the operating system returned.
-        #[source]
         source: io::Error,
     },
 
     /// Something other than a regular file (a directory, FIFO, device or socket) is at the path.
     /// It was neither read nor replaced.
-    #[error(
-        "{}: is a {kind}, not a regular file; persist only reads and replaces regular files, \
-         so it was left alone",
-        path.display()
-    )]
     NotRegularFile {
         /// The path that holds the non-file.
         path: PathBuf,
@@ -68,11 +59,6 @@ pub enum Error {
     },
 
     /// The file is larger than the load size cap ([`Options::max_size`](crate::Options::max_size)).
-    #[error(
-        "{}: file is larger than the {limit}-byte limit ({size} bytes or more); \
-         raise the limit with Options::max_size if the file is expected to be this large",
-        path.display()
-    )]
     TooLarge {
         /// The file.
         path: PathBuf,
@@ -84,11 +70,6 @@ pub enum Error {
 
     /// The file is not a valid state file: broken JSON, a malformed envelope, or data that does
     /// not match the struct of its version. Values from the file are not repeated in the message.
-    #[error(
-        "{}: corrupt{}: {reason}; the file was left untouched",
-        path.display(),
-        Position { line: *line, column: *column, field: field.as_deref() }
-    )]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -103,11 +84,6 @@ pub enum Error {
     },
 
     /// The file was written by a newer version of the program. It is never overwritten.
-    #[error(
-        "{}: saved at format version {found}, but this program reads versions up to {supported}; \
-         upgrade the program to read it (the file was left untouched)",
-        path.display()
-    )]
     FutureVersion {
         /// The file.
         path: PathBuf,
@@ -119,12 +95,6 @@ pub enum Error {
 
     /// The stored version is older than the current one but is not in the migration chain (or
     /// is 0).
-    #[error(
-        "{}: saved at format version {found}, which is not in this program's migration chain \
-         (known versions: {}); the file was left untouched",
-        path.display(),
-        DisplayList(known)
-    )]
     UnknownVersion {
         /// The file.
         path: PathBuf,
@@ -135,11 +105,6 @@ pub enum Error {
     },
 
     /// A migration step (a user's `TryFrom` impl) refused the stored data.
-    #[error(
-        "{}: migration from version {from} to version {to} failed: {source}; \
-         the file was left untouched",
-        path.display()
-    )]
     Migration {
         /// The file.
         path: PathBuf,
@@ -148,20 +113,15 @@ pub enum Error {
         /// The version the failing step converts to.
         to: u32,
         /// The error the migration returned.
-        #[source]
         source: BoxError,
     },
 
     /// Another process held the lock of the file longer than
-    /// [`Options::lock_timeout`](crate::Options::lock_timeout) allows.
-    #[error(
-        "{}: gave up waiting for the lock {} after {waited:.1?}; another process holds it \
-         (raise Options::lock_timeout, or find the process that holds the lock)",
-        path.display(),
-        lock_path.display()
-    )]
+    /// [`Options::lock_timeout`](crate::Options::lock_timeout) allows. Unlike the other lock
+    /// errors (see [`IoOp::OpenLock`]), `path` is the state file and the lock file is in
+    /// `lock_path`.
     LockTimeout {
-        /// The state file.
+        /// The state file being updated.
         path: PathBuf,
         /// The lock file beside it.
         lock_path: PathBuf,
@@ -171,18 +131,27 @@ pub enum Error {
 
     /// serde could not serialize the value (for instance a map with non-string keys).
     /// Nothing was written.
-    #[error("{}: could not serialize the value: {source}; nothing was written", path.display())]
     Serialize {
         /// The file that was to be written.
         path: PathBuf,
+        /// Where in the document the value is that could not be written, such as
+        /// `data.samples[3]`, when known.
+        field: Option<String>,
         /// The error serde_json returned.
-        #[source]
         source: serde_json::Error,
+    },
+
+    /// Compressing or encrypting the file before writing it failed (the system's random
+    /// source, the compressor, the key derivation). Nothing was written.
+    Seal {
+        /// The file that was to be written.
+        path: PathBuf,
+        /// What failed.
+        source: SealError,
     },
 
     /// The file is framed in a way this build cannot read: a newer frame format or layer, or a
     /// layer whose cargo feature (`zstd`, `encryption`) is off. The file is left as it is.
-    #[error("{}: cannot read this file: {reason}; the file was left as it is", path.display())]
     Unsupported {
         /// The file.
         path: PathBuf,
@@ -192,7 +161,6 @@ pub enum Error {
 
     /// The file is encrypted and the load was given no key
     /// ([`Options::encrypt`](crate::Options)). The file is left as it is.
-    #[error("{}: the file is encrypted and no key was given; the file was left as it is", path.display())]
     KeyRequired {
         /// The file.
         path: PathBuf,
@@ -201,15 +169,122 @@ pub enum Error {
     /// The file did not decrypt: the key is wrong, or the file was changed after it was
     /// written (the two cannot be told apart, by design of authenticated encryption). Nothing
     /// of the file's content was used, and the file is left as it is.
-    #[error(
-        "{}: could not decrypt: wrong key, or the file was changed after it was written; the \
-         file was left as it is",
-        path.display()
-    )]
     Decrypt {
         /// The file.
         path: PathBuf,
     },
+}
+
+/// The state the file was left in, said the same way by every message.
+const LEFT_AS_IT_WAS: &str = "the file was left as it was";
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.path().display())?;
+        match self {
+            Error::NotFound { .. } => f.write_str("no such file"),
+            Error::Io { op, source, .. } => write!(f, "could not {op}: {source}"),
+            Error::NotRegularFile { kind, .. } => write!(
+                f,
+                "is a {kind}, not a regular file; persist only reads and replaces regular \
+                 files, so it was left alone"
+            ),
+            Error::TooLarge { size, limit, .. } => write!(
+                f,
+                "file is larger than the {limit}-byte limit ({size} bytes or more); raise the \
+                 limit with Options::max_size if the file is expected to be this large"
+            ),
+            Error::Corrupt {
+                line,
+                column,
+                field,
+                reason,
+                ..
+            } => {
+                let position = Position {
+                    line: *line,
+                    column: *column,
+                    field: field.as_deref(),
+                };
+                write!(f, "corrupt{position}: {reason}; {LEFT_AS_IT_WAS}")
+            }
+            Error::FutureVersion {
+                found, supported, ..
+            } => write!(
+                f,
+                "saved at schema version {found}, but this program reads versions up to \
+                 {supported}; upgrade the program to read it ({LEFT_AS_IT_WAS})"
+            ),
+            Error::UnknownVersion { found, known, .. } => write!(
+                f,
+                "saved at schema version {found}, which is not in this program's migration \
+                 chain (known versions: {}); {LEFT_AS_IT_WAS}",
+                DisplayList(known)
+            ),
+            Error::Migration {
+                from, to, source, ..
+            } => write!(
+                f,
+                "migration from version {from} to version {to} failed: {source}; \
+                 {LEFT_AS_IT_WAS}"
+            ),
+            Error::LockTimeout {
+                lock_path, waited, ..
+            } => write!(
+                f,
+                "gave up waiting for the lock {} after {waited:.1?}; another process holds it \
+                 (raise Options::lock_timeout, or find the process that holds the lock)",
+                lock_path.display()
+            ),
+            Error::Serialize { field, source, .. } => {
+                f.write_str("could not serialize the value")?;
+                if let Some(field) = field {
+                    write!(f, " at `{field}`")?;
+                }
+                write!(f, ": {source}; nothing was written and {LEFT_AS_IT_WAS}")
+            }
+            Error::Seal { source, .. } => write!(
+                f,
+                "could not compress or encrypt the file: {source}; nothing was written and \
+                 {LEFT_AS_IT_WAS}"
+            ),
+            Error::Unsupported { reason, .. } => {
+                write!(f, "cannot read this file: {reason}; {LEFT_AS_IT_WAS}")
+            }
+            Error::KeyRequired { .. } => write!(
+                f,
+                "the file is encrypted and no key was given; {LEFT_AS_IT_WAS}"
+            ),
+            Error::Decrypt { .. } => write!(
+                f,
+                "could not decrypt: wrong key, or the file was changed after it was written; \
+                 {LEFT_AS_IT_WAS}"
+            ),
+        }
+    }
+}
+
+/// Each message is complete: it includes the operating system's, serde's or the migration's own
+/// message. So that error-chain reporters (anyhow's `{:#}`, `tracing`'s error fields) do not show
+/// it twice, `source()` returns nothing; the underlying error is the variant's `source` field.
+impl std::error::Error for Error {}
+
+/// Why compressing or encrypting a file failed ([`Error::Seal`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// The system's random source (for a nonce or a salt) failed.
+    #[error("the system's random source failed: {0}")]
+    Random(io::Error),
+    /// zstd failed.
+    #[error("zstd failed: {0}")]
+    Compress(io::Error),
+    /// Argon2id refused to derive the key from the passphrase.
+    #[error("the key derivation failed: {0}")]
+    KeyDerivation(String),
+    /// The payload is larger than XChaCha20-Poly1305 can encrypt in one piece.
+    #[error("the data is too large to encrypt in one piece")]
+    TooLarge,
 }
 
 /// An optional layer of the file format, for messages.
@@ -264,6 +339,7 @@ impl Error {
             | Error::Migration { path, .. }
             | Error::LockTimeout { path, .. }
             | Error::Serialize { path, .. }
+            | Error::Seal { path, .. }
             | Error::Unsupported { path, .. }
             | Error::KeyRequired { path }
             | Error::Decrypt { path } => path,
@@ -295,16 +371,15 @@ pub enum IoOp {
     Rename,
     /// `fsync` of the directory after the rename (the rename may not survive a power cut).
     SyncDir,
-    /// Opening or creating the lock file.
+    /// Opening or creating the lock file. The error's `path` is the lock file
+    /// (`<name>.lock` beside the state file), not the state file.
     OpenLock,
-    /// Taking the lock. On a file system without locks the source's kind is
+    /// Taking the lock. The error's `path` is the lock file, as for
+    /// [`OpenLock`](IoOp::OpenLock). On a file system without locks the source's kind is
     /// [`Unsupported`](std::io::ErrorKind::Unsupported).
     Lock,
     /// Waiting for tokio's blocking task, which was cancelled because the runtime shut down.
     BlockingTask,
-    /// Compressing or encrypting the file before writing it (the system's random source or
-    /// the compressor failed). Nothing was written.
-    Seal,
 }
 
 impl fmt::Display for IoOp {
@@ -326,7 +401,6 @@ impl fmt::Display for IoOp {
             IoOp::OpenLock => "open the lock file",
             IoOp::Lock => "lock the lock file",
             IoOp::BlockingTask => "finish the blocking task (the tokio runtime shut down)",
-            IoOp::Seal => "compress or encrypt the file",
         })
     }
 }

@@ -20,8 +20,8 @@
 
 use std::borrow::Cow;
 
-use crate::error::Layer;
-use crate::key::{Key, TAG_LEN};
+use crate::error::{Layer, SealError};
+use crate::key::{Key, OpenError, Sealing, TAG_LEN};
 
 /// The first eight bytes of every framed file. The first byte is not ASCII, so no JSON document
 /// and no text file starts this way; the rest catches line-ending and 7-bit conversions, like
@@ -36,6 +36,7 @@ pub(crate) const ZSTD: u8 = 0b01;
 pub(crate) const ENCRYPTED: u8 = 0b10;
 const KNOWN_LAYERS: u8 = ZSTD | ENCRYPTED;
 
+/// Bytes of the header every frame has.
 const FIXED_HEADER: usize = 24;
 /// Bytes the encryption layer adds to the header.
 pub(crate) const ENCRYPTION_BLOCK: usize = 56;
@@ -50,7 +51,6 @@ pub(crate) enum FrameError {
     /// The file is encrypted and no key was given.
     KeyRequired,
     /// The key is wrong or the file was changed after it was written.
-    #[cfg_attr(not(feature = "encryption"), allow(dead_code))]
     Decrypt,
     /// The decompressed envelope would be larger than the load's size cap.
     TooLarge { limit: u64 },
@@ -79,6 +79,27 @@ impl FrameError {
     }
 }
 
+impl From<OpenError> for FrameError {
+    fn from(error: OpenError) -> Self {
+        match error {
+            OpenError::Decrypt => FrameError::Decrypt,
+            OpenError::UnknownDerivation(kdf) => FrameError::Unsupported(format!(
+                "unknown key derivation {kdf}, written by a newer persist"
+            )),
+            OpenError::CostTooHigh([memory, iterations, lanes]) => FrameError::Corrupt(format!(
+                "the header asks for an Argon2id cost above persist's limits ({memory} KiB, \
+                 {iterations} iterations, {lanes} lanes)"
+            )),
+            OpenError::InvalidDerivation => {
+                FrameError::Corrupt("the header's Argon2id parameters are invalid".to_owned())
+            }
+            OpenError::Truncated => FrameError::Corrupt(
+                "truncated: the encrypted payload is shorter than its tag".to_owned(),
+            ),
+        }
+    }
+}
+
 /// The layers to apply on save.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Layers<'a> {
@@ -92,6 +113,129 @@ impl Layers<'_> {
     }
 }
 
+/// A frame's header, as FORMAT.md lays it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Header {
+    /// Layer bits ([`ZSTD`], [`ENCRYPTED`]).
+    pub(crate) layers: u8,
+    /// The schema version of the envelope inside.
+    pub(crate) version: u32,
+    /// Bytes after the header.
+    pub(crate) payload_len: u64,
+    /// For an encrypted frame: the key derivation and the nonce.
+    pub(crate) sealing: Option<Sealing>,
+}
+
+impl Header {
+    /// The header's length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        if self.sealing.is_some() {
+            FIXED_HEADER + ENCRYPTION_BLOCK
+        } else {
+            FIXED_HEADER
+        }
+    }
+
+    /// The header's bytes.
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len());
+        out.extend_from_slice(&MAGIC);
+        out.push(FORMAT_VERSION);
+        out.push(self.layers);
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(&self.payload_len.to_le_bytes());
+        if let Some(sealing) = &self.sealing {
+            out.extend_from_slice(&[sealing.derivation, 0, 0, 0]);
+            for word in sealing.cost {
+                out.extend_from_slice(&word.to_le_bytes());
+            }
+            out.extend_from_slice(&sealing.salt);
+            out.extend_from_slice(&sealing.nonce);
+        }
+        debug_assert_eq!(out.len(), self.len());
+        out
+    }
+
+    /// Reads the header at the start of `bytes`, which must start with the magic's first byte.
+    /// Checks the header alone; whether the payload is as long as it says is the caller's.
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Header, FrameError> {
+        let corrupt = |reason: &str| FrameError::Corrupt(reason.to_owned());
+        let truncated = || corrupt("truncated: the file ends inside the frame header");
+        let Some(magic) = bytes.get(..MAGIC.len()) else {
+            return Err(corrupt(
+                "truncated: the file ends inside the frame's magic bytes",
+            ));
+        };
+        if magic != MAGIC {
+            return Err(corrupt(
+                "not a persist file: it starts like a persist frame but its magic bytes are wrong",
+            ));
+        }
+        let mut reader = Reader(bytes.get(MAGIC.len()..FIXED_HEADER).ok_or_else(truncated)?);
+        let format = reader.byte();
+        if format != FORMAT_VERSION {
+            return Err(FrameError::Unsupported(format!(
+                "frame format {format}, written by a newer persist (this one reads format \
+                 {FORMAT_VERSION})"
+            )));
+        }
+        let layers = reader.byte();
+        if layers & !KNOWN_LAYERS != 0 {
+            return Err(FrameError::Unsupported(format!(
+                "unknown layers (flags {layers:#010b}), written by a newer persist"
+            )));
+        }
+        if reader.array::<2>() != [0, 0] {
+            return Err(corrupt("the frame header's reserved bytes are not zero"));
+        }
+        let version = u32::from_le_bytes(reader.array());
+        let payload_len = u64::from_le_bytes(reader.array());
+        let sealing = if layers & ENCRYPTED == 0 {
+            None
+        } else {
+            let block = bytes
+                .get(FIXED_HEADER..FIXED_HEADER + ENCRYPTION_BLOCK)
+                .ok_or_else(truncated)?;
+            let mut reader = Reader(block);
+            let derivation = reader.byte();
+            if reader.array::<3>() != [0, 0, 0] {
+                return Err(corrupt(
+                    "the encryption header's reserved bytes are not zero",
+                ));
+            }
+            let cost = [0; 3].map(|_: u32| u32::from_le_bytes(reader.array()));
+            Some(Sealing {
+                derivation,
+                cost,
+                salt: reader.array(),
+                nonce: reader.array(),
+            })
+        };
+        Ok(Header {
+            layers,
+            version,
+            payload_len,
+            sealing,
+        })
+    }
+}
+
+/// Reads fixed-size fields off the front of a slice whose length was checked beforehand.
+struct Reader<'b>(&'b [u8]);
+
+impl Reader<'_> {
+    fn array<const N: usize>(&mut self) -> [u8; N] {
+        let (field, rest) = self.0.split_at(N);
+        self.0 = rest;
+        field.try_into().expect("the caller checked the length")
+    }
+
+    fn byte(&mut self) -> u8 {
+        self.array::<1>()[0]
+    }
+}
+
 /// Whether `bytes` start like a frame (the first byte of the magic is enough: it cannot start
 /// a JSON document).
 pub(crate) fn is_framed(bytes: &[u8]) -> bool {
@@ -99,125 +243,96 @@ pub(crate) fn is_framed(bytes: &[u8]) -> bool {
 }
 
 /// The schema version in a frame's header, from the first 16 bytes of a file.
-pub(crate) fn header_version(head: &[u8]) -> Option<u64> {
+pub(crate) fn header_version(head: &[u8]) -> Option<u32> {
     let head = head.strip_prefix(&MAGIC)?;
-    let bytes: [u8; 4] = head.get(4..8)?.try_into().ok()?;
-    Some(u64::from(u32::from_le_bytes(bytes)))
+    Some(u32::from_le_bytes(head.get(4..8)?.try_into().ok()?))
 }
 
 /// Wraps the envelope `plain` (of schema `version`) in the frame of `layers`.
-pub(crate) fn seal(plain: Vec<u8>, version: u32, layers: &Layers<'_>) -> std::io::Result<Vec<u8>> {
-    let mut flags = 0;
+pub(crate) fn seal(
+    plain: Vec<u8>,
+    version: u32,
+    layers: &Layers<'_>,
+) -> Result<Vec<u8>, SealError> {
+    let mut header = Header {
+        layers: 0,
+        version,
+        payload_len: 0,
+        sealing: None,
+    };
     let mut payload = plain;
     if let Some(level) = layers.zstd_level {
-        flags |= ZSTD;
-        payload = compress(&payload, level)?;
+        header.layers |= ZSTD;
+        payload = compress(&payload, level).map_err(SealError::Compress)?;
     }
-    let mut header = Vec::with_capacity(FIXED_HEADER + ENCRYPTION_BLOCK);
-    header.extend_from_slice(&MAGIC);
-    header.push(FORMAT_VERSION);
-    header.push(flags);
-    header.extend_from_slice(&[0, 0]);
-    header.extend_from_slice(&version.to_le_bytes());
     if let Some(key) = layers.key {
-        header[9] |= ENCRYPTED;
-        let payload_len = payload.len() as u64 + TAG_LEN as u64;
-        header.extend_from_slice(&payload_len.to_le_bytes());
-        // Appends the key-derivation block and nonce to the header, then encrypts `payload`
-        // with the whole header as associated data.
-        key.seal(&mut header, &mut payload)?;
-        header.extend_from_slice(&payload);
-        return Ok(header);
+        header.layers |= ENCRYPTED;
+        header.sealing = Some(key.new_sealing()?);
+        header.payload_len = payload.len() as u64 + TAG_LEN as u64;
+        let header_bytes = header.to_bytes();
+        // The whole header is the associated data: nothing in it changes without the
+        // decryption failing.
+        key.encrypt(
+            header.sealing.as_ref().expect("set above"),
+            &header_bytes,
+            &mut payload,
+        )?;
+        let mut file = header_bytes;
+        file.extend_from_slice(&payload);
+        return Ok(file);
     }
-    header.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    header.extend_from_slice(&payload);
-    Ok(header)
+    header.payload_len = payload.len() as u64;
+    let mut file = header.to_bytes();
+    file.extend_from_slice(&payload);
+    Ok(file)
 }
 
-/// The envelope inside `bytes`: `bytes` itself when the file has no frame, else the payload
+/// An opened frame: its header and what it holds.
+pub(crate) struct Opened<'b> {
+    pub(crate) header: Header,
+    /// The payload decrypted and decompressed: the JSON envelope.
+    pub(crate) envelope: Cow<'b, [u8]>,
+}
+
+/// The frame of `bytes`: `None` when the file has no frame, else its header and the payload
 /// decrypted and decompressed (at most `limit` bytes).
 pub(crate) fn open<'b>(
     bytes: &'b [u8],
     key: Option<&Key>,
     limit: u64,
-) -> Result<Cow<'b, [u8]>, FrameError> {
+) -> Result<Option<Opened<'b>>, FrameError> {
     if !is_framed(bytes) {
-        return Ok(Cow::Borrowed(bytes));
+        return Ok(None);
     }
-    let corrupt = |reason: &str| FrameError::Corrupt(reason.to_owned());
-    if bytes.len() < MAGIC.len() {
-        return Err(corrupt(
-            "truncated: the file ends inside the frame's magic bytes",
-        ));
-    }
-    if bytes[..MAGIC.len()] != MAGIC {
-        return Err(corrupt(
-            "not a persist file: it starts like a persist frame but its magic bytes are wrong",
-        ));
-    }
-    if bytes.len() < FIXED_HEADER {
-        return Err(corrupt("truncated: the file ends inside the frame header"));
-    }
-    let format = bytes[8];
-    if format != FORMAT_VERSION {
-        return Err(FrameError::Unsupported(format!(
-            "frame format {format}, written by a newer persist (this one reads format \
-             {FORMAT_VERSION})"
-        )));
-    }
-    let flags = bytes[9];
-    if flags & !KNOWN_LAYERS != 0 {
-        return Err(FrameError::Unsupported(format!(
-            "unknown layers (flags {flags:#010b}), written by a newer persist"
-        )));
-    }
-    if bytes[10..12] != [0, 0] {
-        return Err(corrupt("the frame header's reserved bytes are not zero"));
-    }
-    let header_len = if flags & ENCRYPTED != 0 {
-        FIXED_HEADER + ENCRYPTION_BLOCK
-    } else {
-        FIXED_HEADER
-    };
-    if bytes.len() < header_len {
-        return Err(corrupt("truncated: the file ends inside the frame header"));
-    }
-    let claimed = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
-    let actual = (bytes.len() - header_len) as u64;
-    if claimed != actual {
+    let header = Header::parse(bytes)?;
+    let (header_bytes, payload) = bytes.split_at(header.len().min(bytes.len()));
+    let actual = payload.len() as u64;
+    if header.payload_len != actual {
         return Err(FrameError::Corrupt(format!(
-            "the frame header announces {claimed} bytes of payload but the file holds {actual}: \
-             truncated or extended after it was written"
+            "the frame header announces {} bytes of payload but the file holds {actual}: \
+             truncated or extended after it was written",
+            header.payload_len
         )));
     }
-    let (header, payload) = bytes.split_at(header_len);
     let mut payload = Cow::Borrowed(payload);
-    if flags & ENCRYPTED != 0 {
+    if let Some(sealing) = &header.sealing {
         let key = key.ok_or(if cfg!(feature = "encryption") {
             FrameError::KeyRequired
         } else {
             unavailable(Layer::Encryption)
         })?;
-        payload = Cow::Owned(key.open(header, payload.into_owned())?);
+        payload = Cow::Owned(key.decrypt(sealing, header_bytes, payload.into_owned())?);
     }
-    if flags & ZSTD != 0 {
+    if header.layers & ZSTD != 0 {
         payload = Cow::Owned(decompress(&payload, limit)?);
     }
     if payload.len() as u64 > limit {
         return Err(FrameError::TooLarge { limit });
     }
-    // Unencrypted headers are not authenticated: the version in the clear must agree with the
-    // envelope's, or one of them was changed.
-    let inner = crate::codec::leading_version(&payload);
-    let outer = header_version(header);
-    if inner.is_some() && inner != outer {
-        return Err(FrameError::Corrupt(format!(
-            "the frame header says schema version {} but the data inside says {}",
-            outer.unwrap_or_default(),
-            inner.unwrap_or_default()
-        )));
-    }
-    Ok(payload)
+    Ok(Some(Opened {
+        header,
+        envelope: payload,
+    }))
 }
 
 #[cfg_attr(all(feature = "zstd", feature = "encryption"), allow(dead_code))]

@@ -1,5 +1,8 @@
-//! The std file shell: a guarded read and a durable atomic write. The only module that touches
-//! the file system; the tokio shell runs these same functions on the blocking pool.
+//! The std file shell: a guarded read and a durable atomic write. It moves bytes only (what a
+//! file holds is the codec's business) and is the one place that says "put these bytes there
+//! durably": every save, backup copy and restore goes through [`write_atomic`] or
+//! [`stage`] + [`Staged::install`]. The tokio shell runs these same functions on the blocking
+//! pool.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -11,13 +14,33 @@ use std::time::{Duration, Instant};
 
 use tempfile::NamedTempFile;
 
-use crate::Durability;
 use crate::error::{Error, FileKind, IoOp};
 
-/// The largest piece [`FileWriter`] hands to the file in one `write`. Measured on ext4 (Linux
-/// 6.18): a 1.3 MiB file written in 64 KiB pieces took 1.14x as long to save durably as the same
-/// bytes in one piece; at 4 MiB a file of up to 4 MiB is one `write`, and a larger one pays a
-/// system call per 4 MiB.
+/// How much a save waits for the disk. Every level replaces the file atomically (a reader, or
+/// a process that crashes, sees the old file or the new one); they differ in what survives a
+/// power cut or a kernel crash.
+///
+/// Measured with the power-cut harness (`tests/powercut.rs`): only [`Full`](Durability::Full)
+/// never lost an acknowledged save. What each level costs is in BENCHMARKS.md ("Durability").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// fsync the file, rename, fsync the directory: a save that returned survives a power cut.
+    /// The default.
+    #[default]
+    Full,
+    /// fsync the file, rename, but skip the directory fsync: after a power cut the file holds
+    /// the new value or the previous one, never a mix, but a save that returned may be rolled
+    /// back. Skips one of the two fsyncs of a save.
+    FileSync,
+    /// No fsync at all: for caches and tests. After a power cut the file may be empty or
+    /// zero-filled; after a process crash it is still intact.
+    None,
+}
+
+/// The largest piece [`FileWriter`] hands to the file in one `write`: a file of up to 4 MiB is
+/// one `write`, a larger one pays a system call per 4 MiB (why one piece beats many small ones:
+/// BENCHMARKS.md, "What the suite changed").
 const MAX_WRITE: usize = 4 << 20;
 
 /// Suffix of the temporary files a save creates beside the target (`.<name>.<random>.tmp`).
@@ -84,26 +107,40 @@ pub(crate) fn read(path: &Path, limit: u64) -> Result<Vec<u8>, Error> {
 /// Replaces the file at `path` with what `contents` writes, durably and atomically: a temporary
 /// file in the same directory (created exclusively, mode 0600 from creation), written, fsynced,
 /// renamed over the target, then the directory fsynced. On every failure the temporary file is
-/// removed and the target is as it was.
-///
-/// A serde_json error of category I/O from `contents` is a failed write; any other is a value
-/// serde could not serialize.
+/// removed and the target is as it was. Errors name `path`.
 pub(crate) fn write_atomic(
     path: &Path,
     durability: Durability,
-    contents: impl FnOnce(&mut FileWriter<'_>) -> Result<(), serde_json::Error>,
+    contents: impl FnOnce(&mut FileWriter<'_>) -> io::Result<()>,
 ) -> Result<(), Error> {
-    replace(path, &resolve_target(path)?, durability, contents)
+    let target = resolve_target(path)?;
+    stage(path, &target, durability, contents)?.install()
 }
 
-/// [`write_atomic`] for a caller that already has `path`'s [`resolve_target`]; errors name
-/// `path`.
-pub(crate) fn replace(
-    path: &Path,
-    target: &Path,
+/// `contents` for bytes prepared beforehand: written as they are, unbuffered.
+pub(crate) fn bytes(data: &[u8]) -> impl FnOnce(&mut FileWriter<'_>) -> io::Result<()> + '_ {
+    move |writer| writer.write_unbuffered(data)
+}
+
+/// A temporary file beside its target holding the complete new contents (synced to disk unless
+/// [`Durability::None`]), not yet in place. Dropping it removes the temporary file and leaves
+/// the target as it was; [`install`](Staged::install) renames it over the target.
+#[must_use = "a staged file is removed unless it is installed"]
+pub(crate) struct Staged<'p> {
+    temp: NamedTempFile,
+    path: &'p Path,
+    target: &'p Path,
     durability: Durability,
-    contents: impl FnOnce(&mut FileWriter<'_>) -> Result<(), serde_json::Error>,
-) -> Result<(), Error> {
+}
+
+/// The first half of [`write_atomic`]: creates the temporary file beside `target` (the
+/// [`resolve_target`] of `path`), writes `contents` into it and syncs it. Errors name `path`.
+pub(crate) fn stage<'p>(
+    path: &'p Path,
+    target: &'p Path,
+    durability: Durability,
+    contents: impl FnOnce(&mut FileWriter<'_>) -> io::Result<()>,
+) -> Result<Staged<'p>, Error> {
     let dir = parent_dir(target);
     let name = target.file_name().unwrap_or(target.as_os_str());
     let mut prefix = OsString::from(".");
@@ -128,19 +165,9 @@ pub(crate) fn replace(
 
     let mut writer = FileWriter::new(temp.as_file());
     fault(IoOp::Write)
-        .map_err(serde_json::Error::io)
         .and_then(|()| contents(&mut writer))
-        .map_err(|error| {
-            if error.is_io() {
-                io_error(path, IoOp::Write)(error.into())
-            } else {
-                Error::Serialize {
-                    path: path.to_owned(),
-                    source: error,
-                }
-            }
-        })?;
-    writer.flush().map_err(io_error(path, IoOp::Write))?;
+        .and_then(|()| writer.flush())
+        .map_err(io_error(path, IoOp::Write))?;
     drop(writer);
 
     // After a failed fsync the page cache may already have dropped the dirty pages: retrying
@@ -150,21 +177,41 @@ pub(crate) fn replace(
             .and_then(|()| temp.as_file().sync_all())
             .map_err(io_error(path, IoOp::SyncFile))?;
     }
-    fault(IoOp::Rename).map_err(io_error(path, IoOp::Rename))?;
-    temp.persist(target)
-        .map_err(|failed| io_error(path, IoOp::Rename)(failed.error))?;
-    if durability == Durability::Full {
-        fault(IoOp::SyncDir)
-            .and_then(|()| sync_dir(dir))
-            .map_err(io_error(path, IoOp::SyncDir))?;
-    }
-    if sweep_due(dir) {
-        sweep_stale_temps(dir, name);
-    }
-    Ok(())
+    Ok(Staged {
+        temp,
+        path,
+        target,
+        durability,
+    })
 }
 
-/// The writer a save's serializer writes into: collects serde_json's many small writes in a
+impl Staged<'_> {
+    /// The second half of [`write_atomic`]: renames the temporary file over the target and
+    /// syncs the directory ([`Durability::Full`]).
+    pub(crate) fn install(self) -> Result<(), Error> {
+        let Staged {
+            temp,
+            path,
+            target,
+            durability,
+        } = self;
+        let dir = parent_dir(target);
+        fault(IoOp::Rename).map_err(io_error(path, IoOp::Rename))?;
+        temp.persist(target)
+            .map_err(|failed| io_error(path, IoOp::Rename)(failed.error))?;
+        if durability == Durability::Full {
+            fault(IoOp::SyncDir)
+                .and_then(|()| sync_dir(dir))
+                .map_err(io_error(path, IoOp::SyncDir))?;
+        }
+        if sweep_due(dir) {
+            sweep_stale_temps(dir, target.file_name().unwrap_or(target.as_os_str()));
+        }
+        Ok(())
+    }
+}
+
+/// The writer a save's serializer writes into: collects a serializer's many small writes in a
 /// buffer that grows as needed up to [`MAX_WRITE`], and hands the file whole buffers. A small
 /// file costs one `write` and a buffer of its own size; a large one a `write` per 4 MiB and never
 /// more than 4 MiB of buffer (a `Vec` written at the end would hold the whole file twice).
@@ -181,9 +228,9 @@ impl<'f> FileWriter<'f> {
         }
     }
 
-    /// Writes `data` to the file as it is, after what is buffered: for bytes serialized
-    /// beforehand (`save_async`, framed files, backup copies), which copying into the buffer
-    /// would only slow down.
+    /// Writes `data` to the file as it is, after what is buffered: for bytes prepared
+    /// beforehand (framed files, backup copies), which copying into the buffer would only slow
+    /// down.
     pub(crate) fn write_unbuffered(&mut self, data: &[u8]) -> io::Result<()> {
         self.flush()?;
         self.file.write_all(data)
@@ -461,7 +508,7 @@ mod tests {
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
-            writer.write_all(b"new").map_err(serde_json::Error::io)
+            writer.write_all(b"new")
         })
         .unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"new");
@@ -474,12 +521,8 @@ mod tests {
         let path = dir.path().join("state.json");
         fs::write(&path, b"old").unwrap();
         let error = write_atomic(&path, Durability::Full, |writer| {
-            writer
-                .write_all(b"partial")
-                .map_err(serde_json::Error::io)?;
-            Err(serde_json::Error::io(io::Error::from_raw_os_error(
-                libc::ENOSPC,
-            )))
+            writer.write_all(b"partial")?;
+            Err(io::Error::from_raw_os_error(libc::ENOSPC))
         })
         .unwrap_err();
         match error {
@@ -504,7 +547,7 @@ mod tests {
             fs::remove_file(&path).unwrap();
             fs::create_dir(&path).unwrap();
             fs::write(path.join("inside"), b"kept").unwrap();
-            writer.write_all(b"new").map_err(serde_json::Error::io)
+            writer.write_all(b"new")
         })
         .unwrap_err();
         assert!(
@@ -546,9 +589,7 @@ mod tests {
         // The same bytes serialized beforehand, as `save_async` does, then written.
         write_atomic(&path, Durability::None, |writer| {
             writer.write_all(&expected[..5]).unwrap();
-            writer
-                .write_unbuffered(&expected[5..])
-                .map_err(serde_json::Error::io)
+            writer.write_unbuffered(&expected[5..])
         })
         .unwrap();
         assert!(fs::read(&path).unwrap() == expected);
@@ -571,9 +612,7 @@ mod tests {
     }
 
     fn save_new(path: &Path) -> Result<(), Error> {
-        write_atomic(path, Durability::Full, |writer| {
-            writer.write_all(b"new").map_err(serde_json::Error::io)
-        })
+        write_atomic(path, Durability::Full, |writer| writer.write_all(b"new"))
     }
 
     #[test]

@@ -4,8 +4,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::codec::{chain_versions, decode, stored_version, unversioned_root};
-use crate::frame;
+use crate::codec::{chain_versions, decode, stored_version, unframe, unversioned_root};
 use crate::key::Key;
 use crate::{Error, Persisted, fs};
 
@@ -43,7 +42,7 @@ pub(crate) fn inspect<T: Persisted>(
 ) -> Result<Inspection, Error> {
     let framed = fs::read(path, max_size)?;
     let stored = stored_version(&framed);
-    let bytes = match frame::open(&framed, key, max_size) {
+    let bytes = match unframe(&framed, key, max_size) {
         Ok(bytes) => bytes,
         Err(error) => {
             return Ok(Inspection {

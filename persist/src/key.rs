@@ -6,28 +6,64 @@
 /// Length of the XChaCha20-Poly1305 tag at the end of an encrypted payload.
 pub(crate) const TAG_LEN: usize = 16;
 
+/// How an encrypted file's key is derived, and its nonce: the encryption block of a frame's
+/// header (FORMAT.md), which the frame reads and writes and the key uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sealing {
+    /// 0: a raw key; 1: Argon2id of a passphrase.
+    pub(crate) derivation: u8,
+    /// Argon2id memory in KiB, iterations, lanes; zeros for a raw key.
+    pub(crate) cost: [u32; 3],
+    /// Argon2id salt; zeros for a raw key.
+    pub(crate) salt: [u8; 16],
+    /// XChaCha20-Poly1305 nonce.
+    pub(crate) nonce: [u8; 24],
+}
+
+/// Why a payload did not decrypt.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "encryption"), allow(dead_code))]
+pub(crate) enum OpenError {
+    /// Wrong key, or the file changed after it was written.
+    Decrypt,
+    /// A key derivation this version does not know.
+    UnknownDerivation(u8),
+    /// Argon2id costs above persist's limits (a hostile header asking for gigabytes).
+    CostTooHigh([u32; 3]),
+    /// Argon2id parameters the algorithm refuses.
+    InvalidDerivation,
+    /// The payload is shorter than its tag.
+    Truncated,
+}
+
 #[cfg(not(feature = "encryption"))]
 mod disabled {
-    use crate::frame::FrameError;
+    use super::{OpenError, Sealing};
+    use crate::error::SealError;
 
-    /// No key exists in a build without the `encryption` feature.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub enum Key {}
 
     impl Key {
-        pub(crate) fn seal(
-            &self,
-            _header: &mut Vec<u8>,
-            _payload: &mut Vec<u8>,
-        ) -> std::io::Result<()> {
+        pub(crate) fn new_sealing(&self) -> Result<Sealing, SealError> {
             match *self {}
         }
 
-        pub(crate) fn open(
+        pub(crate) fn encrypt(
             &self,
-            _header: &[u8],
+            _sealing: &Sealing,
+            _associated: &[u8],
+            _payload: &mut Vec<u8>,
+        ) -> Result<(), SealError> {
+            match *self {}
+        }
+
+        pub(crate) fn decrypt(
+            &self,
+            _sealing: &Sealing,
+            _associated: &[u8],
             _payload: Vec<u8>,
-        ) -> Result<Vec<u8>, FrameError> {
+        ) -> Result<Vec<u8>, OpenError> {
             match *self {}
         }
     }
@@ -47,8 +83,15 @@ mod enabled {
     use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
     use zeroize::Zeroizing;
 
-    use super::TAG_LEN;
-    use crate::frame::{ENCRYPTION_BLOCK, FrameError};
+    use super::{OpenError, Sealing, TAG_LEN};
+    use crate::error::SealError;
+
+    fn random_failed(error: getrandom::Error) -> SealError {
+        SealError::Random(match error.raw_os_error() {
+            Some(code) => std::io::Error::from_raw_os_error(code),
+            None => std::io::Error::other(error.to_string()),
+        })
+    }
 
     /// Key derivation byte of the header.
     const RAW: u8 = 0;
@@ -159,124 +202,98 @@ mod enabled {
             )))
         }
 
-        /// Appends the key-derivation block and the nonce to `header`, then encrypts `payload`
-        /// in place with the whole header as associated data and appends the tag.
-        pub(crate) fn seal(
-            &self,
-            header: &mut Vec<u8>,
-            payload: &mut Vec<u8>,
-        ) -> std::io::Result<()> {
-            let mut salt = [0u8; 16];
-            let (kdf, cost) = match &self.0 {
-                Secret::Raw(_) => (RAW, [0u32; 3]),
-                Secret::Passphrase(_) => {
-                    getrandom::fill(&mut salt).map_err(|e| std::io::Error::other(e.to_string()))?;
-                    let params = argon2::Params::default();
-                    (
-                        ARGON2ID,
-                        [params.m_cost(), params.t_cost(), params.p_cost()],
-                    )
-                }
+        /// A fresh derivation block and nonce for one save: a new random nonce always, and for
+        /// a passphrase a new random salt with Argon2id's default cost.
+        pub(crate) fn new_sealing(&self) -> Result<Sealing, SealError> {
+            let mut sealing = Sealing {
+                derivation: RAW,
+                cost: [0; 3],
+                salt: [0; 16],
+                nonce: [0; 24],
             };
-            let mut nonce = [0u8; 24];
-            getrandom::fill(&mut nonce).map_err(|e| std::io::Error::other(e.to_string()))?;
-            let start = header.len();
-            header.extend_from_slice(&[kdf, 0, 0, 0]);
-            for value in cost {
-                header.extend_from_slice(&value.to_le_bytes());
+            if let Secret::Passphrase(_) = &self.0 {
+                let params = argon2::Params::default();
+                sealing.derivation = ARGON2ID;
+                sealing.cost = [params.m_cost(), params.t_cost(), params.p_cost()];
+                getrandom::fill(&mut sealing.salt).map_err(random_failed)?;
             }
-            header.extend_from_slice(&salt);
-            header.extend_from_slice(&nonce);
-            debug_assert_eq!(header.len() - start, ENCRYPTION_BLOCK);
+            getrandom::fill(&mut sealing.nonce).map_err(random_failed)?;
+            Ok(sealing)
+        }
+
+        /// Encrypts `payload` in place and appends its tag, authenticating `associated` with it.
+        pub(crate) fn encrypt(
+            &self,
+            sealing: &Sealing,
+            associated: &[u8],
+            payload: &mut Vec<u8>,
+        ) -> Result<(), SealError> {
             let key = self
-                .derive(kdf, cost, &salt)
-                .map_err(|_| std::io::Error::other("key derivation failed"))?;
+                .derive(sealing)
+                .map_err(|error| SealError::KeyDerivation(error.to_string()))?;
             let cipher = XChaCha20Poly1305::new((&*key).into());
             let tag = cipher
-                .encrypt_in_place_detached(XNonce::from_slice(&nonce), header, payload)
-                .map_err(|_| std::io::Error::other("the payload is too large to encrypt"))?;
+                .encrypt_in_place_detached(XNonce::from_slice(&sealing.nonce), associated, payload)
+                .map_err(|_| SealError::TooLarge)?;
             payload.extend_from_slice(&tag);
             Ok(())
         }
 
-        /// Decrypts `payload` (ciphertext and tag) of a file whose header is `header`.
-        pub(crate) fn open(
+        /// Decrypts `payload` (ciphertext then tag), which must have been sealed with
+        /// `associated`.
+        pub(crate) fn decrypt(
             &self,
-            header: &[u8],
+            sealing: &Sealing,
+            associated: &[u8],
             mut payload: Vec<u8>,
-        ) -> Result<Vec<u8>, FrameError> {
-            let block = &header[header.len() - ENCRYPTION_BLOCK..];
-            let kdf = block[0];
-            let word = |i: usize| {
-                u32::from_le_bytes(block[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes"))
-            };
-            let cost = [word(0), word(1), word(2)];
-            let salt: [u8; 16] = block[16..32].try_into().expect("16 bytes");
-            let nonce = XNonce::clone_from_slice(&block[32..56]);
-            if block[1..4] != [0, 0, 0] {
-                return Err(FrameError::Corrupt(
-                    "the encryption header's reserved bytes are not zero".to_owned(),
-                ));
-            }
-            match kdf {
-                RAW if matches!(self.0, Secret::Passphrase(_)) => {
-                    return Err(FrameError::Decrypt);
-                }
-                ARGON2ID if matches!(self.0, Secret::Raw(_)) => {
-                    return Err(FrameError::Decrypt);
-                }
+        ) -> Result<Vec<u8>, OpenError> {
+            match sealing.derivation {
+                RAW if matches!(self.0, Secret::Passphrase(_)) => return Err(OpenError::Decrypt),
+                ARGON2ID if matches!(self.0, Secret::Raw(_)) => return Err(OpenError::Decrypt),
                 RAW | ARGON2ID => {}
-                other => {
-                    return Err(FrameError::Unsupported(format!(
-                        "unknown key derivation {other}, written by a newer persist"
-                    )));
-                }
+                other => return Err(OpenError::UnknownDerivation(other)),
             }
-            if kdf == ARGON2ID
-                && (cost[0] > MAX_MEMORY_KIB || cost[1] > MAX_ITERATIONS || cost[2] > MAX_LANES)
+            let [memory, iterations, lanes] = sealing.cost;
+            if sealing.derivation == ARGON2ID
+                && (memory > MAX_MEMORY_KIB || iterations > MAX_ITERATIONS || lanes > MAX_LANES)
             {
-                return Err(FrameError::Corrupt(format!(
-                    "the header asks for an Argon2id cost above persist's limits ({} KiB, {} \
-                     iterations, {} lanes)",
-                    cost[0], cost[1], cost[2]
-                )));
+                return Err(OpenError::CostTooHigh(sealing.cost));
             }
-            let key = self.derive(kdf, cost, &salt).map_err(|_| {
-                FrameError::Corrupt("the header's Argon2id parameters are invalid".to_owned())
-            })?;
-            let Some(split) = payload.len().checked_sub(TAG_LEN) else {
-                return Err(FrameError::Corrupt(
-                    "truncated: the encrypted payload is shorter than its tag".to_owned(),
-                ));
-            };
+            let key = self
+                .derive(sealing)
+                .map_err(|_| OpenError::InvalidDerivation)?;
+            let split = payload
+                .len()
+                .checked_sub(TAG_LEN)
+                .ok_or(OpenError::Truncated)?;
             let tag = Tag::clone_from_slice(&payload[split..]);
             payload.truncate(split);
             let cipher = XChaCha20Poly1305::new((&*key).into());
             cipher
-                .decrypt_in_place_detached(&nonce, header, &mut payload, &tag)
-                .map_err(|_| FrameError::Decrypt)?;
+                .decrypt_in_place_detached(
+                    XNonce::from_slice(&sealing.nonce),
+                    associated,
+                    &mut payload,
+                    &tag,
+                )
+                .map_err(|_| OpenError::Decrypt)?;
             Ok(payload)
         }
 
-        /// The 32-byte cipher key for a file's derivation settings.
-        fn derive(
-            &self,
-            kdf: u8,
-            cost: [u32; 3],
-            salt: &[u8; 16],
-        ) -> Result<Zeroizing<[u8; 32]>, argon2::Error> {
+        fn derive(&self, sealing: &Sealing) -> Result<Zeroizing<[u8; 32]>, argon2::Error> {
             match &self.0 {
                 Secret::Raw(bytes) => Ok(bytes.clone()),
                 Secret::Passphrase(passphrase) => {
-                    debug_assert_eq!(kdf, ARGON2ID);
-                    let params = argon2::Params::new(cost[0], cost[1], cost[2], Some(32))?;
+                    debug_assert_eq!(sealing.derivation, ARGON2ID);
+                    let [memory, iterations, lanes] = sealing.cost;
+                    let params = argon2::Params::new(memory, iterations, lanes, Some(32))?;
                     let argon = argon2::Argon2::new(
                         argon2::Algorithm::Argon2id,
                         argon2::Version::V0x13,
                         params,
                     );
                     let mut key = Zeroizing::new([0u8; 32]);
-                    argon.hash_password_into(passphrase, salt, &mut *key)?;
+                    argon.hash_password_into(passphrase, &sealing.salt, &mut *key)?;
                     Ok(key)
                 }
             }

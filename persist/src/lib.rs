@@ -83,6 +83,7 @@ mod fs;
 mod inspect;
 mod key;
 mod lock;
+pub mod non_finite;
 mod options;
 mod persisted;
 #[cfg(feature = "testing")]
@@ -93,11 +94,12 @@ pub mod testing;
 mod tokio;
 
 pub use crate::backup::Backup;
-pub use crate::error::{Error, FileKind, IoOp};
+pub use crate::error::{Error, FileKind, IoOp, SealError};
+pub use crate::fs::Durability;
 pub use crate::inspect::Inspection;
 #[cfg(feature = "encryption")]
 pub use crate::key::{Key, KeyError};
-pub use crate::options::{Durability, Options};
+pub use crate::options::Options;
 pub use crate::persisted::{BoxError, Origin, Persisted};
 #[cfg(feature = "tokio")]
 pub use crate::tokio::Pending;
@@ -139,7 +141,7 @@ pub mod __private {
         limit: u64,
     ) -> Result<T, crate::Error> {
         let path = std::path::Path::new("<memory>");
-        let envelope = crate::frame::open(bytes, key, limit).map_err(|error| error.at(path))?;
+        let envelope = crate::codec::unframe(bytes, key, limit).map_err(|error| error.at(path))?;
         crate::codec::decode(&envelope).map_err(|error| error.at::<T>(path))
     }
 

@@ -1,13 +1,16 @@
 //! [`Options`]: the settings of a load or save, and the functions behind every `Persisted`
 //! method.
 
+use std::io;
 use std::path::Path;
 use std::time::Duration;
 
 #[cfg(feature = "tokio")]
 use crate::Pending;
+use crate::codec::EncodeError;
+use crate::fs::{Durability, FileWriter};
 use crate::key::Key;
-use crate::{Backup, Error, Inspection, Persisted, backup, codec, frame, fs, inspect, lock};
+use crate::{Backup, Error, Inspection, IoOp, Persisted, backup, codec, frame, fs, inspect, lock};
 
 /// Settings for loading and saving, for when the defaults of the [`Persisted`] methods do not
 /// fit. `Persisted::load(path)` is `Options::new().load(path)`.
@@ -34,32 +37,6 @@ pub struct Options {
     checksum: bool,
     compression: Option<i32>,
     key: Option<Key>,
-}
-
-/// How much a save waits for the disk. Every level replaces the file atomically (a reader, or
-/// a process that crashes, sees the old file or the new one); they differ in what survives a
-/// power cut or a kernel crash.
-///
-/// Measured with the power-cut harness (`tests/powercut.rs`): only [`Full`](Durability::Full)
-/// never lost an acknowledged save.
-///
-/// The price, from the benchmark suite (BENCHMARKS.md, ext4 on a virtio disk): a 1 KiB save
-/// takes about 0.7x of `Full`'s time with `FileSync` and 0.35x with `None`; on a 1.3 MiB save,
-/// where serializing takes a good part of the time, about 0.95x and 0.85x.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum Durability {
-    /// fsync the file, rename, fsync the directory: a save that returned survives a power cut.
-    /// The default.
-    #[default]
-    Full,
-    /// fsync the file, rename, but skip the directory fsync: after a power cut the file holds
-    /// the new value or the previous one, never a mix, but a save that returned may be rolled
-    /// back. Skips one of the two fsyncs of a save.
-    FileSync,
-    /// No fsync at all: for caches and tests. After a power cut the file may be empty or
-    /// zero-filled; after a process crash it is still intact.
-    None,
 }
 
 impl Default for Options {
@@ -202,7 +179,7 @@ impl Options {
 
     /// The JSON envelope of a file's bytes: the bytes themselves, or what a frame holds.
     fn open<'b>(&self, path: &Path, bytes: &'b [u8]) -> Result<std::borrow::Cow<'b, [u8]>, Error> {
-        frame::open(bytes, self.key.as_ref(), self.max_size).map_err(|error| error.at(path))
+        codec::unframe(bytes, self.key.as_ref(), self.max_size).map_err(|error| error.at(path))
     }
 
     /// The backups kept beside the file at `path`, newest version first.
@@ -270,34 +247,36 @@ impl Options {
         inspect::inspect::<T>(path.as_ref(), self.max_size, self.key.as_ref())
     }
 
-    /// Keeps a backup of the file if needed, then replaces it with what `contents` writes.
     /// The whole file of `value` in memory: the envelope, framed when layers are configured
     /// (the layers work on the complete envelope). A `Vec` is the fastest thing serde_json
     /// writes into; growing a large one costs no copies on Linux (glibc moves its pages with
     /// mremap).
     fn file_bytes<T: Persisted>(&self, value: &T, path: &Path) -> Result<Vec<u8>, Error> {
-        let mut plain = Vec::new();
-        codec::encode(value, &mut plain, self.checksum || T::CHECKSUM).map_err(|source| {
-            Error::Serialize {
-                path: path.to_owned(),
-                source,
-            }
-        })?;
+        let plain = codec::encode_to_vec(value, self.checksum || T::CHECKSUM)
+            .map_err(|error| error.at(path, IoOp::Write))?;
         let layers = self.layers();
         if !layers.any() {
             return Ok(plain);
         }
-        frame::seal(plain, T::VERSION, &layers).map_err(fs::io_error(path, crate::IoOp::Seal))
+        frame::seal(plain, T::VERSION, &layers).map_err(|source| Error::Seal {
+            path: path.to_owned(),
+            source,
+        })
     }
 
+    /// Replaces the file at `path` with what `contents` writes: stages the new file (written
+    /// and synced beside the target), then keeps a backup of the old one if it holds another
+    /// version, then renames the new file into place. A save that fails before the rename
+    /// leaves neither a new file nor a backup.
     fn commit(
         &self,
         path: &Path,
         version: u32,
         unversioned_as: Option<u32>,
-        contents: impl FnOnce(&mut fs::FileWriter<'_>) -> Result<(), serde_json::Error>,
+        contents: impl FnOnce(&mut FileWriter<'_>) -> io::Result<()>,
     ) -> Result<(), Error> {
         let target = fs::resolve_target(path)?;
+        let staged = fs::stage(path, &target, self.durability, contents)?;
         backup::preserve(
             path,
             &target,
@@ -307,7 +286,35 @@ impl Options {
             self.max_size,
             self.durability,
         )?;
-        fs::replace(path, &target, self.durability, contents)
+        staged.install()
+    }
+
+    /// [`save`](Options::save) of `value`, serialized straight into the temporary file when no
+    /// layer is configured. Errors are the value's first (a float JSON cannot hold, a map key
+    /// that is not a string), then the file's.
+    fn save_value<T: Persisted>(&self, value: &T, path: &Path) -> Result<(), Error> {
+        let unversioned_as = codec::unversioned_root::<T>();
+        if self.layers().any() {
+            let bytes = self.file_bytes(value, path)?;
+            return self.commit(path, T::VERSION, unversioned_as, fs::bytes(&bytes));
+        }
+        // Streams into the temporary file: no copy of the file in memory. A value serde refuses
+        // half-way leaves a partial temporary file, which the failed commit removes.
+        let checksum = self.checksum || T::CHECKSUM;
+        let mut refused = None;
+        let result = self.commit(path, T::VERSION, unversioned_as, |writer| {
+            codec::encode(value, writer, checksum).map_err(|error| match error {
+                EncodeError::Io(error) => error,
+                refusal @ EncodeError::Value { .. } => {
+                    refused = Some(refusal);
+                    io::Error::other("the value could not be serialized")
+                }
+            })
+        });
+        match refused {
+            Some(refusal) => Err(refusal.at(path, IoOp::Write)),
+            None => result,
+        }
     }
 
     /// Loads `path` as `T`, migrating from whatever version the file holds. Never writes.
@@ -363,20 +370,7 @@ impl Options {
     ///
     /// See [`Options`].
     pub fn save<T: Persisted>(&self, value: &T, path: impl AsRef<Path>) -> Result<(), Error> {
-        let unversioned_as = codec::unversioned_root::<T>();
-        if !self.layers().any() {
-            // Streams into the temporary file: no copy of the file in memory.
-            let checksum = self.checksum || T::CHECKSUM;
-            return self.commit(path.as_ref(), T::VERSION, unversioned_as, |writer| {
-                codec::encode(value, writer, checksum)
-            });
-        }
-        let bytes = self.file_bytes(value, path.as_ref())?;
-        self.commit(path.as_ref(), T::VERSION, unversioned_as, |writer| {
-            writer
-                .write_unbuffered(&bytes)
-                .map_err(serde_json::Error::io)
-        })
+        self.save_value(value, path.as_ref())
     }
 
     /// Read-modify-write under an exclusive lock shared with every other process that updates
@@ -510,9 +504,17 @@ impl Options {
         })
     }
 
-    /// [`save`](Options::save) with the file work on tokio's blocking thread pool. `value` is
-    /// serialized into memory when this is called, so the future does not borrow it; the bytes
-    /// written are those [`save`](Options::save) writes.
+    /// [`save`](Options::save) with the file work on tokio's blocking thread pool, for a value
+    /// the caller keeps. `value` is serialized into memory when this is called, on the
+    /// caller's thread, so the future does not borrow it; the bytes written are those
+    /// [`save`](Options::save) writes.
+    ///
+    /// Serializing takes the caller's thread for as long as serde_json needs (about 1 ms per
+    /// 0.5 MiB of JSON) and holds the whole file in memory: fine for settings-sized values. For
+    /// large values, prefer [`save_owned_async`](Options::save_owned_async) (or
+    /// [`save_shared_async`](Options::save_shared_async) with an `Arc`), which serialize on the
+    /// blocking pool and stream into the file like `save`, so the runtime's worker threads
+    /// never stall.
     ///
     /// # Errors
     ///
@@ -540,11 +542,80 @@ impl Options {
         let options = self.clone();
         let (version, unversioned_as) = (T::VERSION, codec::unversioned_root::<T>());
         Pending::new(path, move |path| {
-            options.commit(path, version, unversioned_as, |writer| {
-                writer
-                    .write_unbuffered(&bytes)
-                    .map_err(serde_json::Error::io)
-            })
+            options.commit(path, version, unversioned_as, fs::bytes(&bytes))
+        })
+    }
+
+    /// [`save`](Options::save) of a value the future owns, entirely on tokio's blocking thread
+    /// pool: serializing streams into the temporary file there, exactly as `save` does, so no
+    /// worker thread of the runtime is held up and no copy of the file is kept in memory.
+    /// Prefer it to [`save_async`](Options::save_async) for large values, or whenever the
+    /// value can be moved or was going to be dropped anyway.
+    ///
+    /// # Errors
+    ///
+    /// See [`Persisted::save`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::{Options, Persisted};
+    /// # #[derive(serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Library { books: Vec<String> }
+    /// # async fn run(library: Library) -> Result<(), persist::Error> {
+    /// Options::new().save_owned_async(library, "library.json").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn save_owned_async<T: Persisted + Send + 'static>(
+        &self,
+        value: T,
+        path: impl AsRef<Path>,
+    ) -> Pending<()> {
+        self.save_in_background::<T, T>(value, path.as_ref())
+    }
+
+    /// [`save_owned_async`](Options::save_owned_async) for a value shared through an
+    /// [`Arc`](std::sync::Arc): the future holds one more reference while it runs, and the
+    /// value is serialized on the blocking pool.
+    ///
+    /// # Errors
+    ///
+    /// See [`Persisted::save`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # use persist::{Options, Persisted};
+    /// # #[derive(serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Library { books: Vec<String> }
+    /// # async fn run(library: Arc<Library>) -> Result<(), persist::Error> {
+    /// Options::new().save_shared_async(Arc::clone(&library), "library.json").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn save_shared_async<T: Persisted + Send + Sync + 'static>(
+        &self,
+        value: std::sync::Arc<T>,
+        path: impl AsRef<Path>,
+    ) -> Pending<()> {
+        self.save_in_background::<T, _>(value, path.as_ref())
+    }
+
+    #[cfg(feature = "tokio")]
+    fn save_in_background<T: Persisted, V: std::borrow::Borrow<T> + Send + 'static>(
+        &self,
+        value: V,
+        path: &Path,
+    ) -> Pending<()> {
+        let options = self.clone();
+        Pending::new(path.to_owned(), move |path| {
+            options.save_value(value.borrow(), path)
         })
     }
 }

@@ -274,8 +274,10 @@ pub trait Persisted: Serialize + DeserializeOwned {
     }
 
     /// [`save`](Persisted::save) with the file work on tokio's blocking thread pool. The value
-    /// is serialized before the returned future is first polled, so it need not be `Send` or
-    /// `'static`; the bytes written are identical to those of [`save`](Persisted::save).
+    /// is serialized before the returned future is first polled, on the caller's thread, so it
+    /// need not be `Send` or `'static`; the bytes written are identical to those of
+    /// [`save`](Persisted::save). For large values prefer
+    /// [`save_owned_async`](Persisted::save_owned_async), which serializes on the blocking pool.
     ///
     /// # Errors
     ///
@@ -296,6 +298,34 @@ pub trait Persisted: Serialize + DeserializeOwned {
     #[cfg(feature = "tokio")]
     fn save_async(&self, path: impl AsRef<Path>) -> Pending<()> {
         Options::new().save_async(self, path)
+    }
+
+    /// [`save`](Persisted::save) of a value the future owns, serialized and written entirely on
+    /// tokio's blocking thread pool (see [`Options::save_owned_async`]): the choice for large
+    /// values, whose serialization would otherwise hold up a worker thread of the runtime.
+    ///
+    /// # Errors
+    ///
+    /// See [`save`](Persisted::save).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::Persisted;
+    /// # #[derive(serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Library { books: Vec<String> }
+    /// # async fn run(library: Library) -> Result<(), persist::Error> {
+    /// library.save_owned_async("library.json").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    fn save_owned_async(self, path: impl AsRef<Path>) -> Pending<()>
+    where
+        Self: Send + 'static,
+    {
+        Options::new().save_owned_async(self, path)
     }
 }
 

@@ -1,0 +1,335 @@
+//! The sans-IO core: state value <-> bytes of the on-disk envelope, with the migration walk.
+//!
+//! A file is `{"version":N,"data":...}`. Loading parses it in one pass: the envelope visitor
+//! reads `version`, then deserializes `data` straight into the struct of THAT version and steps
+//! it forward through the chain with each type's `migrate`. Nothing goes through
+//! `serde_json::Value`. Only a hand-edited file that puts `data` before `version` takes a
+//! second pass, and only a failing load (or save) runs again with field-path tracking, so the
+//! common path pays for neither.
+//!
+//! - [`envelope`]: the envelope's serializer, decoder and scanner;
+//! - [`chain`]: the walk down the migration chain;
+//! - [`checksum`]: the optional CRC-32C member;
+//! - [`finite`]: the refusal of floats JSON cannot hold;
+//! - [`redact`]: values from the file kept out of messages.
+//!
+//! Below it sits the frame ([`crate::frame`]), which the codec asks for a framed file's version;
+//! the frame never calls back.
+
+mod chain;
+mod checksum;
+mod envelope;
+mod finite;
+mod redact;
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Cow;
+use std::io;
+use std::marker::PhantomData;
+use std::path::Path;
+
+use serde::Serialize;
+use serde::de::Deserializer;
+
+use self::chain::{MigrationFailure, deserialize_at};
+#[cfg(feature = "testing")]
+pub(crate) use self::chain::{VisitVersion, walk_chain};
+pub(crate) use self::chain::{chain_versions, unversioned_root};
+use self::checksum::{CHECKSUM_KEY, Crc32cWriter, verify_checksum};
+use self::envelope::{Envelope, EnvelopeVisitor, Outcome};
+pub(crate) use self::envelope::{leading_version, stored_version};
+use self::finite::Finite;
+pub(crate) use self::redact::redact;
+use crate::frame::{self, FrameError};
+use crate::key::Key;
+use crate::{Error, Persisted};
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Why a value could not be written.
+#[derive(Debug)]
+pub(crate) enum EncodeError {
+    /// The writer failed.
+    Io(io::Error),
+    /// serde refused the value (a non-finite float, a map with non-string keys, a failing
+    /// `Serialize` impl); `field` is where, such as `data.samples[3]`.
+    Value {
+        field: Option<String>,
+        source: serde_json::Error,
+    },
+}
+
+impl EncodeError {
+    /// The error of a save of `path` that failed this way.
+    pub(crate) fn at(self, path: &Path, op: crate::IoOp) -> Error {
+        match self {
+            EncodeError::Io(source) => Error::Io {
+                path: path.to_owned(),
+                op,
+                source,
+            },
+            EncodeError::Value { field, source } => Error::Serialize {
+                path: path.to_owned(),
+                field,
+                source,
+            },
+        }
+    }
+}
+
+/// Writes `value` as the envelope of its version. With `checksum`, the CRC-32C of the exact bytes
+/// of `data` follows as the last member: `{"version":3,"data":{...},"crc32c":"1a2b3c4d"}`.
+/// A value serde_json would write but could not read back (a NaN or an infinity) is refused.
+pub(crate) fn encode<T: Persisted, W: io::Write>(
+    value: &T,
+    writer: W,
+    checksum: bool,
+) -> Result<(), EncodeError> {
+    write_envelope(value, writer, checksum).map_err(|error| {
+        if error.is_io() {
+            EncodeError::Io(error.into())
+        } else {
+            EncodeError::Value {
+                field: field_of_value(value),
+                source: error,
+            }
+        }
+    })
+}
+
+/// [`encode`] into memory.
+pub(crate) fn encode_to_vec<T: Persisted>(
+    value: &T,
+    checksum: bool,
+) -> Result<Vec<u8>, EncodeError> {
+    let mut bytes = Vec::new();
+    encode(value, &mut bytes, checksum)?;
+    Ok(bytes)
+}
+
+fn write_envelope<T: Persisted, W: io::Write>(
+    value: &T,
+    mut writer: W,
+    checksum: bool,
+) -> Result<(), serde_json::Error> {
+    if !checksum {
+        let mut serializer = serde_json::Serializer::new(writer);
+        return Envelope { data: value }.serialize(Finite(&mut serializer));
+    }
+    write!(writer, "{{\"version\":{},\"data\":", T::VERSION).map_err(serde_json::Error::io)?;
+    let mut hashing = Crc32cWriter::new(&mut writer);
+    value.serialize(Finite(&mut serde_json::Serializer::new(&mut hashing)))?;
+    let crc = hashing.finish().map_err(serde_json::Error::io)?;
+    write!(writer, ",\"{CHECKSUM_KEY}\":\"{crc:08x}\"}}").map_err(serde_json::Error::io)
+}
+
+/// Serializes again, tracking the position, to name the field a serialization error is at. Only
+/// failing saves pay for it.
+fn field_of_value<T: Persisted>(value: &T) -> Option<String> {
+    let mut serializer = serde_json::Serializer::new(io::sink());
+    match serde_path_to_error::serialize(&Envelope { data: value }, Finite(&mut serializer)) {
+        Ok(()) => None,
+        Err(error) => Some(error.path().to_string()).filter(|path| path != "."),
+    }
+}
+
+/// The JSON envelope inside a file's bytes: the bytes themselves, or what their frame holds
+/// (decrypted with `key`, decompressed to at most `limit` bytes). An unencrypted frame's header
+/// is not authenticated, so the version it tells must agree with the envelope's.
+pub(crate) fn unframe<'b>(
+    bytes: &'b [u8],
+    key: Option<&Key>,
+    limit: u64,
+) -> Result<Cow<'b, [u8]>, FrameError> {
+    let Some(frame::Opened { header, envelope }) = frame::open(bytes, key, limit)? else {
+        return Ok(Cow::Borrowed(bytes));
+    };
+    let inner = leading_version(&envelope);
+    if inner.is_some_and(|inner| inner != u64::from(header.version)) {
+        return Err(FrameError::Corrupt(format!(
+            "the frame header says schema version {} but the data inside says {}",
+            header.version,
+            inner.unwrap_or_default()
+        )));
+    }
+    Ok(envelope)
+}
+
+/// Why bytes did not decode; [`DecodeError::at`] names the file.
+#[derive(Debug)]
+pub(crate) enum DecodeError {
+    Corrupt {
+        line: usize,
+        column: usize,
+        field: Option<String>,
+        reason: String,
+    },
+    FutureVersion {
+        found: u64,
+    },
+    UnknownVersion {
+        found: u64,
+    },
+    Migration(MigrationFailure),
+}
+
+impl DecodeError {
+    pub(crate) fn at<T: Persisted>(self, path: &Path) -> Error {
+        let path = path.to_owned();
+        match self {
+            DecodeError::Corrupt {
+                line,
+                column,
+                field,
+                reason,
+            } => Error::Corrupt {
+                path,
+                line,
+                column,
+                field,
+                reason,
+            },
+            DecodeError::FutureVersion { found } => Error::FutureVersion {
+                path,
+                found,
+                supported: T::VERSION,
+            },
+            DecodeError::UnknownVersion { found } => Error::UnknownVersion {
+                path,
+                found,
+                known: chain_versions::<T>(),
+            },
+            DecodeError::Migration(MigrationFailure { from, to, source }) => Error::Migration {
+                path,
+                from,
+                to,
+                source,
+            },
+        }
+    }
+}
+
+/// Reads the envelope in `bytes` and returns the value migrated to `T`.
+pub(crate) fn decode<T: Persisted>(bytes: &[u8]) -> Result<T, DecodeError> {
+    // Editors on Windows add a byte-order mark to files a user edits by hand.
+    let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
+    let checksum_checked = verify_checksum(bytes)?;
+    finish(
+        parse::<T>(
+            bytes,
+            Pass::Envelope {
+                known_version: None,
+                checksum_checked,
+            },
+        )?,
+        bytes,
+    )
+}
+
+/// Turns the outcome of a pass into the value, running the second pass a file may need.
+fn finish<T: Persisted>(outcome: Outcome<T>, bytes: &[u8]) -> Result<T, DecodeError> {
+    match outcome {
+        Outcome::Decoded(result) => result.map_err(DecodeError::Migration),
+        Outcome::FutureVersion(found) => Err(DecodeError::FutureVersion { found }),
+        Outcome::UnknownVersion(found) => Err(DecodeError::UnknownVersion { found }),
+        // A pass that knows the version decodes `data` where it finds it, so this recursion
+        // ends after one more pass.
+        Outcome::VersionAfterData {
+            version,
+            checksum_checked,
+        } => {
+            let pass = Pass::Envelope {
+                known_version: Some(version),
+                checksum_checked,
+            };
+            finish(parse::<T>(bytes, pass)?, bytes)
+        }
+        Outcome::NotEnvelope => match unversioned_root::<T>() {
+            // An unversioned pass only ever returns `Decoded`.
+            Some(root) => finish(parse::<T>(bytes, Pass::Unversioned { root })?, bytes),
+            None => Err(DecodeError::Corrupt {
+                line: 0,
+                column: 0,
+                field: None,
+                reason: "not a persist file: expected a JSON object with `version` and `data` \
+                         fields (if the application wrote this file before it adopted persist, \
+                         mark the oldest version `#[persist(accept_unversioned)]`)"
+                    .to_owned(),
+            }),
+        },
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Pass {
+    Envelope {
+        known_version: Option<u64>,
+        /// The file ends with a checksum that [`verify_checksum`] checked; a checksum member
+        /// anywhere else is an error.
+        checksum_checked: bool,
+    },
+    Unversioned {
+        root: u32,
+    },
+}
+
+fn parse<T: Persisted>(bytes: &[u8], pass: Pass) -> Result<Outcome<T>, DecodeError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    match run_pass::<T, _>(&mut deserializer, pass).and_then(|outcome| {
+        deserializer.end()?;
+        Ok(outcome)
+    }) {
+        Ok(outcome) => Ok(outcome),
+        Err(error) => Err(corrupt(error, field_of_error::<T>(bytes, pass))),
+    }
+}
+
+/// Parses again, tracking the position in the document, to name the field an error is at.
+/// Only failing loads pay for it; a migration step that ran before the error runs again, which
+/// is harmless for the pure conversions `From`/`TryFrom` impls are.
+fn field_of_error<T: Persisted>(bytes: &[u8], pass: Pass) -> Option<String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let mut track = serde_path_to_error::Track::new();
+    let tracked = serde_path_to_error::Deserializer::new(&mut deserializer, &mut track);
+    match run_pass::<T, _>(tracked, pass) {
+        Ok(_) => None,
+        Err(_) => {
+            let path = track.path().to_string();
+            (path != ".").then_some(path)
+        }
+    }
+}
+
+fn run_pass<'de, T: Persisted, D: Deserializer<'de>>(
+    deserializer: D,
+    pass: Pass,
+) -> Result<Outcome<T>, D::Error> {
+    match pass {
+        Pass::Envelope {
+            known_version,
+            checksum_checked,
+        } => deserializer.deserialize_any(EnvelopeVisitor::<T> {
+            known_version,
+            checksum_checked,
+            marker: PhantomData,
+        }),
+        Pass::Unversioned { root } => {
+            deserialize_at::<T, D>(root, deserializer).map(Outcome::Decoded)
+        }
+    }
+}
+
+fn corrupt(error: serde_json::Error, field: Option<String>) -> DecodeError {
+    let mut reason = error.to_string();
+    let location = format!(" at line {} column {}", error.line(), error.column());
+    if let Some(stripped) = reason.strip_suffix(&location) {
+        reason.truncate(stripped.len());
+    }
+    DecodeError::Corrupt {
+        line: error.line(),
+        column: error.column(),
+        field,
+        reason: redact(&reason),
+    }
+}
