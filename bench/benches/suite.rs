@@ -10,8 +10,12 @@
 //! Why not criterion or divan: both measure one function to the end before the next begins, and
 //! on a shared machine the time of an fsync drifts 15-20x from one minute to the next, so two
 //! functions measured a minute apart cannot be compared. Here every round runs each contender of
-//! a row once (in a rotating order), a ratio is taken inside each round, and the table reports
-//! the median of those per-round ratios: drift that hits a whole round cancels out.
+//! a row once, in a fresh random order (seeded: `PERSIST_BENCH_SEED`, so a run can be repeated),
+//! a ratio is taken inside each round, and the table reports the median of those per-round
+//! ratios: drift that hits a whole round cancels out. The order is shuffled, not rotated: with a
+//! rotation every contender always runs right after the same neighbour and inherits its cache
+//! and allocator state, which measured persist's saves 1.06-1.14x where shuffled rounds of the
+//! same code measured 0.97-1.04x.
 //!
 //! Results also go to `target/tmp/persist-bench/results.json`, which `bench/chart.py` draws.
 //! Run as a test (`cargo test --benches`), the suite does one round of the small and medium rows
@@ -22,10 +26,13 @@ use std::fs;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use persist::{Durability, Options, Persisted};
-use persist_bench::{Records, RecordsV1, Settings, baseline};
+use persist_bench::shapes::{Catalogue, Geometry, Social};
+use persist_bench::{Records, RecordsV1, Rng, Settings, baseline};
 use rustbreak::PathDatabase;
 use rustbreak::deser::Ron;
 use serde::{Deserialize, Serialize};
@@ -146,8 +153,27 @@ impl Quartiles {
     }
 }
 
-/// Runs `contenders` for `workload.rounds` rounds after one warm-up round, rotating the order
-/// each round.
+/// The seed of the round orders: `PERSIST_BENCH_SEED`, or a fixed default.
+static SEED: OnceLock<u64> = OnceLock::new();
+
+/// The random order of one row's rounds: the same for the same seed, row and workload.
+fn round_order(operation: &str, workload: &str) -> Rng {
+    let seed = *SEED.get_or_init(|| {
+        std::env::var("PERSIST_BENCH_SEED")
+            .ok()
+            .and_then(|seed| seed.parse().ok())
+            .unwrap_or(0x0BE7_C5EE)
+    });
+    // FNV-1a of the row's name, so that rows do not share one order.
+    let name = operation.bytes().chain([0]).chain(workload.bytes());
+    let hash = name.fold(0xCBF2_9CE4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01B3)
+    });
+    Rng::new(seed ^ hash)
+}
+
+/// Runs `contenders` for `workload.rounds` rounds after one warm-up round, in a new random
+/// order each round.
 fn measure(
     operation: &str,
     workload: Workload,
@@ -157,10 +183,12 @@ fn measure(
 ) -> RowResult {
     let count = contenders.len();
     let mut times = vec![Vec::with_capacity(workload.rounds); count];
+    let mut order: Vec<usize> = (0..count).collect();
+    let mut rng = round_order(operation, workload.name);
     eprint!("{operation} {}: ", workload.name);
     for round in 0..=workload.rounds {
-        for k in 0..count {
-            let i = (round + k) % count;
+        rng.shuffle(&mut order);
+        for &i in &order {
             let start = Instant::now();
             for _ in 0..workload.batch {
                 (contenders[i].run)();
@@ -261,6 +289,7 @@ impl Bench<'_> {
             "none.json",
             "async.json",
             "baseline-async.json",
+            "async-owned.json",
         ]
         .map(|name| self.path(name));
         for path in &paths {
@@ -269,6 +298,7 @@ impl Bench<'_> {
         let full = Options::new();
         let file_sync = Options::new().durability(Durability::FileSync);
         let none = Options::new().durability(Durability::None);
+        let shared = Arc::new(value.clone());
         let mut contenders = vec![
             Contender::new("hand-written", || {
                 baseline::save(T::VERSION, value, &paths[0]).unwrap()
@@ -280,6 +310,13 @@ impl Bench<'_> {
             Contender::new("persist None", || none.save(value, &paths[3]).unwrap()),
             Contender::new("persist async", || {
                 self.rt.block_on(full.save_async(value, &paths[4])).unwrap()
+            }),
+            // The value handed over (an `Arc` clone: no copy of the value), serialized on the
+            // blocking pool.
+            Contender::new("persist async owned", || {
+                self.rt
+                    .block_on(full.save_shared_async(Arc::clone(&shared), &paths[6]))
+                    .unwrap()
             }),
             // The baseline's blocking work moved to tokio's blocking pool, as async code
             // without persist would do it.
@@ -302,6 +339,7 @@ impl Bench<'_> {
         let mut targets = vec![
             Target::new("persist", "hand-written", 1.05),
             Target::new("persist async", "persist", 1.10),
+            Target::new("persist async owned", "persist", 1.10),
         ];
         if self.with_peers {
             self.peer_savers(value, &mut contenders, &mut targets);
@@ -466,6 +504,56 @@ impl Bench<'_> {
             Vec::new(),
         )
     }
+    /// Saves and loads of a real-world shape against the hand-written code, with fsync and
+    /// without (`Durability::None` against the same code without its fsyncs: the CPU work
+    /// alone, where a difference in serializing would show).
+    fn shape_rows<T>(&self, value: &T) -> [RowResult; 2]
+    where
+        T: Persisted + Clone + Default + Send + Sync + 'static,
+    {
+        let paths = [
+            "baseline.json",
+            "persist.json",
+            "baseline-nosync.json",
+            "none.json",
+        ]
+        .map(|name| self.path(name));
+        let none = Options::new().durability(Durability::None);
+        let save = vec![
+            Contender::new("hand-written", || {
+                baseline::save(T::VERSION, value, &paths[0]).unwrap()
+            }),
+            Contender::new("persist", || value.save(&paths[1]).unwrap()),
+            Contender::new("hand-written, no fsync", || {
+                baseline::save_unsynced(T::VERSION, value, &paths[2]).unwrap()
+            }),
+            Contender::new("persist None", || none.save(value, &paths[3]).unwrap()),
+        ];
+        let save_targets = vec![
+            Target::new("persist", "hand-written", 1.05),
+            Target::new("persist None", "hand-written, no fsync", 1.05),
+        ];
+        let file_bytes = persist_bytes(value);
+        let save = measure("save", self.workload, file_bytes, save, save_targets);
+
+        let path = self.path("load.json");
+        value.save(&path).unwrap();
+        let load = vec![
+            Contender::new("hand-written", || {
+                black_box(baseline::load::<T>(&path).unwrap());
+            }),
+            Contender::new("persist", || {
+                black_box(T::load(&path).unwrap());
+            }),
+            Contender::new("persist async", || {
+                black_box(self.rt.block_on(T::load_async(&path)).unwrap());
+            }),
+        ];
+        let load_targets = vec![Target::new("persist", "hand-written", 1.05)];
+        let load = measure("load", self.workload, file_bytes, load, load_targets);
+        [save, load]
+    }
+
     /// The optional layers (checksum, zstd levels, encryption) on saves and loads of `value`,
     /// without fsync (`Durability::None`) so that the rows show the CPU cost of each layer,
     /// not the disk's.
@@ -621,11 +709,127 @@ fn memory(dir: &Path, records: &Records) -> MemoryResult {
     result
 }
 
+/// How long a 1 ms ticking task on a current-thread runtime went without running while a
+/// save of the workload ran on the same runtime, per round, for the borrowing `save_async`
+/// (which serializes on the caller's thread) and the owned save (which serializes on the
+/// blocking pool).
+#[derive(Serialize)]
+struct GapResult {
+    workload: String,
+    file_bytes: u64,
+    /// Longest gap in seconds, per round.
+    borrowed: Vec<f64>,
+    owned: Vec<f64>,
+    /// The target for the owned save, in seconds.
+    owned_at_most: f64,
+}
+
+/// The longest time between two ticks of a task that sleeps 1 ms in a loop, while `save` runs
+/// on the same current-thread runtime.
+fn longest_gap(save: impl AsyncFnOnce()) -> f64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let done = Arc::new(AtomicBool::new(false));
+        let ticker = tokio::spawn({
+            let done = Arc::clone(&done);
+            async move {
+                let mut longest = Duration::ZERO;
+                let mut last = Instant::now();
+                while !done.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    let now = Instant::now();
+                    longest = longest.max(now - last);
+                    last = now;
+                }
+                longest
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        save().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        done.store(true, Ordering::Relaxed);
+        ticker.await.unwrap().as_secs_f64()
+    })
+}
+
+fn tick_gaps<T>(dir: &Path, workload: Workload, value: &T) -> GapResult
+where
+    T: Persisted + Clone + Send + Sync + 'static,
+{
+    let path = dir.join(format!("{}-gap.json", workload.name));
+    let shared = Arc::new(value.clone());
+    let mut result = GapResult {
+        workload: workload.name.into(),
+        file_bytes: persist_bytes(value),
+        borrowed: Vec::new(),
+        owned: Vec::new(),
+        owned_at_most: 0.005,
+    };
+    let mut rng = round_order("tick gap", workload.name);
+    eprint!("tick gap {}: ", workload.name);
+    for _ in 0..workload.rounds {
+        let borrowed_first = rng.below(2) == 0;
+        for borrowed in [borrowed_first, !borrowed_first] {
+            if borrowed {
+                let gap = longest_gap(async || value.save_async(&path).await.unwrap());
+                result.borrowed.push(gap);
+            } else {
+                let shared = Arc::clone(&shared);
+                let gap = longest_gap(async || {
+                    Options::new()
+                        .save_shared_async(shared, &path)
+                        .await
+                        .unwrap()
+                });
+                result.owned.push(gap);
+            }
+        }
+        eprint!(".");
+    }
+    eprintln!();
+    result
+}
+
+fn gap_line(gap: &GapResult) -> String {
+    let borrowed = Quartiles::of(gap.borrowed.clone());
+    let owned = Quartiles::of(gap.owned.clone());
+    let worst_owned = gap.owned.iter().copied().fold(0.0, f64::max);
+    format!(
+        "longest stall of a 1 ms ticker on a current-thread runtime during a save of {} ({}): \
+         save_async {} (median; max {}), save_owned_async {} (median; max {}) -- target: \
+         owned max <= {}: {}",
+        gap.workload,
+        format_bytes(gap.file_bytes),
+        format_time(borrowed.median),
+        format_time(gap.borrowed.iter().copied().fold(0.0, f64::max)),
+        format_time(owned.median),
+        format_time(worst_owned),
+        format_time(gap.owned_at_most),
+        if worst_owned <= gap.owned_at_most {
+            "holds"
+        } else {
+            "MISSED"
+        },
+    )
+}
+
+/// The real-world shapes of `persist_bench::shapes`.
+#[derive(Clone, Copy)]
+enum Shape {
+    Geometry,
+    Catalogue,
+    Social,
+}
+
 #[derive(Serialize)]
 struct Report {
     mode: &'static str,
     rows: Vec<RowResult>,
     memory: Option<MemoryResult>,
+    gaps: Vec<GapResult>,
 }
 
 fn main() {
@@ -728,7 +932,23 @@ fn main() {
         rows.push(b.concurrency_row(&records, 8));
         rows.extend(b.layer_rows(&records));
     }
+    for (name, shape) in [
+        ("geometry", Shape::Geometry),
+        ("catalogue", Shape::Catalogue),
+        ("social", Shape::Social),
+    ] {
+        if !selected(name) && !selected("shapes") {
+            continue;
+        }
+        let b = bench(Workload { name, ..medium }, false);
+        rows.extend(match shape {
+            Shape::Geometry => b.shape_rows(&Geometry::sample()),
+            Shape::Catalogue => b.shape_rows(&Catalogue::sample()),
+            Shape::Social => b.shape_rows(&Social::sample()),
+        });
+    }
     let mut memory_result = None;
+    let mut gaps = Vec::new();
     if let Some(large) = large
         && selected("large")
     {
@@ -738,6 +958,10 @@ fn main() {
         rows.push(b.load_row(&records));
         rows.extend(b.layer_rows(&records));
         memory_result = Some(memory(&data, &records));
+        gaps.push(tick_gaps(&data, large, &records));
+    } else if selected("medium") || selected("gap") {
+        // Without the large workload (--quick, the smoke test), the stall row runs on medium.
+        gaps.push(tick_gaps(&data, medium, &Records::medium()));
     }
 
     let mut table = String::from(TABLE_HEAD);
@@ -745,6 +969,9 @@ fn main() {
         table.push_str(&table_lines(row));
     }
     println!("\n{table}");
+    for gap in &gaps {
+        println!("{}", gap_line(gap));
+    }
     if let Some(m) = &memory_result {
         println!(
             "peak RSS loading the large file ({}): hand-written {}, persist {} ({:.3}x, target ≤ 1.05), \
@@ -766,6 +993,7 @@ fn main() {
         },
         rows,
         memory: memory_result,
+        gaps,
     };
     // A smoke run's single round says nothing; it does not replace the last real results.
     if mode != Mode::Smoke {

@@ -8,6 +8,8 @@
 //!   with strings, numbers, a nested struct, `Option`, an enum with data and a map;
 //! - [`RecordsV1`] → [`RecordsV2`] → [`RecordsV3`] → [`Records`]: the same data three typed
 //!   migration steps back, for the cost of loading an old file;
+//! - [`shapes`]: real-world shapes of about 1 MiB each: float-heavy geometry, a map-heavy
+//!   catalogue, string- and unicode-heavy social data;
 //! - [`baseline`]: the hand-written durable save and plain load persist is measured against.
 
 use std::collections::BTreeMap;
@@ -239,10 +241,19 @@ const STREETS: [&str; 5] = [
 ];
 
 /// A small deterministic generator (SplitMix64), so every run measures the same bytes.
-struct Rng(u64);
+/// A small deterministic generator (SplitMix64): the same workloads and the same round orders
+/// on every run.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    /// A generator that starts from `seed`.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -250,8 +261,21 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// A float in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Shuffles `items` (Fisher-Yates).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i as u64 + 1) as usize);
+        }
     }
 }
 
@@ -500,6 +524,8 @@ impl RecordsV1 {
     }
 }
 
+pub mod shapes;
+
 /// The hand-written code persist is measured against: what a careful programmer writes with
 /// std and serde_json alone.
 pub mod baseline {
@@ -525,8 +551,22 @@ pub mod baseline {
         write_durably(&serde_json::to_vec(&Envelope { version, data })?, path)
     }
 
+    /// [`save`] without its two fsyncs (atomic, not durable): what persist's
+    /// `Durability::None` is measured against, so that the row shows the CPU work alone.
+    pub fn save_unsynced<T: Serialize>(version: u32, data: &T, path: &Path) -> io::Result<()> {
+        write(
+            &serde_json::to_vec(&Envelope { version, data })?,
+            path,
+            false,
+        )
+    }
+
     /// The file-system half of [`save`].
     pub fn write_durably(bytes: &[u8], path: &Path) -> io::Result<()> {
+        write(bytes, path, true)
+    }
+
+    fn write(bytes: &[u8], path: &Path, sync: bool) -> io::Result<()> {
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut temp_name = path.file_name().unwrap_or_default().to_owned();
         temp_name.push(".baseline-tmp");
@@ -536,10 +576,15 @@ pub mod baseline {
             .create_new(true)
             .open(&temp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
         drop(file);
         fs::rename(&temp, path)?;
-        File::open(dir)?.sync_all()
+        if sync {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     }
 
     /// Plain load: `fs::read` + `serde_json::from_slice`.
@@ -563,6 +608,24 @@ mod tests {
             (1_250_000..1_500_000).contains(&medium),
             "medium is {medium} bytes"
         );
+    }
+
+    #[test]
+    fn the_real_world_shapes_are_each_about_a_mebibyte() {
+        for (name, bytes) in [
+            ("geometry", serde_json::to_vec(&shapes::Geometry::sample())),
+            (
+                "catalogue",
+                serde_json::to_vec(&shapes::Catalogue::sample()),
+            ),
+            ("social", serde_json::to_vec(&shapes::Social::sample())),
+        ] {
+            let size = bytes.unwrap().len();
+            assert!(
+                (512 << 10..2 << 20).contains(&size),
+                "{name} is {size} bytes"
+            );
+        }
     }
 
     #[test]

@@ -378,7 +378,8 @@ pub enum IoOp {
     /// [`OpenLock`](IoOp::OpenLock). On a file system without locks the source's kind is
     /// [`Unsupported`](std::io::ErrorKind::Unsupported).
     Lock,
-    /// Waiting for tokio's blocking task, which was cancelled because the runtime shut down.
+    /// Waiting for the worker thread of an `_async` method, which could not be started (the
+    /// system is out of threads or memory). Nothing was done.
     BlockingTask,
 }
 
@@ -400,7 +401,7 @@ impl fmt::Display for IoOp {
             }
             IoOp::OpenLock => "open the lock file",
             IoOp::Lock => "lock the lock file",
-            IoOp::BlockingTask => "finish the blocking task (the tokio runtime shut down)",
+            IoOp::BlockingTask => "run the work on a worker thread (none could be started)",
         })
     }
 }

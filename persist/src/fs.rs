@@ -236,6 +236,20 @@ impl<'f> FileWriter<'f> {
         self.file.write_all(data)
     }
 
+    /// A write the buffer has no room for: the buffer grows (up to [`MAX_WRITE`]) or is
+    /// handed to the file first; a piece of `MAX_WRITE` or more goes to the file directly.
+    #[cold]
+    fn write_beyond_capacity(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.buffer.len() + data.len() > MAX_WRITE {
+            self.spill()?;
+            if data.len() >= MAX_WRITE {
+                return self.file.write_all(data);
+            }
+        }
+        self.buffer.extend_from_slice(data);
+        Ok(())
+    }
+
     #[cold]
     fn spill(&mut self) -> io::Result<()> {
         let result = self.file.write_all(&self.buffer);
@@ -247,14 +261,14 @@ impl<'f> FileWriter<'f> {
 impl Write for FileWriter<'_> {
     #[inline]
     fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        if self.buffer.len() + data.len() > MAX_WRITE {
-            self.spill()?;
-            if data.len() >= MAX_WRITE {
-                return self.file.write_all(data);
-            }
+        // The hot path, taken by all but a few writes: the piece fits the room the buffer has.
+        // It is the same test `extend_from_slice` makes, which the compiler then drops, so a
+        // write costs what a write into a plain `Vec` costs.
+        if data.len() <= self.buffer.capacity() - self.buffer.len() {
+            self.buffer.extend_from_slice(data);
+            return Ok(());
         }
-        self.buffer.extend_from_slice(data);
-        Ok(())
+        self.write_beyond_capacity(data)
     }
 
     #[inline]

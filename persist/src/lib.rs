@@ -92,6 +92,8 @@ mod schema;
 pub mod testing;
 #[cfg(feature = "tokio")]
 mod tokio;
+#[cfg(feature = "tokio")]
+mod worker;
 
 pub use crate::backup::Backup;
 pub use crate::error::{Error, FileKind, IoOp, SealError};

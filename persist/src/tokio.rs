@@ -1,5 +1,6 @@
-//! The tokio shell: the std file sequence on tokio's blocking pool. Measured at 1.03x the
-//! synchronous time, where routing each step through `tokio::fs` costs 1.15-1.29x.
+//! The async shell: the std file sequence on persist's worker threads ([`crate::worker`]),
+//! awaited through a oneshot channel. One thread hand-off for the whole sequence, not one per
+//! system call as `tokio::fs` would make (BENCHMARKS.md has the comparison).
 
 use std::fmt;
 use std::future::Future;
@@ -7,18 +8,21 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use ::tokio::task::JoinHandle;
+use ::tokio::sync::oneshot;
 
 use crate::error::{Error, IoOp};
+use crate::worker;
 
 type Work<T> = Box<dyn FnOnce(&Path) -> Result<T, Error> + Send>;
 
 /// The future of an `_async` load or save, such as [`Persisted::load_async`](crate::Persisted::load_async).
 ///
-/// On its first poll it hands the synchronous file work to tokio's blocking thread pool
-/// (`spawn_blocking`), so it must be polled inside a tokio runtime. It is `Send` and `'static`:
-/// it can be spawned. Dropping it after the first poll does not stop the work: a save that has
-/// started still completes (or fails) atomically. A panic in the work resumes in the caller.
+/// On its first poll it hands the synchronous file work to one of persist's worker threads
+/// (a small pool of its own, not tokio's blocking pool: see BENCHMARKS.md, "Async loads and
+/// glibc's arenas"), so no worker thread of the runtime waits for the disk. It needs no
+/// particular runtime: tokio, or any executor. It is `Send` and `'static`: it can be spawned.
+/// Dropping it after the first poll does not stop the work: a save that has started still
+/// completes (or fails) atomically. A panic in the work resumes in the caller.
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct Pending<T> {
     state: State<T>,
@@ -31,7 +35,7 @@ enum State<T> {
     },
     Running {
         path: PathBuf,
-        task: JoinHandle<Result<T, Error>>,
+        result: oneshot::Receiver<std::thread::Result<Result<T, Error>>>,
     },
     Failed(Error),
     Finished,
@@ -63,27 +67,32 @@ impl<T: Send + 'static> Future for Pending<T> {
         loop {
             match std::mem::replace(&mut self.state, State::Finished) {
                 State::Start { path, work } => {
-                    let task = ::tokio::task::spawn_blocking({
-                        let path = path.clone();
-                        move || work(&path)
-                    });
-                    self.state = State::Running { path, task };
+                    let (sender, result) = oneshot::channel();
+                    let job_path = path.clone();
+                    worker::submit(Box::new(move || {
+                        let outcome =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                work(&job_path)
+                            }));
+                        // Handed over once the worker is idle again (see `worker`). A caller
+                        // that dropped the future no longer wants the result.
+                        Box::new(move || drop(sender.send(outcome)))
+                    }));
+                    self.state = State::Running { path, result };
                 }
-                State::Running { path, mut task } => {
-                    return match Pin::new(&mut task).poll(cx) {
+                State::Running { path, mut result } => {
+                    return match Pin::new(&mut result).poll(cx) {
                         Poll::Pending => {
-                            self.state = State::Running { path, task };
+                            self.state = State::Running { path, result };
                             Poll::Pending
                         }
-                        Poll::Ready(Ok(result)) => Poll::Ready(result),
-                        Poll::Ready(Err(error)) => match error.try_into_panic() {
-                            Ok(panic) => std::panic::resume_unwind(panic),
-                            Err(cancelled) => Poll::Ready(Err(Error::Io {
-                                path,
-                                op: IoOp::BlockingTask,
-                                source: std::io::Error::other(cancelled),
-                            })),
-                        },
+                        Poll::Ready(Ok(Ok(result))) => Poll::Ready(result),
+                        Poll::Ready(Ok(Err(panic))) => std::panic::resume_unwind(panic),
+                        Poll::Ready(Err(gone)) => Poll::Ready(Err(Error::Io {
+                            path,
+                            op: IoOp::BlockingTask,
+                            source: std::io::Error::other(gone),
+                        })),
                     };
                 }
                 State::Failed(error) => return Poll::Ready(Err(error)),
