@@ -120,3 +120,55 @@ async fn the_futures_are_send_and_static_and_can_be_spawned() {
         .unwrap();
     assert_eq!(loaded, sample());
 }
+
+/// The smallest executor: polls on this thread, parks until woken. No tokio runtime anywhere.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::sync::Arc::new(Unpark(std::thread::current())).into();
+    let mut context = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
+#[test]
+fn the_futures_need_no_tokio_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    block_on(sample().save_owned_async(&path)).unwrap();
+    assert_eq!(block_on(AppState::load_async(&path)).unwrap(), sample());
+    let updated = block_on(AppState::update_async(&path, |state| {
+        state.user = "edited".into()
+    }))
+    .unwrap();
+    assert_eq!(updated.user, "edited");
+}
+
+#[tokio::test]
+async fn a_panic_in_the_work_resumes_in_the_caller_and_writes_nothing() {
+    let (dir, path) = copy_of_fixture("v4.json");
+    let before = listing(dir.path());
+    let update = AppState::update_async(&path, |_: &mut AppState| panic!("closure failed"));
+    let panic = tokio::spawn(update).await.unwrap_err();
+    assert!(panic.is_panic());
+    let mut lock = path.clone().into_os_string();
+    lock.push(".lock");
+    let lock = std::path::PathBuf::from(lock);
+    let mut after = listing(dir.path());
+    after.retain(|(entry, _)| entry != &lock);
+    assert_eq!(after, before);
+    // The worker threads still serve.
+    assert_eq!(
+        AppState::load_async(&path).await.unwrap(),
+        AppState::load(&path).unwrap()
+    );
+}

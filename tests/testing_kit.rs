@@ -166,3 +166,167 @@ fn types_that_cannot_be_traced_get_a_clear_error() {
     );
     assert!(error.contains("internally tagged enums"), "{error}");
 }
+
+/// A schema whose saved files do not load back: `skip_serializing_if` without `default`.
+#[derive(Debug, serde::Serialize, serde::Deserialize, persist::Persisted)]
+#[persist(version = 1)]
+struct Skipped {
+    name: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<String>,
+}
+
+/// Version 1 of [`Contact`]: a nickname that may have been cleared.
+#[derive(Debug, serde::Serialize, serde::Deserialize, persist::Persisted)]
+#[persist(version = 1)]
+struct ContactV1 {
+    nickname: String,
+    cleared: bool,
+}
+
+/// `Option<Option<T>>` that skips `None`: `Some(None)` ("cleared") saves as `null`, which loads
+/// back as `None` ("never set") and then saves as nothing.
+#[derive(Debug, serde::Serialize, serde::Deserialize, persist::Persisted)]
+#[persist(version = 2, migrate_from = ContactV1)]
+struct Contact {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nickname: Option<Option<String>>,
+}
+
+impl From<ContactV1> for Contact {
+    fn from(old: ContactV1) -> Self {
+        let nickname = if old.cleared {
+            Some(None)
+        } else {
+            Some(Some(old.nickname))
+        };
+        Contact { nickname }
+    }
+}
+
+/// Version 1 of [`Measure`]: a count.
+#[derive(Debug, serde::Serialize, serde::Deserialize, persist::Persisted)]
+#[persist(version = 1)]
+struct MeasureV1 {
+    count: u64,
+}
+
+/// Untagged variants that overlap: a count saves as `3`, which loads back as the float
+/// variant (tried first) and then saves as `3.0`.
+#[derive(Debug, serde::Serialize, serde::Deserialize, persist::Persisted)]
+#[persist(version = 2, migrate_from = MeasureV1)]
+struct Measure {
+    value: Amount,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Amount {
+    Ratio(f64),
+    Count(u64),
+}
+
+impl From<MeasureV1> for Measure {
+    fn from(old: MeasureV1) -> Self {
+        Measure {
+            value: Amount::Count(old.count),
+        }
+    }
+}
+
+fn fixtures_of<T: persist::Persisted>(
+    files: &[(&str, &str)],
+) -> (
+    tempfile::TempDir,
+    Fixtures<T>,
+    Vec<persist::testing::Fixture<T>>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, contents) in files {
+        let path = dir.path().join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, contents).unwrap();
+    }
+    let fixtures = Fixtures::<T>::new(dir.path());
+    let loaded = fixtures.load_all().unwrap();
+    (dir, fixtures, loaded)
+}
+
+/// The panic message of `assert_round_trips`, which must panic.
+fn round_trip_panic<T: persist::Persisted>(
+    fixtures: &Fixtures<T>,
+    loaded: &[persist::testing::Fixture<T>],
+) -> String {
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        fixtures.assert_round_trips(loaded)
+    }))
+    .expect_err("assert_round_trips passed");
+    panic.downcast_ref::<String>().unwrap().clone()
+}
+
+#[test]
+fn a_field_skipped_on_save_but_required_on_load_fails_the_round_trip() {
+    let (_dir, fixtures, loaded) = fixtures_of::<Skipped>(&[(
+        "v1/basic.json",
+        r#"{"version":1,"data":{"name":"a","tags":[]}}"#,
+    )]);
+    // The fixture itself loads: only saving it again shows the problem.
+    assert!(loaded[0].loaded.is_ok());
+    let problem = loaded[0].round_trip_problem().unwrap();
+    assert!(
+        problem.contains("does not load back") && problem.contains("missing field `tags`"),
+        "{problem}"
+    );
+    let message = round_trip_panic(&fixtures, &loaded);
+    assert!(message.contains("fixture v1/basic.json"), "{message}");
+    assert!(
+        message.contains("`Skipped` do not survive a save and a load"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_double_option_that_skips_none_fails_the_round_trip() {
+    let (_dir, fixtures, loaded) = fixtures_of::<Contact>(&[
+        (
+            "v1/cleared.json",
+            r#"{"version":1,"data":{"nickname":"","cleared":true}}"#,
+        ),
+        (
+            "v1/set.json",
+            r#"{"version":1,"data":{"nickname":"Ada","cleared":false}}"#,
+        ),
+    ]);
+    let problem = loaded[0].round_trip_problem().unwrap();
+    assert!(problem.contains("the value changes"), "{problem}");
+    assert!(problem.contains(r#"{"nickname":null}"#), "{problem}");
+    // A nickname that is set survives; only the cleared one is lost.
+    assert_eq!(loaded[1].round_trip_problem(), None);
+    let message = round_trip_panic(&fixtures, &loaded);
+    assert!(message.contains("fixture v1/cleared.json"), "{message}");
+    assert!(!message.contains("fixture v1/set.json"), "{message}");
+}
+
+#[test]
+fn overlapping_untagged_variants_fail_the_round_trip() {
+    let (_dir, fixtures, loaded) =
+        fixtures_of::<Measure>(&[("v1/count.json", r#"{"version":1,"data":{"count":3}}"#)]);
+    let problem = loaded[0].round_trip_problem().unwrap();
+    assert!(problem.contains("the value changes"), "{problem}");
+    assert!(problem.contains(r#"{"value":3}"#), "{problem}");
+    assert!(problem.contains(r#"{"value":3.0}"#), "{problem}");
+    round_trip_panic(&fixtures, &loaded);
+}
+
+#[test]
+fn fixtures_of_a_symmetric_schema_round_trip() {
+    let (_dir, path) = copy_of_fixture("v1.json");
+    let dir = path.parent().unwrap();
+    fs::create_dir_all(dir.join("v1")).unwrap();
+    fs::rename(&path, dir.join("v1/basic.json")).unwrap();
+    let fixtures = Fixtures::<AppState>::new(dir);
+    let loaded = fixtures.load_all().unwrap();
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0].round_trip_problem(), None);
+    fixtures.assert_round_trips(&loaded);
+}

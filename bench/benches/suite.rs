@@ -5,6 +5,7 @@
 //! cargo bench                      # every row (about ten minutes)
 //! cargo bench -- medium            # rows whose name contains "medium"
 //! cargo bench -- --quick           # fewer rounds, no large workload
+//! cargo bench -- gap               # only the runtime-stall row (large workload)
 //! ```
 //!
 //! Why not criterion or divan: both measure one function to the end before the next begins, and
@@ -717,7 +718,9 @@ fn memory(dir: &Path, records: &Records) -> MemoryResult {
 struct GapResult {
     workload: String,
     file_bytes: u64,
-    /// Longest gap in seconds, per round.
+    /// Longest gap in seconds, per round: with no save at all (the machine's own jitter), during
+    /// the borrowing save, during the owned save.
+    idle: Vec<f64>,
     borrowed: Vec<f64>,
     owned: Vec<f64>,
     /// The target for the owned save, in seconds.
@@ -764,27 +767,33 @@ where
     let mut result = GapResult {
         workload: workload.name.into(),
         file_bytes: persist_bytes(value),
+        idle: Vec::new(),
         borrowed: Vec::new(),
         owned: Vec::new(),
         owned_at_most: 0.005,
     };
     let mut rng = round_order("tick gap", workload.name);
+    let mut order = [0, 1, 2];
     eprint!("tick gap {}: ", workload.name);
-    for _ in 0..workload.rounds {
-        let borrowed_first = rng.below(2) == 0;
-        for borrowed in [borrowed_first, !borrowed_first] {
-            if borrowed {
-                let gap = longest_gap(async || value.save_async(&path).await.unwrap());
-                result.borrowed.push(gap);
-            } else {
-                let shared = Arc::clone(&shared);
-                let gap = longest_gap(async || {
-                    Options::new()
-                        .save_shared_async(shared, &path)
-                        .await
-                        .unwrap()
-                });
-                result.owned.push(gap);
+    // Round 0 warms the worker thread, the allocator and the page cache and is not kept.
+    for round in 0..=workload.rounds {
+        rng.shuffle(&mut order);
+        for &which in &order {
+            let gap = match which {
+                0 => longest_gap(async || tokio::time::sleep(Duration::from_millis(100)).await),
+                1 => longest_gap(async || value.save_async(&path).await.unwrap()),
+                _ => {
+                    let shared = Arc::clone(&shared);
+                    longest_gap(async || {
+                        Options::new()
+                            .save_shared_async(shared, &path)
+                            .await
+                            .unwrap()
+                    })
+                }
+            };
+            if round > 0 {
+                [&mut result.idle, &mut result.borrowed, &mut result.owned][which].push(gap);
             }
         }
         eprint!(".");
@@ -799,10 +808,11 @@ fn gap_line(gap: &GapResult) -> String {
     let worst_owned = gap.owned.iter().copied().fold(0.0, f64::max);
     format!(
         "longest stall of a 1 ms ticker on a current-thread runtime during a save of {} ({}): \
-         save_async {} (median; max {}), save_owned_async {} (median; max {}) -- target: \
-         owned max <= {}: {}",
+         no save {} (max), save_async {} (median; max {}), save_owned_async {} (median; max {}) \
+         -- target: owned max <= {}: {}",
         gap.workload,
         format_bytes(gap.file_bytes),
+        format_time(gap.idle.iter().copied().fold(0.0, f64::max)),
         format_time(borrowed.median),
         format_time(gap.borrowed.iter().copied().fold(0.0, f64::max)),
         format_time(owned.median),
@@ -959,6 +969,10 @@ fn main() {
         rows.extend(b.layer_rows(&records));
         memory_result = Some(memory(&data, &records));
         gaps.push(tick_gaps(&data, large, &records));
+    } else if let Some(large) = large
+        && selected("gap")
+    {
+        gaps.push(tick_gaps(&data, large, &Records::large()));
     } else if selected("medium") || selected("gap") {
         // Without the large workload (--quick, the smoke test), the stall row runs on medium.
         gaps.push(tick_gaps(&data, medium, &Records::medium()));

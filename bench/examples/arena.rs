@@ -12,7 +12,8 @@
 //! ```
 //!
 //! Each prints the time per load of the medium workload (1.3 MiB) and the minor page faults
-//! per load (from /proc/self/stat), over 20 loads after one warm-up load.
+//! per load (from /proc/self/stat), over 20 loads after one warm-up load; `-- async 5 large`
+//! makes that 5 loads of the large workload (106 MiB).
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -40,7 +41,12 @@ fn main() {
         .map_or(20, |n| n.parse().expect("a number of loads"));
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("records.json");
-    Records::medium().save(&path).expect("saved");
+    let records = match std::env::args().nth(3).as_deref() {
+        Some("large") => Records::large(),
+        _ => Records::medium(),
+    };
+    records.save(&path).expect("saved");
+    drop(records);
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
 
     // One long-lived plain thread that loads on request.

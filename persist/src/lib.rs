@@ -51,7 +51,10 @@
 //! A file is a JSON object, version first: `{"version":2,"data":{...}}`, where `data` is what
 //! serde makes of the struct of that version. Other top-level fields are ignored, so later
 //! releases can add some. A file from a newer version is refused with
-//! [`Error::FutureVersion`]; persist never overwrites a file it could not read.
+//! [`Error::FutureVersion`]; persist never overwrites a file it could not read. With a checksum
+//! the envelope ends with `"crc32c"`; compressed or encrypted files are a small binary frame
+//! around the envelope. FORMAT.md in the repository specifies every byte, precisely enough for
+//! a reader in another language.
 //!
 //! # Guarantees
 //!
@@ -59,19 +62,40 @@
 //!   only for a missing file; a corrupt or newer file is an error.
 //! - **Saves are atomic and durable.** A temporary file in the same directory (mode 0600 from
 //!   creation), fsync, rename, fsync of the directory. After a crash the file holds the old value
-//!   or the new one.
+//!   or the new one. See [`Durability`] for the cheaper levels.
+//! - **What saves, loads.** A value JSON cannot hold exactly (NaN or an infinity in an `f32` or
+//!   `f64`) is refused with [`Error::Serialize`] naming the field, before the file is replaced;
+//!   [`non_finite`] stores such values when they are meant.
 //! - **Only regular files.** A directory, FIFO or device at the path is refused, for reading and
 //!   for writing, without being touched; a load reads at most [`Options::max_size`] bytes.
 //! - **Typed migrations.** The stored data is deserialized straight into the struct of its version
 //!   and converted step by step; there is no untyped intermediate value.
+//! - **No lost updates.** [`update`](Persisted::update) is a read-modify-write under a lock file
+//!   that every process updating the same file shares.
+//! - **Backups.** The first save over a file of another version keeps the old file as
+//!   `<name>.v<N>.bak` ([`Options::backups`], [`Options::restore_backup`]).
+//!
+//! # The derive
+//!
+//! ```text
+//! #[persist(version = N)]                          the oldest version
+//! #[persist(version = N, migrate_from = Older)]    every later one; needs From<Older> or TryFrom<Older>
+//! #[persist(accept_unversioned)]                   the oldest version also reads plain JSON files
+//! #[persist(checksum)]                             saves always store a CRC-32C of the data
+//! #[persist(crate = path::to::persist)]            for crates that re-export persist
+//! ```
 //!
 //! # Features
 //!
-//! - `derive` (default): re-exports `#[derive(Persisted)]`.
-//! - `tokio` (default): `load_async`, `save_async` and `load_or_default_async`, which run the file
-//!   work on tokio's blocking pool. Without it tokio is not a dependency.
-//! - `testing`: [`testing`], fixture snapshots and schema locks for a migration chain (for
-//!   dev-dependencies).
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `derive` | yes | re-exports `#[derive(Persisted)]` |
+//! | `tokio` | yes | the `_async` methods: [`load_async`](Persisted::load_async), [`save_async`](Persisted::save_async), [`save_owned_async`](Persisted::save_owned_async), [`update_async`](Persisted::update_async), [`load_or_default_async`](Persisted::load_or_default_async) and their [`Options`] twins; the file work runs on persist's worker threads, so the futures work under any executor. Without it tokio is not a dependency. |
+//! | `zstd` | no | [`Options::compress`]: zstd compression of the file (builds the zstd C library) |
+//! | `encryption` | no | [`Options::encrypt`] and [`Key`]: XChaCha20-Poly1305 encryption at rest, keys from bytes, an environment variable or a passphrase (Argon2id) |
+//! | `testing` | no | [`testing`]: fixture snapshots and schema locks for a migration chain (for dev-dependencies) |
+//!
+//! Checksums ([`Options::checksum`], `#[persist(checksum)]`) need no feature.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -112,6 +136,7 @@ pub use crate::tokio::Pending;
 /// #[persist(version = N)]                          the oldest version
 /// #[persist(version = N, migrate_from = Older)]    every later one; needs From<Older> or TryFrom<Older>
 /// #[persist(version = N, accept_unversioned)]      the oldest version also reads plain JSON files
+/// #[persist(version = N, checksum)]                saves always store a CRC-32C of the data
 /// #[persist(crate = path::to::persist)]            for crates that re-export persist
 /// ```
 ///

@@ -509,8 +509,9 @@ impl Options {
     /// caller's thread, so the future does not borrow it; the bytes written are those
     /// [`save`](Options::save) writes.
     ///
-    /// Serializing takes the caller's thread for as long as serde_json needs (about 1 ms per
-    /// 0.5 MiB of JSON) and holds the whole file in memory: fine for settings-sized values. For
+    /// Serializing takes the caller's thread for as long as serde_json needs (BENCHMARKS.md
+    /// measures how long a large save stalls a runtime this way) and holds the whole file in
+    /// memory: fine for settings-sized values. For
     /// large values, prefer [`save_owned_async`](Options::save_owned_async) (or
     /// [`save_shared_async`](Options::save_shared_async) with an `Arc`), which serialize on the
     /// blocking pool and stream into the file like `save`, so the runtime's worker threads

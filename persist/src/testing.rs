@@ -26,7 +26,10 @@
 //! - `fixtures`: every `v<N>/*.json` is loaded as `Settings` with the real load path and the
 //!   outcome (the migration steps, then the migrated value as JSON, or the error) is an insta
 //!   snapshot named `v<N>_<fixture>`. Each version of the chain must have at least one fixture.
-//!   Review changes with `cargo insta review`.
+//!   Every migrated value is also saved, loaded again and saved again, and must give the same
+//!   bytes: a schema whose files do not load back to the same value (`skip_serializing_if`
+//!   without `default`, overlapping untagged variants, ...) fails here rather than in a user's
+//!   file. Review snapshot changes with `cargo insta review`.
 //! - `schemas`: the shape of every version of the chain (field names after serde renames, types,
 //!   nesting, enum variants, options, maps, and every nested type) is compared with
 //!   `v<N>/schema.txt`. A missing lock is written (and is an error when `CI` is set: commit it).
@@ -129,6 +132,61 @@ impl<T: Persisted> Fixture<T> {
     }
 }
 
+impl<T: Persisted> Fixture<T> {
+    /// What goes wrong when the loaded value is saved and loaded again, if anything: the value
+    /// cannot be saved, its file does not load back, or the value loaded back saves to other
+    /// bytes. Such a schema loses data on its first save, whatever the fixture's snapshot says:
+    /// `Option<Option<T>>` with `skip_serializing_if`, `skip_serializing_if` without `default`,
+    /// untagged enums whose variants overlap, floats that JSON cannot hold. `None` for a
+    /// fixture that did not load (its snapshot shows the error).
+    pub fn round_trip_problem(&self) -> Option<String> {
+        let value = self.loaded.as_ref().ok()?;
+        let first = match crate::codec::encode_to_vec(value, false) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                let error = error.at(&self.path, crate::IoOp::Write);
+                return Some(format!("the loaded value cannot be saved: {error}"));
+            }
+        };
+        let again: T = match crate::codec::decode(&first) {
+            Ok(again) => again,
+            Err(error) => {
+                let error = error.at::<T>(&self.path);
+                return Some(format!(
+                    "the loaded value saves, but its file does not load back: {error}"
+                ));
+            }
+        };
+        let second = match crate::codec::encode_to_vec(&again, false) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                let error = error.at(&self.path, crate::IoOp::Write);
+                return Some(format!("the value loaded back cannot be saved: {error}"));
+            }
+        };
+        if first == second {
+            return None;
+        }
+        let at = first
+            .iter()
+            .zip(&second)
+            .position(|(a, b)| a != b)
+            .unwrap_or(first.len().min(second.len()));
+        let around = |bytes: &[u8]| {
+            let start = at.saturating_sub(40);
+            let end = (at + 40).min(bytes.len());
+            String::from_utf8_lossy(&bytes[start..end]).into_owned()
+        };
+        Some(format!(
+            "saved and loaded again, the value changes: the first save wrote\n  …{}…\nthe second \
+             wrote\n  …{}…\n(first difference at byte {at}); a file saved by this version loses \
+             or alters data when it is next loaded",
+            around(&first),
+            around(&second)
+        ))
+    }
+}
+
 impl<T: Persisted> Fixtures<T> {
     /// The fixtures under `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -192,6 +250,36 @@ impl<T: Persisted> Fixtures<T> {
             }
         }
         Ok(fixtures)
+    }
+
+    /// Panics unless every fixture that loads survives a save and a load unchanged: saved, loaded
+    /// again and saved again, it must give the same bytes (see
+    /// [`Fixture::round_trip_problem`]).
+    pub fn assert_round_trips(&self, fixtures: &[Fixture<T>]) {
+        let problems: Vec<String> = fixtures
+            .iter()
+            .filter_map(|fixture| {
+                let problem = fixture.round_trip_problem()?;
+                Some(format!(
+                    "fixture v{}/{}.json: {problem}",
+                    fixture.version, fixture.name
+                ))
+            })
+            .collect();
+        assert!(
+            problems.is_empty(),
+            "{} of `{}` do not survive a save and a load:\n\n{}\n\nA type whose saved files do \
+             not load back to the same value loses data. Make the serde attributes symmetric \
+             (`skip_serializing_if` needs `default`; an `Option<Option<T>>` needs \
+             `serde_with::rust::double_option`; untagged variants must not overlap)",
+            if problems.len() == 1 {
+                "a fixture"
+            } else {
+                "fixtures"
+            },
+            short_name::<T>(),
+            problems.join("\n\n")
+        );
     }
 
     /// Panics unless every version of the chain has at least one fixture.
@@ -386,6 +474,7 @@ macro_rules! migration_tests {
                     .load_all()
                     .unwrap_or_else(|error| panic!("cannot read the fixtures: {error}"));
                 fixtures.assert_every_version_has_a_fixture(&loaded);
+                fixtures.assert_round_trips(&loaded);
                 for fixture in &loaded {
                     $crate::testing::insta::assert_snapshot!(
                         fixture.snapshot_name(),

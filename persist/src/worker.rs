@@ -1,10 +1,10 @@
 //! The threads the `_async` methods run their file work on: persist's own small pool rather
 //! than tokio's `spawn_blocking`.
 //!
-//! Why not tokio's blocking pool: measured with glibc (bench/examples/arena.rs), a value built
-//! on one of its threads and freed costs ~1,000 minor page faults per 1.3 MiB load, about 1.4x
-//! the sync time, where the same load on a long-lived plain thread costs none. The pool below
-//! is such threads:
+//! Why not tokio's blocking pool: with glibc's malloc, a value built on one of its threads and
+//! freed makes the next load fault its pages in again, where the same load on a long-lived
+//! plain thread does not (BENCHMARKS.md, "Async loads and glibc's arenas", with the figures and
+//! `bench/examples/arena.rs` to reproduce them). The pool below is such threads:
 //!
 //! - a job goes to the thread that became idle last (warm caches, warm malloc arena), a new
 //!   thread is started only when none is idle, up to [`MAX_THREADS`]; beyond that jobs queue;
@@ -140,5 +140,64 @@ fn wait_for_job(pool: &Pool, worker: &Arc<Worker>) -> Option<Job> {
             }
             // Taken off the idle list by a submitter a moment ago: its job is on the way.
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::mpsc;
+    use std::thread::ThreadId;
+
+    use super::{Job, MAX_THREADS, submit};
+
+    /// Runs `work` on the pool and waits for its result, as a future would.
+    fn run_on_pool<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> R {
+        let (sender, receiver) = mpsc::channel();
+        let job: Job = Box::new(move || {
+            let result = work();
+            Box::new(move || drop(sender.send(result)))
+        });
+        submit(job);
+        receiver.recv().expect("the job ran")
+    }
+
+    #[test]
+    fn one_job_after_another_reuses_one_thread() {
+        let threads: HashSet<ThreadId> = (0..50)
+            .map(|_| run_on_pool(|| std::thread::current().id()))
+            .collect();
+        // Other tests share the pool, so another thread may take a turn; never one per job.
+        assert!(threads.len() <= 3, "{} threads for 50 jobs", threads.len());
+    }
+
+    #[test]
+    fn concurrent_jobs_all_finish_even_beyond_the_thread_cap() {
+        let (sender, receiver) = mpsc::channel();
+        let jobs = MAX_THREADS * 3;
+        for i in 0..jobs {
+            let sender = sender.clone();
+            submit(Box::new(move || {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                Box::new(move || {
+                    let _ = sender.send(i);
+                })
+            }));
+        }
+        let mut done: Vec<usize> = receiver.iter().take(jobs).collect();
+        done.sort_unstable();
+        assert_eq!(done, (0..jobs).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_panicking_job_leaves_the_pool_working() {
+        let (sender, receiver) = mpsc::channel::<()>();
+        submit(Box::new(move || {
+            let _keep = sender;
+            panic!("job failed on purpose");
+        }));
+        // The panicking job's hand-over never ran: its sender was dropped with it.
+        assert!(receiver.recv().is_err());
+        assert_eq!(run_on_pool(|| 7), 7);
     }
 }
