@@ -104,6 +104,23 @@ fn every_sync_save_refuses_non_finite_floats_and_leaves_the_directory_as_it_was(
     }
 }
 
+#[test]
+fn a_non_finite_float_is_found_among_legitimate_nulls() {
+    // `gain: None` and unit values are written as `null` too: the float must still be found.
+    let (dir, path) = old_file();
+    let before = listing(dir.path());
+    let mut series = with_sample(f64::NAN);
+    series.gain = None;
+    let error = series.save(&path).unwrap_err();
+    assert_refused(&error, &path, "data.samples[3]", "f64 NaN");
+    assert_eq!(listing(dir.path()), before);
+
+    // And a value whose only nulls are legitimate saves and loads back equal.
+    series.samples[3] = 4.0;
+    series.save(&path).unwrap();
+    assert_eq!(Series::load(&path).unwrap(), series);
+}
+
 #[cfg(feature = "zstd")]
 #[test]
 fn framed_saves_refuse_them_too() {

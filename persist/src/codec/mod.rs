@@ -10,7 +10,7 @@
 //! - [`envelope`]: the envelope's serializer, decoder and scanner;
 //! - [`chain`]: the walk down the migration chain;
 //! - [`checksum`]: the optional CRC-32C member;
-//! - [`finite`]: the refusal of floats JSON cannot hold;
+//! - [`finite`]: the refusal of floats JSON cannot hold, at no cost to values without `null`;
 //! - [`redact`]: values from the file kept out of messages.
 //!
 //! Below it sits the frame ([`crate::frame`]), which the codec asks for a framed file's version;
@@ -25,6 +25,7 @@ mod redact;
 mod tests;
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::io;
 use std::marker::PhantomData;
 use std::path::Path;
@@ -39,7 +40,7 @@ pub(crate) use self::chain::{chain_versions, unversioned_root};
 use self::checksum::{CHECKSUM_KEY, Crc32cWriter, verify_checksum};
 use self::envelope::{Envelope, EnvelopeVisitor, Outcome};
 pub(crate) use self::envelope::{leading_version, stored_version};
-use self::finite::Finite;
+use self::finite::{FloatScan, NullWatch, check_floats};
 pub(crate) use self::redact::redact;
 use crate::frame::{self, FrameError};
 use crate::key::Key;
@@ -113,25 +114,39 @@ fn write_envelope<T: Persisted, W: io::Write>(
     mut writer: W,
     checksum: bool,
 ) -> Result<(), serde_json::Error> {
-    if !checksum {
-        let mut serializer = serde_json::Serializer::new(writer);
-        return Envelope { data: value }.serialize(Finite(&mut serializer));
+    let wrote_null = Cell::new(false);
+    let formatter = || NullWatch {
+        wrote_null: &wrote_null,
+    };
+    if checksum {
+        write!(writer, "{{\"version\":{},\"data\":", T::VERSION).map_err(serde_json::Error::io)?;
+        let mut hashing = Crc32cWriter::new(&mut writer);
+        value.serialize(&mut serde_json::Serializer::with_formatter(
+            &mut hashing,
+            formatter(),
+        ))?;
+        let crc = hashing.finish().map_err(serde_json::Error::io)?;
+        write!(writer, ",\"{CHECKSUM_KEY}\":\"{crc:08x}\"}}").map_err(serde_json::Error::io)?;
+    } else {
+        let mut serializer = serde_json::Serializer::with_formatter(writer, formatter());
+        Envelope { data: value }.serialize(&mut serializer)?;
     }
-    write!(writer, "{{\"version\":{},\"data\":", T::VERSION).map_err(serde_json::Error::io)?;
-    let mut hashing = Crc32cWriter::new(&mut writer);
-    value.serialize(Finite(&mut serde_json::Serializer::new(&mut hashing)))?;
-    let crc = hashing.finish().map_err(serde_json::Error::io)?;
-    write!(writer, ",\"{CHECKSUM_KEY}\":\"{crc:08x}\"}}").map_err(serde_json::Error::io)
+    // A NaN or an infinity comes out as `null`: only a value that wrote one can hold one.
+    if wrote_null.get() {
+        check_floats(value)?;
+    }
+    Ok(())
 }
 
-/// Serializes again, tracking the position, to name the field a serialization error is at. Only
-/// failing saves pay for it.
+/// Walks the value again, tracking the position, to name the field a serialization error is
+/// at: serde_json's own refusals first, then the floats. Only failing saves pay for it.
 fn field_of_value<T: Persisted>(value: &T) -> Option<String> {
+    let envelope = Envelope { data: value };
     let mut serializer = serde_json::Serializer::new(io::sink());
-    match serde_path_to_error::serialize(&Envelope { data: value }, Finite(&mut serializer)) {
-        Ok(()) => None,
-        Err(error) => Some(error.path().to_string()).filter(|path| path != "."),
-    }
+    let error = serde_path_to_error::serialize(&envelope, &mut serializer)
+        .err()
+        .or_else(|| serde_path_to_error::serialize(&envelope, FloatScan).err())?;
+    Some(error.path().to_string()).filter(|path| path != ".")
 }
 
 /// The JSON envelope inside a file's bytes: the bytes themselves, or what their frame holds
