@@ -13,7 +13,8 @@
 //!
 //! Each prints the time per load of the medium workload (1.3 MiB) and the minor page faults
 //! per load (from /proc/self/stat), over 20 loads after one warm-up load; `-- async 5 large`
-//! makes that 5 loads of the large workload (106 MiB).
+//! makes that 5 loads of the large workload (106 MiB), `-- async 40 catalogue` 40 loads of the
+//! map-heavy catalogue (sync and async only).
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -41,12 +42,13 @@ fn main() {
         .map_or(20, |n| n.parse().expect("a number of loads"));
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("records.json");
-    let records = match std::env::args().nth(3).as_deref() {
-        Some("large") => Records::large(),
-        _ => Records::medium(),
-    };
-    records.save(&path).expect("saved");
-    drop(records);
+    match std::env::args().nth(3).as_deref() {
+        Some("large") => Records::large().save(&path),
+        Some("catalogue") => persist_bench::shapes::Catalogue::sample().save(&path),
+        _ => Records::medium().save(&path),
+    }
+    .expect("saved");
+    let catalogue = std::env::args().nth(3).as_deref() == Some("catalogue");
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
 
     // One long-lived plain thread that loads on request.
@@ -59,6 +61,15 @@ fn main() {
     });
 
     let load = || {
+        if catalogue {
+            use persist_bench::shapes::Catalogue;
+            let value = match which.as_str() {
+                "sync" => Catalogue::load(&path).expect("loaded"),
+                _ => rt.block_on(Catalogue::load_async(&path)).expect("loaded"),
+            };
+            drop(black_box(value));
+            return;
+        }
         let records = match which.as_str() {
             "sync" => Records::load(&path).expect("loaded"),
             "async" => rt.block_on(Records::load_async(&path)).expect("loaded"),

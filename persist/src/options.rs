@@ -418,7 +418,7 @@ impl Options {
         Ok(value)
     }
 
-    /// [`update`](Options::update) on tokio's blocking thread pool, so that waiting for the lock
+    /// [`update`](Options::update) on persist's worker threads, so that waiting for the lock
     /// does not block the runtime.
     ///
     /// # Errors
@@ -451,7 +451,7 @@ impl Options {
         })
     }
 
-    /// [`load`](Options::load) on tokio's blocking thread pool.
+    /// [`load`](Options::load) on persist's worker threads.
     ///
     /// # Errors
     ///
@@ -475,7 +475,7 @@ impl Options {
         Pending::new(path.as_ref().to_owned(), move |path| options.load(path))
     }
 
-    /// [`load_or_default`](Options::load_or_default) on tokio's blocking thread pool.
+    /// [`load_or_default`](Options::load_or_default) on persist's worker threads.
     ///
     /// # Errors
     ///
@@ -504,18 +504,17 @@ impl Options {
         })
     }
 
-    /// [`save`](Options::save) with the file work on tokio's blocking thread pool, for a value
+    /// [`save`](Options::save) with the file work on persist's worker threads, for a value
     /// the caller keeps. `value` is serialized into memory when this is called, on the
     /// caller's thread, so the future does not borrow it; the bytes written are those
     /// [`save`](Options::save) writes.
     ///
     /// Serializing takes the caller's thread for as long as serde_json needs (BENCHMARKS.md
     /// measures how long a large save stalls a runtime this way) and holds the whole file in
-    /// memory: fine for settings-sized values. For
-    /// large values, prefer [`save_owned_async`](Options::save_owned_async) (or
-    /// [`save_shared_async`](Options::save_shared_async) with an `Arc`), which serialize on the
-    /// blocking pool and stream into the file like `save`, so the runtime's worker threads
-    /// never stall.
+    /// memory: fine for settings-sized values. For large values, prefer
+    /// [`save_owned_async`](Options::save_owned_async) (or
+    /// [`save_shared_async`](Options::save_shared_async) with an `Arc`), which serialize on a
+    /// worker thread and stream into the file like `save`, so the runtime's threads never stall.
     ///
     /// # Errors
     ///
@@ -547,9 +546,9 @@ impl Options {
         })
     }
 
-    /// [`save`](Options::save) of a value the future owns, entirely on tokio's blocking thread
-    /// pool: serializing streams into the temporary file there, exactly as `save` does, so no
-    /// worker thread of the runtime is held up and no copy of the file is kept in memory.
+    /// [`save`](Options::save) of a value the future owns, entirely on persist's worker threads:
+    /// serializing streams into the temporary file there, exactly as `save` does, so no thread
+    /// of the runtime is held up and no copy of the file is kept in memory.
     /// Prefer it to [`save_async`](Options::save_async) for large values, or whenever the
     /// value can be moved or was going to be dropped anyway.
     ///
@@ -580,7 +579,7 @@ impl Options {
 
     /// [`save_owned_async`](Options::save_owned_async) for a value shared through an
     /// [`Arc`](std::sync::Arc): the future holds one more reference while it runs, and the
-    /// value is serialized on the blocking pool.
+    /// value is serialized on a worker thread.
     ///
     /// # Errors
     ///

@@ -192,7 +192,7 @@ pub trait Persisted: Serialize + DeserializeOwned {
         Options::new().update(path, change)
     }
 
-    /// [`update`](Persisted::update) on tokio's blocking thread pool.
+    /// [`update`](Persisted::update) on persist's worker threads.
     ///
     /// # Errors
     ///
@@ -221,7 +221,7 @@ pub trait Persisted: Serialize + DeserializeOwned {
         Options::new().update_async(path, change)
     }
 
-    /// [`load`](Persisted::load) on tokio's blocking thread pool.
+    /// [`load`](Persisted::load) on persist's worker threads.
     ///
     /// # Errors
     ///
@@ -247,7 +247,7 @@ pub trait Persisted: Serialize + DeserializeOwned {
         Options::new().load_async(path)
     }
 
-    /// [`load_or_default`](Persisted::load_or_default) on tokio's blocking thread pool.
+    /// [`load_or_default`](Persisted::load_or_default) on persist's worker threads.
     ///
     /// # Errors
     ///
@@ -273,11 +273,11 @@ pub trait Persisted: Serialize + DeserializeOwned {
         Options::new().load_or_default_async(path)
     }
 
-    /// [`save`](Persisted::save) with the file work on tokio's blocking thread pool. The value
+    /// [`save`](Persisted::save) with the file work on persist's worker threads. The value
     /// is serialized before the returned future is first polled, on the caller's thread, so it
     /// need not be `Send` or `'static`; the bytes written are identical to those of
     /// [`save`](Persisted::save). For large values prefer
-    /// [`save_owned_async`](Persisted::save_owned_async), which serializes on the blocking pool.
+    /// [`save_owned_async`](Persisted::save_owned_async), which serializes on a worker thread.
     ///
     /// # Errors
     ///
@@ -301,7 +301,7 @@ pub trait Persisted: Serialize + DeserializeOwned {
     }
 
     /// [`save`](Persisted::save) of a value the future owns, serialized and written entirely on
-    /// tokio's blocking thread pool (see [`Options::save_owned_async`]): the choice for large
+    /// persist's worker threads (see [`Options::save_owned_async`]): the choice for large
     /// values, whose serialization would otherwise hold up a worker thread of the runtime.
     ///
     /// # Errors
