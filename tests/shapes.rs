@@ -128,3 +128,45 @@ struct ThroughReexport {
 fn a_custom_crate_path_works() {
     round_trip(ThroughReexport { value: true });
 }
+
+#[derive(Debug, serde::Serialize, serde::Deserialize, persist::Persisted)]
+#[persist(version = 1)]
+struct SignedV1 {
+    n: i64,
+}
+
+/// A migration step whose error is a plain `String`.
+#[derive(Debug, serde::Serialize, serde::Deserialize, persist::Persisted)]
+#[persist(version = 2, migrate_from = SignedV1)]
+struct Unsigned {
+    n: u64,
+}
+
+impl TryFrom<SignedV1> for Unsigned {
+    type Error = String;
+
+    fn try_from(old: SignedV1) -> Result<Self, String> {
+        u64::try_from(old.n)
+            .map(|n| Unsigned { n })
+            .map_err(|_| format!("{} is negative", old.n))
+    }
+}
+
+#[test]
+fn a_migration_error_can_be_a_string() {
+    use persist::Persisted as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("n.json");
+    SignedV1 { n: 7 }.save(&path).unwrap();
+    assert_eq!(Unsigned::load(&path).unwrap().n, 7);
+    SignedV1 { n: -3 }.save(&path).unwrap();
+    match Unsigned::load(&path).unwrap_err() {
+        persist::Error::Migration {
+            from, to, source, ..
+        } => {
+            assert_eq!((from, to), (1, 2));
+            assert_eq!(source.to_string(), "-3 is negative");
+        }
+        other => panic!("{other:?}"),
+    }
+}

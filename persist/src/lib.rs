@@ -176,7 +176,9 @@ pub mod __private {
     #[diagnostic::on_unimplemented(
         message = "no migration from `{Previous}` to `{Self}`",
         label = "`{Self}` needs `impl From<{Previous}>` or `impl TryFrom<{Previous}>`",
-        note = "a `TryFrom` error type must implement `std::error::Error + Send + Sync + 'static`"
+        note = "a `TryFrom` error type must convert into `Box<dyn std::error::Error + Send + Sync>`: \
+                any `std::error::Error + Send + Sync + 'static` type, `String`, `&'static str`, \
+                `anyhow::Error` or a boxed error"
     )]
     pub trait MigrateFrom<Previous>: Sized {
         /// Converts, boxing the error.
@@ -186,10 +188,10 @@ pub mod __private {
     impl<Previous, Next> MigrateFrom<Previous> for Next
     where
         Next: TryFrom<Previous>,
-        Next::Error: std::error::Error + Send + Sync + 'static,
+        Next::Error: Into<BoxError>,
     {
         fn migrate_from(previous: Previous) -> Result<Self, BoxError> {
-            Next::try_from(previous).map_err(|error| Box::new(error) as BoxError)
+            Next::try_from(previous).map_err(Into::into)
         }
     }
 }
