@@ -316,3 +316,37 @@ fn a_dangling_symlink_is_not_written_through() {
     let error = untouched(&path, || sample().save(&path).unwrap_err());
     assert_io(&error, IoOp::ResolveSymlink);
 }
+
+#[test]
+fn an_empty_file_says_it_is_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    for (contents, says) in [
+        (&b""[..], "the file is empty"),
+        (b"\xEF\xBB\xBF", "the file is empty"),
+        (b"  \n\t", "the file holds nothing but whitespace"),
+    ] {
+        fs::write(&path, contents).unwrap();
+        let error = untouched(&path, || AppState::load(&path).unwrap_err());
+        let message = error.to_string();
+        assert!(message.contains(&format!("corrupt: {says};")), "{message}");
+        assert!(!message.contains("EOF"), "{message}");
+    }
+}
+
+#[test]
+fn a_field_path_never_shows_an_unknown_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    fs::write(
+        &path,
+        "{\"version\":4,\"data\":{\"user\":\"u\",\"theme\":\"light\",\"window\":null,\n\
+         \"recent\":[],\"shortcuts\":{\"save\":\"Ctrl+S\",}}}",
+    )
+    .unwrap();
+    let error = untouched(&path, || AppState::load(&path).unwrap_err());
+    let message = error.to_string();
+    assert!(!message.contains('?'), "{message}");
+    assert!(message.contains("trailing comma"), "{message}");
+    assert!(message.contains("(at `data.shortcuts`)"), "{message}");
+}

@@ -146,7 +146,7 @@ fn field_of_value<T: Persisted>(value: &T) -> Option<String> {
     let error = serde_path_to_error::serialize(&envelope, &mut serializer)
         .err()
         .or_else(|| serde_path_to_error::serialize(&envelope, FloatScan).err())?;
-    Some(error.path().to_string()).filter(|path| path != ".")
+    known_path(error.path())
 }
 
 /// The JSON envelope inside a file's bytes: the bytes themselves, or what their frame holds
@@ -229,6 +229,18 @@ impl DecodeError {
 pub(crate) fn decode<T: Persisted>(bytes: &[u8]) -> Result<T, DecodeError> {
     // Editors on Windows add a byte-order mark to files a user edits by hand.
     let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(DecodeError::Corrupt {
+            line: 0,
+            column: 0,
+            field: None,
+            reason: if bytes.is_empty() {
+                "the file is empty".to_owned()
+            } else {
+                "the file holds nothing but whitespace".to_owned()
+            },
+        });
+    }
     let checksum_checked = verify_checksum(bytes)?;
     finish(
         parse::<T>(
@@ -309,11 +321,29 @@ fn field_of_error<T: Persisted>(bytes: &[u8], pass: Pass) -> Option<String> {
     let tracked = serde_path_to_error::Deserializer::new(&mut deserializer, &mut track);
     match run_pass::<T, _>(tracked, pass) {
         Ok(_) => None,
-        Err(_) => {
-            let path = track.path().to_string();
-            (path != ".").then_some(path)
+        Err(_) => known_path(&track.path()),
+    }
+}
+
+/// `path` as `data.servers[2].port`, up to its first segment serde_path_to_error could not name
+/// (which it would print as `?`); `None` when not even the first is known.
+fn known_path(path: &serde_path_to_error::Path) -> Option<String> {
+    use serde_path_to_error::Segment;
+
+    let mut text = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => text.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !text.is_empty() {
+                    text.push('.');
+                }
+                text.push_str(key);
+            }
+            Segment::Unknown => break,
         }
     }
+    (!text.is_empty()).then_some(text)
 }
 
 fn run_pass<'de, T: Persisted, D: Deserializer<'de>>(
