@@ -330,3 +330,115 @@ fn fixtures_of_a_symmetric_schema_round_trip() {
     assert_eq!(loaded[0].round_trip_problem(), None);
     fixtures.assert_round_trips(&loaded);
 }
+
+#[test]
+fn writing_never_replaces_an_existing_fixture_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = Fixtures::<AppState>::new(dir.path());
+    let v1 = AppStateV1 {
+        user: "first".into(),
+        dark_mode: true,
+    };
+    let path = fixtures.write("basic", &v1).unwrap();
+    let before = fs::read(&path).unwrap();
+    let other = AppStateV1 {
+        user: "second".into(),
+        dark_mode: false,
+    };
+    match fixtures.write("basic", &other) {
+        Err(persist::testing::FixtureError::Exists { path: existing }) => {
+            assert_eq!(existing, path)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fs::read(&path).unwrap(), before);
+    fixtures.overwrite("basic", &other).unwrap();
+    assert!(fs::read_to_string(&path).unwrap().contains("\"second\""));
+}
+
+#[test]
+fn a_fixture_that_should_load_fails_the_test_when_it_does_not_and_the_reverse() {
+    let good = r#"{"version":1,"data":{"user":"u","dark_mode":true}}"#;
+    let bad = r#"{"version":1,"data":{"user":"u"}}"#;
+    // A fixture that no longer loads fails, whatever its snapshot says.
+    let (_dir, fixtures, loaded) = fixtures_of::<AppState>(&[("v1/basic.json", bad)]);
+    let message = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        fixtures.assert_outcomes(&loaded)
+    }))
+    .unwrap_err()
+    .downcast_ref::<String>()
+    .unwrap()
+    .clone();
+    assert!(
+        message.contains("fixture v1/basic.json does not load"),
+        "{message}"
+    );
+    assert!(message.contains("missing field `dark_mode`"), "{message}");
+    assert!(message.contains("`basic.fails.json`"), "{message}");
+
+    // Declared to fail and failing: fine. Declared to fail and loading: fails.
+    let (_dir, fixtures, loaded) =
+        fixtures_of::<AppState>(&[("v1/missing-mode.fails.json", bad), ("v1/basic.json", good)]);
+    assert!(loaded.iter().any(|fixture| fixture.expect_failure));
+    fixtures.assert_outcomes(&loaded);
+    let (_dir, fixtures, loaded) = fixtures_of::<AppState>(&[("v1/now-loads.fails.json", good)]);
+    let message = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        fixtures.assert_outcomes(&loaded)
+    }))
+    .unwrap_err()
+    .downcast_ref::<String>()
+    .unwrap()
+    .clone();
+    assert!(
+        message.contains("v1/now-loads.fails.json is declared to fail"),
+        "{message}"
+    );
+}
+
+#[test]
+fn the_snapshot_header_lists_the_steps_that_ran_and_the_one_that_failed() {
+    let (_dir, _fixtures, loaded) = fixtures_of::<AppState>(&[
+        (
+            "v1/ok.json",
+            r#"{"version":1,"data":{"user":"u","dark_mode":true}}"#,
+        ),
+        (
+            "v2/unknown-theme.fails.json",
+            r#"{"version":2,"data":{"user":"u","theme":"sepia","window":null}}"#,
+        ),
+        ("v4/broken.fails.json", r#"{"version":4,"data":{"user":1}}"#),
+    ]);
+    let headers: Vec<String> = loaded
+        .iter()
+        .map(|fixture| fixture.snapshot().lines().next().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            "fixture v1/ok.json, migrated 1 -> 2 -> 4",
+            "fixture v2/unknown-theme.fails.json, migration 2 -> 4 failed",
+            "fixture v4/broken.fails.json, not loaded",
+        ]
+    );
+}
+
+#[test]
+fn a_missing_fixtures_folder_gets_one_clear_message_from_either_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("fixtures/app_state");
+    let fixtures = Fixtures::<AppState>::new(&missing);
+    for check in [
+        Box::new(|| fixtures.assert_folder_exists()) as Box<dyn Fn()>,
+        Box::new(|| fixtures.assert_schemas()),
+    ] {
+        let message = std::panic::catch_unwind(std::panic::AssertUnwindSafe(check))
+            .unwrap_err()
+            .downcast_ref::<String>()
+            .unwrap()
+            .clone();
+        assert!(message.starts_with("no fixtures folder at"), "{message}");
+        assert!(message.contains("(v1/, v2/, v4/ ...)"), "{message}");
+    }
+    // Nothing was written on the way.
+    assert!(!missing.exists());
+}

@@ -9,6 +9,7 @@
 //! tests/fixtures/settings/      the folder given to Fixtures::new or migration_tests!
 //!   v1/schema.txt               the locked shape of version 1 (generated, committed)
 //!   v1/basic.json               fixtures: real files of version 1 (written by Fixtures::write)
+//!   v1/bad-theme.fails.json     a fixture that must fail to load
 //!   v2/schema.txt
 //!   v2/basic.json
 //!   v3/...
@@ -26,6 +27,8 @@
 //! - `fixtures`: every `v<N>/*.json` is loaded as `Settings` with the real load path and the
 //!   outcome (the migration steps, then the migrated value as JSON, or the error) is an insta
 //!   snapshot named `v<N>_<fixture>`. Each version of the chain must have at least one fixture.
+//!   Every fixture must load, except those named `<name>.fails.json`, which must fail, whatever
+//!   the snapshots say.
 //!   Every migrated value is also saved, loaded again and saved again, and must give the same
 //!   bytes: a schema whose files do not load back to the same value (`skip_serializing_if`
 //!   without `default`, overlapping untagged variants, ...) fails here rather than in a user's
@@ -91,6 +94,30 @@ pub struct Fixture<T> {
     pub steps: Vec<(u32, u32)>,
     /// The loaded value, or the error the load reported.
     pub loaded: Result<T, Error>,
+    /// The fixture is declared to fail: its name ends in `.fails` (`v1/bad-theme.fails.json`).
+    /// Every other fixture must load.
+    pub expect_failure: bool,
+}
+
+/// Why [`Fixtures::write`] wrote nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FixtureError {
+    /// A fixture of that name exists. Fixtures are the files your users have: they are never
+    /// replaced by accident. Use [`Fixtures::overwrite`] to replace one on purpose.
+    #[error(
+        "{}: the fixture exists and was left as it was; fixtures of old versions are the files \
+         your users have, so they are never replaced by accident (Fixtures::overwrite replaces \
+         one on purpose)",
+        path.display()
+    )]
+    Exists {
+        /// The fixture.
+        path: PathBuf,
+    },
+    /// The save failed.
+    #[error(transparent)]
+    Save(#[from] Error),
 }
 
 impl<T: Persisted> Fixture<T> {
@@ -103,18 +130,38 @@ impl<T: Persisted> Fixture<T> {
     /// (with the fixture's path left out, so the text is the same on every machine).
     pub fn snapshot(&self) -> String {
         let mut text = format!("fixture v{}/{}.json, ", self.version, self.name);
-        if self.steps.is_empty() {
-            text.push_str("no migration\n");
-        } else {
+        // The steps that ran: all of them after a load, those before the failing one after a
+        // refused migration, none when the data could not be read at all.
+        let (ran, failed) = match &self.loaded {
+            Ok(_) => (&self.steps[..], None),
+            Err(Error::Migration { from, to, .. }) => {
+                let failing = self.steps.iter().position(|step| *step == (*from, *to));
+                (&self.steps[..failing.unwrap_or(0)], Some((*from, *to)))
+            }
+            Err(_) => (&self.steps[..0], None),
+        };
+        if ran.is_empty() && failed.is_none() {
+            text.push_str(if self.loaded.is_ok() {
+                "no migration"
+            } else {
+                "not loaded"
+            });
+        } else if !ran.is_empty() {
             text.push_str("migrated");
-            for (i, (from, to)) in self.steps.iter().enumerate() {
+            for (i, (from, to)) in ran.iter().enumerate() {
                 if i == 0 {
                     text.push_str(&format!(" {from}"));
                 }
                 text.push_str(&format!(" -> {to}"));
             }
-            text.push('\n');
         }
+        if let Some((from, to)) = failed {
+            if !ran.is_empty() {
+                text.push_str(", then ");
+            }
+            text.push_str(&format!("migration {from} -> {to} failed"));
+        }
+        text.push('\n');
         match &self.loaded {
             Ok(value) => match serde_json::to_string_pretty(value) {
                 Ok(json) => text.push_str(&json),
@@ -209,14 +256,55 @@ impl<T: Persisted> Fixtures<T> {
     /// Writes `value`, a value of any version `V` of the chain, as the fixture `name` of its
     /// version: `<dir>/v<V::VERSION>/<name>.json`, in the real on-disk format (a plain save).
     /// Call it once when you add a version, from a test or a small program, and commit the file.
+    /// Name a fixture that must fail to load `<name>.fails` (see [`Fixtures::assert_outcomes`]).
+    ///
+    /// # Errors
+    ///
+    /// [`FixtureError::Exists`] if the fixture exists: it is left as it is (fixtures of old
+    /// versions are the files your users have); [`FixtureError::Save`] with the errors of
+    /// [`Persisted::save`].
+    pub fn write<V: Persisted>(&self, name: &str, value: &V) -> Result<PathBuf, FixtureError> {
+        let path = self.fixture_path::<V>(name);
+        if std::fs::symlink_metadata(&path).is_ok() {
+            return Err(FixtureError::Exists { path });
+        }
+        Options::new().backups(0).save(value, &path)?;
+        Ok(path)
+    }
+
+    /// [`write`](Fixtures::write), replacing the fixture if it exists: for when a fixture was
+    /// wrong, never to make a failing test pass.
     ///
     /// # Errors
     ///
     /// The errors of [`Persisted::save`].
-    pub fn write<V: Persisted>(&self, name: &str, value: &V) -> Result<PathBuf, Error> {
-        let path = self.version_dir(V::VERSION).join(format!("{name}.json"));
+    pub fn overwrite<V: Persisted>(&self, name: &str, value: &V) -> Result<PathBuf, Error> {
+        let path = self.fixture_path::<V>(name);
         Options::new().backups(0).save(value, &path)?;
         Ok(path)
+    }
+
+    fn fixture_path<V: Persisted>(&self, name: &str) -> PathBuf {
+        self.version_dir(V::VERSION).join(format!("{name}.json"))
+    }
+
+    /// Panics with what to create when the fixtures folder does not exist, rather than letting
+    /// each test fail its own way.
+    pub fn assert_folder_exists(&self) {
+        assert!(
+            self.dir.is_dir(),
+            "no fixtures folder at {} (relative paths start at the package root): create it with \
+             one folder per version of the `{}` chain (v{}/ ...), each holding real files of \
+             that version, for instance with `persist::testing::Fixtures::write`; the schema \
+             locks are written there on the first run",
+            self.dir.display(),
+            short_name::<T>(),
+            crate::codec::chain_versions::<T>()
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join("/, v"),
+        );
     }
 
     /// Loads every fixture of every version folder as `T` through the real load path, sorted by
@@ -242,6 +330,7 @@ impl<T: Persisted> Fixtures<T> {
                 let inspection = Options::new().inspect::<T>(&path)?;
                 fixtures.push(Fixture {
                     version,
+                    expect_failure: name.ends_with(".fails"),
                     name,
                     steps: inspection.steps,
                     loaded: T::load(&path),
@@ -250,6 +339,31 @@ impl<T: Persisted> Fixtures<T> {
             }
         }
         Ok(fixtures)
+    }
+
+    /// Panics unless every fixture loads, except those declared to fail (named `<name>.fails`),
+    /// which must fail. Whatever the snapshots say: a snapshot accepted in a hurry can record
+    /// an error, and this still fails.
+    pub fn assert_outcomes(&self, fixtures: &[Fixture<T>]) {
+        let problems: Vec<String> = fixtures
+            .iter()
+            .filter_map(|fixture| {
+                let at = format!("fixture v{}/{}.json", fixture.version, fixture.name);
+                match (&fixture.loaded, fixture.expect_failure) {
+                    (Err(error), false) => Some(format!(
+                        "{at} does not load: {error}\n(files of version {} that your users have \
+                         would fail the same way; if this fixture must fail, name it `{}.fails.json`)",
+                        fixture.version, fixture.name
+                    )),
+                    (Ok(_), true) => Some(format!(
+                        "{at} is declared to fail (`.fails.json`) but loads; rename it if that is \
+                         now intended"
+                    )),
+                    _ => None,
+                }
+            })
+            .collect();
+        assert!(problems.is_empty(), "{}", problems.join("\n\n"));
     }
 
     /// Panics unless every fixture that loads survives a save and a load unchanged: saved, loaded
@@ -346,6 +460,7 @@ impl<T: Persisted> Fixtures<T> {
     /// when the `CI` environment variable is set), rewrites changed ones when
     /// `PERSIST_ACCEPT_SCHEMA=1`, and panics with the diff and what to do otherwise.
     pub fn assert_schemas(&self) {
+        self.assert_folder_exists();
         let changes = match self.schema_changes() {
             Ok(changes) => changes,
             Err(error) => panic!("{error}"),
@@ -470,10 +585,12 @@ macro_rules! migration_tests {
             #[test]
             fn fixtures() {
                 let fixtures = $crate::testing::Fixtures::<$ty>::new($dir);
+                fixtures.assert_folder_exists();
                 let loaded = fixtures
                     .load_all()
                     .unwrap_or_else(|error| panic!("cannot read the fixtures: {error}"));
                 fixtures.assert_every_version_has_a_fixture(&loaded);
+                fixtures.assert_outcomes(&loaded);
                 fixtures.assert_round_trips(&loaded);
                 for fixture in &loaded {
                     $crate::testing::insta::assert_snapshot!(
