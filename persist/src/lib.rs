@@ -116,6 +116,7 @@ mod schema;
 pub mod testing;
 #[cfg(feature = "tokio")]
 mod tokio;
+mod update;
 #[cfg(feature = "tokio")]
 mod worker;
 

@@ -10,7 +10,7 @@ use crate::Pending;
 use crate::codec::EncodeError;
 use crate::fs::{Durability, FileWriter};
 use crate::key::Key;
-use crate::{Backup, Error, Inspection, IoOp, Persisted, backup, codec, frame, fs, inspect, lock};
+use crate::{Backup, Error, Inspection, IoOp, Persisted, backup, codec, frame, fs, inspect};
 
 /// Settings for loading and saving, for when the defaults of the [`Persisted`] methods do not
 /// fit. `Persisted::load(path)` is `Options::new().load(path)`.
@@ -168,6 +168,11 @@ impl Options {
     pub fn encrypt(mut self, key: Key) -> Self {
         self.key = Some(key);
         self
+    }
+
+    /// How long an update waits for the lock.
+    pub(crate) fn lock_wait(&self) -> Option<Duration> {
+        self.lock_timeout
     }
 
     fn layers(&self) -> frame::Layers<'_> {
@@ -371,84 +376,6 @@ impl Options {
     /// See [`Options`].
     pub fn save<T: Persisted>(&self, value: &T, path: impl AsRef<Path>) -> Result<(), Error> {
         self.save_value(value, path.as_ref())
-    }
-
-    /// Read-modify-write under an exclusive lock shared with every other process that updates
-    /// the same file: takes the lock (`<file name>.lock` beside the file), loads the value (or
-    /// `T::default()` if there is no file), applies `change`, saves, releases the lock, and
-    /// returns the saved value. No concurrent update is lost.
-    ///
-    /// Plain [`load`](Options::load)s need no lock: a save replaces the file in one rename, so a
-    /// reader sees the old contents or the new. A plain [`save`](Options::save) does not take the
-    /// lock either: mixing it with concurrent updates of the same file can lose those updates.
-    ///
-    /// The lock is `flock(2)`: advisory, released when the process exits or dies. On NFS, Linux
-    /// emulates it with byte-range locks, which work when the server supports NFSv4 or NLM
-    /// locking; where a file system has no locks at all, this returns [`Error::Io`] with
-    /// [`IoOp::Lock`](crate::IoOp::Lock) and an `Unsupported` source rather than waiting.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::LockTimeout`] when another process holds the lock longer than
-    /// [`lock_timeout`](Options::lock_timeout); every error of
-    /// [`load_or_default`](Options::load_or_default) (the file is then not written) and of
-    /// [`save`](Options::save).
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # use persist::{Options, Persisted};
-    /// # #[derive(Default, serde::Serialize, serde::Deserialize, Persisted)]
-    /// # #[persist(version = 1)]
-    /// # struct Stats { launches: u64 }
-    /// let options = Options::new().lock_timeout(Some(std::time::Duration::from_secs(2)));
-    /// let stats: Stats = options.update("stats.json", |stats: &mut Stats| stats.launches += 1)?;
-    /// # Ok::<(), persist::Error>(())
-    /// ```
-    pub fn update<T: Persisted + Default>(
-        &self,
-        path: impl AsRef<Path>,
-        change: impl FnOnce(&mut T),
-    ) -> Result<T, Error> {
-        let path = path.as_ref();
-        let _lock = lock::exclusive(path, self.lock_timeout)?;
-        let mut value: T = self.load_or_default(path)?;
-        change(&mut value);
-        self.save(&value, path)?;
-        Ok(value)
-    }
-
-    /// [`update`](Options::update) on persist's worker threads, so that waiting for the lock
-    /// does not block the runtime.
-    ///
-    /// # Errors
-    ///
-    /// See [`update`](Options::update).
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # use persist::{Options, Persisted};
-    /// # #[derive(Default, serde::Serialize, serde::Deserialize, Persisted)]
-    /// # #[persist(version = 1)]
-    /// # struct Stats { launches: u64 }
-    /// # async fn run() -> Result<(), persist::Error> {
-    /// let stats: Stats = Options::new()
-    ///     .update_async("stats.json", |stats: &mut Stats| stats.launches += 1)
-    ///     .await?;
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[cfg(feature = "tokio")]
-    pub fn update_async<T: Persisted + Default + Send + 'static>(
-        &self,
-        path: impl AsRef<Path>,
-        change: impl FnOnce(&mut T) + Send + 'static,
-    ) -> Pending<T> {
-        let options = self.clone();
-        Pending::new(path.as_ref().to_owned(), move |path| {
-            options.update(path, change)
-        })
     }
 
     /// [`load`](Options::load) on persist's worker threads.

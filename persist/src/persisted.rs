@@ -221,6 +221,52 @@ pub trait Persisted: Serialize + DeserializeOwned {
         Options::new().update_async(path, change)
     }
 
+    /// [`update`](Persisted::update) with a change that may fail or decide not to save: `Err`
+    /// writes nothing and is returned; `Ok(r)` saves and returns `r`. See
+    /// [`Options::try_update`].
+    ///
+    /// # Errors
+    ///
+    /// The closure's error; persist's errors converted into it (`E: From<persist::Error>`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::Persisted;
+    /// # #[derive(Default, serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Queue { jobs: Vec<String> }
+    /// let next = Queue::try_update("queue.json", |queue| Ok::<_, persist::Error>(queue.jobs.pop()))?;
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    fn try_update<R, E: From<Error>>(
+        path: impl AsRef<Path>,
+        change: impl FnOnce(&mut Self) -> Result<R, E>,
+    ) -> Result<R, E>
+    where
+        Self: Default,
+    {
+        Options::new().try_update(path, change)
+    }
+
+    /// [`try_update`](Persisted::try_update) on persist's worker threads.
+    ///
+    /// # Errors
+    ///
+    /// See [`try_update`](Persisted::try_update).
+    #[cfg(feature = "tokio")]
+    fn try_update_async<R, E>(
+        path: impl AsRef<Path>,
+        change: impl FnOnce(&mut Self) -> Result<R, E> + Send + 'static,
+    ) -> Pending<R, E>
+    where
+        Self: Default + 'static,
+        R: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        Options::new().try_update_async(path, change)
+    }
+
     /// [`load`](Persisted::load) on persist's worker threads.
     ///
     /// # Errors

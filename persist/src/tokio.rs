@@ -13,7 +13,7 @@ use ::tokio::sync::oneshot;
 use crate::error::{Error, IoOp};
 use crate::worker;
 
-type Work<T> = Box<dyn FnOnce(&Path) -> Result<T, Error> + Send>;
+type Work<T, E> = Box<dyn FnOnce(&Path) -> Result<T, E> + Send>;
 
 /// The future of an `_async` load or save, such as [`Persisted::load_async`](crate::Persisted::load_async).
 ///
@@ -23,28 +23,31 @@ type Work<T> = Box<dyn FnOnce(&Path) -> Result<T, Error> + Send>;
 /// particular runtime: tokio, or any executor. It is `Send` and `'static`: it can be spawned.
 /// Dropping it after the first poll does not stop the work: a save that has started still
 /// completes (or fails) atomically. A panic in the work resumes in the caller.
+///
+/// Its output is `Result<T, E>`: `E` is [`Error`], except for the `try_update` family, whose
+/// closure chooses its own error type (one that a persist [`Error`] converts into).
 #[must_use = "futures do nothing unless you `.await` or poll them"]
-pub struct Pending<T> {
-    state: State<T>,
+pub struct Pending<T, E = Error> {
+    state: State<T, E>,
 }
 
-enum State<T> {
+enum State<T, E> {
     Start {
         path: PathBuf,
-        work: Work<T>,
+        work: Work<T, E>,
     },
     Running {
         path: PathBuf,
-        result: oneshot::Receiver<std::thread::Result<Result<T, Error>>>,
+        result: oneshot::Receiver<std::thread::Result<Result<T, E>>>,
     },
-    Failed(Error),
+    Failed(E),
     Finished,
 }
 
-impl<T: Send + 'static> Pending<T> {
+impl<T: Send + 'static, E: From<Error> + Send + 'static> Pending<T, E> {
     pub(crate) fn new(
         path: PathBuf,
-        work: impl FnOnce(&Path) -> Result<T, Error> + Send + 'static,
+        work: impl FnOnce(&Path) -> Result<T, E> + Send + 'static,
     ) -> Self {
         let work = Box::new(work);
         Pending {
@@ -53,15 +56,19 @@ impl<T: Send + 'static> Pending<T> {
     }
 
     /// A future that resolves to `error` without doing any work.
-    pub(crate) fn failed(error: Error) -> Self {
+    pub(crate) fn failed(error: E) -> Self {
         Pending {
             state: State::Failed(error),
         }
     }
 }
 
-impl<T: Send + 'static> Future for Pending<T> {
-    type Output = Result<T, Error>;
+// Nothing in a `Pending` is ever pinned: its state is moved in and out whole, so it is `Unpin`
+// whatever `T` and `E` are.
+impl<T, E> Unpin for Pending<T, E> {}
+
+impl<T: Send + 'static, E: From<Error> + Send + 'static> Future for Pending<T, E> {
+    type Output = Result<T, E>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
@@ -92,7 +99,8 @@ impl<T: Send + 'static> Future for Pending<T> {
                             path,
                             op: IoOp::BlockingTask,
                             source: std::io::Error::other(gone),
-                        })),
+                        }
+                        .into())),
                     };
                 }
                 State::Failed(error) => return Poll::Ready(Err(error)),
@@ -102,7 +110,7 @@ impl<T: Send + 'static> Future for Pending<T> {
     }
 }
 
-impl<T> fmt::Debug for Pending<T> {
+impl<T, E> fmt::Debug for Pending<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Start { .. } => "not started",
