@@ -122,10 +122,12 @@ fn schema_locks_are_compared_per_version() {
         fs::write(&change.lock, &change.current).unwrap();
     }
     assert!(fixtures.schema_changes().unwrap().is_empty());
-    // Nested types are part of the shape.
+    // Nested types are part of the shape, named by where they are used.
     let v4 = describe::<AppState>().unwrap();
     assert!(
-        v4.contains("Theme = enum {") && v4.contains("Window = struct {"),
+        v4.starts_with("$ = struct {\n  user: string,\n  theme: $.theme,\n")
+            && v4.contains("$.theme = enum {")
+            && v4.contains("$.window = struct {"),
         "{v4}"
     );
 

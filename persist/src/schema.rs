@@ -1,11 +1,14 @@
 //! The serialized shape of a type, as text: what serde expects to read, traced through the
 //! type's `Deserialize` impl with serde-reflection. Nested types are included, so a change inside
-//! an enum used three levels down shows up too.
+//! an enum used three levels down shows up too. Types are named by where they are used
+//! (`$.window`), not by their Rust names, which JSON never holds: renaming a type is not a
+//! schema change.
 
+use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 
 use serde_reflection::{
-    ContainerFormat, Format, Named, Samples, Tracer, TracerConfig, VariantFormat,
+    ContainerFormat, Format, Named, Registry, Samples, Tracer, TracerConfig, VariantFormat,
 };
 
 use crate::Persisted;
@@ -80,41 +83,148 @@ pub fn describe<V: Persisted>() -> Result<String, ShapeError> {
             Err(e) => return Err(error(e.to_string())),
         }
     };
+    let names = canonical_names(&root, &registry);
     let mut text = String::new();
-    let root_name = match &root {
-        Format::TypeName(name) => Some(name.clone()),
-        _ => None,
+    let _ = match &root {
+        Format::TypeName(name) => match registry.get(name) {
+            Some(container) => Ok(container_block(&mut text, ROOT, container, &names)),
+            None => writeln!(text, "{ROOT} = {}", FormatText(&root, &names)),
+        },
+        other => writeln!(text, "{ROOT} = {}", FormatText(other, &names)),
     };
-    match &root_name {
-        Some(name) => {
+    for (name, canonical) in &names.order {
+        if Some(name) != root_name(&root) {
             if let Some(container) = registry.get(name) {
-                container_block(&mut text, name, container);
+                container_block(&mut text, canonical, container, &names);
             }
-        }
-        None => {
-            let _ = writeln!(text, "root = {}", FormatText(&root));
-        }
-    }
-    for (name, container) in &registry {
-        if Some(name) != root_name.as_ref() {
-            container_block(&mut text, name, container);
         }
     }
     Ok(text)
 }
 
-fn container_block(out: &mut String, name: &str, container: &ContainerFormat) {
+/// The root's name in a lock.
+const ROOT: &str = "$";
+
+fn root_name(root: &Format) -> Option<&String> {
+    match root {
+        Format::TypeName(name) => Some(name),
+        _ => None,
+    }
+}
+
+/// What a lock calls each nested type: the path of its first use from the root (`$.window`,
+/// `$.shapes[]`, `$.theme::Custom.accent`), never its Rust or serde name. A type renamed in
+/// Rust, with the same serialized shape, keeps its lock; JSON never holds the names.
+struct Names {
+    by_type: HashMap<String, String>,
+    /// Types in the order they were first reached, with their lock names.
+    order: Vec<(String, String)>,
+}
+
+impl Names {
+    fn of<'a>(&'a self, name: &'a str) -> &'a str {
+        self.by_type.get(name).map_or(name, String::as_str)
+    }
+}
+
+fn canonical_names(root: &Format, registry: &Registry) -> Names {
+    fn visit(format: &Format, path: &str, registry: &Registry, names: &mut Names) {
+        match format {
+            Format::TypeName(name) => {
+                if names.by_type.contains_key(name) {
+                    return;
+                }
+                names.by_type.insert(name.clone(), path.to_owned());
+                names.order.push((name.clone(), path.to_owned()));
+                if let Some(container) = registry.get(name) {
+                    visit_container(container, path, registry, names);
+                }
+            }
+            Format::Option(inner) => visit(inner, path, registry, names),
+            Format::Seq(inner) | Format::TupleArray { content: inner, .. } => {
+                visit(inner, &format!("{path}[]"), registry, names);
+            }
+            Format::Map { key, value } => {
+                visit(key, &format!("{path}{{key}}"), registry, names);
+                visit(value, &format!("{path}{{}}"), registry, names);
+            }
+            Format::Tuple(items) => items_at(items, path, registry, names),
+            _ => {}
+        }
+    }
+
+    fn items_at(items: &[Format], path: &str, registry: &Registry, names: &mut Names) {
+        for (i, item) in items.iter().enumerate() {
+            visit(item, &format!("{path}.{i}"), registry, names);
+        }
+    }
+
+    fn fields_at(fields: &[Named<Format>], path: &str, registry: &Registry, names: &mut Names) {
+        for field in fields {
+            visit(
+                &field.value,
+                &format!("{path}.{}", field.name),
+                registry,
+                names,
+            );
+        }
+    }
+
+    fn visit_container(
+        container: &ContainerFormat,
+        path: &str,
+        registry: &Registry,
+        names: &mut Names,
+    ) {
+        match container {
+            ContainerFormat::UnitStruct => {}
+            ContainerFormat::NewTypeStruct(inner) => {
+                visit(inner, &format!("{path}.0"), registry, names);
+            }
+            ContainerFormat::TupleStruct(items) => items_at(items, path, registry, names),
+            ContainerFormat::Struct(fields) => fields_at(fields, path, registry, names),
+            ContainerFormat::Enum(variants) => {
+                for variant in variants.values() {
+                    let at = format!("{path}::{}", variant.name);
+                    match &variant.value {
+                        VariantFormat::Unit | VariantFormat::Variable(_) => {}
+                        VariantFormat::NewType(inner) => visit(inner, &at, registry, names),
+                        VariantFormat::Tuple(items) => items_at(items, &at, registry, names),
+                        VariantFormat::Struct(fields) => fields_at(fields, &at, registry, names),
+                    }
+                }
+            }
+        }
+    }
+
+    let mut names = Names {
+        by_type: HashMap::new(),
+        order: Vec::new(),
+    };
+    visit(root, ROOT, registry, &mut names);
+    // Anything the walk did not reach (not expected) keeps its serde name, so that it still
+    // shows up in the lock.
+    for name in registry.keys() {
+        if !names.by_type.contains_key(name) {
+            names.by_type.insert(name.clone(), name.clone());
+            names.order.push((name.clone(), name.clone()));
+        }
+    }
+    names
+}
+
+fn container_block(out: &mut String, name: &str, container: &ContainerFormat, names: &Names) {
     let _ = match container {
         ContainerFormat::UnitStruct => writeln!(out, "{name} = unit struct"),
         ContainerFormat::NewTypeStruct(inner) => {
-            writeln!(out, "{name} = newtype({})", FormatText(inner))
+            writeln!(out, "{name} = newtype({})", FormatText(inner, names))
         }
         ContainerFormat::TupleStruct(items) => {
-            writeln!(out, "{name} = tuple({})", List(items))
+            writeln!(out, "{name} = tuple({})", List(items, names))
         }
         ContainerFormat::Struct(fields) => {
             let _ = writeln!(out, "{name} = struct {{");
-            fields_block(out, fields, "  ");
+            fields_block(out, fields, "  ", names);
             writeln!(out, "}}")
         }
         ContainerFormat::Enum(variants) => {
@@ -125,14 +235,14 @@ fn container_block(out: &mut String, name: &str, container: &ContainerFormat) {
                         writeln!(out, "  {},", variant.name)
                     }
                     VariantFormat::NewType(inner) => {
-                        writeln!(out, "  {}({}),", variant.name, FormatText(inner))
+                        writeln!(out, "  {}({}),", variant.name, FormatText(inner, names))
                     }
                     VariantFormat::Tuple(items) => {
-                        writeln!(out, "  {}({}),", variant.name, List(items))
+                        writeln!(out, "  {}({}),", variant.name, List(items, names))
                     }
                     VariantFormat::Struct(fields) => {
                         let _ = writeln!(out, "  {} {{", variant.name);
-                        fields_block(out, fields, "    ");
+                        fields_block(out, fields, "    ", names);
                         writeln!(out, "  }},")
                     }
                 };
@@ -142,13 +252,18 @@ fn container_block(out: &mut String, name: &str, container: &ContainerFormat) {
     };
 }
 
-fn fields_block(out: &mut String, fields: &[Named<Format>], indent: &str) {
+fn fields_block(out: &mut String, fields: &[Named<Format>], indent: &str, names: &Names) {
     for field in fields {
-        let _ = writeln!(out, "{indent}{}: {},", field.name, FormatText(&field.value));
+        let _ = writeln!(
+            out,
+            "{indent}{}: {},",
+            field.name,
+            FormatText(&field.value, names)
+        );
     }
 }
 
-struct List<'a>(&'a [Format]);
+struct List<'a>(&'a [Format], &'a Names);
 
 impl fmt::Display for List<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -156,19 +271,19 @@ impl fmt::Display for List<'_> {
             if i > 0 {
                 f.write_str(", ")?;
             }
-            write!(f, "{}", FormatText(format))?;
+            write!(f, "{}", FormatText(format, self.1))?;
         }
         Ok(())
     }
 }
 
-struct FormatText<'a>(&'a Format);
+struct FormatText<'a>(&'a Format, &'a Names);
 
 impl fmt::Display for FormatText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
             Format::Variable(_) => f.write_str("?"),
-            Format::TypeName(name) => f.write_str(name),
+            Format::TypeName(name) => f.write_str(self.1.of(name)),
             Format::Unit => f.write_str("()"),
             Format::Bool => f.write_str("bool"),
             Format::I8 => f.write_str("i8"),
@@ -186,13 +301,18 @@ impl fmt::Display for FormatText<'_> {
             Format::Char => f.write_str("char"),
             Format::Str => f.write_str("string"),
             Format::Bytes => f.write_str("bytes"),
-            Format::Option(inner) => write!(f, "option<{}>", FormatText(inner)),
-            Format::Seq(inner) => write!(f, "seq<{}>", FormatText(inner)),
-            Format::Map { key, value } => {
-                write!(f, "map<{}, {}>", FormatText(key), FormatText(value))
+            Format::Option(inner) => write!(f, "option<{}>", FormatText(inner, self.1)),
+            Format::Seq(inner) => write!(f, "seq<{}>", FormatText(inner, self.1)),
+            Format::Map { key, value } => write!(
+                f,
+                "map<{}, {}>",
+                FormatText(key, self.1),
+                FormatText(value, self.1)
+            ),
+            Format::Tuple(items) => write!(f, "({})", List(items, self.1)),
+            Format::TupleArray { content, size } => {
+                write!(f, "[{}; {size}]", FormatText(content, self.1))
             }
-            Format::Tuple(items) => write!(f, "({})", List(items)),
-            Format::TupleArray { content, size } => write!(f, "[{}; {size}]", FormatText(content)),
         }
     }
 }

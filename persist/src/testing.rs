@@ -51,8 +51,11 @@
 //! touches those passes, and adding a defaulted field fails it (accept it if old files still
 //! load as intended). It cannot trace untagged or internally tagged enums, `#[serde(flatten)]`,
 //! `serde_json::Value` or hand-written impls that call `deserialize_any`: those types get a
-//! clear error, not a silent pass. Types are named by their serde name, so two nested types with
-//! the same name in different modules are reported as a conflict. Homogeneous tuples such as
+//! clear error, not a silent pass. A lock names the root `$` and each nested type by where it is
+//! first used (`$.window`, `$.theme::Custom.accent`), not by its Rust name, which JSON never
+//! holds: renaming a type (the first step of a bump) changes no lock. Two nested types with the
+//! same serde name in different modules are still reported as a conflict, because that is how
+//! serde-reflection tells types apart. Homogeneous tuples such as
 //! `(u32, u32)` are written `[u32; 2]`.
 
 use std::fmt;
