@@ -61,7 +61,7 @@ mod before {
 /// Step 1: `Settings` renamed to `SettingsV3` (its `Window` to `WindowV3` too), same shape, same
 /// version; the new `Settings` is version 4.
 mod after {
-    pub use super::before::{SettingsV1, SettingsV2};
+    pub use super::before::SettingsV2;
     use super::*;
 
     #[derive(Debug, Clone, Serialize, Deserialize, Persisted)]

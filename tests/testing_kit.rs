@@ -5,8 +5,8 @@ mod common;
 use std::fs;
 
 use common::{AppState, AppStateV1, AppStateV2, copy_of_fixture, listing};
-use persist::Options;
 use persist::testing::{Fixtures, describe};
+use persist::{Options, Persisted};
 
 #[test]
 fn inspect_reports_the_steps_and_the_outcome_without_writing() {
@@ -443,4 +443,82 @@ fn a_missing_fixtures_folder_gets_one_clear_message_from_either_test() {
     }
     // Nothing was written on the way.
     assert!(!missing.exists());
+}
+
+mod free_form {
+    use persist::Persisted;
+    use serde::{Deserialize, Serialize};
+
+    /// One free-form field, marked.
+    #[derive(Serialize, Deserialize, Persisted)]
+    #[persist(version = 1)]
+    pub struct Marked {
+        pub theme: String,
+        #[serde(with = "persist::any")]
+        pub plugins: serde_json::Value,
+    }
+
+    /// The same, unmarked.
+    #[derive(Serialize, Deserialize, Persisted)]
+    #[persist(version = 1)]
+    pub struct Unmarked {
+        pub theme: String,
+        pub plugins: serde_json::Value,
+    }
+
+    /// `Marked` with one more field.
+    #[derive(Serialize, Deserialize, Persisted)]
+    #[persist(version = 1)]
+    pub struct MarkedChanged {
+        pub theme: String,
+        #[serde(with = "persist::any")]
+        pub plugins: serde_json::Value,
+        pub tab_width: u8,
+    }
+}
+
+#[test]
+fn a_free_form_field_is_described_as_any_and_the_rest_stays_locked() {
+    let error = describe::<free_form::Unmarked>().unwrap_err().to_string();
+    assert!(
+        error.contains("#[serde(with = \"persist::any\")]"),
+        "{error}"
+    );
+
+    let marked = describe::<free_form::Marked>().unwrap();
+    assert_eq!(
+        marked,
+        "$ = struct {\n  theme: string,\n  plugins: any,\n}\n"
+    );
+
+    // Locked, then changed elsewhere: the change is still caught.
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("v1")).unwrap();
+    fs::write(dir.path().join("v1/schema.txt"), &marked).unwrap();
+    assert!(
+        Fixtures::<free_form::Marked>::new(dir.path())
+            .schema_changes()
+            .unwrap()
+            .is_empty()
+    );
+    let changes = Fixtures::<free_form::MarkedChanged>::new(dir.path())
+        .schema_changes()
+        .unwrap();
+    assert_eq!(changes.len(), 1);
+    assert!(changes[0].to_string().contains("+  tab_width: u8,"));
+
+    // Saving and loading are untouched by the attribute.
+    let path = dir.path().join("state.json");
+    free_form::Marked {
+        theme: "dark".into(),
+        plugins: serde_json::json!({"vim": {"relative": true}, "count": [1, 2]}),
+    }
+    .save(&path)
+    .unwrap();
+    assert_eq!(
+        fs::read_to_string(&path).unwrap(),
+        r#"{"version":1,"data":{"theme":"dark","plugins":{"count":[1,2],"vim":{"relative":true}}}}"#
+    );
+    let loaded = free_form::Marked::load(&path).unwrap();
+    assert_eq!(loaded.plugins["count"][1], 2);
 }

@@ -99,6 +99,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod any;
 mod backup;
 mod codec;
 mod error;

@@ -23,7 +23,8 @@ const MAX_PASSES: usize = 512;
     "cannot describe the serialized shape of `{type_name}`: {reason}. persist traces shapes \
      through `Deserialize`, which does not work for untagged or internally tagged enums \
      (`#[serde(untagged)]`, `#[serde(tag = ...)]`), `#[serde(flatten)]`, self-describing values \
-     such as `serde_json::Value`, or `Deserialize` impls that call `deserialize_any`"
+     such as `serde_json::Value`, or `Deserialize` impls that call `deserialize_any`; mark such a \
+     field `#[serde(with = \"persist::any\")]` and the lock describes it as `any`"
 )]
 pub struct ShapeError {
     type_name: String,
@@ -49,6 +50,7 @@ pub fn describe<V: Persisted>() -> Result<String, ShapeError> {
     // more variant. The names of nested enums are only known from a failed attempt, so each
     // attempt that finds new incomplete enums starts over knowing their names.
     let samples = Samples::new();
+    let _tracing = crate::any::Tracing::start();
     let mut enums: Vec<String> = Vec::new();
     let (root, registry) = loop {
         let mut tracer = Tracer::new(TracerConfig::default());
@@ -85,18 +87,17 @@ pub fn describe<V: Persisted>() -> Result<String, ShapeError> {
     };
     let names = canonical_names(&root, &registry);
     let mut text = String::new();
-    let _ = match &root {
-        Format::TypeName(name) => match registry.get(name) {
-            Some(container) => Ok(container_block(&mut text, ROOT, container, &names)),
-            None => writeln!(text, "{ROOT} = {}", FormatText(&root, &names)),
-        },
-        other => writeln!(text, "{ROOT} = {}", FormatText(other, &names)),
-    };
+    match root_name(&root).and_then(|name| registry.get(name)) {
+        Some(container) => container_block(&mut text, ROOT, container, &names),
+        None => {
+            let _ = writeln!(text, "{ROOT} = {}", FormatText(&root, &names));
+        }
+    }
     for (name, canonical) in &names.order {
-        if Some(name) != root_name(&root) {
-            if let Some(container) = registry.get(name) {
-                container_block(&mut text, canonical, container, &names);
-            }
+        if Some(name) != root_name(&root)
+            && let Some(container) = registry.get(name)
+        {
+            container_block(&mut text, canonical, container, &names);
         }
     }
     Ok(text)
@@ -132,6 +133,11 @@ fn canonical_names(root: &Format, registry: &Registry) -> Names {
         match format {
             Format::TypeName(name) => {
                 if names.by_type.contains_key(name) {
+                    return;
+                }
+                if name == crate::any::TRACED_NAME {
+                    // `#[serde(with = "persist::any")]`: no block, just `any` where it is used.
+                    names.by_type.insert(name.clone(), "any".to_owned());
                     return;
                 }
                 names.by_type.insert(name.clone(), path.to_owned());
@@ -205,7 +211,7 @@ fn canonical_names(root: &Format, registry: &Registry) -> Names {
     // Anything the walk did not reach (not expected) keeps its serde name, so that it still
     // shows up in the lock.
     for name in registry.keys() {
-        if !names.by_type.contains_key(name) {
+        if !names.by_type.contains_key(name) && name != crate::any::TRACED_NAME {
             names.by_type.insert(name.clone(), name.clone());
             names.order.push((name.clone(), name.clone()));
         }
