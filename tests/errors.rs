@@ -151,6 +151,12 @@ fn a_file_from_a_newer_version_is_refused_and_never_overwritten() {
         "{error:?}"
     );
     assert_names_path(&error, &path);
+    let message = error.to_string();
+    assert!(
+        message.contains("saved at schema version 5, but this program reads versions up to 4"),
+        "{message}"
+    );
+    assert!(message.ends_with("(the file was left as it was)"), "{message}");
     let error = untouched(&path, || AppState::load_or_default(&path).unwrap_err());
     assert!(matches!(error, Error::FutureVersion { .. }));
 }
