@@ -156,7 +156,10 @@ fn a_file_from_a_newer_version_is_refused_and_never_overwritten() {
         message.contains("saved at schema version 5, but this program reads versions up to 4"),
         "{message}"
     );
-    assert!(message.ends_with("(the file was left as it was)"), "{message}");
+    assert!(
+        message.ends_with("(the file was left as it was)"),
+        "{message}"
+    );
     let error = untouched(&path, || AppState::load_or_default(&path).unwrap_err());
     assert!(matches!(error, Error::FutureVersion { .. }));
 }

@@ -254,15 +254,10 @@ fn fixtures_of<T: persist::Persisted>(
     (dir, fixtures, loaded)
 }
 
-/// The panic message of `assert_round_trips`, which must panic.
-fn round_trip_panic<T: persist::Persisted>(
-    fixtures: &Fixtures<T>,
-    loaded: &[persist::testing::Fixture<T>],
-) -> String {
-    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        fixtures.assert_round_trips(loaded)
-    }))
-    .expect_err("assert_round_trips passed");
+/// The message of the panic `check` must raise.
+fn panic_message(check: impl FnOnce()) -> String {
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(check))
+        .expect_err("the check passed");
     panic.downcast_ref::<String>().unwrap().clone()
 }
 
@@ -279,7 +274,7 @@ fn a_field_skipped_on_save_but_required_on_load_fails_the_round_trip() {
         problem.contains("does not load back") && problem.contains("missing field `tags`"),
         "{problem}"
     );
-    let message = round_trip_panic(&fixtures, &loaded);
+    let message = panic_message(|| fixtures.assert_round_trips(&loaded));
     assert!(message.contains("fixture v1/basic.json"), "{message}");
     assert!(
         message.contains("`Skipped` do not survive a save and a load"),
@@ -304,7 +299,7 @@ fn a_double_option_that_skips_none_fails_the_round_trip() {
     assert!(problem.contains(r#"{"nickname":null}"#), "{problem}");
     // A nickname that is set survives; only the cleared one is lost.
     assert_eq!(loaded[1].round_trip_problem(), None);
-    let message = round_trip_panic(&fixtures, &loaded);
+    let message = panic_message(|| fixtures.assert_round_trips(&loaded));
     assert!(message.contains("fixture v1/cleared.json"), "{message}");
     assert!(!message.contains("fixture v1/set.json"), "{message}");
 }
@@ -317,7 +312,7 @@ fn overlapping_untagged_variants_fail_the_round_trip() {
     assert!(problem.contains("the value changes"), "{problem}");
     assert!(problem.contains(r#"{"value":3}"#), "{problem}");
     assert!(problem.contains(r#"{"value":3.0}"#), "{problem}");
-    round_trip_panic(&fixtures, &loaded);
+    panic_message(|| fixtures.assert_round_trips(&loaded));
 }
 
 #[test]
@@ -364,13 +359,7 @@ fn a_fixture_that_should_load_fails_the_test_when_it_does_not_and_the_reverse() 
     let bad = r#"{"version":1,"data":{"user":"u"}}"#;
     // A fixture that no longer loads fails, whatever its snapshot says.
     let (_dir, fixtures, loaded) = fixtures_of::<AppState>(&[("v1/basic.json", bad)]);
-    let message = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        fixtures.assert_outcomes(&loaded)
-    }))
-    .unwrap_err()
-    .downcast_ref::<String>()
-    .unwrap()
-    .clone();
+    let message = panic_message(|| fixtures.assert_outcomes(&loaded));
     assert!(
         message.contains("fixture v1/basic.json does not load"),
         "{message}"
@@ -384,13 +373,7 @@ fn a_fixture_that_should_load_fails_the_test_when_it_does_not_and_the_reverse() 
     assert!(loaded.iter().any(|fixture| fixture.expect_failure));
     fixtures.assert_outcomes(&loaded);
     let (_dir, fixtures, loaded) = fixtures_of::<AppState>(&[("v1/now-loads.fails.json", good)]);
-    let message = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        fixtures.assert_outcomes(&loaded)
-    }))
-    .unwrap_err()
-    .downcast_ref::<String>()
-    .unwrap()
-    .clone();
+    let message = panic_message(|| fixtures.assert_outcomes(&loaded));
     assert!(
         message.contains("v1/now-loads.fails.json is declared to fail"),
         "{message}"
@@ -433,11 +416,7 @@ fn a_missing_fixtures_folder_gets_one_clear_message_from_either_test() {
         Box::new(|| fixtures.assert_folder_exists()) as Box<dyn Fn()>,
         Box::new(|| fixtures.assert_schemas()),
     ] {
-        let message = std::panic::catch_unwind(std::panic::AssertUnwindSafe(check))
-            .unwrap_err()
-            .downcast_ref::<String>()
-            .unwrap()
-            .clone();
+        let message = panic_message(check);
         assert!(message.starts_with("no fixtures folder at"), "{message}");
         assert!(message.contains("(v1/, v2/, v4/ ...)"), "{message}");
     }

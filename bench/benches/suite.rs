@@ -505,6 +505,7 @@ impl Bench<'_> {
             Vec::new(),
         )
     }
+
     /// Saves and loads of a real-world shape against the hand-written code, with fsync and
     /// without (`Durability::None` against the same code without its fsyncs: the CPU work
     /// alone, where a difference in serializing would show).
