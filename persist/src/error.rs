@@ -129,6 +129,14 @@ pub enum Error {
         waited: std::time::Duration,
     },
 
+    /// Another process holds the [`InstanceLock`](crate::InstanceLock) of the directory.
+    AlreadyRunning {
+        /// The lock file (`instance.lock` in the directory).
+        path: PathBuf,
+        /// The other process's id, as it wrote it into the lock file (`None` if it had not yet).
+        pid: Option<u32>,
+    },
+
     /// serde could not serialize the value (for instance a map with non-string keys).
     /// Nothing was written.
     Serialize {
@@ -236,6 +244,10 @@ impl fmt::Display for Error {
                  (raise Options::lock_timeout, or find the process that holds the lock)",
                 lock_path.display()
             ),
+            Error::AlreadyRunning { pid, .. } => match pid {
+                Some(pid) => write!(f, "another instance is running (process {pid})"),
+                None => f.write_str("another instance is running"),
+            },
             Error::Serialize { field, source, .. } => {
                 f.write_str("could not serialize the value")?;
                 if let Some(field) = field {
@@ -338,6 +350,7 @@ impl Error {
             | Error::UnknownVersion { path, .. }
             | Error::Migration { path, .. }
             | Error::LockTimeout { path, .. }
+            | Error::AlreadyRunning { path, .. }
             | Error::Serialize { path, .. }
             | Error::Seal { path, .. }
             | Error::Unsupported { path, .. }

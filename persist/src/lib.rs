@@ -106,6 +106,7 @@ mod error;
 mod frame;
 mod fs;
 mod inspect;
+mod instance;
 mod key;
 mod lock;
 pub mod non_finite;
@@ -125,6 +126,7 @@ pub use crate::backup::Backup;
 pub use crate::error::{Error, FileKind, IoOp, SealError};
 pub use crate::fs::Durability;
 pub use crate::inspect::Inspection;
+pub use crate::instance::{INSTANCE_LOCK_FILE, InstanceLock};
 #[cfg(feature = "encryption")]
 pub use crate::key::{Key, KeyError};
 pub use crate::options::Options;
