@@ -100,6 +100,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod any;
+mod app_dirs;
 mod backup;
 mod codec;
 mod error;
@@ -122,6 +123,7 @@ mod update;
 #[cfg(feature = "tokio")]
 mod worker;
 
+pub use crate::app_dirs::{AppDirs, AppDirsError};
 pub use crate::backup::Backup;
 pub use crate::error::{Error, FileKind, IoOp, SealError};
 pub use crate::fs::Durability;
