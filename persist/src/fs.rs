@@ -66,16 +66,18 @@ pub(crate) fn read(path: &Path, limit: u64) -> Result<Vec<u8>, Error> {
     // once so the type check below can refuse it. It changes nothing for regular files.
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let file = options.open(path).map_err(|source| {
-        if source.kind() == io::ErrorKind::NotFound {
-            Error::NotFound {
-                path: path.to_owned(),
-                source,
+    let file = fault(IoOp::Open)
+        .and_then(|()| options.open(path))
+        .map_err(|source| {
+            if source.kind() == io::ErrorKind::NotFound {
+                Error::NotFound {
+                    path: path.to_owned(),
+                    source,
+                }
+            } else {
+                io_error(path, IoOp::Open)(source)
             }
-        } else {
-            io_error(path, IoOp::Open)(source)
-        }
-    })?;
+        })?;
     // Checked on the open descriptor, not the path, so nothing can be swapped in between.
     let metadata = file.metadata().map_err(io_error(path, IoOp::Metadata))?;
     if !metadata.is_file() {
@@ -383,27 +385,35 @@ fn is_temp_of(candidate: &OsStr, name: &OsStr) -> bool {
 }
 
 /// Test-only fault injection: `inject_fault(op)` makes the next `fault(op)` on this thread
-/// fail with EIO, so every failure path of a save is exercised for real in the unit tests.
+/// fail with EIO, `inject_faults(op, errno, n)` the next `n` with `errno`, so every failure path
+/// of a load or save (and the retries of transient ones) is exercised for real in the unit
+/// tests.
 #[cfg(test)]
-mod faults {
+pub(crate) mod faults {
     use std::cell::Cell;
 
     use crate::IoOp;
 
     thread_local! {
-        static NEXT: Cell<Option<IoOp>> = const { Cell::new(None) };
+        static NEXT: Cell<Option<(IoOp, i32, u32)>> = const { Cell::new(None) };
     }
 
     pub(crate) fn inject_fault(op: IoOp) {
-        NEXT.set(Some(op));
+        inject_faults(op, libc::EIO, 1);
+    }
+
+    pub(crate) fn inject_faults(op: IoOp, errno: i32, times: u32) {
+        NEXT.set((times > 0).then_some((op, errno, times)));
     }
 
     pub(crate) fn fault(op: IoOp) -> std::io::Result<()> {
-        if NEXT.get() == Some(op) {
-            NEXT.set(None);
-            return Err(std::io::Error::from_raw_os_error(libc::EIO));
+        match NEXT.get() {
+            Some((at, errno, times)) if at == op => {
+                NEXT.set((times > 1).then_some((at, errno, times - 1)));
+                Err(std::io::Error::from_raw_os_error(errno))
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 

@@ -10,6 +10,7 @@ use crate::Pending;
 use crate::codec::EncodeError;
 use crate::fs::{Durability, FileWriter};
 use crate::key::Key;
+use crate::retry::Retry;
 use crate::{Backup, Error, Inspection, IoOp, Persisted, backup, codec, frame, fs, inspect};
 
 /// Settings for loading and saving, for when the defaults of the [`Persisted`] methods do not
@@ -37,6 +38,7 @@ pub struct Options {
     checksum: bool,
     compression: Option<i32>,
     key: Option<Key>,
+    retry: Retry,
 }
 
 impl Default for Options {
@@ -65,6 +67,7 @@ impl Options {
             checksum: false,
             compression: None,
             key: None,
+            retry: Retry::NONE,
         }
     }
 
@@ -170,9 +173,44 @@ impl Options {
         self
     }
 
+    /// Makes loads, saves, updates and restores try up to `attempts` times in all when they
+    /// fail with a transient error ([`Error::is_transient`]: EINTR, EAGAIN, EBUSY, ETXTBSY,
+    /// ESTALE, a time-out, a lock held too long), waiting `backoff` before the second try and
+    /// twice as long before each next one (at most 32x), each wait jittered to 50-150 %. Errors
+    /// a retry cannot change (a corrupt, newer or missing file, a refused migration, a full disk)
+    /// are returned at once. The default is one attempt: no retry.
+    ///
+    /// An update retries taking the lock and loading, and retries its save, but runs the change
+    /// once.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::{Options, Persisted};
+    /// # #[derive(Default, serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Stats { launches: u64 }
+    /// use std::time::Duration;
+    /// let options = Options::new().retry(4, Duration::from_millis(20)); // on NFS, say
+    /// let stats: Stats = options.update("stats.json", |stats: &mut Stats| stats.launches += 1)?;
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub const fn retry(mut self, attempts: u32, backoff: Duration) -> Self {
+        self.retry = Retry {
+            attempts: if attempts == 0 { 1 } else { attempts },
+            backoff,
+        };
+        self
+    }
+
     /// How long an update waits for the lock.
     pub(crate) fn lock_wait(&self) -> Option<Duration> {
         self.lock_timeout
+    }
+
+    /// The retry policy of this call.
+    pub(crate) fn retries(&self) -> Retry {
+        self.retry
     }
 
     fn layers(&self) -> frame::Layers<'_> {
@@ -223,7 +261,9 @@ impl Options {
     /// # Ok::<(), persist::Error>(())
     /// ```
     pub fn restore_backup(&self, path: impl AsRef<Path>, version: u64) -> Result<(), Error> {
-        backup::restore(path.as_ref(), version, self.max_size, self.durability)
+        let path = path.as_ref();
+        self.retry
+            .run(|| backup::restore(path, version, self.max_size, self.durability))
     }
 
     /// A dry run of [`load`](Options::load): reports the version the file holds, the migration
@@ -333,7 +373,7 @@ impl Options {
     /// See [`Options`].
     pub fn load<T: Persisted>(&self, path: impl AsRef<Path>) -> Result<T, Error> {
         let path = path.as_ref();
-        let bytes = fs::read(path, self.max_size)?;
+        let bytes = self.retry.run(|| fs::read(path, self.max_size))?;
         let envelope = self.open(path, &bytes)?;
         codec::decode(&envelope).map_err(|error| error.at::<T>(path))
     }
@@ -375,7 +415,7 @@ impl Options {
     ///
     /// See [`Options`].
     pub fn save<T: Persisted>(&self, value: &T, path: impl AsRef<Path>) -> Result<(), Error> {
-        self.save_value(value, path.as_ref())
+        self.retry.run(|| self.save_value(value, path.as_ref()))
     }
 
     /// [`load`](Options::load) on persist's worker threads.
@@ -469,7 +509,9 @@ impl Options {
         let options = self.clone();
         let (version, unversioned_as) = (T::VERSION, codec::unversioned_root::<T>());
         Pending::new(path, move |path| {
-            options.commit(path, version, unversioned_as, fs::bytes(&bytes))
+            options
+                .retry
+                .run(|| options.commit(path, version, unversioned_as, fs::bytes(&bytes)))
         })
     }
 
@@ -542,7 +584,7 @@ impl Options {
     ) -> Pending<()> {
         let options = self.clone();
         Pending::new(path.to_owned(), move |path| {
-            options.save_value(value.borrow(), path)
+            options.save(value.borrow(), path)
         })
     }
 }

@@ -143,17 +143,26 @@ impl Options {
     }
 
     /// The one read-modify-write: lock, load or `initial()`, `change`, save unless `change`
-    /// failed, unlock (when the guard drops, also on a panic in `change`).
+    /// failed, unlock (when the guard drops, also on a panic in `change`). With
+    /// [`Options::retry`], taking the lock and loading are retried together, and the save by
+    /// itself (inside [`save`](Options::save)); `change` runs once.
     fn modify<T: Persisted, R, E: From<Error>>(
         &self,
         path: &Path,
         initial: impl FnOnce() -> T,
         change: impl FnOnce(&mut T) -> Result<R, E>,
     ) -> Result<(T, R), E> {
-        let _lock = lock::exclusive(path, self.lock_wait())?;
-        let mut value = match self.load(path) {
-            Err(Error::NotFound { .. }) => initial(),
-            loaded => loaded?,
+        let retry = self.retries();
+        let (_lock, loaded) = retry.run(|| {
+            let lock = lock::exclusive(path, self.lock_wait())?;
+            match self.load(path) {
+                Err(Error::NotFound { .. }) => Ok((lock, None)),
+                loaded => Ok((lock, Some(loaded?))),
+            }
+        })?;
+        let mut value = match loaded {
+            Some(value) => value,
+            None => initial(),
         };
         let result = change(&mut value)?;
         self.save(&value, path)?;
