@@ -387,6 +387,9 @@ pub enum IoOp {
     /// Opening or creating the lock file. The error's `path` is the lock file
     /// (`<name>.lock` beside the state file), not the state file.
     OpenLock,
+    /// Removing a file or directory ([`Options::remove`](crate::Options::remove),
+    /// [`Options::remove_dir`](crate::Options::remove_dir)); the error's `path` is the entry.
+    Remove,
     /// Taking the lock. The error's `path` is the lock file, as for
     /// [`OpenLock`](IoOp::OpenLock). On a file system without locks the source's kind is
     /// [`Unsupported`](std::io::ErrorKind::Unsupported).
@@ -413,6 +416,7 @@ impl fmt::Display for IoOp {
                  contents are in place but may not survive a power cut"
             }
             IoOp::OpenLock => "open the lock file",
+            IoOp::Remove => "remove it",
             IoOp::Lock => "lock the lock file",
             IoOp::BlockingTask => "run the work on a worker thread (none could be started)",
         })
@@ -433,6 +437,8 @@ pub enum FileKind {
     BlockDevice,
     /// A Unix domain socket.
     Socket,
+    /// A symbolic link, where persist does not follow one (removing a directory).
+    Symlink,
     /// Anything else the platform reports.
     Other,
 }
@@ -457,6 +463,8 @@ impl FileKind {
         }
         if file_type.is_dir() {
             FileKind::Directory
+        } else if file_type.is_symlink() {
+            FileKind::Symlink
         } else {
             FileKind::Other
         }
@@ -468,6 +476,7 @@ impl fmt::Display for FileKind {
         f.write_str(match self {
             FileKind::Directory => "directory",
             FileKind::Fifo => "named pipe (FIFO)",
+            FileKind::Symlink => "symbolic link",
             FileKind::CharDevice => "character device",
             FileKind::BlockDevice => "block device",
             FileKind::Socket => "socket",

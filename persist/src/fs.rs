@@ -370,7 +370,7 @@ pub(crate) fn sweep_stale_temps(dir: &Path, name: &OsStr) {
 }
 
 /// `.<name>.<TEMP_RANDOM_CHARS alphanumerics>.tmp`: the names `write_atomic` creates.
-fn is_temp_of(candidate: &OsStr, name: &OsStr) -> bool {
+pub(crate) fn is_temp_of(candidate: &OsStr, name: &OsStr) -> bool {
     let (Some(candidate), Some(name)) = (candidate.to_str(), name.to_str()) else {
         return false;
     };
@@ -482,13 +482,13 @@ pub(crate) fn create_parents(path: &Path, dir: &Path) -> Result<(), Error> {
 }
 
 #[cfg(unix)]
-fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 /// Windows has no directory fsync through std; NTFS journals the rename itself.
 #[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 

@@ -113,6 +113,7 @@ mod lock;
 pub mod non_finite;
 mod options;
 mod persisted;
+mod remove;
 mod retry;
 #[cfg(feature = "testing")]
 mod schema;

@@ -203,6 +203,11 @@ impl Options {
         self
     }
 
+    /// How much saves wait for the disk.
+    pub(crate) fn sync_level(&self) -> Durability {
+        self.durability
+    }
+
     /// How long an update waits for the lock.
     pub(crate) fn lock_wait(&self) -> Option<Duration> {
         self.lock_timeout

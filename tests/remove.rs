@@ -1,0 +1,135 @@
+//! Cleanup: `Options::remove` deletes a state file with its backups, lock and stray temporary
+//! files and nothing else; `Options::remove_dir` deletes a directory without following links out
+//! of it.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::symlink;
+
+use common::{AppState, AppStateV1, names, sample};
+use persist::{Error, FileKind, Options, Persisted};
+
+#[test]
+fn a_state_file_goes_with_its_backups_lock_and_temporary_files_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    AppStateV1 {
+        user: "u".into(),
+        dark_mode: true,
+    }
+    .save(&path)
+    .unwrap();
+    AppState::load(&path).unwrap().save(&path).unwrap(); // keeps state.json.v1.bak
+    AppState::update(&path, |state| state.user = "v".into()).unwrap(); // state.json.lock
+    fs::write(dir.path().join(".state.json.AbCdEf123456.tmp"), b"partial").unwrap();
+    // Not ours: other files, and names that only look alike.
+    for other in [
+        "other.json",
+        "other.json.v1.bak",
+        "state.json.notes",
+        "state.json.vx.bak",
+        ".state.json.short.tmp",
+    ] {
+        fs::write(dir.path().join(other), b"keep").unwrap();
+    }
+
+    let removed = Options::new().remove(&path).unwrap();
+    let removed: Vec<String> = removed
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        removed,
+        [
+            ".state.json.AbCdEf123456.tmp",
+            "state.json",
+            "state.json.lock",
+            "state.json.v1.bak"
+        ]
+    );
+    assert_eq!(
+        names(dir.path()),
+        [
+            ".state.json.short.tmp",
+            "other.json",
+            "other.json.v1.bak",
+            "state.json.notes",
+            "state.json.vx.bak"
+        ]
+    );
+    // Again: nothing left to remove, no error, nothing created.
+    assert!(Options::new().remove(&path).unwrap().is_empty());
+    assert_eq!(names(dir.path()).len(), 5);
+    assert!(
+        Options::new()
+            .remove(dir.path().join("absent/state.json"))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_directory_at_the_path_is_refused_and_a_symlink_is_removed_as_a_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    fs::create_dir(&path).unwrap();
+    fs::write(path.join("inside"), b"kept").unwrap();
+    assert!(matches!(
+        Options::new().remove(&path),
+        Err(Error::NotRegularFile {
+            kind: FileKind::Directory,
+            ..
+        })
+    ));
+    assert_eq!(fs::read(path.join("inside")).unwrap(), b"kept");
+
+    // The link goes; the file it points to in another directory, and its backup, stay.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let real = elsewhere.path().join("real.json");
+    sample().save(&real).unwrap();
+    fs::write(elsewhere.path().join("real.json.v1.bak"), b"old").unwrap();
+    let link = dir.path().join("link.json");
+    symlink(&real, &link).unwrap();
+    let removed = Options::new().remove(&link).unwrap();
+    assert_eq!(removed, std::slice::from_ref(&link));
+    assert!(fs::symlink_metadata(&link).is_err());
+    assert_eq!(AppState::load(&real).unwrap(), sample());
+    assert!(elsewhere.path().join("real.json.v1.bak").exists());
+}
+
+#[test]
+fn a_whole_directory_goes_without_following_links_out_of_it() {
+    let root = tempfile::tempdir().unwrap();
+    let alice = root.path().join("users/alice");
+    let bob = root.path().join("users/bob");
+    fs::create_dir_all(alice.join("nested/deeper")).unwrap();
+    fs::create_dir_all(&bob).unwrap();
+    sample().save(alice.join("state.json")).unwrap();
+    sample()
+        .save(alice.join("nested/deeper/cache.json"))
+        .unwrap();
+    sample().save(bob.join("state.json")).unwrap();
+    // Links from alice's directory into bob's: a file and a directory.
+    symlink(bob.join("state.json"), alice.join("bobs-state.json")).unwrap();
+    symlink(&bob, alice.join("nested/bob")).unwrap();
+
+    Options::new().remove_dir(&alice).unwrap();
+    assert!(!alice.exists());
+    assert_eq!(AppState::load(bob.join("state.json")).unwrap(), sample());
+    assert_eq!(names(&bob), ["state.json"]);
+    // Missing: no error.
+    Options::new().remove_dir(&alice).unwrap();
+
+    // The directory itself as a link: refused, the directory it points to untouched.
+    let link = root.path().join("users/carol");
+    symlink(&bob, &link).unwrap();
+    assert!(matches!(
+        Options::new().remove_dir(&link),
+        Err(Error::NotRegularFile {
+            kind: FileKind::Symlink,
+            ..
+        })
+    ));
+    assert_eq!(names(&bob), ["state.json"]);
+}
