@@ -556,7 +556,8 @@ impl Bench<'_> {
         [save, load]
     }
 
-    /// The optional layers (checksum, zstd levels, encryption) on saves and loads of `value`,
+    /// The optional layers (checksum, pretty layout, zstd levels, encryption) on saves and loads
+    /// of `value`,
     /// without fsync (`Durability::None`) so that the rows show the CPU cost of each layer,
     /// not the disk's.
     fn layer_rows<T>(&self, value: &T) -> [RowResult; 2]
@@ -568,6 +569,7 @@ impl Bench<'_> {
         let variants: Vec<(&str, Options)> = vec![
             ("persist, no layer", base.clone()),
             ("+ checksum", base.clone().checksum(true)),
+            ("+ pretty", base.clone().pretty(true)),
             ("+ zstd 1", base.clone().compress(1)),
             ("+ zstd 3", base.clone().compress(3)),
             ("+ zstd 19", base.clone().compress(19)),

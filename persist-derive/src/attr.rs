@@ -9,7 +9,7 @@ use syn::{Attribute, Lit, LitInt, LitStr, Path, Token, Type};
 
 use crate::ctxt::Ctxt;
 
-const KEYS: &str = "`version`, `migrate_from`, `accept_unversioned`, `checksum`, `crate`";
+const KEYS: &str = "`version`, `migrate_from`, `accept_unversioned`, `checksum`, `pretty`, `crate`";
 
 #[derive(Default)]
 pub(crate) struct Attrs {
@@ -23,6 +23,8 @@ pub(crate) struct Attrs {
     pub(crate) accept_unversioned: Option<Path>,
     /// The `checksum` key: saves of this type store a checksum of the data.
     pub(crate) checksum: Option<Path>,
+    /// The `pretty` key: saves of this type write indented JSON.
+    pub(crate) pretty: Option<Path>,
     pub(crate) krate: Option<Path>,
 }
 
@@ -37,7 +39,12 @@ impl Attrs {
                 let key = path_to_string(&meta.path);
                 let known = matches!(
                     key.as_str(),
-                    "version" | "migrate_from" | "accept_unversioned" | "checksum" | "crate"
+                    "version"
+                        | "migrate_from"
+                        | "accept_unversioned"
+                        | "checksum"
+                        | "pretty"
+                        | "crate"
                 );
                 if !known {
                     cx.error_spanned_by(
@@ -65,7 +72,7 @@ impl Attrs {
                         parsed.migrate_from =
                             parse_value(&meta, cx, "a type, as in `migrate_from = SettingsV2`")?
                     }
-                    "accept_unversioned" | "checksum" => {
+                    "accept_unversioned" | "checksum" | "pretty" => {
                         if meta.input.peek(Token![=]) || !at_key_end(meta.input) {
                             cx.error_spanned_by(
                                 &meta.path,
@@ -73,10 +80,10 @@ impl Attrs {
                             );
                             return skip_value(&meta);
                         }
-                        let flag = if key == "checksum" {
-                            &mut parsed.checksum
-                        } else {
-                            &mut parsed.accept_unversioned
+                        let flag = match key.as_str() {
+                            "checksum" => &mut parsed.checksum,
+                            "pretty" => &mut parsed.pretty,
+                            _ => &mut parsed.accept_unversioned,
                         };
                         *flag = Some(meta.path.clone());
                     }

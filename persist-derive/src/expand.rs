@@ -70,6 +70,12 @@ fn impl_persisted(input: &Input<'_>, version: u32) -> TokenStream {
         )
     });
 
+    let pretty = input.attrs.pretty.as_ref().map(|_| {
+        quote!(
+            const PRETTY: bool = true;
+        )
+    });
+
     let (previous, migrate_body, order_check) = match &input.attrs.migrate_from {
         None => (
             quote!(#krate::Origin),
@@ -99,6 +105,7 @@ fn impl_persisted(input: &Input<'_>, version: u32) -> TokenStream {
             const VERSION: u32 = #version;
             #accepts_unversioned
             #checksum
+            #pretty
             type Previous = #previous;
 
             fn migrate(

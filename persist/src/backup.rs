@@ -25,8 +25,9 @@ pub struct Backup {
     pub path: PathBuf,
 }
 
-/// Enough to see `{"version":<up to 19 digits>,` after a byte-order mark.
-const HEAD: usize = 3 + 11 + 19 + 1;
+/// Enough to see `{"version":<up to 19 digits>,` after a byte-order mark, or the same indented
+/// as a pretty save writes it (`{\n  "version": N,`).
+const HEAD: usize = 3 + 17 + 19 + 1;
 
 /// The name a backup of `target` at `version` gets.
 pub(crate) fn backup_path(target: &Path, version: u64) -> PathBuf {

@@ -82,6 +82,7 @@
 //! #[persist(version = N, migrate_from = Older)]    every later one; needs From<Older> or TryFrom<Older>
 //! #[persist(accept_unversioned)]                   the oldest version also reads plain JSON files
 //! #[persist(checksum)]                             saves always store a CRC-32C of the data
+//! #[persist(pretty)]                               saves write indented JSON
 //! #[persist(crate = path::to::persist)]            for crates that re-export persist
 //! ```
 //!
@@ -145,6 +146,7 @@ pub use crate::tokio::Pending;
 /// #[persist(version = N, migrate_from = Older)]    every later one; needs From<Older> or TryFrom<Older>
 /// #[persist(version = N, accept_unversioned)]      the oldest version also reads plain JSON files
 /// #[persist(version = N, checksum)]                saves always store a CRC-32C of the data
+/// #[persist(version = N, pretty)]                  saves write indented JSON
 /// #[persist(crate = path::to::persist)]            for crates that re-export persist
 /// ```
 ///

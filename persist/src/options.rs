@@ -39,6 +39,7 @@ pub struct Options {
     compression: Option<i32>,
     key: Option<Key>,
     retry: Retry,
+    pretty: bool,
 }
 
 impl Default for Options {
@@ -68,6 +69,7 @@ impl Options {
             compression: None,
             key: None,
             retry: Retry::NONE,
+            pretty: false,
         }
     }
 
@@ -119,6 +121,42 @@ impl Options {
     pub const fn checksum(mut self, on: bool) -> Self {
         self.checksum = on;
         self
+    }
+
+    /// Makes saves write indented JSON (two spaces per level, a final newline), for files people
+    /// read and edit by hand. Loads need no option: both layouts load. A checksum covers the
+    /// data bytes exactly as written, indentation included. A type with `#[persist(pretty)]`
+    /// is always saved indented, whatever this says. The price is a larger file and a slower
+    /// save (BENCHMARKS.md, "The layers", measures it).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::{Options, Persisted};
+    /// # #[derive(serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Settings { theme: String }
+    /// # let settings = Settings { theme: "dark".into() };
+    /// Options::new().pretty(true).save(&settings, "settings.json")?;
+    /// // {
+    /// //   "version": 1,
+    /// //   "data": {
+    /// //     "theme": "dark"
+    /// //   }
+    /// // }
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub const fn pretty(mut self, on: bool) -> Self {
+        self.pretty = on;
+        self
+    }
+
+    /// The layout of a save of `T`.
+    fn style<T: Persisted>(&self) -> codec::Style {
+        codec::Style {
+            checksum: self.checksum || T::CHECKSUM,
+            pretty: self.pretty || T::PRETTY,
+        }
     }
 
     /// Makes saves compress the file with zstd at `level` (1 fastest … 22 smallest; 3 is
@@ -302,7 +340,7 @@ impl Options {
     /// writes into; growing a large one costs no copies on Linux (glibc moves its pages with
     /// mremap).
     fn file_bytes<T: Persisted>(&self, value: &T, path: &Path) -> Result<Vec<u8>, Error> {
-        let plain = codec::encode_to_vec(value, self.checksum || T::CHECKSUM)
+        let plain = codec::encode_to_vec(value, self.style::<T>())
             .map_err(|error| error.at(path, IoOp::Write))?;
         let layers = self.layers();
         if !layers.any() {
@@ -350,10 +388,10 @@ impl Options {
         }
         // Streams into the temporary file: no copy of the file in memory. A value serde refuses
         // half-way leaves a partial temporary file, which the failed commit removes.
-        let checksum = self.checksum || T::CHECKSUM;
+        let style = self.style::<T>();
         let mut refused = None;
         let result = self.commit(path, T::VERSION, unversioned_as, |writer| {
-            codec::encode(value, writer, checksum).map_err(|error| match error {
+            codec::encode(value, writer, style).map_err(|error| match error {
                 EncodeError::Io(error) => error,
                 refusal @ EncodeError::Value { .. } => {
                     refused = Some(refusal);

@@ -80,6 +80,11 @@ pub trait Persisted: Serialize + DeserializeOwned {
     /// one call. Loads verify a checksum whenever a file has one, whatever this says.
     const CHECKSUM: bool = false;
 
+    /// `true` when saves of this type write indented JSON, for files people read and edit by
+    /// hand. Set with `#[persist(pretty)]`; [`Options::pretty`] turns it on for one call. Loads
+    /// read both layouts.
+    const PRETTY: bool = false;
+
     /// The version this one migrates from, or [`Origin`] for the oldest.
     type Previous: Persisted;
 

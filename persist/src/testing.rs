@@ -191,7 +191,7 @@ impl<T: Persisted> Fixture<T> {
     /// fixture that did not load (its snapshot shows the error).
     pub fn round_trip_problem(&self) -> Option<String> {
         let value = self.loaded.as_ref().ok()?;
-        let first = match crate::codec::encode_to_vec(value, false) {
+        let first = match crate::codec::encode_to_vec(value, crate::codec::Style::default()) {
             Ok(bytes) => bytes,
             Err(error) => {
                 let error = error.at(&self.path, crate::IoOp::Write);
@@ -207,7 +207,7 @@ impl<T: Persisted> Fixture<T> {
                 ));
             }
         };
-        let second = match crate::codec::encode_to_vec(&again, false) {
+        let second = match crate::codec::encode_to_vec(&again, crate::codec::Style::default()) {
             Ok(bytes) => bytes,
             Err(error) => {
                 let error = error.at(&self.path, crate::IoOp::Write);

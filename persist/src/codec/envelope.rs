@@ -264,16 +264,29 @@ pub(crate) fn raw_data(bytes: &[u8]) -> Option<&[u8]> {
     scan(bytes)?.data
 }
 
-/// The version of a file that starts the way persist writes it (`{"version":N,`), or of a
-/// frame's header, from the file's first bytes; `None` when the file starts in any other way.
+/// The version of a file that starts the way persist writes it (`{"version":N,`, compact or
+/// indented), or of a frame's header, from the file's first bytes; `None` when the file starts
+/// in any other way.
 pub(crate) fn leading_version(head: &[u8]) -> Option<u64> {
     if crate::frame::is_framed(head) {
         return crate::frame::header_version(head).map(u64::from);
     }
+    // `{"version":N,` as a compact save writes it, or with whitespace between the tokens as a
+    // pretty save (or a person) does.
+    fn token<'h>(head: &'h [u8], token: &[u8]) -> Option<&'h [u8]> {
+        let start = head.iter().take_while(|b| b.is_ascii_whitespace()).count();
+        head[start..].strip_prefix(token)
+    }
     let head = head.strip_prefix(UTF8_BOM).unwrap_or(head);
-    let rest = head.strip_prefix(br#"{"version":"#)?;
+    let rest = token(head, b"{")?;
+    let rest = token(rest, br#""version""#)?;
+    let rest = token(rest, b":")?;
+    let rest = token(rest, b"")?;
     let digits = rest.iter().take_while(|byte| byte.is_ascii_digit()).count();
-    if !matches!(rest.get(digits), Some(b',' | b'}')) || digits == 0 || digits > 19 {
+    if digits == 0
+        || digits > 19
+        || !matches!(token(&rest[digits..], b"")?.first(), Some(b',' | b'}'))
+    {
         return None;
     }
     std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()

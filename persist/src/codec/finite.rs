@@ -18,16 +18,114 @@ use serde::ser::{
     SerializeTuple, SerializeTupleStruct, SerializeTupleVariant, Serializer,
 };
 
-/// serde_json's compact output, noting in `wrote_null` whether it wrote a `null`.
-pub(crate) struct NullWatch<'a> {
+/// serde_json's output, compact or indented (`L`: [`Compact`] or [`Indented`]), noting in
+/// `wrote_null` whether it wrote a `null`.
+pub(crate) struct NullWatch<'a, L> {
     pub(crate) wrote_null: &'a Cell<bool>,
+    pub(crate) layout: L,
 }
 
-impl serde_json::ser::Formatter for NullWatch<'_> {
+/// No whitespace at all: what serde_json writes by default.
+pub(crate) struct Compact;
+
+/// Two spaces per level, as serde_json's `PrettyFormatter`, but starting at any level (the data
+/// of a checksummed envelope is written on its own, one level in).
+pub(crate) struct Indented {
+    level: usize,
+    has_value: bool,
+}
+
+impl Indented {
+    pub(crate) fn at(level: usize) -> Indented {
+        Indented {
+            level,
+            has_value: false,
+        }
+    }
+
+    fn indent<W: ?Sized + io::Write>(&self, writer: &mut W) -> io::Result<()> {
+        for _ in 0..self.level {
+            writer.write_all(b"  ")?;
+        }
+        Ok(())
+    }
+}
+
+impl serde_json::ser::Formatter for NullWatch<'_, Compact> {
     #[inline]
     fn write_null<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
         self.wrote_null.set(true);
         writer.write_all(b"null")
+    }
+}
+
+impl serde_json::ser::Formatter for NullWatch<'_, Indented> {
+    #[inline]
+    fn write_null<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.wrote_null.set(true);
+        writer.write_all(b"null")
+    }
+
+    fn begin_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.layout.level += 1;
+        self.layout.has_value = false;
+        writer.write_all(b"[")
+    }
+
+    fn end_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.layout.level -= 1;
+        if self.layout.has_value {
+            writer.write_all(b"\n")?;
+            self.layout.indent(writer)?;
+        }
+        writer.write_all(b"]")
+    }
+
+    fn begin_array_value<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        writer.write_all(if first { b"\n" } else { b",\n" })?;
+        self.layout.indent(writer)
+    }
+
+    fn end_array_value<W: ?Sized + io::Write>(&mut self, _writer: &mut W) -> io::Result<()> {
+        self.layout.has_value = true;
+        Ok(())
+    }
+
+    fn begin_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.layout.level += 1;
+        self.layout.has_value = false;
+        writer.write_all(b"{")
+    }
+
+    fn end_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.layout.level -= 1;
+        if self.layout.has_value {
+            writer.write_all(b"\n")?;
+            self.layout.indent(writer)?;
+        }
+        writer.write_all(b"}")
+    }
+
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        writer.write_all(if first { b"\n" } else { b",\n" })?;
+        self.layout.indent(writer)
+    }
+
+    fn begin_object_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        writer.write_all(b": ")
+    }
+
+    fn end_object_value<W: ?Sized + io::Write>(&mut self, _writer: &mut W) -> io::Result<()> {
+        self.layout.has_value = true;
+        Ok(())
     }
 }
 

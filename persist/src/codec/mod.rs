@@ -40,7 +40,7 @@ pub(crate) use self::chain::{chain_versions, unversioned_root};
 use self::checksum::{CHECKSUM_KEY, Crc32cWriter, verify_checksum};
 use self::envelope::{Envelope, EnvelopeVisitor, Outcome};
 pub(crate) use self::envelope::{leading_version, stored_version};
-use self::finite::{FloatScan, NullWatch, check_floats};
+use self::finite::{Compact, FloatScan, Indented, NullWatch, check_floats};
 pub(crate) use self::redact::redact;
 use crate::frame::{self, FrameError};
 use crate::key::Key;
@@ -79,63 +79,100 @@ impl EncodeError {
     }
 }
 
-/// Writes `value` as the envelope of its version. With `checksum`, the CRC-32C of the exact bytes
-/// of `data` follows as the last member: `{"version":3,"data":{...},"crc32c":"1a2b3c4d"}`.
+/// How a save lays the envelope out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Style {
+    /// End with the CRC-32C of the exact bytes of `data`.
+    pub(crate) checksum: bool,
+    /// Indented JSON, two spaces per level, and a final newline.
+    pub(crate) pretty: bool,
+}
+
+/// Writes `value` as the envelope of its version. With a checksum, the CRC-32C of the exact
+/// bytes of `data` follows as the last member: `{"version":3,"data":{...},"crc32c":"1a2b3c4d"}`.
 /// A value serde_json would write but could not read back (a NaN or an infinity) is refused.
 pub(crate) fn encode<T: Persisted, W: io::Write>(
     value: &T,
     writer: W,
-    checksum: bool,
+    style: Style,
 ) -> Result<(), EncodeError> {
-    write_envelope(value, writer, checksum).map_err(|error| {
-        if error.is_io() {
-            EncodeError::Io(error.into())
-        } else {
-            EncodeError::Value {
-                field: field_of_value(value),
-                source: error,
+    let wrote_null = Cell::new(false);
+    let written = if style.pretty {
+        write_envelope(value, writer, style, &wrote_null, Indented::at)
+    } else {
+        write_envelope(value, writer, style, &wrote_null, |_| Compact)
+    };
+    // A NaN or an infinity comes out as `null`: only a value that wrote one can hold one.
+    written
+        .and_then(|()| match wrote_null.get() {
+            true => check_floats(value),
+            false => Ok(()),
+        })
+        .map_err(|error| {
+            if error.is_io() {
+                EncodeError::Io(error.into())
+            } else {
+                EncodeError::Value {
+                    field: field_of_value(value),
+                    source: error,
+                }
             }
-        }
-    })
+        })
 }
 
 /// [`encode`] into memory.
-pub(crate) fn encode_to_vec<T: Persisted>(
-    value: &T,
-    checksum: bool,
-) -> Result<Vec<u8>, EncodeError> {
+pub(crate) fn encode_to_vec<T: Persisted>(value: &T, style: Style) -> Result<Vec<u8>, EncodeError> {
     let mut bytes = Vec::new();
-    encode(value, &mut bytes, checksum)?;
+    encode(value, &mut bytes, style)?;
     Ok(bytes)
 }
 
-fn write_envelope<T: Persisted, W: io::Write>(
+/// The envelope in the layout `L` (`layout(level)` makes one starting at that depth).
+fn write_envelope<'n, T, W, L>(
     value: &T,
     mut writer: W,
-    checksum: bool,
-) -> Result<(), serde_json::Error> {
-    let wrote_null = Cell::new(false);
-    let formatter = || NullWatch {
-        wrote_null: &wrote_null,
+    style: Style,
+    wrote_null: &'n Cell<bool>,
+    layout: impl Fn(usize) -> L,
+) -> Result<(), serde_json::Error>
+where
+    T: Persisted,
+    W: io::Write,
+    NullWatch<'n, L>: serde_json::ser::Formatter,
+{
+    let pretty = style.pretty;
+    let formatter = |level| NullWatch {
+        wrote_null,
+        layout: layout(level),
     };
-    if checksum {
-        write!(writer, "{{\"version\":{},\"data\":", T::VERSION).map_err(serde_json::Error::io)?;
+    if style.checksum {
+        let (open, between, close) = if pretty {
+            ("{\n  \"version\": ", ",\n  \"data\": ", "\n}\n")
+        } else {
+            ("{\"version\":", ",\"data\":", "}")
+        };
+        write!(writer, "{open}{}{between}", T::VERSION).map_err(serde_json::Error::io)?;
         let mut hashing = Crc32cWriter::new(&mut writer);
         value.serialize(&mut serde_json::Serializer::with_formatter(
             &mut hashing,
-            formatter(),
+            formatter(1),
         ))?;
         let crc = hashing.finish().map_err(serde_json::Error::io)?;
-        write!(writer, ",\"{CHECKSUM_KEY}\":\"{crc:08x}\"}}").map_err(serde_json::Error::io)?;
+        let member = if pretty { ",\n  " } else { "," };
+        let colon = if pretty { ": " } else { ":" };
+        write!(
+            writer,
+            "{member}\"{CHECKSUM_KEY}\"{colon}\"{crc:08x}\"{close}"
+        )
+        .map_err(serde_json::Error::io)
     } else {
-        let mut serializer = serde_json::Serializer::with_formatter(writer, formatter());
+        let mut serializer = serde_json::Serializer::with_formatter(&mut writer, formatter(0));
         Envelope { data: value }.serialize(&mut serializer)?;
+        if pretty {
+            writer.write_all(b"\n").map_err(serde_json::Error::io)?;
+        }
+        Ok(())
     }
-    // A NaN or an infinity comes out as `null`: only a value that wrote one can hold one.
-    if wrote_null.get() {
-        check_floats(value)?;
-    }
-    Ok(())
 }
 
 /// Walks the value again, tracking the position, to name the field a serialization error is

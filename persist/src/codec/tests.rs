@@ -3,7 +3,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::chain::in_chain;
-use super::{DecodeError, chain_versions, decode, encode, leading_version, redact, stored_version};
+use super::{
+    DecodeError, Style, chain_versions, decode, encode, leading_version, redact, stored_version,
+};
 use crate::{BoxError, Origin, Persisted};
 
 // Hand-written impls: the core is tested without the derive.
@@ -73,7 +75,7 @@ impl Persisted for V7 {
 
 fn encoded<T: Persisted>(value: &T) -> String {
     let mut bytes = Vec::new();
-    encode(value, &mut bytes, false).unwrap();
+    encode(value, &mut bytes, Style::default()).unwrap();
     String::from_utf8(bytes).unwrap()
 }
 
@@ -105,7 +107,15 @@ fn encodes_version_first() {
 
 fn checksummed<T: Persisted>(value: &T) -> String {
     let mut bytes = Vec::new();
-    encode(value, &mut bytes, true).unwrap();
+    encode(
+        value,
+        &mut bytes,
+        Style {
+            checksum: true,
+            pretty: false,
+        },
+    )
+    .unwrap();
     String::from_utf8(bytes).unwrap()
 }
 
