@@ -95,6 +95,8 @@
 //! | `zstd` | no | [`Options::compress`]: zstd compression of the file (builds the zstd C library) |
 //! | `encryption` | no | [`Options::encrypt`] and [`Key`]: XChaCha20-Poly1305 encryption at rest, keys from bytes, an environment variable or a passphrase (Argon2id) |
 //! | `testing` | no | [`testing`]: fixture snapshots and schema locks for a migration chain (for dev-dependencies) |
+//! | `tracing` | no | a `tracing` span per load, save, update and restore (path, versions, bytes, duration, outcome; never the data) and an event at its end; retries are logged |
+//! | `metrics` | no | `metrics` counters and histograms: `persist_operations_total{op, outcome}`, `persist_operation_seconds{op}`, `persist_bytes_read_total`, `persist_bytes_written_total`, `persist_migrations_total{from, to}`, `persist_retries_total` |
 //!
 //! Checksums ([`Options::checksum`], `#[persist(checksum)]`) need no feature.
 #![deny(missing_docs)]
@@ -118,6 +120,7 @@ mod remove;
 mod retry;
 #[cfg(feature = "testing")]
 mod schema;
+mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 #[cfg(feature = "tokio")]

@@ -11,6 +11,7 @@ use crate::codec::EncodeError;
 use crate::fs::{Durability, FileWriter};
 use crate::key::Key;
 use crate::retry::Retry;
+use crate::telemetry::{Facts, Operation};
 use crate::{Backup, Error, Inspection, IoOp, Persisted, backup, codec, frame, fs, inspect};
 
 /// Settings for loading and saving, for when the defaults of the [`Persisted`] methods do not
@@ -305,8 +306,17 @@ impl Options {
     /// ```
     pub fn restore_backup(&self, path: impl AsRef<Path>, version: u64) -> Result<(), Error> {
         let path = path.as_ref();
-        self.retry
-            .run(|| backup::restore(path, version, self.max_size, self.durability))
+        let operation = Operation::start("restore", path);
+        let result = operation.in_span(|| {
+            self.retry
+                .run(|| backup::restore(path, version, self.max_size, self.durability))
+        });
+        let facts = Facts {
+            from: Some(version),
+            ..Facts::default()
+        };
+        operation.finish(&result, facts);
+        result
     }
 
     /// A dry run of [`load`](Options::load): reports the version the file holds, the migration
@@ -416,9 +426,20 @@ impl Options {
     /// See [`Options`].
     pub fn load<T: Persisted>(&self, path: impl AsRef<Path>) -> Result<T, Error> {
         let path = path.as_ref();
-        let bytes = self.retry.run(|| fs::read(path, self.max_size))?;
-        let envelope = self.open(path, &bytes)?;
-        codec::decode(&envelope).map_err(|error| error.at::<T>(path))
+        let operation = Operation::start("load", path);
+        let mut facts = Facts {
+            to: Some(T::VERSION),
+            ..Facts::default()
+        };
+        let result = operation.in_span(|| {
+            let bytes = self.retry.run(|| fs::read(path, self.max_size))?;
+            facts.read = Some(bytes.len() as u64);
+            facts.from = codec::leading_version(&bytes);
+            let envelope = self.open(path, &bytes)?;
+            codec::decode(&envelope).map_err(|error| error.at::<T>(path))
+        });
+        operation.finish(&result, facts);
+        result
     }
 
     /// Loads `path` as `T`, or returns `T::default()` if there is no file. Never writes.
@@ -458,7 +479,10 @@ impl Options {
     ///
     /// See [`Options`].
     pub fn save<T: Persisted>(&self, value: &T, path: impl AsRef<Path>) -> Result<(), Error> {
-        self.retry.run(|| self.save_value(value, path.as_ref()))
+        let path = path.as_ref();
+        measured_save(path, T::VERSION, || {
+            self.retry.run(|| self.save_value(value, path))
+        })
     }
 
     /// [`load`](Options::load) on persist's worker threads.
@@ -552,9 +576,11 @@ impl Options {
         let options = self.clone();
         let (version, unversioned_as) = (T::VERSION, codec::unversioned_root::<T>());
         Pending::new(path, move |path| {
-            options
-                .retry
-                .run(|| options.commit(path, version, unversioned_as, fs::bytes(&bytes)))
+            measured_save(path, version, || {
+                options
+                    .retry
+                    .run(|| options.commit(path, version, unversioned_as, fs::bytes(&bytes)))
+            })
         })
     }
 
@@ -630,4 +656,28 @@ impl Options {
             options.save(value.borrow(), path)
         })
     }
+}
+
+/// Runs a save as one measured operation: its span, and its outcome, version and size.
+fn measured_save(
+    path: &Path,
+    version: u32,
+    save: impl FnOnce() -> Result<(), Error>,
+) -> Result<(), Error> {
+    let operation = Operation::start("save", path);
+    let result = operation.in_span(save);
+    #[cfg(any(feature = "tracing", feature = "metrics"))]
+    let written = result
+        .is_ok()
+        .then(|| std::fs::metadata(path).ok().map(|metadata| metadata.len()))
+        .flatten();
+    #[cfg(not(any(feature = "tracing", feature = "metrics")))]
+    let written = None;
+    let facts = Facts {
+        to: Some(version),
+        written,
+        ..Facts::default()
+    };
+    operation.finish(&result, facts);
+    result
 }

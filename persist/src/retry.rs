@@ -31,6 +31,7 @@ impl Retry {
         loop {
             match operation() {
                 Err(error) if attempt < self.attempts && error.is_transient() => {
+                    crate::telemetry::retried(&error);
                     std::thread::sleep(self.delay(attempt));
                     attempt += 1;
                 }

@@ -6,6 +6,7 @@ use std::path::Path;
 
 #[cfg(feature = "tokio")]
 use crate::Pending;
+use crate::telemetry::{Facts, Operation, outcome_of};
 use crate::{Error, Options, Persisted, lock};
 
 impl Options {
@@ -152,21 +153,39 @@ impl Options {
         initial: impl FnOnce() -> T,
         change: impl FnOnce(&mut T) -> Result<R, E>,
     ) -> Result<(T, R), E> {
-        let retry = self.retries();
-        let (_lock, loaded) = retry.run(|| {
-            let lock = lock::exclusive(path, self.lock_wait())?;
-            match self.load(path) {
-                Err(Error::NotFound { .. }) => Ok((lock, None)),
-                loaded => Ok((lock, Some(loaded?))),
-            }
-        })?;
-        let mut value = match loaded {
-            Some(value) => value,
-            None => initial(),
+        let operation = Operation::start("update", path);
+        let mut outcome = "ok";
+        // The nested load and save are operations of their own, with the versions and sizes.
+        let facts = Facts {
+            to: Some(T::VERSION),
+            ..Facts::default()
         };
-        let result = change(&mut value)?;
-        self.save(&value, path)?;
-        Ok((value, result))
+        let failed = |outcome: &mut &'static str, error: Error| {
+            *outcome = outcome_of(&error);
+            E::from(error)
+        };
+        let result = operation.in_span(|| {
+            let (_lock, loaded) = self
+                .retries()
+                .run(|| {
+                    let lock = lock::exclusive(path, self.lock_wait())?;
+                    match self.load(path) {
+                        Err(Error::NotFound { .. }) => Ok((lock, None)),
+                        loaded => Ok((lock, Some(loaded?))),
+                    }
+                })
+                .map_err(|error| failed(&mut outcome, error))?;
+            let mut value = match loaded {
+                Some(value) => value,
+                None => initial(),
+            };
+            let result = change(&mut value).inspect_err(|_| outcome = "refused")?;
+            self.save(&value, path)
+                .map_err(|error| failed(&mut outcome, error))?;
+            Ok((value, result))
+        });
+        operation.end(outcome, None, facts);
+        result
     }
 
     /// [`update`](Options::update) on persist's worker threads, so that waiting for the lock
