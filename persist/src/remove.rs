@@ -13,6 +13,10 @@ impl Options {
     /// (`<name>.v<N>.bak`), its lock file (`<name>.lock`) and temporary files a crashed save
     /// left (`.<name>.<random>.tmp`). Takes the file's lock first, so no
     /// [`update`](Options::update) is half-way; one that was waiting then starts from nothing.
+    /// Removing the lock file is what a cleanup must do, and what updates never do: an update
+    /// that was already waiting for the removed lock file and one that starts after the removal
+    /// (on a new lock file) are not serialized against each other, so remove state files when
+    /// nothing else is updating them (at logout, at uninstall).
     /// Then syncs the directory (unless [`Durability::None`]), so the removal survives a power
     /// cut. Returns the paths it removed; a missing file is no error.
     ///
