@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoOp};
-use crate::fs::io_error;
+use crate::fs::{create_private_dir, io_error};
 
 /// The directories of one application: config, data, state and cache, as the platform defines
 /// them (the XDG base directories on Linux, Known Folders on Windows, the Standard Directories on
@@ -129,13 +129,7 @@ impl AppDirs {
     /// [`Error::Io`] with [`IoOp::CreateDir`] naming the directory that could not be created.
     pub fn create(&self) -> Result<(), Error> {
         for dir in [&self.config, &self.data, &self.state, &self.cache] {
-            let mut builder = std::fs::DirBuilder::new();
-            builder.recursive(true);
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-            builder
-                .create(dir)
-                .map_err(io_error(dir, IoOp::CreateDir))?;
+            create_private_dir(dir).map_err(io_error(dir, IoOp::CreateDir))?;
         }
         Ok(())
     }

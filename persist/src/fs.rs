@@ -460,6 +460,16 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
     }
 }
 
+/// Creates `dir` and its missing parents, each new one with mode 0700 (private to the user);
+/// an existing directory is left as it is.
+pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 /// Creates the missing directories above the target and makes each new entry durable.
 pub(crate) fn create_parents(path: &Path, dir: &Path) -> Result<(), Error> {
     let mut missing = Vec::new();
@@ -493,7 +503,7 @@ pub(crate) fn sync_dir(_dir: &Path) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! Failures in the middle of a save, provoked for real through the `contents` callback,
     //! which runs after the target check and the temporary file's creation.
 
@@ -505,7 +515,8 @@ mod tests {
     use super::{MAX_WRITE, create_temp, is_temp_of, read, sweep_stale_temps, write_atomic};
     use crate::{Durability, Error, IoOp};
 
-    fn entries(dir: &Path) -> Vec<String> {
+    /// The names in `dir`, sorted.
+    pub(crate) fn entries(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(dir)
             .unwrap()
             .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())

@@ -5,7 +5,7 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, FileKind, IoOp};
-use crate::fs::io_error;
+use crate::fs::{create_private_dir, io_error};
 
 /// The lock file an [`InstanceLock`] holds in its directory.
 pub const INSTANCE_LOCK_FILE: &str = "instance.lock";
@@ -49,13 +49,7 @@ impl InstanceLock {
         let dir = dir.as_ref();
         let path = dir.join(INSTANCE_LOCK_FILE);
         if !dir.is_dir() {
-            let mut builder = std::fs::DirBuilder::new();
-            builder.recursive(true);
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-            builder
-                .create(dir)
-                .map_err(io_error(&path, IoOp::CreateDir))?;
+            create_private_dir(dir).map_err(io_error(&path, IoOp::CreateDir))?;
         }
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true).truncate(false);

@@ -97,6 +97,7 @@ mod tests {
     use serde::{Deserialize, Serialize};
 
     use crate::fs::faults::inject_faults;
+    use crate::fs::tests::entries;
     use crate::{BoxError, Error, IoOp, Options, Origin, Persisted};
 
     #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -114,15 +115,6 @@ mod tests {
 
     fn retrying(attempts: u32) -> Options {
         Options::new().retry(attempts, Duration::from_millis(1))
-    }
-
-    fn entries(dir: &std::path::Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
     }
 
     #[test]

@@ -49,6 +49,29 @@ impl Indented {
         }
         Ok(())
     }
+
+    /// `[` or `{`: one level in.
+    fn open<W: ?Sized + io::Write>(&mut self, writer: &mut W, bracket: &[u8]) -> io::Result<()> {
+        self.level += 1;
+        self.has_value = false;
+        writer.write_all(bracket)
+    }
+
+    /// `]` or `}`, on a line of its own when the array or object had members.
+    fn close<W: ?Sized + io::Write>(&mut self, writer: &mut W, bracket: &[u8]) -> io::Result<()> {
+        self.level -= 1;
+        if self.has_value {
+            writer.write_all(b"\n")?;
+            self.indent(writer)?;
+        }
+        writer.write_all(bracket)
+    }
+
+    /// Before an element or a key: a new line, after a comma unless it is the first.
+    fn member<W: ?Sized + io::Write>(&self, writer: &mut W, first: bool) -> io::Result<()> {
+        writer.write_all(if first { b"\n" } else { b",\n" })?;
+        self.indent(writer)
+    }
 }
 
 impl serde_json::ser::Formatter for NullWatch<'_, Compact> {
@@ -67,18 +90,11 @@ impl serde_json::ser::Formatter for NullWatch<'_, Indented> {
     }
 
     fn begin_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
-        self.layout.level += 1;
-        self.layout.has_value = false;
-        writer.write_all(b"[")
+        self.layout.open(writer, b"[")
     }
 
     fn end_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
-        self.layout.level -= 1;
-        if self.layout.has_value {
-            writer.write_all(b"\n")?;
-            self.layout.indent(writer)?;
-        }
-        writer.write_all(b"]")
+        self.layout.close(writer, b"]")
     }
 
     fn begin_array_value<W: ?Sized + io::Write>(
@@ -86,8 +102,7 @@ impl serde_json::ser::Formatter for NullWatch<'_, Indented> {
         writer: &mut W,
         first: bool,
     ) -> io::Result<()> {
-        writer.write_all(if first { b"\n" } else { b",\n" })?;
-        self.layout.indent(writer)
+        self.layout.member(writer, first)
     }
 
     fn end_array_value<W: ?Sized + io::Write>(&mut self, _writer: &mut W) -> io::Result<()> {
@@ -96,18 +111,11 @@ impl serde_json::ser::Formatter for NullWatch<'_, Indented> {
     }
 
     fn begin_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
-        self.layout.level += 1;
-        self.layout.has_value = false;
-        writer.write_all(b"{")
+        self.layout.open(writer, b"{")
     }
 
     fn end_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
-        self.layout.level -= 1;
-        if self.layout.has_value {
-            writer.write_all(b"\n")?;
-            self.layout.indent(writer)?;
-        }
-        writer.write_all(b"}")
+        self.layout.close(writer, b"}")
     }
 
     fn begin_object_key<W: ?Sized + io::Write>(
@@ -115,8 +123,7 @@ impl serde_json::ser::Formatter for NullWatch<'_, Indented> {
         writer: &mut W,
         first: bool,
     ) -> io::Result<()> {
-        writer.write_all(if first { b"\n" } else { b",\n" })?;
-        self.layout.indent(writer)
+        self.layout.member(writer, first)
     }
 
     fn begin_object_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
