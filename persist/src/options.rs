@@ -12,7 +12,7 @@ use crate::fs::{Durability, FileWriter};
 use crate::key::Key;
 use crate::retry::Retry;
 use crate::telemetry::{Facts, Operation};
-use crate::{Backup, Error, Inspection, IoOp, Persisted, backup, codec, frame, fs, inspect};
+use crate::{Backup, Error, Inspection, Persisted, backup, codec, frame, fs, inspect};
 
 /// Settings for loading and saving, for when the defaults of the [`Persisted`] methods do not
 /// fit. `Persisted::load(path)` is `Options::new().load(path)`.
@@ -350,8 +350,8 @@ impl Options {
     /// writes into; growing a large one costs no copies on Linux (glibc moves its pages with
     /// mremap).
     fn file_bytes<T: Persisted>(&self, value: &T, path: &Path) -> Result<Vec<u8>, Error> {
-        let plain = codec::encode_to_vec(value, self.style::<T>())
-            .map_err(|error| error.at(path, IoOp::Write))?;
+        let plain =
+            codec::encode_to_vec(value, self.style::<T>()).map_err(|error| error.at(path))?;
         let layers = self.layers();
         if !layers.any() {
             return Ok(plain);
@@ -410,7 +410,7 @@ impl Options {
             })
         });
         match refused {
-            Some(refusal) => Err(refusal.at(path, IoOp::Write)),
+            Some(refusal) => Err(refusal.at(path)),
             None => result,
         }
     }

@@ -194,7 +194,7 @@ impl<T: Persisted> Fixture<T> {
         let first = match crate::codec::encode_to_vec(value, crate::codec::Style::default()) {
             Ok(bytes) => bytes,
             Err(error) => {
-                let error = error.at(&self.path, crate::IoOp::Write);
+                let error = error.at(&self.path);
                 return Some(format!("the loaded value cannot be saved: {error}"));
             }
         };
@@ -210,7 +210,7 @@ impl<T: Persisted> Fixture<T> {
         let second = match crate::codec::encode_to_vec(&again, crate::codec::Style::default()) {
             Ok(bytes) => bytes,
             Err(error) => {
-                let error = error.at(&self.path, crate::IoOp::Write);
+                let error = error.at(&self.path);
                 return Some(format!("the value loaded back cannot be saved: {error}"));
             }
         };

@@ -62,12 +62,12 @@ pub(crate) enum EncodeError {
 }
 
 impl EncodeError {
-    /// The error of a save of `path` that failed this way.
-    pub(crate) fn at(self, path: &Path, op: crate::IoOp) -> Error {
+    /// The error of a save of `path` that failed this way (a failed writer is a failed write).
+    pub(crate) fn at(self, path: &Path) -> Error {
         match self {
             EncodeError::Io(source) => Error::Io {
                 path: path.to_owned(),
-                op,
+                op: crate::IoOp::Write,
                 source,
             },
             EncodeError::Value { field, source } => Error::Serialize {
