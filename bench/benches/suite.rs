@@ -6,6 +6,7 @@
 //! cargo bench -- medium            # rows whose name contains "medium"
 //! cargo bench -- --quick           # fewer rounds, no large workload
 //! cargo bench -- gap               # only the runtime-stall row (large workload)
+//! cargo bench -- memory            # only the peak-memory lines (medium and large)
 //! ```
 //!
 //! Why not criterion or divan: both measure one function to the end before the next begins, and
@@ -642,8 +643,20 @@ fn any_records<T: 'static>(value: &T) -> Records {
         .clone()
 }
 
-/// Peak resident memory of a child process that loads `path` one way, in bytes.
-fn peak_rss(which: &str, path: &Path) -> u64 {
+/// What a child process of [`memory`] measured, in bytes.
+#[derive(Serialize, Clone, Copy, Default)]
+struct Peaks {
+    /// The process's peak resident set (VmHWM): anonymous memory and mapped file pages.
+    hwm: u64,
+    /// The highest anonymous resident memory seen (resident minus file-backed and shared pages,
+    /// from /proc/self/statm, sampled every 100 µs and once more at the end of the work).
+    anon: u64,
+    /// Anonymous resident memory before the work began: for a save, the value already built.
+    before: u64,
+}
+
+/// Runs a child process that does `which` with `path` and returns what it measured.
+fn peaks(which: &str, path: &Path) -> Peaks {
     let output = Command::new(std::env::current_exe().unwrap())
         .args(["--rss-child", which])
         .arg(path)
@@ -654,22 +667,75 @@ fn peak_rss(which: &str, path: &Path) -> u64 {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+    let text = String::from_utf8(output.stdout).unwrap();
+    let numbers: Vec<u64> = text
+        .split_whitespace()
+        .map(|number| number.parse().unwrap())
+        .collect();
+    let [hwm, anon, before] = numbers[..] else {
+        panic!("unexpected child output {text:?}");
+    };
+    Peaks { hwm, anon, before }
 }
 
-/// The child of [`peak_rss`]: loads, then prints its peak resident set (VmHWM) in bytes.
+/// Anonymous resident memory of this process, in bytes: resident minus shared (file-backed and
+/// shared memory) pages, from /proc/self/statm.
+fn anon_now() -> u64 {
+    let statm = fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: Vec<u64> = statm
+        .split_whitespace()
+        .map(|field| field.parse().unwrap())
+        .collect();
+    (pages[1] - pages[2]) * 4096
+}
+
+/// Runs `work` while a thread samples [`anon_now`], and returns the anonymous memory just
+/// before the work (with the sampler already running, so that its own stack and buffers are
+/// not counted as the work's) and the highest value seen during it.
+fn peak_anon_during(work: impl FnOnce()) -> (u64, u64) {
+    let started = AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut peak = anon_now();
+            started.store(true, Ordering::Release);
+            while !stop.load(Ordering::Relaxed) {
+                peak = peak.max(anon_now());
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            peak
+        });
+        while !started.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        let before = anon_now();
+        work();
+        let last = anon_now();
+        stop.store(true, Ordering::Relaxed);
+        (before, sampler.join().unwrap().max(last))
+    })
+}
+
+/// The child of [`peaks`]: does `which` with `path`, then prints its peak resident set, its
+/// peak anonymous memory and its anonymous memory before the work, in bytes.
 fn rss_child(which: &str, path: &Path) {
-    match which {
-        "persist" => drop(black_box(Records::load(path).unwrap())),
-        "persist-v1" => drop(black_box(Records::load(path).unwrap())),
-        "hand-written" => drop(black_box(baseline::load::<Records>(path).unwrap())),
-        "idle" => {}
+    let (before, anon) = match which {
+        "persist" | "persist-v1" => {
+            peak_anon_during(|| drop(black_box(Records::load(path).unwrap())))
+        }
+        "hand-written" => {
+            peak_anon_during(|| drop(black_box(baseline::load::<Records>(path).unwrap())))
+        }
+        "persist-save" => {
+            let records = Records::load(path).unwrap();
+            let target = path.with_extension("saved.json");
+            let peaks = peak_anon_during(|| records.save(&target).unwrap());
+            fs::remove_file(&target).unwrap();
+            peaks
+        }
+        "idle" => peak_anon_during(|| {}),
         other => panic!("unknown child {other}"),
-    }
+    };
     let status = fs::read_to_string("/proc/self/status").unwrap();
     let kib: u64 = status
         .lines()
@@ -679,38 +745,117 @@ fn rss_child(which: &str, path: &Path) {
         .trim()
         .parse()
         .unwrap();
-    println!("{}", kib * 1024);
+    println!("{} {anon} {before}", kib * 1024);
 }
 
 #[derive(Serialize)]
 struct MemoryResult {
+    workload: String,
     file_bytes: u64,
-    idle: u64,
-    hand_written: u64,
-    persist: u64,
-    persist_v1: u64,
+    idle: Peaks,
+    hand_written: Peaks,
+    persist: Peaks,
+    /// Only for the large workload, whose v1 file shows what a migration chain costs.
+    persist_v1: Option<Peaks>,
+    save: Peaks,
 }
 
-fn memory(dir: &Path, records: &Records) -> MemoryResult {
-    let path = dir.join("large-rss.json");
+impl MemoryResult {
+    /// What persist's load holds at its peak beside an idle process, against the hand-written
+    /// load's.
+    fn load_ratio(&self) -> f64 {
+        (self.persist.anon - self.idle.anon) as f64
+            / (self.hand_written.anon - self.idle.anon) as f64
+    }
+
+    /// What a save holds beside the value it saves, in bytes.
+    fn save_extra(&self) -> u64 {
+        self.save.anon.saturating_sub(self.save.before)
+    }
+}
+
+/// Peak memory of a load of the workload (persist against the hand-written load) and of a save
+/// (against the value's own size), each in a child process of its own, interleaved over three
+/// rounds; the maximum of each is its peak.
+fn memory(dir: &Path, workload: &str, records: &Records, with_v1: bool) -> MemoryResult {
+    let path = dir.join(format!("{workload}-rss.json"));
     records.save(&path).unwrap();
-    let v1_path = dir.join("large-rss-v1.json");
-    RecordsV1::from_current(records).save(&v1_path).unwrap();
-    // Interleaved like the timed rows; the maximum of each is its peak.
+    let v1_path = dir.join(format!("{workload}-rss-v1.json"));
+    if with_v1 {
+        RecordsV1::from_current(records).save(&v1_path).unwrap();
+    }
     let mut result = MemoryResult {
+        workload: workload.to_owned(),
         file_bytes: fs::metadata(&path).unwrap().len(),
-        idle: 0,
-        hand_written: 0,
-        persist: 0,
-        persist_v1: 0,
+        idle: Peaks::default(),
+        hand_written: Peaks::default(),
+        persist: Peaks::default(),
+        persist_v1: with_v1.then(Peaks::default),
+        save: Peaks::default(),
     };
+    fn keep_max(kept: &mut Peaks, new: Peaks) {
+        if new.anon > kept.anon {
+            *kept = Peaks {
+                hwm: kept.hwm.max(new.hwm),
+                ..new
+            };
+        } else {
+            kept.hwm = kept.hwm.max(new.hwm);
+        }
+    }
     for _ in 0..3 {
-        result.idle = result.idle.max(peak_rss("idle", &path));
-        result.hand_written = result.hand_written.max(peak_rss("hand-written", &path));
-        result.persist = result.persist.max(peak_rss("persist", &path));
-        result.persist_v1 = result.persist_v1.max(peak_rss("persist-v1", &v1_path));
+        keep_max(&mut result.idle, peaks("idle", &path));
+        keep_max(&mut result.hand_written, peaks("hand-written", &path));
+        keep_max(&mut result.persist, peaks("persist", &path));
+        keep_max(&mut result.save, peaks("persist-save", &path));
+        if let Some(v1) = &mut result.persist_v1 {
+            keep_max(v1, peaks("persist-v1", &v1_path));
+        }
     }
     result
+}
+
+/// The memory lines of the report.
+fn memory_lines(m: &MemoryResult) -> String {
+    let load_target = if m.workload == "large" { 0.80 } else { 1.0 };
+    let save_limit = 4 << 20;
+    let mut text = format!(
+        "peak memory loading {} ({}), beside an idle process ({} anonymous): hand-written {} \
+         anonymous ({} resident), persist {} anonymous ({} resident): {:.3}x, target ≤ {:.2}: {}",
+        m.workload,
+        format_bytes(m.file_bytes),
+        format_bytes(m.idle.anon),
+        format_bytes(m.hand_written.anon - m.idle.anon),
+        format_bytes(m.hand_written.hwm),
+        format_bytes(m.persist.anon - m.idle.anon),
+        format_bytes(m.persist.hwm),
+        m.load_ratio(),
+        load_target,
+        if m.load_ratio() <= load_target {
+            "holds"
+        } else {
+            "MISSED"
+        },
+    );
+    if let Some(v1) = &m.persist_v1 {
+        text.push_str(&format!(
+            "; persist from a v1 file through 3 steps {} anonymous",
+            format_bytes(v1.anon - m.idle.anon)
+        ));
+    }
+    text.push_str(&format!(
+        "\npeak memory saving {}: the value {} anonymous, the save {} more (target ≤ {}): {}",
+        m.workload,
+        format_bytes(m.save.before - m.idle.anon),
+        format_bytes(m.save_extra()),
+        format_bytes(save_limit),
+        if m.save_extra() <= save_limit {
+            "holds"
+        } else {
+            "MISSED"
+        },
+    ));
+    text
 }
 
 /// How long a 1 ms ticking task on a current-thread runtime went without running while a
@@ -841,7 +986,7 @@ enum Shape {
 struct Report {
     mode: &'static str,
     rows: Vec<RowResult>,
-    memory: Option<MemoryResult>,
+    memory: Vec<MemoryResult>,
     gaps: Vec<GapResult>,
 }
 
@@ -937,6 +1082,7 @@ fn main() {
         rows.push(b.concurrency_row(&settings, 8));
         rows.extend(b.layer_rows(&settings));
     }
+    let mut memory_results = Vec::new();
     if selected("medium") {
         let records = Records::medium();
         let b = bench(medium, true);
@@ -944,6 +1090,9 @@ fn main() {
         rows.push(b.load_row(&records));
         rows.push(b.concurrency_row(&records, 8));
         rows.extend(b.layer_rows(&records));
+        if mode != Mode::Smoke {
+            memory_results.push(memory(&data, "medium", &records, false));
+        }
     }
     for (name, shape) in [
         ("geometry", Shape::Geometry),
@@ -960,7 +1109,13 @@ fn main() {
             Shape::Social => b.shape_rows(&Social::sample()),
         });
     }
-    let mut memory_result = None;
+    if !filters.is_empty() && filters.iter().all(|filter| *filter == "memory") {
+        // `cargo bench -- memory`: only the peak-memory lines.
+        memory_results.push(memory(&data, "medium", &Records::medium(), false));
+        if large.is_some() {
+            memory_results.push(memory(&data, "large", &Records::large(), true));
+        }
+    }
     let mut gaps = Vec::new();
     if let Some(large) = large
         && selected("large")
@@ -970,7 +1125,7 @@ fn main() {
         rows.push(b.save_row(&records));
         rows.push(b.load_row(&records));
         rows.extend(b.layer_rows(&records));
-        memory_result = Some(memory(&data, &records));
+        memory_results.push(memory(&data, "large", &records, true));
         gaps.push(tick_gaps(&data, large, &records));
     } else if let Some(large) = large
         && selected("gap")
@@ -989,18 +1144,8 @@ fn main() {
     for gap in &gaps {
         println!("{}", gap_line(gap));
     }
-    if let Some(m) = &memory_result {
-        println!(
-            "peak RSS loading the large file ({}): hand-written {}, persist {} ({:.3}x, target ≤ 1.05), \
-             persist from a v1 file {} ({:.3}x); an idle process {}",
-            format_bytes(m.file_bytes),
-            format_bytes(m.hand_written),
-            format_bytes(m.persist),
-            m.persist as f64 / m.hand_written as f64,
-            format_bytes(m.persist_v1),
-            m.persist_v1 as f64 / m.hand_written as f64,
-            format_bytes(m.idle),
-        );
+    for m in &memory_results {
+        println!("{}", memory_lines(m));
     }
     let report = Report {
         mode: match mode {
@@ -1009,7 +1154,7 @@ fn main() {
             Mode::Smoke => "smoke",
         },
         rows,
-        memory: memory_result,
+        memory: memory_results,
         gaps,
     };
     // A smoke run's single round says nothing; it does not replace the last real results.
@@ -1018,5 +1163,7 @@ fn main() {
         fs::write(&results, serde_json::to_vec_pretty(&report).unwrap()).unwrap();
         println!("results: {}", results.display());
     }
-    let _ = fs::remove_dir_all(&data);
+    if std::env::var_os("PERSIST_BENCH_KEEP").is_none() {
+        let _ = fs::remove_dir_all(&data);
+    }
 }

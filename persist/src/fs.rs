@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tempfile::NamedTempFile;
 
 use crate::error::{Error, FileKind, IoOp};
+use crate::mapped::Contents;
 
 /// How much a save waits for the disk. Every level replaces the file atomically (a reader, or
 /// a process that crashes, sees the old file or the new one); they differ in what survives a
@@ -38,10 +39,12 @@ pub enum Durability {
     None,
 }
 
-/// The largest piece [`FileWriter`] hands to the file in one `write`: a file of up to 4 MiB is
-/// one `write`, a larger one pays a system call per 4 MiB (why one piece beats many small ones:
-/// BENCHMARKS.md, "What the suite changed").
-const MAX_WRITE: usize = 4 << 20;
+/// The largest piece [`FileWriter`] hands to the file in one `write`: a file of up to 3.75 MiB
+/// is one `write`, a larger one pays a system call per 3.75 MiB (why one piece beats many small
+/// ones: BENCHMARKS.md, "What the suite changed"). A quarter MiB under 4 MiB so that a save,
+/// buffer and allocator slack (glibc keeps the freed smaller buffers of the doubling, about
+/// 132 KiB) together, holds less than 4 MiB beside the value (`cargo bench -- memory`).
+const MAX_WRITE: usize = (4 << 20) - (256 << 10);
 
 /// Suffix of the temporary files a save creates beside the target (`.<name>.<random>.tmp`).
 const TEMP_SUFFIX: &str = ".tmp";
@@ -60,6 +63,27 @@ pub(crate) fn io_error(path: &Path, op: IoOp) -> impl FnOnce(io::Error) -> Error
 /// Reads the whole file, refusing anything that is not a regular file and anything over
 /// `limit` bytes before reading it.
 pub(crate) fn read(path: &Path, limit: u64) -> Result<Vec<u8>, Error> {
+    let (file, len) = open_regular(path, limit)?;
+    read_open(path, &file, len, limit)
+}
+
+/// [`read`] for a load: a file of at least [`MAP_AT_LEAST`](crate::mapped::MAP_AT_LEAST) bytes
+/// is mapped rather than copied into the heap where that is safe (see [`crate::mapped`]). The
+/// mapping holds the size `fstat` reported; a file that grows afterwards is read as it was.
+pub(crate) fn read_for_load(path: &Path, limit: u64) -> Result<Contents, Error> {
+    let (file, len) = open_regular(path, limit)?;
+    #[cfg(target_os = "linux")]
+    if len >= crate::mapped::MAP_AT_LEAST
+        && let Some(mapped) = Contents::map(&file, len)
+    {
+        return Ok(mapped);
+    }
+    read_open(path, &file, len, limit).map(Contents::Read)
+}
+
+/// Opens `path` for reading and returns it with its size, after checking on the open
+/// descriptor that it is a regular file of at most `limit` bytes.
+fn open_regular(path: &Path, limit: u64) -> Result<(File, u64), Error> {
     let mut options = OpenOptions::new();
     options.read(true);
     // Opening a FIFO for reading blocks until a writer appears; non-blocking mode returns at
@@ -86,22 +110,29 @@ pub(crate) fn read(path: &Path, limit: u64) -> Result<Vec<u8>, Error> {
             kind: FileKind::of(metadata.file_type()),
         });
     }
-    let too_large = |size| Error::TooLarge {
+    if metadata.len() > limit {
+        return Err(too_large(path, metadata.len(), limit));
+    }
+    Ok((file, metadata.len()))
+}
+
+fn too_large(path: &Path, size: u64, limit: u64) -> Error {
+    Error::TooLarge {
         path: path.to_owned(),
         size,
         limit,
-    };
-    if metadata.len() > limit {
-        return Err(too_large(metadata.len()));
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+}
+
+/// Reads the rest of `file`, which had `len` bytes when it was opened.
+fn read_open(path: &Path, file: &File, len: u64, limit: u64) -> Result<Vec<u8>, Error> {
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     // The file may grow after the size check: read at most one byte past the cap.
-    (&file)
-        .take(limit.saturating_add(1))
+    file.take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(io_error(path, IoOp::Read))?;
     if bytes.len() as u64 > limit {
-        return Err(too_large(bytes.len() as u64));
+        return Err(too_large(path, bytes.len() as u64, limit));
     }
     Ok(bytes)
 }
@@ -215,8 +246,8 @@ impl Staged<'_> {
 
 /// The writer a save's serializer writes into: collects a serializer's many small writes in a
 /// buffer that grows as needed up to [`MAX_WRITE`], and hands the file whole buffers. A small
-/// file costs one `write` and a buffer of its own size; a large one a `write` per 4 MiB and never
-/// more than 4 MiB of buffer (a `Vec` written at the end would hold the whole file twice).
+/// file costs one `write` and a buffer of its own size; a large one a `write` per
+/// [`MAX_WRITE`] and never more than that much buffer (a `Vec` written at the end would hold the whole file twice).
 pub(crate) struct FileWriter<'f> {
     file: &'f File,
     buffer: Vec<u8>,
@@ -238,8 +269,8 @@ impl<'f> FileWriter<'f> {
         self.file.write_all(data)
     }
 
-    /// A write the buffer has no room for: the buffer grows (up to [`MAX_WRITE`]) or is
-    /// handed to the file first; a piece of `MAX_WRITE` or more goes to the file directly.
+    /// A write the buffer has no room for: the buffer grows to [`MAX_WRITE`] or is handed to
+    /// the file first; a piece of `MAX_WRITE` or more goes to the file directly.
     #[cold]
     fn write_beyond_capacity(&mut self, data: &[u8]) -> io::Result<()> {
         if self.buffer.len() + data.len() > MAX_WRITE {
@@ -247,6 +278,15 @@ impl<'f> FileWriter<'f> {
             if data.len() >= MAX_WRITE {
                 return self.file.write_all(data);
             }
+        }
+        if data.len() > self.buffer.capacity() - self.buffer.len() {
+            // Doubling, as `Vec` grows (the freed smaller buffers are reused by the next save,
+            // which costs no page faults), but never past `MAX_WRITE`: a `Vec` would double
+            // 2 MiB to 4 MiB and then fill all of it.
+            let wanted = (self.buffer.len() + data.len())
+                .max(self.buffer.capacity() * 2)
+                .min(MAX_WRITE);
+            self.buffer.reserve_exact(wanted - self.buffer.len());
         }
         self.buffer.extend_from_slice(data);
         Ok(())

@@ -113,6 +113,7 @@ mod inspect;
 mod instance;
 mod key;
 mod lock;
+mod mapped;
 pub mod non_finite;
 mod options;
 mod persisted;

@@ -432,11 +432,16 @@ impl Options {
             ..Facts::default()
         };
         let result = operation.in_span(|| {
-            let bytes = self.retry.run(|| fs::read(path, self.max_size))?;
+            let bytes = self.retry.run(|| fs::read_for_load(path, self.max_size))?;
             facts.read = Some(bytes.len() as u64);
             facts.from = codec::leading_version(&bytes);
-            let envelope = self.open(path, &bytes)?;
-            codec::decode(&envelope).map_err(|error| error.at::<T>(path))
+            let decoded = self
+                .open(path, &bytes)
+                .and_then(|envelope| codec::decode(&envelope).map_err(|error| error.at::<T>(path)));
+            // A truncation by another program during the read is the error to report, not
+            // what the parser made of the zeros that replaced the lost bytes.
+            bytes.intact(path)?;
+            decoded
         });
         operation.finish(&result, facts);
         result
