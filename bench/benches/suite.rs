@@ -7,6 +7,8 @@
 //! cargo bench -- --quick           # fewer rounds, no large workload
 //! cargo bench -- gap               # only the runtime-stall row (large workload)
 //! cargo bench -- memory            # only the peak-memory lines (medium and large)
+//! cargo bench --features simd      # persist built with its `simd` feature, against sonic-rs
+//! PERSIST_BENCH_KEEP=1 cargo bench # keep the files in target/tmp/persist-bench/data
 //! ```
 //!
 //! Why not criterion or divan: both measure one function to the end before the next begins, and
@@ -406,9 +408,13 @@ impl Bench<'_> {
             }),
         ];
         let mut targets = vec![
-            Target::new("persist", "hand-written", 1.05),
+            Target::new("persist", "hand-written", LOAD_TARGET),
             Target::new("persist async", "persist", 1.10),
         ];
+        if cfg!(feature = "simd") {
+            contenders.push(sonic_by_hand::<T>(&path));
+            targets.push(Target::new("persist", SONIC_BY_HAND, 1.05));
+        }
         if let Some(records) = records_of(value) {
             // The same records three migrations back, loaded as the current version.
             let v1_path = self.path("load-v1.json");
@@ -541,7 +547,7 @@ impl Bench<'_> {
 
         let path = self.path("load.json");
         value.save(&path).unwrap();
-        let load = vec![
+        let mut load = vec![
             Contender::new("hand-written", || {
                 black_box(baseline::load::<T>(&path).unwrap());
             }),
@@ -552,7 +558,11 @@ impl Bench<'_> {
                 black_box(self.rt.block_on(T::load_async(&path)).unwrap());
             }),
         ];
-        let load_targets = vec![Target::new("persist", "hand-written", 1.05)];
+        let mut load_targets = vec![Target::new("persist", "hand-written", LOAD_TARGET)];
+        if cfg!(feature = "simd") {
+            load.push(sonic_by_hand::<T>(&path));
+            load_targets.push(Target::new("persist", SONIC_BY_HAND, 1.05));
+        }
         let load = measure("load", self.workload, file_bytes, load, load_targets);
         [save, load]
     }
@@ -772,6 +782,22 @@ impl MemoryResult {
     fn save_extra(&self) -> u64 {
         self.save.anon.saturating_sub(self.save.before)
     }
+}
+
+/// The load target against `fs::read` + `serde_json::from_slice`: at par without the `simd`
+/// feature, 0.85x with it.
+const LOAD_TARGET: f64 = if cfg!(feature = "simd") { 0.85 } else { 1.05 };
+
+const SONIC_BY_HAND: &str = "fs::read + sonic_rs::from_slice";
+
+/// The `simd` feature's baseline: the file read and parsed by sonic-rs by hand.
+fn sonic_by_hand<T: Persisted + 'static>(path: &Path) -> Contender<'static> {
+    let path = path.to_owned();
+    Contender::new(SONIC_BY_HAND, move || {
+        let bytes = fs::read(&path).unwrap();
+        let value: baseline::Envelope<T> = sonic_rs::from_slice(&bytes).unwrap();
+        black_box(value);
+    })
 }
 
 /// Peak memory of a load of the workload (persist against the hand-written load) and of a save

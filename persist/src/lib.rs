@@ -173,6 +173,14 @@ pub mod __private {
         crate::codec::decode(bytes).map_err(|error| error.at::<T>(std::path::Path::new("<memory>")))
     }
 
+    /// [`decode`] with serde_json alone, whatever the features: what the `simd` feature's
+    /// results are compared against (tests/simd.rs, the `parsers` fuzz target).
+    #[cfg(feature = "simd")]
+    pub fn decode_json<T: crate::Persisted>(bytes: &[u8]) -> Result<T, crate::Error> {
+        crate::codec::decode_with(bytes, crate::codec::Parser::Json)
+            .map_err(|error| error.at::<T>(std::path::Path::new("<memory>")))
+    }
+
     /// The load path of a framed file without the file: opens the frame (with `key`, and at
     /// most `limit` bytes decompressed) and decodes the envelope. For the fuzz targets.
     #[cfg(feature = "encryption")]

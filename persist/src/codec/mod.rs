@@ -21,6 +21,8 @@ mod checksum;
 mod envelope;
 mod finite;
 mod redact;
+#[cfg(feature = "simd")]
+mod simd;
 #[cfg(test)]
 mod tests;
 
@@ -262,8 +264,37 @@ impl DecodeError {
     }
 }
 
+/// Which parser turns a document into serde calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Parser {
+    /// serde_json, always.
+    Json,
+    /// sonic-rs where it agrees with serde_json, serde_json elsewhere (see `simd.rs`).
+    #[cfg(feature = "simd")]
+    Simd,
+}
+
+impl Parser {
+    /// The parser loads use: sonic-rs with the `simd` feature, serde_json without.
+    pub(crate) const DEFAULT: Parser = {
+        #[cfg(feature = "simd")]
+        {
+            Parser::Simd
+        }
+        #[cfg(not(feature = "simd"))]
+        {
+            Parser::Json
+        }
+    };
+}
+
 /// Reads the envelope in `bytes` and returns the value migrated to `T`.
 pub(crate) fn decode<T: Persisted>(bytes: &[u8]) -> Result<T, DecodeError> {
+    decode_with(bytes, Parser::DEFAULT)
+}
+
+/// [`decode`] with the given parser (the fuzz target compares both).
+pub(crate) fn decode_with<T: Persisted>(bytes: &[u8], parser: Parser) -> Result<T, DecodeError> {
     // Editors on Windows add a byte-order mark to files a user edits by hand.
     let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -279,20 +310,19 @@ pub(crate) fn decode<T: Persisted>(bytes: &[u8]) -> Result<T, DecodeError> {
         });
     }
     let checksum_checked = verify_checksum(bytes)?;
-    finish(
-        parse::<T>(
-            bytes,
-            Pass::Envelope {
-                known_version: None,
-                checksum_checked,
-            },
-        )?,
-        bytes,
-    )
+    let pass = Pass::Envelope {
+        known_version: None,
+        checksum_checked,
+    };
+    finish(parse::<T>(bytes, pass, parser)?, bytes, parser)
 }
 
 /// Turns the outcome of a pass into the value, running the second pass a file may need.
-fn finish<T: Persisted>(outcome: Outcome<T>, bytes: &[u8]) -> Result<T, DecodeError> {
+fn finish<T: Persisted>(
+    outcome: Outcome<T>,
+    bytes: &[u8],
+    parser: Parser,
+) -> Result<T, DecodeError> {
     match outcome {
         Outcome::Decoded(result) => result.map_err(DecodeError::Migration),
         Outcome::FutureVersion(found) => Err(DecodeError::FutureVersion { found }),
@@ -307,11 +337,15 @@ fn finish<T: Persisted>(outcome: Outcome<T>, bytes: &[u8]) -> Result<T, DecodeEr
                 known_version: Some(version),
                 checksum_checked,
             };
-            finish(parse::<T>(bytes, pass)?, bytes)
+            finish(parse::<T>(bytes, pass, parser)?, bytes, parser)
         }
         Outcome::NotEnvelope => match unversioned_root::<T>() {
             // An unversioned pass only ever returns `Decoded`.
-            Some(root) => finish(parse::<T>(bytes, Pass::Unversioned { root })?, bytes),
+            Some(root) => finish(
+                parse::<T>(bytes, Pass::Unversioned { root }, parser)?,
+                bytes,
+                parser,
+            ),
             None => Err(DecodeError::Corrupt {
                 line: 0,
                 column: 0,
@@ -338,7 +372,18 @@ enum Pass {
     },
 }
 
-fn parse<T: Persisted>(bytes: &[u8], pass: Pass) -> Result<Outcome<T>, DecodeError> {
+fn parse<T: Persisted>(
+    bytes: &[u8],
+    pass: Pass,
+    parser: Parser,
+) -> Result<Outcome<T>, DecodeError> {
+    #[cfg(feature = "simd")]
+    if parser == Parser::Simd
+        && let Some(outcome) = simd::parse::<T>(bytes, pass)
+    {
+        return Ok(outcome);
+    }
+    let _ = parser;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     match run_pass::<T, _>(&mut deserializer, pass).and_then(|outcome| {
         deserializer.end()?;
