@@ -8,6 +8,7 @@
 //! cargo bench -- gap               # only the runtime-stall row (large workload)
 //! cargo bench -- memory            # only the peak-memory lines (medium and large)
 //! cargo bench --features simd      # persist built with its `simd` feature, against sonic-rs
+//! cargo bench -- --loads           # only the load rows
 //! PERSIST_BENCH_KEEP=1 cargo bench # keep the files in target/tmp/persist-bench/data
 //! ```
 //!
@@ -1102,6 +1103,8 @@ fn main() {
     };
 
     let mut rows = Vec::new();
+    // `--loads`: only the load rows (for the `simd` feature's figures).
+    let loads_only = args.iter().any(|a| a == "--loads");
     let bench = |workload, with_peers| Bench {
         dir: &data,
         workload,
@@ -1111,20 +1114,28 @@ fn main() {
     if selected("small") {
         let settings = Settings::sample();
         let b = bench(small, false);
-        rows.push(b.save_row(&settings));
+        if !loads_only {
+            rows.push(b.save_row(&settings));
+        }
         rows.push(b.load_row(&settings));
-        rows.push(b.concurrency_row(&settings, 8));
-        rows.extend(b.layer_rows(&settings));
+        if !loads_only {
+            rows.push(b.concurrency_row(&settings, 8));
+            rows.extend(b.layer_rows(&settings));
+        }
     }
     let mut memory_results = Vec::new();
     if selected("medium") {
         let records = Records::medium();
         let b = bench(medium, true);
-        rows.push(b.save_row(&records));
+        if !loads_only {
+            rows.push(b.save_row(&records));
+        }
         rows.push(b.load_row(&records));
-        rows.push(b.concurrency_row(&records, 8));
-        rows.extend(b.layer_rows(&records));
-        if mode != Mode::Smoke {
+        if !loads_only {
+            rows.push(b.concurrency_row(&records, 8));
+            rows.extend(b.layer_rows(&records));
+        }
+        if mode != Mode::Smoke && !loads_only {
             memory_results.push(memory(&data, "medium", &records, false));
         }
     }
@@ -1137,11 +1148,15 @@ fn main() {
             continue;
         }
         let b = bench(Workload { name, ..medium }, false);
-        rows.extend(match shape {
+        let [save, load] = match shape {
             Shape::Geometry => b.shape_rows(&Geometry::sample()),
             Shape::Catalogue => b.shape_rows(&Catalogue::sample()),
             Shape::Social => b.shape_rows(&Social::sample()),
-        });
+        };
+        if !loads_only {
+            rows.push(save);
+        }
+        rows.push(load);
     }
     if !filters.is_empty() && filters.iter().all(|filter| *filter == "memory") {
         // `cargo bench -- memory`: only the peak-memory lines.
@@ -1156,16 +1171,21 @@ fn main() {
     {
         let records = Records::large();
         let b = bench(large, true);
-        rows.push(b.save_row(&records));
-        rows.push(b.load_row(&records));
-        rows.extend(b.layer_rows(&records));
-        memory_results.push(memory(&data, "large", &records, true));
-        gaps.push(tick_gaps(&data, large, &records));
+        if loads_only {
+            rows.push(b.load_row(&records));
+        } else {
+            rows.push(b.save_row(&records));
+            rows.push(b.load_row(&records));
+            rows.extend(b.layer_rows(&records));
+            memory_results.push(memory(&data, "large", &records, true));
+            gaps.push(tick_gaps(&data, large, &records));
+        }
     } else if let Some(large) = large
         && selected("gap")
+        && !loads_only
     {
         gaps.push(tick_gaps(&data, large, &Records::large()));
-    } else if selected("medium") || selected("gap") {
+    } else if (selected("medium") || selected("gap")) && !loads_only {
         // Without the large workload (--quick, the smoke test), the stall row runs on medium.
         gaps.push(tick_gaps(&data, medium, &Records::medium()));
     }
