@@ -12,7 +12,9 @@ use crate::fs::{Durability, FileWriter};
 use crate::key::Key;
 use crate::retry::Retry;
 use crate::telemetry::{Facts, Operation};
-use crate::{Backup, Error, Inspection, Persisted, backup, codec, frame, fs, inspect};
+use crate::{
+    Backup, Error, FileInfo, Inspection, Persisted, backup, codec, file_info, frame, fs, inspect,
+};
 
 /// Settings for loading and saving, for when the defaults of the [`Persisted`] methods do not
 /// fit. `Persisted::load(path)` is `Options::new().load(path)`.
@@ -343,6 +345,30 @@ impl Options {
     /// ```
     pub fn inspect<T: Persisted>(&self, path: impl AsRef<Path>) -> Result<Inspection, Error> {
         inspect::inspect::<T>(path.as_ref(), self.max_size, self.key.as_ref())
+    }
+
+    /// What the file at `path` holds, read without the program's types: its layout and layers,
+    /// schema version, checksum and data as JSON text (with the key of
+    /// [`encrypt`](Options::encrypt), if the file is encrypted). Makes every check a load makes
+    /// before decoding: a file that comes back `Ok` is intact; what a load of a given type would
+    /// make of it is [`inspect`](Options::inspect)'s question. Never writes.
+    ///
+    /// # Errors
+    ///
+    /// What [`load`](Options::load) returns for a file it cannot open or whose bytes are
+    /// damaged: [`Error::NotFound`], [`Error::NotRegularFile`], [`Error::TooLarge`],
+    /// [`Error::Io`], [`Error::Corrupt`] (broken JSON or frame, checksum mismatch),
+    /// [`Error::Unsupported`], [`Error::KeyRequired`], [`Error::Decrypt`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let info = persist::Options::new().file_info("settings.json")?;
+    /// println!("version {:?}, {} bytes, layout {:?}", info.version, info.size, info.layout);
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn file_info(&self, path: impl AsRef<Path>) -> Result<FileInfo, Error> {
+        file_info::file_info(path.as_ref(), self.max_size, self.key.as_ref())
     }
 
     /// The whole file of `value` in memory: the envelope, framed when layers are configured

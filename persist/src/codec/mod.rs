@@ -39,16 +39,17 @@ use self::chain::{MigrationFailure, deserialize_at};
 #[cfg(feature = "testing")]
 pub(crate) use self::chain::{VisitVersion, walk_chain};
 pub(crate) use self::chain::{chain_versions, unversioned_root};
-use self::checksum::{CHECKSUM_KEY, Crc32cWriter, verify_checksum};
+pub(crate) use self::checksum::verify_checksum;
+use self::checksum::{CHECKSUM_KEY, Crc32cWriter};
 use self::envelope::{Envelope, EnvelopeVisitor, Outcome};
-pub(crate) use self::envelope::{leading_version, stored_version};
+pub(crate) use self::envelope::{leading_version, scan, stored_version};
 use self::finite::{Compact, FloatScan, Indented, NullWatch, check_floats};
 pub(crate) use self::redact::redact;
 use crate::frame::{self, FrameError};
 use crate::key::Key;
 use crate::{Error, Persisted};
 
-const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+pub(crate) const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Why a value could not be written.
 #[derive(Debug)]
@@ -288,6 +289,34 @@ impl Parser {
     };
 }
 
+impl DecodeError {
+    /// [`DecodeError::at`] for a check made without the program's types (a checksum, the JSON
+    /// syntax): only `Corrupt` comes from those; anything else is reported as damage too.
+    pub(crate) fn at_untyped(self, path: &Path) -> Error {
+        match self {
+            DecodeError::Corrupt {
+                line,
+                column,
+                field,
+                reason,
+            } => Error::Corrupt {
+                path: path.to_owned(),
+                line,
+                column,
+                field,
+                reason,
+            },
+            other => Error::Corrupt {
+                path: path.to_owned(),
+                line: 0,
+                column: 0,
+                field: None,
+                reason: format!("{other:?}"),
+            },
+        }
+    }
+}
+
 /// Reads the envelope in `bytes` and returns the value migrated to `T`.
 pub(crate) fn decode<T: Persisted>(bytes: &[u8]) -> Result<T, DecodeError> {
     decode_with(bytes, Parser::DEFAULT)
@@ -447,7 +476,7 @@ fn run_pass<'de, T: Persisted, D: Deserializer<'de>>(
     }
 }
 
-fn corrupt(error: serde_json::Error, field: Option<String>) -> DecodeError {
+pub(crate) fn corrupt(error: serde_json::Error, field: Option<String>) -> DecodeError {
     let mut reason = error.to_string();
     let location = format!(" at line {} column {}", error.line(), error.column());
     if let Some(stripped) = reason.strip_suffix(&location) {

@@ -1,0 +1,375 @@
+//! The `persist` command and `persist::cli::run`, run as real processes on real files; what
+//! they print is pinned by insta snapshots (`INSTA_UPDATE=always cargo test -p persist-cli`
+//! after a deliberate change).
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use persist::{Key, Options, Persisted};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Persisted)]
+#[persist(version = 1, accept_unversioned)]
+struct SettingsV1 {
+    theme: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Persisted)]
+#[persist(version = 2, migrate_from = SettingsV1)]
+struct Settings {
+    theme: String,
+    zoom: f64,
+    recent: Vec<String>,
+}
+
+impl From<SettingsV1> for Settings {
+    fn from(old: SettingsV1) -> Settings {
+        Settings {
+            theme: old.theme,
+            zoom: 1.0,
+            recent: Vec::new(),
+        }
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        theme: "dark".to_owned(),
+        zoom: 1.25,
+        recent: vec!["notes.md".to_owned(), "ünïcode.txt".to_owned()],
+    }
+}
+
+const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+/// Runs the `persist` command in `dir` with `args`.
+fn persist(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_persist"))
+        .args(args)
+        .current_dir(dir)
+        .env("TEST_KEY", KEY_HEX)
+        .env("TEST_PASSPHRASE", "correct horse battery staple")
+        .output()
+        .unwrap()
+}
+
+/// Exit code, standard output and standard error, for a snapshot.
+fn transcript(output: &Output) -> String {
+    format!(
+        "exit: {}\n--- stdout\n{}--- stderr\n{}",
+        output
+            .status
+            .code()
+            .map_or("signal".to_owned(), |code| code.to_string()),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn show_prints_the_envelope_and_the_data_in_file_order() {
+    let dir = tempfile::tempdir().unwrap();
+    settings().save(dir.path().join("settings.json")).unwrap();
+    let output = persist(dir.path(), &["show", "settings.json"]);
+    assert_eq!(output.status.code(), Some(0));
+    insta::assert_snapshot!(transcript(&output));
+}
+
+#[test]
+fn show_reports_pretty_checksummed_and_unversioned_files() {
+    let dir = tempfile::tempdir().unwrap();
+    Options::new()
+        .pretty(true)
+        .checksum(true)
+        .save(&settings(), dir.path().join("pretty.json"))
+        .unwrap();
+    fs::write(dir.path().join("legacy.json"), r#"{"theme":"light"}"#).unwrap();
+    let pretty = persist(dir.path(), &["show", "pretty.json"]);
+    let legacy = persist(dir.path(), &["show", "legacy.json"]);
+    insta::assert_snapshot!(format!("{}\n{}", transcript(&pretty), transcript(&legacy)));
+}
+
+#[test]
+fn show_opens_compressed_and_encrypted_files_with_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    Options::new()
+        .compress(3)
+        .encrypt(Key::from_hex(KEY_HEX).unwrap())
+        .save(&settings(), dir.path().join("sealed.json"))
+        .unwrap();
+    Options::new()
+        .encrypt(Key::from_passphrase("correct horse battery staple"))
+        .save(&settings(), dir.path().join("passphrase.json"))
+        .unwrap();
+    let sealed = persist(
+        dir.path(),
+        &["show", "sealed.json", "--key-env", "TEST_KEY"],
+    );
+    let passphrase = persist(
+        dir.path(),
+        &[
+            "show",
+            "--passphrase-env",
+            "TEST_PASSPHRASE",
+            "passphrase.json",
+        ],
+    );
+    let no_key = persist(dir.path(), &["show", "sealed.json"]);
+    let wrong_key = persist(
+        dir.path(),
+        &["show", "sealed.json", "--passphrase-env", "TEST_PASSPHRASE"],
+    );
+    insta::assert_snapshot!(format!(
+        "{}\n{}\n{}\n{}",
+        transcript(&sealed),
+        transcript(&passphrase),
+        transcript(&no_key),
+        transcript(&wrong_key)
+    ));
+}
+
+#[test]
+fn bad_input_gets_one_line_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("folder")).unwrap();
+    fs::write(dir.path().join("garbage.json"), b"\x00\x01 not json").unwrap();
+    fs::write(dir.path().join("empty.json"), b"").unwrap();
+    let fifo = dir.path().join("fifo");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid, NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let mut transcripts = String::new();
+    for file in [
+        "missing.json",
+        "folder",
+        "fifo",
+        "garbage.json",
+        "empty.json",
+    ] {
+        let output = persist(dir.path(), &["show", file]);
+        assert_eq!(output.status.code(), Some(1), "{file}");
+        assert!(output.stdout.is_empty(), "{file}");
+        assert_eq!(
+            output.stderr.iter().filter(|&&b| b == b'\n').count(),
+            1,
+            "{file}"
+        );
+        transcripts.push_str(&transcript(&output));
+    }
+    insta::assert_snapshot!(transcripts);
+}
+
+#[test]
+fn command_line_mistakes_get_the_usage_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &[][..],
+        &["frobnicate"],
+        &["show"],
+        &["show", "a", "b"],
+        &["restore", "a", "latest"],
+        &["show", "a", "--key-env"],
+        &["show", "a", "--verbose"],
+    ] {
+        let output = persist(dir.path(), args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("usage:"),
+            "{args:?}"
+        );
+    }
+    let help = persist(dir.path(), &["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("persist verify PATH..."));
+}
+
+#[test]
+fn verify_names_each_damaged_file_and_walks_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    fs::create_dir_all(state.join("users")).unwrap();
+    settings().save(state.join("settings.json")).unwrap();
+    Options::new()
+        .checksum(true)
+        .save(&settings(), state.join("users/alice.json"))
+        .unwrap();
+    Options::new()
+        .checksum(true)
+        .save(&settings(), state.join("users/bob.json"))
+        .unwrap();
+    // A bit flipped inside bob's data: only the checksum can tell.
+    let bob = state.join("users/bob.json");
+    let mut bytes = fs::read(&bob).unwrap();
+    let at = bytes.windows(4).position(|w| w == b"dark").unwrap();
+    bytes[at] = b'D';
+    fs::write(&bob, bytes).unwrap();
+    fs::write(state.join("users/carol.json"), r#"{"version":2,"data":{"#).unwrap();
+    // persist's own files are not state files.
+    fs::write(state.join("settings.json.lock"), b"").unwrap();
+    fs::write(
+        state.join(".settings.json.a1B2c3D4e5F6.tmp"),
+        b"half a save",
+    )
+    .unwrap();
+
+    let all = persist(dir.path(), &["verify", "state"]);
+    assert_eq!(all.status.code(), Some(1));
+    let intact = persist(
+        dir.path(),
+        &["verify", "state/settings.json", "state/users/alice.json"],
+    );
+    assert_eq!(intact.status.code(), Some(0));
+    insta::assert_snapshot!(format!("{}\n{}", transcript(&all), transcript(&intact)));
+}
+
+#[test]
+fn backups_and_restore_round_trip_a_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("settings.json");
+    SettingsV1 {
+        theme: "light".to_owned(),
+    }
+    .save(&path)
+    .unwrap();
+    // The first save after a migration keeps the version 1 file.
+    Settings::load(&path).unwrap().save(&path).unwrap();
+    let listed = persist(dir.path(), &["backups", "settings.json"]);
+    let restored = persist(dir.path(), &["restore", "settings.json", "1"]);
+    assert_eq!(restored.status.code(), Some(0));
+    let after = persist(dir.path(), &["backups", "settings.json"]);
+    let none = persist(dir.path(), &["backups", "other.json"]);
+    let missing = persist(dir.path(), &["restore", "settings.json", "7"]);
+    assert_eq!(missing.status.code(), Some(1));
+    insta::assert_snapshot!(
+        [&listed, &restored, &after, &none, &missing]
+            .map(transcript)
+            .join("\n")
+    );
+    // The restored file is the version 1 file again, and loads through the chain.
+    assert_eq!(SettingsV1::load(&path).unwrap().theme, "light");
+}
+
+/// Set to the arguments (joined by `\x1f`) when this test binary is started as an application
+/// whose command line forwards to `persist::cli::run::<Settings>`.
+const APP_ARGS: &str = "PERSIST_TEST_APP_ARGS";
+
+/// The application: runs `persist::cli::run` with the arguments in [`APP_ARGS`] and exits with
+/// its code. Does nothing when run directly by `cargo test`.
+#[test]
+fn app() {
+    let Ok(args) = std::env::var(APP_ARGS) else {
+        return;
+    };
+    let code = persist::cli::run::<Settings>(args.split('\x1f'));
+    // The exit code is the point; std's ExitCode has no accessor, so compare with the three.
+    let code = [
+        (std::process::ExitCode::SUCCESS, 0),
+        (std::process::ExitCode::FAILURE, 1),
+        (std::process::ExitCode::from(2), 2),
+    ]
+    .into_iter()
+    .find(|(known, _)| *known == code)
+    .map_or(99, |(_, number)| number);
+    std::process::exit(code);
+}
+
+/// Runs the application (this test binary, see [`app`]) in `dir` with `args`.
+fn app_command(dir: &Path, args: &[&str]) -> Output {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "app",
+            "--nocapture",
+            "--test-threads=1",
+            "--quiet",
+        ])
+        .env(APP_ARGS, args.join("\x1f"))
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+/// The application's own output, without the test harness's lines around it.
+fn app_transcript(output: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let own: String = stdout
+        .lines()
+        .filter(|line| !line.starts_with("running ") && !line.trim().is_empty())
+        .map(|line| format!("{line}\n"))
+        .collect();
+    format!(
+        "exit: {}\n--- stdout\n{own}--- stderr\n{}",
+        output
+            .status
+            .code()
+            .map_or("signal".to_owned(), |code| code.to_string()),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn an_application_offers_inspect_and_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("settings.json");
+    SettingsV1 {
+        theme: "light".to_owned(),
+    }
+    .save(&path)
+    .unwrap();
+    let v1 = fs::read(&path).unwrap();
+
+    let inspect = app_command(dir.path(), &["inspect", "settings.json"]);
+    let dry_run = app_command(dir.path(), &["migrate", "settings.json", "--dry-run"]);
+    assert_eq!(fs::read(&path).unwrap(), v1, "a dry run wrote");
+    let migrate = app_command(dir.path(), &["migrate", "settings.json"]);
+    assert_eq!(migrate.status.code(), Some(0));
+    let again = app_command(dir.path(), &["migrate", "settings.json"]);
+    insta::assert_snapshot!(
+        [&inspect, &dry_run, &migrate, &again]
+            .map(app_transcript)
+            .join("\n")
+    );
+    assert_eq!(Settings::load(&path).unwrap().theme, "light");
+    assert_eq!(
+        fs::read(dir.path().join("settings.json.v1.bak")).unwrap(),
+        v1
+    );
+}
+
+#[test]
+fn an_application_refuses_what_it_cannot_read_and_leaves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("future.json"), r#"{"version":9,"data":{}}"#).unwrap();
+    fs::write(
+        dir.path().join("broken.json"),
+        r#"{"version":2,"data":{"theme":"#,
+    )
+    .unwrap();
+    fs::write(dir.path().join("legacy.json"), r#"{"theme":"sepia"}"#).unwrap();
+    let future = app_command(dir.path(), &["migrate", "future.json"]);
+    let broken = app_command(dir.path(), &["inspect", "broken.json"]);
+    let missing = app_command(dir.path(), &["migrate", "missing.json"]);
+    let usage = app_command(dir.path(), &["migrate"]);
+    let legacy = app_command(dir.path(), &["migrate", "legacy.json"]);
+    assert_eq!(future.status.code(), Some(1));
+    assert_eq!(broken.status.code(), Some(1));
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(usage.status.code(), Some(2));
+    assert_eq!(legacy.status.code(), Some(0));
+    assert_eq!(
+        fs::read_to_string(dir.path().join("future.json")).unwrap(),
+        r#"{"version":9,"data":{}}"#
+    );
+    insta::assert_snapshot!(
+        [&future, &broken, &missing, &usage, &legacy]
+            .map(app_transcript)
+            .join("\n")
+    );
+    assert_eq!(
+        Settings::load(dir.path().join("legacy.json"))
+            .unwrap()
+            .theme,
+        "sepia"
+    );
+}
