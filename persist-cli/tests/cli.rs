@@ -43,6 +43,25 @@ fn settings() -> Settings {
 
 const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
+/// A version 1 settings file in `dir`.
+fn v1_file(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("settings.json");
+    SettingsV1 {
+        theme: "light".to_owned(),
+    }
+    .save(&path)
+    .unwrap();
+    path
+}
+
+/// How a process ended: its exit code, or "signal".
+fn exit(output: &Output) -> String {
+    output
+        .status
+        .code()
+        .map_or("signal".to_owned(), |code| code.to_string())
+}
+
 /// Runs the `persist` command in `dir` with `args`.
 fn persist(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_persist"))
@@ -58,10 +77,7 @@ fn persist(dir: &Path, args: &[&str]) -> Output {
 fn transcript(output: &Output) -> String {
     format!(
         "exit: {}\n--- stdout\n{}--- stderr\n{}",
-        output
-            .status
-            .code()
-            .map_or("signal".to_owned(), |code| code.to_string()),
+        exit(output),
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
@@ -226,12 +242,7 @@ fn verify_names_each_damaged_file_and_walks_directories() {
 #[test]
 fn backups_and_restore_round_trip_a_migration() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("settings.json");
-    SettingsV1 {
-        theme: "light".to_owned(),
-    }
-    .save(&path)
-    .unwrap();
+    let path = v1_file(dir.path());
     // The first save after a migration keeps the version 1 file.
     Settings::load(&path).unwrap().save(&path).unwrap();
     let listed = persist(dir.path(), &["backups", "settings.json"]);
@@ -300,10 +311,7 @@ fn app_transcript(output: &Output) -> String {
         .collect();
     format!(
         "exit: {}\n--- stdout\n{own}--- stderr\n{}",
-        output
-            .status
-            .code()
-            .map_or("signal".to_owned(), |code| code.to_string()),
+        exit(output),
         String::from_utf8_lossy(&output.stderr)
     )
 }
@@ -311,12 +319,7 @@ fn app_transcript(output: &Output) -> String {
 #[test]
 fn an_application_offers_inspect_and_migrate() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("settings.json");
-    SettingsV1 {
-        theme: "light".to_owned(),
-    }
-    .save(&path)
-    .unwrap();
+    let path = v1_file(dir.path());
     let v1 = fs::read(&path).unwrap();
 
     let inspect = app_command(dir.path(), &["inspect", "settings.json"]);

@@ -41,9 +41,9 @@ pub enum Durability {
 
 /// The largest piece [`FileWriter`] hands to the file in one `write`: a file of up to 3.75 MiB
 /// is one `write`, a larger one pays a system call per 3.75 MiB (why one piece beats many small
-/// ones: BENCHMARKS.md, "What the suite changed"). A quarter MiB under 4 MiB so that a save,
-/// buffer and allocator slack (glibc keeps the freed smaller buffers of the doubling, about
-/// 132 KiB) together, holds less than 4 MiB beside the value (`cargo bench -- memory`).
+/// ones: BENCHMARKS.md, "What the suite changed"). A quarter MiB under 4 MiB so that the buffer
+/// and the allocator's slack (glibc keeps the freed smaller buffers of the doubling, about
+/// 132 KiB) stay under 4 MiB beside the value being saved (`cargo bench -- memory`).
 const MAX_WRITE: usize = (4 << 20) - (256 << 10);
 
 /// Suffix of the temporary files a save creates beside the target (`.<name>.<random>.tmp`).
@@ -246,8 +246,9 @@ impl Staged<'_> {
 
 /// The writer a save's serializer writes into: collects a serializer's many small writes in a
 /// buffer that grows as needed up to [`MAX_WRITE`], and hands the file whole buffers. A small
-/// file costs one `write` and a buffer of its own size; a large one a `write` per
-/// [`MAX_WRITE`] and never more than that much buffer (a `Vec` written at the end would hold the whole file twice).
+/// file costs one `write` and a buffer of its own size; a large one a `write` per [`MAX_WRITE`]
+/// and never more than that much buffer (a `Vec` written at the end would hold the whole file
+/// twice).
 pub(crate) struct FileWriter<'f> {
     file: &'f File,
     buffer: Vec<u8>,

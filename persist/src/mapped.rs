@@ -69,7 +69,7 @@ impl Contents {
     #[cfg(target_os = "linux")]
     pub(crate) fn map(file: &std::fs::File, len: u64) -> Option<Contents> {
         let len = usize::try_from(len).ok()?;
-        // SAFETY: the mapping is read-only and private to this value. What makes a file mapping
+        // SAFETY: the mapping is read-only and owned by this value. What makes a file mapping
         // unsound is the file changing underneath it: a change of bytes is a race the parser
         // sees as data (as a concurrent `read` would), and a truncation raises SIGBUS, which
         // the registration below turns into zeros and a reported error. The registration is

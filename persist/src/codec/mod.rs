@@ -233,18 +233,7 @@ impl DecodeError {
     pub(crate) fn at<T: Persisted>(self, path: &Path) -> Error {
         let path = path.to_owned();
         match self {
-            DecodeError::Corrupt {
-                line,
-                column,
-                field,
-                reason,
-            } => Error::Corrupt {
-                path,
-                line,
-                column,
-                field,
-                reason,
-            },
+            corrupt @ DecodeError::Corrupt { .. } => corrupt.at_untyped(&path),
             DecodeError::FutureVersion { found } => Error::FutureVersion {
                 path,
                 found,
@@ -260,6 +249,32 @@ impl DecodeError {
                 from,
                 to,
                 source,
+            },
+        }
+    }
+
+    /// [`DecodeError::at`] for a check made without the program's types (a checksum, the JSON
+    /// syntax): only `Corrupt` comes from those; anything else is reported as damage too.
+    pub(crate) fn at_untyped(self, path: &Path) -> Error {
+        match self {
+            DecodeError::Corrupt {
+                line,
+                column,
+                field,
+                reason,
+            } => Error::Corrupt {
+                path: path.to_owned(),
+                line,
+                column,
+                field,
+                reason,
+            },
+            other => Error::Corrupt {
+                path: path.to_owned(),
+                line: 0,
+                column: 0,
+                field: None,
+                reason: format!("{other:?}"),
             },
         }
     }
@@ -287,34 +302,6 @@ impl Parser {
             Parser::Json
         }
     };
-}
-
-impl DecodeError {
-    /// [`DecodeError::at`] for a check made without the program's types (a checksum, the JSON
-    /// syntax): only `Corrupt` comes from those; anything else is reported as damage too.
-    pub(crate) fn at_untyped(self, path: &Path) -> Error {
-        match self {
-            DecodeError::Corrupt {
-                line,
-                column,
-                field,
-                reason,
-            } => Error::Corrupt {
-                path: path.to_owned(),
-                line,
-                column,
-                field,
-                reason,
-            },
-            other => Error::Corrupt {
-                path: path.to_owned(),
-                line: 0,
-                column: 0,
-                field: None,
-                reason: format!("{other:?}"),
-            },
-        }
-    }
 }
 
 /// Reads the envelope in `bytes` and returns the value migrated to `T`.
