@@ -6,6 +6,7 @@
 //! persist verify PATH... [--key-env VAR | --passphrase-env VAR]
 //! persist backups FILE
 //! persist restore FILE VERSION
+//! persist journal FILE
 //! ```
 //!
 //! Commands that need the program's types (a dry run of a load, a migration in place) are in
@@ -30,6 +31,8 @@ usage:
       the backups persist kept beside FILE, newest version first
   persist restore FILE VERSION
       puts the backup of VERSION back in place of FILE (FILE is kept as a backup first)
+  persist journal FILE
+      the records of a journal, one per line: index, byte offset, schema version, data
 
 An encrypted file needs its key: --key-env names an environment variable holding the key as
 64 hex digits, --passphrase-env one holding the passphrase.";
@@ -116,6 +119,13 @@ fn run(args: &[OsString], out: &mut impl Write) -> Result<ExitCode, Failure> {
                 "restored the backup of version {version} as {}",
                 file.display()
             )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("journal") => {
+            let [file] = operands.as_slice() else {
+                return Err(Failure::Usage("journal takes one FILE".to_owned()));
+            };
+            journal(&options, file, out)?;
             Ok(ExitCode::SUCCESS)
         }
         Some("help" | "--help" | "-h") => {
@@ -283,6 +293,29 @@ fn collect(path: &Path, named: bool, files: &mut Vec<PathBuf>) -> Result<(), Fai
 fn is_bookkeeping(path: &Path) -> bool {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     name.ends_with(".lock") || (name.starts_with('.') && name.ends_with(".tmp"))
+}
+
+fn journal(options: &Options, file: &Path, out: &mut impl Write) -> Result<(), Failure> {
+    let mut records = options.journal_records(file)?;
+    let mut count = 0;
+    for record in &mut records {
+        let record = record?;
+        writeln!(
+            out,
+            "#{} @{} v{} {}",
+            record.index, record.offset, record.version, record.data
+        )?;
+        count += 1;
+    }
+    writeln!(out, "{count} records")?;
+    if let Some(offset) = records.torn_tail() {
+        writeln!(
+            out,
+            "a torn record at byte {offset} (a crash during an append): never replayed, cut off \
+             when the journal is next opened for writing"
+        )?;
+    }
+    Ok(())
 }
 
 fn backups(options: &Options, file: &Path, out: &mut impl Write) -> Result<(), Failure> {

@@ -261,6 +261,47 @@ fn backups_and_restore_round_trip_a_migration() {
     assert_eq!(SettingsV1::load(&path).unwrap().theme, "light");
 }
 
+#[derive(Debug, Serialize, Deserialize, Persisted)]
+#[persist(version = 3)]
+struct Event {
+    id: u64,
+    text: String,
+}
+
+#[test]
+fn journal_dumps_the_records_and_names_a_torn_tail_or_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.log");
+    {
+        let journal = persist::Journal::<Event>::open(&path).unwrap();
+        for id in 0..3 {
+            journal
+                .append(&Event {
+                    id,
+                    text: format!("event {id}"),
+                })
+                .unwrap();
+        }
+    }
+    let whole = persist(dir.path(), &["journal", "events.log"]);
+    assert_eq!(whole.status.code(), Some(0));
+    let bytes = fs::read(&path).unwrap();
+    fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
+    let torn = persist(dir.path(), &["journal", "events.log"]);
+    assert_eq!(torn.status.code(), Some(0));
+    let mut damaged = bytes.clone();
+    damaged[24 + 16 + 3] ^= 1;
+    fs::write(&path, &damaged).unwrap();
+    let damage = persist(dir.path(), &["journal", "events.log"]);
+    assert_eq!(damage.status.code(), Some(1));
+    let not_a_journal = persist(dir.path(), &["journal", "missing.log"]);
+    insta::assert_snapshot!(
+        [&whole, &torn, &damage, &not_a_journal]
+            .map(transcript)
+            .join("\n")
+    );
+}
+
 /// Set to the arguments (joined by `\x1f`) when this test binary is started as an application
 /// whose command line forwards to `persist::cli::run::<Settings>`.
 const APP_ARGS: &str = "PERSIST_TEST_APP_ARGS";

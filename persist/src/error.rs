@@ -137,6 +137,18 @@ pub enum Error {
         pid: Option<u32>,
     },
 
+    /// A [`Journal`](crate::Journal) is damaged before its last record: a record's header or
+    /// data does not match its checksum and valid records may follow, so it cannot be a torn
+    /// append (which is cut off on open without an error). Nothing was changed.
+    DamagedJournal {
+        /// The journal file.
+        path: PathBuf,
+        /// Where the damaged record starts, in bytes from the start of the file.
+        offset: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// serde could not serialize the value (for instance a map with non-string keys).
     /// Nothing was written.
     Serialize {
@@ -248,6 +260,11 @@ impl fmt::Display for Error {
                 Some(pid) => write!(f, "another instance is running (process {pid})"),
                 None => f.write_str("another instance is running"),
             },
+            Error::DamagedJournal { offset, reason, .. } => write!(
+                f,
+                "journal damaged at byte {offset}: {reason}; records after it may be intact, so \
+                 nothing was cut off and {LEFT_AS_IT_WAS}"
+            ),
             Error::Serialize { field, source, .. } => {
                 f.write_str("could not serialize the value")?;
                 if let Some(field) = field {
@@ -351,6 +368,7 @@ impl Error {
             | Error::Migration { path, .. }
             | Error::LockTimeout { path, .. }
             | Error::AlreadyRunning { path, .. }
+            | Error::DamagedJournal { path, .. }
             | Error::Serialize { path, .. }
             | Error::Seal { path, .. }
             | Error::Unsupported { path, .. }

@@ -116,6 +116,7 @@ mod frame;
 mod fs;
 mod inspect;
 mod instance;
+mod journal;
 mod key;
 mod lock;
 mod mapped;
@@ -142,6 +143,7 @@ pub use crate::file_info::{FileInfo, KeySource, Layout};
 pub use crate::fs::Durability;
 pub use crate::inspect::Inspection;
 pub use crate::instance::{INSTANCE_LOCK_FILE, InstanceLock};
+pub use crate::journal::{Journal, JournalRecords, RawRecord, Replay};
 #[cfg(feature = "encryption")]
 pub use crate::key::{Key, KeyError};
 pub use crate::options::Options;

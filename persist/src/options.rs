@@ -13,7 +13,8 @@ use crate::key::Key;
 use crate::retry::Retry;
 use crate::telemetry::{Facts, Operation};
 use crate::{
-    Backup, Error, FileInfo, Inspection, Persisted, backup, codec, file_info, frame, fs, inspect,
+    Backup, Error, FileInfo, Inspection, Journal, JournalRecords, Persisted, backup, codec,
+    file_info, frame, fs, inspect,
 };
 
 /// Settings for loading and saving, for when the defaults of the [`Persisted`] methods do not
@@ -254,6 +255,11 @@ impl Options {
         self.lock_timeout
     }
 
+    /// The size cap of a load ([`max_size`](Options::max_size)).
+    pub(crate) fn max_size_limit(&self) -> u64 {
+        self.max_size
+    }
+
     /// The retry policy of this call.
     pub(crate) fn retries(&self) -> Retry {
         self.retry
@@ -369,6 +375,52 @@ impl Options {
     /// ```
     pub fn file_info(&self, path: impl AsRef<Path>) -> Result<FileInfo, Error> {
         file_info::file_info(path.as_ref(), self.max_size, self.key.as_ref())
+    }
+
+    /// Opens the [`Journal`] at `path` with these options: its appends sync per
+    /// [`durability`](Options::durability), its snapshots are saved with these layers, its
+    /// records may be up to [`max_size`](Options::max_size) bytes, and opening waits up to
+    /// [`lock_timeout`](Options::lock_timeout) for another process that has it open.
+    ///
+    /// # Errors
+    ///
+    /// See [`Journal::open`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[derive(serde::Serialize, serde::Deserialize, persist::Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Event { id: u64 }
+    /// let journal = persist::Options::new()
+    ///     .checksum(true)
+    ///     .journal::<Event>("events.log")?;
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn journal<E: Persisted>(&self, path: impl AsRef<Path>) -> Result<Journal<E>, Error> {
+        Journal::open_with(self, path.as_ref())
+    }
+
+    /// The records of the journal at `path` read without their type (their version and JSON
+    /// text), for tools: no lock is taken and nothing is changed, so a writer may have it open.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`], [`Error::NotRegularFile`], [`Error::Corrupt`] for a file that is
+    /// not a journal, [`Error::DamagedJournal`] for damage before the last record,
+    /// [`Error::Io`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// for record in persist::Options::new().journal_records("events.log")? {
+    ///     let record = record?;
+    ///     println!("#{} (version {}): {}", record.index, record.version, record.data);
+    /// }
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn journal_records(&self, path: impl AsRef<Path>) -> Result<JournalRecords, Error> {
+        JournalRecords::open(path.as_ref(), self.max_size)
     }
 
     /// The whole file of `value` in memory: the envelope, framed when layers are configured

@@ -154,6 +154,7 @@ pub(crate) fn outcome_of(error: &Error) -> &'static str {
         Error::Migration { .. } => "migration",
         Error::LockTimeout { .. } => "lock_timeout",
         Error::AlreadyRunning { .. } => "already_running",
+        Error::DamagedJournal { .. } => "damaged_journal",
         Error::Serialize { .. } => "serialize",
         Error::Seal { .. } => "seal",
         Error::Unsupported { .. } => "unsupported",

@@ -1,0 +1,740 @@
+//! [`Journal`]: a growing history kept as appended records instead of a file replaced whole,
+//! with checkpoints (a snapshot after which the log starts again). Each record is a persist
+//! envelope of a [`Persisted`] value, framed with its length, version and CRC-32C (FORMAT.md,
+//! "Journal"), so old records migrate on replay exactly as old files do on load.
+//!
+//! Crash safety: an append is one `write` of the whole record, then an fsync (per
+//! [`Options::durability`](crate::Options::durability)). A crash in the middle leaves a torn
+//! last record (short, zero-filled, or failing its checksum), which the next open cuts off:
+//! never replayed, never an error. Damage before the last record is
+//! [`Error::DamagedJournal`] with its offset, never skipped.
+//!
+//! Checkpoints: the snapshot is saved durably as `<log>.snapshot.<n>` (an ordinary persist
+//! file; `n` is how many records it covers), then the log is replaced atomically by an empty one
+//! that starts at record `n`, then older snapshots are removed. A crash between any two steps
+//! leaves a snapshot and a log that together hold every record exactly once.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::codec::{self, Style};
+use crate::error::{Error, IoOp};
+use crate::fs::{self, Durability, io_error, parent_dir};
+use crate::lock::{self, LockGuard};
+use crate::{Options, Persisted};
+
+/// The first bytes of a journal: `\x89pjl\r\n\x1a\n`, in the manner of PNG and persist's frame
+/// (a byte over 0x7F, line-ending and end-of-file bytes that transfers would mangle).
+const MAGIC: [u8; 8] = [0x89, b'p', b'j', b'l', 0x0D, 0x0A, 0x1A, 0x0A];
+
+/// The journal format this version writes and reads.
+const FORMAT_VERSION: u8 = 1;
+
+/// Magic, format, 7 reserved zero bytes, the index of the first record (u64 LE).
+const FILE_HEADER: usize = 24;
+
+/// Each record's header: data length, schema version, CRC-32C of the data, CRC-32C of the
+/// first twelve header bytes (all u32 LE).
+const RECORD_HEADER: usize = 16;
+
+/// An append-only log of `E` values with checkpoints. One process writes a journal at a time
+/// (its lock file is held while the `Journal` lives); `Journal` is `Send + Sync`, and appends
+/// from several threads are serialized.
+///
+/// # Examples
+///
+/// ```no_run
+/// use persist::{Journal, Persisted};
+///
+/// #[derive(serde::Serialize, serde::Deserialize, Persisted)]
+/// #[persist(version = 1)]
+/// struct Event { id: u64, text: String }
+///
+/// #[derive(Default, serde::Serialize, serde::Deserialize, Persisted)]
+/// #[persist(version = 1)]
+/// struct Todo { items: Vec<String> }
+///
+/// let journal: Journal<Event> = Journal::open("events.log")?;
+/// journal.append(&Event { id: 1, text: "buy milk".into() })?;
+/// let (snapshot, tail) = journal.recover::<Todo>()?;
+/// let mut todo = snapshot.unwrap_or_default();
+/// for event in tail {
+///     todo.items.push(event?.text);
+/// }
+/// journal.checkpoint(&todo)?;
+/// # Ok::<(), persist::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Journal<E> {
+    path: PathBuf,
+    options: Options,
+    state: Mutex<State>,
+    _lock: LockGuard,
+    marker: PhantomData<fn() -> E>,
+}
+
+#[derive(Debug)]
+struct State {
+    file: File,
+    /// The index of the log's first record.
+    base: u64,
+    /// Records in the log.
+    records: u64,
+    /// Where the next record goes: the end of the last whole record.
+    end: u64,
+}
+
+impl<E: Persisted> Journal<E> {
+    /// Opens the journal at `path`, creating it (and missing parent directories) if there is
+    /// none, with the default [`Options`]. A torn last record, left by a crash during an
+    /// append, is cut off.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DamagedJournal`] for damage before the last record, [`Error::Corrupt`] when
+    /// the file is not a journal, [`Error::Unsupported`] for a later journal format,
+    /// [`Error::LockTimeout`] while another process has it open, [`Error::Io`].
+    ///
+    /// # Examples
+    ///
+    /// See [`Journal`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Journal<E>, Error> {
+        Options::new().journal(path)
+    }
+
+    pub(crate) fn open_with(options: &Options, path: &Path) -> Result<Journal<E>, Error> {
+        let lock = lock::exclusive(path, options.lock_wait())?;
+        if !path.exists() {
+            fs::create_parents(path, parent_dir(path))?;
+            fs::write_atomic(path, options.sync_level(), fs::bytes(&file_header(0)))?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(io_error(path, IoOp::Open))?;
+        let base = read_file_header(path, &mut file)?;
+        let scan = scan(path, &file, options.max_size_limit())?;
+        if let Some(torn_at) = scan.torn_at {
+            // A crash during an append: the record was never acknowledged.
+            file.set_len(torn_at).map_err(io_error(path, IoOp::Write))?;
+            if options.sync_level() != Durability::None {
+                file.sync_all().map_err(io_error(path, IoOp::SyncFile))?;
+            }
+        }
+        Ok(Journal {
+            path: path.to_owned(),
+            options: options.clone(),
+            state: Mutex::new(State {
+                file,
+                base,
+                records: scan.records,
+                end: scan.end,
+            }),
+            _lock: lock,
+            marker: PhantomData,
+        })
+    }
+
+    /// The journal's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many records were ever appended (those before the last checkpoint included): the
+    /// index the next record gets.
+    pub fn len(&self) -> u64 {
+        let state = self.lock_state();
+        state.base + state.records
+    }
+
+    /// Whether no record was ever appended.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends `record`; durable when this returns (unless
+    /// [`Durability::None`]). Returns the record's index.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Serialize`] for a value that cannot be saved (nothing is written),
+    /// [`Error::Io`].
+    ///
+    /// # Examples
+    ///
+    /// See [`Journal`].
+    pub fn append(&self, record: &E) -> Result<u64, Error> {
+        self.append_many(std::iter::once(record))
+    }
+
+    /// Appends `records` with one write and one fsync for all of them. Returns the index of
+    /// the first (the journal's length when there are none).
+    ///
+    /// # Errors
+    ///
+    /// As [`append`](Journal::append). A value that cannot be serialized fails the whole
+    /// batch before anything is written.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[derive(serde::Serialize, serde::Deserialize, persist::Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Event { id: u64 }
+    /// let journal = persist::Journal::<Event>::open("events.log")?;
+    /// let events: Vec<Event> = (0..100).map(|id| Event { id }).collect();
+    /// journal.append_many(&events)?;
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn append_many<'r>(&self, records: impl IntoIterator<Item = &'r E>) -> Result<u64, Error>
+    where
+        E: 'r,
+    {
+        let mut batch = Vec::new();
+        for record in records {
+            encode_record(&mut batch, record).map_err(|error| error.at(&self.path))?;
+        }
+        let mut state = self.lock_state();
+        let first = state.base + state.records;
+        if batch.is_empty() {
+            return Ok(first);
+        }
+        let written = (&state.file)
+            .seek(SeekFrom::Start(state.end))
+            .and_then(|_| (&state.file).write_all(&batch));
+        if let Err(source) = written {
+            // Whatever part of the batch reached the file is a torn tail: cut it now, so that
+            // the next append does not land after it.
+            let _ = state.file.set_len(state.end);
+            return Err(io_error(&self.path, IoOp::Write)(source));
+        }
+        if self.options.sync_level() != Durability::None {
+            state
+                .file
+                .sync_data()
+                .map_err(io_error(&self.path, IoOp::SyncFile))?;
+        }
+        state.end += batch.len() as u64;
+        state.records += count_records(&batch);
+        Ok(first)
+    }
+
+    /// The records after the last checkpoint, oldest first, each migrated to `E`; read as they
+    /// are needed (memory stays at one record). Records appended after this call are not
+    /// included.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the file cannot be opened again for reading. Each item is a record or
+    /// the error decoding it ([`Error::Corrupt`], [`Error::FutureVersion`],
+    /// [`Error::Migration`], ...).
+    ///
+    /// # Examples
+    ///
+    /// See [`Journal`].
+    pub fn replay(&self) -> Result<Replay<E>, Error> {
+        let state = self.lock_state();
+        Replay::new(&self.path, state.end, self.options.max_size_limit())
+    }
+
+    /// Saves `snapshot` as the state after every record so far, then starts the log again
+    /// empty. Atomic: after a crash at any moment, [`recover`](Journal::recover) returns
+    /// either the previous snapshot and every record after it, or this snapshot and none.
+    /// The snapshot is an ordinary persist file (`<log>.snapshot.<n>`), saved with this
+    /// journal's options (layers included).
+    ///
+    /// # Errors
+    ///
+    /// What [`Options::save`] returns; [`Error::Io`] for the log's replacement.
+    ///
+    /// # Examples
+    ///
+    /// See [`Journal`].
+    pub fn checkpoint<S: Persisted>(&self, snapshot: &S) -> Result<(), Error> {
+        let mut state = self.lock_state();
+        let covered = state.base + state.records;
+        self.options
+            .save(snapshot, snapshot_path(&self.path, covered))?;
+        // The commit point: the log replaced by one that starts after the snapshot.
+        fs::write_atomic(
+            &self.path,
+            self.options.sync_level(),
+            fs::bytes(&file_header(covered)),
+        )?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .map_err(io_error(&self.path, IoOp::Open))?;
+        *state = State {
+            file,
+            base: covered,
+            records: 0,
+            end: FILE_HEADER as u64,
+        };
+        drop(state);
+        // Older snapshots are now redundant; one left behind by a failure here is ignored by
+        // recover (it takes the newest) and removed by the next checkpoint.
+        for (older, path) in snapshots(&self.path)? {
+            if older < covered {
+                std::fs::remove_file(&path).map_err(io_error(&path, IoOp::Remove))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The last checkpoint's snapshot (`None` before the first) and the records after it.
+    ///
+    /// # Errors
+    ///
+    /// What [`Options::load`] returns for the snapshot; [`Error::Corrupt`] when the snapshot
+    /// and the log do not fit together (the log starts after records the snapshot lacks).
+    ///
+    /// # Examples
+    ///
+    /// See [`Journal`].
+    pub fn recover<S: Persisted>(&self) -> Result<(Option<S>, Replay<E>), Error> {
+        let state = self.lock_state();
+        let newest = snapshots(&self.path)?.into_iter().max_by_key(|(n, _)| *n);
+        let (snapshot, covered) = match newest {
+            Some((covered, path)) => (Some(self.options.load::<S>(path)?), covered),
+            None => (None, 0),
+        };
+        if covered < state.base {
+            return Err(Error::Corrupt {
+                path: self.path.clone(),
+                line: 0,
+                column: 0,
+                field: None,
+                reason: format!(
+                    "the log starts at record {} but the newest snapshot covers only {covered} \
+                     records: records in between are missing",
+                    state.base
+                ),
+            });
+        }
+        let mut tail = Replay::new(&self.path, state.end, self.options.max_size_limit())?;
+        // After a crash between the snapshot and the log's replacement, the log still holds
+        // the records the snapshot covers.
+        for _ in state.base..covered.min(state.base + state.records) {
+            tail.skip_record()?;
+        }
+        Ok((snapshot, tail))
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while the lock was held cannot leave the state half-updated: every field is
+        // written after the fallible steps.
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+/// A journal's records read without their type, for tools (the `persist journal` command):
+/// see [`Options::journal_records`](crate::Options::journal_records). Reading takes no lock
+/// and changes nothing; a torn last record is not cut off but reported by
+/// [`torn_tail`](JournalRecords::torn_tail).
+#[derive(Debug)]
+pub struct JournalRecords {
+    records: Replay<()>,
+    index: u64,
+    torn_at: Option<u64>,
+}
+
+/// One record of a journal, as [`JournalRecords`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RawRecord {
+    /// The record's index: its position among all records ever appended.
+    pub index: u64,
+    /// Where the record starts in the file, in bytes.
+    pub offset: u64,
+    /// The schema version the record was written at.
+    pub version: u64,
+    /// The record's value as JSON text, exactly as stored.
+    pub data: String,
+}
+
+impl JournalRecords {
+    pub(crate) fn open(path: &Path, limit: u64) -> Result<JournalRecords, Error> {
+        let mut file = File::open(path).map_err(|source| {
+            if source.kind() == io::ErrorKind::NotFound {
+                Error::NotFound {
+                    path: path.to_owned(),
+                    source,
+                }
+            } else {
+                io_error(path, IoOp::Open)(source)
+            }
+        })?;
+        let metadata = file.metadata().map_err(io_error(path, IoOp::Metadata))?;
+        if !metadata.is_file() {
+            return Err(Error::NotRegularFile {
+                path: path.to_owned(),
+                kind: crate::FileKind::of(metadata.file_type()),
+            });
+        }
+        let base = read_file_header(path, &mut file)?;
+        let scan = scan(path, &file, limit)?;
+        Ok(JournalRecords {
+            records: Replay::new(path, scan.end, limit)?,
+            index: base,
+            torn_at: scan.torn_at,
+        })
+    }
+
+    /// Where a torn last record starts (a crash during an append), which the next
+    /// [`Journal::open`] cuts off; `None` when the journal ends with a whole record.
+    pub fn torn_tail(&self) -> Option<u64> {
+        self.torn_at
+    }
+}
+
+impl Iterator for JournalRecords {
+    type Item = Result<RawRecord, Error>;
+
+    fn next(&mut self) -> Option<Result<RawRecord, Error>> {
+        let offset = self.records.offset;
+        let envelope = match self.records.next_bytes()? {
+            Ok(envelope) => envelope,
+            Err(error) => return Some(Err(error)),
+        };
+        let index = self.index;
+        self.index += 1;
+        let scanned = codec::scan(&envelope).and_then(|scan| Some((scan.version?, scan.data?)));
+        Some(match scanned {
+            Some((version, data)) => Ok(RawRecord {
+                index,
+                offset,
+                version,
+                data: String::from_utf8_lossy(data).into_owned(),
+            }),
+            None => Err(Error::DamagedJournal {
+                path: self.records.path.clone(),
+                offset,
+                reason: "the record is not a persist envelope".to_owned(),
+            }),
+        })
+    }
+}
+
+/// The records of a journal, read one at a time: see [`Journal::replay`].
+#[derive(Debug)]
+pub struct Replay<E> {
+    path: PathBuf,
+    reader: BufReader<File>,
+    offset: u64,
+    end: u64,
+    limit: u64,
+    marker: PhantomData<fn() -> E>,
+}
+
+impl<E> Replay<E> {
+    fn new(path: &Path, end: u64, limit: u64) -> Result<Replay<E>, Error> {
+        let mut file = File::open(path).map_err(io_error(path, IoOp::Open))?;
+        file.seek(SeekFrom::Start(FILE_HEADER as u64))
+            .map_err(io_error(path, IoOp::Read))?;
+        Ok(Replay {
+            path: path.to_owned(),
+            reader: BufReader::with_capacity(64 << 10, file),
+            offset: FILE_HEADER as u64,
+            end,
+            limit,
+            marker: PhantomData,
+        })
+    }
+
+    /// The next record's envelope, checked against its checksums.
+    fn next_bytes(&mut self) -> Option<Result<Vec<u8>, Error>> {
+        if self.offset >= self.end {
+            return None;
+        }
+        let mut header = [0; RECORD_HEADER];
+        if let Err(source) = self.reader.read_exact(&mut header) {
+            self.offset = self.end;
+            return Some(Err(io_error(&self.path, IoOp::Read)(source)));
+        }
+        let result = RecordHeader::parse(&header, self.limit).and_then(|record| {
+            let mut data = vec![0; record.len as usize];
+            self.reader
+                .read_exact(&mut data)
+                .map_err(|error| error.to_string())?;
+            (crc32c::crc32c(&data) == record.data_crc)
+                .then_some(data)
+                .ok_or_else(|| "the record's data does not match its checksum".to_owned())
+        });
+        match result {
+            Ok(data) => {
+                self.offset += (RECORD_HEADER + data.len()) as u64;
+                Some(Ok(data))
+            }
+            Err(reason) => {
+                // The file changed under the journal since it was opened.
+                let offset = self.offset;
+                self.offset = self.end;
+                Some(Err(Error::DamagedJournal {
+                    path: self.path.clone(),
+                    offset,
+                    reason,
+                }))
+            }
+        }
+    }
+
+    fn skip_record(&mut self) -> Result<(), Error> {
+        match self.next_bytes() {
+            Some(result) => result.map(drop),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<E: Persisted> Iterator for Replay<E> {
+    type Item = Result<E, Error>;
+
+    fn next(&mut self) -> Option<Result<E, Error>> {
+        let start = self.offset;
+        Some(self.next_bytes()?.and_then(|envelope| {
+            codec::decode::<E>(&envelope).map_err(|error| {
+                let mut error = error.at::<E>(&self.path);
+                if let Error::Corrupt { reason, .. } = &mut error {
+                    *reason = format!("record at byte {start}: {reason}");
+                }
+                error
+            })
+        }))
+    }
+}
+
+fn file_header(base: u64) -> [u8; FILE_HEADER] {
+    let mut header = [0; FILE_HEADER];
+    header[..8].copy_from_slice(&MAGIC);
+    header[8] = FORMAT_VERSION;
+    header[16..].copy_from_slice(&base.to_le_bytes());
+    header
+}
+
+/// Checks the file header and returns the index of the log's first record.
+fn read_file_header(path: &Path, file: &mut File) -> Result<u64, Error> {
+    let mut header = [0; FILE_HEADER];
+    let corrupt = |reason: &str| Error::Corrupt {
+        path: path.to_owned(),
+        line: 0,
+        column: 0,
+        field: None,
+        reason: reason.to_owned(),
+    };
+    match file.read_exact(&mut header) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
+            return Err(corrupt(
+                "not a persist journal: shorter than a journal's header",
+            ));
+        }
+        Err(error) => return Err(io_error(path, IoOp::Read)(error)),
+    }
+    if header[..8] != MAGIC {
+        return Err(corrupt("not a persist journal: it does not start as one"));
+    }
+    if header[8] != FORMAT_VERSION {
+        return Err(Error::Unsupported {
+            path: path.to_owned(),
+            reason: format!(
+                "journal format {} (this version of persist reads format {FORMAT_VERSION})",
+                header[8]
+            ),
+        });
+    }
+    Ok(u64::from_le_bytes(
+        header[16..].try_into().unwrap_or_default(),
+    ))
+}
+
+/// A record's header, checked.
+struct RecordHeader {
+    len: u32,
+    data_crc: u32,
+}
+
+impl RecordHeader {
+    fn parse(header: &[u8; RECORD_HEADER], limit: u64) -> Result<RecordHeader, String> {
+        let word =
+            |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().unwrap_or_default());
+        if crc32c::crc32c(&header[..12]) != word(12) {
+            return Err("the record's header does not match its checksum".to_owned());
+        }
+        if u64::from(word(0)) > limit {
+            return Err(format!(
+                "the record claims {} bytes, more than the {limit}-byte limit",
+                word(0)
+            ));
+        }
+        Ok(RecordHeader {
+            len: word(0),
+            data_crc: word(8),
+        })
+    }
+}
+
+/// Appends `record`, framed, to `out`.
+fn encode_record<E: Persisted>(out: &mut Vec<u8>, record: &E) -> Result<(), codec::EncodeError> {
+    let start = out.len();
+    out.extend_from_slice(&[0; RECORD_HEADER]);
+    codec::encode(record, &mut *out, Style::default())?;
+    let data = &out[start + RECORD_HEADER..];
+    let len = u32::try_from(data.len()).map_err(|_| {
+        codec::EncodeError::Io(io::Error::other("a journal record is limited to 4 GiB"))
+    })?;
+    let data_crc = crc32c::crc32c(data);
+    let header = &mut out[start..start + RECORD_HEADER];
+    header[..4].copy_from_slice(&len.to_le_bytes());
+    header[4..8].copy_from_slice(&E::VERSION.to_le_bytes());
+    header[8..12].copy_from_slice(&data_crc.to_le_bytes());
+    let header_crc = crc32c::crc32c(&header[..12]);
+    header[12..].copy_from_slice(&header_crc.to_le_bytes());
+    Ok(())
+}
+
+/// How many records a batch built by [`encode_record`] holds.
+fn count_records(mut batch: &[u8]) -> u64 {
+    let mut count = 0;
+    while batch.len() >= RECORD_HEADER {
+        let len = u32::from_le_bytes(batch[..4].try_into().unwrap_or_default()) as usize;
+        batch = &batch[(RECORD_HEADER + len).min(batch.len())..];
+        count += 1;
+    }
+    count
+}
+
+/// What [`scan`] found.
+struct Scan {
+    records: u64,
+    /// The end of the last whole record.
+    end: u64,
+    /// Where a torn last record starts, if there is one.
+    torn_at: Option<u64>,
+}
+
+/// Reads every record once to find where the whole ones end. A record that reaches the end of
+/// the file while failing a check, or bytes that are all zero to the end (ext4 after a power
+/// cut), are a torn append; a failing record with anything after it is damage.
+fn scan(path: &Path, file: &File, limit: u64) -> Result<Scan, Error> {
+    let size = file
+        .metadata()
+        .map_err(io_error(path, IoOp::Metadata))?
+        .len();
+    let mut reader = BufReader::with_capacity(64 << 10, file);
+    reader
+        .seek(SeekFrom::Start(FILE_HEADER as u64))
+        .map_err(io_error(path, IoOp::Read))?;
+    let mut offset = FILE_HEADER as u64;
+    let mut records = 0;
+    let mut data = Vec::new();
+    while offset < size {
+        let torn = |offset| {
+            Ok(Scan {
+                records,
+                end: offset,
+                torn_at: Some(offset),
+            })
+        };
+        if size - offset < RECORD_HEADER as u64 {
+            return torn(offset);
+        }
+        let mut header = [0; RECORD_HEADER];
+        reader
+            .read_exact(&mut header)
+            .map_err(io_error(path, IoOp::Read))?;
+        let record = match RecordHeader::parse(&header, limit) {
+            Ok(record) => record,
+            Err(reason) => {
+                if header.iter().all(|&byte| byte == 0) && zeros_to_end(&mut reader, path)? {
+                    return torn(offset);
+                }
+                return Err(Error::DamagedJournal {
+                    path: path.to_owned(),
+                    offset,
+                    reason,
+                });
+            }
+        };
+        let record_end = offset + RECORD_HEADER as u64 + u64::from(record.len);
+        if record_end > size {
+            return torn(offset);
+        }
+        data.resize(record.len as usize, 0);
+        reader
+            .read_exact(&mut data)
+            .map_err(io_error(path, IoOp::Read))?;
+        if crc32c::crc32c(&data) != record.data_crc {
+            if record_end == size || zeros_to_end(&mut reader, path)? {
+                return torn(offset);
+            }
+            return Err(Error::DamagedJournal {
+                path: path.to_owned(),
+                offset,
+                reason: "the record's data does not match its checksum".to_owned(),
+            });
+        }
+        offset = record_end;
+        records += 1;
+    }
+    Ok(Scan {
+        records,
+        end: offset,
+        torn_at: None,
+    })
+}
+
+/// Whether everything left in `reader` is zero bytes.
+fn zeros_to_end(reader: &mut impl Read, path: &Path) -> Result<bool, Error> {
+    let mut buffer = [0; 8192];
+    loop {
+        let read = reader
+            .read(&mut buffer)
+            .map_err(io_error(path, IoOp::Read))?;
+        if read == 0 {
+            return Ok(true);
+        }
+        if buffer[..read].iter().any(|&byte| byte != 0) {
+            return Ok(false);
+        }
+    }
+}
+
+/// Where the snapshot covering the first `covered` records of the log at `log` is kept.
+fn snapshot_path(log: &Path, covered: u64) -> PathBuf {
+    let mut name = log.file_name().unwrap_or(log.as_os_str()).to_owned();
+    name.push(format!(".snapshot.{covered}"));
+    log.with_file_name(name)
+}
+
+/// The snapshots beside the log at `log`, with the records each covers.
+fn snapshots(log: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
+    let dir = parent_dir(log);
+    let mut prefix = log.file_name().unwrap_or(log.as_os_str()).to_owned();
+    prefix.push(".snapshot.");
+    let prefix = prefix.to_string_lossy().into_owned();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) => return Err(io_error(dir, IoOp::Read)(error)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_error(dir, IoOp::Read))?;
+        let name = entry.file_name();
+        let covered = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(&prefix))
+            .and_then(|digits| digits.parse::<u64>().ok());
+        if let Some(covered) = covered {
+            found.push((covered, entry.path()));
+        }
+    }
+    Ok(found)
+}

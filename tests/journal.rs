@@ -1,0 +1,374 @@
+//! `Journal`: appends, replay with migration, torn tails cut on open, damage reported with its
+//! offset, hostile input, checkpoints that survive a crash between their steps, one writer.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use persist::{Error, Journal, Options, Persisted};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Persisted)]
+#[persist(version = 1)]
+struct EventV1 {
+    id: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Persisted)]
+#[persist(version = 2, migrate_from = EventV1)]
+struct Event {
+    id: u64,
+    text: String,
+}
+
+impl From<EventV1> for Event {
+    fn from(old: EventV1) -> Event {
+        Event {
+            id: old.id,
+            text: format!("event {} (from version 1)", old.id),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Persisted)]
+#[persist(version = 1)]
+struct Snapshot {
+    ids: Vec<u64>,
+}
+
+fn event(id: u64) -> Event {
+    Event {
+        id,
+        text: format!("event number {id}"),
+    }
+}
+
+fn log_in(dir: &Path) -> PathBuf {
+    dir.join("events.log")
+}
+
+fn replayed(journal: &Journal<Event>) -> Vec<u64> {
+    journal
+        .replay()
+        .unwrap()
+        .map(|event| event.unwrap().id)
+        .collect()
+}
+
+/// A journal at `path` holding `count` events, closed.
+fn written(path: &Path, count: u64) {
+    let journal = Journal::<Event>::open(path).unwrap();
+    for id in 0..count {
+        journal.append(&event(id)).unwrap();
+    }
+}
+
+#[test]
+fn appends_replay_in_order_across_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_in(&dir.path().join("nested"));
+    {
+        let journal = Journal::<Event>::open(&path).unwrap();
+        assert!(journal.is_empty());
+        assert_eq!(journal.append(&event(0)).unwrap(), 0);
+        let batch: Vec<Event> = (1..50).map(event).collect();
+        assert_eq!(journal.append_many(&batch).unwrap(), 1);
+        assert_eq!(journal.append_many(&[]).unwrap(), 50);
+        assert_eq!(journal.len(), 50);
+        assert_eq!(replayed(&journal), (0..50).collect::<Vec<_>>());
+    }
+    let journal = Journal::<Event>::open(&path).unwrap();
+    assert_eq!(journal.len(), 50);
+    journal.append(&event(50)).unwrap();
+    let all: Vec<Event> = journal.replay().unwrap().map(Result::unwrap).collect();
+    assert_eq!(all.len(), 51);
+    assert_eq!(all[50], event(50));
+}
+
+#[test]
+fn old_records_migrate_on_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_in(dir.path());
+    {
+        let old = Journal::<EventV1>::open(&path).unwrap();
+        old.append(&EventV1 { id: 7 }).unwrap();
+    }
+    let journal = Journal::<Event>::open(&path).unwrap();
+    journal.append(&event(8)).unwrap();
+    let all: Vec<Event> = journal.replay().unwrap().map(Result::unwrap).collect();
+    assert_eq!(all[0].text, "event 7 (from version 1)");
+    assert_eq!(all[1], event(8));
+}
+
+#[test]
+fn a_torn_last_record_is_cut_off_at_every_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_in(dir.path());
+    written(&path, 3);
+    let whole = fs::read(&path).unwrap();
+    written(&path, 0);
+    let three = whole.len();
+    {
+        let journal = Journal::<Event>::open(&path).unwrap();
+        journal.append(&event(3)).unwrap();
+    }
+    let four = fs::read(&path).unwrap();
+    for cut in three + 1..four.len() {
+        fs::write(&path, &four[..cut]).unwrap();
+        let journal = Journal::<Event>::open(&path).unwrap();
+        assert_eq!(journal.len(), 3, "cut at {cut}");
+        assert_eq!(fs::read(&path).unwrap(), whole, "cut at {cut}");
+        drop(journal);
+    }
+}
+
+#[test]
+fn a_zero_filled_or_checksum_failing_tail_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_in(dir.path());
+    written(&path, 4);
+    let whole = fs::read(&path).unwrap();
+    // What ext4 can leave after a power cut: the size grew, the data never came.
+    let mut zeros = whole.clone();
+    zeros.extend_from_slice(&[0; 5000]);
+    fs::write(&path, &zeros).unwrap();
+    assert_eq!(Journal::<Event>::open(&path).unwrap().len(), 4);
+    assert_eq!(fs::read(&path).unwrap(), whole);
+    // A bit flipped in the last record's data: a torn write of its last sector.
+    let mut flipped = whole.clone();
+    let last = flipped.len() - 3;
+    flipped[last] ^= 0x10;
+    fs::write(&path, &flipped).unwrap();
+    let journal = Journal::<Event>::open(&path).unwrap();
+    assert_eq!(replayed(&journal), vec![0, 1, 2]);
+    journal.append(&event(3)).unwrap();
+    assert_eq!(replayed(&journal), vec![0, 1, 2, 3]);
+}
+
+#[test]
+fn damage_before_the_last_record_is_an_error_with_its_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_in(dir.path());
+    written(&path, 5);
+    let whole = fs::read(&path).unwrap();
+    // In the first record's data (it starts after the 24-byte file header and its own
+    // 16-byte header), and in the second record's header.
+    let first_len = u32::from_le_bytes(whole[24..28].try_into().unwrap()) as usize;
+    let second = 24 + 16 + first_len;
+    for (at, offset) in [(24 + 16 + 5, 24), (second + 1, second)] {
+        let mut damaged = whole.clone();
+        damaged[at] ^= 0x01;
+        fs::write(&path, &damaged).unwrap();
+        match Journal::<Event>::open(&path) {
+            Err(Error::DamagedJournal {
+                path: named,
+                offset: found,
+                ..
+            }) => {
+                assert_eq!(named, path);
+                assert_eq!(found, offset as u64);
+            }
+            other => panic!("expected DamagedJournal at {offset}, got {other:?}"),
+        }
+        assert_eq!(fs::read(&path).unwrap(), damaged, "the journal was changed");
+    }
+}
+
+#[test]
+fn hostile_files_are_typed_errors_or_clean_cuts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_in(dir.path());
+    written(&path, 0);
+    let header = fs::read(&path).unwrap();
+    assert_eq!(header.len(), 24);
+    let record_header = |len: u32| {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&len.to_le_bytes());
+        bytes.extend_from_slice(&2u32.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        let crc = crc32c::crc32c(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        bytes
+    };
+    // A genuine header whose data never arrived: a torn append, cut.
+    let mut past_end = header.clone();
+    past_end.extend_from_slice(&record_header(1000));
+    past_end.extend_from_slice(b"{\"version\"");
+    fs::write(&path, &past_end).unwrap();
+    assert_eq!(Journal::<Event>::open(&path).unwrap().len(), 0);
+    assert_eq!(fs::read(&path).unwrap(), header);
+    // A length past any limit: refused without allocating it.
+    let mut huge = header.clone();
+    huge.extend_from_slice(&record_header(u32::MAX));
+    huge.extend_from_slice(&[b'x'; 64]);
+    fs::write(&path, &huge).unwrap();
+    assert!(matches!(
+        Journal::<Event>::open(&path),
+        Err(Error::DamagedJournal { offset: 24, .. })
+    ));
+    // Not a journal at all, a later format, a file shorter than the header.
+    let mut later = header.clone();
+    later[8] = 2;
+    for (bytes, expected) in [
+        (&b"{\"version\":1,\"data\":{}}"[..], "corrupt"),
+        (&later[..], "unsupported"),
+        (&header[..10], "corrupt"),
+    ] {
+        fs::write(&path, bytes).unwrap();
+        let outcome = Journal::<Event>::open(&path);
+        match (&outcome, expected) {
+            (Err(Error::Corrupt { .. }), "corrupt")
+            | (Err(Error::Unsupported { .. }), "unsupported") => {}
+            _ => panic!("expected {expected}, got {outcome:?}"),
+        }
+        assert_eq!(fs::read(&path).unwrap(), bytes);
+    }
+}
+
+#[test]
+fn a_value_that_cannot_be_saved_writes_nothing() {
+    #[derive(Debug, Serialize, Deserialize, Persisted)]
+    #[persist(version = 1)]
+    struct Sample {
+        value: f64,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_in(dir.path());
+    let journal = Journal::<Sample>::open(&path).unwrap();
+    journal.append(&Sample { value: 1.0 }).unwrap();
+    let before = fs::read(&path).unwrap();
+    let batch = [Sample { value: 2.0 }, Sample { value: f64::NAN }];
+    assert!(matches!(
+        journal.append_many(&batch),
+        Err(Error::Serialize { .. })
+    ));
+    assert_eq!(fs::read(&path).unwrap(), before);
+    assert_eq!(journal.len(), 1);
+}
+
+#[test]
+fn checkpoints_restart_the_log_and_recover_returns_the_snapshot_and_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_in(dir.path());
+    let journal = Journal::<Event>::open(&path).unwrap();
+    let (none, empty) = journal.recover::<Snapshot>().unwrap();
+    assert_eq!((none, empty.count()), (None, 0));
+    for id in 0..10 {
+        journal.append(&event(id)).unwrap();
+    }
+    journal
+        .checkpoint(&Snapshot {
+            ids: (0..10).collect(),
+        })
+        .unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().len(), 24);
+    assert_eq!(journal.len(), 10);
+    journal.append(&event(10)).unwrap();
+    journal.append(&event(11)).unwrap();
+    let (snapshot, tail) = journal.recover::<Snapshot>().unwrap();
+    assert_eq!(snapshot.unwrap().ids.len(), 10);
+    assert_eq!(
+        tail.map(|e| e.unwrap().id).collect::<Vec<_>>(),
+        vec![10, 11]
+    );
+    // A second checkpoint removes the first snapshot.
+    journal
+        .checkpoint(&Snapshot {
+            ids: (0..12).collect(),
+        })
+        .unwrap();
+    let mut names: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["events.log", "events.log.lock", "events.log.snapshot.12"]
+    );
+}
+
+#[test]
+fn a_crash_between_the_snapshot_and_the_new_log_loses_and_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_in(dir.path());
+    written(&path, 6);
+    let old_log = fs::read(&path).unwrap();
+    {
+        let journal = Journal::<Event>::open(&path).unwrap();
+        journal
+            .checkpoint(&Snapshot {
+                ids: (0..6).collect(),
+            })
+            .unwrap();
+    }
+    // The state after a crash just after the snapshot was saved: the old log is still there.
+    fs::write(&path, &old_log).unwrap();
+    let journal = Journal::<Event>::open(&path).unwrap();
+    let (snapshot, tail) = journal.recover::<Snapshot>().unwrap();
+    assert_eq!(snapshot.unwrap().ids, (0..6).collect::<Vec<_>>());
+    assert_eq!(tail.count(), 0);
+    // Records appended to that old log come after the snapshot.
+    journal.append(&event(6)).unwrap();
+    let (_, tail) = journal.recover::<Snapshot>().unwrap();
+    assert_eq!(tail.map(|e| e.unwrap().id).collect::<Vec<_>>(), vec![6]);
+    // And a crash before the older snapshot was removed: the newest one counts.
+    fs::write(
+        dir.path().join("events.log.snapshot.2"),
+        fs::read(dir.path().join("events.log.snapshot.6")).unwrap(),
+    )
+    .unwrap();
+    let (snapshot, _) = journal.recover::<Snapshot>().unwrap();
+    assert_eq!(snapshot.unwrap().ids.len(), 6);
+}
+
+#[test]
+fn a_log_that_starts_after_its_snapshot_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_in(dir.path());
+    let journal = Journal::<Event>::open(&path).unwrap();
+    journal.append(&event(0)).unwrap();
+    journal.checkpoint(&Snapshot { ids: vec![0] }).unwrap();
+    fs::remove_file(dir.path().join("events.log.snapshot.1")).unwrap();
+    assert!(matches!(
+        journal.recover::<Snapshot>(),
+        Err(Error::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn one_writer_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_in(dir.path());
+    let first = Journal::<Event>::open(&path).unwrap();
+    let second = Options::new()
+        .lock_timeout(Some(Duration::from_millis(50)))
+        .journal::<Event>(&path);
+    assert!(matches!(second, Err(Error::LockTimeout { .. })));
+    drop(first);
+    assert!(Journal::<Event>::open(&path).is_ok());
+}
+
+#[test]
+fn appends_from_many_threads_are_all_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_in(dir.path());
+    let journal = Journal::<Event>::open(&path).unwrap();
+    std::thread::scope(|scope| {
+        for thread in 0..4 {
+            let journal = &journal;
+            scope.spawn(move || {
+                for i in 0..50 {
+                    journal.append(&event(thread * 1000 + i)).unwrap();
+                }
+            });
+        }
+    });
+    let mut ids = replayed(&journal);
+    ids.sort();
+    assert_eq!(ids.len(), 200);
+    ids.dedup();
+    assert_eq!(ids.len(), 200);
+    drop(journal);
+    assert_eq!(Journal::<Event>::open(&path).unwrap().len(), 200);
+}
