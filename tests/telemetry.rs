@@ -282,3 +282,46 @@ fn retries_are_counted() {
         1.0
     );
 }
+
+#[test]
+fn journal_operations_report_what_they_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.log");
+    let subscriber = Subscriber::default();
+    let recorder = Recorder::default();
+    tracing::subscriber::with_default(subscriber.clone(), || {
+        metrics::with_local_recorder(&recorder, || {
+            let journal = persist::Journal::<AppState>::open(&path).unwrap();
+            let state = AppState::default();
+            journal.append(&state).unwrap();
+            journal.append_many([&state, &state]).unwrap();
+            journal.checkpoint(&state).unwrap();
+        })
+    });
+    let recorded = subscriber.0.lock().unwrap();
+    let ops: Vec<&str> = recorded
+        .spans
+        .iter()
+        .map(|span| span["op"].as_str())
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "journal_open",
+            "journal_append",
+            "journal_append",
+            "journal_checkpoint",
+            "save"
+        ]
+    );
+    assert_eq!(recorded.spans[1]["path"], path.display().to_string());
+    assert!(recorded.spans[2]["bytes_written"].parse::<u64>().unwrap() > 0);
+    assert_eq!(
+        recorder.value("persist_operations_total,op=journal_append,outcome=ok"),
+        2.0
+    );
+    assert_eq!(
+        recorder.value("persist_operations_total,op=journal_checkpoint,outcome=ok"),
+        1.0
+    );
+}

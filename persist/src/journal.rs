@@ -24,6 +24,7 @@ use crate::codec::{self, Style};
 use crate::error::{Error, IoOp};
 use crate::fs::{self, Durability, io_error, parent_dir};
 use crate::lock::{self, LockGuard};
+use crate::telemetry::{Facts, Operation};
 use crate::{Options, Persisted};
 
 /// The first bytes of a journal: `\x89pjl\r\n\x1a\n`, in the manner of PNG and persist's frame
@@ -106,6 +107,14 @@ impl<E: Persisted> Journal<E> {
     }
 
     pub(crate) fn open_with(options: &Options, path: &Path) -> Result<Journal<E>, Error> {
+        let operation = Operation::start("journal_open", path);
+        let mut facts = Facts::default();
+        let result = operation.in_span(|| Journal::open_now(options, path, &mut facts));
+        operation.finish(&result, facts);
+        result
+    }
+
+    fn open_now(options: &Options, path: &Path, facts: &mut Facts) -> Result<Journal<E>, Error> {
         let lock = lock::exclusive(path, options.lock_wait())?;
         if !path.exists() {
             fs::create_parents(path, parent_dir(path))?;
@@ -118,6 +127,7 @@ impl<E: Persisted> Journal<E> {
             .map_err(io_error(path, IoOp::Open))?;
         let base = read_file_header(path, &mut file)?;
         let scan = scan(path, &file, options.max_size_limit())?;
+        facts.read = Some(scan.end);
         if let Some(torn_at) = scan.torn_at {
             // A crash during an append: the record was never acknowledged.
             file.set_len(torn_at).map_err(io_error(path, IoOp::Write))?;
@@ -194,6 +204,24 @@ impl<E: Persisted> Journal<E> {
     where
         E: 'r,
     {
+        let operation = Operation::start("journal_append", &self.path);
+        let mut facts = Facts {
+            to: Some(E::VERSION),
+            ..Facts::default()
+        };
+        let result = operation.in_span(|| self.append_batch(records, &mut facts));
+        operation.finish(&result, facts);
+        result
+    }
+
+    fn append_batch<'r>(
+        &self,
+        records: impl IntoIterator<Item = &'r E>,
+        facts: &mut Facts,
+    ) -> Result<u64, Error>
+    where
+        E: 'r,
+    {
         let mut batch = Vec::new();
         for record in records {
             encode_record(&mut batch, record).map_err(|error| error.at(&self.path))?;
@@ -220,6 +248,7 @@ impl<E: Persisted> Journal<E> {
         }
         state.end += batch.len() as u64;
         state.records += count_records(&batch);
+        facts.written = Some(batch.len() as u64);
         Ok(first)
     }
 
@@ -255,6 +284,17 @@ impl<E: Persisted> Journal<E> {
     ///
     /// See [`Journal`].
     pub fn checkpoint<S: Persisted>(&self, snapshot: &S) -> Result<(), Error> {
+        let operation = Operation::start("journal_checkpoint", &self.path);
+        let result = operation.in_span(|| self.checkpoint_now(snapshot));
+        let facts = Facts {
+            to: Some(S::VERSION),
+            ..Facts::default()
+        };
+        operation.finish(&result, facts);
+        result
+    }
+
+    fn checkpoint_now<S: Persisted>(&self, snapshot: &S) -> Result<(), Error> {
         let mut state = self.lock_state();
         let covered = state.base + state.records;
         self.options
