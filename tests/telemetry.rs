@@ -148,13 +148,26 @@ impl metrics::Recorder for Recorder {
     }
 }
 
+/// The tests of this file one at a time: tracing caches per call site whether anyone listens,
+/// and a test running without a subscriber (the retries test) beside one that installs a scoped
+/// subscriber made the latter record nothing (seen once in CI).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Takes [`SERIAL`], whatever an earlier test's panic left it as.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
 #[test]
 fn loads_saves_and_updates_report_what_they_did_and_never_the_data() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
     let subscriber = Subscriber::default();
     let recorder = Recorder::default();
     tracing::subscriber::with_default(subscriber.clone(), || {
+        // Call sites first seen while no subscriber listened cached "nobody listens".
+        tracing::callsite::rebuild_interest_cache();
         metrics::with_local_recorder(&recorder, || {
             AppStateV1 {
                 user: "s3cret-user".into(),
@@ -257,6 +270,7 @@ fn loads_saves_and_updates_report_what_they_did_and_never_the_data() {
 
 #[test]
 fn retries_are_counted() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
     let lock_path = dir.path().join("state.json.lock");
@@ -285,11 +299,14 @@ fn retries_are_counted() {
 
 #[test]
 fn journal_operations_report_what_they_did() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.log");
     let subscriber = Subscriber::default();
     let recorder = Recorder::default();
     tracing::subscriber::with_default(subscriber.clone(), || {
+        // Call sites first seen while no subscriber listened cached "nobody listens".
+        tracing::callsite::rebuild_interest_cache();
         metrics::with_local_recorder(&recorder, || {
             let journal = persist::Journal::<AppState>::open(&path).unwrap();
             let state = AppState::default();

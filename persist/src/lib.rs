@@ -95,7 +95,7 @@
 //! | `zstd` | no | [`Options::compress`]: zstd compression of the file (builds the zstd C library) |
 //! | `encryption` | no | [`Options::encrypt`] and [`Key`]: XChaCha20-Poly1305 encryption at rest, keys from bytes, an environment variable or a passphrase (Argon2id) |
 //! | `testing` | no | [`testing`]: fixture snapshots and schema locks for a migration chain (for dev-dependencies) |
-//! | `tracing` | no | a `tracing` span per load, save, update and restore (path, versions, bytes, duration, outcome; never the data) and an event at its end; retries are logged |
+//! | `tracing` | no | a `tracing` span per load, save, update, restore, removal and journal open, append and checkpoint (path, versions, bytes, duration, outcome; never the data) and an event at its end; retries are logged |
 //! | `cli` | no | [`cli::run`]: `inspect` and `migrate [--dry-run]` subcommands for the application's own command line |
 //! | `simd` | no | loads parse with sonic-rs, a SIMD JSON parser, wherever it gives exactly serde_json's results (the same values, the same errors, the same float round trip); serde_json decides every other document |
 //! | `metrics` | no | `metrics` counters and histograms: `persist_operations_total{op, outcome}`, `persist_operation_seconds{op}`, `persist_bytes_read_total`, `persist_bytes_written_total`, `persist_migrations_total{from, to}`, `persist_retries_total` |
