@@ -219,6 +219,12 @@ pub(crate) fn stage<'p>(
 }
 
 impl Staged<'_> {
+    /// The staged file, open for reading and writing; after [`install`](Staged::install) it
+    /// is the file at the target (a clone of it stays usable).
+    pub(crate) fn file(&self) -> &File {
+        self.temp.as_file()
+    }
+
     /// The second half of [`write_atomic`]: renames the temporary file over the target and
     /// syncs the directory ([`Durability::Full`]).
     pub(crate) fn install(self) -> Result<(), Error> {

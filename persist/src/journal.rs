@@ -240,11 +240,13 @@ impl<E: Persisted> Journal<E> {
             let _ = state.file.set_len(state.end);
             return Err(io_error(&self.path, IoOp::Write)(source));
         }
-        if self.options.sync_level() != Durability::None {
-            state
-                .file
-                .sync_data()
-                .map_err(io_error(&self.path, IoOp::SyncFile))?;
+        if self.options.sync_level() != Durability::None
+            && let Err(source) = state.file.sync_data()
+        {
+            // Never acknowledged, maybe not on disk: cut it, so that it cannot come back as
+            // records after those a later append writes over its start.
+            let _ = state.file.set_len(state.end);
+            return Err(io_error(&self.path, IoOp::SyncFile)(source));
         }
         state.end += batch.len() as u64;
         state.records += count_records(&batch);
@@ -299,23 +301,31 @@ impl<E: Persisted> Journal<E> {
         let covered = state.base + state.records;
         self.options
             .save(snapshot, snapshot_path(&self.path, covered))?;
-        // The commit point: the log replaced by one that starts after the snapshot.
-        fs::write_atomic(
+        // The commit point: the log replaced by one that starts after the snapshot. The new
+        // log's handle is taken before it is installed, so that appends can never go on in the
+        // old, unlinked file.
+        let target = fs::resolve_target(&self.path)?;
+        let staged = fs::stage(
             &self.path,
+            &target,
             self.options.sync_level(),
             fs::bytes(&file_header(covered)),
         )?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&self.path)
+        let file = staged
+            .file()
+            .try_clone()
             .map_err(io_error(&self.path, IoOp::Open))?;
-        *state = State {
-            file,
-            base: covered,
-            records: 0,
-            end: FILE_HEADER as u64,
-        };
+        let installed = staged.install();
+        // A failure after the rename (the directory fsync) still replaced the log.
+        if installed.is_ok() || is_file_at(&file, &target) {
+            *state = State {
+                file,
+                base: covered,
+                records: 0,
+                end: FILE_HEADER as u64,
+            };
+        }
+        installed?;
         drop(state);
         // Older snapshots are now redundant; one left behind by a failure here is ignored by
         // recover (it takes the newest) and removed by the next checkpoint.
@@ -729,6 +739,23 @@ fn scan(path: &Path, file: &File, limit: u64) -> Result<Scan, Error> {
         end: offset,
         torn_at: None,
     })
+}
+
+/// Whether `file` is the file at `path` (the same device and inode).
+fn is_file_at(file: &File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), std::fs::metadata(path)) {
+            (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        false
+    }
 }
 
 /// Whether everything left in `reader` is zero bytes.
