@@ -372,3 +372,57 @@ fn appends_from_many_threads_are_all_kept() {
     drop(journal);
     assert_eq!(Journal::<Event>::open(&path).unwrap().len(), 200);
 }
+
+#[test]
+fn group_commit_makes_every_concurrent_append_durable_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_in(dir.path());
+    for window in [Duration::ZERO, Duration::from_micros(300)] {
+        let _ = fs::remove_file(&path);
+        let journal = Options::new()
+            .group_commit(window)
+            .journal::<Event>(&path)
+            .unwrap();
+        std::thread::scope(|scope| {
+            for thread in 0..8 {
+                let journal = &journal;
+                scope.spawn(move || {
+                    for i in 0..40 {
+                        let index = journal.append(&event(thread * 1000 + i)).unwrap();
+                        assert!(index < 320);
+                    }
+                });
+            }
+        });
+        assert_eq!(journal.len(), 320);
+        drop(journal);
+        let reopened = Journal::<Event>::open(&path).unwrap();
+        let mut ids = replayed(&reopened);
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 320, "window {window:?}");
+    }
+}
+
+#[test]
+fn a_checkpoint_waits_for_a_group_commit_and_covers_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_in(dir.path());
+    let journal = Options::new()
+        .group_commit(Duration::from_millis(20))
+        .journal::<Event>(&path)
+        .unwrap();
+    std::thread::scope(|scope| {
+        let appender = scope.spawn(|| journal.append(&event(1)).unwrap());
+        while journal.is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The appender's record is written and waits for its fsync (20 ms away); the checkpoint
+        // waits for that fsync and covers the record.
+        journal.checkpoint(&Snapshot { ids: vec![1] }).unwrap();
+        assert_eq!(appender.join().unwrap(), 0);
+    });
+    let (snapshot, tail) = journal.recover::<Snapshot>().unwrap();
+    assert_eq!(snapshot.unwrap().ids, vec![1]);
+    assert_eq!(tail.count(), 0);
+}

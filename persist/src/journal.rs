@@ -18,7 +18,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use crate::codec::{self, Style};
 use crate::error::{Error, IoOp};
@@ -73,6 +73,8 @@ pub struct Journal<E> {
     path: PathBuf,
     options: Options,
     state: Mutex<State>,
+    /// Signalled when a group commit's fsync ends.
+    synced: Condvar,
     _lock: LockGuard,
     marker: PhantomData<fn() -> E>,
 }
@@ -86,6 +88,30 @@ struct State {
     records: u64,
     /// Where the next record goes: the end of the last whole record.
     end: u64,
+    /// How many records (base included) are durable, and where they end in the file: what a
+    /// group-commit append waits for.
+    durable: u64,
+    durable_end: u64,
+    /// A group commit's fsync is running (without the lock).
+    syncing: bool,
+    /// Why the journal refuses to write: an fsync failed, after which what the file holds is
+    /// unknown (the kernel may have dropped the dirty pages); it must be opened again.
+    failed: Option<String>,
+}
+
+impl State {
+    fn new(file: File, base: u64, records: u64, end: u64) -> State {
+        State {
+            file,
+            base,
+            records,
+            end,
+            durable: base + records,
+            durable_end: end,
+            syncing: false,
+            failed: None,
+        }
+    }
 }
 
 impl<E: Persisted> Journal<E> {
@@ -138,12 +164,8 @@ impl<E: Persisted> Journal<E> {
         Ok(Journal {
             path: path.to_owned(),
             options: options.clone(),
-            state: Mutex::new(State {
-                file,
-                base,
-                records: scan.records,
-                end: scan.end,
-            }),
+            state: Mutex::new(State::new(file, base, scan.records, scan.end)),
+            synced: Condvar::new(),
             _lock: lock,
             marker: PhantomData,
         })
@@ -227,6 +249,7 @@ impl<E: Persisted> Journal<E> {
             encode_record(&mut batch, record).map_err(|error| error.at(&self.path))?;
         }
         let mut state = self.lock_state();
+        self.refuse_if_failed(&state)?;
         let first = state.base + state.records;
         if batch.is_empty() {
             return Ok(first);
@@ -240,18 +263,99 @@ impl<E: Persisted> Journal<E> {
             let _ = state.file.set_len(state.end);
             return Err(io_error(&self.path, IoOp::Write)(source));
         }
-        if self.options.sync_level() != Durability::None
-            && let Err(source) = state.file.sync_data()
-        {
-            // Never acknowledged, maybe not on disk: cut it, so that it cannot come back as
-            // records after those a later append writes over its start.
-            let _ = state.file.set_len(state.end);
-            return Err(io_error(&self.path, IoOp::SyncFile)(source));
+        facts.written = Some(batch.len() as u64);
+        let group = self.options.group_commit_window();
+        if self.options.sync_level() == Durability::None || group.is_none() {
+            if self.options.sync_level() != Durability::None
+                && let Err(source) = state.file.sync_data()
+            {
+                // Never acknowledged, maybe not on disk: cut it, so that it cannot come back
+                // as records after those a later append writes over its start.
+                let _ = state.file.set_len(state.end);
+                return Err(io_error(&self.path, IoOp::SyncFile)(source));
+            }
+            state.end += batch.len() as u64;
+            state.records += count_records(&batch);
+            state.durable = state.base + state.records;
+            state.durable_end = state.end;
+            return Ok(first);
         }
         state.end += batch.len() as u64;
         state.records += count_records(&batch);
-        facts.written = Some(batch.len() as u64);
+        let mine = state.base + state.records;
+        self.group_sync(state, mine, group.unwrap_or_default())?;
         Ok(first)
+    }
+
+    /// Returns once the records up to index `mine` are durable: by the fsync of another
+    /// append, or by leading one that covers every append written meanwhile.
+    fn group_sync<'j>(
+        &'j self,
+        mut state: MutexGuard<'j, State>,
+        mine: u64,
+        window: std::time::Duration,
+    ) -> Result<(), Error> {
+        loop {
+            if state.durable >= mine {
+                return Ok(());
+            }
+            self.refuse_if_failed(&state)?;
+            if state.syncing {
+                state = self
+                    .synced
+                    .wait(state)
+                    .unwrap_or_else(|poison| poison.into_inner());
+                continue;
+            }
+            state.syncing = true;
+            drop(state);
+            // Others write their records meanwhile; this fsync covers them too.
+            if !window.is_zero() {
+                std::thread::sleep(window);
+            }
+            let (target, target_end, file) = {
+                let state = self.lock_state();
+                (
+                    state.base + state.records,
+                    state.end,
+                    state.file.try_clone(),
+                )
+            };
+            let synced = file.and_then(|file| file.sync_data());
+            state = self.lock_state();
+            state.syncing = false;
+            match synced {
+                Ok(()) => {
+                    state.durable = state.durable.max(target);
+                    state.durable_end = state.durable_end.max(target_end);
+                }
+                Err(source) => {
+                    // What is not durable may be lost, and a retried fsync could report
+                    // success for pages the kernel already dropped: cut back to what is
+                    // durable and refuse to write until the journal is opened again.
+                    let _ = state.file.set_len(state.durable_end);
+                    state.end = state.durable_end;
+                    state.records = state.durable - state.base;
+                    state.failed = Some(format!("a group commit's fsync failed: {source}"));
+                }
+            }
+            self.synced.notify_all();
+        }
+    }
+
+    /// An error when an earlier fsync failed (see [`State::failed`]).
+    fn refuse_if_failed(&self, state: &State) -> Result<(), Error> {
+        match &state.failed {
+            Some(reason) => Err(Error::Io {
+                path: self.path.clone(),
+                op: IoOp::SyncFile,
+                source: io::Error::other(format!(
+                    "{reason}; appends after it may not be durable, so the journal refuses \
+                     to write until it is opened again"
+                )),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The records after the last checkpoint, oldest first, each migrated to `E`; read as they
@@ -273,7 +377,9 @@ impl<E: Persisted> Journal<E> {
     }
 
     /// Saves `snapshot` as the state after every record so far, then starts the log again
-    /// empty. Atomic: after a crash at any moment, [`recover`](Journal::recover) returns
+    /// empty. The snapshot must hold the effect of every record appended before this call: a
+    /// record another thread appends while it runs is covered by it too, so build the snapshot
+    /// and checkpoint without appends in between. Atomic: after a crash at any moment, [`recover`](Journal::recover) returns
     /// either the previous snapshot and every record after it, or this snapshot and none.
     /// The snapshot is an ordinary persist file (`<log>.snapshot.<n>`), saved with this
     /// journal's options (layers included).
@@ -298,6 +404,14 @@ impl<E: Persisted> Journal<E> {
 
     fn checkpoint_now<S: Persisted>(&self, snapshot: &S) -> Result<(), Error> {
         let mut state = self.lock_state();
+        // A group commit's fsync of the current log must end before it is replaced.
+        while state.syncing {
+            state = self
+                .synced
+                .wait(state)
+                .unwrap_or_else(|poison| poison.into_inner());
+        }
+        self.refuse_if_failed(&state)?;
         let covered = state.base + state.records;
         self.options
             .save(snapshot, snapshot_path(&self.path, covered))?;
@@ -318,12 +432,9 @@ impl<E: Persisted> Journal<E> {
         let installed = staged.install();
         // A failure after the rename (the directory fsync) still replaced the log.
         if installed.is_ok() || is_file_at(&file, &target) {
-            *state = State {
-                file,
-                base: covered,
-                records: 0,
-                end: FILE_HEADER as u64,
-            };
+            // Appends still waiting for a group commit are durable now: in the snapshot.
+            *state = State::new(file, covered, 0, FILE_HEADER as u64);
+            self.synced.notify_all();
         }
         installed?;
         drop(state);
@@ -376,7 +487,7 @@ impl<E: Persisted> Journal<E> {
         Ok((snapshot, tail))
     }
 
-    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock_state(&self) -> MutexGuard<'_, State> {
         // A panic while the lock was held cannot leave the state half-updated: every field is
         // written after the fallible steps.
         self.state

@@ -44,6 +44,7 @@ pub struct Options {
     key: Option<Key>,
     retry: Retry,
     pretty: bool,
+    group_commit: Option<Duration>,
 }
 
 impl Default for Options {
@@ -74,6 +75,7 @@ impl Options {
             key: None,
             retry: Retry::NONE,
             pretty: false,
+            group_commit: None,
         }
     }
 
@@ -83,6 +85,35 @@ impl Options {
     pub const fn max_size(mut self, bytes: u64) -> Self {
         self.max_size = bytes;
         self
+    }
+
+    /// Lets concurrent appends to a [`Journal`] share one fsync: the first append to need a sync
+    /// waits `window` (zero is fine: the appends that arrive while one fsync runs share the
+    /// next) for others to write their records, then one `fdatasync` makes all of them durable
+    /// and every append returns once its record is. Without it (the default) each append
+    /// syncs on its own, under the journal's lock.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[derive(serde::Serialize, serde::Deserialize, persist::Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Event { id: u64 }
+    /// use std::time::Duration;
+    ///
+    /// let journal = persist::Options::new()
+    ///     .group_commit(Duration::from_micros(200))
+    ///     .journal::<Event>("events.log")?;
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub const fn group_commit(mut self, window: Duration) -> Self {
+        self.group_commit = Some(window);
+        self
+    }
+
+    /// The group-commit window of journal appends, if any.
+    pub(crate) fn group_commit_window(&self) -> Option<Duration> {
+        self.group_commit
     }
 
     /// Sets how long [`update`](Options::update) waits for the lock another process holds before
