@@ -426,3 +426,26 @@ fn a_checkpoint_waits_for_a_group_commit_and_covers_its_records() {
     assert_eq!(snapshot.unwrap().ids, vec![1]);
     assert_eq!(tail.count(), 0);
 }
+
+#[test]
+fn a_fifo_or_a_directory_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.log");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid, NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    for path in [fifo.as_path(), dir.path()] {
+        assert!(
+            matches!(
+                Journal::<Event>::open(path),
+                Err(Error::NotRegularFile { .. })
+            ),
+            "{}",
+            path.display()
+        );
+        assert!(matches!(
+            Options::new().journal_records(path),
+            Err(Error::NotRegularFile { .. })
+        ));
+    }
+}

@@ -84,8 +84,18 @@ pub(crate) fn read_for_load(path: &Path, limit: u64) -> Result<Contents, Error> 
 /// Opens `path` for reading and returns it with its size, after checking on the open
 /// descriptor that it is a regular file of at most `limit` bytes.
 fn open_regular(path: &Path, limit: u64) -> Result<(File, u64), Error> {
+    let (file, metadata) = open_regular_file(path, false)?;
+    if metadata.len() > limit {
+        return Err(too_large(path, metadata.len(), limit));
+    }
+    Ok((file, metadata.len()))
+}
+
+/// Opens `path` for reading (and writing, if `write`), refusing anything but a regular file
+/// without ever blocking on one: returns the file and its metadata.
+pub(crate) fn open_regular_file(path: &Path, write: bool) -> Result<(File, fs::Metadata), Error> {
     let mut options = OpenOptions::new();
-    options.read(true);
+    options.read(true).write(write);
     // Opening a FIFO for reading blocks until a writer appears; non-blocking mode returns at
     // once so the type check below can refuse it. It changes nothing for regular files.
     #[cfg(unix)]
@@ -110,10 +120,7 @@ fn open_regular(path: &Path, limit: u64) -> Result<(File, u64), Error> {
             kind: FileKind::of(metadata.file_type()),
         });
     }
-    if metadata.len() > limit {
-        return Err(too_large(path, metadata.len(), limit));
-    }
-    Ok((file, metadata.len()))
+    Ok((file, metadata))
 }
 
 fn too_large(path: &Path, size: u64, limit: u64) -> Error {

@@ -14,7 +14,7 @@
 //! that starts at record `n`, then older snapshots are removed. A crash between any two steps
 //! leaves a snapshot and a log that together hold every record exactly once.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
@@ -146,11 +146,7 @@ impl<E: Persisted> Journal<E> {
             fs::create_parents(path, parent_dir(path))?;
             fs::write_atomic(path, options.sync_level(), fs::bytes(&file_header(0)))?;
         }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(io_error(path, IoOp::Open))?;
+        let (mut file, _) = fs::open_regular_file(path, true)?;
         let base = read_file_header(path, &mut file)?;
         let scan = scan(path, &file, options.max_size_limit())?;
         facts.read = Some(scan.end);
@@ -523,23 +519,7 @@ pub struct RawRecord {
 
 impl JournalRecords {
     pub(crate) fn open(path: &Path, limit: u64) -> Result<JournalRecords, Error> {
-        let mut file = File::open(path).map_err(|source| {
-            if source.kind() == io::ErrorKind::NotFound {
-                Error::NotFound {
-                    path: path.to_owned(),
-                    source,
-                }
-            } else {
-                io_error(path, IoOp::Open)(source)
-            }
-        })?;
-        let metadata = file.metadata().map_err(io_error(path, IoOp::Metadata))?;
-        if !metadata.is_file() {
-            return Err(Error::NotRegularFile {
-                path: path.to_owned(),
-                kind: crate::FileKind::of(metadata.file_type()),
-            });
-        }
+        let (mut file, _) = fs::open_regular_file(path, false)?;
         let base = read_file_header(path, &mut file)?;
         let scan = scan(path, &file, limit)?;
         Ok(JournalRecords {
