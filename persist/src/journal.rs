@@ -375,10 +375,10 @@ impl<E: Persisted> Journal<E> {
     /// Saves `snapshot` as the state after every record so far, then starts the log again
     /// empty. The snapshot must hold the effect of every record appended before this call: a
     /// record another thread appends while it runs is covered by it too, so build the snapshot
-    /// and checkpoint without appends in between. Atomic: after a crash at any moment, [`recover`](Journal::recover) returns
-    /// either the previous snapshot and every record after it, or this snapshot and none.
-    /// The snapshot is an ordinary persist file (`<log>.snapshot.<n>`), saved with this
-    /// journal's options (layers included).
+    /// and checkpoint without appends in between. Atomic: after a crash at any moment,
+    /// [`recover`](Journal::recover) returns either the previous snapshot and every record
+    /// after it, or this snapshot and none. The snapshot is an ordinary persist file
+    /// (`<log>.snapshot.<n>`), saved with this journal's options (layers included).
     ///
     /// # Errors
     ///
