@@ -449,3 +449,24 @@ fn a_fifo_or_a_directory_is_refused_without_blocking() {
         ));
     }
 }
+
+#[test]
+fn an_impossible_base_index_is_corrupt_not_an_overflow() {
+    // Found by the `journal` fuzz target: a header whose base index is near u64::MAX made the
+    // first append overflow.
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_in(dir.path());
+    written(&path, 0);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+    fs::write(&path, &bytes).unwrap();
+    assert!(matches!(
+        Journal::<Event>::open(&path),
+        Err(Error::Corrupt { .. })
+    ));
+    assert!(matches!(
+        Options::new().journal_records(&path),
+        Err(Error::Corrupt { .. })
+    ));
+    assert_eq!(fs::read(&path).unwrap(), bytes);
+}

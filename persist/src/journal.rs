@@ -691,10 +691,19 @@ fn read_file_header(path: &Path, file: &mut File) -> Result<u64, Error> {
             ),
         });
     }
-    Ok(u64::from_le_bytes(
-        header[16..].try_into().unwrap_or_default(),
-    ))
+    let base = u64::from_le_bytes(header[16..].try_into().unwrap_or_default());
+    // A count of records ever appended; past 2^62 only a damaged header says so, and indexes
+    // computed from it could overflow.
+    if base > MAX_BASE {
+        return Err(corrupt(
+            "the journal's header holds an impossible record index",
+        ));
+    }
+    Ok(base)
 }
+
+/// The largest base index a header may hold (see [`read_file_header`]).
+const MAX_BASE: u64 = 1 << 62;
 
 /// A record's header, checked.
 struct RecordHeader {
