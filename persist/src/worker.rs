@@ -151,6 +151,15 @@ mod tests {
 
     use super::{Job, MAX_THREADS, submit};
 
+    /// The pool's tests one at a time: the thread-reuse test counts threads, and a test that
+    /// floods the pool beside it made a sequence of jobs meet other idle threads (seen in CI:
+    /// 9 threads for 50 jobs).
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        SERIAL.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
     /// Runs `work` on the pool and waits for its result, as a future would.
     fn run_on_pool<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> R {
         let (sender, receiver) = mpsc::channel();
@@ -164,6 +173,7 @@ mod tests {
 
     #[test]
     fn one_job_after_another_reuses_one_thread() {
+        let _serial = serial();
         let threads: HashSet<ThreadId> = (0..50)
             .map(|_| run_on_pool(|| std::thread::current().id()))
             .collect();
@@ -173,6 +183,7 @@ mod tests {
 
     #[test]
     fn concurrent_jobs_all_finish_even_beyond_the_thread_cap() {
+        let _serial = serial();
         let (sender, receiver) = mpsc::channel();
         let jobs = MAX_THREADS * 3;
         for i in 0..jobs {
@@ -191,6 +202,7 @@ mod tests {
 
     #[test]
     fn a_panicking_job_leaves_the_pool_working() {
+        let _serial = serial();
         let (sender, receiver) = mpsc::channel::<()>();
         submit(Box::new(move || {
             let _keep = sender;
