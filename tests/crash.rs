@@ -4,11 +4,14 @@
 //! SIGKILL cannot show durability (the page cache survives a killed process; that is the
 //! power-cut harness's job), but it does show atomicity: a reader never sees a torn file.
 
+mod common;
+
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use common::Rng;
 use persist::Persisted;
 use serde::{Deserialize, Serialize};
 
@@ -48,18 +51,6 @@ fn saver() {
     }
 }
 
-/// xorshift64*: enough randomness for kill delays, with the seed printed for a rerun.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % bound
-    }
-}
-
 fn temp_files(dir: &Path) -> usize {
     fs::read_dir(dir)
         .unwrap()
@@ -72,18 +63,7 @@ fn temp_files(dir: &Path) -> usize {
 
 #[test]
 fn kills_never_tear_the_file() {
-    let seed = std::env::var("PERSIST_CRASH_SEED")
-        .ok()
-        .and_then(|seed| seed.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    println!("PERSIST_CRASH_SEED={seed}");
-    let mut rng = Rng(seed);
+    let (mut rng, seed) = Rng::from_env();
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("progress.json");

@@ -7,11 +7,14 @@
 //! SIGKILL cannot show durability (the page cache survives a killed process; the power-cut
 //! harness does that for files), but it does show that a torn append is never replayed.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use common::Rng;
 use persist::{Durability, Journal, Options, Persisted};
 use serde::{Deserialize, Serialize};
 
@@ -68,18 +71,6 @@ fn record_len(id: u64) -> usize {
     serde_json::to_string(&entry(id)).unwrap().len()
 }
 
-/// xorshift64*: enough randomness for kill delays, with the seed printed for a rerun.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % bound
-    }
-}
-
 /// The number of whole records, after checking each is the record of its index, whole: read
 /// without decoding (the replay of every record after every kill would make the test slow):
 /// the id starts the data, and the data's length follows from the id.
@@ -106,18 +97,7 @@ fn whole_records(path: &Path, seed: u64) -> (u64, bool) {
 
 #[test]
 fn kills_never_leave_a_partial_record() {
-    let seed = std::env::var("PERSIST_CRASH_SEED")
-        .ok()
-        .and_then(|seed| seed.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    println!("PERSIST_CRASH_SEED={seed}");
-    let mut rng = Rng(seed);
+    let (mut rng, seed) = Rng::from_env();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("entries.log");
 

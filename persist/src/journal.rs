@@ -297,10 +297,7 @@ impl<E: Persisted> Journal<E> {
             }
             self.refuse_if_failed(&state)?;
             if state.syncing {
-                state = self
-                    .synced
-                    .wait(state)
-                    .unwrap_or_else(|poison| poison.into_inner());
+                state = self.wait_synced(state);
                 continue;
             }
             state.syncing = true;
@@ -402,10 +399,7 @@ impl<E: Persisted> Journal<E> {
         let mut state = self.lock_state();
         // A group commit's fsync of the current log must end before it is replaced.
         while state.syncing {
-            state = self
-                .synced
-                .wait(state)
-                .unwrap_or_else(|poison| poison.into_inner());
+            state = self.wait_synced(state);
         }
         self.refuse_if_failed(&state)?;
         let covered = state.base + state.records;
@@ -488,6 +482,13 @@ impl<E: Persisted> Journal<E> {
         // written after the fallible steps.
         self.state
             .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Waits until a group commit's fsync ends (the lock is released meanwhile).
+    fn wait_synced<'j>(&'j self, state: MutexGuard<'j, State>) -> MutexGuard<'j, State> {
+        self.synced
+            .wait(state)
             .unwrap_or_else(|poison| poison.into_inner())
     }
 }

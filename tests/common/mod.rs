@@ -154,3 +154,34 @@ pub fn copy_of_fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
     fs::copy(fixture(name), &path).unwrap();
     (dir, path)
 }
+
+/// xorshift64*: enough randomness for the kill delays of the crash tests, seeded from
+/// `PERSIST_CRASH_SEED` or the clock, with the seed printed so that a failing run can be
+/// repeated.
+pub struct Rng(u64);
+
+impl Rng {
+    /// The generator and its seed.
+    pub fn from_env() -> (Rng, u64) {
+        let seed = std::env::var("PERSIST_CRASH_SEED")
+            .ok()
+            .and_then(|seed| seed.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        println!("PERSIST_CRASH_SEED={seed}");
+        (Rng(seed), seed)
+    }
+
+    /// A number below `bound`.
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % bound
+    }
+}
