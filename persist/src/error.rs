@@ -149,6 +149,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// Another program changed the file while changes of a [`Live`](crate::Live) handle
+    /// with [`SavePolicy::Coalesce`](crate::SavePolicy::Coalesce) waited to be saved. The
+    /// handle's value was saved over it; the other program's file was first copied to `kept`.
+    /// Delivered to [`Live::on_change`](crate::Live::on_change) callbacks; no operation
+    /// returns it.
+    Conflict {
+        /// The file.
+        path: PathBuf,
+        /// Where the other program's version of the file was kept.
+        kept: PathBuf,
+    },
+
     /// serde could not serialize the value (for instance a map with non-string keys).
     /// Nothing was written.
     Serialize {
@@ -265,6 +277,12 @@ impl fmt::Display for Error {
                 "journal damaged at byte {offset}: {reason}; records after it may be intact, so \
                  nothing was cut off and {LEFT_AS_IT_WAS}"
             ),
+            Error::Conflict { kept, .. } => write!(
+                f,
+                "changed by another program while changes of this process waited to be saved; \
+                 those were saved over it, and the other program's version was kept as {}",
+                kept.display()
+            ),
             Error::Serialize { field, source, .. } => {
                 f.write_str("could not serialize the value")?;
                 if let Some(field) = field {
@@ -369,6 +387,7 @@ impl Error {
             | Error::LockTimeout { path, .. }
             | Error::AlreadyRunning { path, .. }
             | Error::DamagedJournal { path, .. }
+            | Error::Conflict { path, .. }
             | Error::Serialize { path, .. }
             | Error::Seal { path, .. }
             | Error::Unsupported { path, .. }
@@ -412,9 +431,15 @@ pub enum IoOp {
     /// [`OpenLock`](IoOp::OpenLock). On a file system without locks the source's kind is
     /// [`Unsupported`](std::io::ErrorKind::Unsupported).
     Lock,
-    /// Waiting for the worker thread of an `_async` method, which could not be started (the
-    /// system is out of threads or memory). Nothing was done.
+    /// Starting a thread: the worker of an `_async` method, or the background thread of a
+    /// [`Live`](crate::Live) handle (the system is out of threads or memory). Nothing was
+    /// done.
     BlockingTask,
+    /// Watching the file's directory for changes ([`Options::live`](crate::Options::live)):
+    /// the system's limit on watches, or a file system without change events (turn watching
+    /// off with [`Options::watch`](crate::Options::watch) and poll with
+    /// [`Options::refresh_every`](crate::Options::refresh_every)).
+    Watch,
 }
 
 impl fmt::Display for IoOp {
@@ -436,7 +461,8 @@ impl fmt::Display for IoOp {
             IoOp::OpenLock => "open the lock file",
             IoOp::Remove => "remove it",
             IoOp::Lock => "lock the lock file",
-            IoOp::BlockingTask => "run the work on a worker thread (none could be started)",
+            IoOp::BlockingTask => "start a worker thread",
+            IoOp::Watch => "watch the directory for changes",
         })
     }
 }

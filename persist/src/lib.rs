@@ -92,6 +92,7 @@
 //! |---|---|---|
 //! | `derive` | yes | re-exports `#[derive(Persisted)]` |
 //! | `tokio` | yes | the `_async` methods: [`load_async`](Persisted::load_async), [`save_async`](Persisted::save_async), [`save_owned_async`](Persisted::save_owned_async), [`update_async`](Persisted::update_async), [`load_or_default_async`](Persisted::load_or_default_async) and their [`Options`] twins; the file work runs on persist's worker threads, so the futures work under any executor. Without it tokio is not a dependency. |
+//! | `live` | yes | [`Live`] ([`Persisted::live`], [`Options::live`]): one value kept in memory, saved on change ([`SavePolicy`]), reloaded when another program edits the file, observable with [`Live::on_change`] (and `subscribe` with `tokio`); adds arc-swap and notify |
 //! | `zstd` | no | [`Options::compress`]: zstd compression of the file (builds the zstd C library) |
 //! | `encryption` | no | [`Options::encrypt`] and [`Key`]: XChaCha20-Poly1305 encryption at rest, keys from bytes, an environment variable or a passphrase (Argon2id) |
 //! | `testing` | no | [`testing`]: fixture snapshots and schema locks for a migration chain (for dev-dependencies) |
@@ -118,6 +119,8 @@ mod inspect;
 mod instance;
 mod journal;
 mod key;
+#[cfg(feature = "live")]
+mod live;
 mod lock;
 mod mapped;
 pub mod non_finite;
@@ -146,6 +149,8 @@ pub use crate::instance::{INSTANCE_LOCK_FILE, InstanceLock};
 pub use crate::journal::{Journal, JournalRecords, RawRecord, Replay};
 #[cfg(feature = "encryption")]
 pub use crate::key::{Key, KeyError};
+#[cfg(feature = "live")]
+pub use crate::live::{ChangeOrigin, Live, LiveEvent, LiveStats, SavePolicy, Subscription};
 pub use crate::options::Options;
 pub use crate::persisted::{BoxError, Origin, Persisted};
 #[cfg(feature = "tokio")]

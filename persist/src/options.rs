@@ -45,6 +45,8 @@ pub struct Options {
     retry: Retry,
     pretty: bool,
     group_commit: Option<Duration>,
+    #[cfg(feature = "live")]
+    pub(crate) live: crate::live::LiveSettings,
 }
 
 impl Default for Options {
@@ -76,6 +78,8 @@ impl Options {
             retry: Retry::NONE,
             pretty: false,
             group_commit: None,
+            #[cfg(feature = "live")]
+            live: crate::live::LiveSettings::DEFAULT,
         }
     }
 

@@ -167,6 +167,34 @@ pub trait Persisted: Serialize + DeserializeOwned {
         Options::new().save(self, path)
     }
 
+    /// Opens the file at `path` as a [`Live`](crate::Live) value kept in memory: loaded (or
+    /// `Self::default()` when there is no file) through the migration chain, saved on each
+    /// [`update`](crate::Live::update), reloaded when another program changes it.
+    /// `Options::new().live(path)`; see [`Options::live`] for the settings.
+    ///
+    /// # Errors
+    ///
+    /// See [`Options::live`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::Persisted;
+    /// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Settings { font_size: u32 }
+    /// let live = Settings::live("settings.json")?;
+    /// live.update(|settings| settings.font_size += 1)?;
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    #[cfg(feature = "live")]
+    fn live(path: impl AsRef<Path>) -> Result<crate::Live<Self>, Error>
+    where
+        Self: Default + Clone + Send + Sync + 'static,
+    {
+        Options::new().live(path)
+    }
+
     /// Read-modify-write under an inter-process lock: loads the file (or starts from
     /// `Self::default()` if there is none), applies `change`, saves, and returns the saved value.
     /// Concurrent updates from other processes or threads are serialized, none is lost. See

@@ -155,6 +155,7 @@ pub(crate) fn outcome_of(error: &Error) -> &'static str {
         Error::LockTimeout { .. } => "lock_timeout",
         Error::AlreadyRunning { .. } => "already_running",
         Error::DamagedJournal { .. } => "damaged_journal",
+        Error::Conflict { .. } => "conflict",
         Error::Serialize { .. } => "serialize",
         Error::Seal { .. } => "seal",
         Error::Unsupported { .. } => "unsupported",

@@ -1,0 +1,207 @@
+//! Delivery of [`LiveEvent`]s: to `on_change` callbacks on a dispatcher thread of the handle
+//! (so a slow callback never blocks an update), and to tokio watch channels.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+
+#[cfg(feature = "tokio")]
+use super::ChangeOrigin;
+use super::LiveEvent;
+use super::core::lock;
+
+/// How many events may wait for slow callbacks before intermediate values are skipped.
+const BACKLOG: usize = 1024;
+
+type Callback<T> = Arc<dyn Fn(&LiveEvent<T>) + Send + Sync>;
+
+/// The observers of one [`Live`](super::Live) value.
+pub(super) struct Events<T> {
+    dispatch: Arc<Dispatch<T>>,
+    #[cfg(feature = "tokio")]
+    values: tokio::sync::watch::Sender<Arc<T>>,
+    #[cfg(feature = "tokio")]
+    events: tokio::sync::watch::Sender<LiveEvent<T>>,
+}
+
+struct Dispatch<T> {
+    queue: Mutex<Queue<T>>,
+    ready: Condvar,
+}
+
+struct Queue<T> {
+    callbacks: Vec<(u64, Callback<T>)>,
+    events: VecDeque<LiveEvent<T>>,
+    next_id: u64,
+    /// A dispatcher thread is running.
+    running: bool,
+    /// The handle is gone: the dispatcher delivers what is queued and stops.
+    closed: bool,
+}
+
+impl<T: Send + Sync + 'static> Events<T> {
+    #[cfg_attr(not(feature = "tokio"), allow(unused_variables))]
+    pub(super) fn new(value: Arc<T>) -> Self {
+        Events {
+            dispatch: Arc::new(Dispatch {
+                queue: Mutex::new(Queue {
+                    callbacks: Vec::new(),
+                    events: VecDeque::new(),
+                    next_id: 0,
+                    running: false,
+                    closed: false,
+                }),
+                ready: Condvar::new(),
+            }),
+            #[cfg(feature = "tokio")]
+            values: tokio::sync::watch::Sender::new(Arc::clone(&value)),
+            #[cfg(feature = "tokio")]
+            events: tokio::sync::watch::Sender::new(LiveEvent {
+                value,
+                origin: ChangeOrigin::Local,
+                error: None,
+            }),
+        }
+    }
+
+    /// Queues `event` for the callbacks and sends it to the watch channels. Never blocks on
+    /// an observer.
+    pub(super) fn send(&self, event: LiveEvent<T>) {
+        #[cfg(feature = "tokio")]
+        {
+            if event.error.is_none() {
+                self.values.send_replace(Arc::clone(&event.value));
+            }
+            self.events.send_replace(event.clone());
+        }
+        let mut queue = lock(&self.dispatch.queue);
+        if queue.callbacks.is_empty() || queue.closed {
+            return;
+        }
+        let skippable = |event: &LiveEvent<T>| event.error.is_none();
+        if queue.events.len() >= BACKLOG
+            && skippable(&event)
+            && queue.events.back().is_some_and(skippable)
+        {
+            // The callbacks are far behind: the newest value replaces the one before it.
+            queue.events.pop_back();
+        }
+        queue.events.push_back(event);
+        if !queue.running {
+            queue.running = Dispatch::start(&self.dispatch);
+        }
+        drop(queue);
+        self.dispatch.ready.notify_one();
+    }
+
+    pub(super) fn on_change(
+        &self,
+        callback: impl Fn(&LiveEvent<T>) + Send + Sync + 'static,
+    ) -> Subscription {
+        let mut queue = lock(&self.dispatch.queue);
+        let id = queue.next_id;
+        queue.next_id += 1;
+        queue.callbacks.push((id, Arc::new(callback)));
+        if !queue.running {
+            queue.running = Dispatch::start(&self.dispatch);
+        }
+        let dispatch: Weak<Dispatch<T>> = Arc::downgrade(&self.dispatch);
+        Subscription {
+            remove: Some(Box::new(move || {
+                if let Some(dispatch) = dispatch.upgrade() {
+                    lock(&dispatch.queue)
+                        .callbacks
+                        .retain(|(other, _)| *other != id);
+                }
+            })),
+        }
+    }
+
+    #[cfg(feature = "tokio")]
+    pub(super) fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<T>> {
+        self.values.subscribe()
+    }
+
+    #[cfg(feature = "tokio")]
+    pub(super) fn subscribe_events(&self) -> tokio::sync::watch::Receiver<LiveEvent<T>> {
+        self.events.subscribe()
+    }
+
+    /// The handle is gone: the dispatcher delivers what is queued, then stops.
+    pub(super) fn close(&self) {
+        lock(&self.dispatch.queue).closed = true;
+        self.dispatch.ready.notify_all();
+    }
+}
+
+impl<T: Send + Sync + 'static> Dispatch<T> {
+    /// Starts the dispatcher thread; `false` if the system could not (the next event tries
+    /// again).
+    fn start(dispatch: &Arc<Self>) -> bool {
+        let dispatch = Arc::clone(dispatch);
+        std::thread::Builder::new()
+            .name("persist-live-events".into())
+            .spawn(move || dispatch.run())
+            .is_ok()
+    }
+
+    fn run(&self) {
+        loop {
+            let mut queue = lock(&self.queue);
+            let event = loop {
+                if let Some(event) = queue.events.pop_front() {
+                    break event;
+                }
+                if queue.closed {
+                    queue.running = false;
+                    return;
+                }
+                queue = self
+                    .ready
+                    .wait(queue)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            };
+            let callbacks: Vec<Callback<T>> = queue
+                .callbacks
+                .iter()
+                .map(|(_, callback)| Arc::clone(callback))
+                .collect();
+            drop(queue);
+            for callback in callbacks {
+                // A panicking callback loses this event, not the others, nor its place.
+                let _ = catch_unwind(AssertUnwindSafe(|| callback(&event)));
+            }
+        }
+    }
+}
+
+/// Keeps an [`on_change`](super::Live::on_change) callback registered; dropping it removes
+/// the callback (an event being delivered at that moment may still reach it).
+#[must_use = "the callback is removed when the Subscription is dropped"]
+pub struct Subscription {
+    remove: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl Subscription {
+    /// Keeps the callback registered for as long as the [`Live`](super::Live) value exists.
+    pub fn keep(mut self) {
+        self.remove = None;
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(remove) = self.remove.take() {
+            remove();
+        }
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("active", &self.remove.is_some())
+            .finish()
+    }
+}

@@ -1,0 +1,397 @@
+//! [`Live<T>`]: one state file kept in memory. Reads are lock-free snapshots, changes are saved
+//! through the core's durable write (at once, or coalesced by a background saver), and edits
+//! other programs make to the file are reloaded through the migration chain and announced.
+//!
+//! The pieces: `core` holds the value and the rules (what a save, a reload and a conflict do),
+//! `worker` the background thread (settling file events, polling, the coalescing saver) and
+//! the directory watcher, `events` the delivery to `on_change` callbacks and tokio
+//! subscribers.
+
+mod core;
+mod events;
+mod worker;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use self::core::Shared;
+pub use self::events::Subscription;
+#[cfg(feature = "tokio")]
+use crate::Pending;
+use crate::{Error, Options, Persisted};
+
+/// When [`Live::update`] writes the file.
+///
+/// # Examples
+///
+/// ```no_run
+/// # use persist::{Options, Persisted, SavePolicy};
+/// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize, Persisted)]
+/// # #[persist(version = 1)]
+/// # struct Cursor { line: u64 }
+/// use std::time::Duration;
+///
+/// let live = Options::new()
+///     .save_policy(SavePolicy::Coalesce {
+///         debounce: Duration::from_millis(50),
+///         max_wait: Duration::from_millis(250),
+///     })
+///     .live::<Cursor>("cursor.json")?;
+/// for line in 0..10_000 {
+///     live.update(|cursor| cursor.line = line)?; // published at once, saved a few times
+/// }
+/// live.flush()?; // the last line is on disk
+/// # Ok::<(), persist::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum SavePolicy {
+    /// Every [`update`](Live::update) returns once its change is durable. It runs under the
+    /// file's lock (the lock of [`Options::update`]) and first reloads the file if another
+    /// program changed it, so handles in several processes lose no update. The default.
+    #[default]
+    Immediate,
+    /// [`update`](Live::update) publishes the new value at once and a background saver writes
+    /// it: `debounce` after the last change, and never later than `max_wait` after the first
+    /// change not yet saved, so a steady stream of changes is still saved once per `max_wait`.
+    /// [`flush`](Live::flush) and dropping the last handle save what is pending.
+    ///
+    /// A change another program makes to the file while changes of this handle wait to be
+    /// saved is not merged: this handle's value is saved, and the other program's file is kept
+    /// beside it as `<name>.conflict-<unix milliseconds>` and reported as
+    /// [`Error::Conflict`] to [`on_change`](Live::on_change) callbacks.
+    Coalesce {
+        /// How long the saver waits after a change for the next one.
+        debounce: Duration,
+        /// The longest a change waits to be saved (the loss window on a crash, plus one
+        /// save).
+        max_wait: Duration,
+    },
+}
+
+/// The settings of [`Options::live`], kept in [`Options`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LiveSettings {
+    policy: SavePolicy,
+    watch: bool,
+    refresh_every: Option<Duration>,
+}
+
+impl LiveSettings {
+    pub(crate) const DEFAULT: LiveSettings = LiveSettings {
+        policy: SavePolicy::Immediate,
+        watch: true,
+        refresh_every: None,
+    };
+}
+
+/// Where a [`LiveEvent`]'s value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ChangeOrigin {
+    /// An [`update`](Live::update) through this handle (or a clone of it).
+    Local,
+    /// Another program (or another handle) changed the file and it was reloaded.
+    External,
+}
+
+/// A change of a [`Live`] value, or a failure to follow the file, as delivered to
+/// [`Live::on_change`] callbacks and [`Live::subscribe_events`] receivers.
+pub struct LiveEvent<T> {
+    value: Arc<T>,
+    origin: ChangeOrigin,
+    error: Option<Arc<Error>>,
+}
+
+impl<T> LiveEvent<T> {
+    /// The value after the event: the new one, or after an error the value the handle keeps
+    /// (the last good one).
+    pub fn value(&self) -> &Arc<T> {
+        &self.value
+    }
+
+    /// Whether this handle or another program made the change (for an error: whose operation
+    /// failed, a background save or a reload).
+    pub fn origin(&self) -> ChangeOrigin {
+        self.origin
+    }
+
+    /// What went wrong, if anything: a reload that failed (the file no longer parses, holds a
+    /// newer version, fails a migration: the value is unchanged and saves are refused until
+    /// the file is readable again), a background save that failed (retried), or an
+    /// [`Error::Conflict`].
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_deref()
+    }
+}
+
+impl<T> Clone for LiveEvent<T> {
+    fn clone(&self) -> Self {
+        LiveEvent {
+            value: Arc::clone(&self.value),
+            origin: self.origin,
+            error: self.error.clone(),
+        }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for LiveEvent<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveEvent")
+            .field("value", &self.value)
+            .field("origin", &self.origin)
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+/// Counters of what a [`Live`] handle did since it was opened ([`Live::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct LiveStats {
+    /// Saves that completed.
+    pub saves: u64,
+    /// Saves that failed.
+    pub failed_saves: u64,
+    /// Changes of the file by another program that were loaded and published.
+    pub reloads: u64,
+    /// Reloads that failed (each state of the file is counted once).
+    pub failed_reloads: u64,
+    /// Conflicts: another program's file kept aside because changes of this handle were
+    /// pending ([`SavePolicy::Coalesce`]).
+    pub conflicts: u64,
+}
+
+/// One state file kept in memory: [`get`](Live::get) returns the current value without
+/// blocking, [`update`](Live::update) changes it and saves it (see [`SavePolicy`]), and edits
+/// other programs make to the file are reloaded through the migration chain.
+///
+/// Open one with [`Persisted::live`] or [`Options::live`]. A handle is `Send + Sync`, and
+/// cloning it is cheap: clones share the value, the saver and the watcher. Dropping the last
+/// one stops watching and saves what is pending. It needs no async runtime; the `_async`
+/// methods and [`subscribe`](Live::subscribe) (feature `tokio`) work under any executor.
+///
+/// # Watching
+///
+/// The file's directory is watched (inotify, FSEvents, ReadDirectoryChangesW), so that an
+/// editor's atomic replace, a `sed -i` or an in-place rewrite are all seen; the reload waits
+/// for the writes to settle. This handle's own saves are recognized (by device, inode, size and
+/// modification time) and never reloaded. Where file events do not work (network file systems,
+/// some containers), [`Options::refresh_every`] polls the file's metadata instead or as well.
+///
+/// A file that no longer loads (broken JSON, a newer schema version, a failed migration) does
+/// not replace the value: the last good value stays, the error is reported to
+/// [`on_change`](Live::on_change), and [`update`](Live::update) returns the load error instead
+/// of saving over the file, until the file is readable again.
+///
+/// A file deleted by another program is not a change: the value stays, and the next save
+/// writes the file again.
+///
+/// # Examples
+///
+/// ```
+/// use persist::Persisted;
+///
+/// #[derive(Clone, Default, serde::Serialize, serde::Deserialize, Persisted)]
+/// #[persist(version = 1)]
+/// struct Settings {
+///     font_size: u32,
+/// }
+///
+/// # fn main() -> Result<(), persist::Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("settings.json");
+/// let live = Settings::live(&path)?;
+/// let _guard = live.on_change(|event| println!("font size {}", event.value().font_size));
+/// let after = live.update(|settings| settings.font_size += 1)?; // durable when it returns
+/// assert_eq!(after.font_size, 1);
+/// assert_eq!(live.get().font_size, 1);
+/// assert_eq!(Settings::load(&path)?.font_size, 1);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Live<T: Persisted + Clone + Send + Sync + 'static> {
+    handle: Arc<worker::Handle<T>>,
+}
+
+impl<T: Persisted + Clone + Send + Sync + 'static> Clone for Live<T> {
+    fn clone(&self) -> Self {
+        Live {
+            handle: Arc::clone(&self.handle),
+        }
+    }
+}
+
+impl<T: Persisted + Clone + Send + Sync + 'static> fmt::Debug for Live<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Live")
+            .field("path", &self.shared().path())
+            .field("policy", &self.shared().policy())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Persisted + Clone + Send + Sync + 'static> Live<T> {
+    fn shared(&self) -> &Arc<Shared<T>> {
+        &self.handle.shared
+    }
+
+    /// The current value: a snapshot that later changes do not affect. Never blocks and never
+    /// touches the file.
+    pub fn get(&self) -> Arc<T> {
+        self.shared().get()
+    }
+
+    /// Applies `change` to a copy of the current value and publishes the result. With
+    /// [`SavePolicy::Immediate`] it is saved first (under the file's lock, after reloading
+    /// the file if another program changed it) and returned once durable; with
+    /// [`SavePolicy::Coalesce`] it is published at once and saved by the background saver.
+    ///
+    /// If `change` panics, the panic goes on to the caller and the published value is
+    /// unchanged.
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`Options::update`] (lock, load, save) with `Immediate`; with either
+    /// policy, the load error while the file holds something it cannot read (nothing is
+    /// published or saved then). A value that failed to save is not published.
+    pub fn update(&self, change: impl FnOnce(&mut T)) -> Result<Arc<T>, Error> {
+        self.shared().update(change)
+    }
+
+    /// Saves what is pending ([`SavePolicy::Coalesce`]) and returns once it is durable. With
+    /// `Immediate` there is never anything pending.
+    ///
+    /// # Errors
+    ///
+    /// The save's error, or the load error when another program left the file unreadable (the
+    /// changes stay pending and are retried).
+    pub fn flush(&self) -> Result<(), Error> {
+        self.shared().flush()
+    }
+
+    /// [`update`](Live::update) on persist's worker threads.
+    ///
+    /// # Errors
+    ///
+    /// See [`update`](Live::update).
+    #[cfg(feature = "tokio")]
+    pub fn update_async(&self, change: impl FnOnce(&mut T) + Send + 'static) -> Pending<Arc<T>> {
+        let live = self.clone();
+        Pending::new(self.shared().path().to_owned(), move |_| {
+            live.update(change)
+        })
+    }
+
+    /// [`flush`](Live::flush) on persist's worker threads.
+    ///
+    /// # Errors
+    ///
+    /// See [`flush`](Live::flush).
+    #[cfg(feature = "tokio")]
+    pub fn flush_async(&self) -> Pending<()> {
+        let live = self.clone();
+        Pending::new(self.shared().path().to_owned(), move |_| live.flush())
+    }
+
+    /// Calls `callback` with every change of the value and every failure to follow the file
+    /// (a reload, a background save, a conflict), until the returned guard is dropped.
+    ///
+    /// Callbacks run one after another on a thread of this handle, never on the thread that
+    /// called [`update`](Live::update), so a slow one delays only later callbacks. Each event
+    /// is delivered once, in order; when callbacks fall more than 1,024 events behind,
+    /// intermediate values are skipped (never an error, never the newest value). A panic in a
+    /// callback is caught and the callback stays registered.
+    pub fn on_change(
+        &self,
+        callback: impl Fn(&LiveEvent<T>) + Send + Sync + 'static,
+    ) -> Subscription {
+        self.shared().events().on_change(callback)
+    }
+
+    /// A tokio watch receiver of the value: `changed().await` wakes on each new value (a slow
+    /// receiver sees the newest and skips the ones in between). Errors are not values: see
+    /// [`subscribe_events`](Live::subscribe_events) or [`on_change`](Live::on_change).
+    #[cfg(feature = "tokio")]
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<T>> {
+        self.shared().events().subscribe()
+    }
+
+    /// A tokio watch receiver of [`LiveEvent`]s, errors included; it starts at the current
+    /// value (origin [`Local`](ChangeOrigin::Local), no error).
+    #[cfg(feature = "tokio")]
+    pub fn subscribe_events(&self) -> tokio::sync::watch::Receiver<LiveEvent<T>> {
+        self.shared().events().subscribe_events()
+    }
+
+    /// What this handle did so far.
+    pub fn stats(&self) -> LiveStats {
+        self.shared().stats()
+    }
+
+    /// The path of the file, as given.
+    pub fn path(&self) -> &Path {
+        self.shared().path()
+    }
+}
+
+impl Options {
+    /// Sets when [`Live::update`] saves: [`SavePolicy::Immediate`] (the default) or
+    /// [`SavePolicy::Coalesce`].
+    pub const fn save_policy(mut self, policy: SavePolicy) -> Self {
+        self.live.policy = policy;
+        self
+    }
+
+    /// Turns watching the file's directory for changes by other programs on (the default) or
+    /// off, for [`Options::live`].
+    pub const fn watch(mut self, watch: bool) -> Self {
+        self.live.watch = watch;
+        self
+    }
+
+    /// Makes [`Live`] handles also check the file's metadata every `period` and reload it
+    /// when it changed: for file systems without change events (NFS, SMB, some container
+    /// mounts). Off by default.
+    pub const fn refresh_every(mut self, period: Duration) -> Self {
+        self.live.refresh_every = Some(period);
+        self
+    }
+
+    /// Opens `path` as a [`Live`] value: loads it (or `T::default()` if there is no file,
+    /// which is not written until the first update) through the migration chain, and starts
+    /// watching it.
+    ///
+    /// # Errors
+    ///
+    /// Every error of [`load_or_default`](Options::load_or_default) (the file is left alone),
+    /// and [`Error::Io`] with [`IoOp::Watch`](crate::IoOp::Watch) when the directory cannot
+    /// be watched (the system's limit on watches, say), or with
+    /// [`IoOp::BlockingTask`](crate::IoOp::BlockingTask) when no thread could be started.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::{Options, Persisted};
+    /// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Settings { theme: String }
+    /// let live = Options::new()
+    ///     .refresh_every(std::time::Duration::from_secs(2))
+    ///     .live::<Settings>("/mnt/nfs/settings.json")?;
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn live<T: Persisted + Default + Clone + Send + Sync + 'static>(
+        &self,
+        path: impl AsRef<Path>,
+    ) -> Result<Live<T>, Error> {
+        let settings = self.live;
+        let shared = Shared::open(self.clone(), settings.policy, path.as_ref())?;
+        let handle = worker::Handle::start(shared, settings.watch, settings.refresh_every)?;
+        Ok(Live {
+            handle: Arc::new(handle),
+        })
+    }
+}
