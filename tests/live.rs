@@ -3,6 +3,7 @@
 //! JetBrains / VS Code safe write).
 
 mod common;
+mod editors;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -15,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use persist::{ChangeOrigin, Error, Live, LiveEvent, Options, Persisted, SavePolicy};
 use serde::{Deserialize, Serialize};
+
+use editors::Pattern;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Persisted)]
 #[persist(version = 1)]
@@ -217,73 +220,38 @@ fn opening_migrates_and_refuses_a_file_it_cannot_read() {
     assert_eq!(std::fs::read(&path).unwrap(), b"{not json");
 }
 
-/// Writes `contents` the way `pattern` saves a file; returns when the writer closed it.
-fn edit(pattern: &str, path: &Path, font_size: u32) {
-    let contents = document(font_size);
-    let dir = path.parent().unwrap();
-    match pattern {
-        "persist save from another process" => {
-            let child = spawn_child("save", path, &[("FONT_SIZE", font_size.to_string())]);
-            assert!(child.wait_with_output().unwrap().status.success());
+/// The ways of saving a file the tests go through: persist's own save from another process,
+/// then the editors' patterns.
+#[derive(Debug, Clone, Copy)]
+enum Writer {
+    OtherProcess,
+    Editor(Pattern),
+}
+
+fn writers() -> impl Iterator<Item = Writer> {
+    std::iter::once(Writer::OtherProcess).chain(Pattern::ALL.map(Writer::Editor))
+}
+
+impl std::fmt::Display for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Writer::OtherProcess => f.write_str("persist's save from another process"),
+            Writer::Editor(pattern) => f.write_str(pattern.name()),
         }
-        // vim with `backupcopy=yes`: a backup copy, then the file truncated and rewritten in
-        // place, then the backup removed.
-        "vim (backup, truncate, write)" => {
-            let backup = dir.join("settings.json~");
-            std::fs::copy(path, &backup).unwrap();
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(path)
-                .unwrap();
-            file.write_all(contents.as_bytes()).unwrap();
-            file.sync_all().unwrap();
-            drop(file);
-            std::fs::remove_file(backup).unwrap();
-        }
-        "sed -i" => {
-            let current = std::fs::read_to_string(path).unwrap();
-            let start = current.find("\"font_size\":").unwrap() + "\"font_size\":".len();
-            let end = start + current[start..].find([',', '}']).unwrap();
-            let status = Command::new("sed")
-                .arg("-i")
-                .arg(format!(
-                    "s/\"font_size\":{}/\"font_size\":{font_size}/",
-                    &current[start..end]
-                ))
-                .arg(path)
-                .status()
-                .expect("sed is installed");
-            assert!(status.success());
-        }
-        "echo > file (truncate, write in place)" => {
-            let status = Command::new("sh")
-                .arg("-c")
-                .arg(format!("echo '{contents}' > \"$0\""))
-                .arg(path)
-                .status()
-                .unwrap();
-            assert!(status.success());
-        }
-        // JetBrains / VS Code "safe write": a temporary file, the original deleted, the
-        // temporary renamed into place.
-        "safe write (temp, delete, rename)" => {
-            let temp = dir.join("settings.json___jb_tmp___");
-            std::fs::write(&temp, &contents).unwrap();
-            std::fs::remove_file(path).unwrap();
-            std::fs::rename(&temp, path).unwrap();
-        }
-        other => unreachable!("{other}"),
     }
 }
 
-const PATTERNS: [&str; 5] = [
-    "persist save from another process",
-    "vim (backup, truncate, write)",
-    "sed -i",
-    "echo > file (truncate, write in place)",
-    "safe write (temp, delete, rename)",
-];
+/// Writes version 2 with `font_size` the way `writer` saves a file; returns when the writer
+/// closed it.
+fn edit(writer: Writer, path: &Path, font_size: u32) {
+    match writer {
+        Writer::OtherProcess => {
+            let child = spawn_child("save", path, &[("FONT_SIZE", font_size.to_string())]);
+            assert!(child.wait_with_output().unwrap().status.success());
+        }
+        Writer::Editor(pattern) => pattern.write(path, &document(font_size)),
+    }
+}
 
 fn external_edits_are_seen_with(options: Options) {
     let dir = tempfile::tempdir().unwrap();
@@ -294,15 +262,15 @@ fn external_edits_are_seen_with(options: Options) {
     live.flush().unwrap();
     let (events, _guard) = record(&live);
     let mut font_size = 100;
-    for pattern in PATTERNS {
+    for writer in writers() {
         let mut latencies = Vec::new();
         for _ in 0..3 {
             font_size += 1;
-            edit(pattern, &path, font_size);
+            edit(writer, &path, font_size);
             let latency = wait_until(&live, |settings| settings.font_size == font_size)
                 .unwrap_or_else(|| {
                     panic!(
-                        "{pattern}: the edit was never seen: {:?} {:?} {:?}",
+                        "{writer}: the edit was never seen (value {:?}, {:?}, file {:?})",
                         live.get(),
                         live.stats(),
                         std::fs::read_to_string(&path)
@@ -315,14 +283,14 @@ fn external_edits_are_seen_with(options: Options) {
         }
         assert!(
             latencies.iter().any(|latency| *latency <= SEEN_WITHIN),
-            "{pattern}: seen after {latencies:?}"
+            "{writer}: seen after {latencies:?}"
         );
         let event = wait_for_event(&events, |event| event.value().font_size == font_size);
-        assert_eq!(event.origin(), ChangeOrigin::External, "{pattern}");
+        assert_eq!(event.origin(), ChangeOrigin::External, "{writer}");
         assert!(event.error().is_none());
         // The handle saves over the edited file from the edited value.
         let after = live.update(|settings| settings.left += 1).unwrap();
-        assert_eq!(after.font_size, font_size, "{pattern}");
+        assert_eq!(after.font_size, font_size, "{writer}");
         live.flush().unwrap();
         assert_eq!(Settings::load(&path).unwrap().font_size, font_size);
     }
@@ -357,16 +325,12 @@ fn polling_sees_edits_without_file_events() {
         .refresh_every(Duration::from_millis(20))
         .live::<Settings>(&path)
         .unwrap();
-    for (n, pattern) in PATTERNS.iter().enumerate() {
+    for (n, writer) in writers().enumerate() {
         let font_size = 200 + n as u32;
-        if n == 0 || *pattern != "sed -i" {
-            edit(pattern, &path, font_size);
-        } else {
-            edit("safe write (temp, delete, rename)", &path, font_size);
-        }
+        edit(writer, &path, font_size);
         assert!(
             wait_until(&live, |settings| settings.font_size == font_size).is_some(),
-            "{pattern}"
+            "{writer}"
         );
     }
 }
@@ -512,6 +476,7 @@ fn own_saves_cause_no_reload_and_readers_never_see_half_an_update() {
     assert!(reads.load(Ordering::Relaxed) > 0);
     let stats = live.stats();
     assert_eq!((stats.saves, stats.reloads), (1_000, 0), "{stats:?}");
+    wait_for_event(&events, |event| event.value().left == 1_000);
     let events = events.lock().unwrap();
     assert_eq!(events.len(), 1_000, "each value once");
     assert!(
@@ -590,7 +555,7 @@ fn a_pending_change_that_cannot_be_saved_is_kept_beside_the_file() {
 }
 
 #[test]
-fn an_external_change_while_changes_are_pending_is_kept_as_a_conflict() {
+fn an_external_change_of_the_same_field_while_changes_are_pending_is_a_conflict() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("settings.json");
     let live = coalesce(3_600_000, 3_600_000)
@@ -601,7 +566,7 @@ fn an_external_change_while_changes_are_pending_is_kept_as_a_conflict() {
     let (events, _guard) = record(&live);
     live.update(|settings| settings.font_size = 2).unwrap(); // pending for an hour
     let theirs = document(50);
-    edit("safe write (temp, delete, rename)", &path, 50);
+    edit(Writer::Editor(Pattern::SafeWrite), &path, 50);
 
     let event = wait_for_event(&events, |event| event.error().is_some());
     let Some(Error::Conflict { path: file, kept }) = event.error() else {
@@ -609,9 +574,47 @@ fn an_external_change_while_changes_are_pending_is_kept_as_a_conflict() {
     };
     assert_eq!(file, &path);
     assert_eq!(std::fs::read_to_string(kept).unwrap(), theirs);
-    assert_eq!(live.get().font_size, 2, "this handle's value stays");
-    assert_eq!(Settings::load(&path).unwrap().font_size, 2, "and was saved");
+    // Both changed font_size: this handle's value wins there; the rest is merged.
+    let merged = live.get();
+    assert_eq!((merged.font_size, merged.theme.as_str()), (2, "edited"));
+    assert_eq!(Settings::load(&path).unwrap(), *merged, "and was saved");
     assert_eq!(live.stats().conflicts, 1);
+}
+
+#[test]
+fn an_external_change_of_other_fields_while_changes_are_pending_is_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("settings.json");
+    let live = coalesce(3_600_000, 3_600_000)
+        .live::<Settings>(&path)
+        .unwrap();
+    live.update(|settings| settings.font_size = 1).unwrap();
+    live.flush().unwrap();
+    let (events, _guard) = record(&live);
+    // Pending for an hour: this handle changes `left`, another program `font_size` and
+    // `theme`.
+    live.update(|settings| settings.left = 9).unwrap();
+    edit(Writer::Editor(Pattern::SafeWrite), &path, 50);
+
+    let event = wait_for_event(&events, |event| event.origin() == ChangeOrigin::External);
+    assert!(event.error().is_none(), "{:?}", event.error());
+    let merged = live.get();
+    assert_eq!(
+        (merged.font_size, merged.theme.as_str(), merged.left),
+        (50, "edited", 9)
+    );
+    // Published before the save, which follows at once.
+    let started = Instant::now();
+    while Settings::load(&path).unwrap() != *merged {
+        assert!(started.elapsed() < EVENTUALLY, "the merged value is saved");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let stats = live.stats();
+    assert_eq!((stats.conflicts, stats.reloads), (0, 1), "{stats:?}");
+    assert_eq!(
+        common::names(dir.path()),
+        ["settings.json", "settings.json.lock"]
+    );
 }
 
 #[test]
@@ -798,7 +801,7 @@ async fn async_updates_and_subscribers() {
 
     // Another program's edit reaches the subscribers, marked as external.
     let writer = path.clone();
-    tokio::task::spawn_blocking(move || edit("safe write (temp, delete, rename)", &writer, 77))
+    tokio::task::spawn_blocking(move || edit(Writer::Editor(Pattern::SafeWrite), &writer, 77))
         .await
         .unwrap();
     tokio::time::timeout(EVENTUALLY, async {

@@ -9,6 +9,7 @@
 //! cargo bench -- memory            # only the peak-memory lines (medium and large)
 //! cargo bench --features simd      # persist built with its `simd` feature, against sonic-rs
 //! cargo bench -- --loads           # only the load rows
+//! cargo bench -- live              # only the rows of Live<T>
 //! PERSIST_BENCH_KEEP=1 cargo bench # keep the files in target/tmp/persist-bench/data
 //! ```
 //!
@@ -41,6 +42,11 @@ use persist_bench::{Records, RecordsV1, Rng, Settings, baseline};
 use rustbreak::PathDatabase;
 use rustbreak::deser::Ron;
 use serde::{Deserialize, Serialize};
+
+#[path = "../../tests/editors/mod.rs"]
+mod editors;
+#[path = "suite/live.rs"]
+mod live;
 
 /// native_model needs its attribute on the type it encodes: a newtype around the same records.
 #[derive(Serialize, Deserialize)]
@@ -223,7 +229,8 @@ fn format_time(seconds: f64) -> String {
     match seconds {
         s if s >= 1.0 => format!("{s:.2} s"),
         s if s >= 1e-3 => format!("{:.2} ms", s * 1e3),
-        s => format!("{:.1} µs", s * 1e6),
+        s if s >= 1e-6 => format!("{:.1} µs", s * 1e6),
+        s => format!("{:.1} ns", s * 1e9),
     }
 }
 
@@ -1170,6 +1177,7 @@ struct Report {
     rows: Vec<RowResult>,
     memory: Vec<MemoryResult>,
     gaps: Vec<GapResult>,
+    live: Option<live::LiveResult>,
 }
 
 fn main() {
@@ -1338,6 +1346,13 @@ fn main() {
         gaps.push(tick_gaps(&data, medium, &Records::medium()));
     }
 
+    let mut live_result = None;
+    if selected("live") && !loads_only {
+        let (live_rows, result) = live::rows(&data, mode, small);
+        rows.extend(live_rows);
+        live_result = Some(result);
+    }
+
     let mut table = String::from(TABLE_HEAD);
     for row in &rows {
         table.push_str(&table_lines(row));
@@ -1349,6 +1364,9 @@ fn main() {
     for m in &memory_results {
         println!("{}", memory_lines(m));
     }
+    if let Some(live) = &live_result {
+        print!("{}", live::lines(live));
+    }
     let report = Report {
         mode: match mode {
             Mode::Full => "full",
@@ -1358,6 +1376,7 @@ fn main() {
         rows,
         memory: memory_results,
         gaps,
+        live: live_result,
     };
     // A smoke run's single round says nothing; it does not replace the last real results.
     if mode != Mode::Smoke {

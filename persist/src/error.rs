@@ -150,8 +150,9 @@ pub enum Error {
     },
 
     /// Another program changed the file while changes of a [`Live`](crate::Live) handle
-    /// with [`SavePolicy::Coalesce`](crate::SavePolicy::Coalesce) waited to be saved. The
-    /// handle's value was saved over it; the other program's file was first copied to `kept`.
+    /// with [`SavePolicy::Coalesce`](crate::SavePolicy::Coalesce) waited to be saved, and
+    /// both changed the same field: the changes were merged with the handle's values for those
+    /// fields, and saved; the other program's whole file was first copied to `kept`.
     /// Delivered to [`Live::on_change`](crate::Live::on_change) callbacks; no operation
     /// returns it.
     Conflict {
@@ -279,8 +280,9 @@ impl fmt::Display for Error {
             ),
             Error::Conflict { kept, .. } => write!(
                 f,
-                "changed by another program while changes of this process waited to be saved; \
-                 those were saved over it, and the other program's version was kept as {}",
+                "changed by another program while changes of this process waited to be saved, \
+                 some of them to the same fields; this process's values were saved for those, \
+                 and the other program's version was kept as {}",
                 kept.display()
             ),
             Error::Serialize { field, source, .. } => {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 
 use super::events::Events;
+use super::merge::{self, Merge};
 use super::{ChangeOrigin, LiveEvent, LiveStats, SavePolicy};
 use crate::error::IoOp;
 use crate::fs::{self, io_error};
@@ -85,7 +86,9 @@ impl FileId {
 }
 
 /// The bookkeeping under the `state` lock.
-pub(super) struct State {
+pub(super) struct State<T> {
+    /// The value of the file as this handle last loaded or saved it: the base of a merge.
+    base: Arc<T>,
     /// The file as this handle last loaded or saved it (`None`: there was none).
     seen: Option<FileId>,
     /// The state of the file whose load failed, while it is there.
@@ -101,6 +104,8 @@ pub(super) struct State {
     last_change: Option<Instant>,
     /// After a failed background save: not before then.
     pub(super) retry_at: Option<Instant>,
+    /// How long the last save took: a save due by `max_wait` starts that much earlier.
+    save_took: Duration,
     /// The last file event not handled yet, and the first of its burst.
     pub(super) event_at: Option<Instant>,
     pub(super) event_first: Option<Instant>,
@@ -108,7 +113,7 @@ pub(super) struct State {
     pub(super) closing: bool,
 }
 
-impl State {
+impl<T> State<T> {
     fn pending(&self) -> bool {
         self.generation != self.saved
     }
@@ -162,7 +167,7 @@ pub(super) struct Shared<T> {
     options: Options,
     policy: SavePolicy,
     current: ArcSwap<T>,
-    state: Mutex<State>,
+    state: Mutex<State<T>>,
     /// Wakes the worker (with `state`): a change to save, a file event, closing.
     pub(super) wake: Condvar,
     io: Mutex<()>,
@@ -207,6 +212,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
             policy,
             current: ArcSwap::new(Arc::clone(&value)),
             state: Mutex::new(State {
+                base: Arc::clone(&value),
                 seen,
                 broken: None,
                 reported: None,
@@ -215,6 +221,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
                 dirty_since: None,
                 last_change: None,
                 retry_at: None,
+                save_took: Duration::ZERO,
                 event_at: None,
                 event_first: None,
                 closing: false,
@@ -242,7 +249,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
         &self.events
     }
 
-    pub(super) fn lock_state(&self) -> MutexGuard<'_, State> {
+    pub(super) fn lock_state(&self) -> MutexGuard<'_, State<T>> {
         lock(&self.state)
     }
 
@@ -263,7 +270,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
 
     /// Makes `value` the current value and tells the observers. Called under `state`, so
     /// that observers see values in the order they were published.
-    fn publish(&self, _state: &mut State, value: Arc<T>, origin: ChangeOrigin) {
+    fn publish(&self, _state: &mut State<T>, value: Arc<T>, origin: ChangeOrigin) {
         self.current.store(Arc::clone(&value));
         self.events.send(LiveEvent {
             value,
@@ -273,7 +280,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
     }
 
     /// Tells the observers about `error`; the value stays.
-    fn report(&self, _state: &mut State, origin: ChangeOrigin, error: Error) {
+    fn report(&self, _state: &mut State<T>, origin: ChangeOrigin, error: Error) {
         self.events.send(LiveEvent {
             value: self.current.load_full(),
             origin,
@@ -293,7 +300,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
     }
 
     /// When the pending changes are due to be saved, if any are ([`SavePolicy::Coalesce`]).
-    pub(super) fn save_deadline(&self, state: &State) -> Option<Instant> {
+    pub(super) fn save_deadline(&self, state: &State<T>) -> Option<Instant> {
         let SavePolicy::Coalesce { debounce, max_wait } = self.policy else {
             return None;
         };
@@ -301,7 +308,9 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
             return None;
         }
         let quiet = state.last_change? + debounce;
-        let due = quiet.min(state.dirty_since? + max_wait);
+        // Started early by the length of a save, so that it is on disk by `max_wait`.
+        let latest = state.dirty_since? + max_wait.saturating_sub(state.save_took);
+        let due = quiet.min(latest);
         Some(state.retry_at.map_or(due, |retry| due.max(retry)))
     }
 
@@ -329,6 +338,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
         let value = Arc::new(value);
         let mut state = self.lock_state();
         state.seen = seen;
+        state.base = Arc::clone(&value);
         state.generation += 1;
         state.saved = state.generation;
         self.publish(&mut state, Arc::clone(&value), ChangeOrigin::Local);
@@ -431,14 +441,16 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
                 }
                 self.accept(&mut state, id);
                 bump(&self.counters.reloads);
-                self.publish(&mut state, Arc::new(value), ChangeOrigin::External);
+                let value = Arc::new(value);
+                state.base = Arc::clone(&value);
+                self.publish(&mut state, value, ChangeOrigin::External);
                 Ok(())
             }
         }
     }
 
     /// Records `id` as the state of the file this handle knows.
-    fn accept(&self, state: &mut State, id: Option<FileId>) {
+    fn accept(&self, state: &mut State<T>, id: Option<FileId>) {
         state.seen = id;
         state.broken = None;
         state.reported = None;
@@ -506,8 +518,8 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
     }
 
     /// Saves the current value if changes are pending, under the file's lock. A change
-    /// another program made in the meantime is kept aside (a conflict); a file that does not
-    /// load is not written over. Caller holds `io`.
+    /// another program made in the meantime is merged first (see [`merge`]); a file that does
+    /// not load is not written over. Caller holds `io`.
     fn save_locked(&self) -> Result<(), SaveFailure> {
         if !self.lock_state().pending() {
             return Ok(());
@@ -516,25 +528,23 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
             lock::exclusive(&self.path, self.options.lock_wait()).map_err(SaveFailure::Save)?;
         let conflict = match self.refresh_locked(false).map_err(SaveFailure::Load)? {
             Refresh::Unchanged | Refresh::Missing => None,
-            Refresh::Changed(_, id) => {
-                let kept = self.keep_aside().map_err(SaveFailure::Save)?;
-                // Kept: a failed save below does not keep it again.
-                self.accept(&mut self.lock_state(), id);
-                Some(kept)
-            }
+            Refresh::Changed(theirs, id) => self.merge_locked(theirs, id)?,
         };
         let (value, generation, dirty_since) = {
             let mut state = self.lock_state();
+            state.base = self.current.load_full();
             (
                 self.current.load_full(),
                 state.generation,
                 state.dirty_since.take(),
             )
         };
+        let started = Instant::now();
         let saved = self.options.save(&*value, &self.path);
         let mut state = self.lock_state();
         match saved {
             Ok(()) => {
+                state.save_took = started.elapsed();
                 bump(&self.counters.saves);
                 let seen = file_id(&self.target, &self.path).ok().flatten();
                 self.accept(&mut state, seen);
@@ -560,6 +570,36 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
                 Err(SaveFailure::Save(error))
             }
         }
+    }
+
+    /// Merges another program's change of the file (`theirs`, at `id`) with this handle's
+    /// pending changes and publishes the result. Where both changed a field, or the values do
+    /// not merge, this handle's values win and the other program's file is first copied
+    /// aside: its path is returned, for the conflict report once the save is done. Under the
+    /// `state` lock throughout (a rare path), so no update slips between the merge and its
+    /// publication.
+    fn merge_locked(&self, theirs: T, id: Option<FileId>) -> Result<Option<PathBuf>, SaveFailure> {
+        let mut state = self.lock_state();
+        let ours = self.current.load_full();
+        let (merged, overlap) = match merge::three_way(&*state.base, &*ours, &theirs) {
+            Merge::Clean(value) => (Some(value), false),
+            Merge::Overlap(value) => (Some(value), true),
+            Merge::Failed => (None, true),
+        };
+        // Copied before the change is taken as known: if the copy fails, the next save tries
+        // the merge again.
+        let kept = if overlap {
+            Some(self.keep_aside().map_err(SaveFailure::Save)?)
+        } else {
+            None
+        };
+        self.accept(&mut state, id);
+        state.base = Arc::new(theirs);
+        bump(&self.counters.reloads);
+        if let Some(merged) = merged {
+            self.publish(&mut state, Arc::new(merged), ChangeOrigin::External);
+        }
+        Ok(kept)
     }
 
     /// Copies the file another program wrote to `<name>.conflict-<unix ms>` before this

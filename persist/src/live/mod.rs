@@ -9,6 +9,7 @@
 
 mod core;
 mod events;
+mod merge;
 mod worker;
 
 use std::fmt;
@@ -59,9 +60,13 @@ pub enum SavePolicy {
     /// [`flush`](Live::flush) and dropping the last handle save what is pending.
     ///
     /// A change another program makes to the file while changes of this handle wait to be
-    /// saved is not merged: this handle's value is saved, and the other program's file is kept
-    /// beside it as `<name>.conflict-<unix milliseconds>` and reported as
-    /// [`Error::Conflict`] to [`on_change`](Live::on_change) callbacks.
+    /// saved is merged before the save: the other program's value, with this handle's changes
+    /// since the last value both knew re-applied on top, field by field (as serde sees the
+    /// value: struct fields and map entries; sequences and scalars whole). The merged value is
+    /// published (origin [`External`](ChangeOrigin::External)) and saved. Where both changed
+    /// the same field to different values, this handle's value wins, and the other program's
+    /// whole file is first kept beside it as `<name>.conflict-<unix milliseconds>` and
+    /// reported as [`Error::Conflict`] to [`on_change`](Live::on_change) callbacks.
     Coalesce {
         /// How long the saver waits after a change for the next one.
         debounce: Duration,
@@ -155,12 +160,13 @@ pub struct LiveStats {
     pub saves: u64,
     /// Saves that failed.
     pub failed_saves: u64,
-    /// Changes of the file by another program that were loaded and published.
+    /// Changes of the file by another program that were loaded and published (or merged with
+    /// pending changes).
     pub reloads: u64,
     /// Reloads that failed (each state of the file is counted once).
     pub failed_reloads: u64,
-    /// Conflicts: another program's file kept aside because changes of this handle were
-    /// pending ([`SavePolicy::Coalesce`]).
+    /// Conflicts: another program changed a field that pending changes of this handle
+    /// changed too ([`SavePolicy::Coalesce`]); its file was kept aside.
     pub conflicts: u64,
 }
 
