@@ -846,3 +846,30 @@ fn works_in_a_program_without_a_runtime_and_handles_are_send_and_sync() {
     assert_eq!(live.get().left, 100);
     assert_eq!(Settings::load(&path).unwrap().left, 100);
 }
+
+#[test]
+fn many_handles_share_one_watcher() {
+    // More than Linux's default 128 inotify instances per user: one watcher serves them all.
+    let dir = tempfile::tempdir().unwrap();
+    let handles: Vec<Live<Settings>> = (0..200)
+        .map(|n| {
+            let folder = dir.path().join(format!("app-{}", n % 50));
+            Settings::live(folder.join(format!("settings-{n}.json"))).unwrap()
+        })
+        .collect();
+    let path = handles[123].path().to_owned();
+    Pattern::AtomicRename.write(&path, &document(5));
+    assert!(wait_until(&handles[123], |settings| settings.font_size == 5).is_some());
+    // Another file of the same folder was not touched.
+    assert_eq!(handles[173].get().font_size, 0);
+
+    // Two handles on one file; the folder stays watched while any is left.
+    let second = Settings::live(&path).unwrap();
+    let third = Settings::live(handles[23].path()).unwrap();
+    drop(handles);
+    Pattern::SafeWrite.write(&path, &document(6));
+    assert!(wait_until(&second, |settings| settings.font_size == 6).is_some());
+    drop(second);
+    Pattern::AtomicRename.write(third.path(), &document(7));
+    assert!(wait_until(&third, |settings| settings.font_size == 7).is_some());
+}

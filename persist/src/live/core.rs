@@ -425,18 +425,18 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
     }
 
     /// Publishes another program's change of the file, if there is one. Caller holds `io`.
-    /// A change that arrives while changes of this handle are pending is left to
-    /// [`save_locked`](Shared::save_locked).
+    /// A change that arrives while changes of this handle are pending is left to the merge
+    /// of [`save_locked`](Shared::save_locked).
     fn reload_locked(&self, report: bool) -> Result<(), Error> {
         match self.refresh_locked(report)? {
             Refresh::Unchanged | Refresh::Missing => Ok(()),
             Refresh::Changed(value, id) => {
                 let mut state = self.lock_state();
                 if state.pending() {
-                    // An update came in while the file was read: the worker saves it, with
-                    // the other program's file kept aside.
+                    // Changes of this handle wait to be saved: the worker merges the file's
+                    // change into them and saves, now rather than when the save is due.
                     drop(state);
-                    self.wake.notify_one();
+                    self.note_event();
                     return Ok(());
                 }
                 self.accept(&mut state, id);

@@ -3,13 +3,14 @@
 //! other programs make to the file are reloaded through the migration chain and announced.
 //!
 //! The pieces: `core` holds the value and the rules (what a save, a reload and a conflict do),
-//! `worker` the background thread (settling file events, polling, the coalescing saver) and
-//! the directory watcher, `events` the delivery to `on_change` callbacks and tokio
-//! subscribers.
+//! `worker` the background thread (settling file events, polling, the coalescing saver),
+//! `watcher` the process's one directory watcher, `merge` the merge of an external edit into
+//! pending changes, `events` the delivery to `on_change` callbacks and tokio subscribers.
 
 mod core;
 mod events;
 mod merge;
+mod watcher;
 mod worker;
 
 use std::fmt;

@@ -2,15 +2,13 @@
 //! that waits for file events to settle, polls, and runs the coalescing saver.
 
 use std::ffi::OsString;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use notify::event::{AccessKind, AccessMode};
-use notify::{EventKind, RecursiveMode, Watcher};
-
 use super::SavePolicy;
 use super::core::{MAX_SETTLE, SETTLE, Shared};
+use super::watcher::{self, Registration, Watched};
 use crate::error::IoOp;
 use crate::fs::{create_parents, io_error, parent_dir};
 use crate::{Error, Persisted};
@@ -19,7 +17,7 @@ use crate::{Error, Persisted};
 /// thread, then saves what is pending.
 pub(super) struct Handle<T: Persisted + Clone + Send + Sync + 'static> {
     pub(super) shared: Arc<Shared<T>>,
-    watcher: Option<notify::RecommendedWatcher>,
+    watcher: Option<Registration>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -47,6 +45,10 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Handle<T> {
         } else {
             None
         };
+        // A change made between the load and the start of the watch has no event: compare.
+        if shared.looks_changed() {
+            shared.note_event();
+        }
         Ok(Handle {
             shared,
             watcher,
@@ -69,50 +71,33 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Drop for Handle<T> {
     }
 }
 
-/// Watches the directory of the file (a watch on the file itself goes deaf after the first
-/// rename over it), passing the events that name the file to the worker.
+/// Registers the file with the process's directory watcher (a watch on the file itself goes
+/// deaf after the first rename over it), so that events naming it reach the worker.
 fn watch_directory<T: Persisted + Clone + Send + Sync + 'static>(
     shared: &Arc<Shared<T>>,
-) -> Result<notify::RecommendedWatcher, Error> {
+) -> Result<Registration, Error> {
     let target = shared.target();
     let directory = parent_dir(target);
     create_parents(shared.path(), directory)?;
+    // Events name the directory as it was watched: canonical, so that one directory reached
+    // by two paths is one entry.
+    let directory =
+        std::fs::canonicalize(directory).map_err(io_error(shared.path(), IoOp::Watch))?;
     let name: OsString = target.file_name().unwrap_or(target.as_os_str()).to_owned();
-    let weak = Arc::downgrade(shared);
-    let watch_error = |error: notify::Error| {
+    let weak: Weak<Shared<T>> = Arc::downgrade(shared);
+    watcher::register(&directory, name, weak).map_err(|error| {
         let source = match error.kind {
             notify::ErrorKind::Io(source) => source,
             other => std::io::Error::other(format!("{other:?}")),
         };
         io_error(shared.path(), IoOp::Watch)(source)
-    };
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Some(shared) = weak.upgrade() else {
-            return;
-        };
-        let relevant = match &event {
-            // Lost events (a queue overflow): the file may have changed.
-            Err(_) => true,
-            Ok(event) if event.need_rescan() => true,
-            // Reads (this handle's own among them) change nothing.
-            Ok(notify::Event {
-                kind: EventKind::Access(access),
-                ..
-            }) if !matches!(access, AccessKind::Close(AccessMode::Write)) => false,
-            Ok(event) => event
-                .paths
-                .iter()
-                .any(|path| path.file_name() == Some(name.as_os_str())),
-        };
-        if relevant {
-            shared.note_event();
-        }
     })
-    .map_err(watch_error)?;
-    watcher
-        .watch(directory, RecursiveMode::NonRecursive)
-        .map_err(watch_error)?;
-    Ok(watcher)
+}
+
+impl<T: Persisted + Clone + Send + Sync + 'static> Watched for Shared<T> {
+    fn changed(&self) {
+        self.note_event();
+    }
 }
 
 /// The worker: sleeps until the next thing is due (a settled file event, a poll, a coalesced
