@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use persist::{Journal, Options, Persisted};
+use persist::{Options, Persisted};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize, Persisted)]

@@ -162,6 +162,25 @@ pub enum Error {
         kept: PathBuf,
     },
 
+    /// A [`Collection`](crate::Collection) key is not valid: empty, or longer than
+    /// [`MAX_KEY_BYTES`](crate::MAX_KEY_BYTES). Nothing was read or written.
+    InvalidKey {
+        /// The collection.
+        path: PathBuf,
+        /// What is wrong with the key.
+        reason: String,
+    },
+
+    /// A compare-and-swap kept failing: other writers changed the entry before each of
+    /// `attempts` writes (a [`Collection::update`](crate::Collection::update) on a backend
+    /// without locks). Nothing was written.
+    Contended {
+        /// The entry.
+        path: PathBuf,
+        /// How many writes were tried.
+        attempts: u32,
+    },
+
     /// serde could not serialize the value (for instance a map with non-string keys).
     /// Nothing was written.
     Serialize {
@@ -285,6 +304,12 @@ impl fmt::Display for Error {
                  and the other program's version was kept as {}",
                 kept.display()
             ),
+            Error::InvalidKey { reason, .. } => write!(f, "invalid key: {reason}"),
+            Error::Contended { attempts, .. } => write!(
+                f,
+                "other writers changed the entry before each of {attempts} attempts to write \
+                 it; nothing was written"
+            ),
             Error::Serialize { field, source, .. } => {
                 f.write_str("could not serialize the value")?;
                 if let Some(field) = field {
@@ -390,6 +415,8 @@ impl Error {
             | Error::AlreadyRunning { path, .. }
             | Error::DamagedJournal { path, .. }
             | Error::Conflict { path, .. }
+            | Error::InvalidKey { path, .. }
+            | Error::Contended { path, .. }
             | Error::Serialize { path, .. }
             | Error::Seal { path, .. }
             | Error::Unsupported { path, .. }

@@ -93,6 +93,7 @@
 //! | `derive` | yes | re-exports `#[derive(Persisted)]` |
 //! | `tokio` | yes | the `_async` methods: [`load_async`](Persisted::load_async), [`save_async`](Persisted::save_async), [`save_owned_async`](Persisted::save_owned_async), [`update_async`](Persisted::update_async), [`load_or_default_async`](Persisted::load_or_default_async) and their [`Options`] twins; the file work runs on persist's worker threads, so the futures work under any executor. Without it tokio is not a dependency. |
 //! | `live` | yes | [`Live`] ([`Persisted::live`], [`Options::live`]): one value kept in memory, saved on change ([`SavePolicy`]), reloaded when another program edits the file, observable with [`Live::on_change`] (and `subscribe` with `tokio`); adds arc-swap and notify |
+//! | `collection` | yes | [`Collection`]: many values by key on a local directory, in memory ([`backend::Memory`], with injectable faults) or any [`backend::Backend`]; adds sha2 |
 //! | `zstd` | no | [`Options::compress`]: zstd compression of the file (builds the zstd C library) |
 //! | `encryption` | no | [`Options::encrypt`] and [`Key`]: XChaCha20-Poly1305 encryption at rest, keys from bytes, an environment variable or a passphrase (Argon2id) |
 //! | `testing` | no | [`testing`]: fixture snapshots and schema locks for a migration chain (for dev-dependencies) |
@@ -107,10 +108,14 @@
 
 pub mod any;
 mod app_dirs;
+#[cfg(feature = "collection")]
+pub mod backend;
 mod backup;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod codec;
+#[cfg(feature = "collection")]
+mod collection;
 mod error;
 mod file_info;
 mod frame;
@@ -141,6 +146,8 @@ mod worker;
 
 pub use crate::app_dirs::{AppDirs, AppDirsError};
 pub use crate::backup::Backup;
+#[cfg(feature = "collection")]
+pub use crate::collection::{Collection, MAX_KEY_BYTES, MigrationReport, Progress};
 pub use crate::error::{Error, FileKind, IoOp, SealError};
 pub use crate::file_info::{FileInfo, KeySource, Layout};
 pub use crate::fs::Durability;

@@ -191,7 +191,7 @@ impl Options {
     }
 
     /// The layout of a save of `T`.
-    fn style<T: Persisted>(&self) -> codec::Style {
+    pub(crate) fn style<T: Persisted>(&self) -> codec::Style {
         codec::Style {
             checksum: self.checksum || T::CHECKSUM,
             pretty: self.pretty || T::PRETTY,
@@ -295,12 +295,17 @@ impl Options {
         self.max_size
     }
 
+    /// How many backups a save keeps ([`backups`](Options::backups)).
+    pub(crate) fn backups_kept(&self) -> usize {
+        self.backups
+    }
+
     /// The retry policy of this call.
     pub(crate) fn retries(&self) -> Retry {
         self.retry
     }
 
-    fn layers(&self) -> frame::Layers<'_> {
+    pub(crate) fn layers(&self) -> frame::Layers<'_> {
         frame::Layers {
             zstd_level: self.compression,
             key: self.key.as_ref(),
@@ -308,7 +313,11 @@ impl Options {
     }
 
     /// The JSON envelope of a file's bytes: the bytes themselves, or what a frame holds.
-    fn open<'b>(&self, path: &Path, bytes: &'b [u8]) -> Result<std::borrow::Cow<'b, [u8]>, Error> {
+    pub(crate) fn open<'b>(
+        &self,
+        path: &Path,
+        bytes: &'b [u8],
+    ) -> Result<std::borrow::Cow<'b, [u8]>, Error> {
         codec::unframe(bytes, self.key.as_ref(), self.max_size).map_err(|error| error.at(path))
     }
 

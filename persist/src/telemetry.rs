@@ -156,6 +156,8 @@ pub(crate) fn outcome_of(error: &Error) -> &'static str {
         Error::AlreadyRunning { .. } => "already_running",
         Error::DamagedJournal { .. } => "damaged_journal",
         Error::Conflict { .. } => "conflict",
+        Error::InvalidKey { .. } => "invalid_key",
+        Error::Contended { .. } => "contended",
         Error::Serialize { .. } => "serialize",
         Error::Seal { .. } => "seal",
         Error::Unsupported { .. } => "unsupported",

@@ -1,0 +1,207 @@
+//! The byte-level seam under [`Collection`](crate::Collection): a store of named entries. A
+//! backend moves bytes only: the envelope, the layers (checksum, zstd, encryption) and the
+//! migration chain are the collection's, so an entry holds exactly what a file would, byte for
+//! byte, on every backend.
+//!
+//! Entry names are made by the collection from its keys ([FORMAT.md], section 5): non-empty,
+//! at most 200 bytes of `[a-z0-9_~-]`, never a name a file system treats specially. A backend
+//! may use them as file names, object names or row keys as they are.
+//!
+//! Implement [`Backend`] to put a collection on another store; [`Memory`] is the in-process one
+//! (with injectable faults, for tests), [`Local`] a directory of files.
+//!
+//! [FORMAT.md]: https://github.com/persist-rs/persist/blob/main/FORMAT.md
+
+mod local;
+mod memory;
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub use self::local::Local;
+pub use self::memory::{Fault, Memory};
+use crate::Error;
+
+/// The version of a stored entry as the store tells it (a file's identity, a row version, an
+/// ETag): equal tags mean an unchanged entry. Opaque to the collection.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Tag(String);
+
+impl Tag {
+    /// A tag from the store's own version text.
+    pub fn new(tag: impl Into<String>) -> Self {
+        Tag(tag.into())
+    }
+
+    /// The store's version text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An entry as read from a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Exactly the bytes that were put.
+    pub bytes: Vec<u8>,
+    /// Its version in the store.
+    pub tag: Tag,
+}
+
+/// An entry to write.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    /// The bytes to store: a persist file's bytes.
+    pub bytes: &'a [u8],
+    /// The schema version they hold, for stores that keep a backup of an entry of another
+    /// version before replacing it (the local directory does, as [`Options::save`] does).
+    ///
+    /// [`Options::save`]: crate::Options::save
+    pub version: u32,
+}
+
+/// When a [`Backend::put`] or [`Backend::delete`] may go ahead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// Whatever is stored.
+    Always,
+    /// Only if nothing is stored under the name.
+    Absent,
+    /// Only if the stored entry still has this tag.
+    Matches(Tag),
+}
+
+/// What a conditional write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// Stored; the entry's new tag.
+    Done(Tag),
+    /// The condition did not hold: nothing was written.
+    Conflict,
+}
+
+/// A store of named byte entries: what a [`Collection`](crate::Collection) runs on.
+///
+/// Every method may block (the collection's `_async` methods call them on persist's worker
+/// threads). Reads never see a partial entry: a put replaces an entry whole or not at all.
+/// Errors are [`Error`]s naming where the entry lives ([`Backend::locate`]).
+pub trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// Where the collection is (a directory, a table, a bucket prefix), for errors about it
+    /// as a whole, such as a refused key.
+    fn root(&self) -> PathBuf;
+
+    /// Where the entry `name` lives, for error messages and [`Error`]'s path: a file path, or a
+    /// URL-like `postgres://…/table/name`.
+    fn locate(&self, name: &str) -> PathBuf;
+
+    /// The entry stored under `name`, with its tag; `None` if there is none.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be read.
+    fn get(&self, name: &str) -> Result<Option<Stored>, Error>;
+
+    /// Stores `entry` under `name` if `condition` holds, atomically: a reader sees the old
+    /// entry or the new one.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be written (a failed condition is [`Written::Conflict`], not an
+    /// error).
+    fn put(&self, name: &str, entry: Entry<'_>, condition: &Condition) -> Result<Written, Error>;
+
+    /// Removes the entry `name` if `condition` holds; `Ok(false)` if there was none or the
+    /// condition did not hold.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be written.
+    fn delete(&self, name: &str, condition: &Condition) -> Result<bool, Error>;
+
+    /// The names of every entry, in no particular order.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be listed.
+    fn list(&self) -> Result<Vec<String>, Error>;
+
+    /// Stores every entry, durably, as one batch where the store can (the local directory
+    /// syncs each touched directory once; a database commits one transaction). The default
+    /// puts them one by one.
+    ///
+    /// # Errors
+    ///
+    /// The first write that failed; entries before it may be stored.
+    fn put_many(&self, entries: &[(&str, Entry<'_>)]) -> Result<(), Error> {
+        for (name, entry) in entries {
+            self.put(name, *entry, &Condition::Always)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the entry `name`, lets `change` compute what replaces it, and stores that, as one
+    /// atomic step: no other write lands between the read and the write.
+    ///
+    /// The default is optimistic: read with the tag, put if the tag still matches, and on a
+    /// conflict read and call `change` again, up to [`MODIFY_ATTEMPTS`] times with a backoff
+    /// (1 ms doubling to 100 ms), then [`Error::Contended`]. A store with locks may hold one
+    /// instead and call `change` once (the local directory holds the entry's lock file).
+    ///
+    /// # Errors
+    ///
+    /// `change`'s error (nothing is written), the store's, or [`Error::Contended`].
+    fn modify(
+        &self,
+        name: &str,
+        change: &mut dyn FnMut(Option<&Stored>) -> Result<Change, Error>,
+    ) -> Result<(), Error> {
+        let mut backoff = std::time::Duration::from_millis(1);
+        for _ in 0..MODIFY_ATTEMPTS {
+            let stored = self.get(name)?;
+            let condition = match &stored {
+                Some(stored) => Condition::Matches(stored.tag.clone()),
+                None => Condition::Absent,
+            };
+            let (bytes, version) = match change(stored.as_ref())? {
+                Change::Keep => return Ok(()),
+                Change::Put { bytes, version } => (bytes, version),
+            };
+            let entry = Entry {
+                bytes: &bytes,
+                version,
+            };
+            if let Written::Done(_) = self.put(name, entry, &condition)? {
+                return Ok(());
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(std::time::Duration::from_millis(100));
+        }
+        Err(Error::Contended {
+            path: self.locate(name),
+            attempts: MODIFY_ATTEMPTS,
+        })
+    }
+}
+
+/// How many times the default [`Backend::modify`] tries before [`Error::Contended`].
+pub const MODIFY_ATTEMPTS: u32 = 16;
+
+/// What replaces an entry in [`Backend::modify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Store these bytes, which hold this schema version.
+    Put {
+        /// The new entry.
+        bytes: Vec<u8>,
+        /// Its schema version.
+        version: u32,
+    },
+    /// Leave the entry as it is.
+    Keep,
+}

@@ -1,0 +1,165 @@
+//! Keys and the entry names they map to (FORMAT.md, section 5).
+//!
+//! A key is any non-empty UTF-8 string of at most [`MAX_KEY_BYTES`] bytes. Its name keeps the
+//! bytes `a-z 0-9 _ -` and writes every other byte as `~` and two lowercase hex digits, so that
+//! names are ASCII (no Unicode normalisation by a file system can merge two), hold no capital
+//! letter (no case-insensitive file system can merge two), no `/ \ . :`, no NUL or control
+//! character, and map back to their key exactly. A name that would be a Windows device name
+//! (`con`, `aux`, `com1`, ...) has its first letter escaped. A name over [`MAX_NAME_BYTES`]
+//! is `~~` and the SHA-256 of the key in hex instead; the key itself is always stored in the
+//! entry too.
+
+use sha2::{Digest, Sha256};
+
+/// The longest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// The longest name spelled from its key; longer ones are hashed.
+pub(crate) const MAX_NAME_BYTES: usize = 200;
+
+/// Why a key is refused.
+pub(crate) fn check(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("a key cannot be empty".into());
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(format!(
+            "a key is at most {MAX_KEY_BYTES} bytes, this one has {}",
+            key.len()
+        ));
+    }
+    Ok(())
+}
+
+fn kept(byte: u8) -> bool {
+    byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_' || byte == b'-'
+}
+
+/// Windows device names, which no file may be called (with any extension).
+const RESERVED: [&str; 22] = [
+    "con", "prn", "aux", "nul", "com1", "com2", "com3", "com4", "com5", "com6", "com7", "com8",
+    "com9", "lpt1", "lpt2", "lpt3", "lpt4", "lpt5", "lpt6", "lpt7", "lpt8", "lpt9",
+];
+
+/// The entry name of a valid key.
+pub(crate) fn name_of(key: &str) -> String {
+    let mut name = String::with_capacity(key.len());
+    for (at, &byte) in key.as_bytes().iter().enumerate() {
+        let reserved = at == 0 && RESERVED.contains(&key);
+        if kept(byte) && !reserved {
+            name.push(char::from(byte));
+        } else {
+            name.push_str(&format!("~{byte:02x}"));
+        }
+    }
+    if name.len() <= MAX_NAME_BYTES {
+        return name;
+    }
+    let digest = Sha256::digest(key.as_bytes());
+    let mut hashed = String::from("~~");
+    for byte in digest {
+        hashed.push_str(&format!("{byte:02x}"));
+    }
+    hashed
+}
+
+/// The key a name spells, `None` for a hashed name (whose key is read from the entry) or a
+/// name no key maps to.
+pub(crate) fn key_of(name: &str) -> Option<String> {
+    if name.starts_with("~~") {
+        return None;
+    }
+    let bytes = name.as_bytes();
+    let mut key = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] == b'~' {
+            let hex = name.get(at + 1..at + 3)?;
+            if !hex
+                .bytes()
+                .all(|digit| matches!(digit, b'0'..=b'9' | b'a'..=b'f'))
+            {
+                return None;
+            }
+            key.push(u8::from_str_radix(hex, 16).ok()?);
+            at += 3;
+        } else if kept(bytes[at]) {
+            key.push(bytes[at]);
+            at += 1;
+        } else {
+            return None;
+        }
+    }
+    let key = String::from_utf8(key).ok()?;
+    // Only the one spelling of each key is a name of it.
+    (check(&key).is_ok() && name_of(&key) == name).then_some(key)
+}
+
+/// Whether `name` is a hashed name.
+pub(crate) fn is_hashed(name: &str) -> bool {
+    name.starts_with("~~")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_never_collide() {
+        let keys = [
+            "alice",
+            "Alice",
+            "ALICE",
+            "a/b",
+            "a\\b",
+            ".",
+            "..",
+            "con",
+            "CON",
+            "aux.txt",
+            "com1",
+            "\0",
+            "tab\there",
+            "caf\u{e9}",
+            "cafe\u{301}",
+            "~",
+            "~7e",
+            "a b",
+            "日本",
+        ];
+        let mut names = std::collections::HashSet::new();
+        for key in keys {
+            let name = name_of(key);
+            assert!(names.insert(name.to_lowercase()), "{key:?} -> {name}");
+            assert!(name.bytes().all(|b| kept(b) || b == b'~'), "{name}");
+            assert!(!RESERVED.contains(&name.as_str()), "{name}");
+            assert_eq!(key_of(&name).as_deref(), Some(key), "{name}");
+        }
+        assert_eq!(name_of("con"), "~63on");
+        assert_eq!(name_of("aux.txt"), "aux~2etxt");
+    }
+
+    #[test]
+    fn long_keys_are_hashed() {
+        let key = "K".repeat(100);
+        let name = name_of(&key);
+        assert!(is_hashed(&name) && name.len() == 66, "{name}");
+        assert_eq!(key_of(&name), None);
+        assert_eq!(name_of(&"k".repeat(200)).len(), 200);
+        assert!(is_hashed(&name_of(&"k".repeat(201))));
+    }
+
+    #[test]
+    fn only_valid_spellings_are_names() {
+        for name in ["A", "a.b", "~", "~4", "~zz", "~41X", "~61", "~4A"] {
+            assert_eq!(key_of(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn checks() {
+        assert!(check("").is_err());
+        assert!(check(&"x".repeat(1024)).is_ok());
+        assert!(check(&"x".repeat(1025)).is_err());
+    }
+}

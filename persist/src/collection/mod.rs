@@ -1,0 +1,523 @@
+//! [`Collection<T>`]: many values of one type by key, over a [`Backend`]. Each entry holds
+//! exactly what a state file would (FORMAT.md, section 5), so the codec, the layers and the
+//! migration chain are the core's.
+
+mod entry;
+pub(crate) mod key;
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use self::key::MAX_KEY_BYTES;
+#[cfg(feature = "tokio")]
+use crate::Pending;
+use crate::backend::{Backend, Change, Condition, Entry, Local, Memory};
+use crate::{Error, Options, Persisted};
+
+/// Many values of one type, by key: on a local directory ([`open`](Collection::open)), in
+/// memory ([`memory`](Collection::memory)), or on any [`Backend`]
+/// ([`with_backend`](Collection::with_backend)).
+///
+/// A key is any non-empty UTF-8 string of at most [`MAX_KEY_BYTES`] bytes; anything else is
+/// [`Error::InvalidKey`]. Entries of older schema versions migrate on read, and
+/// [`migrate_all`](Collection::migrate_all) rewrites them. Cloning is cheap: clones share the
+/// backend.
+///
+/// # Examples
+///
+/// ```
+/// use persist::{Collection, Persisted};
+///
+/// #[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize, Persisted)]
+/// #[persist(version = 1)]
+/// struct User {
+///     name: String,
+///     logins: u32,
+/// }
+///
+/// # fn main() -> Result<(), persist::Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let users: Collection<User> = Collection::open(dir.path().join("users"))?;
+/// users.put("alice", &User { name: "Alice".into(), logins: 0 })?;
+/// let alice = users.update("alice", |user| user.logins += 1)?; // absent: starts from Default
+/// assert_eq!(alice.logins, 1);
+/// assert_eq!(users.get("bob")?, None);
+/// assert_eq!(users.keys()?, ["alice"]);
+/// users.delete("alice")?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Collection<T> {
+    inner: Arc<Inner>,
+    _type: PhantomData<fn() -> T>,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    options: Options,
+    /// Where the collection is, for errors about it as a whole (a bad key).
+    location: PathBuf,
+}
+
+impl<T> Clone for Collection<T> {
+    fn clone(&self) -> Self {
+        Collection {
+            inner: Arc::clone(&self.inner),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Collection<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Collection")
+            .field("backend", &self.inner.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Collection::migrate_all`] did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct MigrationReport {
+    /// Entries looked at.
+    pub total: usize,
+    /// Entries rewritten at the current version.
+    pub migrated: usize,
+    /// Entries already at the current version (or rewritten by another writer meanwhile).
+    pub current: usize,
+    /// Entries that could not be read, migrated or written, with the error; they were left
+    /// as they were.
+    pub failed: Vec<(String, Error)>,
+}
+
+/// How far [`Collection::migrate_all_with`] has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Progress {
+    /// Entries handled so far.
+    pub done: usize,
+    /// Entries in all.
+    pub total: usize,
+}
+
+impl<T: Persisted> Collection<T> {
+    /// The collection in the directory `dir` (created if missing), with the default
+    /// [`Options`]. `Options::new().collection(dir)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the directory cannot be created.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, Error> {
+        Options::new().collection(dir)
+    }
+
+    /// A collection in memory, for tests; see [`Memory`] for injecting faults.
+    pub fn memory() -> Self {
+        Collection::with_backend(Arc::new(Memory::new()), Options::new())
+    }
+
+    /// A collection on `backend`, whose entries are encoded with `options` (checksum,
+    /// compression, encryption, size cap).
+    pub fn with_backend(backend: Arc<dyn Backend>, options: Options) -> Self {
+        let location = backend.root();
+        Collection {
+            inner: Arc::new(Inner {
+                backend,
+                options,
+                location,
+            }),
+            _type: PhantomData,
+        }
+    }
+
+    /// The backend the collection runs on.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    /// The entry name of `key`, after checking it.
+    fn name(&self, key: &str) -> Result<String, Error> {
+        key::check(key).map_err(|reason| Error::InvalidKey {
+            path: self.inner.location.clone(),
+            reason,
+        })?;
+        Ok(key::name_of(key))
+    }
+
+    fn encode(&self, key: &str, name: &str, value: &T) -> Result<Vec<u8>, Error> {
+        let path = self.inner.backend.locate(name);
+        entry::encode(&self.inner.options, value, key, &path)
+    }
+
+    /// Decodes an entry read under `key`, checking that it holds that key.
+    fn decode(&self, key: &str, name: &str, bytes: &[u8]) -> Result<T, Error> {
+        let path = self.inner.backend.locate(name);
+        let (value, stored) = entry::decode::<T>(&self.inner.options, bytes, &path)?;
+        match stored {
+            Some(stored) if stored != key => Err(Error::Corrupt {
+                path,
+                line: 0,
+                column: 0,
+                field: Some("key".into()),
+                reason: "the entry holds another key than the one its name stands for".into(),
+            }),
+            _ => Ok(value),
+        }
+    }
+
+    /// The value under `key`, migrated from the version it was stored at; `None` if there is
+    /// none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`], the backend's errors, and every load error of a file
+    /// ([`Error::Corrupt`], [`Error::FutureVersion`], [`Error::Migration`], ...) naming the
+    /// entry.
+    pub fn get(&self, key: &str) -> Result<Option<T>, Error> {
+        let name = self.name(key)?;
+        match self.inner.backend.get(&name)? {
+            Some(stored) => self.decode(key, &name, &stored.bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether there is a value under `key` (its bytes are read, not decoded).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] and the backend's errors.
+    pub fn contains(&self, key: &str) -> Result<bool, Error> {
+        let name = self.name(key)?;
+        Ok(self.inner.backend.get(&name)?.is_some())
+    }
+
+    /// Stores `value` under `key`, durably and atomically, at the current version.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`], [`Error::Serialize`] (nothing written) and the backend's errors.
+    pub fn put(&self, key: &str, value: &T) -> Result<(), Error> {
+        let name = self.name(key)?;
+        let bytes = self.encode(key, &name, value)?;
+        let entry = Entry {
+            bytes: &bytes,
+            version: T::VERSION,
+        };
+        self.inner
+            .backend
+            .put(&name, entry, &Condition::Always)
+            .map(|_| ())
+    }
+
+    /// Stores every `(key, value)` as one durable batch: on the local directory every file is
+    /// written and synced, then all are renamed, then each touched directory is synced once.
+    /// Nothing is written if a key or a value is refused.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`], [`Error::Serialize`] (before anything is written), and the
+    /// backend's errors (entries before the failing one may be stored).
+    pub fn put_many<'v, K: AsRef<str>>(
+        &self,
+        entries: impl IntoIterator<Item = (K, &'v T)>,
+    ) -> Result<(), Error>
+    where
+        T: 'v,
+    {
+        let encoded = entries
+            .into_iter()
+            .map(|(key, value)| {
+                let key = key.as_ref();
+                let name = self.name(key)?;
+                let bytes = self.encode(key, &name, value)?;
+                Ok((name, bytes))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let batch: Vec<(&str, Entry<'_>)> = encoded
+            .iter()
+            .map(|(name, bytes)| {
+                let entry = Entry {
+                    bytes,
+                    version: T::VERSION,
+                };
+                (name.as_str(), entry)
+            })
+            .collect();
+        self.inner.backend.put_many(&batch)
+    }
+
+    /// Read-modify-write of the value under `key` (`T::default()` if there is none): no
+    /// concurrent change is lost. On the local directory it runs under the entry's lock file,
+    /// shared with other processes; on a backend without locks it is a compare-and-swap,
+    /// retried with a backoff, so `change` may run more than once (on a fresh value each
+    /// time). Returns the stored value.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`], the errors of [`get`](Collection::get) (nothing is written over
+    /// an entry that does not load) and [`put`](Collection::put), and [`Error::Contended`]
+    /// when other writers won every attempt.
+    pub fn update(&self, key: &str, mut change: impl FnMut(&mut T)) -> Result<T, Error>
+    where
+        T: Default,
+    {
+        let name = self.name(key)?;
+        let mut result = None;
+        self.inner.backend.modify(&name, &mut |stored| {
+            let mut value = match stored {
+                Some(stored) => self.decode(key, &name, &stored.bytes)?,
+                None => T::default(),
+            };
+            change(&mut value);
+            let bytes = self.encode(key, &name, &value)?;
+            result = Some(value);
+            Ok(Change::Put {
+                bytes,
+                version: T::VERSION,
+            })
+        })?;
+        // `modify` returns Ok only after a `Put` was stored, which set `result`.
+        result.ok_or_else(|| Error::Contended {
+            path: self.inner.backend.locate(&name),
+            attempts: 0,
+        })
+    }
+
+    /// Removes the value under `key`; `false` if there was none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] and the backend's errors.
+    pub fn delete(&self, key: &str) -> Result<bool, Error> {
+        let name = self.name(key)?;
+        self.inner.backend.delete(&name, &Condition::Always)
+    }
+
+    /// Every key, sorted. Keys are read from the entry names; a key longer than its name can
+    /// spell (over 200 bytes once escaped) is read from its entry.
+    ///
+    /// # Errors
+    ///
+    /// The backend's errors, and the errors of reading an entry whose key had to be read.
+    pub fn keys(&self) -> Result<Vec<String>, Error> {
+        let mut keys = self
+            .inner
+            .backend
+            .list()?
+            .into_iter()
+            .filter_map(|name| self.key_of_name(&name).transpose())
+            .collect::<Result<Vec<_>, Error>>()?;
+        keys.sort_unstable();
+        Ok(keys)
+    }
+
+    /// The key an entry name stands for; `None` for a name that is no key's (or an entry gone
+    /// meanwhile).
+    fn key_of_name(&self, name: &str) -> Result<Option<String>, Error> {
+        if !key::is_hashed(name) {
+            return Ok(key::key_of(name));
+        }
+        let Some(stored) = self.inner.backend.get(name)? else {
+            return Ok(None);
+        };
+        let path = self.inner.backend.locate(name);
+        entry::key(&self.inner.options, &stored.bytes, &path)
+    }
+
+    /// Every entry as `(key, value)`, in key order, each read when the iterator reaches it:
+    /// an entry that does not load is an `Err` beside its key, and the iteration goes on.
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`keys`](Collection::keys).
+    pub fn iter(&self) -> Result<impl Iterator<Item = (String, Result<T, Error>)> + '_, Error> {
+        let keys = self.keys()?;
+        Ok(keys
+            .into_iter()
+            .filter_map(move |key| match self.get(&key) {
+                Ok(Some(value)) => Some((key, Ok(value))),
+                // Deleted since the listing.
+                Ok(None) => None,
+                Err(error) => Some((key, Err(error))),
+            }))
+    }
+
+    /// Rewrites every entry stored at an older schema version at the current one (keeping
+    /// backups where the backend does, as a save does). Never stops at a failure: each is
+    /// reported with its key and the entry is left as it was. Each rewrite is a
+    /// compare-and-swap (or runs under the entry's lock), so an entry another writer changes
+    /// meanwhile is not overwritten.
+    ///
+    /// # Errors
+    ///
+    /// Only the listing's; every entry's own error is in the report.
+    pub fn migrate_all(&self) -> Result<MigrationReport, Error> {
+        self.migrate_all_with(|_| {})
+    }
+
+    /// [`migrate_all`](Collection::migrate_all), calling `progress` after each entry.
+    ///
+    /// # Errors
+    ///
+    /// See [`migrate_all`](Collection::migrate_all).
+    pub fn migrate_all_with(
+        &self,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<MigrationReport, Error> {
+        let names = self.inner.backend.list()?;
+        let mut report = MigrationReport {
+            total: names.len(),
+            ..MigrationReport::default()
+        };
+        for (done, name) in names.iter().enumerate() {
+            match self.migrate_entry(name) {
+                Ok(true) => report.migrated += 1,
+                Ok(false) => report.current += 1,
+                Err((key, error)) => report.failed.push((key, error)),
+            }
+            progress(Progress {
+                done: done + 1,
+                total: report.total,
+            });
+        }
+        Ok(report)
+    }
+
+    /// Rewrites one entry if it is older; `Ok(true)` if it was rewritten. An error comes with
+    /// the entry's key (its name when the key could not be read).
+    fn migrate_entry(&self, name: &str) -> Result<bool, (String, Error)> {
+        let options = &self.inner.options;
+        let path = self.inner.backend.locate(name);
+        let mut key_seen = key::key_of(name);
+        let mut rewritten = false;
+        let outcome = self.inner.backend.modify(name, &mut |stored| {
+            rewritten = false;
+            let Some(stored) = stored else {
+                return Ok(Change::Keep); // removed meanwhile
+            };
+            if entry::version(options, &stored.bytes, &path)? == Some(u64::from(T::VERSION)) {
+                return Ok(Change::Keep);
+            }
+            let (value, key) = entry::decode::<T>(options, &stored.bytes, &path)?;
+            let key = match (key, key_seen.clone()) {
+                (Some(key), _) | (None, Some(key)) => key,
+                (None, None) => {
+                    return Err(Error::Corrupt {
+                        path: path.clone(),
+                        line: 0,
+                        column: 0,
+                        field: Some("key".into()),
+                        reason: "the entry holds no key and its name spells none".into(),
+                    });
+                }
+            };
+            key_seen = Some(key.clone());
+            let bytes = entry::encode(options, &value, &key, &path)?;
+            rewritten = true;
+            Ok(Change::Put {
+                bytes,
+                version: T::VERSION,
+            })
+        });
+        match outcome {
+            Ok(()) => Ok(rewritten),
+            Err(error) => Err((key_seen.unwrap_or_else(|| name.to_owned()), error)),
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<T: Persisted + Send + 'static> Collection<T> {
+    fn run<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Collection<T>) -> Result<R, Error> + Send + 'static,
+    ) -> Pending<R> {
+        let collection = self.clone();
+        Pending::new(self.inner.location.clone(), move |_| work(&collection))
+    }
+
+    /// [`get`](Collection::get) on persist's worker threads.
+    ///
+    /// # Errors
+    ///
+    /// See [`get`](Collection::get).
+    pub fn get_async(&self, key: impl Into<String>) -> Pending<Option<T>> {
+        let key = key.into();
+        self.run(move |collection| collection.get(&key))
+    }
+
+    /// [`put`](Collection::put) on persist's worker threads, with the value handed over.
+    ///
+    /// # Errors
+    ///
+    /// See [`put`](Collection::put).
+    pub fn put_async(&self, key: impl Into<String>, value: T) -> Pending<()> {
+        let key = key.into();
+        self.run(move |collection| collection.put(&key, &value))
+    }
+
+    /// [`put_many`](Collection::put_many) on persist's worker threads.
+    ///
+    /// # Errors
+    ///
+    /// See [`put_many`](Collection::put_many).
+    pub fn put_many_async(&self, entries: Vec<(String, T)>) -> Pending<()> {
+        self.run(move |collection| {
+            collection.put_many(entries.iter().map(|(key, value)| (key, value)))
+        })
+    }
+
+    /// [`update`](Collection::update) on persist's worker threads.
+    ///
+    /// # Errors
+    ///
+    /// See [`update`](Collection::update).
+    pub fn update_async(
+        &self,
+        key: impl Into<String>,
+        change: impl FnMut(&mut T) + Send + 'static,
+    ) -> Pending<T>
+    where
+        T: Default,
+    {
+        let key = key.into();
+        self.run(move |collection| collection.update(&key, change))
+    }
+
+    /// [`delete`](Collection::delete) on persist's worker threads.
+    ///
+    /// # Errors
+    ///
+    /// See [`delete`](Collection::delete).
+    pub fn delete_async(&self, key: impl Into<String>) -> Pending<bool> {
+        let key = key.into();
+        self.run(move |collection| collection.delete(&key))
+    }
+
+    /// [`keys`](Collection::keys) on persist's worker threads.
+    ///
+    /// # Errors
+    ///
+    /// See [`keys`](Collection::keys).
+    pub fn keys_async(&self) -> Pending<Vec<String>> {
+        self.run(|collection| collection.keys())
+    }
+}
+
+impl Options {
+    /// The [`Collection`] in the directory `dir` (created if missing), whose entries are
+    /// written with these options: durability, backups, lock timeout, size cap, and the
+    /// layers (checksum, compression, encryption).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the directory cannot be created, [`Error::NotRegularFile`] if
+    /// something else is there.
+    pub fn collection<T: Persisted>(&self, dir: impl AsRef<Path>) -> Result<Collection<T>, Error> {
+        let local = Local::with_options(dir.as_ref().to_owned(), self.clone())?;
+        Ok(Collection::with_backend(Arc::new(local), self.clone()))
+    }
+}

@@ -1,0 +1,522 @@
+//! `Collection<T>` on the local directory and in memory: hostile keys, processes racing on one
+//! key, batches, `migrate_all` at scale (with failures and a SIGKILL), the memory backend's
+//! faults, and entries that are exactly state files.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use persist::backend::{Backend, Fault, Memory};
+use persist::{Collection, Error, Options, Persisted};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Persisted)]
+#[persist(version = 1)]
+struct UserV1 {
+    name: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Persisted)]
+#[persist(version = 2, migrate_from = UserV1)]
+struct UserV2 {
+    name: String,
+    plan: String,
+}
+
+/// The current version: `logins` is new, and a plan called "legacy" cannot be migrated.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Persisted)]
+#[persist(version = 3, migrate_from = UserV2)]
+struct User {
+    name: String,
+    plan: Plan,
+    logins: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+enum Plan {
+    #[default]
+    Free,
+    Pro,
+}
+
+impl From<UserV1> for UserV2 {
+    fn from(old: UserV1) -> Self {
+        UserV2 {
+            name: old.name,
+            plan: "free".into(),
+        }
+    }
+}
+
+impl TryFrom<UserV2> for User {
+    type Error = String;
+    fn try_from(old: UserV2) -> Result<Self, String> {
+        let plan = match old.plan.as_str() {
+            "free" => Plan::Free,
+            "pro" => Plan::Pro,
+            other => return Err(format!("no plan {other:?} any more")),
+        };
+        Ok(User {
+            name: old.name,
+            plan,
+            logins: 0,
+        })
+    }
+}
+
+fn user(name: &str) -> User {
+    User {
+        name: name.into(),
+        plan: Plan::Pro,
+        logins: 1,
+    }
+}
+
+#[test]
+fn get_put_update_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let users: Collection<User> = Collection::open(dir.path().join("users")).unwrap();
+    assert_eq!(users.get("alice").unwrap(), None);
+    assert!(!users.contains("alice").unwrap());
+    users.put("alice", &user("Alice")).unwrap();
+    assert_eq!(users.get("alice").unwrap(), Some(user("Alice")));
+    assert!(users.contains("alice").unwrap());
+    let updated = users.update("alice", |u| u.logins += 1).unwrap();
+    assert_eq!(updated.logins, 2);
+    let fresh = users.update("bob", |u| u.logins += 1).unwrap();
+    assert_eq!(
+        fresh,
+        User {
+            logins: 1,
+            ..User::default()
+        }
+    );
+    assert_eq!(users.keys().unwrap(), ["alice", "bob"]);
+    assert!(users.delete("alice").unwrap());
+    assert!(!users.delete("alice").unwrap());
+    assert_eq!(users.keys().unwrap(), ["bob"]);
+}
+
+#[test]
+fn hostile_keys_are_refused_or_stored_exactly_without_collisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let users: Collection<User> = Collection::open(dir.path()).unwrap();
+    let nfc = "caf\u{e9}";
+    let nfd = "cafe\u{301}";
+    let long = "L".repeat(300);
+    let longest = "x".repeat(1024);
+    let stored = [
+        ".",
+        "..",
+        "a/b",
+        "a\\b",
+        "CON",
+        "con",
+        "aux.txt",
+        "\0",
+        "A",
+        "a",
+        nfc,
+        nfd,
+        "../../etc",
+        "a:b",
+        "name.lock",
+        "x.v1.bak",
+        "~~",
+        " ",
+        &long,
+        &longest,
+    ];
+    for (n, key) in stored.iter().enumerate() {
+        users.put(key, &user(&n.to_string())).unwrap();
+    }
+    for (n, key) in stored.iter().enumerate() {
+        assert_eq!(
+            users.get(key).unwrap(),
+            Some(user(&n.to_string())),
+            "{key:?}"
+        );
+    }
+    let mut expected: Vec<String> = stored.iter().map(|key| (*key).to_owned()).collect();
+    expected.sort();
+    assert_eq!(users.keys().unwrap(), expected, "listed exactly");
+
+    for key in ["", &"y".repeat(1025)] {
+        let error = users.put(key, &user("x")).unwrap_err();
+        assert!(matches!(error, Error::InvalidKey { .. }), "{error}");
+        assert!(matches!(users.get(key), Err(Error::InvalidKey { .. })));
+    }
+
+    // Nothing on disk outside the collection, and only plain ASCII names inside.
+    for entry in walk(dir.path()) {
+        let relative = entry.strip_prefix(dir.path()).unwrap();
+        let name = relative.to_str().unwrap();
+        assert!(
+            name.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-~/.".contains(&b)),
+            "{name}"
+        );
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        }
+        found.push(path);
+    }
+    found
+}
+
+#[test]
+fn entries_are_state_files_with_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options::new().checksum(true);
+    let users: Collection<User> = options.collection(dir.path()).unwrap();
+    users.put("Ada Lovelace", &user("Ada")).unwrap();
+    let files: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|path| path.is_file() && !path.to_string_lossy().ends_with(".lock"))
+        .collect();
+    assert_eq!(files.len(), 1);
+    // The bytes of a state file, checksum and all, with the key beside the version.
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(
+        text.starts_with(r#"{"version":3,"key":"Ada Lovelace","data":{"#),
+        "{text}"
+    );
+    assert!(text.contains(r#""crc32c":""#));
+    assert_eq!(User::load(&files[0]).unwrap(), user("Ada"));
+    assert_eq!(
+        files[0].file_name().unwrap().to_str().unwrap(),
+        "~41da~20~4covelace"
+    );
+}
+
+#[cfg(all(feature = "zstd", feature = "encryption"))]
+#[test]
+fn layers_work_on_collections() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = persist::Key::from_bytes([7; 32]);
+    let options = Options::new().compress(3).encrypt(key);
+    let users: Collection<User> = options.collection(dir.path()).unwrap();
+    let long = "k".repeat(400);
+    users.put("a", &user("A")).unwrap();
+    users.put(&long, &user("B")).unwrap();
+    assert_eq!(users.get("a").unwrap(), Some(user("A")));
+    // The long key is read back from inside its encrypted entry.
+    let mut keys = vec!["a".to_owned(), long];
+    keys.sort();
+    assert_eq!(users.keys().unwrap(), keys);
+    let plain: Collection<User> = Collection::open(dir.path()).unwrap();
+    assert!(matches!(plain.get("a"), Err(Error::KeyRequired { .. })));
+}
+
+#[test]
+fn put_many_is_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let users: Collection<User> = Collection::open(dir.path()).unwrap();
+    let values: Vec<(String, User)> = (0..100)
+        .map(|n| (format!("user-{n}"), user(&n.to_string())))
+        .collect();
+    users
+        .put_many(values.iter().map(|(key, value)| (key, value)))
+        .unwrap();
+    assert_eq!(users.keys().unwrap().len(), 100);
+    assert_eq!(users.get("user-42").unwrap(), Some(user("42")));
+    // A bad key refuses the whole batch before anything is written.
+    let bad = user("bad");
+    let error = users.put_many([("fine", &bad), ("", &bad)]).unwrap_err();
+    assert!(matches!(error, Error::InvalidKey { .. }));
+    assert!(!users.contains("fine").unwrap());
+}
+
+#[test]
+fn iteration_reports_a_broken_entry_beside_its_key_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let users: Collection<User> = Collection::open(dir.path()).unwrap();
+    users.put("a", &user("A")).unwrap();
+    users.put("b", &user("B")).unwrap();
+    users.put("c", &user("C")).unwrap();
+    let b = walk(dir.path())
+        .into_iter()
+        .find(|path| path.file_name().unwrap() == "b")
+        .unwrap();
+    std::fs::write(&b, "{broken").unwrap();
+    let items: Vec<(String, bool)> = users
+        .iter()
+        .unwrap()
+        .map(|(key, value)| (key, value.is_ok()))
+        .collect();
+    assert_eq!(
+        items,
+        [("a".into(), true), ("b".into(), false), ("c".into(), true)]
+    );
+    // An update never writes over an entry it cannot read.
+    assert!(matches!(
+        users.update("b", |u| u.logins += 1),
+        Err(Error::Corrupt { .. })
+    ));
+    assert_eq!(std::fs::read(&b).unwrap(), b"{broken");
+}
+
+const CHILD_DIR: &str = "PERSIST_TEST_COLLECTION_DIR";
+const CHILD_MODE: &str = "PERSIST_TEST_COLLECTION_MODE";
+
+/// The body of the child processes; does nothing when run directly by `cargo test`.
+#[test]
+fn child() {
+    let (Ok(dir), Ok(mode)) = (std::env::var(CHILD_DIR), std::env::var(CHILD_MODE)) else {
+        return;
+    };
+    let users: Collection<User> = Collection::open(&dir).unwrap();
+    match mode.as_str() {
+        "updates" => {
+            for _ in 0..250 {
+                users.update("shared", |u| u.logins += 1).unwrap();
+            }
+        }
+        "migrate" => {
+            users
+                .migrate_all_with(|progress| {
+                    println!("{}", progress.done);
+                })
+                .unwrap();
+        }
+        other => panic!("unknown mode {other}"),
+    }
+}
+
+fn spawn_child(mode: &str, dir: &Path) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child",
+            "--test-threads=1",
+            "--nocapture",
+            "--quiet",
+        ])
+        .env(CHILD_DIR, dir)
+        .env(CHILD_MODE, mode)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn processes_updating_one_key_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let children: Vec<_> = (0..4).map(|_| spawn_child("updates", dir.path())).collect();
+    for child in children {
+        assert!(child.wait_with_output().unwrap().status.success());
+    }
+    let users: Collection<User> = Collection::open(dir.path()).unwrap();
+    assert_eq!(users.get("shared").unwrap().unwrap().logins, 1_000);
+}
+
+/// 10,000 entries: a third at each version, and every 100th version-2 entry on a plan the
+/// migration refuses.
+fn mixed_versions(dir: &Path) -> (usize, usize, usize, Vec<String>) {
+    let options = Options::new().durability(persist::Durability::None);
+    let v1: Vec<(String, UserV1)> = (0..3_334)
+        .map(|n| {
+            (
+                format!("one-{n}"),
+                UserV1 {
+                    name: n.to_string(),
+                },
+            )
+        })
+        .collect();
+    let v2: Vec<(String, UserV2)> = (0..3_333)
+        .map(|n| {
+            let plan = if n % 100 == 0 { "legacy" } else { "pro" };
+            (
+                format!("two-{n}"),
+                UserV2 {
+                    name: n.to_string(),
+                    plan: plan.into(),
+                },
+            )
+        })
+        .collect();
+    let v3: Vec<(String, User)> = (0..3_333)
+        .map(|n| (format!("three-{n}"), user(&n.to_string())))
+        .collect();
+    let ones: Collection<UserV1> = options.collection(dir).unwrap();
+    ones.put_many(v1.iter().map(|(k, v)| (k, v))).unwrap();
+    let twos: Collection<UserV2> = options.collection(dir).unwrap();
+    twos.put_many(v2.iter().map(|(k, v)| (k, v))).unwrap();
+    let threes: Collection<User> = options.collection(dir).unwrap();
+    threes.put_many(v3.iter().map(|(k, v)| (k, v))).unwrap();
+    let mut refused: Vec<String> = (0..3_333)
+        .filter(|n| n % 100 == 0)
+        .map(|n| format!("two-{n}"))
+        .collect();
+    refused.sort();
+    (v1.len(), v2.len() - refused.len(), v3.len(), refused)
+}
+
+#[test]
+fn migrate_all_rewrites_old_entries_and_reports_each_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ones, good_twos, threes, refused) = mixed_versions(dir.path());
+    let users: Collection<User> = Options::new()
+        .durability(persist::Durability::FileSync)
+        .collection(dir.path())
+        .unwrap();
+    let mut calls = 0;
+    let report = users
+        .migrate_all_with(|progress| {
+            calls += 1;
+            assert_eq!(progress.done, calls);
+            assert_eq!(progress.total, 10_000);
+        })
+        .unwrap();
+    assert_eq!(calls, 10_000);
+    assert_eq!(report.total, 10_000);
+    assert_eq!(report.migrated, ones + good_twos);
+    assert_eq!(report.current, threes);
+    let mut failed: Vec<String> = report.failed.iter().map(|(key, _)| key.clone()).collect();
+    failed.sort();
+    assert_eq!(failed, refused);
+    for (key, error) in &report.failed {
+        assert!(
+            matches!(error, Error::Migration { from: 2, to: 3, .. }),
+            "{key}: {error}"
+        );
+    }
+    // Nothing lost: every entry loads (the refused ones still fail, unchanged), and a second
+    // run finds nothing to do.
+    assert_eq!(users.keys().unwrap().len(), 10_000);
+    for (key, value) in users.iter().unwrap() {
+        assert_eq!(value.is_err(), refused.contains(&key), "{key}");
+    }
+    let again = users.migrate_all().unwrap();
+    assert_eq!(
+        (again.migrated, again.current),
+        (0, ones + good_twos + threes)
+    );
+    // The old versions were kept as backups, as a save keeps them.
+    let backups = walk(dir.path())
+        .iter()
+        .filter(|path| path.to_string_lossy().ends_with(".bak"))
+        .count();
+    assert_eq!(backups, ones + good_twos);
+}
+
+#[test]
+fn sigkill_during_migrate_all_leaves_every_entry_loadable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, _, refused) = mixed_versions(dir.path());
+    let mut child = spawn_child("migrate", dir.path());
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines {
+        if line.unwrap().trim() == "2500" {
+            break;
+        }
+    }
+    // SAFETY: kill(2) on the child's pid, which has not been waited for.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) },
+        0
+    );
+    child.wait().unwrap();
+    let users: Collection<User> = Collection::open(dir.path()).unwrap();
+    let keys = users.keys().unwrap();
+    assert_eq!(keys.len(), 10_000);
+    for key in keys {
+        let loaded = users.get(&key);
+        assert_eq!(loaded.is_err(), refused.contains(&key), "{key}: {loaded:?}");
+    }
+    // And the migration finishes from where it is.
+    let report = users.migrate_all().unwrap();
+    assert_eq!(report.failed.len(), refused.len());
+}
+
+#[test]
+fn memory_faults() {
+    let store = Arc::new(Memory::new());
+    let users: Collection<User> = Collection::with_backend(store.clone(), Options::new());
+    users.put("a", &user("A")).unwrap();
+
+    store.inject(Fault::FailWrite { nth: 1 });
+    let error = users.put("a", &user("changed")).unwrap_err();
+    assert!(matches!(error, Error::Io { .. }), "{error}");
+    assert_eq!(users.get("a").unwrap(), Some(user("A")), "nothing written");
+
+    store.inject(Fault::FailRead { nth: 2 });
+    users.get("a").unwrap();
+    assert!(matches!(users.get("a"), Err(Error::Io { .. })));
+
+    // A conflict on the compare-and-swap: the update reads again and applies the change once
+    // to the value it finally writes.
+    store.inject(Fault::Conflict { nth: 1 });
+    let mut runs = 0;
+    let updated = users
+        .update("a", |u| {
+            runs += 1;
+            u.logins += 1;
+        })
+        .unwrap();
+    assert_eq!((runs, updated.logins), (2, 2));
+    assert_eq!(users.get("a").unwrap().unwrap().logins, 2);
+
+    // Conflicts on every attempt: a typed error, nothing written.
+    for nth in 1..=persist::backend::MODIFY_ATTEMPTS {
+        store.inject(Fault::Conflict {
+            nth: u64::from(nth),
+        });
+    }
+    let error = users.update("a", |u| u.logins += 1).unwrap_err();
+    assert!(
+        matches!(error, Error::Contended { attempts, .. } if attempts == persist::backend::MODIFY_ATTEMPTS),
+        "{error}"
+    );
+    assert_eq!(users.get("a").unwrap().unwrap().logins, 2);
+
+    // A batch fails whole.
+    store.inject(Fault::FailWrite { nth: 2 });
+    let (b, c) = (user("B"), user("C"));
+    assert!(users.put_many([("b", &b), ("c", &c)]).is_err());
+    assert_eq!(store.list().unwrap().len(), 1);
+    users.put_many([("b", &b), ("c", &c)]).unwrap();
+    assert_eq!(users.keys().unwrap(), ["a", "b", "c"]);
+}
+
+#[test]
+fn memory_collections_race_without_losing_updates() {
+    let users: Collection<User> = Collection::memory();
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..250 {
+                    users.update("shared", |u| u.logins += 1).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(users.get("shared").unwrap().unwrap().logins, 1_000);
+}
+
+#[tokio::test]
+async fn async_twins() {
+    let dir = tempfile::tempdir().unwrap();
+    let users: Collection<User> = Collection::open(dir.path()).unwrap();
+    users.put_async("a", user("A")).await.unwrap();
+    users
+        .put_many_async(vec![("b".into(), user("B")), ("c".into(), user("C"))])
+        .await
+        .unwrap();
+    assert_eq!(users.get_async("b").await.unwrap(), Some(user("B")));
+    let updated = users.update_async("a", |u| u.logins += 10).await.unwrap();
+    assert_eq!(updated.logins, 11);
+    assert!(users.delete_async("c").await.unwrap());
+    assert_eq!(users.keys_async().await.unwrap(), ["a", "b"]);
+}
