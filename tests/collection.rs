@@ -520,3 +520,37 @@ async fn async_twins() {
     assert!(users.delete_async("c").await.unwrap());
     assert_eq!(users.keys_async().await.unwrap(), ["a", "b"]);
 }
+
+#[cfg(feature = "cache")]
+#[test]
+fn the_cache_answers_reads_and_forgets_what_this_process_writes() {
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cached: Collection<User> = Options::new()
+        .cache(100, Duration::from_millis(300))
+        .collection(dir.path())
+        .unwrap();
+    cached.put("a", &user("A")).unwrap();
+    assert_eq!(cached.get("a").unwrap(), Some(user("A"))); // miss, then kept
+    assert_eq!(cached.get("a").unwrap(), Some(user("A"))); // hit
+    let stats = cached.cache_stats();
+    assert_eq!((stats.hits, stats.misses), (1, 1));
+
+    // This process's writes are seen at once.
+    cached.update("a", |u| u.logins = 7).unwrap();
+    assert_eq!(cached.get("a").unwrap().unwrap().logins, 7);
+    cached.put("a", &user("again")).unwrap();
+    assert_eq!(cached.get("a").unwrap(), Some(user("again")));
+    cached.delete("a").unwrap();
+    assert_eq!(cached.get("a").unwrap(), None);
+
+    // Another writer's change is seen once the time to live has passed.
+    cached.put("b", &user("B")).unwrap();
+    cached.get("b").unwrap();
+    let other: Collection<User> = Collection::open(dir.path()).unwrap();
+    other.put("b", &user("changed elsewhere")).unwrap();
+    assert_eq!(cached.get("b").unwrap(), Some(user("B")), "still cached");
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(cached.get("b").unwrap(), Some(user("changed elsewhere")));
+}

@@ -47,6 +47,8 @@ pub struct Options {
     group_commit: Option<Duration>,
     #[cfg(feature = "live")]
     pub(crate) live: crate::live::LiveSettings,
+    #[cfg(feature = "cache")]
+    pub(crate) cache: Option<crate::collection::cache::CacheSettings>,
 }
 
 impl Default for Options {
@@ -80,6 +82,8 @@ impl Options {
             group_commit: None,
             #[cfg(feature = "live")]
             live: crate::live::LiveSettings::DEFAULT,
+            #[cfg(feature = "cache")]
+            cache: None,
         }
     }
 

@@ -2,6 +2,8 @@
 //! exactly what a state file would (FORMAT.md, section 5), so the codec, the layers and the
 //! migration chain are the core's.
 
+#[cfg(feature = "cache")]
+pub(crate) mod cache;
 mod entry;
 pub(crate) mod key;
 
@@ -50,22 +52,24 @@ use crate::{Error, Options, Persisted};
 /// # }
 /// ```
 pub struct Collection<T> {
-    inner: Arc<Inner>,
-    _type: PhantomData<fn() -> T>,
+    inner: Arc<Inner<T>>,
 }
 
-struct Inner {
+struct Inner<T> {
     backend: Arc<dyn Backend>,
     options: Options,
     /// Where the collection is, for errors about it as a whole (a bad key).
     location: PathBuf,
+    /// Decoded values by key ([`Options::cache`]).
+    #[cfg(feature = "cache")]
+    cache: Option<Arc<dyn cache::ValueCache<T>>>,
+    _type: PhantomData<fn() -> T>,
 }
 
 impl<T> Clone for Collection<T> {
     fn clone(&self) -> Self {
         Collection {
             inner: Arc::clone(&self.inner),
-            _type: PhantomData,
         }
     }
 }
@@ -103,7 +107,7 @@ pub struct Progress {
     pub total: usize,
 }
 
-impl<T: Persisted> Collection<T> {
+impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
     /// The collection in the directory `dir` (created if missing), with the default
     /// [`Options`]. `Options::new().collection(dir)`.
     ///
@@ -120,17 +124,43 @@ impl<T: Persisted> Collection<T> {
     }
 
     /// A collection on `backend`, whose entries are encoded with `options` (checksum,
-    /// compression, encryption, size cap).
+    /// compression, encryption, size cap) and cached per [`Options::cache`].
     pub fn with_backend(backend: Arc<dyn Backend>, options: Options) -> Self {
         let location = backend.root();
+        #[cfg(feature = "cache")]
+        let cache = options.cache_settings().map(cache::new::<T>);
         Collection {
             inner: Arc::new(Inner {
                 backend,
                 options,
                 location,
+                #[cfg(feature = "cache")]
+                cache,
+                _type: PhantomData,
             }),
-            _type: PhantomData,
         }
+    }
+}
+
+impl<T: Persisted> Collection<T> {
+    /// What this process's cache answered ([`Options::cache`]): zero without a cache.
+    #[cfg(feature = "cache")]
+    pub fn cache_stats(&self) -> cache::CacheStats {
+        self.inner
+            .cache
+            .as_ref()
+            .map(|cache| cache.stats())
+            .unwrap_or_default()
+    }
+
+    /// Drops `key`'s cached value after a write by this process.
+    fn forget(&self, key: &str) {
+        #[cfg(feature = "cache")]
+        if let Some(cache) = &self.inner.cache {
+            cache.invalidate(key);
+        }
+        #[cfg(not(feature = "cache"))]
+        let _ = key;
     }
 
     /// The backend the collection runs on.
@@ -178,6 +208,19 @@ impl<T: Persisted> Collection<T> {
     /// entry.
     pub fn get(&self, key: &str) -> Result<Option<T>, Error> {
         let name = self.name(key)?;
+        #[cfg(feature = "cache")]
+        if let Some(cache) = &self.inner.cache {
+            if let Some(value) = cache.get(key) {
+                return Ok(Some(value));
+            }
+            let epoch = cache.epoch();
+            let Some(stored) = self.inner.backend.get(&name)? else {
+                return Ok(None);
+            };
+            let value = self.decode(key, &name, &stored.bytes)?;
+            cache.insert(key, &value, epoch);
+            return Ok(Some(value));
+        }
         match self.inner.backend.get(&name)? {
             Some(stored) => self.decode(key, &name, &stored.bytes).map(Some),
             None => Ok(None),
@@ -206,10 +249,9 @@ impl<T: Persisted> Collection<T> {
             bytes: &bytes,
             version: T::VERSION,
         };
-        self.inner
-            .backend
-            .put(&name, entry, &Condition::Always)
-            .map(|_| ())
+        let written = self.inner.backend.put(&name, entry, &Condition::Always);
+        self.forget(key);
+        written.map(|_| ())
     }
 
     /// Stores every `(key, value)` as one durable batch: on the local directory every file is
@@ -233,12 +275,12 @@ impl<T: Persisted> Collection<T> {
                 let key = key.as_ref();
                 let name = self.name(key)?;
                 let bytes = self.encode(key, &name, value)?;
-                Ok((name, bytes))
+                Ok((key.to_owned(), name, bytes))
             })
             .collect::<Result<Vec<_>, Error>>()?;
         let batch: Vec<(&str, Entry<'_>)> = encoded
             .iter()
-            .map(|(name, bytes)| {
+            .map(|(_, name, bytes)| {
                 let entry = Entry {
                     bytes,
                     version: T::VERSION,
@@ -246,7 +288,11 @@ impl<T: Persisted> Collection<T> {
                 (name.as_str(), entry)
             })
             .collect();
-        self.inner.backend.put_many(&batch)
+        let written = self.inner.backend.put_many(&batch);
+        for (key, _, _) in &encoded {
+            self.forget(key);
+        }
+        written
     }
 
     /// Read-modify-write of the value under `key` (`T::default()` if there is none): no
@@ -266,6 +312,7 @@ impl<T: Persisted> Collection<T> {
     {
         let name = self.name(key)?;
         let mut result = None;
+        let _forget = Forget(self, key);
         self.inner.backend.modify(&name, &mut |stored| {
             let mut value = match stored {
                 Some(stored) => self.decode(key, &name, &stored.bytes)?,
@@ -293,7 +340,9 @@ impl<T: Persisted> Collection<T> {
     /// [`Error::InvalidKey`] and the backend's errors.
     pub fn delete(&self, key: &str) -> Result<bool, Error> {
         let name = self.name(key)?;
-        self.inner.backend.delete(&name, &Condition::Always)
+        let deleted = self.inner.backend.delete(&name, &Condition::Always);
+        self.forget(key);
+        deleted
     }
 
     /// Every key, sorted. Keys are read from the entry names; a key longer than its name can
@@ -422,10 +471,22 @@ impl<T: Persisted> Collection<T> {
                 version: T::VERSION,
             })
         });
+        if let Some(key) = &key_seen {
+            self.forget(key);
+        }
         match outcome {
             Ok(()) => Ok(rewritten),
             Err(error) => Err((key_seen.unwrap_or_else(|| name.to_owned()), error)),
         }
+    }
+}
+
+/// Drops a key's cached value when the write that may have changed it ends, however it ends.
+struct Forget<'c, T: Persisted>(&'c Collection<T>, &'c str);
+
+impl<T: Persisted> Drop for Forget<'_, T> {
+    fn drop(&mut self) {
+        self.0.forget(self.1);
     }
 }
 
@@ -508,6 +569,24 @@ impl<T: Persisted + Send + 'static> Collection<T> {
 }
 
 impl Options {
+    /// Makes [`Collection`]s opened with these options keep up to `capacity` decoded values in
+    /// memory, each for at most `ttl` after it was read (moka's concurrent cache, shared by
+    /// the sync and async methods and by clones of the collection). This process's writes
+    /// (put, update, delete, batches, migrations) drop the values they touch; writes by other
+    /// processes are seen once `ttl` has passed. Hits and misses:
+    /// [`Collection::cache_stats`].
+    #[cfg(feature = "cache")]
+    pub const fn cache(mut self, capacity: u64, ttl: std::time::Duration) -> Self {
+        self.cache = Some(cache::CacheSettings { capacity, ttl });
+        self
+    }
+
+    /// The cache settings of collections, if any.
+    #[cfg(feature = "cache")]
+    pub(crate) fn cache_settings(&self) -> Option<cache::CacheSettings> {
+        self.cache
+    }
+
     /// The [`Collection`] in the directory `dir` (created if missing), whose entries are
     /// written with these options: durability, backups, lock timeout, size cap, and the
     /// layers (checksum, compression, encryption).
@@ -516,7 +595,10 @@ impl Options {
     ///
     /// [`Error::Io`] if the directory cannot be created, [`Error::NotRegularFile`] if
     /// something else is there.
-    pub fn collection<T: Persisted>(&self, dir: impl AsRef<Path>) -> Result<Collection<T>, Error> {
+    pub fn collection<T: Persisted + Clone + Send + Sync + 'static>(
+        &self,
+        dir: impl AsRef<Path>,
+    ) -> Result<Collection<T>, Error> {
         let local = Local::with_options(dir.as_ref().to_owned(), self.clone())?;
         Ok(Collection::with_backend(Arc::new(local), self.clone()))
     }
