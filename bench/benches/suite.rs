@@ -10,6 +10,7 @@
 //! cargo bench --features simd      # persist built with its `simd` feature, against sonic-rs
 //! cargo bench -- --loads           # only the load rows
 //! cargo bench -- live              # only the rows of Live<T>
+//! cargo bench -- collection        # only the rows of Collection<T> (local directory)
 //! PERSIST_BENCH_KEEP=1 cargo bench # keep the files in target/tmp/persist-bench/data
 //! ```
 //!
@@ -43,6 +44,8 @@ use rustbreak::PathDatabase;
 use rustbreak::deser::Ron;
 use serde::{Deserialize, Serialize};
 
+#[path = "suite/collection.rs"]
+mod collection;
 #[path = "../../tests/editors/mod.rs"]
 mod editors;
 #[path = "suite/live.rs"]
@@ -1178,6 +1181,7 @@ struct Report {
     memory: Vec<MemoryResult>,
     gaps: Vec<GapResult>,
     live: Option<live::LiveResult>,
+    collection: Option<collection::CollectionResult>,
 }
 
 fn main() {
@@ -1353,6 +1357,13 @@ fn main() {
         live_result = Some(result);
     }
 
+    let mut collection_result = None;
+    if selected("collection") && !loads_only {
+        let (collection_rows, result) = collection::rows(&data, mode, small);
+        rows.extend(collection_rows);
+        collection_result = Some(result);
+    }
+
     let mut table = String::from(TABLE_HEAD);
     for row in &rows {
         table.push_str(&table_lines(row));
@@ -1367,6 +1378,9 @@ fn main() {
     if let Some(live) = &live_result {
         print!("{}", live::lines(live));
     }
+    if let Some(result) = &collection_result {
+        print!("{}", collection::lines(result));
+    }
     let report = Report {
         mode: match mode {
             Mode::Full => "full",
@@ -1377,6 +1391,7 @@ fn main() {
         memory: memory_results,
         gaps,
         live: live_result,
+        collection: collection_result,
     };
     // A smoke run's single round says nothing; it does not replace the last real results.
     if mode != Mode::Smoke {

@@ -316,6 +316,15 @@ impl Options {
         }
     }
 
+    /// [`open`](Options::open) without a path: the caller names the file only on an error
+    /// (`FrameError::at`), so the hot path of a collection read builds no path.
+    pub(crate) fn unframe<'b>(
+        &self,
+        bytes: &'b [u8],
+    ) -> Result<std::borrow::Cow<'b, [u8]>, frame::FrameError> {
+        codec::unframe(bytes, self.key.as_ref(), self.max_size)
+    }
+
     /// The JSON envelope of a file's bytes: the bytes themselves, or what a frame holds.
     pub(crate) fn open<'b>(
         &self,

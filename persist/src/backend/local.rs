@@ -50,12 +50,17 @@ impl Local {
         &self.dir
     }
 
-    fn shard_of(name: &str) -> String {
-        format!("{:02x}", crc32c::crc32c(name.as_bytes()) & 0xff)
-    }
-
+    /// `<dir>/<shard>/<name>`, built in one allocation.
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(Local::shard_of(name)).join(name)
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let low = crc32c::crc32c(name.as_bytes()) & 0xff;
+        let shard = [HEX[(low >> 4) as usize], HEX[(low & 0xf) as usize]];
+        let mut path = PathBuf::with_capacity(self.dir.as_os_str().len() + name.len() + 4);
+        path.push(&self.dir);
+        // Two ASCII hex digits.
+        path.push(std::str::from_utf8(&shard).unwrap_or("00"));
+        path.push(name);
+        path
     }
 
     /// The tag of the file at `path` now, `None` when there is none.
@@ -101,6 +106,23 @@ impl Local {
     fn lock_entry(&self, path: &Path) -> Result<lock::LockGuard, Error> {
         lock::exclusive(path, self.options.lock_wait())
     }
+}
+
+/// Asks the kernel to start writing `file`'s dirty pages now, without waiting: the fsync that
+/// follows then finds them on their way (DESIGN.md section 9: 1,000 small files synced 4.8x
+/// faster than one by one, where a plain batch of fsyncs gained 1.6x).
+fn start_writeback(file: &std::fs::File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: sync_file_range on a descriptor this process owns; a failure only loses the
+        // head start, and the fsync after it reports any real error.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
 }
 
 /// A file's identity and state: device, inode, size, modification time.
@@ -224,15 +246,12 @@ impl Backend for Local {
         Ok(names)
     }
 
-    /// Writes every temporary file and syncs each, renames them all, then syncs each touched
-    /// directory once (and the collection's directory, which may have gained shards).
+    /// Writes every temporary file, starts the writeback of all of them, then syncs each
+    /// (the disk works on many at once instead of one after the other), renames them all,
+    /// then syncs each touched directory once (and the collection's directory, which may have
+    /// gained shards).
     fn put_many(&self, entries: &[(&str, Entry<'_>)]) -> Result<(), Error> {
         let durability = self.options.sync_level();
-        // Each file synced (unless None), no directory sync yet.
-        let per_file = match durability {
-            Durability::None => Durability::None,
-            _ => Durability::FileSync,
-        };
         let paths: Vec<PathBuf> = entries.iter().map(|(name, _)| self.path(name)).collect();
         // Every entry's lock, in one order (sorted) so that two batches cannot deadlock.
         let mut order: Vec<&PathBuf> = paths.iter().collect();
@@ -244,19 +263,28 @@ impl Backend for Local {
             .collect::<Result<Vec<_>, Error>>()?;
         let mut staged = Vec::with_capacity(entries.len());
         for (path, (_, entry)) in paths.iter().zip(entries) {
-            let file = fs::stage(path, path, per_file, fs::bytes(entry.bytes))?;
+            // Synced below, all together; installed without a directory sync.
+            let file = fs::stage(path, path, Durability::None, fs::bytes(entry.bytes))?;
+            start_writeback(file.file());
+            staged.push((path, entry.version, file));
+        }
+        if durability != Durability::None {
+            for (path, _, file) in &staged {
+                file.file()
+                    .sync_all()
+                    .map_err(io_error(path, IoOp::SyncFile))?;
+            }
+        }
+        for (path, version, file) in staged {
             backup::preserve(
                 path,
                 path,
-                u64::from(entry.version),
+                u64::from(version),
                 None,
                 self.options.backups_kept(),
                 self.options.max_size_limit(),
-                per_file,
+                durability,
             )?;
-            staged.push(file);
-        }
-        for file in staged {
             file.install()?;
         }
         if durability == Durability::Full {

@@ -4,7 +4,7 @@
 //! member (FORMAT.md, section 1), so `persist show` and the migration kit read entries as they
 //! read files.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -44,8 +44,22 @@ fn insert_key(envelope: &mut Vec<u8>, key: &str, pretty: bool) {
     }
 }
 
-/// The value of an entry's bytes, migrated to `T`, and the key the entry holds.
+/// The value of an entry's bytes, migrated to `T`, and whether the entry holds `key`
+/// (`None`: it holds no key member). `path` is called only to name the entry in an error.
 pub(crate) fn decode<T: Persisted>(
+    options: &Options,
+    bytes: &[u8],
+    key: &str,
+    path: impl Fn() -> PathBuf,
+) -> Result<(T, Option<bool>), Error> {
+    let envelope = options.unframe(bytes).map_err(|error| error.at(&path()))?;
+    let holds = holds_key(&envelope, key);
+    let value = codec::decode::<T>(&envelope).map_err(|error| error.at::<T>(&path()))?;
+    Ok((value, holds))
+}
+
+/// The value of an entry's bytes, migrated to `T`, and the key it holds.
+pub(crate) fn decode_with_key<T: Persisted>(
     options: &Options,
     bytes: &[u8],
     path: &Path,
@@ -71,6 +85,24 @@ pub(crate) fn version(options: &Options, bytes: &[u8], path: &Path) -> Result<Op
 /// Reads the `key` member where writers put it: `{"version":N,"key":"..."`, whitespace
 /// allowed between the tokens. Reads only the string, not the data after it.
 fn stored_key(envelope: &[u8]) -> Option<String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(key_member(envelope)?);
+    String::deserialize(&mut deserializer).ok()
+}
+
+/// Whether the entry holds `key` (`None`: it holds no key member), without allocating when the
+/// stored key has no escapes.
+pub(crate) fn holds_key(envelope: &[u8], key: &str) -> Option<bool> {
+    let member = key_member(envelope)?;
+    let mut deserializer = serde_json::Deserializer::from_slice(member);
+    match <&str>::deserialize(&mut deserializer) {
+        Ok(stored) => Some(stored == key),
+        // Escaped: compare the unescaped string.
+        Err(_) => stored_key(envelope).map(|stored| stored == key),
+    }
+}
+
+/// The bytes from the `key` member's value on.
+fn key_member(envelope: &[u8]) -> Option<&[u8]> {
     let mut rest = envelope;
     let skip_space = |rest: &mut &[u8]| {
         while let [b' ' | b'\n' | b'\r' | b'\t', tail @ ..] = rest {
@@ -92,8 +124,7 @@ fn stored_key(envelope: &[u8]) -> Option<String> {
     expect(&mut rest, b"\"key\"")?;
     expect(&mut rest, b":")?;
     skip_space(&mut rest);
-    let mut deserializer = serde_json::Deserializer::from_slice(rest);
-    String::deserialize(&mut deserializer).ok()
+    Some(rest)
 }
 
 #[cfg(test)]
@@ -114,6 +145,8 @@ mod tests {
             assert_eq!(parsed["key"], "a \"b\"\n");
             assert_eq!(parsed["version"], 2);
             assert_eq!(stored_key(&envelope).as_deref(), Some("a \"b\"\n"));
+            assert_eq!(holds_key(&envelope, "a \"b\"\n"), Some(true));
+            assert_eq!(holds_key(&envelope, "a"), Some(false));
         }
         assert_eq!(stored_key(br#"{"version":2,"data":1}"#), None);
     }

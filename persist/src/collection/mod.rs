@@ -184,11 +184,11 @@ impl<T: Persisted> Collection<T> {
 
     /// Decodes an entry read under `key`, checking that it holds that key.
     fn decode(&self, key: &str, name: &str, bytes: &[u8]) -> Result<T, Error> {
-        let path = self.inner.backend.locate(name);
-        let (value, stored) = entry::decode::<T>(&self.inner.options, bytes, &path)?;
-        match stored {
-            Some(stored) if stored != key => Err(Error::Corrupt {
-                path,
+        let locate = || self.inner.backend.locate(name);
+        let (value, holds) = entry::decode::<T>(&self.inner.options, bytes, key, locate)?;
+        match holds {
+            Some(false) => Err(Error::Corrupt {
+                path: locate(),
                 line: 0,
                 column: 0,
                 field: Some("key".into()),
@@ -450,7 +450,7 @@ impl<T: Persisted> Collection<T> {
             if entry::version(options, &stored.bytes, &path)? == Some(u64::from(T::VERSION)) {
                 return Ok(Change::Keep);
             }
-            let (value, key) = entry::decode::<T>(options, &stored.bytes, &path)?;
+            let (value, key) = entry::decode_with_key::<T>(options, &stored.bytes, &path)?;
             let key = match (key, key_seen.clone()) {
                 (Some(key), _) | (None, Some(key)) => key,
                 (None, None) => {
