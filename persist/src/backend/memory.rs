@@ -87,7 +87,7 @@ impl Store {
 /// use persist::backend::{Fault, Memory};
 /// use persist::{Collection, Options, Persisted};
 ///
-/// #[derive(Default, serde::Serialize, serde::Deserialize, Persisted)]
+/// #[derive(Clone, Default, serde::Serialize, serde::Deserialize, Persisted)]
 /// #[persist(version = 1)]
 /// struct Account { balance: i64 }
 ///

@@ -23,7 +23,8 @@ use crate::{Error, Options, Persisted};
 /// ([`with_backend`](Collection::with_backend)).
 ///
 /// A key is any non-empty UTF-8 string of at most [`MAX_KEY_BYTES`] bytes; anything else is
-/// [`Error::InvalidKey`]. Entries of older schema versions migrate on read, and
+/// [`Error::InvalidKey`]. `T` must be `Clone` (a cache hands out copies), `Send` and `Sync`.
+/// Entries of older schema versions migrate on read, and
 /// [`migrate_all`](Collection::migrate_all) rewrites them. Cloning is cheap: clones share the
 /// backend.
 ///
@@ -32,7 +33,7 @@ use crate::{Error, Options, Persisted};
 /// ```
 /// use persist::{Collection, Persisted};
 ///
-/// #[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize, Persisted)]
+/// #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, Persisted)]
 /// #[persist(version = 1)]
 /// struct User {
 ///     name: String,
