@@ -300,6 +300,7 @@ impl Options {
     }
 
     /// How many backups a save keeps ([`backups`](Options::backups)).
+    #[cfg(feature = "collection")]
     pub(crate) fn backups_kept(&self) -> usize {
         self.backups
     }
@@ -318,6 +319,7 @@ impl Options {
 
     /// [`open`](Options::open) without a path: the caller names the file only on an error
     /// (`FrameError::at`), so the hot path of a collection read builds no path.
+    #[cfg(feature = "collection")]
     pub(crate) fn unframe<'b>(
         &self,
         bytes: &'b [u8],

@@ -8,18 +8,23 @@
 //! may use them as file names, object names or row keys as they are.
 //!
 //! Implement [`Backend`] to put a collection on another store; [`Memory`] is the in-process one
-//! (with injectable faults, for tests), [`Local`] a directory of files.
+//! (with injectable faults, for tests), [`Local`] a directory of files, and with the
+//! `postgres` feature `Postgres` a table.
 //!
 //! [FORMAT.md]: https://github.com/persist-rs/persist/blob/main/FORMAT.md
 
 mod local;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 use std::fmt;
 use std::path::PathBuf;
 
 pub use self::local::Local;
 pub use self::memory::{Fault, Memory};
+#[cfg(feature = "postgres")]
+pub use self::postgres::{DEFAULT_CONNECTIONS, Postgres};
 use crate::Error;
 
 /// The version of a stored entry as the store tells it (a file's identity, a row version, an

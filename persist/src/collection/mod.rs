@@ -119,6 +119,27 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
         Options::new().collection(dir)
     }
 
+    /// A collection in the PostgreSQL table `table` (created if missing) of the database
+    /// `config` describes (`host=db user=app`, or a `postgresql://` URL), with the default
+    /// [`Options`]; see [`backend::Postgres`](crate::backend::Postgres). The connection is
+    /// made on persist's worker threads.
+    ///
+    /// # Errors
+    ///
+    /// See [`Postgres::connect`](crate::backend::Postgres::connect).
+    #[cfg(feature = "postgres")]
+    pub async fn postgres(config: &str, table: &str) -> Result<Self, Error> {
+        let (config, table) = (config.to_owned(), table.to_owned());
+        let connected = Pending::new(PathBuf::from("postgres:"), move |_| {
+            crate::backend::Postgres::connect(&config, &table)
+        })
+        .await?;
+        Ok(Collection::with_backend(
+            Arc::new(connected),
+            Options::new(),
+        ))
+    }
+
     /// A collection in memory, for tests; see [`Memory`] for injecting faults.
     pub fn memory() -> Self {
         Collection::with_backend(Arc::new(Memory::new()), Options::new())

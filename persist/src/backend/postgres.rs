@@ -1,0 +1,449 @@
+//! A collection in a PostgreSQL table (feature `postgres`), through tokio-postgres.
+//!
+//! One row per entry: `name TEXT PRIMARY KEY, data BYTEA, schema_version INTEGER, version
+//! BIGINT`, where `version` counts the row's writes and is the entry's [`Tag`]: a conditional
+//! write is an `UPDATE … WHERE version = $tag` (or an `INSERT … ON CONFLICT DO NOTHING`), so
+//! compare-and-swap needs no lock. The backend owns its connections (a small pool, each with
+//! its statements prepared once) and a runtime thread that drives them, so it works from sync
+//! code and from any executor.
+
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio_postgres::{Client, NoTls, Statement};
+
+use super::{Backend, Condition, Entry, Stored, Tag, Written};
+use crate::Error;
+use crate::error::IoOp;
+
+/// How many connections a backend opens at most, by default.
+pub const DEFAULT_CONNECTIONS: usize = 4;
+
+/// A PostgreSQL table as a [`Backend`]; [`Collection::postgres`](crate::Collection::postgres)
+/// opens a collection on one.
+#[derive(Clone)]
+pub struct Postgres {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: tokio_postgres::Config,
+    /// The table, quoted as an identifier.
+    table: String,
+    /// `postgres://host:port/database/table`, for errors.
+    label: String,
+    slots: Vec<tokio::sync::Mutex<Option<Connection>>>,
+    next: AtomicUsize,
+    runtime: Runtime,
+}
+
+/// A connection and its prepared statements.
+struct Connection {
+    client: Client,
+    get: Statement,
+    upsert: Statement,
+    insert: Statement,
+    update_if: Statement,
+    delete: Statement,
+    delete_if: Statement,
+    list: Statement,
+}
+
+/// A current-thread tokio runtime driven by a thread of its own until dropped.
+struct Runtime {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Runtime {
+    fn start() -> io::Result<Runtime> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("persist-postgres".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+            })?;
+        Ok(Runtime {
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take()
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres")
+            .field("table", &self.inner.label)
+            .field("connections", &self.inner.slots.len())
+            .finish()
+    }
+}
+
+/// A PostgreSQL error as persist's: [`Error::Io`] naming the entry, with the server's message.
+fn db_error(path: PathBuf, op: IoOp) -> impl FnOnce(tokio_postgres::Error) -> Error {
+    move |error| {
+        let message = match error.as_db_error() {
+            Some(db) => format!("PostgreSQL: {}: {}", db.code().code(), db.message()),
+            None => format!("PostgreSQL: {error}"),
+        };
+        Error::Io {
+            path,
+            op,
+            source: io::Error::other(message),
+        }
+    }
+}
+
+/// Quotes `name` as an SQL identifier.
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+impl Postgres {
+    /// Connects to the database `config` describes (a libpq connection string such as
+    /// `host=localhost user=app dbname=app`, or a `postgresql://` URL), creates the table if
+    /// it does not exist, and opens up to [`DEFAULT_CONNECTIONS`] connections as needed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] for a malformed `config` or an empty table name, [`Error::Io`]
+    /// when the server cannot be reached or refuses to create the table.
+    pub fn connect(config: &str, table: &str) -> Result<Postgres, Error> {
+        Postgres::connect_with(config, table, DEFAULT_CONNECTIONS)
+    }
+
+    /// [`connect`](Postgres::connect) with at most `connections` connections (at least 1).
+    ///
+    /// # Errors
+    ///
+    /// See [`connect`](Postgres::connect).
+    pub fn connect_with(config: &str, table: &str, connections: usize) -> Result<Postgres, Error> {
+        let config: tokio_postgres::Config =
+            config.parse().map_err(|error| Error::Unsupported {
+                path: PathBuf::from("postgres:"),
+                reason: format!("not a PostgreSQL connection string: {error}"),
+            })?;
+        let label = format!(
+            "postgres://{}/{}/{table}",
+            config
+                .get_hosts()
+                .first()
+                .map(|host| match host {
+                    tokio_postgres::config::Host::Tcp(host) => host.clone(),
+                    #[cfg(unix)]
+                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+                })
+                .unwrap_or_default(),
+            config.get_dbname().unwrap_or_default(),
+        );
+        if table.is_empty() {
+            return Err(Error::Unsupported {
+                path: PathBuf::from(label),
+                reason: "the table name is empty".into(),
+            });
+        }
+        let runtime = Runtime::start().map_err(|source| Error::Io {
+            path: PathBuf::from(&label),
+            op: IoOp::BlockingTask,
+            source,
+        })?;
+        let postgres = Postgres {
+            inner: Arc::new(Inner {
+                config,
+                table: quote_identifier(table),
+                label,
+                slots: (0..connections.max(1))
+                    .map(|_| tokio::sync::Mutex::new(None))
+                    .collect(),
+                next: AtomicUsize::new(0),
+                runtime,
+            }),
+        };
+        let inner = Arc::clone(&postgres.inner);
+        postgres.block(async move { inner.create_table().await })?;
+        Ok(postgres)
+    }
+
+    /// Runs `future` on the backend's runtime and waits for it (from any thread, async
+    /// ones included: this is a plain blocking wait, not a nested runtime).
+    fn block<R: Send + 'static>(&self, future: impl Future<Output = R> + Send + 'static) -> R {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        self.inner.runtime.handle.spawn(async move {
+            let _ = sender.send(future.await);
+        });
+        receiver
+            .recv()
+            .unwrap_or_else(|_| panic!("the PostgreSQL runtime thread of persist stopped"))
+    }
+
+    /// Runs `work` with one of the pooled connections (connected first if needed); a
+    /// connection that failed is dropped, and the next use connects again.
+    fn with_connection<R, F>(&self, name: &str, op: IoOp, work: F) -> Result<R, Error>
+    where
+        R: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut Connection,
+            ) -> std::pin::Pin<
+                Box<dyn Future<Output = Result<R, tokio_postgres::Error>> + Send + 'c>,
+            > + Send
+            + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        let path = self.locate(name);
+        self.block(async move {
+            let slot = &inner.slots[inner.next.fetch_add(1, Ordering::Relaxed) % inner.slots.len()];
+            let mut guard = slot.lock().await;
+            if guard
+                .as_ref()
+                .is_none_or(|connection| connection.client.is_closed())
+            {
+                *guard = Some(
+                    inner
+                        .connect()
+                        .await
+                        .map_err(db_error(path.clone(), IoOp::Open))?,
+                );
+            }
+            let connection = guard.as_mut().expect("connected above");
+            let result = work(connection).await;
+            if result.is_err() && connection.client.is_closed() {
+                *guard = None;
+            }
+            result.map_err(db_error(path, op))
+        })
+    }
+}
+
+impl Inner {
+    async fn connect(&self) -> Result<Connection, tokio_postgres::Error> {
+        let (client, connection) = self.config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let table = &self.table;
+        let get = client
+            .prepare(&format!(
+                "SELECT data, version FROM {table} WHERE name = $1"
+            ))
+            .await?;
+        let upsert = client
+            .prepare(&format!(
+                "INSERT INTO {table} AS t (name, data, schema_version, version) \
+                 VALUES ($1, $2, $3, 1) ON CONFLICT (name) DO UPDATE SET data = EXCLUDED.data, \
+                 schema_version = EXCLUDED.schema_version, version = t.version + 1 \
+                 RETURNING version"
+            ))
+            .await?;
+        let insert = client
+            .prepare(&format!(
+                "INSERT INTO {table} (name, data, schema_version, version) VALUES ($1, $2, $3, 1) \
+                 ON CONFLICT (name) DO NOTHING RETURNING version"
+            ))
+            .await?;
+        let update_if = client
+            .prepare(&format!(
+                "UPDATE {table} SET data = $2, schema_version = $3, version = version + 1 \
+                 WHERE name = $1 AND version = $4 RETURNING version"
+            ))
+            .await?;
+        let delete = client
+            .prepare(&format!("DELETE FROM {table} WHERE name = $1"))
+            .await?;
+        let delete_if = client
+            .prepare(&format!(
+                "DELETE FROM {table} WHERE name = $1 AND version = $2"
+            ))
+            .await?;
+        let list = client.prepare(&format!("SELECT name FROM {table}")).await?;
+        Ok(Connection {
+            client,
+            get,
+            upsert,
+            insert,
+            update_if,
+            delete,
+            delete_if,
+            list,
+        })
+    }
+
+    async fn create_table(&self) -> Result<(), Error> {
+        let path = PathBuf::from(&self.label);
+        let (client, connection) = self
+            .config
+            .connect(NoTls)
+            .await
+            .map_err(db_error(path.clone(), IoOp::Open))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {} (name TEXT PRIMARY KEY, data BYTEA NOT NULL, \
+             schema_version INTEGER NOT NULL, version BIGINT NOT NULL)",
+            self.table
+        );
+        // Two processes creating the table at once: one of them gets a unique violation on
+        // the catalog, and the table is there; look again.
+        match client.batch_execute(&create).await {
+            Ok(()) => Ok(()),
+            Err(_) => client
+                .batch_execute(&create)
+                .await
+                .map_err(db_error(path, IoOp::CreateDir)),
+        }
+    }
+}
+
+/// The row version of a tag, if it is one.
+fn version_of(tag: &Tag) -> Option<i64> {
+    tag.as_str().parse().ok()
+}
+
+impl Backend for Postgres {
+    fn root(&self) -> PathBuf {
+        PathBuf::from(&self.inner.label)
+    }
+
+    fn locate(&self, name: &str) -> PathBuf {
+        PathBuf::from(format!("{}/{name}", self.inner.label))
+    }
+
+    fn get(&self, name: &str) -> Result<Option<Stored>, Error> {
+        let key = name.to_owned();
+        self.with_connection(name, IoOp::Read, move |connection| {
+            Box::pin(async move {
+                let row = connection
+                    .client
+                    .query_opt(&connection.get, &[&key])
+                    .await?;
+                Ok(row.map(|row| Stored {
+                    bytes: row.get(0),
+                    tag: Tag::new(row.get::<_, i64>(1).to_string()),
+                }))
+            })
+        })
+    }
+
+    fn put(&self, name: &str, entry: Entry<'_>, condition: &Condition) -> Result<Written, Error> {
+        let (key, bytes, version) = (name.to_owned(), entry.bytes.to_vec(), entry.version);
+        let schema = i32::try_from(version).unwrap_or(i32::MAX);
+        let condition = condition.clone();
+        self.with_connection(name, IoOp::Write, move |connection| {
+            Box::pin(async move {
+                let row = match &condition {
+                    Condition::Always => {
+                        connection
+                            .client
+                            .query_opt(&connection.upsert, &[&key, &bytes, &schema])
+                            .await?
+                    }
+                    Condition::Absent => {
+                        connection
+                            .client
+                            .query_opt(&connection.insert, &[&key, &bytes, &schema])
+                            .await?
+                    }
+                    Condition::Matches(tag) => match version_of(tag) {
+                        Some(expected) => {
+                            connection
+                                .client
+                                .query_opt(
+                                    &connection.update_if,
+                                    &[&key, &bytes, &schema, &expected],
+                                )
+                                .await?
+                        }
+                        None => None,
+                    },
+                };
+                Ok(match row {
+                    Some(row) => Written::Done(Tag::new(row.get::<_, i64>(0).to_string())),
+                    None => Written::Conflict,
+                })
+            })
+        })
+    }
+
+    fn delete(&self, name: &str, condition: &Condition) -> Result<bool, Error> {
+        let key = name.to_owned();
+        let condition = condition.clone();
+        self.with_connection(name, IoOp::Remove, move |connection| {
+            Box::pin(async move {
+                let removed = match &condition {
+                    Condition::Always => {
+                        connection
+                            .client
+                            .execute(&connection.delete, &[&key])
+                            .await?
+                    }
+                    Condition::Absent => 0,
+                    Condition::Matches(tag) => match version_of(tag) {
+                        Some(expected) => {
+                            connection
+                                .client
+                                .execute(&connection.delete_if, &[&key, &expected])
+                                .await?
+                        }
+                        None => 0,
+                    },
+                };
+                Ok(removed > 0)
+            })
+        })
+    }
+
+    fn list(&self) -> Result<Vec<String>, Error> {
+        self.with_connection("", IoOp::Read, |connection| {
+            Box::pin(async move {
+                let rows = connection.client.query(&connection.list, &[]).await?;
+                Ok(rows.into_iter().map(|row| row.get(0)).collect())
+            })
+        })
+    }
+
+    /// One transaction: every entry or none.
+    fn put_many(&self, entries: &[(&str, Entry<'_>)]) -> Result<(), Error> {
+        let rows: Vec<(String, Vec<u8>, i32)> = entries
+            .iter()
+            .map(|(name, entry)| {
+                let schema = i32::try_from(entry.version).unwrap_or(i32::MAX);
+                ((*name).to_owned(), entry.bytes.to_vec(), schema)
+            })
+            .collect();
+        self.with_connection("", IoOp::Write, move |connection| {
+            Box::pin(async move {
+                let transaction = connection.client.transaction().await?;
+                for (key, bytes, schema) in &rows {
+                    transaction
+                        .execute(&connection.upsert, &[key, bytes, schema])
+                        .await?;
+                }
+                transaction.commit().await
+            })
+        })
+    }
+}
