@@ -3,6 +3,8 @@
 //! ```sh
 //! cargo run --example collection                  # a collection in a temporary folder
 //! cargo run --example collection -- data/users    # that folder (run it twice: logins go up)
+//! # a PostgreSQL table, given a connection string or URL (`.ci/postgres` starts a server):
+//! cargo run --example collection --features postgres -- "$(bash .ci/postgres)"
 //! ```
 //!
 //! It stores a few users, one batch among them, counts logins with `update` (no lost update,
@@ -40,12 +42,44 @@ impl From<UserV1> for User {
 
 fn main() -> Result<(), persist::Error> {
     let temporary = tempfile::tempdir().expect("a temporary directory");
-    let dir = std::env::args()
-        .nth(1)
-        .map_or_else(|| temporary.path().join("users"), PathBuf::from);
-
-    // An entry the first release wrote, still at version 1 on disk.
+    let place = std::env::args().nth(1);
+    let is_database = |place: &str| place.starts_with("postgres") || place.contains("host=");
+    if let Some(config) = place.as_deref().filter(|place| is_database(place)) {
+        return on_postgres(config);
+    }
+    let dir = place.map_or_else(|| temporary.path().join("users"), PathBuf::from);
     let old: Collection<UserV1> = Collection::open(&dir)?;
+    let users: Collection<User> = Collection::open(&dir)?;
+    run(&old, &users)?;
+    println!("stored in {}", dir.display());
+    Ok(())
+}
+
+#[cfg(feature = "postgres")]
+fn on_postgres(config: &str) -> Result<(), persist::Error> {
+    use std::sync::Arc;
+
+    use persist::Options;
+    use persist::backend::Postgres;
+
+    let backend = Arc::new(Postgres::connect(config, "users")?);
+    let old: Collection<UserV1> = Collection::with_backend(backend.clone(), Options::new());
+    let users: Collection<User> = Collection::with_backend(backend, Options::new());
+    run(&old, &users)?;
+    println!("stored in the table users of {config}");
+    Ok(())
+}
+
+#[cfg(not(feature = "postgres"))]
+fn on_postgres(_config: &str) -> Result<(), persist::Error> {
+    eprintln!(
+        "PostgreSQL needs the postgres feature: cargo run --example collection --features postgres -- URL"
+    );
+    std::process::exit(2);
+}
+
+fn run(old: &Collection<UserV1>, users: &Collection<User>) -> Result<(), persist::Error> {
+    // An entry the first release wrote, still at version 1.
     if !old.contains("grace")? {
         old.put(
             "grace",
@@ -55,7 +89,6 @@ fn main() -> Result<(), persist::Error> {
         )?;
     }
 
-    let users: Collection<User> = Collection::open(&dir)?;
     users.put_many([
         (
             "ada",
@@ -96,6 +129,5 @@ fn main() -> Result<(), persist::Error> {
     for (key, user) in users.iter()? {
         println!("{key:>12} -> {:?}", user?);
     }
-    println!("stored in {}", dir.display());
     Ok(())
 }

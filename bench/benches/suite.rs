@@ -11,6 +11,8 @@
 //! cargo bench -- --loads           # only the load rows
 //! cargo bench -- live              # only the rows of Live<T>
 //! cargo bench -- collection        # only the rows of Collection<T> (local directory)
+//! cargo bench -- postgres          # only the rows of Collection<T> on PostgreSQL (a server is
+//!                                  #   started with .ci/postgres unless PERSIST_TEST_POSTGRES is set)
 //! PERSIST_BENCH_KEEP=1 cargo bench # keep the files in target/tmp/persist-bench/data
 //! ```
 //!
@@ -50,6 +52,8 @@ mod collection;
 mod editors;
 #[path = "suite/live.rs"]
 mod live;
+#[path = "suite/postgres.rs"]
+mod postgres;
 
 /// native_model needs its attribute on the type it encodes: a newtype around the same records.
 #[derive(Serialize, Deserialize)]
@@ -1362,6 +1366,10 @@ fn main() {
         let (collection_rows, result) = collection::rows(&data, mode, small);
         rows.extend(collection_rows);
         collection_result = Some(result);
+    }
+
+    if selected("postgres") && !loads_only {
+        rows.extend(postgres::rows(&rt, small));
     }
 
     let mut table = String::from(TABLE_HEAD);

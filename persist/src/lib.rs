@@ -94,6 +94,7 @@
 //! | `tokio` | yes | the `_async` methods: [`load_async`](Persisted::load_async), [`save_async`](Persisted::save_async), [`save_owned_async`](Persisted::save_owned_async), [`update_async`](Persisted::update_async), [`load_or_default_async`](Persisted::load_or_default_async) and their [`Options`] twins; the file work runs on persist's worker threads, so the futures work under any executor. Without it tokio is not a dependency. |
 //! | `live` | yes | [`Live`] ([`Persisted::live`], [`Options::live`]): one value kept in memory, saved on change ([`SavePolicy`]), reloaded when another program edits the file, observable with [`Live::on_change`] (and `subscribe` with `tokio`); adds arc-swap and notify |
 //! | `collection` | yes | [`Collection`]: many values by key on a local directory, in memory ([`backend::Memory`], with injectable faults) or any [`backend::Backend`]; adds sha2 |
+//! | `postgres` | no | `backend::Postgres` and `Collection::postgres`: collections in a PostgreSQL table (tokio-postgres) |
 //! | `cache` | no | [`Options::cache`]: decoded values of a [`Collection`] kept in memory (moka), invalidated by this process's writes |
 //! | `zstd` | no | [`Options::compress`]: zstd compression of the file (builds the zstd C library) |
 //! | `encryption` | no | [`Options::encrypt`] and [`Key`]: XChaCha20-Poly1305 encryption at rest, keys from bytes, an environment variable or a passphrase (Argon2id) |

@@ -4,8 +4,8 @@
 //! BIGINT`, where `version` counts the row's writes and is the entry's [`Tag`]: a conditional
 //! write is an `UPDATE … WHERE version = $tag` (or an `INSERT … ON CONFLICT DO NOTHING`), so
 //! compare-and-swap needs no lock. The backend owns its connections (a small pool, each with
-//! its statements prepared once) and a runtime thread that drives them, so it works from sync
-//! code and from any executor.
+//! its statements prepared once) and a small runtime (two threads) that drives them, so it
+//! works from sync code and from any executor.
 
 use std::future::Future;
 use std::io;
@@ -52,44 +52,37 @@ struct Connection {
     list: Statement,
 }
 
-/// A current-thread tokio runtime driven by a thread of its own until dropped.
+/// The backend's own tokio runtime: two worker threads that drive the connections.
 struct Runtime {
-    handle: tokio::runtime::Handle,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Runtime {
     fn start() -> io::Result<Runtime> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("persist-postgres")
             .enable_all()
             .build()?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("persist-postgres".into())
-            .spawn(move || {
-                runtime.block_on(async {
-                    let _ = stopped.await;
-                });
-            })?;
         Ok(Runtime {
-            handle,
-            stop: Some(stop),
-            thread: Some(thread),
+            runtime: Some(runtime),
         })
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.runtime
+            .as_ref()
+            .map(tokio::runtime::Runtime::handle)
+            .unwrap_or_else(|| unreachable!("the runtime lives as long as the backend"))
     }
 }
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take()
-            && thread.thread().id() != std::thread::current().id()
-        {
-            let _ = thread.join();
+        // Without waiting: the last handle may be dropped on a thread of another runtime,
+        // where a blocking shutdown panics.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }
@@ -188,16 +181,22 @@ impl Postgres {
         Ok(postgres)
     }
 
-    /// Runs `future` on the backend's runtime and waits for it (from any thread, async
-    /// ones included: this is a plain blocking wait, not a nested runtime).
+    /// Runs `future` on the backend's runtime and waits for it: on the calling thread when it
+    /// is not inside a runtime (no hand-off: it sleeps until the connection task answers),
+    /// otherwise on a worker of the backend's runtime, with a plain blocking wait (a nested
+    /// `block_on` would panic there).
     fn block<R: Send + 'static>(&self, future: impl Future<Output = R> + Send + 'static) -> R {
+        let handle = self.inner.runtime.handle();
+        if tokio::runtime::Handle::try_current().is_err() {
+            return handle.block_on(future);
+        }
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-        self.inner.runtime.handle.spawn(async move {
+        handle.spawn(async move {
             let _ = sender.send(future.await);
         });
         receiver
             .recv()
-            .unwrap_or_else(|_| panic!("the PostgreSQL runtime thread of persist stopped"))
+            .unwrap_or_else(|_| panic!("the PostgreSQL runtime of persist stopped"))
     }
 
     /// Runs `work` with one of the pooled connections (connected first if needed); a
@@ -213,7 +212,10 @@ impl Postgres {
             + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        let path = self.locate(name);
+        // The entry's path is built only for an error.
+        let backend = self.clone();
+        let name = name.to_owned();
+        let path = move || backend.locate(&name);
         self.block(async move {
             let slot = &inner.slots[inner.next.fetch_add(1, Ordering::Relaxed) % inner.slots.len()];
             let mut guard = slot.lock().await;
@@ -225,7 +227,7 @@ impl Postgres {
                     inner
                         .connect()
                         .await
-                        .map_err(db_error(path.clone(), IoOp::Open))?,
+                        .map_err(|error| db_error(path(), IoOp::Open)(error))?,
                 );
             }
             let connection = guard.as_mut().expect("connected above");
@@ -233,7 +235,7 @@ impl Postgres {
             if result.is_err() && connection.client.is_closed() {
                 *guard = None;
             }
-            result.map_err(db_error(path, op))
+            result.map_err(|error| db_error(path(), op)(error))
         })
     }
 }
