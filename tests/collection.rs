@@ -554,3 +554,39 @@ fn the_cache_answers_reads_and_forgets_what_this_process_writes() {
     std::thread::sleep(Duration::from_millis(400));
     assert_eq!(cached.get("b").unwrap(), Some(user("changed elsewhere")));
 }
+
+#[test]
+fn clear_removes_the_collection_and_nothing_beside_it() {
+    let root = tempfile::tempdir().unwrap();
+    let alice = root.path().join("alice");
+    let bob = root.path().join("bob");
+    let alices: Collection<User> = Collection::open(&alice).unwrap();
+    let bobs: Collection<User> = Collection::open(&bob).unwrap();
+    for key in ["a", "b", "c"] {
+        alices.update(key, |u| u.logins += 1).unwrap(); // lock files too
+        bobs.put(key, &user(key)).unwrap();
+    }
+    // An old version beside, which leaves a backup when rewritten.
+    let old: Collection<UserV1> = Collection::open(&alice).unwrap();
+    old.put("d", &UserV1 { name: "d".into() }).unwrap();
+    alices.migrate_all().unwrap();
+    // A link inside the collection to a file outside: removed, never followed.
+    let outside = root.path().join("outside.txt");
+    std::fs::write(&outside, "keep me").unwrap();
+    let shard = walk(&alice).into_iter().find(|path| path.is_dir()).unwrap();
+    std::os::unix::fs::symlink(&outside, shard.join("link")).unwrap();
+
+    alices.clear().unwrap();
+    assert_eq!(alices.keys().unwrap(), Vec::<String>::new());
+    assert!(walk(&alice).is_empty(), "{:?}", walk(&alice));
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep me");
+    assert_eq!(bobs.keys().unwrap(), ["a", "b", "c"]);
+    // Usable again.
+    alices.put("e", &user("e")).unwrap();
+    assert_eq!(alices.keys().unwrap(), ["e"]);
+
+    let memory: Collection<User> = Collection::memory();
+    memory.put("x", &user("x")).unwrap();
+    memory.clear().unwrap();
+    assert!(memory.keys().unwrap().is_empty());
+}

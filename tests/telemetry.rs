@@ -342,3 +342,89 @@ fn journal_operations_report_what_they_did() {
         1.0
     );
 }
+
+#[test]
+fn collection_operations_report_what_they_did() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let subscriber = Subscriber::default();
+    let recorder = Recorder::default();
+    tracing::subscriber::with_default(subscriber.clone(), || {
+        tracing::callsite::rebuild_interest_cache();
+        metrics::with_local_recorder(&recorder, || {
+            let states: persist::Collection<AppState> =
+                persist::Collection::open(dir.path()).unwrap();
+            let state = AppState {
+                user: "secret-user-7f3a".into(),
+                ..AppState::default()
+            };
+            states.put("alice", &state).unwrap();
+            states.get("alice").unwrap();
+            states.update("alice", |_| {}).unwrap();
+            states.put_many([("bob", &state)]).unwrap();
+            states.delete("bob").unwrap();
+            states.migrate_all().unwrap();
+            states.clear().unwrap();
+        })
+    });
+    let recorded = subscriber.0.lock().unwrap();
+    let ops: Vec<&str> = recorded
+        .spans
+        .iter()
+        .map(|span| span["op"].as_str())
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "collection_put",
+            "collection_get",
+            "collection_update",
+            "collection_put_many",
+            "collection_delete",
+            "collection_migrate_all",
+            "collection_clear"
+        ]
+    );
+    assert!(
+        recorded.spans[0]["path"].ends_with("alice"),
+        "{:?}",
+        recorded.spans[0]
+    );
+    assert!(recorded.spans[1]["bytes_read"].parse::<u64>().unwrap() > 0);
+    assert_eq!(
+        recorder.value("persist_operations_total,op=collection_get,outcome=ok"),
+        1.0
+    );
+    // Never the data: no field of any span or event holds a value from the state.
+    for fields in recorded.spans.iter().chain(&recorded.events) {
+        for value in fields.values() {
+            assert!(!value.contains("secret-user-7f3a"), "{value}");
+        }
+    }
+}
+
+#[cfg(feature = "cache")]
+#[test]
+fn collection_caches_and_conflicts_are_counted() {
+    let _serial = serial();
+    let recorder = Recorder::default();
+    metrics::with_local_recorder(&recorder, || {
+        let dir = tempfile::tempdir().unwrap();
+        let cached: persist::Collection<AppState> = Options::new()
+            .cache(10, std::time::Duration::from_secs(60))
+            .collection(dir.path())
+            .unwrap();
+        cached.put("a", &AppState::default()).unwrap();
+        cached.get("a").unwrap();
+        cached.get("a").unwrap();
+
+        let store = Arc::new(persist::backend::Memory::new());
+        let memory: persist::Collection<AppState> =
+            persist::Collection::with_backend(store.clone(), Options::new());
+        store.inject(persist::backend::Fault::Conflict { nth: 1 });
+        memory.update("a", |_| {}).unwrap();
+    });
+    assert_eq!(recorder.value("persist_cache_hits_total"), 1.0);
+    assert_eq!(recorder.value("persist_cache_misses_total"), 1.0);
+    assert_eq!(recorder.value("persist_conflicts_total"), 1.0);
+}

@@ -131,6 +131,30 @@ impl Operation {
     }
 }
 
+/// Counts one compare-and-swap that lost to another writer (and is tried again).
+#[cfg(feature = "collection")]
+#[inline]
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+pub(crate) fn conflicted(path: &Path) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(path = %path.display(), "persist: another writer changed the entry first, trying again");
+    #[cfg(feature = "metrics")]
+    metrics::counter!("persist_conflicts_total").increment(1);
+}
+
+/// Counts one read a collection's cache answered (`hit`) or did not.
+#[cfg(feature = "cache")]
+#[inline]
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn cache_read(hit: bool) {
+    #[cfg(feature = "metrics")]
+    if hit {
+        metrics::counter!("persist_cache_hits_total").increment(1);
+    } else {
+        metrics::counter!("persist_cache_misses_total").increment(1);
+    }
+}
+
 /// Counts one retry of an operation that failed with a transient error.
 #[inline]
 #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]

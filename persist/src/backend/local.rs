@@ -299,6 +299,35 @@ impl Backend for Local {
         Ok(())
     }
 
+    /// Removes the shard directories whole: entries with their lock files, backups and
+    /// temporary files. Anything else in the directory stays, and nothing is followed out of
+    /// it (a symbolic link inside is removed, not followed).
+    fn clear(&self) -> Result<(), Error> {
+        let shards = match std::fs::read_dir(&self.dir) {
+            Ok(shards) => shards,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(io_error(&self.dir, IoOp::Read)(error)),
+        };
+        for shard in shards {
+            let shard = shard.map_err(io_error(&self.dir, IoOp::Read))?;
+            let name = shard.file_name();
+            let is_shard = name.len() == 2
+                && name.to_str().is_some_and(|name| {
+                    name.bytes()
+                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                })
+                && shard.file_type().is_ok_and(|kind| kind.is_dir());
+            if is_shard {
+                let path = shard.path();
+                std::fs::remove_dir_all(&path).map_err(io_error(&path, IoOp::Remove))?;
+            }
+        }
+        if self.options.sync_level() != Durability::None {
+            fs::sync_dir(&self.dir).map_err(io_error(&self.dir, IoOp::SyncDir))?;
+        }
+        Ok(())
+    }
+
     /// Under the entry's lock: `change` runs once.
     fn modify(
         &self,

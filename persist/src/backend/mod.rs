@@ -150,6 +150,20 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         Ok(())
     }
 
+    /// Removes every entry. The default deletes what [`list`](Backend::list) returns, one by
+    /// one; the local directory removes its shard directories whole (lock files, backups and
+    /// temporary files included). Entries written while it runs may remain.
+    ///
+    /// # Errors
+    ///
+    /// The first removal that failed; entries before it are gone.
+    fn clear(&self) -> Result<(), Error> {
+        for name in self.list()? {
+            self.delete(&name, &Condition::Always)?;
+        }
+        Ok(())
+    }
+
     /// Reads the entry `name`, lets `change` compute what replaces it, and stores that, as one
     /// atomic step: no other write lands between the read and the write.
     ///
@@ -184,6 +198,7 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
             if let Written::Done(_) = self.put(name, entry, &condition)? {
                 return Ok(());
             }
+            crate::telemetry::conflicted(&self.locate(name));
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(std::time::Duration::from_millis(100));
         }

@@ -27,6 +27,7 @@ pub(crate) trait ValueCache<T>: Send + Sync {
     fn epoch(&self) -> u64;
     fn insert(&self, key: &str, value: &T, epoch: u64);
     fn invalidate(&self, key: &str);
+    fn invalidate_all(&self);
     fn stats(&self) -> CacheStats;
 }
 
@@ -63,6 +64,7 @@ pub(crate) fn new<T: Clone + Send + Sync + 'static>(
 impl<T: Clone + Send + Sync + 'static> ValueCache<T> for Moka<T> {
     fn get(&self, key: &str) -> Option<T> {
         let found = self.values.get(key);
+        crate::telemetry::cache_read(found.is_some());
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -85,6 +87,11 @@ impl<T: Clone + Send + Sync + 'static> ValueCache<T> for Moka<T> {
     fn invalidate(&self, key: &str) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.values.invalidate(key);
+    }
+
+    fn invalidate_all(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.values.invalidate_all();
     }
 
     fn stats(&self) -> CacheStats {

@@ -16,6 +16,9 @@ pub use self::key::MAX_KEY_BYTES;
 #[cfg(feature = "tokio")]
 use crate::Pending;
 use crate::backend::{Backend, Change, Condition, Entry, Local, Memory};
+use crate::telemetry::Facts;
+#[cfg(any(feature = "tracing", feature = "metrics"))]
+use crate::telemetry::Operation;
 use crate::{Error, Options, Persisted};
 
 /// Many values of one type, by key: on a local directory ([`open`](Collection::open)), in
@@ -175,6 +178,33 @@ impl<T: Persisted> Collection<T> {
             .unwrap_or_default()
     }
 
+    /// Runs `work` as the operation `op` on the entry `name`: a span and metrics under the
+    /// telemetry features (the entry's path, the schema version, bytes, outcome; never the
+    /// data), nothing otherwise.
+    fn observed<R>(
+        &self,
+        op: &'static str,
+        name: &str,
+        work: impl FnOnce(&mut Facts) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        let mut facts = Facts {
+            to: Some(T::VERSION),
+            ..Facts::default()
+        };
+        #[cfg(any(feature = "tracing", feature = "metrics"))]
+        {
+            let operation = Operation::start(op, &self.inner.backend.locate(name));
+            let result = operation.in_span(|| work(&mut facts));
+            operation.finish(&result, facts);
+            result
+        }
+        #[cfg(not(any(feature = "tracing", feature = "metrics")))]
+        {
+            let _ = (op, name);
+            work(&mut facts)
+        }
+    }
+
     /// Drops `key`'s cached value after a write by this process.
     fn forget(&self, key: &str) {
         #[cfg(feature = "cache")]
@@ -231,22 +261,25 @@ impl<T: Persisted> Collection<T> {
     pub fn get(&self, key: &str) -> Result<Option<T>, Error> {
         let name = self.name(key)?;
         #[cfg(feature = "cache")]
-        if let Some(cache) = &self.inner.cache {
-            if let Some(value) = cache.get(key) {
-                return Ok(Some(value));
-            }
-            let epoch = cache.epoch();
+        if let Some(cache) = &self.inner.cache
+            && let Some(value) = cache.get(key)
+        {
+            return Ok(Some(value));
+        }
+        self.observed("collection_get", &name, |facts| {
+            #[cfg(feature = "cache")]
+            let epoch = self.inner.cache.as_ref().map(|cache| cache.epoch());
             let Some(stored) = self.inner.backend.get(&name)? else {
                 return Ok(None);
             };
+            facts.read = Some(stored.bytes.len() as u64);
             let value = self.decode(key, &name, &stored.bytes)?;
-            cache.insert(key, &value, epoch);
-            return Ok(Some(value));
-        }
-        match self.inner.backend.get(&name)? {
-            Some(stored) => self.decode(key, &name, &stored.bytes).map(Some),
-            None => Ok(None),
-        }
+            #[cfg(feature = "cache")]
+            if let (Some(cache), Some(epoch)) = (&self.inner.cache, epoch) {
+                cache.insert(key, &value, epoch);
+            }
+            Ok(Some(value))
+        })
     }
 
     /// Whether there is a value under `key` (its bytes are read, not decoded).
@@ -266,14 +299,17 @@ impl<T: Persisted> Collection<T> {
     /// [`Error::InvalidKey`], [`Error::Serialize`] (nothing written) and the backend's errors.
     pub fn put(&self, key: &str, value: &T) -> Result<(), Error> {
         let name = self.name(key)?;
-        let bytes = self.encode(key, &name, value)?;
-        let entry = Entry {
-            bytes: &bytes,
-            version: T::VERSION,
-        };
-        let written = self.inner.backend.put(&name, entry, &Condition::Always);
-        self.forget(key);
-        written.map(|_| ())
+        self.observed("collection_put", &name, |facts| {
+            let bytes = self.encode(key, &name, value)?;
+            facts.written = Some(bytes.len() as u64);
+            let entry = Entry {
+                bytes: &bytes,
+                version: T::VERSION,
+            };
+            let written = self.inner.backend.put(&name, entry, &Condition::Always);
+            self.forget(key);
+            written.map(|_| ())
+        })
     }
 
     /// Stores every `(key, value)` as one durable batch: on the local directory every file is
@@ -310,11 +346,14 @@ impl<T: Persisted> Collection<T> {
                 (name.as_str(), entry)
             })
             .collect();
-        let written = self.inner.backend.put_many(&batch);
-        for (key, _, _) in &encoded {
-            self.forget(key);
-        }
-        written
+        self.observed("collection_put_many", "", |facts| {
+            facts.written = Some(encoded.iter().map(|(_, _, bytes)| bytes.len() as u64).sum());
+            let written = self.inner.backend.put_many(&batch);
+            for (key, _, _) in &encoded {
+                self.forget(key);
+            }
+            written
+        })
     }
 
     /// Read-modify-write of the value under `key` (`T::default()` if there is none): no
@@ -333,25 +372,28 @@ impl<T: Persisted> Collection<T> {
         T: Default,
     {
         let name = self.name(key)?;
-        let mut result = None;
-        let _forget = Forget(self, key);
-        self.inner.backend.modify(&name, &mut |stored| {
-            let mut value = match stored {
-                Some(stored) => self.decode(key, &name, &stored.bytes)?,
-                None => T::default(),
-            };
-            change(&mut value);
-            let bytes = self.encode(key, &name, &value)?;
-            result = Some(value);
-            Ok(Change::Put {
-                bytes,
-                version: T::VERSION,
+        self.observed("collection_update", &name, |facts| {
+            let mut result = None;
+            let _forget = Forget(self, key);
+            self.inner.backend.modify(&name, &mut |stored| {
+                let mut value = match stored {
+                    Some(stored) => self.decode(key, &name, &stored.bytes)?,
+                    None => T::default(),
+                };
+                change(&mut value);
+                let bytes = self.encode(key, &name, &value)?;
+                facts.written = Some(bytes.len() as u64);
+                result = Some(value);
+                Ok(Change::Put {
+                    bytes,
+                    version: T::VERSION,
+                })
+            })?;
+            // `modify` returns Ok only after a `Put` was stored, which set `result`.
+            result.ok_or_else(|| Error::Contended {
+                path: self.inner.backend.locate(&name),
+                attempts: 0,
             })
-        })?;
-        // `modify` returns Ok only after a `Put` was stored, which set `result`.
-        result.ok_or_else(|| Error::Contended {
-            path: self.inner.backend.locate(&name),
-            attempts: 0,
         })
     }
 
@@ -362,9 +404,30 @@ impl<T: Persisted> Collection<T> {
     /// [`Error::InvalidKey`] and the backend's errors.
     pub fn delete(&self, key: &str) -> Result<bool, Error> {
         let name = self.name(key)?;
-        let deleted = self.inner.backend.delete(&name, &Condition::Always);
-        self.forget(key);
-        deleted
+        self.observed("collection_delete", &name, |_| {
+            let deleted = self.inner.backend.delete(&name, &Condition::Always);
+            self.forget(key);
+            deleted
+        })
+    }
+
+    /// Removes every entry (on the local directory with its lock files, backups and stray
+    /// temporary files; nothing outside the collection's directory is touched, and symbolic
+    /// links are removed, never followed). Entries another process writes meanwhile may
+    /// remain.
+    ///
+    /// # Errors
+    ///
+    /// The backend's errors; entries removed before one are gone.
+    pub fn clear(&self) -> Result<(), Error> {
+        self.observed("collection_clear", "", |_| {
+            let cleared = self.inner.backend.clear();
+            #[cfg(feature = "cache")]
+            if let Some(cache) = &self.inner.cache {
+                cache.invalidate_all();
+            }
+            cleared
+        })
     }
 
     /// Every key, sorted. Keys are read from the entry names; a key longer than its name can
@@ -438,6 +501,12 @@ impl<T: Persisted> Collection<T> {
         &self,
         mut progress: impl FnMut(Progress),
     ) -> Result<MigrationReport, Error> {
+        self.observed("collection_migrate_all", "", |_| {
+            self.migrate_names(&mut progress)
+        })
+    }
+
+    fn migrate_names(&self, progress: &mut impl FnMut(Progress)) -> Result<MigrationReport, Error> {
         let names = self.inner.backend.list()?;
         let mut report = MigrationReport {
             total: names.len(),
