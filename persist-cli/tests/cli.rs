@@ -417,3 +417,60 @@ fn an_application_refuses_what_it_cannot_read_and_leaves_it() {
         "sepia"
     );
 }
+
+#[test]
+fn verify_and_show_read_collection_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let users: persist::Collection<Settings> = Options::new()
+        .checksum(true)
+        .collection(dir.path().join("users"))
+        .unwrap();
+    for key in ["alice", "Bob", "a/b"] {
+        users.put(key, &settings()).unwrap();
+    }
+    users.update("alice", |_| {}).unwrap(); // a lock file beside the entry
+    let intact = persist(dir.path(), &["verify", "users"]);
+    assert_eq!(intact.status.code(), Some(0), "{}", transcript(&intact));
+
+    // An entry is a state file: `show` prints it, key member and all.
+    let entry = dir
+        .path()
+        .join("users")
+        .join(format!("{:02x}", crc32c_low("~42ob")))
+        .join("~42ob");
+    let shown = persist(dir.path(), &["show", entry.to_str().unwrap()]);
+    assert_eq!(shown.status.code(), Some(0), "{}", transcript(&shown));
+
+    // A flipped bit in one entry: named, and only that one.
+    let mut bytes = fs::read(&entry).unwrap();
+    let at = bytes.windows(4).position(|w| w == b"dark").unwrap();
+    bytes[at] = b'D';
+    fs::write(&entry, bytes).unwrap();
+    let damaged = persist(dir.path(), &["verify", "users"]);
+    assert_eq!(damaged.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&damaged.stdout).into_owned()
+        + &String::from_utf8_lossy(&damaged.stderr);
+    assert!(report.contains("~42ob"), "{report}");
+    assert_eq!(
+        report.lines().filter(|line| line.contains("users")).count(),
+        1,
+        "{report}"
+    );
+}
+
+/// The shard of an entry name: the low byte of its CRC-32C (FORMAT.md, section 5).
+fn crc32c_low(name: &str) -> u32 {
+    // CRC-32C, bit by bit (reflected polynomial 0x82F63B78).
+    let mut crc = !0u32;
+    for byte in name.bytes() {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc & 0xff
+}
