@@ -40,6 +40,10 @@ enum State<T, E> {
         path: PathBuf,
         result: oneshot::Receiver<std::thread::Result<Result<T, E>>>,
     },
+    /// An operation that is async by nature (a collection's network backend), polled on the
+    /// caller's executor.
+    #[cfg(feature = "collection")]
+    Native(Pin<Box<dyn Future<Output = Result<T, E>> + Send>>),
     Failed(E),
     Finished,
 }
@@ -52,6 +56,15 @@ impl<T: Send + 'static, E: From<Error> + Send + 'static> Pending<T, E> {
         let work = Box::new(work);
         Pending {
             state: State::Start { path, work },
+        }
+    }
+
+    /// A future that runs `future` itself, on the caller's executor, instead of handing work
+    /// to a worker thread.
+    #[cfg(feature = "collection")]
+    pub(crate) fn native(future: impl Future<Output = Result<T, E>> + Send + 'static) -> Self {
+        Pending {
+            state: State::Native(Box::pin(future)),
         }
     }
 
@@ -103,6 +116,16 @@ impl<T: Send + 'static, E: From<Error> + Send + 'static> Future for Pending<T, E
                         .into())),
                     };
                 }
+                #[cfg(feature = "collection")]
+                State::Native(mut future) => {
+                    return match future.as_mut().poll(cx) {
+                        Poll::Pending => {
+                            self.state = State::Native(future);
+                            Poll::Pending
+                        }
+                        ready => ready,
+                    };
+                }
                 State::Failed(error) => return Poll::Ready(Err(error)),
                 State::Finished => panic!("`persist::Pending` polled after it completed"),
             }
@@ -115,6 +138,8 @@ impl<T, E> fmt::Debug for Pending<T, E> {
         let state = match &self.state {
             State::Start { .. } => "not started",
             State::Running { .. } => "running",
+            #[cfg(feature = "collection")]
+            State::Native(_) => "running",
             State::Failed(_) => "failed",
             State::Finished => "finished",
         };

@@ -150,6 +150,28 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         Ok(())
     }
 
+    /// [`get`](Backend::get) as a future that runs on the caller's executor, for a store whose
+    /// client is async by nature (a database driver): the collection's `get_async` then
+    /// awaits it instead of blocking a worker thread. `None`, the default, means the store has
+    /// no such form, and `get_async` runs [`get`](Backend::get) on persist's worker threads.
+    fn get_native(&self, name: &str) -> Option<BackendFuture<Option<Stored>>> {
+        let _ = name;
+        None
+    }
+
+    /// [`put`](Backend::put) as a future on the caller's executor; see
+    /// [`get_native`](Backend::get_native).
+    fn put_native(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        version: u32,
+        condition: Condition,
+    ) -> Option<BackendFuture<Written>> {
+        let _ = (name, bytes, version, condition);
+        None
+    }
+
     /// Removes every entry. The default deletes what [`list`](Backend::list) returns, one by
     /// one; the local directory removes its shard directories whole (lock files, backups and
     /// temporary files included). Entries written while it runs may remain.
@@ -208,6 +230,11 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         })
     }
 }
+
+/// The future of a backend's native async operation ([`Backend::get_native`],
+/// [`Backend::put_native`]).
+pub type BackendFuture<R> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<R, Error>> + Send>>;
 
 /// How many times the default [`Backend::modify`] tries before [`Error::Contended`].
 pub const MODIFY_ATTEMPTS: u32 = 16;

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio_postgres::{Client, NoTls, Statement};
 
-use super::{Backend, Condition, Entry, Stored, Tag, Written};
+use super::{Backend, BackendFuture, Condition, Entry, Stored, Tag, Written};
 use crate::Error;
 use crate::error::IoOp;
 
@@ -35,7 +35,9 @@ struct Inner {
     table: String,
     /// `postgres://host:port/database/table`, for errors.
     label: String,
-    slots: Vec<tokio::sync::Mutex<Option<Connection>>>,
+    /// Each connection is shared by the queries that use it at once (tokio-postgres pipelines
+    /// them) and taken whole by a transaction or a reconnection.
+    slots: Vec<tokio::sync::RwLock<Option<Connection>>>,
     next: AtomicUsize,
     runtime: Runtime,
 }
@@ -170,7 +172,7 @@ impl Postgres {
                 table: quote_identifier(table),
                 label,
                 slots: (0..connections.max(1))
-                    .map(|_| tokio::sync::Mutex::new(None))
+                    .map(|_| tokio::sync::RwLock::new(None))
                     .collect(),
                 next: AtomicUsize::new(0),
                 runtime,
@@ -199,51 +201,148 @@ impl Postgres {
             .unwrap_or_else(|_| panic!("the PostgreSQL runtime of persist stopped"))
     }
 
-    /// Runs `work` with one of the pooled connections (connected first if needed); a
-    /// connection that failed is dropped, and the next use connects again.
+    /// Runs `work` with one of the pooled connections (connected first if needed), waiting
+    /// for it; see [`on_connection`](Postgres::on_connection).
     fn with_connection<R, F>(&self, name: &str, op: IoOp, work: F) -> Result<R, Error>
     where
         R: Send + 'static,
-        F: for<'c> FnOnce(
-                &'c mut Connection,
-            ) -> std::pin::Pin<
-                Box<dyn Future<Output = Result<R, tokio_postgres::Error>> + Send + 'c>,
-            > + Send
-            + 'static,
+        F: for<'c> FnOnce(&'c Connection) -> Query<'c, R> + Send + 'static,
+    {
+        self.block(self.on_connection(name, op, work))
+    }
+
+    /// The future of `work` on one of the pooled connections, shared with other queries
+    /// (connected first if needed); a connection that failed is dropped, and the next use
+    /// connects again. It runs on any executor: the connections are driven by the backend's
+    /// own runtime.
+    fn on_connection<R, F>(
+        &self,
+        name: &str,
+        op: IoOp,
+        work: F,
+    ) -> impl Future<Output = Result<R, Error>> + Send + 'static
+    where
+        R: Send + 'static,
+        F: for<'c> FnOnce(&'c Connection) -> Query<'c, R> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
         // The entry's path is built only for an error.
         let backend = self.clone();
         let name = name.to_owned();
         let path = move || backend.locate(&name);
-        self.block(async move {
+        async move {
             let slot = &inner.slots[inner.next.fetch_add(1, Ordering::Relaxed) % inner.slots.len()];
-            let mut guard = slot.lock().await;
-            if guard
-                .as_ref()
-                .is_none_or(|connection| connection.client.is_closed())
-            {
-                *guard = Some(
-                    inner
-                        .connect()
-                        .await
-                        .map_err(|error| db_error(path(), IoOp::Open)(error))?,
-                );
-            }
-            let connection = guard.as_mut().expect("connected above");
+            let guard = inner
+                .connected(slot)
+                .await
+                .map_err(|error| db_error(path(), IoOp::Open)(error))?;
+            let connection = guard.as_ref().expect("connected");
             let result = work(connection).await;
-            if result.is_err() && connection.client.is_closed() {
-                *guard = None;
+            let closed = result.is_err() && connection.client.is_closed();
+            drop(guard);
+            if closed {
+                // The next use connects again.
+                let mut slot = slot.write().await;
+                if slot
+                    .as_ref()
+                    .is_some_and(|connection| connection.client.is_closed())
+                {
+                    *slot = None;
+                }
             }
             result.map_err(|error| db_error(path(), op)(error))
-        })
+        }
     }
 }
 
+/// The future of one piece of work on a connection.
+type Query<'c, R> =
+    std::pin::Pin<Box<dyn Future<Output = Result<R, tokio_postgres::Error>> + Send + 'c>>;
+
+/// Reads the entry `key` on `connection`.
+fn get_query(connection: &Connection, key: String) -> Query<'_, Option<Stored>> {
+    Box::pin(async move {
+        let row = connection
+            .client
+            .query_opt(&connection.get, &[&key])
+            .await?;
+        Ok(row.map(|row| Stored {
+            bytes: row.get(0),
+            tag: Tag::new(row.get::<_, i64>(1).to_string()),
+        }))
+    })
+}
+
+/// Writes the entry `key` on `connection` if `condition` holds.
+fn put_query(
+    connection: &Connection,
+    key: String,
+    bytes: Vec<u8>,
+    version: u32,
+    condition: Condition,
+) -> Query<'_, Written> {
+    let schema = i32::try_from(version).unwrap_or(i32::MAX);
+    Box::pin(async move {
+        let row = match &condition {
+            Condition::Always => {
+                connection
+                    .client
+                    .query_opt(&connection.upsert, &[&key, &bytes, &schema])
+                    .await?
+            }
+            Condition::Absent => {
+                connection
+                    .client
+                    .query_opt(&connection.insert, &[&key, &bytes, &schema])
+                    .await?
+            }
+            Condition::Matches(tag) => match version_of(tag) {
+                Some(expected) => {
+                    connection
+                        .client
+                        .query_opt(&connection.update_if, &[&key, &bytes, &schema, &expected])
+                        .await?
+                }
+                None => None,
+            },
+        };
+        Ok(match row {
+            Some(row) => Written::Done(Tag::new(row.get::<_, i64>(0).to_string())),
+            None => Written::Conflict,
+        })
+    })
+}
+
 impl Inner {
+    /// A shared hold on the connection of `slot`, connecting it first if it has none (or a
+    /// closed one).
+    async fn connected<'s>(
+        &self,
+        slot: &'s tokio::sync::RwLock<Option<Connection>>,
+    ) -> Result<tokio::sync::RwLockReadGuard<'s, Option<Connection>>, tokio_postgres::Error> {
+        {
+            let shared = slot.read().await;
+            if shared
+                .as_ref()
+                .is_some_and(|connection| !connection.client.is_closed())
+            {
+                return Ok(shared);
+            }
+        }
+        let mut exclusive = slot.write().await;
+        if exclusive
+            .as_ref()
+            .is_none_or(|connection| connection.client.is_closed())
+        {
+            *exclusive = Some(self.connect().await?);
+        }
+        Ok(exclusive.downgrade())
+    }
+
     async fn connect(&self) -> Result<Connection, tokio_postgres::Error> {
         let (client, connection) = self.config.connect(NoTls).await?;
-        tokio::spawn(async move {
+        // Driven by the backend's runtime, whichever executor this runs on.
+        self.runtime.handle().spawn(async move {
             let _ = connection.await;
         });
         let table = &self.table;
@@ -300,7 +399,7 @@ impl Inner {
             .connect(NoTls)
             .await
             .map_err(db_error(path.clone(), IoOp::Open))?;
-        tokio::spawn(async move {
+        self.runtime.handle().spawn(async move {
             let _ = connection.await;
         });
         let create = format!(
@@ -337,57 +436,40 @@ impl Backend for Postgres {
     fn get(&self, name: &str) -> Result<Option<Stored>, Error> {
         let key = name.to_owned();
         self.with_connection(name, IoOp::Read, move |connection| {
-            Box::pin(async move {
-                let row = connection
-                    .client
-                    .query_opt(&connection.get, &[&key])
-                    .await?;
-                Ok(row.map(|row| Stored {
-                    bytes: row.get(0),
-                    tag: Tag::new(row.get::<_, i64>(1).to_string()),
-                }))
-            })
+            get_query(connection, key)
         })
+    }
+
+    fn get_native(&self, name: &str) -> Option<BackendFuture<Option<Stored>>> {
+        let key = name.to_owned();
+        Some(Box::pin(self.on_connection(
+            name,
+            IoOp::Read,
+            move |connection| get_query(connection, key),
+        )))
     }
 
     fn put(&self, name: &str, entry: Entry<'_>, condition: &Condition) -> Result<Written, Error> {
         let (key, bytes, version) = (name.to_owned(), entry.bytes.to_vec(), entry.version);
-        let schema = i32::try_from(version).unwrap_or(i32::MAX);
         let condition = condition.clone();
         self.with_connection(name, IoOp::Write, move |connection| {
-            Box::pin(async move {
-                let row = match &condition {
-                    Condition::Always => {
-                        connection
-                            .client
-                            .query_opt(&connection.upsert, &[&key, &bytes, &schema])
-                            .await?
-                    }
-                    Condition::Absent => {
-                        connection
-                            .client
-                            .query_opt(&connection.insert, &[&key, &bytes, &schema])
-                            .await?
-                    }
-                    Condition::Matches(tag) => match version_of(tag) {
-                        Some(expected) => {
-                            connection
-                                .client
-                                .query_opt(
-                                    &connection.update_if,
-                                    &[&key, &bytes, &schema, &expected],
-                                )
-                                .await?
-                        }
-                        None => None,
-                    },
-                };
-                Ok(match row {
-                    Some(row) => Written::Done(Tag::new(row.get::<_, i64>(0).to_string())),
-                    None => Written::Conflict,
-                })
-            })
+            put_query(connection, key, bytes, version, condition)
         })
+    }
+
+    fn put_native(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        version: u32,
+        condition: Condition,
+    ) -> Option<BackendFuture<Written>> {
+        let key = name.to_owned();
+        Some(Box::pin(self.on_connection(
+            name,
+            IoOp::Write,
+            move |connection| put_query(connection, key, bytes, version, condition),
+        )))
     }
 
     fn delete(&self, name: &str, condition: &Condition) -> Result<bool, Error> {
@@ -436,16 +518,36 @@ impl Backend for Postgres {
                 ((*name).to_owned(), entry.bytes.to_vec(), schema)
             })
             .collect();
-        self.with_connection("", IoOp::Write, move |connection| {
-            Box::pin(async move {
-                let transaction = connection.client.transaction().await?;
+        let inner = Arc::clone(&self.inner);
+        let path = self.root();
+        self.block(async move {
+            let slot = &inner.slots[inner.next.fetch_add(1, Ordering::Relaxed) % inner.slots.len()];
+            // The whole connection: no other query may land inside the transaction.
+            let mut guard = slot.write().await;
+            if guard
+                .as_ref()
+                .is_none_or(|connection| connection.client.is_closed())
+            {
+                *guard = Some(
+                    inner
+                        .connect()
+                        .await
+                        .map_err(db_error(path.clone(), IoOp::Open))?,
+                );
+            }
+            let Connection { client, upsert, .. } = guard.as_mut().expect("connected above");
+            let result = async {
+                let transaction = client.transaction().await?;
                 for (key, bytes, schema) in &rows {
-                    transaction
-                        .execute(&connection.upsert, &[key, bytes, schema])
-                        .await?;
+                    transaction.execute(&*upsert, &[key, bytes, schema]).await?;
                 }
                 transaction.commit().await
-            })
+            }
+            .await;
+            if result.is_err() && client.is_closed() {
+                *guard = None;
+            }
+            result.map_err(db_error(path, IoOp::Write))
         })
     }
 }

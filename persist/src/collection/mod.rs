@@ -591,23 +591,70 @@ impl<T: Persisted + Send + 'static> Collection<T> {
         Pending::new(self.inner.location.clone(), move |_| work(&collection))
     }
 
-    /// [`get`](Collection::get) on persist's worker threads.
+    /// [`get`](Collection::get) on persist's worker threads, or awaited on the caller's executor
+    /// where the store is async by nature ([`Backend::get_native`]; not with a cache).
     ///
     /// # Errors
     ///
     /// See [`get`](Collection::get).
-    pub fn get_async(&self, key: impl Into<String>) -> Pending<Option<T>> {
+    pub fn get_async(&self, key: impl Into<String>) -> Pending<Option<T>>
+    where
+        T: Sync,
+    {
         let key = key.into();
+        let name = match self.name(&key) {
+            Ok(name) => name,
+            Err(error) => return Pending::failed(error),
+        };
+        #[cfg(feature = "cache")]
+        let cached = self.inner.cache.is_some();
+        #[cfg(not(feature = "cache"))]
+        let cached = false;
+        // A store that is async by nature is awaited here; with a cache, the sync path keeps
+        // its bookkeeping in one place.
+        if !cached && let Some(stored) = self.inner.backend.get_native(&name) {
+            let collection = self.clone();
+            return Pending::native(async move {
+                match stored.await? {
+                    Some(stored) => collection.decode(&key, &name, &stored.bytes).map(Some),
+                    None => Ok(None),
+                }
+            });
+        }
         self.run(move |collection| collection.get(&key))
     }
 
-    /// [`put`](Collection::put) on persist's worker threads, with the value handed over.
+    /// [`put`](Collection::put) on persist's worker threads (awaited on the caller's executor
+    /// where the store is async by nature), with the value handed over.
     ///
     /// # Errors
     ///
     /// See [`put`](Collection::put).
-    pub fn put_async(&self, key: impl Into<String>, value: T) -> Pending<()> {
+    pub fn put_async(&self, key: impl Into<String>, value: T) -> Pending<()>
+    where
+        T: Sync,
+    {
         let key = key.into();
+        let name = match self.name(&key) {
+            Ok(name) => name,
+            Err(error) => return Pending::failed(error),
+        };
+        let bytes = match self.encode(&key, &name, &value) {
+            Ok(bytes) => bytes,
+            Err(error) => return Pending::failed(error),
+        };
+        if let Some(written) =
+            self.inner
+                .backend
+                .put_native(&name, bytes.clone(), T::VERSION, Condition::Always)
+        {
+            let collection = self.clone();
+            return Pending::native(async move {
+                let written = written.await;
+                collection.forget(&key);
+                written.map(|_| ())
+            });
+        }
         self.run(move |collection| collection.put(&key, &value))
     }
 
