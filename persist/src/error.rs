@@ -172,8 +172,9 @@ pub enum Error {
     },
 
     /// A compare-and-swap kept failing: other writers changed the entry before each of
-    /// `attempts` writes (a [`Collection::update`](crate::Collection::update) on a backend
-    /// without locks). Nothing was written.
+    /// `attempts` writes, for the whole [`lock_timeout`](crate::Options::lock_timeout) (a
+    /// [`Collection::update`](crate::Collection::update) on a backend without locks). Nothing
+    /// was written.
     Contended {
         /// The entry.
         path: PathBuf,

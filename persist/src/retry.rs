@@ -50,6 +50,16 @@ impl Retry {
     }
 }
 
+/// A random wait between zero and `ceiling` ("full jitter"): what writers that lost a
+/// compare-and-swap to each other sleep before trying again, so that they spread out instead of
+/// colliding again in step.
+#[cfg(feature = "collection")]
+pub(crate) fn full_jitter(ceiling: Duration) -> Duration {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(ceiling.as_nanos() as u64);
+    ceiling.mul_f64((hasher.finish() % 10_000) as f64 / 10_000.0)
+}
+
 impl Error {
     /// Whether the failure may go away by itself, so that trying again makes sense: an
     /// interrupted or busy system call (EINTR, EAGAIN, EBUSY, ETXTBSY), a stale NFS handle

@@ -328,24 +328,26 @@ impl Backend for Local {
         Ok(())
     }
 
-    /// Under the entry's lock: `change` runs once.
+    /// Under the entry's lock: `change` runs once, and there is never a conflict.
     fn modify(
         &self,
         name: &str,
         change: &mut dyn FnMut(Option<&Stored>) -> Result<Change, Error>,
-    ) -> Result<(), Error> {
+    ) -> Result<Written, Error> {
         let path = self.path(name);
         let _lock = self.lock_entry(&path)?;
         let stored = self.get(name)?;
         match change(stored.as_ref())? {
-            Change::Keep => Ok(()),
+            Change::Keep => Ok(Written::Done(
+                stored.map_or_else(|| Tag::new(""), |stored| stored.tag),
+            )),
             Change::Put { bytes, version } => {
                 let entry = Entry {
                     bytes: &bytes,
                     version,
                 };
                 self.write(&path, entry, self.options.sync_level())
-                    .map(|_| ())
+                    .map(Written::Done)
             }
         }
     }

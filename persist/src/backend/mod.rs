@@ -9,7 +9,7 @@
 //!
 //! Implement [`Backend`] to put a collection on another store; [`Memory`] is the in-process one
 //! (with injectable faults, for tests), [`Local`] a directory of files, and with the
-//! `postgres` feature `Postgres` a table.
+//! `postgres` feature `Postgres` a table, with the `s3` feature `S3` an object store prefix.
 //!
 //! [FORMAT.md]: https://github.com/persist-rs/persist/blob/main/FORMAT.md
 
@@ -17,6 +17,8 @@ mod local;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "s3")]
+mod s3;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -25,7 +27,12 @@ pub use self::local::Local;
 pub use self::memory::{Fault, Memory};
 #[cfg(feature = "postgres")]
 pub use self::postgres::{DEFAULT_CONNECTIONS, Postgres};
+#[cfg(feature = "s3")]
+pub use self::s3::S3;
 use crate::Error;
+/// The `object_store` crate the [`S3`] backend takes its stores from (feature `s3`).
+#[cfg(feature = "s3")]
+pub use object_store;
 
 /// The version of a stored entry as the store tells it (a file's identity, a row version, an
 /// ETag): equal tags mean an unchanged entry. Opaque to the collection.
@@ -186,48 +193,40 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         Ok(())
     }
 
-    /// Reads the entry `name`, lets `change` compute what replaces it, and stores that, as one
-    /// atomic step: no other write lands between the read and the write.
+    /// Reads the entry `name`, lets `change` compute what replaces it, and stores that if no
+    /// other write landed in between: [`Written::Conflict`] (nothing stored) when one did.
     ///
-    /// The default is optimistic: read with the tag, put if the tag still matches, and on a
-    /// conflict read and call `change` again, up to [`MODIFY_ATTEMPTS`] times with a backoff
-    /// (1 ms doubling to 100 ms), then [`Error::Contended`]. A store with locks may hold one
-    /// instead and call `change` once (the local directory holds the entry's lock file).
+    /// The default is one optimistic attempt: read with the tag, put if the tag still matches
+    /// (or the entry is still absent). The collection calls it again on a conflict, with a
+    /// random backoff, until [`Options::lock_timeout`](crate::Options::lock_timeout) has
+    /// passed. A store with locks may hold one instead and never conflict (the local
+    /// directory holds the entry's lock file).
     ///
     /// # Errors
     ///
-    /// `change`'s error (nothing is written), the store's, or [`Error::Contended`].
+    /// `change`'s error (nothing is written) and the store's.
     fn modify(
         &self,
         name: &str,
         change: &mut dyn FnMut(Option<&Stored>) -> Result<Change, Error>,
-    ) -> Result<(), Error> {
-        let mut backoff = std::time::Duration::from_millis(1);
-        for _ in 0..MODIFY_ATTEMPTS {
-            let stored = self.get(name)?;
-            let condition = match &stored {
-                Some(stored) => Condition::Matches(stored.tag.clone()),
-                None => Condition::Absent,
-            };
-            let (bytes, version) = match change(stored.as_ref())? {
-                Change::Keep => return Ok(()),
-                Change::Put { bytes, version } => (bytes, version),
-            };
-            let entry = Entry {
-                bytes: &bytes,
-                version,
-            };
-            if let Written::Done(_) = self.put(name, entry, &condition)? {
-                return Ok(());
+    ) -> Result<Written, Error> {
+        let stored = self.get(name)?;
+        let condition = match &stored {
+            Some(stored) => Condition::Matches(stored.tag.clone()),
+            None => Condition::Absent,
+        };
+        match change(stored.as_ref())? {
+            Change::Keep => Ok(Written::Done(
+                stored.map_or_else(|| Tag::new(""), |stored| stored.tag),
+            )),
+            Change::Put { bytes, version } => {
+                let entry = Entry {
+                    bytes: &bytes,
+                    version,
+                };
+                self.put(name, entry, &condition)
             }
-            crate::telemetry::conflicted(&self.locate(name));
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(std::time::Duration::from_millis(100));
         }
-        Err(Error::Contended {
-            path: self.locate(name),
-            attempts: MODIFY_ATTEMPTS,
-        })
     }
 }
 
@@ -235,9 +234,6 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 /// [`Backend::put_native`]).
 pub type BackendFuture<R> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<R, Error>> + Send>>;
-
-/// How many times the default [`Backend::modify`] tries before [`Error::Contended`].
-pub const MODIFY_ATTEMPTS: u32 = 16;
 
 /// What replaces an entry in [`Backend::modify`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 pub use self::key::MAX_KEY_BYTES;
 #[cfg(feature = "tokio")]
 use crate::Pending;
-use crate::backend::{Backend, Change, Condition, Entry, Local, Memory};
+use crate::backend::{Backend, Change, Condition, Entry, Local, Memory, Written};
 use crate::telemetry::Facts;
 #[cfg(any(feature = "tracing", feature = "metrics"))]
 use crate::telemetry::Operation;
@@ -143,6 +143,22 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
         ))
     }
 
+    /// A collection in the objects under `prefix` (such as `users/`) of `store` (S3 or any
+    /// `object_store` store), with the default [`Options`]; see
+    /// [`backend::S3`](crate::backend::S3).
+    ///
+    /// # Errors
+    ///
+    /// See [`S3::new`](crate::backend::S3::new).
+    #[cfg(feature = "s3")]
+    pub async fn s3(
+        store: Arc<dyn crate::backend::object_store::ObjectStore>,
+        prefix: &str,
+    ) -> Result<Self, Error> {
+        let backend = crate::backend::S3::new(store, prefix)?;
+        Ok(Collection::with_backend(Arc::new(backend), Options::new()))
+    }
+
     /// A collection in memory, for tests; see [`Memory`] for injecting faults.
     pub fn memory() -> Self {
         Collection::with_backend(Arc::new(Memory::new()), Options::new())
@@ -202,6 +218,35 @@ impl<T: Persisted> Collection<T> {
         {
             let _ = (op, name);
             work(&mut facts)
+        }
+    }
+
+    /// [`Backend::modify`] until no other writer gets in between: after a conflict, a random
+    /// wait (up to 1 ms, doubling to 100 ms) and another attempt, for as long as
+    /// [`Options::lock_timeout`] allows (a lock timeout of `None` tries forever).
+    fn modify(
+        &self,
+        name: &str,
+        change: &mut dyn FnMut(Option<&crate::backend::Stored>) -> Result<Change, Error>,
+    ) -> Result<(), Error> {
+        let started = std::time::Instant::now();
+        let patience = self.inner.options.lock_wait();
+        let mut backoff = std::time::Duration::from_millis(1);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            if let Written::Done(_) = self.inner.backend.modify(name, change)? {
+                return Ok(());
+            }
+            crate::telemetry::conflicted(&self.inner.backend.locate(name));
+            if patience.is_some_and(|patience| started.elapsed() >= patience) {
+                return Err(Error::Contended {
+                    path: self.inner.backend.locate(name),
+                    attempts,
+                });
+            }
+            std::thread::sleep(crate::retry::full_jitter(backoff));
+            backoff = (backoff * 2).min(std::time::Duration::from_millis(100));
         }
     }
 
@@ -360,13 +405,14 @@ impl<T: Persisted> Collection<T> {
     /// concurrent change is lost. On the local directory it runs under the entry's lock file,
     /// shared with other processes; on a backend without locks it is a compare-and-swap,
     /// retried with a backoff, so `change` may run more than once (on a fresh value each
-    /// time). Returns the stored value.
+    /// time) until it wins, for up to [`Options::lock_timeout`] (30 s by default). Returns the
+    /// stored value.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidKey`], the errors of [`get`](Collection::get) (nothing is written over
     /// an entry that does not load) and [`put`](Collection::put), and [`Error::Contended`]
-    /// when other writers won every attempt.
+    /// when other writers won every attempt for the whole lock timeout.
     pub fn update(&self, key: &str, mut change: impl FnMut(&mut T)) -> Result<T, Error>
     where
         T: Default,
@@ -375,7 +421,7 @@ impl<T: Persisted> Collection<T> {
         self.observed("collection_update", &name, |facts| {
             let mut result = None;
             let _forget = Forget(self, key);
-            self.inner.backend.modify(&name, &mut |stored| {
+            self.modify(&name, &mut |stored| {
                 let mut value = match stored {
                     Some(stored) => self.decode(key, &name, &stored.bytes)?,
                     None => T::default(),
@@ -390,10 +436,7 @@ impl<T: Persisted> Collection<T> {
                 })
             })?;
             // `modify` returns Ok only after a `Put` was stored, which set `result`.
-            result.ok_or_else(|| Error::Contended {
-                path: self.inner.backend.locate(&name),
-                attempts: 0,
-            })
+            Ok(result.unwrap_or_else(|| unreachable!("an update always puts")))
         })
     }
 
@@ -533,7 +576,7 @@ impl<T: Persisted> Collection<T> {
         let path = self.inner.backend.locate(name);
         let mut key_seen = key::key_of(name);
         let mut rewritten = false;
-        let outcome = self.inner.backend.modify(name, &mut |stored| {
+        let outcome = self.modify(name, &mut |stored| {
             rewritten = false;
             let Some(stored) = stored else {
                 return Ok(Change::Keep); // removed meanwhile

@@ -1,0 +1,319 @@
+//! A collection in object storage (feature `s3`): S3 and the stores compatible with it, or any
+//! other `object_store` implementation, through the `object_store` crate.
+//!
+//! One object per entry, `<prefix><name>` (object_store writes the name's `~` as `%7E`). The object's ETag is the entry's [`Tag`]: a
+//! conditional write is a PUT with `If-None-Match: *` (absent) or `If-Match: <etag>` (the
+//! store's compare-and-swap; on S3 set `S3ConditionalPut::ETagMatch`, the default of
+//! `AmazonS3Builder`), so update and migrate_all need no lock. The backend runs the requests on
+//! a small runtime of its own (two threads), so it works from sync code and from any executor.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, UpdateVersion};
+
+use super::{Backend, BackendFuture, Condition, Entry, Stored, Tag, Written};
+use crate::Error;
+use crate::error::IoOp;
+
+/// An object store prefix as a [`Backend`]; [`Collection::s3`](crate::Collection::s3) opens a
+/// collection on one.
+#[derive(Clone)]
+pub struct S3 {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn ObjectStore>,
+    /// Prepended to each entry name: `users/`, or empty.
+    prefix: String,
+    /// `<store>/<prefix>`, for errors.
+    label: String,
+    /// Always `Some` until dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Inner {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.runtime
+            .as_ref()
+            .map(tokio::runtime::Runtime::handle)
+            .unwrap_or_else(|| unreachable!("the runtime lives as long as the backend"))
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Without waiting: the last handle may be dropped on a thread of another runtime,
+        // where a blocking shutdown panics.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl std::fmt::Debug for S3 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3").field("at", &self.inner.label).finish()
+    }
+}
+
+/// An object store error as persist's: [`Error::Io`] naming the entry.
+fn store_error(path: PathBuf, op: IoOp) -> impl FnOnce(object_store::Error) -> Error {
+    move |error| Error::Io {
+        path,
+        op,
+        source: io::Error::other(format!("object store: {error}")),
+    }
+}
+
+impl S3 {
+    /// The entries under `prefix` (such as `users/`; empty for the whole bucket) of `store`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] with [`IoOp::BlockingTask`] if the backend's threads could not start.
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<S3, Error> {
+        let label = format!("{store}/{prefix}");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("persist-s3")
+            .enable_all()
+            .build()
+            .map_err(|source| Error::Io {
+                path: PathBuf::from(&label),
+                op: IoOp::BlockingTask,
+                source,
+            })?;
+        Ok(S3 {
+            inner: Arc::new(Inner {
+                store,
+                prefix: prefix.to_owned(),
+                label,
+                runtime: Some(runtime),
+            }),
+        })
+    }
+
+    fn object(&self, name: &str) -> ObjectPath {
+        ObjectPath::from(format!("{}{name}", self.inner.prefix))
+    }
+
+    /// Runs `future` on the backend's runtime and waits for it (on the calling thread outside
+    /// any runtime; with a plain blocking wait inside one).
+    fn block<R: Send + 'static>(
+        &self,
+        future: impl std::future::Future<Output = R> + Send + 'static,
+    ) -> R {
+        let handle = self.inner.handle();
+        if tokio::runtime::Handle::try_current().is_err() {
+            return handle.block_on(future);
+        }
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        handle.spawn(async move {
+            let _ = sender.send(future.await);
+        });
+        receiver
+            .recv()
+            .unwrap_or_else(|_| panic!("the object store runtime of persist stopped"))
+    }
+
+    /// The future of a read, to run on the backend's runtime (the HTTP client needs it).
+    fn get_future(
+        &self,
+        name: &str,
+    ) -> impl std::future::Future<Output = Result<Option<Stored>, Error>> + Send + 'static {
+        let (store, object, path) = (
+            Arc::clone(&self.inner.store),
+            self.object(name),
+            self.locate(name),
+        );
+        async move {
+            let result = match store.get(&object).await {
+                Ok(result) => result,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(error) => return Err(store_error(path, IoOp::Read)(error)),
+            };
+            let tag = result.meta.e_tag.clone().unwrap_or_default();
+            let bytes = result
+                .bytes()
+                .await
+                .map_err(store_error(path, IoOp::Read))?;
+            Ok(Some(Stored {
+                bytes: bytes.to_vec(),
+                tag: Tag::new(tag),
+            }))
+        }
+    }
+
+    /// The future of a conditional write.
+    fn put_future(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        condition: Condition,
+    ) -> impl std::future::Future<Output = Result<Written, Error>> + Send + 'static {
+        let (store, object, path) = (
+            Arc::clone(&self.inner.store),
+            self.object(name),
+            self.locate(name),
+        );
+        async move {
+            let mode = match condition {
+                Condition::Always => PutMode::Overwrite,
+                Condition::Absent => PutMode::Create,
+                Condition::Matches(tag) => PutMode::Update(UpdateVersion {
+                    e_tag: Some(tag.as_str().to_owned()),
+                    version: None,
+                }),
+            };
+            let options = PutOptions {
+                mode,
+                ..PutOptions::default()
+            };
+            match store
+                .put_opts(&object, PutPayload::from(bytes), options)
+                .await
+            {
+                Ok(result) => Ok(Written::Done(Tag::new(result.e_tag.unwrap_or_default()))),
+                Err(
+                    object_store::Error::AlreadyExists { .. }
+                    | object_store::Error::Precondition { .. },
+                ) => Ok(Written::Conflict),
+                Err(error) => Err(store_error(path, IoOp::Write)(error)),
+            }
+        }
+    }
+
+    /// Spawns `future` on the backend's runtime, for a future the caller's executor awaits.
+    fn spawned<R: Send + 'static>(
+        &self,
+        future: impl std::future::Future<Output = Result<R, Error>> + Send + 'static,
+    ) -> BackendFuture<R> {
+        let task = self.inner.handle().spawn(future);
+        let path = PathBuf::from(&self.inner.label);
+        Box::pin(async move {
+            task.await.map_err(|error| Error::Io {
+                path,
+                op: IoOp::BlockingTask,
+                source: io::Error::other(error),
+            })?
+        })
+    }
+}
+
+impl Backend for S3 {
+    fn root(&self) -> PathBuf {
+        PathBuf::from(&self.inner.label)
+    }
+
+    fn locate(&self, name: &str) -> PathBuf {
+        PathBuf::from(format!("{}{name}", self.inner.label))
+    }
+
+    fn get(&self, name: &str) -> Result<Option<Stored>, Error> {
+        self.block(self.get_future(name))
+    }
+
+    fn get_native(&self, name: &str) -> Option<BackendFuture<Option<Stored>>> {
+        Some(self.spawned(self.get_future(name)))
+    }
+
+    fn put(&self, name: &str, entry: Entry<'_>, condition: &Condition) -> Result<Written, Error> {
+        self.block(self.put_future(name, entry.bytes.to_vec(), condition.clone()))
+    }
+
+    fn put_native(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        _version: u32,
+        condition: Condition,
+    ) -> Option<BackendFuture<Written>> {
+        Some(self.spawned(self.put_future(name, bytes, condition)))
+    }
+
+    /// Object stores have no conditional delete here: the tag is compared with a HEAD first,
+    /// so a write landing between the two can be deleted.
+    fn delete(&self, name: &str, condition: &Condition) -> Result<bool, Error> {
+        let (store, object, path) = (
+            Arc::clone(&self.inner.store),
+            self.object(name),
+            self.locate(name),
+        );
+        let condition = condition.clone();
+        self.block(async move {
+            let meta = match store.head(&object).await {
+                Ok(meta) => meta,
+                Err(object_store::Error::NotFound { .. }) => return Ok(false),
+                Err(error) => return Err(store_error(path, IoOp::Remove)(error)),
+            };
+            let holds = match &condition {
+                Condition::Always => true,
+                Condition::Absent => false,
+                Condition::Matches(tag) => meta.e_tag.as_deref() == Some(tag.as_str()),
+            };
+            if !holds {
+                return Ok(false);
+            }
+            match store.delete(&object).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+                Err(error) => Err(store_error(path, IoOp::Remove)(error)),
+            }
+        })
+    }
+
+    fn list(&self) -> Result<Vec<String>, Error> {
+        let store = Arc::clone(&self.inner.store);
+        let prefix = self.inner.prefix.clone();
+        let path = self.root();
+        self.block(async move {
+            let under = ObjectPath::from(prefix.trim_end_matches('/'));
+            let under = (!prefix.is_empty()).then_some(&under);
+            let listing = store
+                .list_with_delimiter(under)
+                .await
+                .map_err(store_error(path, IoOp::Read))?;
+            Ok(listing
+                .objects
+                .into_iter()
+                // object_store writes `~` as `%7E` in object names; no other character of an
+                // entry name is encoded.
+                .filter_map(|meta| {
+                    meta.location
+                        .filename()
+                        .map(|name| name.replace("%7E", "~"))
+                })
+                // Entry names never hold a dot (FORMAT.md, section 5).
+                .filter(|name| !name.contains('.'))
+                .collect())
+        })
+    }
+
+    /// Every entry written at once (object stores have no transaction: entries before a
+    /// failure are stored).
+    fn put_many(&self, entries: &[(&str, Entry<'_>)]) -> Result<(), Error> {
+        let writes: Vec<_> = entries
+            .iter()
+            .map(|(name, entry)| self.put_future(name, entry.bytes.to_vec(), Condition::Always))
+            .collect();
+        let handle = self.inner.handle().clone();
+        let path = self.root();
+        self.block(async move {
+            let tasks: Vec<_> = writes
+                .into_iter()
+                .map(|write| handle.spawn(write))
+                .collect();
+            for task in tasks {
+                task.await.map_err(|error| Error::Io {
+                    path: path.clone(),
+                    op: IoOp::BlockingTask,
+                    source: io::Error::other(error),
+                })??;
+            }
+            Ok(())
+        })
+    }
+}
