@@ -13,6 +13,8 @@
 //! cargo bench -- collection        # only the rows of Collection<T> (local directory)
 //! cargo bench -- postgres          # only the rows of Collection<T> on PostgreSQL (a server is
 //!                                  #   started with .ci/postgres unless PERSIST_TEST_POSTGRES is set)
+//! cargo bench -- s3                # only the rows of Collection<T> on S3 (moto, via .ci/s3
+//!                                  #   unless PERSIST_TEST_S3 is set)
 //! PERSIST_BENCH_KEEP=1 cargo bench # keep the files in target/tmp/persist-bench/data
 //! ```
 //!
@@ -54,6 +56,8 @@ mod editors;
 mod live;
 #[path = "suite/postgres.rs"]
 mod postgres;
+#[path = "suite/s3.rs"]
+mod s3;
 
 /// native_model needs its attribute on the type it encodes: a newtype around the same records.
 #[derive(Serialize, Deserialize)]
@@ -1370,6 +1374,9 @@ fn main() {
 
     if selected("postgres") && !loads_only {
         rows.extend(postgres::rows(&rt, small));
+    }
+    if selected("s3") && !loads_only {
+        rows.extend(s3::rows(&rt, small));
     }
 
     let mut table = String::from(TABLE_HEAD);

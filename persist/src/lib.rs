@@ -95,6 +95,7 @@
 //! | `live` | yes | [`Live`] ([`Persisted::live`], [`Options::live`]): one value kept in memory, saved on change ([`SavePolicy`]), reloaded when another program edits the file, observable with [`Live::on_change`] (and `subscribe` with `tokio`); adds arc-swap and notify |
 //! | `collection` | yes | [`Collection`]: many values by key on a local directory, in memory ([`backend::Memory`], with injectable faults) or any [`backend::Backend`]; adds sha2 |
 //! | `postgres` | no | `backend::Postgres` and `Collection::postgres`: collections in a PostgreSQL table (tokio-postgres) |
+//! | `s3` | no | `backend::S3` and `Collection::s3`: collections in object storage (object_store; conditional PUTs) |
 //! | `cache` | no | [`Options::cache`]: decoded values of a [`Collection`] kept in memory (moka), invalidated by this process's writes |
 //! | `zstd` | no | [`Options::compress`]: zstd compression of the file (builds the zstd C library) |
 //! | `encryption` | no | [`Options::encrypt`] and [`Key`]: XChaCha20-Poly1305 encryption at rest, keys from bytes, an environment variable or a passphrase (Argon2id) |
