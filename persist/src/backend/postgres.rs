@@ -38,7 +38,14 @@ struct Inner {
     /// Each connection is shared by the queries that use it at once (tokio-postgres pipelines
     /// them) and taken whole by a transaction or a reconnection.
     slots: Vec<tokio::sync::RwLock<Option<Connection>>>,
-    next: AtomicUsize,
+    /// Queries under way on each connection: a query takes the least busy one, so that
+    /// concurrent callers spread over the pool while a single caller keeps one warm
+    /// connection (and one server process).
+    busy: Vec<AtomicUsize>,
+    /// When each connection was last taken (a tick of `ticks`): among equally busy ones the
+    /// most recently used is warmest.
+    taken: Vec<AtomicUsize>,
+    ticks: AtomicUsize,
     runtime: Runtime,
 }
 
@@ -174,7 +181,13 @@ impl Postgres {
                 slots: (0..connections.max(1))
                     .map(|_| tokio::sync::RwLock::new(None))
                     .collect(),
-                next: AtomicUsize::new(0),
+                busy: (0..connections.max(1))
+                    .map(|_| AtomicUsize::new(0))
+                    .collect(),
+                taken: (0..connections.max(1))
+                    .map(|_| AtomicUsize::new(0))
+                    .collect(),
+                ticks: AtomicUsize::new(0),
                 runtime,
             }),
         };
@@ -231,7 +244,8 @@ impl Postgres {
         let name = name.to_owned();
         let path = move || backend.locate(&name);
         async move {
-            let slot = &inner.slots[inner.next.fetch_add(1, Ordering::Relaxed) % inner.slots.len()];
+            let (index, _busy) = inner.least_busy();
+            let slot = &inner.slots[index];
             let guard = inner
                 .connected(slot)
                 .await
@@ -313,7 +327,32 @@ fn put_query(
     })
 }
 
+/// Counts a query on a connection until dropped (also when its future is dropped).
+struct Busy<'a>(&'a AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Inner {
+    /// The connection with the fewest queries under way (of equals, the one taken last),
+    /// counted as busy with one more until the returned guard drops.
+    fn least_busy(&self) -> (usize, Busy<'_>) {
+        let index = (0..self.busy.len())
+            .min_by_key(|&index| {
+                let busy = self.busy[index].load(Ordering::Relaxed);
+                let taken = self.taken[index].load(Ordering::Relaxed);
+                (busy, std::cmp::Reverse(taken))
+            })
+            .unwrap_or(0);
+        let tick = self.ticks.fetch_add(1, Ordering::Relaxed) + 1;
+        self.taken[index].store(tick, Ordering::Relaxed);
+        self.busy[index].fetch_add(1, Ordering::Relaxed);
+        (index, Busy(&self.busy[index]))
+    }
+
     /// A shared hold on the connection of `slot`, connecting it first if it has none (or a
     /// closed one).
     async fn connected<'s>(
@@ -521,7 +560,8 @@ impl Backend for Postgres {
         let inner = Arc::clone(&self.inner);
         let path = self.root();
         self.block(async move {
-            let slot = &inner.slots[inner.next.fetch_add(1, Ordering::Relaxed) % inner.slots.len()];
+            let (index, _busy) = inner.least_busy();
+            let slot = &inner.slots[index];
             // The whole connection: no other query may land inside the transaction.
             let mut guard = slot.write().await;
             if guard
