@@ -1,134 +1,61 @@
 //! `Collection<T>` on a real PostgreSQL server: the one `.ci/postgres` starts, named by
-//! `PERSIST_TEST_POSTGRES`. Outside CI, without the variable, every test says loudly that it
-//! skipped; under CI (`CI` set) a missing server fails them.
+//! `PERSIST_TEST_POSTGRES` (the shared suite is `tests/remote/mod.rs`).
 #![cfg(feature = "postgres")]
 
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+mod remote;
 
-use persist::backend::{Backend, Postgres};
-use persist::{Collection, Error, Options, Persisted};
-use serde::{Deserialize, Serialize};
+use persist::backend::Postgres;
+use persist::{Collection, Error};
+use remote::{Counter, Store};
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Persisted)]
-#[persist(version = 1)]
-struct CounterV1 {
-    label: String,
-}
+struct Pg;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Persisted)]
-#[persist(version = 2, migrate_from = CounterV1)]
-struct Counter {
-    label: String,
-    hits: u64,
-}
+impl Store for Pg {
+    const VARIABLE: &'static str = "PERSIST_TEST_POSTGRES";
+    const SCRIPT: &'static str = ".ci/postgres";
+    type Backend = Postgres;
 
-impl From<CounterV1> for Counter {
-    fn from(old: CounterV1) -> Self {
-        Counter {
-            label: old.label,
-            hits: 0,
-        }
+    fn place(test: &str) -> String {
+        format!("persist_test_{test}_{}", std::process::id())
     }
-}
 
-const SERVER: &str = "PERSIST_TEST_POSTGRES";
-
-/// The server's connection string, or `None` (with a loud message) when there is none here.
-fn server() -> Option<String> {
-    match std::env::var(SERVER) {
-        Ok(config) => Some(config),
-        Err(_) if std::env::var_os("CI").is_some() => {
-            panic!("{SERVER} is not set under CI: .ci/run starts the server with .ci/postgres")
-        }
-        Err(_) => {
-            eprintln!(
-                "SKIPPED: no PostgreSQL server ({SERVER} is not set); run \
-                 `export {SERVER}=\"$(bash .ci/postgres)\"` to run this test"
-            );
-            None
-        }
+    fn backend(server: &str, place: &str) -> Postgres {
+        Postgres::connect(server, place).unwrap()
     }
-}
-
-/// A table of its own for each test and process.
-fn table(test: &str) -> String {
-    format!("persist_test_{test}_{}", std::process::id())
-}
-
-fn open<T: Persisted + Clone + Send + Sync + 'static>(config: &str, table: &str) -> Collection<T> {
-    let backend = Postgres::connect(config, table).unwrap();
-    Collection::with_backend(std::sync::Arc::new(backend), Options::new())
 }
 
 #[test]
 fn get_put_update_delete_and_keys() {
-    let Some(config) = server() else { return };
-    let counters: Collection<Counter> = open(&config, &table("basics"));
-    assert_eq!(counters.get("a").unwrap(), None);
-    let a = Counter {
-        label: "A".into(),
-        hits: 1,
-    };
-    counters.put("a", &a).unwrap();
-    assert_eq!(counters.get("a").unwrap(), Some(a));
-    assert_eq!(counters.update("a", |c| c.hits += 1).unwrap().hits, 2);
-    assert_eq!(counters.update("b", |c| c.hits += 1).unwrap().hits, 1);
-    // Keys a file system or PostgreSQL text could not hold are entries like any other.
-    let hostile = ["\0", "a/b", "..", "CON", "Ä", "A\u{308}", &"k".repeat(1024)];
-    for key in hostile {
-        counters.put(key, &Counter::default()).unwrap();
-    }
-    let mut expected: Vec<String> = ["a", "b"]
-        .into_iter()
-        .chain(hostile)
-        .map(Into::into)
-        .collect();
-    expected.sort();
-    assert_eq!(counters.keys().unwrap(), expected);
-    assert!(counters.delete("a").unwrap());
-    assert!(!counters.contains("a").unwrap());
-    let batch = Counter {
-        label: "batch".into(),
-        hits: 0,
-    };
-    let keys: Vec<String> = (0..100).map(|n| format!("batch-{n}")).collect();
-    counters
-        .put_many(keys.iter().map(|key| (key, &batch)))
-        .unwrap();
-    assert_eq!(counters.keys().unwrap().len(), expected.len() - 1 + 100);
+    remote::basics::<Pg>();
 }
 
 #[test]
 fn conditional_writes_are_compare_and_swap() {
-    let Some(config) = server() else { return };
-    let backend = Postgres::connect(&config, &table("cas")).unwrap();
-    let entry = persist::backend::Entry {
-        bytes: br#"{"version":1,"data":{}}"#,
-        version: 1,
-    };
-    use persist::backend::{Condition, Written};
-    let Written::Done(first) = backend.put("k", entry, &Condition::Absent).unwrap() else {
-        panic!("absent");
-    };
-    assert_eq!(
-        backend.put("k", entry, &Condition::Absent).unwrap(),
-        Written::Conflict
-    );
-    let Written::Done(second) = backend
-        .put("k", entry, &Condition::Matches(first.clone()))
-        .unwrap()
-    else {
-        panic!("matches");
-    };
-    assert_eq!(
-        backend
-            .put("k", entry, &Condition::Matches(first.clone()))
-            .unwrap(),
-        Written::Conflict
-    );
-    assert!(!backend.delete("k", &Condition::Matches(first)).unwrap());
-    assert!(backend.delete("k", &Condition::Matches(second)).unwrap());
+    remote::conditional_writes::<Pg>();
+}
+
+#[test]
+fn child() {
+    remote::child::<Pg>();
+}
+
+#[test]
+fn processes_updating_one_key_lose_nothing() {
+    remote::processes_lose_nothing::<Pg>();
+}
+
+#[test]
+fn a_migration_racing_a_newer_writer_loses_nothing() {
+    remote::migration_racing_a_newer_writer::<Pg>();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_constructor_and_twins() {
+    let Some(server) = Pg::server() else { return };
+    let counters: Collection<Counter> = Collection::postgres(&server, &Pg::place("async"))
+        .await
+        .unwrap();
+    remote::async_twins(counters).await;
 }
 
 #[test]
@@ -142,105 +69,4 @@ fn an_unreachable_server_is_a_typed_error() {
     );
     let error = Postgres::connect("not a = connection = string", "t").unwrap_err();
     assert!(matches!(error, Error::Unsupported { .. }), "{error}");
-}
-
-const CHILD_TABLE: &str = "PERSIST_TEST_PG_TABLE";
-
-/// The body of the child processes; does nothing when run directly by `cargo test`.
-#[test]
-fn child() {
-    let (Ok(config), Ok(table)) = (std::env::var(SERVER), std::env::var(CHILD_TABLE)) else {
-        return;
-    };
-    let counters: Collection<Counter> = open(&config, &table);
-    for _ in 0..250 {
-        counters.update("shared", |c| c.hits += 1).unwrap();
-    }
-}
-
-#[test]
-fn processes_updating_one_key_lose_nothing() {
-    let Some(config) = server() else { return };
-    let table = table("processes");
-    // The table exists before the children race to use it.
-    let counters: Collection<Counter> = open(&config, &table);
-    let children: Vec<_> = (0..4)
-        .map(|_| {
-            Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", "child", "--test-threads=1", "--quiet"])
-                .env(SERVER, &config)
-                .env(CHILD_TABLE, &table)
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for mut child in children {
-        assert!(child.wait().unwrap().success());
-    }
-    assert_eq!(counters.get("shared").unwrap().unwrap().hits, 1_000);
-}
-
-#[test]
-fn a_migration_racing_a_newer_writer_loses_nothing() {
-    let Some(config) = server() else { return };
-    let table = table("race");
-    let old: Collection<CounterV1> = open(&config, &table);
-    let keys: Vec<String> = (0..200).map(|n| format!("k{n}")).collect();
-    let v1 = CounterV1 {
-        label: "old".into(),
-    };
-    old.put_many(keys.iter().map(|key| (key, &v1))).unwrap();
-
-    let counters: Collection<Counter> = open(&config, &table);
-    let writer: Collection<Counter> = open(&config, &table);
-    let done = AtomicBool::new(false);
-    let rounds = std::thread::scope(|scope| {
-        let writer = scope.spawn(|| {
-            // The newer program: raises every counter, again and again, while the migration
-            // runs.
-            let mut rounds = 0_u64;
-            while !done.load(Ordering::Relaxed) || rounds < 2 {
-                for key in &keys {
-                    writer.update(key, |c| c.hits += 1).unwrap();
-                }
-                rounds += 1;
-            }
-            rounds
-        });
-        let report = counters.migrate_all().unwrap();
-        assert!(report.failed.is_empty(), "{:?}", report.failed);
-        assert_eq!(report.total, keys.len());
-        done.store(true, Ordering::Relaxed);
-        writer.join().unwrap()
-    });
-    // Every raise is there: the migration never wrote over an entry the writer had changed.
-    for key in &keys {
-        let counter = counters.get(key).unwrap().unwrap();
-        assert_eq!(counter.hits, rounds, "{key}");
-        assert_eq!(counter.label, "old");
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn async_constructor_and_twins() {
-    let Some(config) = server() else { return };
-    let counters: Collection<Counter> = Collection::postgres(&config, &table("async"))
-        .await
-        .unwrap();
-    counters
-        .put_async(
-            "x",
-            Counter {
-                label: "x".into(),
-                hits: 3,
-            },
-        )
-        .await
-        .unwrap();
-    let updated = counters.update_async("x", |c| c.hits += 1).await.unwrap();
-    assert_eq!(updated.hits, 4);
-    assert_eq!(counters.keys_async().await.unwrap(), ["x"]);
-    // The sync API works inside a runtime too (it waits on the backend's own thread).
-    assert_eq!(counters.get("x").unwrap().unwrap().hits, 4);
 }

@@ -338,9 +338,7 @@ impl Backend for Local {
         let _lock = self.lock_entry(&path)?;
         let stored = self.get(name)?;
         match change(stored.as_ref())? {
-            Change::Keep => Ok(Written::Done(
-                stored.map_or_else(|| Tag::new(""), |stored| stored.tag),
-            )),
+            Change::Keep => Ok(super::kept(stored)),
             Change::Put { bytes, version } => {
                 let entry = Entry {
                     bytes: &bytes,

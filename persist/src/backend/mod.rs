@@ -17,6 +17,8 @@ mod local;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(any(feature = "postgres", feature = "s3"))]
+mod runtime;
 #[cfg(feature = "s3")]
 mod s3;
 
@@ -216,9 +218,7 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
             None => Condition::Absent,
         };
         match change(stored.as_ref())? {
-            Change::Keep => Ok(Written::Done(
-                stored.map_or_else(|| Tag::new(""), |stored| stored.tag),
-            )),
+            Change::Keep => Ok(kept(stored)),
             Change::Put { bytes, version } => {
                 let entry = Entry {
                     bytes: &bytes,
@@ -228,6 +228,12 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
             }
         }
     }
+}
+
+/// What a [`Backend::modify`] whose change kept the entry reports: done, with the entry's tag
+/// (an empty one when there is no entry).
+pub(crate) fn kept(stored: Option<Stored>) -> Written {
+    Written::Done(stored.map_or_else(|| Tag::new(""), |stored| stored.tag))
 }
 
 /// The future of a backend's native async operation ([`Backend::get_native`],

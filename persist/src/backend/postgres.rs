@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio_postgres::{Client, NoTls, Statement};
 
+use super::runtime::Runtime;
 use super::{Backend, BackendFuture, Condition, Entry, Stored, Tag, Written};
 use crate::Error;
 use crate::error::IoOp;
@@ -59,41 +60,6 @@ struct Connection {
     delete: Statement,
     delete_if: Statement,
     list: Statement,
-}
-
-/// The backend's own tokio runtime: two worker threads that drive the connections.
-struct Runtime {
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl Runtime {
-    fn start() -> io::Result<Runtime> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("persist-postgres")
-            .enable_all()
-            .build()?;
-        Ok(Runtime {
-            runtime: Some(runtime),
-        })
-    }
-
-    fn handle(&self) -> &tokio::runtime::Handle {
-        self.runtime
-            .as_ref()
-            .map(tokio::runtime::Runtime::handle)
-            .unwrap_or_else(|| unreachable!("the runtime lives as long as the backend"))
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        // Without waiting: the last handle may be dropped on a thread of another runtime,
-        // where a blocking shutdown panics.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
 }
 
 impl std::fmt::Debug for Postgres {
@@ -168,7 +134,7 @@ impl Postgres {
                 reason: "the table name is empty".into(),
             });
         }
-        let runtime = Runtime::start().map_err(|source| Error::Io {
+        let runtime = Runtime::start("persist-postgres").map_err(|source| Error::Io {
             path: PathBuf::from(&label),
             op: IoOp::BlockingTask,
             source,
@@ -192,26 +158,11 @@ impl Postgres {
             }),
         };
         let inner = Arc::clone(&postgres.inner);
-        postgres.block(async move { inner.create_table().await })?;
+        postgres
+            .inner
+            .runtime
+            .block(async move { inner.create_table().await })?;
         Ok(postgres)
-    }
-
-    /// Runs `future` on the backend's runtime and waits for it: on the calling thread when it
-    /// is not inside a runtime (no hand-off: it sleeps until the connection task answers),
-    /// otherwise on a worker of the backend's runtime, with a plain blocking wait (a nested
-    /// `block_on` would panic there).
-    fn block<R: Send + 'static>(&self, future: impl Future<Output = R> + Send + 'static) -> R {
-        let handle = self.inner.runtime.handle();
-        if tokio::runtime::Handle::try_current().is_err() {
-            return handle.block_on(future);
-        }
-        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-        handle.spawn(async move {
-            let _ = sender.send(future.await);
-        });
-        receiver
-            .recv()
-            .unwrap_or_else(|_| panic!("the PostgreSQL runtime of persist stopped"))
     }
 
     /// Runs `work` with one of the pooled connections (connected first if needed), waiting
@@ -221,7 +172,7 @@ impl Postgres {
         R: Send + 'static,
         F: for<'c> FnOnce(&'c Connection) -> Query<'c, R> + Send + 'static,
     {
-        self.block(self.on_connection(name, op, work))
+        self.inner.runtime.block(self.on_connection(name, op, work))
     }
 
     /// The future of `work` on one of the pooled connections, shared with other queries
@@ -559,7 +510,7 @@ impl Backend for Postgres {
             .collect();
         let inner = Arc::clone(&self.inner);
         let path = self.root();
-        self.block(async move {
+        self.inner.runtime.block(async move {
             let (index, _busy) = inner.least_busy();
             let slot = &inner.slots[index];
             // The whole connection: no other query may land inside the transaction.

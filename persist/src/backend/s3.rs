@@ -14,6 +14,7 @@ use std::sync::Arc;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, UpdateVersion};
 
+use super::runtime::Runtime;
 use super::{Backend, BackendFuture, Condition, Entry, Stored, Tag, Written};
 use crate::Error;
 use crate::error::IoOp;
@@ -31,27 +32,7 @@ struct Inner {
     prefix: String,
     /// `<store>/<prefix>`, for errors.
     label: String,
-    /// Always `Some` until dropped.
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl Inner {
-    fn handle(&self) -> &tokio::runtime::Handle {
-        self.runtime
-            .as_ref()
-            .map(tokio::runtime::Runtime::handle)
-            .unwrap_or_else(|| unreachable!("the runtime lives as long as the backend"))
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // Without waiting: the last handle may be dropped on a thread of another runtime,
-        // where a blocking shutdown panics.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
+    runtime: Runtime,
 }
 
 impl std::fmt::Debug for S3 {
@@ -77,47 +58,23 @@ impl S3 {
     /// [`Error::Io`] with [`IoOp::BlockingTask`] if the backend's threads could not start.
     pub fn new(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<S3, Error> {
         let label = format!("{store}/{prefix}");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("persist-s3")
-            .enable_all()
-            .build()
-            .map_err(|source| Error::Io {
-                path: PathBuf::from(&label),
-                op: IoOp::BlockingTask,
-                source,
-            })?;
+        let runtime = Runtime::start("persist-s3").map_err(|source| Error::Io {
+            path: PathBuf::from(&label),
+            op: IoOp::BlockingTask,
+            source,
+        })?;
         Ok(S3 {
             inner: Arc::new(Inner {
                 store,
                 prefix: prefix.to_owned(),
                 label,
-                runtime: Some(runtime),
+                runtime,
             }),
         })
     }
 
     fn object(&self, name: &str) -> ObjectPath {
         ObjectPath::from(format!("{}{name}", self.inner.prefix))
-    }
-
-    /// Runs `future` on the backend's runtime and waits for it (on the calling thread outside
-    /// any runtime; with a plain blocking wait inside one).
-    fn block<R: Send + 'static>(
-        &self,
-        future: impl std::future::Future<Output = R> + Send + 'static,
-    ) -> R {
-        let handle = self.inner.handle();
-        if tokio::runtime::Handle::try_current().is_err() {
-            return handle.block_on(future);
-        }
-        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-        handle.spawn(async move {
-            let _ = sender.send(future.await);
-        });
-        receiver
-            .recv()
-            .unwrap_or_else(|_| panic!("the object store runtime of persist stopped"))
     }
 
     /// The future of a read, to run on the backend's runtime (the HTTP client needs it).
@@ -192,7 +149,7 @@ impl S3 {
         &self,
         future: impl std::future::Future<Output = Result<R, Error>> + Send + 'static,
     ) -> BackendFuture<R> {
-        let task = self.inner.handle().spawn(future);
+        let task = self.inner.runtime.handle().spawn(future);
         let path = PathBuf::from(&self.inner.label);
         Box::pin(async move {
             task.await.map_err(|error| Error::Io {
@@ -214,7 +171,7 @@ impl Backend for S3 {
     }
 
     fn get(&self, name: &str) -> Result<Option<Stored>, Error> {
-        self.block(self.get_future(name))
+        self.inner.runtime.block(self.get_future(name))
     }
 
     fn get_native(&self, name: &str) -> Option<BackendFuture<Option<Stored>>> {
@@ -222,7 +179,9 @@ impl Backend for S3 {
     }
 
     fn put(&self, name: &str, entry: Entry<'_>, condition: &Condition) -> Result<Written, Error> {
-        self.block(self.put_future(name, entry.bytes.to_vec(), condition.clone()))
+        self.inner
+            .runtime
+            .block(self.put_future(name, entry.bytes.to_vec(), condition.clone()))
     }
 
     fn put_native(
@@ -244,7 +203,7 @@ impl Backend for S3 {
             self.locate(name),
         );
         let condition = condition.clone();
-        self.block(async move {
+        self.inner.runtime.block(async move {
             let meta = match store.head(&object).await {
                 Ok(meta) => meta,
                 Err(object_store::Error::NotFound { .. }) => return Ok(false),
@@ -269,7 +228,7 @@ impl Backend for S3 {
         let store = Arc::clone(&self.inner.store);
         let prefix = self.inner.prefix.clone();
         let path = self.root();
-        self.block(async move {
+        self.inner.runtime.block(async move {
             let under = ObjectPath::from(prefix.trim_end_matches('/'));
             let under = (!prefix.is_empty()).then_some(&under);
             let listing = store
@@ -299,9 +258,9 @@ impl Backend for S3 {
             .iter()
             .map(|(name, entry)| self.put_future(name, entry.bytes.to_vec(), Condition::Always))
             .collect();
-        let handle = self.inner.handle().clone();
+        let handle = self.inner.runtime.handle().clone();
         let path = self.root();
-        self.block(async move {
+        self.inner.runtime.block(async move {
             let tasks: Vec<_> = writes
                 .into_iter()
                 .map(|write| handle.spawn(write))

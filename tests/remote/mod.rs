@@ -1,0 +1,251 @@
+//! The suite every network backend of `Collection<T>` passes, on a real server: what
+//! `tests/collection_postgres.rs` and `tests/collection_s3.rs` run, each with its [`Store`].
+//! Outside CI, without the server's variable, every test says loudly that it skipped; under CI
+//! (`CI` set) a missing server fails them.
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use persist::backend::{Backend, Condition, Entry, Written};
+use persist::{Collection, Persisted};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Persisted)]
+#[persist(version = 1)]
+pub struct CounterV1 {
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Persisted)]
+#[persist(version = 2, migrate_from = CounterV1)]
+pub struct Counter {
+    pub label: String,
+    pub hits: u64,
+}
+
+impl From<CounterV1> for Counter {
+    fn from(old: CounterV1) -> Self {
+        Counter {
+            label: old.label,
+            hits: 0,
+        }
+    }
+}
+
+/// One kind of server, and how a test opens a collection on it.
+pub trait Store {
+    /// The variable naming the server (`PERSIST_TEST_POSTGRES`, `PERSIST_TEST_S3`).
+    const VARIABLE: &'static str;
+    /// The script that starts one (`.ci/postgres`).
+    const SCRIPT: &'static str;
+    /// The backend the test's collections run on, in a place (a table, a prefix) of its own.
+    type Backend: Backend;
+
+    /// A place of its own for `test` in this process.
+    fn place(test: &str) -> String;
+
+    /// The backend at `place` on the server `server`.
+    fn backend(server: &str, place: &str) -> Self::Backend;
+
+    /// A collection at `place` on the server `server`.
+    fn open<T: Persisted + Clone + Send + Sync + 'static>(
+        server: &str,
+        place: &str,
+    ) -> Collection<T> {
+        let backend = std::sync::Arc::new(Self::backend(server, place));
+        Collection::with_backend(backend, persist::Options::new())
+    }
+
+    /// The server, or `None` (with a loud message) when there is none here.
+    fn server() -> Option<String> {
+        let variable = Self::VARIABLE;
+        match std::env::var(variable) {
+            Ok(server) => Some(server),
+            Err(_) if std::env::var_os("CI").is_some() => panic!(
+                "{variable} is not set under CI: .ci/run starts the server with {}",
+                Self::SCRIPT
+            ),
+            Err(_) => {
+                eprintln!(
+                    "SKIPPED: no server ({variable} is not set); run \
+                     `export {variable}=\"$(bash {})\"` to run this test",
+                    Self::SCRIPT
+                );
+                None
+            }
+        }
+    }
+}
+
+/// The variable that tells a child process its place.
+const CHILD_PLACE: &str = "PERSIST_TEST_REMOTE_PLACE";
+
+pub fn basics<S: Store>() {
+    let Some(server) = S::server() else { return };
+    let counters: Collection<Counter> = S::open(&server, &S::place("basics"));
+    assert_eq!(counters.get("a").unwrap(), None);
+    let a = Counter {
+        label: "A".into(),
+        hits: 1,
+    };
+    counters.put("a", &a).unwrap();
+    assert_eq!(counters.get("a").unwrap(), Some(a));
+    assert_eq!(counters.update("a", |c| c.hits += 1).unwrap().hits, 2);
+    assert_eq!(counters.update("b", |c| c.hits += 1).unwrap().hits, 1);
+    // Keys a file system, a text column or an object name could not hold are entries like any
+    // other.
+    let hostile = ["\0", "a/b", "..", "CON", "Ä", "A\u{308}", &"k".repeat(1024)];
+    for key in hostile {
+        counters.put(key, &Counter::default()).unwrap();
+    }
+    let mut expected: Vec<String> = ["a", "b"]
+        .into_iter()
+        .chain(hostile)
+        .map(Into::into)
+        .collect();
+    expected.sort();
+    assert_eq!(counters.keys().unwrap(), expected);
+    assert!(counters.delete("a").unwrap());
+    assert!(!counters.contains("a").unwrap());
+    let batch = Counter {
+        label: "batch".into(),
+        hits: 0,
+    };
+    let keys: Vec<String> = (0..100).map(|n| format!("batch-{n}")).collect();
+    counters
+        .put_many(keys.iter().map(|key| (key, &batch)))
+        .unwrap();
+    assert_eq!(counters.keys().unwrap().len(), expected.len() - 1 + 100);
+    counters.clear().unwrap();
+    assert!(counters.keys().unwrap().is_empty());
+}
+
+pub fn conditional_writes<S: Store>() {
+    let Some(server) = S::server() else { return };
+    let backend = S::backend(&server, &S::place("cas"));
+    // Two contents: a tag may be a hash of the content (an ETag).
+    let entry = Entry {
+        bytes: br#"{"version":1,"data":1}"#,
+        version: 1,
+    };
+    let changed = Entry {
+        bytes: br#"{"version":1,"data":2}"#,
+        version: 1,
+    };
+    let Written::Done(first) = backend.put("k", entry, &Condition::Absent).unwrap() else {
+        panic!("absent");
+    };
+    assert_eq!(
+        backend.put("k", entry, &Condition::Absent).unwrap(),
+        Written::Conflict
+    );
+    let Written::Done(second) = backend
+        .put("k", changed, &Condition::Matches(first.clone()))
+        .unwrap()
+    else {
+        panic!("matches");
+    };
+    assert_eq!(
+        backend
+            .put("k", entry, &Condition::Matches(first.clone()))
+            .unwrap(),
+        Written::Conflict
+    );
+    assert!(!backend.delete("k", &Condition::Matches(first)).unwrap());
+    assert!(backend.delete("k", &Condition::Matches(second)).unwrap());
+}
+
+/// The body of the child processes of [`processes_lose_nothing`]; does nothing when run
+/// directly by `cargo test`.
+pub fn child<S: Store>() {
+    let (Ok(server), Ok(place)) = (std::env::var(S::VARIABLE), std::env::var(CHILD_PLACE)) else {
+        return;
+    };
+    let counters: Collection<Counter> = S::open(&server, &place);
+    for _ in 0..250 {
+        counters.update("shared", |c| c.hits += 1).unwrap();
+    }
+}
+
+/// 4 processes x 250 updates of one key: exactly 1,000. The test binary runs itself; its
+/// `child` test must call [`child`].
+pub fn processes_lose_nothing<S: Store>() {
+    let Some(server) = S::server() else { return };
+    let place = S::place("processes");
+    // The place exists before the children race to use it.
+    let counters: Collection<Counter> = S::open(&server, &place);
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "child", "--test-threads=1", "--quiet"])
+                .env(S::VARIABLE, &server)
+                .env(CHILD_PLACE, &place)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    assert_eq!(counters.get("shared").unwrap().unwrap().hits, 1_000);
+}
+
+/// `migrate_all` while a newer program raises every counter again and again: no raise lost,
+/// no newer entry overwritten.
+pub fn migration_racing_a_newer_writer<S: Store>() {
+    let Some(server) = S::server() else { return };
+    let place = S::place("race");
+    let old: Collection<CounterV1> = S::open(&server, &place);
+    let keys: Vec<String> = (0..200).map(|n| format!("k{n}")).collect();
+    let v1 = CounterV1 {
+        label: "old".into(),
+    };
+    old.put_many(keys.iter().map(|key| (key, &v1))).unwrap();
+
+    let counters: Collection<Counter> = S::open(&server, &place);
+    let writer: Collection<Counter> = S::open(&server, &place);
+    let done = AtomicBool::new(false);
+    let rounds = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let mut rounds = 0_u64;
+            while !done.load(Ordering::Relaxed) || rounds < 2 {
+                for key in &keys {
+                    writer.update(key, |c| c.hits += 1).unwrap();
+                }
+                rounds += 1;
+            }
+            rounds
+        });
+        let report = counters.migrate_all().unwrap();
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        assert_eq!(report.total, keys.len());
+        done.store(true, Ordering::Relaxed);
+        writer.join().unwrap()
+    });
+    for key in &keys {
+        let counter = counters.get(key).unwrap().unwrap();
+        assert_eq!(counter.hits, rounds, "{key}");
+        assert_eq!(counter.label, "old");
+    }
+}
+
+/// The async twins on a collection opened by the backend's async constructor.
+pub async fn async_twins(counters: Collection<Counter>) {
+    counters
+        .put_async(
+            "x",
+            Counter {
+                label: "x".into(),
+                hits: 3,
+            },
+        )
+        .await
+        .unwrap();
+    let updated = counters.update_async("x", |c| c.hits += 1).await.unwrap();
+    assert_eq!(updated.hits, 4);
+    assert_eq!(counters.get_async("x").await.unwrap().unwrap().hits, 4);
+    assert_eq!(counters.keys_async().await.unwrap(), ["x"]);
+    // The sync API works inside a runtime too (it waits on the backend's own threads).
+    assert_eq!(counters.get("x").unwrap().unwrap().hits, 4);
+}
