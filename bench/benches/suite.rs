@@ -13,6 +13,7 @@
 //! cargo bench -- collection        # only the rows of Collection<T> (local directory)
 //! cargo bench -- postgres          # only the rows of Collection<T> on PostgreSQL (a server is
 //!                                  #   started with .ci/postgres unless PERSIST_TEST_POSTGRES is set)
+//! cargo bench -- transaction       # only the rows of Transaction (2, 10, 100 files)
 //! cargo bench -- s3                # only the rows of Collection<T> on S3 (moto, via .ci/s3
 //!                                  #   unless PERSIST_TEST_S3 is set)
 //! PERSIST_BENCH_KEEP=1 cargo bench # keep the files in target/tmp/persist-bench/data
@@ -58,6 +59,8 @@ mod live;
 mod postgres;
 #[path = "suite/s3.rs"]
 mod s3;
+#[path = "suite/transaction.rs"]
+mod transaction;
 
 /// native_model needs its attribute on the type it encodes: a newtype around the same records.
 #[derive(Serialize, Deserialize)]
@@ -1377,6 +1380,9 @@ fn main() {
     }
     if selected("s3") && !loads_only {
         rows.extend(s3::rows(&rt, small));
+    }
+    if selected("transaction") && !loads_only {
+        rows.extend(transaction::rows(&data, mode, small));
     }
 
     let mut table = String::from(TABLE_HEAD);

@@ -171,6 +171,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A [`Transaction`](crate::Transaction) path is absolute, leaves the root (`..`), names
+    /// no file, or is the transaction's own. Nothing was staged.
+    InvalidPath {
+        /// The path, joined to the root.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A compare-and-swap kept failing: other writers changed the entry before each of
     /// `attempts` writes, for the whole [`lock_timeout`](crate::Options::lock_timeout) (a
     /// [`Collection::update`](crate::Collection::update) on a backend without locks). Nothing
@@ -306,6 +315,7 @@ impl fmt::Display for Error {
                 kept.display()
             ),
             Error::InvalidKey { reason, .. } => write!(f, "invalid key: {reason}"),
+            Error::InvalidPath { reason, .. } => write!(f, "invalid path: {reason}"),
             Error::Contended { attempts, .. } => write!(
                 f,
                 "other writers changed the entry before each of {attempts} attempts to write \
@@ -417,6 +427,7 @@ impl Error {
             | Error::DamagedJournal { path, .. }
             | Error::Conflict { path, .. }
             | Error::InvalidKey { path, .. }
+            | Error::InvalidPath { path, .. }
             | Error::Contended { path, .. }
             | Error::Serialize { path, .. }
             | Error::Seal { path, .. }

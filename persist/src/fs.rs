@@ -144,6 +144,23 @@ fn read_open(path: &Path, file: &File, len: u64, limit: u64) -> Result<Vec<u8>, 
     Ok(bytes)
 }
 
+/// Asks the kernel to start writing `file`'s dirty pages now, without waiting: the fsync that
+/// follows then finds them on their way (DESIGN.md section 9: 1,000 small files synced 4.8x
+/// faster than one by one, where a plain batch of fsyncs gained 1.6x).
+pub(crate) fn start_writeback(file: &std::fs::File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: sync_file_range on a descriptor this process owns; a failure only loses the
+        // head start, and the fsync after it reports any real error.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
+}
+
 /// Replaces the file at `path` with what `contents` writes, durably and atomically: a temporary
 /// file in the same directory (created exclusively, mode 0600 from creation), written, fsynced,
 /// renamed over the target, then the directory fsynced. On every failure the temporary file is

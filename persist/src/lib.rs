@@ -72,6 +72,9 @@
 //!   and converted step by step; there is no untyped intermediate value.
 //! - **No lost updates.** [`update`](Persisted::update) is a read-modify-write under a lock file
 //!   that every process updating the same file shares.
+//! - **Several files at once.** A [`Transaction`] saves and removes files under one root all or
+//!   nothing, across crashes and power cuts (a staged directory and a commit record;
+//!   [`recover`] finishes or discards what a crash left).
 //! - **Backups.** The first save over a file of another version keeps the old file as
 //!   `<name>.v<N>.bak` ([`Options::backups`], [`Options::restore_backup`]).
 //!
@@ -143,6 +146,7 @@ mod telemetry;
 pub mod testing;
 #[cfg(feature = "tokio")]
 mod tokio;
+mod txn;
 mod update;
 #[cfg(feature = "tokio")]
 mod worker;
@@ -167,6 +171,7 @@ pub use crate::options::Options;
 pub use crate::persisted::{BoxError, Origin, Persisted};
 #[cfg(feature = "tokio")]
 pub use crate::tokio::Pending;
+pub use crate::txn::{Recovery, Transaction, recover};
 
 /// Derives [`Persisted`](trait@Persisted) for one schema version.
 ///

@@ -34,7 +34,16 @@ pub(crate) fn lock_path(path: &Path) -> Result<PathBuf, Error> {
 /// Takes the exclusive lock of the state file at `path`, waiting at most `timeout` (forever if
 /// `None`).
 pub(crate) fn exclusive(path: &Path, timeout: Option<Duration>) -> Result<LockGuard, Error> {
-    let lock_path = lock_path(path)?;
+    exclusive_file(path, lock_path(path)?, timeout)
+}
+
+/// Takes the exclusive lock held in the file `lock_path` on behalf of `path` (errors name
+/// both), waiting at most `timeout`.
+pub(crate) fn exclusive_file(
+    path: &Path,
+    lock_path: PathBuf,
+    timeout: Option<Duration>,
+) -> Result<LockGuard, Error> {
     create_parents(path, parent_dir(&lock_path))?;
     let file = open_lock_file(&lock_path)?;
     let started = Instant::now();

@@ -300,7 +300,6 @@ impl Options {
     }
 
     /// How many backups a save keeps ([`backups`](Options::backups)).
-    #[cfg(feature = "collection")]
     pub(crate) fn backups_kept(&self) -> usize {
         self.backups
     }
@@ -486,7 +485,11 @@ impl Options {
     /// (the layers work on the complete envelope). A `Vec` is the fastest thing serde_json
     /// writes into; growing a large one costs no copies on Linux (glibc moves its pages with
     /// mremap).
-    fn file_bytes<T: Persisted>(&self, value: &T, path: &Path) -> Result<Vec<u8>, Error> {
+    pub(crate) fn file_bytes<T: Persisted>(
+        &self,
+        value: &T,
+        path: &Path,
+    ) -> Result<Vec<u8>, Error> {
         let plain =
             codec::encode_to_vec(value, self.style::<T>()).map_err(|error| error.at(path))?;
         let layers = self.layers();

@@ -181,6 +181,7 @@ pub(crate) fn outcome_of(error: &Error) -> &'static str {
         Error::DamagedJournal { .. } => "damaged_journal",
         Error::Conflict { .. } => "conflict",
         Error::InvalidKey { .. } => "invalid_key",
+        Error::InvalidPath { .. } => "invalid_path",
         Error::Contended { .. } => "contended",
         Error::Serialize { .. } => "serialize",
         Error::Seal { .. } => "seal",

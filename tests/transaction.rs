@@ -1,0 +1,248 @@
+//! `Transaction`: several files replaced all or nothing. Real processes are killed (SIGKILL) at
+//! random moments of their commits, then recovery runs: every file holds the same step, never a
+//! mix. The same loop with the files saved one by one (the control) shows mixed states.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use persist::{Error, Options, Persisted, Recovery, Transaction};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Persisted)]
+#[persist(version = 1)]
+struct Part {
+    step: u64,
+    /// About 8 KiB, so that writes span several blocks.
+    filler: Vec<String>,
+}
+
+impl Part {
+    fn at(step: u64) -> Self {
+        Part {
+            step,
+            filler: (0..200)
+                .map(|i| format!("line {i:04} of step {step}"))
+                .collect(),
+        }
+    }
+}
+
+const FILES: [&str; 4] = ["index.json", "a/one.json", "a/two.json", "b/c/three.json"];
+
+#[test]
+fn a_commit_saves_and_removes_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    Part::at(0).save(root.join("old.json")).unwrap();
+    let mut txn = Transaction::new(root).unwrap();
+    for file in FILES {
+        txn.save(&Part::at(1), file).unwrap();
+    }
+    txn.save(&Part::at(2), "index.json").unwrap(); // the later save wins
+    txn.remove("old.json").unwrap();
+    txn.remove("never-was.json").unwrap();
+    // Nothing changes before the commit.
+    assert!(!root.join("index.json").exists());
+    assert!(root.join("old.json").exists());
+    txn.commit().unwrap();
+    assert_eq!(Part::load(root.join("index.json")).unwrap().step, 2);
+    for file in &FILES[1..] {
+        assert_eq!(Part::load(root.join(file)).unwrap(), Part::at(1));
+    }
+    assert!(!root.join("old.json").exists());
+    assert_eq!(
+        common::names(&root.join(".persist-txn")),
+        Vec::<String>::new(),
+        "nothing staged is left"
+    );
+}
+
+#[test]
+fn an_uncommitted_transaction_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    Part::at(1).save(root.join("index.json")).unwrap();
+    let mut txn = Transaction::new(root).unwrap();
+    txn.save(&Part::at(2), "index.json").unwrap();
+    txn.remove("index.json").unwrap();
+    drop(txn);
+    assert_eq!(Part::load(root.join("index.json")).unwrap().step, 1);
+    assert_eq!(
+        common::names(&root.join(".persist-txn")),
+        Vec::<String>::new()
+    );
+    assert_eq!(persist::recover(root).unwrap(), Recovery::Clean);
+}
+
+#[test]
+fn paths_stay_under_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut txn = Transaction::new(dir.path()).unwrap();
+    for path in [
+        "/etc/passwd",
+        "../outside.json",
+        "a/../../x",
+        "",
+        ".",
+        ".persist-txn/commit",
+    ] {
+        let error = txn.save(&Part::at(1), path).unwrap_err();
+        assert!(
+            matches!(error, Error::InvalidPath { .. }),
+            "{path:?}: {error}"
+        );
+    }
+    assert!(matches!(txn.remove("../x"), Err(Error::InvalidPath { .. })));
+}
+
+#[test]
+fn layers_and_backups_work_inside_a_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // A file of another version: the commit keeps it as a backup, as a save would.
+    std::fs::write(root.join("index.json"), r#"{"version":0,"data":{}}"#).unwrap();
+    let mut txn = Options::new().checksum(true).transaction(root).unwrap();
+    txn.save(&Part::at(3), "index.json").unwrap();
+    txn.commit().unwrap();
+    let text = std::fs::read_to_string(root.join("index.json")).unwrap();
+    assert!(text.contains("\"crc32c\""), "checksummed");
+    assert!(
+        root.join("index.json.v0.bak").exists(),
+        "{:?}",
+        common::names(root)
+    );
+}
+
+#[test]
+fn one_transaction_per_root_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = Transaction::new(dir.path()).unwrap();
+    let error = Options::new()
+        .lock_timeout(Some(Duration::from_millis(50)))
+        .transaction(dir.path())
+        .unwrap_err();
+    assert!(matches!(error, Error::LockTimeout { .. }), "{error}");
+}
+
+const CHILD_ROOT: &str = "PERSIST_TEST_TXN_ROOT";
+const CHILD_MODE: &str = "PERSIST_TEST_TXN_MODE";
+
+/// The body of the child processes: commits (or, as the control, saves one by one) ever higher
+/// steps and prints each step once it returned; runs until killed. Does nothing when run
+/// directly by `cargo test`.
+#[test]
+fn child() {
+    let (Ok(root), Ok(mode)) = (std::env::var(CHILD_ROOT), std::env::var(CHILD_MODE)) else {
+        return;
+    };
+    let root = Path::new(&root);
+    let mut step = Part::load(root.join(FILES[0])).map_or(0, |part| part.step);
+    let stdout = std::io::stdout();
+    loop {
+        step += 1;
+        let part = Part::at(step);
+        match mode.as_str() {
+            "transaction" => {
+                let mut txn = Transaction::new(root).unwrap();
+                for file in FILES {
+                    txn.save(&part, file).unwrap();
+                }
+                txn.commit().unwrap();
+            }
+            "one-by-one" => {
+                for file in FILES {
+                    part.save(root.join(file)).unwrap();
+                }
+            }
+            other => panic!("unknown mode {other}"),
+        }
+        use std::io::Write;
+        writeln!(stdout.lock(), "{step}").unwrap();
+    }
+}
+
+/// Kills a child of `mode` at `kills` random moments; after each kill runs recovery (for
+/// transactions) and counts the states where the files disagree. Returns (mixed states,
+/// recoveries that rolled forward, recoveries that discarded).
+fn kill_loop(mode: &str, kills: usize) -> (usize, usize, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (mut rng, _) = common::Rng::from_env();
+    let (mut mixed, mut forward, mut discarded) = (0, 0, 0);
+    for _ in 0..kills {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "child",
+                "--test-threads=1",
+                "--nocapture",
+                "--quiet",
+            ])
+            .env(CHILD_ROOT, root)
+            .env(CHILD_MODE, mode)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        // Let it commit a few times, then kill it at a random moment of the next ones.
+        let mut acknowledged = 0;
+        for line in lines.by_ref() {
+            if let Ok(step) = line.unwrap().trim().parse::<u64>() {
+                acknowledged = step;
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_micros(rng.below(15_000)));
+        // SAFETY: kill(2) on the child's pid, which has not been waited for.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+        child.wait().unwrap();
+        if mode == "transaction" {
+            match persist::recover(root).unwrap() {
+                Recovery::RolledForward => forward += 1,
+                Recovery::Discarded => discarded += 1,
+                _ => {}
+            }
+        }
+        let steps: Vec<u64> = FILES
+            .iter()
+            .map(|file| {
+                let part = Part::load(root.join(file)).unwrap();
+                assert_eq!(part, Part::at(part.step), "a whole file of its step");
+                part.step
+            })
+            .collect();
+        assert!(
+            steps[0] >= acknowledged,
+            "an acknowledged commit was lost: {steps:?}"
+        );
+        if steps.iter().any(|step| *step != steps[0]) {
+            mixed += 1;
+        }
+    }
+    (mixed, forward, discarded)
+}
+
+#[test]
+fn a_killed_commit_is_all_or_nothing_after_recovery() {
+    let kills = 100;
+    let (mixed, forward, discarded) = kill_loop("transaction", kills);
+    eprintln!(
+        "transactions: {kills} kills, {mixed} mixed states, {forward} rolled forward, \
+         {discarded} discarded"
+    );
+    assert_eq!(mixed, 0);
+    // The kills landed on both sides of the commit point.
+    assert!(forward > 0 && discarded > 0, "{forward} / {discarded}");
+}
+
+#[test]
+fn the_control_saving_one_by_one_shows_mixed_states() {
+    let kills = 60;
+    let (mixed, _, _) = kill_loop("one-by-one", kills);
+    eprintln!("one by one: {kills} kills, {mixed} mixed states");
+    assert!(mixed > 0, "the harness did not catch a single mixed state");
+}
