@@ -10,6 +10,8 @@
 //! The same harness runs against the weaker `Durability` levels, to show that it catches what
 //! they give up. `cargo test --test powercut -- --nocapture` prints the counts.
 
+mod common;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
@@ -296,5 +298,181 @@ fn skipping_every_fsync_loses_acknowledged_saves() {
             outcome.torn + outcome.rolled_back > 0,
             "the harness caught nothing"
         );
+    }
+}
+
+/// The files of the transaction scenario, under the root `state/` on the image.
+const TXN_FILES: [&str; 3] = ["index.json", "a/one.json", "b/c/two.json"];
+const TXN_MODE: &str = "PERSIST_POWERCUT_TXN_MODE";
+
+/// The child process of the transaction scenario: commits the steps after the one stored to
+/// every file of [`TXN_FILES`] (in one `Transaction`, or as the control one save after the
+/// other), and prints each step after its commit returned. Does nothing when run directly.
+#[test]
+fn txn_saver() {
+    let (Ok(root), Ok(mode)) = (std::env::var(SAVER_FILE), std::env::var(TXN_MODE)) else {
+        return;
+    };
+    let root = Path::new(&root);
+    let Ok(mut step) = Journal::load(root.join(TXN_FILES[0])).map(|journal| journal.step) else {
+        return;
+    };
+    loop {
+        step += 1;
+        let journal = Journal::at(step);
+        let committed = match mode.as_str() {
+            "transaction" => persist::Transaction::new(root).and_then(|mut txn| {
+                for file in TXN_FILES {
+                    txn.save(&journal, file)?;
+                }
+                txn.commit()
+            }),
+            _ => TXN_FILES
+                .iter()
+                .try_for_each(|file| journal.save(root.join(file))),
+        };
+        if committed.is_err() {
+            return; // the file system was shut down under us
+        }
+        if writeln!(std::io::stdout().lock(), "{step}").is_err() {
+            return;
+        }
+    }
+}
+
+/// What the transaction scenario saw after its cuts: states where the files disagree, where
+/// an acknowledged commit was lost, where a file was torn.
+struct TxnOutcome {
+    mixed: usize,
+    rolled_back: usize,
+    torn: usize,
+    acknowledged: u64,
+}
+
+fn txn_power_cuts(mode: &str, cuts: usize) -> Option<TxnOutcome> {
+    if let Some(reason) = unsupported() {
+        eprintln!("skipped: the power-cut harness {reason}");
+        return None;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let image = work.path().join("ext4.img");
+    let point = work.path().join("mnt");
+    fs::create_dir(&point).unwrap();
+    fs::File::create(&image).unwrap().set_len(64 << 20).unwrap();
+    assert!(run("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]));
+    let root = point.join("state");
+    let start_over = |root: &Path| {
+        let mut txn = persist::Transaction::new(root).unwrap();
+        for file in TXN_FILES {
+            txn.save(&Journal::at(0), file).unwrap();
+        }
+        txn.commit().unwrap();
+    };
+    {
+        let _mount = Mount::new(&image, &point);
+        start_over(&root);
+    }
+    let (mut rng, _) = common::Rng::from_env();
+    let mut outcome = TxnOutcome {
+        mixed: 0,
+        rolled_back: 0,
+        torn: 0,
+        acknowledged: 0,
+    };
+    for _ in 0..cuts {
+        let mount = Mount::new(&image, &point);
+        let before = match Journal::load(root.join(TXN_FILES[0])) {
+            Ok(journal) => journal.step,
+            Err(_) => {
+                start_over(&root);
+                0
+            }
+        };
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "txn_saver", "--test-threads=1", "--quiet"])
+            .env(SAVER_FILE, &root)
+            .env(TXN_MODE, mode)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let acknowledged = Arc::new(AtomicU64::new(before));
+        let reader = {
+            let stdout = child.stdout.take().unwrap();
+            let acknowledged = Arc::clone(&acknowledged);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(step) = line.unwrap_or_default().trim().parse::<u64>() else {
+                        continue;
+                    };
+                    acknowledged.store(step, Ordering::SeqCst);
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_micros(2_000 + rng.below(38_000)));
+        mount.shut_down();
+        let _ = child.kill();
+        child.wait().unwrap();
+        reader.join().unwrap();
+        drop(mount);
+
+        let acknowledged = acknowledged.load(Ordering::SeqCst);
+        outcome.acknowledged += acknowledged - before;
+        let _mount = Mount::new(&image, &point);
+        if mode == "transaction" {
+            persist::recover(&root).unwrap();
+        }
+        let steps: Vec<Option<u64>> = TXN_FILES
+            .iter()
+            .map(|file| match Journal::load(root.join(file)) {
+                Ok(journal) if journal.is_consistent() => Some(journal.step),
+                _ => None,
+            })
+            .collect();
+        if steps.iter().any(Option::is_none) {
+            outcome.torn += 1;
+            continue;
+        }
+        let steps: Vec<u64> = steps.into_iter().flatten().collect();
+        if steps.iter().any(|step| *step != steps[0]) {
+            outcome.mixed += 1;
+        }
+        if steps.iter().any(|step| *step < acknowledged) {
+            outcome.rolled_back += 1;
+        }
+        assert!(
+            steps.iter().all(|step| *step <= acknowledged + 1),
+            "a step that was never written: {steps:?}"
+        );
+    }
+    println!(
+        "{mode}: {cuts} cuts, {} commits acknowledged, {} mixed, {} rolled back, {} torn",
+        outcome.acknowledged, outcome.mixed, outcome.rolled_back, outcome.torn
+    );
+    Some(outcome)
+}
+
+/// Transactions of 3 files through power cuts: after recovery every file holds the same,
+/// acknowledged (or the next) step.
+#[test]
+fn transactions_survive_every_power_cut() {
+    if let Some(outcome) = txn_power_cuts("transaction", cuts() / 3) {
+        assert_eq!(
+            (outcome.mixed, outcome.rolled_back, outcome.torn),
+            (0, 0, 0)
+        );
+        assert!(
+            outcome.acknowledged > 0,
+            "no commit was acknowledged before a cut"
+        );
+    }
+}
+
+/// The control: the same files saved one after the other leave mixed states in the same
+/// harness.
+#[test]
+fn saving_the_files_one_by_one_leaves_mixed_states() {
+    if let Some(outcome) = txn_power_cuts("one-by-one", cuts() / 6) {
+        assert!(outcome.mixed > 0, "the harness caught no mixed state");
     }
 }
