@@ -140,7 +140,7 @@ pub struct Transaction {
     ops: Vec<Op>,
     /// Prefix of this transaction's staged files: its start, in nanoseconds since 1970.
     id: u128,
-    /// The staged files, open: synced together at the commit.
+    /// The staged files of the puts in `ops`, open: synced together at the commit.
     files: Vec<(String, File)>,
     next: u32,
     committed: bool,
@@ -228,14 +228,8 @@ impl Transaction {
         let durable = self.options.sync_level() != Durability::None;
         if durable {
             for (staged, file) in &self.files {
-                let is_staged = self
-                    .ops
-                    .iter()
-                    .any(|op| matches!(op, Op::Put { staged: name, .. } if name == staged));
-                if is_staged {
-                    file.sync_all()
-                        .map_err(io_error(&self.staging().join(staged), IoOp::SyncFile))?;
-                }
+                file.sync_all()
+                    .map_err(io_error(&self.staging().join(staged), IoOp::SyncFile))?;
             }
         }
         write_record(&self.staging(), &self.ops, durable)?;
@@ -282,6 +276,8 @@ impl Transaction {
         if let Some(at) = self.ops.iter().position(|old| old.target() == op.target()) {
             let old = self.ops.remove(at);
             if let Op::Put { staged, .. } = old {
+                // Replaced: neither synced at the commit nor put in place.
+                self.files.retain(|(name, _)| *name != staged);
                 let _ = stdfs::remove_file(self.staging().join(staged));
             }
         }

@@ -176,7 +176,7 @@ impl Postgres {
     }
 
     /// The future of `work` on one of the pooled connections, shared with other queries
-    /// (connected first if needed); a connection that failed is dropped, and the next use
+    /// (connected first if needed); a connection that failed is closed, and its next use
     /// connects again. It runs on any executor: the connections are driven by the backend's
     /// own runtime.
     fn on_connection<R, F>(
@@ -202,20 +202,10 @@ impl Postgres {
                 .await
                 .map_err(|error| db_error(path(), IoOp::Open)(error))?;
             let connection = guard.as_ref().expect("connected");
-            let result = work(connection).await;
-            let closed = result.is_err() && connection.client.is_closed();
-            drop(guard);
-            if closed {
-                // The next use connects again.
-                let mut slot = slot.write().await;
-                if slot
-                    .as_ref()
-                    .is_some_and(|connection| connection.client.is_closed())
-                {
-                    *slot = None;
-                }
-            }
-            result.map_err(|error| db_error(path(), op)(error))
+            // A connection that failed is closed: its next use connects again.
+            work(connection)
+                .await
+                .map_err(|error| db_error(path(), op)(error))
         }
     }
 }
@@ -319,6 +309,15 @@ impl Inner {
                 return Ok(shared);
             }
         }
+        Ok(self.connected_whole(slot).await?.downgrade())
+    }
+
+    /// The whole connection of `slot` (no other query may use it meanwhile), connected first
+    /// if it has none or a closed one.
+    async fn connected_whole<'s>(
+        &self,
+        slot: &'s tokio::sync::RwLock<Option<Connection>>,
+    ) -> Result<tokio::sync::RwLockWriteGuard<'s, Option<Connection>>, tokio_postgres::Error> {
         let mut exclusive = slot.write().await;
         if exclusive
             .as_ref()
@@ -326,7 +325,7 @@ impl Inner {
         {
             *exclusive = Some(self.connect().await?);
         }
-        Ok(exclusive.downgrade())
+        Ok(exclusive)
     }
 
     async fn connect(&self) -> Result<Connection, tokio_postgres::Error> {
@@ -514,18 +513,10 @@ impl Backend for Postgres {
             let (index, _busy) = inner.least_busy();
             let slot = &inner.slots[index];
             // The whole connection: no other query may land inside the transaction.
-            let mut guard = slot.write().await;
-            if guard
-                .as_ref()
-                .is_none_or(|connection| connection.client.is_closed())
-            {
-                *guard = Some(
-                    inner
-                        .connect()
-                        .await
-                        .map_err(db_error(path.clone(), IoOp::Open))?,
-                );
-            }
+            let mut guard = inner
+                .connected_whole(slot)
+                .await
+                .map_err(db_error(path.clone(), IoOp::Open))?;
             let Connection { client, upsert, .. } = guard.as_mut().expect("connected above");
             let result = async {
                 let transaction = client.transaction().await?;
@@ -535,9 +526,6 @@ impl Backend for Postgres {
                 transaction.commit().await
             }
             .await;
-            if result.is_err() && client.is_closed() {
-                *guard = None;
-            }
             result.map_err(db_error(path, IoOp::Write))
         })
     }

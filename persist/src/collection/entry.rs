@@ -58,28 +58,26 @@ pub(crate) fn decode<T: Persisted>(
     Ok((value, holds))
 }
 
-/// The value of an entry's bytes, migrated to `T`, and the key it holds.
-pub(crate) fn decode_with_key<T: Persisted>(
+/// For a migration: `None` if the entry is already at `T`'s version, otherwise its value
+/// migrated to `T` and the key it holds. The frame is opened (decrypted, decompressed) once.
+pub(crate) fn decode_older<T: Persisted>(
     options: &Options,
     bytes: &[u8],
     path: &Path,
-) -> Result<(T, Option<String>), Error> {
+) -> Result<Option<(T, Option<String>)>, Error> {
     let envelope = options.open(path, bytes)?;
+    if codec::leading_version(&envelope) == Some(u64::from(T::VERSION)) {
+        return Ok(None);
+    }
     let key = stored_key(&envelope);
     let value = codec::decode::<T>(&envelope).map_err(|error| error.at::<T>(path))?;
-    Ok((value, key))
+    Ok(Some((value, key)))
 }
 
 /// The key an entry holds, without decoding its value.
 pub(crate) fn key(options: &Options, bytes: &[u8], path: &Path) -> Result<Option<String>, Error> {
     let envelope = options.open(path, bytes)?;
     Ok(stored_key(&envelope))
-}
-
-/// The schema version an entry holds.
-pub(crate) fn version(options: &Options, bytes: &[u8], path: &Path) -> Result<Option<u64>, Error> {
-    let envelope = options.open(path, bytes)?;
-    Ok(codec::leading_version(&envelope))
 }
 
 /// Reads the `key` member where writers put it: `{"version":N,"key":"..."`, whitespace

@@ -581,10 +581,10 @@ impl<T: Persisted> Collection<T> {
             let Some(stored) = stored else {
                 return Ok(Change::Keep); // removed meanwhile
             };
-            if entry::version(options, &stored.bytes, &path)? == Some(u64::from(T::VERSION)) {
+            let Some((value, key)) = entry::decode_older::<T>(options, &stored.bytes, &path)?
+            else {
                 return Ok(Change::Keep);
-            }
-            let (value, key) = entry::decode_with_key::<T>(options, &stored.bytes, &path)?;
+            };
             let key = match (key, key_seen.clone()) {
                 (Some(key), _) | (None, Some(key)) => key,
                 (None, None) => {
