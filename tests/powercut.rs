@@ -164,17 +164,55 @@ impl Drop for Mount {
     }
 }
 
+/// A 64 MiB ext4 image in `work` and an empty mount point beside it.
+fn new_image(work: &Path) -> (PathBuf, PathBuf) {
+    let image = work.join("ext4.img");
+    let point = work.join("mnt");
+    fs::create_dir(&point).unwrap();
+    fs::File::create(&image).unwrap().set_len(64 << 20).unwrap();
+    assert!(run("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]));
+    (image, point)
+}
+
+/// Runs `child` (a saver printing each step once it is acknowledged) on the mounted image,
+/// shuts the file system down after `micros`, kills the child and unmounts; returns the last
+/// step it acknowledged (`before` if none).
+fn cut_during(mount: Mount, mut child: Command, before: u64, micros: u64) -> u64 {
+    let mut child = child
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let acknowledged = Arc::new(AtomicU64::new(before));
+    let reader = {
+        let stdout = child.stdout.take().unwrap();
+        let acknowledged = Arc::clone(&acknowledged);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(step) = line.unwrap_or_default().trim().parse::<u64>() else {
+                    continue;
+                };
+                acknowledged.store(step, Ordering::SeqCst);
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_micros(micros));
+    mount.shut_down();
+    // Everything the child printed before the cut is in the pipe: read it all.
+    let _ = child.kill();
+    child.wait().unwrap();
+    reader.join().unwrap();
+    drop(mount);
+    acknowledged.load(Ordering::SeqCst)
+}
+
 fn power_cuts(level: &str, cuts: usize) -> Option<Outcome> {
     if let Some(reason) = unsupported() {
         eprintln!("skipped: the power-cut harness {reason}");
         return None;
     }
     let work = tempfile::tempdir().unwrap();
-    let image = work.path().join("ext4.img");
-    let point = work.path().join("mnt");
-    fs::create_dir(&point).unwrap();
-    fs::File::create(&image).unwrap().set_len(64 << 20).unwrap();
-    assert!(run("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]));
+    let (image, point) = new_image(work.path());
     let file = point.join("journal.json");
     {
         let _mount = Mount::new(&image, &point);
@@ -202,40 +240,16 @@ fn power_cuts(level: &str, cuts: usize) -> Option<Outcome> {
                 0
             }
         };
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let mut child = Command::new(std::env::current_exe().unwrap());
+        child
             .args(["--exact", "saver", "--test-threads=1", "--quiet"])
             .env(SAVER_FILE, &file)
-            .env(SAVER_DURABILITY, level)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let acknowledged = Arc::new(AtomicU64::new(before));
-        let reader = {
-            let stdout = child.stdout.take().unwrap();
-            let acknowledged = Arc::clone(&acknowledged);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(step) = line.unwrap_or_default().trim().parse::<u64>() else {
-                        continue;
-                    };
-                    acknowledged.store(step, Ordering::SeqCst);
-                }
-            })
-        };
+            .env(SAVER_DURABILITY, level);
         // Cut between 2 and 40 ms into the run: long enough for some saves to be acknowledged.
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        std::thread::sleep(Duration::from_micros(2_000 + seed % 38_000));
-        mount.shut_down();
-        // Everything the child printed before the cut is in the pipe: read it all.
-        let _ = child.kill();
-        child.wait().unwrap();
-        reader.join().unwrap();
-        drop(mount);
-
-        let acknowledged = acknowledged.load(Ordering::SeqCst);
+        let acknowledged = cut_during(mount, child, before, 2_000 + seed % 38_000);
         outcome.acknowledged += acknowledged - before;
         let _mount = Mount::new(&image, &point);
         match Journal::load(&file) {
@@ -355,11 +369,7 @@ fn txn_power_cuts(mode: &str, cuts: usize) -> Option<TxnOutcome> {
         return None;
     }
     let work = tempfile::tempdir().unwrap();
-    let image = work.path().join("ext4.img");
-    let point = work.path().join("mnt");
-    fs::create_dir(&point).unwrap();
-    fs::File::create(&image).unwrap().set_len(64 << 20).unwrap();
-    assert!(run("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]));
+    let (image, point) = new_image(work.path());
     let root = point.join("state");
     let start_over = |root: &Path| {
         let mut txn = persist::Transaction::new(root).unwrap();
@@ -388,35 +398,12 @@ fn txn_power_cuts(mode: &str, cuts: usize) -> Option<TxnOutcome> {
                 0
             }
         };
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let mut child = Command::new(std::env::current_exe().unwrap());
+        child
             .args(["--exact", "txn_saver", "--test-threads=1", "--quiet"])
             .env(SAVER_FILE, &root)
-            .env(TXN_MODE, mode)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let acknowledged = Arc::new(AtomicU64::new(before));
-        let reader = {
-            let stdout = child.stdout.take().unwrap();
-            let acknowledged = Arc::clone(&acknowledged);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(step) = line.unwrap_or_default().trim().parse::<u64>() else {
-                        continue;
-                    };
-                    acknowledged.store(step, Ordering::SeqCst);
-                }
-            })
-        };
-        std::thread::sleep(Duration::from_micros(2_000 + rng.below(38_000)));
-        mount.shut_down();
-        let _ = child.kill();
-        child.wait().unwrap();
-        reader.join().unwrap();
-        drop(mount);
-
-        let acknowledged = acknowledged.load(Ordering::SeqCst);
+            .env(TXN_MODE, mode);
+        let acknowledged = cut_during(mount, child, before, 2_000 + rng.below(38_000));
         outcome.acknowledged += acknowledged - before;
         let _mount = Mount::new(&image, &point);
         if mode == "transaction" {
