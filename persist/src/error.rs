@@ -191,6 +191,18 @@ pub enum Error {
         attempts: u32,
     },
 
+    /// The operation on `path` succeeded (the file is written, replaced or removed), but its
+    /// record could not be appended to the [audit log](crate::Options::audit). Retrying a save
+    /// is harmless; retrying an [`update`](crate::Options::update) applies its change again.
+    Audit {
+        /// The file the operation was about.
+        path: PathBuf,
+        /// The audit log.
+        log: PathBuf,
+        /// Why the record could not be appended.
+        source: Box<Error>,
+    },
+
     /// serde could not serialize the value (for instance a map with non-string keys).
     /// Nothing was written.
     Serialize {
@@ -321,6 +333,12 @@ impl fmt::Display for Error {
                 "other writers changed the entry before each of {attempts} attempts to write \
                  it; nothing was written"
             ),
+            Error::Audit { log, source, .. } => write!(
+                f,
+                "the operation succeeded, but its record could not be appended to the audit \
+                 log {}: {source}",
+                log.display()
+            ),
             Error::Serialize { field, source, .. } => {
                 f.write_str("could not serialize the value")?;
                 if let Some(field) = field {
@@ -429,6 +447,7 @@ impl Error {
             | Error::InvalidKey { path, .. }
             | Error::InvalidPath { path, .. }
             | Error::Contended { path, .. }
+            | Error::Audit { path, .. }
             | Error::Serialize { path, .. }
             | Error::Seal { path, .. }
             | Error::Unsupported { path, .. }

@@ -775,15 +775,21 @@ struct Scan {
 /// the file while failing a check, or bytes that are all zero to the end (ext4 after a power
 /// cut), are a torn append; a failing record with anything after it is damage.
 fn scan(path: &Path, file: &File, limit: u64) -> Result<Scan, Error> {
+    scan_from(path, file, limit, FILE_HEADER as u64)
+}
+
+/// [`scan`] from `start`, the end of a whole record (or the file header); `records` counts
+/// those after it.
+fn scan_from(path: &Path, file: &File, limit: u64, start: u64) -> Result<Scan, Error> {
     let size = file
         .metadata()
         .map_err(io_error(path, IoOp::Metadata))?
         .len();
     let mut reader = BufReader::with_capacity(64 << 10, file);
     reader
-        .seek(SeekFrom::Start(FILE_HEADER as u64))
+        .seek(SeekFrom::Start(start))
         .map_err(io_error(path, IoOp::Read))?;
-    let mut offset = FILE_HEADER as u64;
+    let mut offset = start;
     let mut records = 0;
     let mut data = Vec::new();
     while offset < size {
@@ -840,6 +846,88 @@ fn scan(path: &Path, file: &File, limit: u64) -> Result<Scan, Error> {
         end: offset,
         torn_at: None,
     })
+}
+
+/// Where the whole records of a journal written by [`append_shared`] end, as this process last
+/// saw it, with the file's identity (device, inode), so that a file replaced meanwhile is
+/// scanned again from its start.
+#[derive(Debug, Default)]
+pub(crate) struct SharedEnd {
+    seen: Option<((u64, u64), u64)>,
+}
+
+/// Appends `records` to the journal at `path` without keeping the journal open, for logs many
+/// processes append to, each now and then (the audit log): takes the journal's lock (waiting as
+/// [`Options::lock_timeout`] says), creates the journal if there is none, finds where its whole
+/// records end (reading only what others appended since `known`), cuts a torn tail off, then
+/// appends and syncs (per [`Options::durability`]).
+pub(crate) fn append_shared<E: Persisted>(
+    options: &Options,
+    path: &Path,
+    known: &mut SharedEnd,
+    records: &[E],
+) -> Result<(), Error> {
+    let mut bytes = Vec::new();
+    for record in records {
+        encode_record(&mut bytes, record).map_err(|error| error.at(path))?;
+    }
+    let _lock = lock::exclusive(path, options.lock_wait())?;
+    if !path.exists() {
+        fs::create_parents(path, parent_dir(path))?;
+        fs::write_atomic(path, options.sync_level(), fs::bytes(&file_header(0)))?;
+    }
+    let (mut file, metadata) = fs::open_regular_file(path, true)?;
+    let identity = file_identity(&file);
+    let start = match known.seen {
+        // The same file, no shorter than when this process last appended to it.
+        Some((seen, end)) if Some(seen) == identity && end <= metadata.len() => end,
+        _ => {
+            read_file_header(path, &mut file)?;
+            FILE_HEADER as u64
+        }
+    };
+    let scan = scan_from(path, &file, options.max_size_limit(), start)?;
+    let durable = options.sync_level() != Durability::None;
+    if let Some(torn_at) = scan.torn_at {
+        // A crash during someone's append: never acknowledged.
+        file.set_len(torn_at).map_err(io_error(path, IoOp::Write))?;
+    }
+    let appended = (&file)
+        .seek(SeekFrom::Start(scan.end))
+        .and_then(|_| (&file).write_all(&bytes))
+        .map_err(io_error(path, IoOp::Write))
+        .and_then(|()| {
+            if durable {
+                file.sync_data().map_err(io_error(path, IoOp::SyncFile))
+            } else {
+                Ok(())
+            }
+        });
+    if let Err(error) = appended {
+        // Cut what may have reached the file (the torn tail before it too), so that nothing
+        // unacknowledged can be read as a record later.
+        known.seen = None;
+        let _ = file.set_len(scan.end);
+        return Err(error);
+    }
+    known.seen = identity.map(|identity| (identity, scan.end + bytes.len() as u64));
+    Ok(())
+}
+
+/// The device and inode of `file`, where the platform tells them.
+fn file_identity(file: &File) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        file.metadata()
+            .ok()
+            .map(|metadata| (metadata.dev(), metadata.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        None
+    }
 }
 
 /// Whether `file` is the file at `path` (the same device and inode).

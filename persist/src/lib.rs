@@ -114,6 +114,7 @@
 
 pub mod any;
 mod app_dirs;
+mod audit;
 #[cfg(feature = "collection")]
 pub mod backend;
 mod backup;
@@ -152,6 +153,7 @@ mod update;
 mod worker;
 
 pub use crate::app_dirs::{AppDirs, AppDirsError};
+pub use crate::audit::{AuditOp, AuditRecord, AuditRecords, read_audit};
 pub use crate::backup::Backup;
 #[cfg(feature = "cache")]
 pub use crate::collection::cache::CacheStats;

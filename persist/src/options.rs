@@ -2,13 +2,15 @@
 //! method.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[cfg(feature = "tokio")]
 use crate::Pending;
+use crate::audit::{self, AuditOp, Written};
 use crate::codec::EncodeError;
-use crate::fs::{Durability, FileWriter};
+use crate::error::IoOp;
+use crate::fs::{Durability, FileWriter, io_error};
 use crate::key::Key;
 use crate::retry::Retry;
 use crate::telemetry::{Facts, Operation};
@@ -45,6 +47,8 @@ pub struct Options {
     retry: Retry,
     pretty: bool,
     group_commit: Option<Duration>,
+    pub(crate) audit: Option<std::sync::Arc<crate::audit::AuditLog>>,
+    pub(crate) actor: Option<std::sync::Arc<str>>,
     #[cfg(feature = "live")]
     pub(crate) live: crate::live::LiveSettings,
     #[cfg(feature = "cache")]
@@ -80,6 +84,8 @@ impl Options {
             retry: Retry::NONE,
             pretty: false,
             group_commit: None,
+            audit: None,
+            actor: None,
             #[cfg(feature = "live")]
             live: crate::live::LiveSettings::DEFAULT,
             #[cfg(feature = "cache")]
@@ -117,6 +123,53 @@ impl Options {
     pub const fn group_commit(mut self, window: Duration) -> Self {
         self.group_commit = Some(window);
         self
+    }
+
+    /// Records every successful [`save`](Options::save), [`update`](Options::update),
+    /// [`remove`](Options::remove), [`restore_backup`](Options::restore_backup) and
+    /// [`Transaction`](crate::Transaction) commit made with these options in the audit log at
+    /// `path`: an append-only [`Journal`] of [`AuditRecord`](crate::AuditRecord)s (time,
+    /// operation, file, from and to version, bytes written and their CRC-32C, process id,
+    /// [`actor`](Options::actor)), never the data itself. Read it with
+    /// [`read_audit`](crate::read_audit) (or `persist journal <log>`).
+    ///
+    /// The record is appended (and synced, per [`durability`](Options::durability)) after the
+    /// operation succeeded, under the log's lock for the append alone, so any number of
+    /// processes can audit to the same log. If it cannot be appended the operation returns
+    /// [`Error::Audit`]: the file was written all the same. A crash between the operation
+    /// and its record loses the record, never the operation. Loads are not recorded.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[derive(serde::Serialize, serde::Deserialize, persist::Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Settings { theme: String }
+    /// let options = persist::Options::new().audit("audit.log").actor("alice");
+    /// options.save(&Settings { theme: "dark".into() }, "settings.json")?;
+    /// let last = persist::read_audit("audit.log")?.last().unwrap()?;
+    /// assert_eq!(last.actor.as_deref(), Some("alice"));
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn audit(mut self, path: impl Into<PathBuf>) -> Self {
+        self.audit = Some(crate::audit::AuditLog::new(path.into()));
+        self
+    }
+
+    /// Names who acts through these options (a user, a service) in the
+    /// [audit log](Options::audit)'s records.
+    ///
+    /// # Examples
+    ///
+    /// See [`audit`](Options::audit).
+    pub fn actor(mut self, name: impl Into<String>) -> Self {
+        self.actor = Some(std::sync::Arc::from(name.into()));
+        self
+    }
+
+    /// The audit log these options record to, if any.
+    pub fn audit_log(&self) -> Option<&Path> {
+        self.audit.as_deref().map(crate::audit::AuditLog::path)
     }
 
     /// The group-commit window of journal appends, if any.
@@ -374,8 +427,25 @@ impl Options {
         let path = path.as_ref();
         let operation = Operation::start("restore", path);
         let result = operation.in_span(|| {
+            let from_version = self
+                .audited()
+                .then(|| audit::stored_version(path))
+                .flatten();
             self.retry
-                .run(|| backup::restore(path, version, self.max_size, self.durability))
+                .run(|| backup::restore(path, version, self.max_size, self.durability))?;
+            if !self.audited() {
+                return Ok(());
+            }
+            let written = std::fs::File::open(path)
+                .and_then(|file| Written::of_file(&file))
+                .map_err(io_error(path, IoOp::Read))?;
+            self.audit_entry(audit::Entry {
+                operation: AuditOp::Restore,
+                path,
+                from_version,
+                to_version: Some(version),
+                written: Some(written),
+            })
         });
         let facts = Facts {
             from: Some(version),
@@ -506,15 +576,24 @@ impl Options {
     /// and synced beside the target), then keeps a backup of the old one if it holds another
     /// version, then renames the new file into place. A save that fails before the rename
     /// leaves neither a new file nor a backup.
+    /// With an [audit log](Options::audit), `operation` is recorded once the file is in place.
     fn commit(
         &self,
         path: &Path,
         version: u32,
         unversioned_as: Option<u32>,
+        operation: AuditOp,
         contents: impl FnOnce(&mut FileWriter<'_>) -> io::Result<()>,
     ) -> Result<(), Error> {
         let target = fs::resolve_target(path)?;
         let staged = fs::stage(path, &target, self.durability, contents)?;
+        let audited = match self.audited() {
+            true => Some((
+                audit::stored_version(&target),
+                Written::of_file(staged.file()).map_err(io_error(path, IoOp::Read))?,
+            )),
+            false => None,
+        };
         backup::preserve(
             path,
             &target,
@@ -524,23 +603,44 @@ impl Options {
             self.max_size,
             self.durability,
         )?;
-        staged.install()
+        staged.install()?;
+        match audited {
+            Some((from_version, written)) => self.audit_entry(audit::Entry {
+                operation,
+                path,
+                from_version,
+                to_version: Some(u64::from(version)),
+                written: Some(written),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// [`save`](Options::save) of `value`, serialized straight into the temporary file when no
     /// layer is configured. Errors are the value's first (a float JSON cannot hold, a map key
     /// that is not a string), then the file's.
-    fn save_value<T: Persisted>(&self, value: &T, path: &Path) -> Result<(), Error> {
+    fn save_value<T: Persisted>(
+        &self,
+        value: &T,
+        path: &Path,
+        operation: AuditOp,
+    ) -> Result<(), Error> {
         let unversioned_as = codec::unversioned_root::<T>();
         if self.layers().any() {
             let bytes = self.file_bytes(value, path)?;
-            return self.commit(path, T::VERSION, unversioned_as, fs::bytes(&bytes));
+            return self.commit(
+                path,
+                T::VERSION,
+                unversioned_as,
+                operation,
+                fs::bytes(&bytes),
+            );
         }
         // Streams into the temporary file: no copy of the file in memory. A value serde refuses
         // half-way leaves a partial temporary file, which the failed commit removes.
         let style = self.style::<T>();
         let mut refused = None;
-        let result = self.commit(path, T::VERSION, unversioned_as, |writer| {
+        let result = self.commit(path, T::VERSION, unversioned_as, operation, |writer| {
             codec::encode(value, writer, style).map_err(|error| match error {
                 EncodeError::Io(error) => error,
                 refusal @ EncodeError::Value { .. } => {
@@ -624,9 +724,18 @@ impl Options {
     ///
     /// See [`Options`].
     pub fn save<T: Persisted>(&self, value: &T, path: impl AsRef<Path>) -> Result<(), Error> {
-        let path = path.as_ref();
+        self.save_as(value, path.as_ref(), AuditOp::Save)
+    }
+
+    /// [`save`](Options::save), recorded in the audit log as `operation`.
+    pub(crate) fn save_as<T: Persisted>(
+        &self,
+        value: &T,
+        path: &Path,
+        operation: AuditOp,
+    ) -> Result<(), Error> {
         measured_save(path, T::VERSION, || {
-            self.retry.run(|| self.save_value(value, path))
+            self.retry.run(|| self.save_value(value, path, operation))
         })
     }
 
@@ -722,9 +831,15 @@ impl Options {
         let (version, unversioned_as) = (T::VERSION, codec::unversioned_root::<T>());
         Pending::new(path, move |path| {
             measured_save(path, version, || {
-                options
-                    .retry
-                    .run(|| options.commit(path, version, unversioned_as, fs::bytes(&bytes)))
+                options.retry.run(|| {
+                    options.commit(
+                        path,
+                        version,
+                        unversioned_as,
+                        AuditOp::Save,
+                        fs::bytes(&bytes),
+                    )
+                })
             })
         })
     }

@@ -4,6 +4,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use crate::audit::{self, AuditOp};
 use crate::error::{Error, FileKind, IoOp};
 use crate::fs::{Durability, io_error, is_temp_of, parent_dir, sync_dir};
 use crate::{Options, lock};
@@ -59,6 +60,10 @@ impl Options {
         } else {
             None
         };
+        let from_version = self
+            .audited()
+            .then(|| audit::stored_version(path))
+            .flatten();
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -75,6 +80,15 @@ impl Options {
         removed.sort();
         if !removed.is_empty() && self.sync_level() != Durability::None {
             sync_dir(dir).map_err(io_error(dir, IoOp::SyncDir))?;
+        }
+        if removed.iter().any(|entry| entry.file_name() == Some(name)) {
+            self.audit_entry(audit::Entry {
+                operation: AuditOp::Remove,
+                path,
+                from_version,
+                to_version: None,
+                written: None,
+            })?;
         }
         Ok(removed)
     }

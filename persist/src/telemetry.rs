@@ -183,6 +183,7 @@ pub(crate) fn outcome_of(error: &Error) -> &'static str {
         Error::InvalidKey { .. } => "invalid_key",
         Error::InvalidPath { .. } => "invalid_path",
         Error::Contended { .. } => "contended",
+        Error::Audit { .. } => "audit",
         Error::Serialize { .. } => "serialize",
         Error::Seal { .. } => "seal",
         Error::Unsupported { .. } => "unsupported",

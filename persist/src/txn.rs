@@ -24,6 +24,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use crate::audit::{self, AuditOp, Written};
 use crate::error::IoOp;
 use crate::fs::{Durability, create_parents, io_error, parent_dir, sync_dir};
 use crate::lock::{self, LockGuard};
@@ -142,6 +143,8 @@ pub struct Transaction {
     id: u128,
     /// The staged files of the puts in `ops`, open: synced together at the commit.
     files: Vec<(String, File)>,
+    /// With an audit log: the size and CRC-32C of each staged file, by staged name.
+    written: Vec<(String, Written)>,
     next: u32,
     committed: bool,
     _lock: LockGuard,
@@ -191,6 +194,9 @@ impl Transaction {
             .map_err(io_error(&destination, IoOp::Write))?;
         // Its writeback starts now; the commit waits for all of them at once.
         crate::fs::start_writeback(&file);
+        if self.options.audited() {
+            self.written.push((staged.clone(), Written::of(&bytes)));
+        }
         self.files.push((staged.clone(), file));
         self.replace(Op::Put {
             target,
@@ -232,10 +238,55 @@ impl Transaction {
                     .map_err(io_error(&self.staging().join(staged), IoOp::SyncFile))?;
             }
         }
+        // Read before the files are replaced: the versions they held.
+        let from_versions: Vec<Option<u64>> = match self.options.audited() {
+            true => self
+                .ops
+                .iter()
+                .map(|op| audit::stored_version(&self.root.join(op.target())))
+                .collect(),
+            false => Vec::new(),
+        };
         write_record(&self.staging(), &self.ops, durable)?;
         // The commit point has passed: from here on, a crash rolls forward.
         self.committed = true;
-        apply(&self.root, &self.options, &self.ops)
+        apply(&self.root, &self.options, &self.ops)?;
+        if !self.options.audited() {
+            return Ok(());
+        }
+        let paths: Vec<PathBuf> = self
+            .ops
+            .iter()
+            .map(|op| self.root.join(op.target()))
+            .collect();
+        let entries: Vec<audit::Entry<'_>> = self
+            .ops
+            .iter()
+            .zip(&paths)
+            .zip(from_versions)
+            .map(|((op, path), from_version)| {
+                let (to_version, written) = match op {
+                    Op::Put {
+                        staged, version, ..
+                    } => (
+                        Some(u64::from(*version)),
+                        self.written
+                            .iter()
+                            .find(|(name, _)| name == staged)
+                            .map(|(_, written)| *written),
+                    ),
+                    Op::Remove { .. } => (None, None),
+                };
+                audit::Entry {
+                    operation: AuditOp::Commit,
+                    path,
+                    from_version,
+                    to_version,
+                    written,
+                }
+            })
+            .collect();
+        self.options.audit_entries(&entries)
     }
 
     /// The path relative to the root, as the record stores it.
@@ -278,6 +329,7 @@ impl Transaction {
             if let Op::Put { staged, .. } = old {
                 // Replaced: neither synced at the commit nor put in place.
                 self.files.retain(|(name, _)| *name != staged);
+                self.written.retain(|(name, _)| *name != staged);
                 let _ = stdfs::remove_file(self.staging().join(staged));
             }
         }
@@ -475,6 +527,7 @@ impl Options {
             ops: Vec::new(),
             id,
             files: Vec::new(),
+            written: Vec::new(),
             next: 0,
             committed: false,
             _lock: lock,

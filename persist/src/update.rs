@@ -6,6 +6,7 @@ use std::path::Path;
 
 #[cfg(feature = "tokio")]
 use crate::Pending;
+use crate::audit::AuditOp;
 use crate::telemetry::{Facts, Operation, outcome_of};
 use crate::{Error, Options, Persisted, lock};
 
@@ -180,7 +181,7 @@ impl Options {
                 None => initial(),
             };
             let result = change(&mut value).inspect_err(|_| outcome = "refused")?;
-            self.save(&value, path)
+            self.save_as(&value, path, AuditOp::Update)
                 .map_err(|error| failed(&mut outcome, error))?;
             Ok((value, result))
         });
