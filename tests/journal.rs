@@ -2,6 +2,7 @@
 //! offset, hostile input, checkpoints that survive a crash between their steps, one writer.
 
 use std::fs;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -469,4 +470,77 @@ fn an_impossible_base_index_is_corrupt_not_an_overflow() {
         Err(Error::Corrupt { .. })
     ));
     assert_eq!(fs::read(&path).unwrap(), bytes);
+}
+
+#[test]
+fn async_appends_from_many_tasks_are_all_kept_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_in(dir.path());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    for window in [None, Some(Duration::from_micros(200))] {
+        let _ = fs::remove_file(&path);
+        let options = match window {
+            Some(window) => Options::new().group_commit(window),
+            None => Options::new(),
+        };
+        let journal = std::sync::Arc::new(options.journal::<Event>(&path).unwrap());
+        runtime.block_on(async {
+            let tasks: Vec<_> = (0..100)
+                .map(|id| {
+                    let journal = std::sync::Arc::clone(&journal);
+                    tokio::spawn(async move { journal.append_async(&event(id)).await.unwrap() })
+                })
+                .collect();
+            // Threads appending at the same time share the flushes.
+            let journal_for_threads = std::sync::Arc::clone(&journal);
+            let threads = std::thread::spawn(move || {
+                for id in 100..150 {
+                    journal_for_threads.append(&event(id)).unwrap();
+                }
+            });
+            let mut indexes = Vec::new();
+            for task in tasks {
+                indexes.push(task.await.unwrap());
+            }
+            threads.join().unwrap();
+            journal
+                .append_many_async(&[event(150), event(151)])
+                .await
+                .unwrap();
+            indexes.sort();
+            indexes.dedup();
+            assert_eq!(indexes.len(), 100);
+            assert!(indexes.iter().all(|index| *index < 150));
+        });
+        drop(journal);
+        let mut ids = replayed(&Journal::<Event>::open(&path).unwrap());
+        ids.sort();
+        assert_eq!(ids, (0..152).collect::<Vec<_>>(), "window {window:?}");
+    }
+}
+
+#[test]
+fn an_async_append_is_queued_when_called_even_if_its_future_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_in(dir.path());
+    let journal = Journal::<Event>::open(&path).unwrap();
+    drop(journal.append_async(&event(0)));
+    // The next append's flush writes it too; nothing waits forever.
+    assert_eq!(journal.append(&event(1)).unwrap(), 1);
+    // Dropped after its first poll started its flush on the worker threads.
+    let mut started = Box::pin(journal.append_async(&event(2)));
+    let _ = started
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+    drop(started);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        assert_eq!(journal.append_async(&event(3)).await.unwrap(), 3);
+    });
+    assert_eq!(replayed(&journal), vec![0, 1, 2, 3]);
 }

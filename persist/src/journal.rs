@@ -18,7 +18,8 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::codec::{self, Style};
 use crate::error::{Error, IoOp};
@@ -72,45 +73,185 @@ const RECORD_HEADER: usize = 16;
 pub struct Journal<E> {
     path: PathBuf,
     options: Options,
-    state: Mutex<State>,
-    /// Signalled when a group commit's fsync ends.
-    synced: Condvar,
+    shared: Arc<Shared>,
     _lock: LockGuard,
     marker: PhantomData<fn() -> E>,
 }
 
+/// What appenders share, also with a flush running on persist's worker threads for an async
+/// append (which finishes even if the append's future is dropped).
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when a flush ends (and when a checkpoint replaced the log).
+    synced: Condvar,
+    /// The same, for async appends.
+    #[cfg(feature = "tokio")]
+    notify: ::tokio::sync::Notify,
+}
+
 #[derive(Debug)]
 struct State {
-    file: File,
+    file: Arc<File>,
     /// The index of the log's first record.
     base: u64,
-    /// Records in the log.
+    /// Records in the file.
     records: u64,
     /// Where the next record goes: the end of the last whole record.
     end: u64,
-    /// How many records (base included) are durable, and where they end in the file: what a
-    /// group-commit append waits for.
+    /// How many records (base included) are durable: what an append waits for.
     durable: u64,
-    durable_end: u64,
-    /// A group commit's fsync is running (without the lock).
+    /// Records encoded by appenders and not yet written: the next flush writes them all with
+    /// one `write` and syncs them with one `fdatasync` (group commit).
+    pending: Vec<u8>,
+    pending_records: u64,
+    /// Records the running flush took from `pending` and is writing.
+    flushing: u64,
+    /// A flush is running (without the lock); only a flush writes to the file.
     syncing: bool,
-    /// Why the journal refuses to write: an fsync failed, after which what the file holds is
-    /// unknown (the kernel may have dropped the dirty pages); it must be opened again.
+    /// Why the journal refuses to write: a write or an fsync failed, after which what the
+    /// file holds is unknown (the kernel may have dropped the dirty pages); it must be opened
+    /// again.
     failed: Option<String>,
 }
 
 impl State {
     fn new(file: File, base: u64, records: u64, end: u64) -> State {
         State {
-            file,
+            file: Arc::new(file),
             base,
             records,
             end,
             durable: base + records,
-            durable_end: end,
+            pending: Vec::new(),
+            pending_records: 0,
+            flushing: 0,
             syncing: false,
             failed: None,
         }
+    }
+
+    /// The index the next record appended gets.
+    fn next_index(&self) -> u64 {
+        self.base + self.records + self.flushing + self.pending_records
+    }
+
+    /// Writes what is pending at the end of the file, under the lock, without a sync (for a
+    /// checkpoint, whose snapshot makes them durable).
+    fn write_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        write_all_at(&self.file, &self.pending, self.end).inspect_err(|_| {
+            let _ = self.file.set_len(self.end);
+        })?;
+        self.end += self.pending.len() as u64;
+        self.records += self.pending_records;
+        self.pending.clear();
+        self.pending_records = 0;
+        Ok(())
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while the lock was held cannot leave the state half-updated: every field is
+        // written after the fallible steps.
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Waits until a flush ends (the lock is released meanwhile).
+    fn wait<'s>(&'s self, state: MutexGuard<'s, State>) -> MutexGuard<'s, State> {
+        self.synced
+            .wait(state)
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Wakes every appender waiting for a flush, sync or async.
+    fn wake(&self) {
+        self.synced.notify_all();
+        #[cfg(feature = "tokio")]
+        self.notify.notify_waiters();
+    }
+
+    /// A flush, run by the appender that found none running (the leader): waits `window` for
+    /// others to add their records, takes every pending record, writes them at the end with
+    /// one `write`, syncs (per `durability`), and publishes the result to every appender.
+    fn flush(&self, window: Duration, durability: Durability) {
+        if !window.is_zero() {
+            std::thread::sleep(window);
+        }
+        let (file, offset, bytes, records) = {
+            let mut state = self.lock();
+            let records = std::mem::take(&mut state.pending_records);
+            state.flushing = records;
+            (
+                Arc::clone(&state.file),
+                state.end,
+                std::mem::take(&mut state.pending),
+                records,
+            )
+        };
+        let result = if bytes.is_empty() {
+            Ok(())
+        } else {
+            write_all_at(&file, &bytes, offset)
+                .map_err(|error| ("a write", error))
+                .and_then(|()| match durability {
+                    Durability::None => Ok(()),
+                    _ => file.sync_data().map_err(|error| ("an fsync", error)),
+                })
+        };
+        let mut state = self.lock();
+        state.syncing = false;
+        state.flushing = 0;
+        match result {
+            Ok(()) => {
+                state.end += bytes.len() as u64;
+                state.records += records;
+                state.durable = state.base + state.records;
+            }
+            Err((step, source)) => {
+                // What is not durable may be lost, and a retried fsync could report success
+                // for pages the kernel already dropped: cut back to what is durable and refuse
+                // to write until the journal is opened again.
+                let _ = state.file.set_len(state.end);
+                state.pending.clear();
+                state.pending_records = 0;
+                state.failed = Some(format!(
+                    "{step} of {} appended bytes failed ({source})",
+                    bytes.len()
+                ));
+            }
+        }
+        drop(state);
+        self.wake();
+    }
+}
+
+/// What an appender does next.
+enum Turn {
+    /// Its records are durable.
+    Done,
+    /// A flush is running: wait for it to end.
+    Wait,
+    /// No flush is running: run one.
+    Lead,
+}
+
+/// Writes all of `bytes` at `offset` (`pwrite`: no shared file position).
+fn write_all_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::write_all_at(file, bytes, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        let mut file = file;
+        file.seek(SeekFrom::Start(offset))?;
+        file.write_all(bytes)
     }
 }
 
@@ -160,8 +301,12 @@ impl<E: Persisted> Journal<E> {
         Ok(Journal {
             path: path.to_owned(),
             options: options.clone(),
-            state: Mutex::new(State::new(file, base, scan.records, scan.end)),
-            synced: Condvar::new(),
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::new(file, base, scan.records, scan.end)),
+                synced: Condvar::new(),
+                #[cfg(feature = "tokio")]
+                notify: ::tokio::sync::Notify::new(),
+            }),
             _lock: lock,
             marker: PhantomData,
         })
@@ -175,8 +320,7 @@ impl<E: Persisted> Journal<E> {
     /// How many records were ever appended (those before the last checkpoint included): the
     /// index the next record gets.
     pub fn len(&self) -> u64 {
-        let state = self.lock_state();
-        state.base + state.records
+        self.shared.lock().next_index()
     }
 
     /// Whether no record was ever appended.
@@ -240,103 +384,65 @@ impl<E: Persisted> Journal<E> {
     where
         E: 'r,
     {
+        let (first, mine) = self.enqueue(records, facts)?;
+        let mut state = self.shared.lock();
+        loop {
+            match self.turn(&mut state, mine)? {
+                Turn::Done => return Ok(first),
+                Turn::Wait => state = self.shared.wait(state),
+                Turn::Lead => {
+                    drop(state);
+                    self.shared.flush(self.window(), self.options.sync_level());
+                    state = self.shared.lock();
+                }
+            }
+        }
+    }
+
+    /// Encodes `records` (failing before anything is queued if one cannot be) and queues them
+    /// for the next flush. Returns the index of the first and the index after the last.
+    fn enqueue<'r>(
+        &self,
+        records: impl IntoIterator<Item = &'r E>,
+        facts: &mut Facts,
+    ) -> Result<(u64, u64), Error>
+    where
+        E: 'r,
+    {
         let mut batch = Vec::new();
+        let mut count = 0;
         for record in records {
             encode_record(&mut batch, record).map_err(|error| error.at(&self.path))?;
-        }
-        let mut state = self.lock_state();
-        self.refuse_if_failed(&state)?;
-        let first = state.base + state.records;
-        if batch.is_empty() {
-            return Ok(first);
-        }
-        let written = (&state.file)
-            .seek(SeekFrom::Start(state.end))
-            .and_then(|_| (&state.file).write_all(&batch));
-        if let Err(source) = written {
-            // Whatever part of the batch reached the file is a torn tail: cut it now, so that
-            // the next append does not land after it.
-            let _ = state.file.set_len(state.end);
-            return Err(io_error(&self.path, IoOp::Write)(source));
+            count += 1;
         }
         facts.written = Some(batch.len() as u64);
-        let group = self.options.group_commit_window();
-        if self.options.sync_level() == Durability::None || group.is_none() {
-            if self.options.sync_level() != Durability::None
-                && let Err(source) = state.file.sync_data()
-            {
-                // Never acknowledged, maybe not on disk: cut it, so that it cannot come back
-                // as records after those a later append writes over its start.
-                let _ = state.file.set_len(state.end);
-                return Err(io_error(&self.path, IoOp::SyncFile)(source));
-            }
-            state.end += batch.len() as u64;
-            state.records += count_records(&batch);
-            state.durable = state.base + state.records;
-            state.durable_end = state.end;
-            return Ok(first);
+        let mut state = self.shared.lock();
+        self.refuse_if_failed(&state)?;
+        let first = state.next_index();
+        if state.pending.is_empty() {
+            state.pending = batch;
+        } else {
+            state.pending.extend_from_slice(&batch);
         }
-        state.end += batch.len() as u64;
-        state.records += count_records(&batch);
-        let mine = state.base + state.records;
-        self.group_sync(state, mine, group.unwrap_or_default())?;
-        Ok(first)
+        state.pending_records += count;
+        Ok((first, first + count))
     }
 
-    /// Returns once the records up to index `mine` are durable: by the fsync of another
-    /// append, or by leading one that covers every append written meanwhile.
-    fn group_sync<'j>(
-        &'j self,
-        mut state: MutexGuard<'j, State>,
-        mine: u64,
-        window: std::time::Duration,
-    ) -> Result<(), Error> {
-        loop {
-            if state.durable >= mine {
-                return Ok(());
-            }
-            self.refuse_if_failed(&state)?;
-            if state.syncing {
-                state = self.wait_synced(state);
-                continue;
-            }
-            state.syncing = true;
-            drop(state);
-            // Others write their records meanwhile; this fsync covers them too.
-            if !window.is_zero() {
-                std::thread::sleep(window);
-            }
-            let (target, target_end, file) = {
-                let state = self.lock_state();
-                (
-                    state.base + state.records,
-                    state.end,
-                    state.file.try_clone(),
-                )
-            };
-            let synced = file.and_then(|file| file.sync_data());
-            state = self.lock_state();
-            state.syncing = false;
-            match synced {
-                Ok(()) => {
-                    state.durable = state.durable.max(target);
-                    state.durable_end = state.durable_end.max(target_end);
-                }
-                Err(source) => {
-                    // What is not durable may be lost, and a retried fsync could report
-                    // success for pages the kernel already dropped: cut back to what is
-                    // durable and refuse to write until the journal is opened again.
-                    let _ = state.file.set_len(state.durable_end);
-                    state.end = state.durable_end;
-                    state.records = state.durable - state.base;
-                    state.failed = Some(format!("a group commit's fsync failed: {source}"));
-                }
-            }
-            self.synced.notify_all();
+    /// What an appender whose records end at index `mine` does next; takes the lead (marks a
+    /// flush as running) when that is it.
+    fn turn(&self, state: &mut State, mine: u64) -> Result<Turn, Error> {
+        if state.durable >= mine {
+            return Ok(Turn::Done);
         }
+        self.refuse_if_failed(state)?;
+        if state.syncing {
+            return Ok(Turn::Wait);
+        }
+        state.syncing = true;
+        Ok(Turn::Lead)
     }
 
-    /// An error when an earlier fsync failed (see [`State::failed`]).
+    /// An error when an earlier write or fsync failed (see [`State::failed`]).
     fn refuse_if_failed(&self, state: &State) -> Result<(), Error> {
         match &state.failed {
             Some(reason) => Err(Error::Io {
@@ -348,6 +454,113 @@ impl<E: Persisted> Journal<E> {
                 )),
             }),
             None => Ok(()),
+        }
+    }
+
+    /// How long a flush waits for more appends: [`Options::group_commit`].
+    fn window(&self) -> Duration {
+        self.options.group_commit_window().unwrap_or_default()
+    }
+
+    /// [`append`](Journal::append) for async code: the write and the fsync run on persist's
+    /// worker threads, so the runtime is never blocked, and concurrent appends (tasks or
+    /// threads) share one fsync. Durable when the future completes (unless
+    /// [`Durability::None`]); dropping the future does not stop the record from being
+    /// appended.
+    ///
+    /// # Errors
+    ///
+    /// As [`append`](Journal::append).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[derive(serde::Serialize, serde::Deserialize, persist::Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Event { id: u64 }
+    /// # async fn run() -> Result<(), persist::Error> {
+    /// let journal = persist::Journal::<Event>::open("events.log")?;
+    /// journal.append_async(&Event { id: 1 }).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn append_async(
+        &self,
+        record: &E,
+    ) -> impl std::future::Future<Output = Result<u64, Error>> + Send + '_ {
+        self.append_many_async(std::iter::once(record))
+    }
+
+    /// [`append_many`](Journal::append_many) for async code: see
+    /// [`append_async`](Journal::append_async).
+    ///
+    /// # Errors
+    ///
+    /// As [`append`](Journal::append).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[derive(serde::Serialize, serde::Deserialize, persist::Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Event { id: u64 }
+    /// # async fn run() -> Result<(), persist::Error> {
+    /// let journal = persist::Journal::<Event>::open("events.log")?;
+    /// let events: Vec<Event> = (0..100).map(|id| Event { id }).collect();
+    /// journal.append_many_async(&events).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn append_many_async<'r>(
+        &self,
+        records: impl IntoIterator<Item = &'r E>,
+    ) -> impl std::future::Future<Output = Result<u64, Error>> + Send + '_
+    where
+        E: 'r,
+    {
+        let operation = Operation::start("journal_append", &self.path);
+        let mut facts = Facts {
+            to: Some(E::VERSION),
+            ..Facts::default()
+        };
+        let enqueued = operation.in_span(|| self.enqueue(records, &mut facts));
+        async move {
+            let result = match enqueued {
+                Ok((first, mine)) => self.durable_async(mine).await.map(|()| first),
+                Err(error) => Err(error),
+            };
+            operation.finish(&result, facts);
+            result
+        }
+    }
+
+    /// Waits until the records up to index `mine` are durable, leading flushes (on the
+    /// worker threads) when none runs.
+    #[cfg(feature = "tokio")]
+    async fn durable_async(&self, mine: u64) -> Result<(), Error> {
+        loop {
+            let notified = self.shared.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the state is looked at: a flush ending in between wakes it.
+            notified.as_mut().enable();
+            let turn = self.turn(&mut self.shared.lock(), mine)?;
+            match turn {
+                Turn::Done => return Ok(()),
+                Turn::Wait => notified.await,
+                Turn::Lead => {
+                    let shared = Arc::clone(&self.shared);
+                    let (window, durability) = (self.window(), self.options.sync_level());
+                    // Runs to the end even if this future is dropped: the flush owns what it
+                    // needs, and wakes the others when it ends.
+                    crate::Pending::<(), Error>::new(self.path.clone(), move |_| {
+                        shared.flush(window, durability);
+                        Ok(())
+                    })
+                    .await?;
+                }
+            }
         }
     }
 
@@ -365,7 +578,7 @@ impl<E: Persisted> Journal<E> {
     ///
     /// See [`Journal`].
     pub fn replay(&self) -> Result<Replay<E>, Error> {
-        let state = self.lock_state();
+        let state = self.shared.lock();
         Replay::new(&self.path, state.end, self.options.max_size_limit())
     }
 
@@ -396,12 +609,20 @@ impl<E: Persisted> Journal<E> {
     }
 
     fn checkpoint_now<S: Persisted>(&self, snapshot: &S) -> Result<(), Error> {
-        let mut state = self.lock_state();
-        // A group commit's fsync of the current log must end before it is replaced.
+        let mut state = self.shared.lock();
+        // A flush of the current log must end before it is replaced.
         while state.syncing {
-            state = self.wait_synced(state);
+            state = self.shared.wait(state);
         }
         self.refuse_if_failed(&state)?;
+        // Records appended before this call and still waiting for a flush are covered by the
+        // snapshot: written to the old log now, durable with the snapshot.
+        if let Err(source) = state.write_pending() {
+            state.failed = Some(format!("a write failed ({source})"));
+            drop(state);
+            self.shared.wake();
+            return Err(io_error(&self.path, IoOp::Write)(source));
+        }
         let covered = state.base + state.records;
         self.options
             .save(snapshot, snapshot_path(&self.path, covered))?;
@@ -422,12 +643,14 @@ impl<E: Persisted> Journal<E> {
         let installed = staged.install();
         // A failure after the rename (the directory fsync) still replaced the log.
         if installed.is_ok() || is_file_at(&file, &target) {
-            // Appends still waiting for a group commit are durable now: in the snapshot.
+            // Appends still waiting for a flush are durable now: in the snapshot.
             *state = State::new(file, covered, 0, FILE_HEADER as u64);
-            self.synced.notify_all();
+            drop(state);
+            self.shared.wake();
+        } else {
+            drop(state);
         }
         installed?;
-        drop(state);
         // Older snapshots are now redundant; one left behind by a failure here is ignored by
         // recover (it takes the newest) and removed by the next checkpoint.
         for (older, path) in snapshots(&self.path)? {
@@ -449,7 +672,7 @@ impl<E: Persisted> Journal<E> {
     ///
     /// See [`Journal`].
     pub fn recover<S: Persisted>(&self) -> Result<(Option<S>, Replay<E>), Error> {
-        let state = self.lock_state();
+        let state = self.shared.lock();
         let newest = snapshots(&self.path)?.into_iter().max_by_key(|(n, _)| *n);
         let (snapshot, covered) = match newest {
             Some((covered, path)) => (Some(self.options.load::<S>(path)?), covered),
@@ -475,21 +698,6 @@ impl<E: Persisted> Journal<E> {
             tail.skip_record()?;
         }
         Ok((snapshot, tail))
-    }
-
-    fn lock_state(&self) -> MutexGuard<'_, State> {
-        // A panic while the lock was held cannot leave the state half-updated: every field is
-        // written after the fallible steps.
-        self.state
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-    }
-
-    /// Waits until a group commit's fsync ends (the lock is released meanwhile).
-    fn wait_synced<'j>(&'j self, state: MutexGuard<'j, State>) -> MutexGuard<'j, State> {
-        self.synced
-            .wait(state)
-            .unwrap_or_else(|poison| poison.into_inner())
     }
 }
 
@@ -749,17 +957,6 @@ fn encode_record<E: Persisted>(out: &mut Vec<u8>, record: &E) -> Result<(), code
     let header_crc = crc32c::crc32c(&header[..12]);
     header[12..].copy_from_slice(&header_crc.to_le_bytes());
     Ok(())
-}
-
-/// How many records a batch built by [`encode_record`] holds.
-fn count_records(mut batch: &[u8]) -> u64 {
-    let mut count = 0;
-    while batch.len() >= RECORD_HEADER {
-        let len = u32::from_le_bytes(batch[..4].try_into().unwrap_or_default()) as usize;
-        batch = &batch[(RECORD_HEADER + len).min(batch.len())..];
-        count += 1;
-    }
-    count
 }
 
 /// What [`scan`] found.

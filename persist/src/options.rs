@@ -101,11 +101,13 @@ impl Options {
         self
     }
 
-    /// Lets concurrent appends to a [`Journal`] share one fsync: the first append to need a sync
-    /// waits `window` (zero is fine: the appends that arrive while one fsync runs share the
-    /// next) for others to write their records, then one `fdatasync` makes all of them durable
-    /// and every append returns once its record is. Without it (the default) each append
-    /// syncs on its own, under the journal's lock.
+    /// How long the appender that starts a [`Journal`] flush waits for others to add their
+    /// records first (group commit). Concurrent appends (threads, or tasks with
+    /// [`Journal::append_async`]) always share flushes: records that arrive while one flush
+    /// writes and syncs are written together by the next, with one `write` and one
+    /// `fdatasync`, and every append returns once its record is durable. A window lets more
+    /// of them join a flush, at the cost of that much latency per flush; without one (the
+    /// default, as with a zero window) a lone appender never waits.
     ///
     /// # Examples
     ///
