@@ -14,6 +14,8 @@
 //! cargo bench -- postgres          # only the rows of Collection<T> on PostgreSQL (a server is
 //!                                  #   started with .ci/postgres unless PERSIST_TEST_POSTGRES is set)
 //! cargo bench -- transaction       # only the rows of Transaction (2, 10, 100 files)
+//! cargo bench -- journal           # only the rows of Journal (append, group commit, replay,
+//!                                  #   checkpoint)
 //! cargo bench -- s3                # only the rows of Collection<T> on S3 (moto, via .ci/s3
 //!                                  #   unless PERSIST_TEST_S3 is set)
 //! PERSIST_BENCH_KEEP=1 cargo bench # keep the files in target/tmp/persist-bench/data
@@ -42,7 +44,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use persist::{Durability, Journal, Options, Persisted};
+use persist::{Durability, Options, Persisted};
 use persist_bench::shapes::{Catalogue, Geometry, Social};
 use persist_bench::{Records, RecordsV1, Rng, Settings, baseline};
 use rustbreak::PathDatabase;
@@ -53,6 +55,8 @@ use serde::{Deserialize, Serialize};
 mod collection;
 #[path = "../../tests/editors/mod.rs"]
 mod editors;
+#[path = "suite/journal.rs"]
+mod journal;
 #[path = "suite/live.rs"]
 mod live;
 #[path = "suite/postgres.rs"]
@@ -595,153 +599,6 @@ impl Bench<'_> {
         }
         let load = measure("load", self.workload, file_bytes, load, load_targets);
         [save, load]
-    }
-
-    /// Journals (issue 14): an append with its own fsync against hand-written `O_APPEND` +
-    /// `fdatasync` of the same bytes; 100 threads appending one record each, with an fsync per
-    /// record against group commit; a replay of 10,000 records against a JSON-lines file read
-    /// and parsed by hand.
-    fn journal_rows(&self) -> Vec<RowResult> {
-        use std::io::{BufRead, Write as _};
-        use std::sync::Barrier;
-
-        const APPENDERS: usize = 100;
-        const REPLAYED: u64 = 10_000;
-        let settings = Settings::sample();
-        let record =
-            serde_json::to_vec(&serde_json::json!({"version": 1, "data": &settings})).unwrap();
-        let mut rows = Vec::new();
-
-        let hand_path = self.path("hand.log");
-        let hand = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&hand_path)
-            .unwrap();
-        let journal = Journal::<Settings>::open(self.path("append.log")).unwrap();
-        let contenders = vec![
-            Contender::new("hand-written O_APPEND + fdatasync", || {
-                (&hand).write_all(&record).unwrap();
-                hand.sync_data().unwrap();
-            }),
-            Contender::new("persist Journal::append", || {
-                journal.append(&settings).unwrap();
-            }),
-        ];
-        rows.push(measure(
-            "journal append",
-            self.workload,
-            record.len() as u64,
-            contenders,
-            vec![Target::new(
-                "persist Journal::append",
-                "hand-written O_APPEND + fdatasync",
-                1.0,
-            )],
-        ));
-
-        // 100 threads that live across rounds: each round releases them through a barrier,
-        // each appends one record, and the round ends when all have.
-        let per_record = Journal::<Settings>::open(self.path("per-record.log")).unwrap();
-        let grouped = Options::new()
-            .group_commit(Duration::ZERO)
-            .journal::<Settings>(self.path("grouped.log"))
-            .unwrap();
-        let stop = AtomicBool::new(false);
-        let gates: Vec<(Barrier, Barrier)> = (0..2)
-            .map(|_| (Barrier::new(APPENDERS + 1), Barrier::new(APPENDERS + 1)))
-            .collect();
-        std::thread::scope(|scope| {
-            for (journal, (start, done)) in [&per_record, &grouped].into_iter().zip(&gates) {
-                for _ in 0..APPENDERS {
-                    let (settings, stop) = (&settings, &stop);
-                    scope.spawn(move || {
-                        loop {
-                            start.wait();
-                            if stop.load(Ordering::Relaxed) {
-                                return;
-                            }
-                            journal.append(settings).unwrap();
-                            done.wait();
-                        }
-                    });
-                }
-            }
-            let round = |(start, done): &(Barrier, Barrier)| {
-                start.wait();
-                done.wait();
-            };
-            let contenders = vec![
-                Contender::new(format!("{APPENDERS} threads, an fsync per record"), || {
-                    round(&gates[0])
-                }),
-                Contender::new(format!("{APPENDERS} threads, group commit"), || {
-                    round(&gates[1])
-                }),
-            ];
-            rows.push(measure(
-                &format!("journal {APPENDERS} appenders"),
-                Workload {
-                    batch: 1,
-                    ..self.workload
-                },
-                record.len() as u64 * APPENDERS as u64,
-                contenders,
-                vec![Target::new(
-                    &format!("{APPENDERS} threads, group commit"),
-                    &format!("{APPENDERS} threads, an fsync per record"),
-                    0.02,
-                )],
-            ));
-            stop.store(true, Ordering::Relaxed);
-            for (start, _) in &gates {
-                start.wait();
-            }
-        });
-
-        let replayed = Options::new()
-            .durability(Durability::None)
-            .journal::<Settings>(self.path("replay.log"))
-            .unwrap();
-        let lines_path = self.path("replay.jsonl");
-        let mut lines = Vec::new();
-        for _ in 0..REPLAYED {
-            lines.extend_from_slice(&record);
-            lines.push(b'\n');
-        }
-        fs::write(&lines_path, &lines).unwrap();
-        let batch: Vec<Settings> = (0..REPLAYED).map(|_| settings.clone()).collect();
-        replayed.append_many(&batch).unwrap();
-        let contenders = vec![
-            Contender::new("hand-written JSON lines (BufReader + from_str)", || {
-                let file = std::io::BufReader::new(fs::File::open(&lines_path).unwrap());
-                for line in file.lines() {
-                    let value: baseline::Envelope<Settings> =
-                        serde_json::from_str(&line.unwrap()).unwrap();
-                    black_box(value);
-                }
-            }),
-            Contender::new("persist Journal::replay", || {
-                for record in replayed.replay().unwrap() {
-                    black_box(record.unwrap());
-                }
-            }),
-        ];
-        rows.push(measure(
-            &format!("journal replay {REPLAYED} records"),
-            Workload {
-                batch: 1,
-                ..self.workload
-            },
-            lines.len() as u64,
-            contenders,
-            vec![Target::new(
-                "persist Journal::replay",
-                "hand-written JSON lines (BufReader + from_str)",
-                1.10,
-            )],
-        ));
-        rows
     }
 
     /// The optional layers (checksum, pretty layout, zstd levels, encryption) on saves and loads
@@ -1291,7 +1148,6 @@ fn main() {
         if !loads_only {
             rows.push(b.concurrency_row(&settings, 8));
             rows.extend(b.layer_rows(&settings));
-            rows.extend(b.journal_rows());
         }
     }
     let mut memory_results = Vec::new();
@@ -1383,6 +1239,11 @@ fn main() {
     }
     if selected("transaction") && !loads_only {
         rows.extend(transaction::rows(&data, mode, small));
+    }
+    if selected("journal") && !loads_only {
+        let dir = data.join("journal");
+        fs::create_dir_all(&dir).unwrap();
+        rows.extend(journal::rows(&dir, &rt, mode, small));
     }
 
     let mut table = String::from(TABLE_HEAD);

@@ -178,56 +178,65 @@ impl Shared {
 
     /// A flush, run by the appender that found none running (the leader): waits `window` for
     /// others to add their records, takes every pending record, writes them at the end with
-    /// one `write`, syncs (per `durability`), and publishes the result to every appender.
-    fn flush(&self, window: Duration, durability: Durability) {
+    /// one `write`, syncs (per `durability`), and publishes the result to every appender. With
+    /// `until_idle` (on a worker thread, for async appends) it goes on flushing what arrived
+    /// meanwhile until nothing is pending, instead of handing the next flush to another
+    /// appender.
+    fn flush(&self, window: Duration, durability: Durability, until_idle: bool) {
         if !window.is_zero() {
             std::thread::sleep(window);
         }
-        let (file, offset, bytes, records) = {
+        loop {
+            let (file, offset, bytes, records) = {
+                let mut state = self.lock();
+                let records = std::mem::take(&mut state.pending_records);
+                state.flushing = records;
+                (
+                    Arc::clone(&state.file),
+                    state.end,
+                    std::mem::take(&mut state.pending),
+                    records,
+                )
+            };
+            let result = if bytes.is_empty() {
+                Ok(())
+            } else {
+                write_all_at(&file, &bytes, offset)
+                    .map_err(|error| ("a write", error))
+                    .and_then(|()| match durability {
+                        Durability::None => Ok(()),
+                        _ => file.sync_data().map_err(|error| ("an fsync", error)),
+                    })
+            };
             let mut state = self.lock();
-            let records = std::mem::take(&mut state.pending_records);
-            state.flushing = records;
-            (
-                Arc::clone(&state.file),
-                state.end,
-                std::mem::take(&mut state.pending),
-                records,
-            )
-        };
-        let result = if bytes.is_empty() {
-            Ok(())
-        } else {
-            write_all_at(&file, &bytes, offset)
-                .map_err(|error| ("a write", error))
-                .and_then(|()| match durability {
-                    Durability::None => Ok(()),
-                    _ => file.sync_data().map_err(|error| ("an fsync", error)),
-                })
-        };
-        let mut state = self.lock();
-        state.syncing = false;
-        state.flushing = 0;
-        match result {
-            Ok(()) => {
-                state.end += bytes.len() as u64;
-                state.records += records;
-                state.durable = state.base + state.records;
+            state.flushing = 0;
+            match result {
+                Ok(()) => {
+                    state.end += bytes.len() as u64;
+                    state.records += records;
+                    state.durable = state.base + state.records;
+                }
+                Err((step, source)) => {
+                    // What is not durable may be lost, and a retried fsync could report
+                    // success for pages the kernel already dropped: cut back to what is
+                    // durable and refuse to write until the journal is opened again.
+                    let _ = state.file.set_len(state.end);
+                    state.pending.clear();
+                    state.pending_records = 0;
+                    state.failed = Some(format!(
+                        "{step} of {} appended bytes failed ({source})",
+                        bytes.len()
+                    ));
+                }
             }
-            Err((step, source)) => {
-                // What is not durable may be lost, and a retried fsync could report success
-                // for pages the kernel already dropped: cut back to what is durable and refuse
-                // to write until the journal is opened again.
-                let _ = state.file.set_len(state.end);
-                state.pending.clear();
-                state.pending_records = 0;
-                state.failed = Some(format!(
-                    "{step} of {} appended bytes failed ({source})",
-                    bytes.len()
-                ));
+            let again = until_idle && state.failed.is_none() && !state.pending.is_empty();
+            state.syncing = again;
+            drop(state);
+            self.wake();
+            if !again {
+                return;
             }
         }
-        drop(state);
-        self.wake();
     }
 }
 
@@ -392,7 +401,8 @@ impl<E: Persisted> Journal<E> {
                 Turn::Wait => state = self.shared.wait(state),
                 Turn::Lead => {
                     drop(state);
-                    self.shared.flush(self.window(), self.options.sync_level());
+                    self.shared
+                        .flush(self.window(), self.options.sync_level(), false);
                     state = self.shared.lock();
                 }
             }
@@ -555,7 +565,7 @@ impl<E: Persisted> Journal<E> {
                     // Runs to the end even if this future is dropped: the flush owns what it
                     // needs, and wakes the others when it ends.
                     crate::Pending::<(), Error>::new(self.path.clone(), move |_| {
-                        shared.flush(window, durability);
+                        shared.flush(window, durability, true);
                         Ok(())
                     })
                     .await?;
