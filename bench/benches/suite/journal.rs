@@ -118,7 +118,7 @@ fn threads_row(dir: &Path, workload: Workload) -> RowResult {
         .map(|_| (Barrier::new(APPENDERS + 1), Barrier::new(APPENDERS + 1)))
         .collect();
     let event = Event::sample(0);
-    let row = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         for (serialized, (start, done)) in [true, false].into_iter().zip(&gates) {
             for _ in 0..APPENDERS {
                 let (event, stop, per_record, grouped, one_at_a_time) =
@@ -167,8 +167,7 @@ fn threads_row(dir: &Path, workload: Workload) -> RowResult {
             start.wait();
         }
         row
-    });
-    row
+    })
 }
 
 /// 100 tasks each awaiting `append_async` of one record, against 100 appends one after the
