@@ -15,7 +15,7 @@ struct SettingsV1 {
     theme: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Persisted)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Persisted)]
 #[persist(version = 2, migrate_from = SettingsV1)]
 struct Settings {
     theme: String,
@@ -358,4 +358,59 @@ fn the_log_is_a_journal_of_audit_records() {
     assert_eq!(json["actor"], "ops");
     assert_eq!(json["to_version"], 2);
     assert!(json["time_ms"].as_u64().unwrap() > 1_700_000_000_000);
+}
+
+#[test]
+fn collection_writes_are_recorded_with_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let options = Options::new().audit(&log).actor("api");
+    // Version-1 entries first, without the audit log, for the migration below.
+    let old = Options::new()
+        .collection::<SettingsV1>(dir.path().join("users"))
+        .unwrap();
+    old.put("carol", &SettingsV1 { theme: "v1".into() })
+        .unwrap();
+    let users = options
+        .collection::<Settings>(dir.path().join("users"))
+        .unwrap();
+    users.put("alice", &settings(1)).unwrap();
+    users
+        .put_many([("bob", &settings(2)), ("dave", &settings(3))])
+        .unwrap();
+    users.update("alice", |s| s.volume += 10).unwrap();
+    assert!(users.delete("bob").unwrap());
+    assert!(!users.delete("bob").unwrap()); // nothing to delete: no record
+    let report = users.migrate_all().unwrap();
+    assert_eq!(report.migrated, 1);
+
+    let records = records(&log);
+    let summary: Vec<(AuditOp, &str, Option<u64>, Option<u64>)> = records
+        .iter()
+        .map(|r| {
+            (
+                r.operation,
+                r.key.as_deref().unwrap(),
+                r.from_version,
+                r.to_version,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (AuditOp::Save, "alice", None, Some(2)),
+            (AuditOp::Save, "bob", None, Some(2)),
+            (AuditOp::Save, "dave", None, Some(2)),
+            (AuditOp::Update, "alice", Some(2), Some(2)),
+            (AuditOp::Remove, "bob", None, None),
+            (AuditOp::Update, "carol", Some(1), Some(2)),
+        ]
+    );
+    assert_eq!(records[1].time, records[2].time, "one batch, one time");
+    // The path is the entry's file, and the record describes its bytes.
+    assert!(records[3].path.starts_with(dir.path().join("users")));
+    assert_describes_file(&records[3], &records[3].path);
+    assert_describes_file(&records[5], &records[5].path);
+    assert!(records.iter().all(|r| r.actor.as_deref() == Some("api")));
 }

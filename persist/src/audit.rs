@@ -81,10 +81,15 @@ pub struct AuditRecord {
     /// What was done.
     pub operation: AuditOp,
     /// The file, made absolute (not resolved through links); a path that is not UTF-8 is
-    /// stored with its invalid bytes replaced by U+FFFD.
+    /// stored with its invalid bytes replaced by U+FFFD. For a [`Collection`](crate::Collection)
+    /// entry, where its backend keeps it ([`Backend::locate`](crate::backend::Backend::locate)).
     pub path: PathBuf,
+    /// The key, for a [`Collection`](crate::Collection) entry (its puts are recorded as
+    /// [`Save`](AuditOp::Save), updates and migrations as [`Update`](AuditOp::Update), deletes
+    /// as [`Remove`](AuditOp::Remove)); `None` for a file.
+    pub key: Option<String>,
     /// The schema version the file held before, when there was a file and its version could
-    /// be read.
+    /// be read (not read for a collection's put or delete: `None`).
     pub from_version: Option<u64>,
     /// The schema version written; `None` for a removal.
     pub to_version: Option<u64>,
@@ -102,7 +107,7 @@ pub struct AuditRecord {
 
 impl Serialize for AuditRecord {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut record = serializer.serialize_struct("AuditRecord", 9)?;
+        let mut record = serializer.serialize_struct("AuditRecord", 10)?;
         let millis = self
             .time
             .duration_since(UNIX_EPOCH)
@@ -110,6 +115,7 @@ impl Serialize for AuditRecord {
         record.serialize_field("time_ms", &millis)?;
         record.serialize_field("op", self.operation.as_str())?;
         record.serialize_field("path", &self.path.to_string_lossy())?;
+        record.serialize_field("key", &self.key)?;
         record.serialize_field("from_version", &self.from_version)?;
         record.serialize_field("to_version", &self.to_version)?;
         record.serialize_field("bytes", &self.bytes)?;
@@ -147,6 +153,7 @@ impl<'de> Deserialize<'de> for AuditRecord {
             operation: AuditOp::parse(&op)
                 .ok_or_else(|| D::Error::custom(format!("unknown operation `{op}`")))?,
             path: PathBuf::from(text("path")?.ok_or_else(|| required("path"))?),
+            key: text("key")?,
             from_version: number("from_version")?,
             to_version: number("to_version")?,
             bytes: number("bytes")?.unwrap_or(0),
@@ -303,15 +310,21 @@ pub(crate) fn stored_version(path: &Path) -> Option<u64> {
         .take(64)
         .read_to_end(&mut head)
         .ok()?;
-    crate::frame::header_version(&head)
+    version_of(&head)
+}
+
+/// The schema version a file's first bytes tell (a plain envelope or a framed file's header).
+pub(crate) fn version_of(head: &[u8]) -> Option<u64> {
+    crate::frame::header_version(head)
         .map(u64::from)
-        .or_else(|| crate::codec::leading_version(&head))
+        .or_else(|| crate::codec::leading_version(head))
 }
 
 /// One operation to record.
 pub(crate) struct Entry<'p> {
     pub(crate) operation: AuditOp,
     pub(crate) path: &'p Path,
+    pub(crate) key: Option<&'p str>,
     pub(crate) from_version: Option<u64>,
     pub(crate) to_version: Option<u64>,
     pub(crate) written: Option<Written>,
@@ -337,6 +350,7 @@ impl Options {
                 time,
                 operation: entry.operation,
                 path: std::path::absolute(entry.path).unwrap_or_else(|_| entry.path.to_owned()),
+                key: entry.key.map(str::to_owned),
                 from_version: entry.from_version,
                 to_version: entry.to_version,
                 bytes: entry.written.map_or(0, |written| written.bytes),

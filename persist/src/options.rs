@@ -444,6 +444,7 @@ impl Options {
             self.audit_entry(audit::Entry {
                 operation: AuditOp::Restore,
                 path,
+                key: None,
                 from_version,
                 to_version: Some(version),
                 written: Some(written),
@@ -610,6 +611,7 @@ impl Options {
             Some((from_version, written)) => self.audit_entry(audit::Entry {
                 operation,
                 path,
+                key: None,
                 from_version,
                 to_version: Some(u64::from(version)),
                 written: Some(written),

@@ -85,6 +85,7 @@ impl Options {
             self.audit_entry(audit::Entry {
                 operation: AuditOp::Remove,
                 path,
+                key: None,
                 from_version,
                 to_version: None,
                 written: None,

@@ -280,6 +280,7 @@ impl Transaction {
                 audit::Entry {
                     operation: AuditOp::Commit,
                     path,
+                    key: None,
                     from_version,
                     to_version,
                     written,

@@ -15,6 +15,7 @@ use std::sync::Arc;
 pub use self::key::MAX_KEY_BYTES;
 #[cfg(feature = "tokio")]
 use crate::Pending;
+use crate::audit::{self, AuditOp};
 use crate::backend::{Backend, Change, Condition, Entry, Local, Memory, Written};
 use crate::telemetry::Facts;
 #[cfg(any(feature = "tracing", feature = "metrics"))]
@@ -224,19 +225,36 @@ impl<T: Persisted> Collection<T> {
     /// [`Backend::modify`] until no other writer gets in between: after a conflict, a random
     /// wait (up to 1 ms, doubling to 100 ms) and another attempt, for as long as
     /// [`Options::lock_timeout`] allows (a lock timeout of `None` tries forever).
+    /// With an audit log, returns what the winning attempt put.
     fn modify(
         &self,
         name: &str,
         change: &mut dyn FnMut(Option<&crate::backend::Stored>) -> Result<Change, Error>,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<Put>, Error> {
         let started = std::time::Instant::now();
         let patience = self.inner.options.lock_wait();
         let mut backoff = std::time::Duration::from_millis(1);
         let mut attempts = 0;
+        let audited = self.inner.options.audited();
+        let mut put = None;
+        let mut change = |stored: Option<&crate::backend::Stored>| {
+            let change = change(stored)?;
+            if audited {
+                put = match &change {
+                    Change::Put { bytes, version } => Some(Put {
+                        from_version: stored.and_then(|stored| audit::version_of(&stored.bytes)),
+                        to_version: *version,
+                        written: audit::Written::of(bytes),
+                    }),
+                    Change::Keep => None,
+                };
+            }
+            Ok(change)
+        };
         loop {
             attempts += 1;
-            if let Written::Done(_) = self.inner.backend.modify(name, change)? {
-                return Ok(());
+            if let Written::Done(_) = self.inner.backend.modify(name, &mut change)? {
+                return Ok(put);
             }
             crate::telemetry::conflicted(&self.inner.backend.locate(name));
             if patience.is_some_and(|patience| started.elapsed() >= patience) {
@@ -248,6 +266,28 @@ impl<T: Persisted> Collection<T> {
             std::thread::sleep(crate::retry::full_jitter(backoff));
             backoff = (backoff * 2).min(std::time::Duration::from_millis(100));
         }
+    }
+
+    /// Records an operation on `key` in the audit log, if there is one.
+    fn audit(
+        &self,
+        operation: AuditOp,
+        key: &str,
+        name: &str,
+        put: Option<&Put>,
+    ) -> Result<(), Error> {
+        if !self.inner.options.audited() {
+            return Ok(());
+        }
+        let path = self.inner.backend.locate(name);
+        self.inner.options.audit_entry(audit::Entry {
+            operation,
+            path: &path,
+            key: Some(key),
+            from_version: put.and_then(|put| put.from_version),
+            to_version: put.map(|put| u64::from(put.to_version)),
+            written: put.map(|put| put.written),
+        })
     }
 
     /// Drops `key`'s cached value after a write by this process.
@@ -353,7 +393,13 @@ impl<T: Persisted> Collection<T> {
             };
             let written = self.inner.backend.put(&name, entry, &Condition::Always);
             self.forget(key);
-            written.map(|_| ())
+            written?;
+            let put = Put {
+                from_version: None,
+                to_version: T::VERSION,
+                written: audit::Written::of(&bytes),
+            };
+            self.audit(AuditOp::Save, key, &name, Some(&put))
         })
     }
 
@@ -397,7 +443,27 @@ impl<T: Persisted> Collection<T> {
             for (key, _, _) in &encoded {
                 self.forget(key);
             }
-            written
+            written?;
+            if !self.inner.options.audited() {
+                return Ok(());
+            }
+            let paths: Vec<PathBuf> = encoded
+                .iter()
+                .map(|(_, name, _)| self.inner.backend.locate(name))
+                .collect();
+            let entries: Vec<audit::Entry<'_>> = encoded
+                .iter()
+                .zip(&paths)
+                .map(|((key, _, bytes), path)| audit::Entry {
+                    operation: AuditOp::Save,
+                    path,
+                    key: Some(key),
+                    from_version: None,
+                    to_version: Some(u64::from(T::VERSION)),
+                    written: Some(audit::Written::of(bytes)),
+                })
+                .collect();
+            self.inner.options.audit_entries(&entries)
         })
     }
 
@@ -421,7 +487,7 @@ impl<T: Persisted> Collection<T> {
         self.observed("collection_update", &name, |facts| {
             let mut result = None;
             let _forget = Forget(self, key);
-            self.modify(&name, &mut |stored| {
+            let put = self.modify(&name, &mut |stored| {
                 let mut value = match stored {
                     Some(stored) => self.decode(key, &name, &stored.bytes)?,
                     None => T::default(),
@@ -435,6 +501,7 @@ impl<T: Persisted> Collection<T> {
                     version: T::VERSION,
                 })
             })?;
+            self.audit(AuditOp::Update, key, &name, put.as_ref())?;
             // `modify` returns Ok only after a `Put` was stored, which set `result`.
             Ok(result.unwrap_or_else(|| unreachable!("an update always puts")))
         })
@@ -450,7 +517,11 @@ impl<T: Persisted> Collection<T> {
         self.observed("collection_delete", &name, |_| {
             let deleted = self.inner.backend.delete(&name, &Condition::Always);
             self.forget(key);
-            deleted
+            if deleted? {
+                self.audit(AuditOp::Remove, key, &name, None)?;
+                return Ok(true);
+            }
+            Ok(false)
         })
     }
 
@@ -608,11 +679,25 @@ impl<T: Persisted> Collection<T> {
         if let Some(key) = &key_seen {
             self.forget(key);
         }
+        let key = || key_seen.clone().unwrap_or_else(|| name.to_owned());
         match outcome {
-            Ok(()) => Ok(rewritten),
-            Err(error) => Err((key_seen.unwrap_or_else(|| name.to_owned()), error)),
+            Ok(put) => {
+                if rewritten && let Some(put) = put {
+                    self.audit(AuditOp::Update, &key(), name, Some(&put))
+                        .map_err(|error| (key(), error))?;
+                }
+                Ok(rewritten)
+            }
+            Err(error) => Err((key(), error)),
         }
     }
+}
+
+/// What a write of an entry put, for its audit record.
+struct Put {
+    from_version: Option<u64>,
+    to_version: u32,
+    written: audit::Written,
 }
 
 /// Drops a key's cached value when the write that may have changed it ends, however it ends.
@@ -686,11 +771,17 @@ impl<T: Persisted + Send + 'static> Collection<T> {
             Ok(bytes) => bytes,
             Err(error) => return Pending::failed(error),
         };
-        if let Some(written) =
-            self.inner
-                .backend
-                .put_native(&name, bytes.clone(), T::VERSION, Condition::Always)
-        {
+        // The audit log's append is blocking file work: an audited put runs on the worker
+        // threads.
+        let native = match self.inner.options.audited() {
+            true => None,
+            false => {
+                self.inner
+                    .backend
+                    .put_native(&name, bytes.clone(), T::VERSION, Condition::Always)
+            }
+        };
+        if let Some(written) = native {
             let collection = self.clone();
             return Pending::native(async move {
                 let written = written.await;
