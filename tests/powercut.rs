@@ -24,8 +24,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use persist::{Durability, Options, Persisted};
@@ -187,23 +185,29 @@ fn new_image(work: &Path) -> (PathBuf, PathBuf) {
 /// Runs `child` (a saver printing each step once it is acknowledged) on the mounted image,
 /// shuts the file system down after `micros`, kills the child and unmounts; returns the last
 /// step it acknowledged (`before` if none).
-fn cut_during(mount: Mount, mut child: Command, before: u64, micros: u64) -> u64 {
+fn cut_during(mount: Mount, child: Command, before: u64, micros: u64) -> u64 {
+    cut_during_lines(mount, child, micros)
+        .iter()
+        .filter_map(|line| line.trim().parse::<u64>().ok())
+        .max()
+        .unwrap_or(before)
+        .max(before)
+}
+
+/// [`cut_during`], returning every line the child printed before the cut.
+fn cut_during_lines(mount: Mount, mut child: Command, micros: u64) -> Vec<String> {
     let mut child = child
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let acknowledged = Arc::new(AtomicU64::new(before));
     let reader = {
         let stdout = child.stdout.take().unwrap();
-        let acknowledged = Arc::clone(&acknowledged);
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(step) = line.unwrap_or_default().trim().parse::<u64>() else {
-                    continue;
-                };
-                acknowledged.store(step, Ordering::SeqCst);
-            }
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<String>>()
         })
     };
     std::thread::sleep(Duration::from_micros(micros));
@@ -211,9 +215,9 @@ fn cut_during(mount: Mount, mut child: Command, before: u64, micros: u64) -> u64
     // Everything the child printed before the cut is in the pipe: read it all.
     let _ = child.kill();
     child.wait().unwrap();
-    reader.join().unwrap();
+    let lines = reader.join().unwrap();
     drop(mount);
-    acknowledged.load(Ordering::SeqCst)
+    lines
 }
 
 fn power_cuts(level: &str, cuts: usize) -> Option<Outcome> {
@@ -646,5 +650,141 @@ fn journals_survive_every_power_cut() {
 fn appending_without_fsync_loses_acknowledged_records() {
     if let Some(outcome) = journal_power_cuts("none", cuts() / 6) {
         assert!(outcome.lost > 0, "the harness caught no lost record");
+    }
+}
+
+/// The threads of the group-commit scenario's child.
+const GROUP_THREADS: usize = 4;
+
+/// The child process of the group-commit scenario: 4 threads append to one journal with a
+/// group-commit window, each record `thread << 32 | seq`, and each thread prints `thread seq`
+/// after its append returned. Does nothing when run directly.
+#[test]
+fn group_appender() {
+    let (Ok(path), Ok(mode)) = (std::env::var(SAVER_FILE), std::env::var(JOURNAL_MODE)) else {
+        return;
+    };
+    let Ok(journal) = Options::new()
+        .durability(durability(&mode))
+        .group_commit(Duration::from_micros(200))
+        .journal::<Event>(&path)
+    else {
+        return;
+    };
+    let Ok(counts) = per_thread(&journal) else {
+        return;
+    };
+    std::thread::scope(|scope| {
+        for (thread, mut seq) in counts.into_iter().enumerate() {
+            let (journal, path) = (&journal, Path::new(&path));
+            scope.spawn(move || {
+                loop {
+                    if journal
+                        .append(&Event::at((thread as u64) << 32 | seq))
+                        .is_err()
+                        || cut_already(path)
+                    {
+                        return;
+                    }
+                    if writeln!(std::io::stdout().lock(), "{thread} {seq}").is_err() {
+                        return;
+                    }
+                    seq += 1;
+                }
+            });
+        }
+    });
+}
+
+/// How many records of each thread the journal holds, after checking that each thread's are
+/// `0, 1, 2, ...` without gap or repeat, and whole.
+fn per_thread(journal: &persist::Journal<Event>) -> Result<[u64; GROUP_THREADS], persist::Error> {
+    let mut counts = [0; GROUP_THREADS];
+    for event in journal.replay()? {
+        let event = event?;
+        let (thread, seq) = ((event.id >> 32) as usize, event.id & 0xFFFF_FFFF);
+        assert_eq!(
+            seq, counts[thread],
+            "a gap or a repeat in thread {thread}'s records"
+        );
+        assert_eq!(
+            event.padding,
+            Event::at(event.id).padding,
+            "a partial record"
+        );
+        counts[thread] += 1;
+    }
+    Ok(counts)
+}
+
+/// What the group-commit scenario saw after `cuts` cuts: cuts that lost an acknowledged record,
+/// and how many records were acknowledged.
+fn group_power_cuts(mode: &str, cuts: usize) -> Option<(usize, u64)> {
+    if let Some(reason) = unsupported() {
+        eprintln!("skipped: the power-cut harness {reason}");
+        return None;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let (image, point) = new_image(work.path());
+    let path = point.join("events.log");
+    let (mut rng, _) = common::Rng::from_env();
+    let (mut lost, mut acknowledged) = (0, 0);
+    for _ in 0..cuts {
+        let mount = Mount::new(&image, &point);
+        let before = per_thread(&open_events(&path)).unwrap();
+        let mut child = Command::new(std::env::current_exe().unwrap());
+        child
+            .args(["--exact", "group_appender", "--test-threads=1", "--quiet"])
+            .env(SAVER_FILE, &path)
+            .env(JOURNAL_MODE, mode);
+        let lines = cut_during_lines(mount, child, 2_000 + rng.below(38_000));
+        let mut acked = before;
+        for line in &lines {
+            // Other lines are the test harness's own.
+            let Some((Ok(thread), Ok(seq))) = line
+                .split_once(' ')
+                .map(|(thread, seq)| (thread.parse::<usize>(), seq.parse::<u64>()))
+            else {
+                continue;
+            };
+            acked[thread] = acked[thread].max(seq + 1);
+        }
+        acknowledged += acked.iter().zip(&before).map(|(a, b)| a - b).sum::<u64>();
+        let _mount = Mount::new(&image, &point);
+        let held = per_thread(&open_events(&path))
+            .unwrap_or_else(|error| panic!("recovery failed: {error}"));
+        if held.iter().zip(&acked).any(|(held, acked)| held < acked) {
+            lost += 1;
+            if mode != "none" {
+                eprintln!("lost: acknowledged {acked:?}, held {held:?}");
+            }
+        }
+        for (held, acked) in held.iter().zip(&acked) {
+            // At most the record each thread had in flight.
+            assert!(*held <= acked + 1, "records that were never appended");
+        }
+    }
+    println!(
+        "group commit, {GROUP_THREADS} threads, durability {mode}: {cuts} cuts, {acknowledged} \
+         records acknowledged, {lost} cuts lost some"
+    );
+    Some((lost, acknowledged))
+}
+
+/// Concurrent appends sharing fsyncs (group commit) through power cuts: every acknowledged
+/// record of every thread is there after the cut, none partial, none out of order.
+#[test]
+fn group_commits_survive_every_power_cut() {
+    if let Some((lost, acknowledged)) = group_power_cuts("full", cuts() / 3) {
+        assert_eq!(lost, 0);
+        assert!(acknowledged > 0, "no append was acknowledged before a cut");
+    }
+}
+
+/// The control: the same threads without fsync lose acknowledged records.
+#[test]
+fn group_appends_without_fsync_lose_acknowledged_records() {
+    if let Some((lost, _)) = group_power_cuts("none", cuts() / 6) {
+        assert!(lost > 0, "the harness caught no lost record");
     }
 }
