@@ -101,25 +101,48 @@ fn old_records_migrate_on_replay() {
     assert_eq!(all[1], event(8));
 }
 
+/// Where the whole records of the journal at `path` end (the file may go on with zeros: space
+/// the journal preallocated).
+fn records_end(path: &Path) -> usize {
+    let last = Options::new()
+        .journal_records(path)
+        .unwrap()
+        .map(Result::unwrap)
+        .last();
+    last.map_or(24, |last| {
+        // The record's length is the first field of its 24-byte header.
+        let bytes = fs::read(path).unwrap();
+        let at = last.offset as usize;
+        at + 24 + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize
+    })
+}
+
 #[test]
 fn a_torn_last_record_is_cut_off_at_every_byte() {
     let dir = tempfile::tempdir().unwrap();
     let path = log_in(dir.path());
     written(&path, 3);
-    let whole = fs::read(&path).unwrap();
-    written(&path, 0);
-    let three = whole.len();
+    let three = records_end(&path);
+    let whole = fs::read(&path).unwrap()[..three].to_vec();
+    fs::write(&path, &whole).unwrap();
     {
         let journal = Journal::<Event>::open(&path).unwrap();
         journal.append(&event(3)).unwrap();
     }
     let four = fs::read(&path).unwrap();
-    for cut in three + 1..four.len() {
-        fs::write(&path, &four[..cut]).unwrap();
-        let journal = Journal::<Event>::open(&path).unwrap();
-        assert_eq!(journal.len(), 3, "cut at {cut}");
-        assert_eq!(fs::read(&path).unwrap(), whole, "cut at {cut}");
-        drop(journal);
+    let four_end = records_end(&path);
+    for cut in three + 1..four_end {
+        // The file ends in the record, or the rest of it is zeros (preallocated space).
+        for zeros in [0, four.len() - cut] {
+            let mut torn = four[..cut].to_vec();
+            torn.resize(cut + zeros, 0);
+            fs::write(&path, &torn).unwrap();
+            let journal = Journal::<Event>::open(&path).unwrap();
+            assert_eq!(journal.len(), 3, "cut at {cut}");
+            assert_eq!(replayed(&journal), vec![0, 1, 2], "cut at {cut}");
+            assert_eq!(&fs::read(&path).unwrap()[..three], whole, "cut at {cut}");
+            drop(journal);
+        }
     }
 }
 
@@ -128,17 +151,25 @@ fn a_zero_filled_or_checksum_failing_tail_is_cut_off() {
     let dir = tempfile::tempdir().unwrap();
     let path = log_in(dir.path());
     written(&path, 4);
-    let whole = fs::read(&path).unwrap();
+    let end = records_end(&path);
+    let whole = fs::read(&path).unwrap()[..end].to_vec();
     // What ext4 can leave after a power cut: the size grew, the data never came.
     let mut zeros = whole.clone();
     zeros.extend_from_slice(&[0; 5000]);
     fs::write(&path, &zeros).unwrap();
     assert_eq!(Journal::<Event>::open(&path).unwrap().len(), 4);
-    assert_eq!(fs::read(&path).unwrap(), whole);
+    assert_eq!(&fs::read(&path).unwrap()[..end], whole);
+    assert!(
+        Options::new()
+            .journal_records(&path)
+            .unwrap()
+            .torn_tail()
+            .is_none(),
+        "zeros after the records are free space, not a torn record"
+    );
     // A bit flipped in the last record's data: a torn write of its last sector.
     let mut flipped = whole.clone();
-    let last = flipped.len() - 3;
-    flipped[last] ^= 0x10;
+    flipped[end - 3] ^= 0x10;
     fs::write(&path, &flipped).unwrap();
     let journal = Journal::<Event>::open(&path).unwrap();
     assert_eq!(replayed(&journal), vec![0, 1, 2]);
@@ -153,10 +184,10 @@ fn damage_before_the_last_record_is_an_error_with_its_offset() {
     written(&path, 5);
     let whole = fs::read(&path).unwrap();
     // In the first record's data (it starts after the 24-byte file header and its own
-    // 16-byte header), and in the second record's header.
+    // 24-byte header), and in the second record's header.
     let first_len = u32::from_le_bytes(whole[24..28].try_into().unwrap()) as usize;
-    let second = 24 + 16 + first_len;
-    for (at, offset) in [(24 + 16 + 5, 24), (second + 1, second)] {
+    let second = 24 + 24 + first_len;
+    for (at, offset) in [(24 + 24 + 5, 24), (second + 1, second)] {
         let mut damaged = whole.clone();
         damaged[at] ^= 0x01;
         fs::write(&path, &damaged).unwrap();
@@ -175,6 +206,71 @@ fn damage_before_the_last_record_is_an_error_with_its_offset() {
     }
 }
 
+/// A crash in the middle of a flush can leave any of its pages unwritten, in any order (ext4
+/// writes the pages of a preallocated file back in place): records of the torn flush after a
+/// missing page are cut with it. Damage before the last flush stays an error.
+#[test]
+fn a_torn_flush_with_pages_out_of_order_is_cut_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_in(dir.path());
+    written(&path, 2);
+    {
+        let journal = Journal::<Event>::open(&path).unwrap();
+        journal
+            .append_many(&[event(2), event(3), event(4)])
+            .unwrap();
+    }
+    let whole = fs::read(&path).unwrap();
+    let records: Vec<_> = Options::new()
+        .journal_records(&path)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let batch = records[2].offset as usize;
+    // The page holding the batch's first record never reached the disk; the later ones did.
+    for (from, to) in [(batch, batch + 24), (batch + 30, batch + 40)] {
+        let mut torn = whole.clone();
+        torn[from..to].fill(0);
+        fs::write(&path, &torn).unwrap();
+        let journal = Journal::<Event>::open(&path).unwrap();
+        assert_eq!(replayed(&journal), vec![0, 1]);
+        drop(journal);
+        // Cut: the later records of the torn flush are gone too.
+        assert_eq!(records_end(&path), batch);
+    }
+    // The same damage in a record of an earlier flush: the batch after it proves that flush
+    // was synced, so it is damage.
+    let mut damaged = whole.clone();
+    damaged[records[1].offset as usize + 30] ^= 0x01;
+    fs::write(&path, &damaged).unwrap();
+    assert!(matches!(
+        Journal::<Event>::open(&path),
+        Err(Error::DamagedJournal { offset, .. }) if offset == records[1].offset
+    ));
+}
+
+#[test]
+fn appends_preallocate_zeroed_space_and_reopen_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_in(dir.path());
+    written(&path, 10);
+    let size = fs::metadata(&path).unwrap().len() as usize;
+    let end = records_end(&path);
+    assert!(size >= 64 * 1024, "{size} bytes for {end} of records");
+    assert!(
+        fs::read(&path).unwrap()[end..]
+            .iter()
+            .all(|&byte| byte == 0)
+    );
+    let journal = Journal::<Event>::open(&path).unwrap();
+    assert_eq!(journal.len(), 10);
+    // Reopening leaves the space in place, and appends go on in it.
+    assert_eq!(fs::metadata(&path).unwrap().len() as usize, size);
+    journal.append(&event(10)).unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().len() as usize, size);
+    assert_eq!(replayed(&journal), (0..11).collect::<Vec<_>>());
+}
+
 #[test]
 fn hostile_files_are_typed_errors_or_clean_cuts() {
     let dir = tempfile::tempdir().unwrap();
@@ -186,6 +282,7 @@ fn hostile_files_are_typed_errors_or_clean_cuts() {
         let mut bytes = Vec::new();
         bytes.extend_from_slice(&len.to_le_bytes());
         bytes.extend_from_slice(&2u32.to_le_bytes());
+        bytes.extend_from_slice(&24u64.to_le_bytes());
         bytes.extend_from_slice(&0u32.to_le_bytes());
         let crc = crc32c::crc32c(&bytes);
         bytes.extend_from_slice(&crc.to_le_bytes());
@@ -207,12 +304,16 @@ fn hostile_files_are_typed_errors_or_clean_cuts() {
         Journal::<Event>::open(&path),
         Err(Error::DamagedJournal { offset: 24, .. })
     ));
-    // Not a journal at all, a later format, a file shorter than the header.
+    // Not a journal at all, a later or an older (pre-release) format, a file shorter than the
+    // header.
     let mut later = header.clone();
-    later[8] = 2;
+    later[8] = 3;
+    let mut older = header.clone();
+    older[8] = 1;
     for (bytes, expected) in [
         (&b"{\"version\":1,\"data\":{}}"[..], "corrupt"),
         (&later[..], "unsupported"),
+        (&older[..], "unsupported"),
         (&header[..10], "corrupt"),
     ] {
         fs::write(&path, bytes).unwrap();

@@ -34,7 +34,7 @@ impl From<EntryV1> for Entry {
 }
 
 const HEADER: [u8; 24] = [
-    0x89, b'p', b'j', b'l', 0x0D, 0x0A, 0x1A, 0x0A, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0x89, b'p', b'j', b'l', 0x0D, 0x0A, 0x1A, 0x0A, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 ];
 
 fuzz_target!(|input: &[u8]| {

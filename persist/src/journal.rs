@@ -3,11 +3,15 @@
 //! envelope of a [`Persisted`] value, framed with its length, version and CRC-32C (FORMAT.md,
 //! "Journal"), so old records migrate on replay exactly as old files do on load.
 //!
-//! Crash safety: an append is one `write` of the whole record, then an fsync (per
-//! [`Options::durability`](crate::Options::durability)). A crash in the middle leaves a torn
-//! last record (short, zero-filled, or failing its checksum), which the next open cuts off:
-//! never replayed, never an error. Damage before the last record is
-//! [`Error::DamagedJournal`] with its offset, never skipped.
+//! Crash safety: appends are flushed in groups — every record queued since the last flush
+//! (one append, an `append_many`, or the appends of several threads and tasks) is written with
+//! one `write`, then synced with one `fdatasync` (per [`Options::durability`](crate::Options::durability)),
+//! and the next flush starts only after that. The file is preallocated with zeros ahead of the
+//! records, so the sync has only data to write. A crash in the middle of a flush leaves a torn
+//! tail (any of its pages on disk, in any order), which the next open cuts off: never replayed,
+//! never an error. Damage before the last flush is [`Error::DamagedJournal`] with its offset,
+//! never skipped: every record header holds the start of its flush, and a whole record of a
+//! later flush after a failing one proves the failing one was synced (FORMAT.md, "Journals").
 //!
 //! Checkpoints: the snapshot is saved durably as `<log>.snapshot.<n>` (an ordinary persist
 //! file; `n` is how many records it covers), then the log is replaced atomically by an empty one
@@ -33,14 +37,23 @@ use crate::{Options, Persisted};
 const MAGIC: [u8; 8] = [0x89, b'p', b'j', b'l', 0x0D, 0x0A, 0x1A, 0x0A];
 
 /// The journal format this version writes and reads.
-const FORMAT_VERSION: u8 = 1;
+const FORMAT_VERSION: u8 = 2;
 
 /// Magic, format, 7 reserved zero bytes, the index of the first record (u64 LE).
 const FILE_HEADER: usize = 24;
 
-/// Each record's header: data length, schema version, CRC-32C of the data, CRC-32C of the
-/// first twelve header bytes (all u32 LE).
-const RECORD_HEADER: usize = 16;
+/// Each record's header: data length (u32 LE), schema version (u32 LE), the offset of the
+/// first record of the same flush (u64 LE), CRC-32C of the data, CRC-32C of the first twenty
+/// header bytes (u32 LE each).
+const RECORD_HEADER: usize = 24;
+
+/// How much zeroed space a flush that reaches the end of the file adds beyond its records, at
+/// least: overwriting blocks that are allocated and written already leaves `fdatasync` nothing
+/// but the data to write (no size or extent change to commit in the file system's journal).
+const MIN_PREALLOCATION: u64 = 64 << 10;
+
+/// At most this much zeroed space is added at once (a quarter of the file otherwise).
+const MAX_PREALLOCATION: u64 = 16 << 20;
 
 /// An append-only log of `E` values with checkpoints. One process writes a journal at a time
 /// (its lock file is held while the `Journal` lives); `Journal` is `Send + Sync`, and appends
@@ -99,6 +112,8 @@ struct State {
     records: u64,
     /// Where the next record goes: the end of the last whole record.
     end: u64,
+    /// The file's size: past `end` it holds zeros (preallocated space).
+    allocated: u64,
     /// How many records (base included) are durable: what an append waits for.
     durable: u64,
     /// Records encoded by appenders and not yet written: the next flush writes them all with
@@ -116,12 +131,13 @@ struct State {
 }
 
 impl State {
-    fn new(file: File, base: u64, records: u64, end: u64) -> State {
+    fn new(file: File, base: u64, records: u64, end: u64, allocated: u64) -> State {
         State {
             file: Arc::new(file),
             base,
             records,
             end,
+            allocated,
             durable: base + records,
             pending: Vec::new(),
             pending_records: 0,
@@ -142,10 +158,12 @@ impl State {
         if self.pending.is_empty() {
             return Ok(());
         }
+        seal_flush(&mut self.pending, self.end);
         write_all_at(&self.file, &self.pending, self.end).inspect_err(|_| {
             let _ = self.file.set_len(self.end);
         })?;
         self.end += self.pending.len() as u64;
+        self.allocated = self.allocated.max(self.end);
         self.records += self.pending_records;
         self.pending.clear();
         self.pending_records = 0;
@@ -187,7 +205,7 @@ impl Shared {
             std::thread::sleep(window);
         }
         loop {
-            let (file, offset, bytes, records) = {
+            let (file, offset, mut bytes, records, allocated) = {
                 let mut state = self.lock();
                 let records = std::mem::take(&mut state.pending_records);
                 state.flushing = records;
@@ -196,9 +214,24 @@ impl Shared {
                     state.end,
                     std::mem::take(&mut state.pending),
                     records,
+                    state.allocated,
                 )
             };
-            let result = if bytes.is_empty() {
+            let written = bytes.len() as u64;
+            seal_flush(&mut bytes, offset);
+            // Past the preallocated space: zeros after the records, in the same write, so
+            // that the next appends overwrite written blocks and their fdatasync has no
+            // metadata to commit.
+            let end = offset + written;
+            let allocated = match end > allocated {
+                true => {
+                    let grown = end + (end / 4).clamp(MIN_PREALLOCATION, MAX_PREALLOCATION);
+                    bytes.resize((grown - offset) as usize, 0);
+                    grown
+                }
+                false => allocated,
+            };
+            let result = if written == 0 {
                 Ok(())
             } else {
                 write_all_at(&file, &bytes, offset)
@@ -212,7 +245,8 @@ impl Shared {
             state.flushing = 0;
             match result {
                 Ok(()) => {
-                    state.end += bytes.len() as u64;
+                    state.end += written;
+                    state.allocated = state.allocated.max(allocated);
                     state.records += records;
                     state.durable = state.base + state.records;
                 }
@@ -223,9 +257,9 @@ impl Shared {
                     let _ = state.file.set_len(state.end);
                     state.pending.clear();
                     state.pending_records = 0;
+                    state.allocated = state.end;
                     state.failed = Some(format!(
-                        "{step} of {} appended bytes failed ({source})",
-                        bytes.len()
+                        "{step} of {written} appended bytes failed ({source})"
                     ));
                 }
             }
@@ -301,17 +335,21 @@ impl<E: Persisted> Journal<E> {
         let scan = scan(path, &file, options.max_size_limit())?;
         facts.read = Some(scan.end);
         if let Some(torn_at) = scan.torn_at {
-            // A crash during an append: the record was never acknowledged.
+            // A crash during an append: the records were never acknowledged.
             file.set_len(torn_at).map_err(io_error(path, IoOp::Write))?;
             if options.sync_level() != Durability::None {
                 file.sync_all().map_err(io_error(path, IoOp::SyncFile))?;
             }
         }
+        let allocated = file
+            .metadata()
+            .map_err(io_error(path, IoOp::Metadata))?
+            .len();
         Ok(Journal {
             path: path.to_owned(),
             options: options.clone(),
             shared: Arc::new(Shared {
-                state: Mutex::new(State::new(file, base, scan.records, scan.end)),
+                state: Mutex::new(State::new(file, base, scan.records, scan.end, allocated)),
                 synced: Condvar::new(),
                 #[cfg(feature = "tokio")]
                 notify: ::tokio::sync::Notify::new(),
@@ -654,7 +692,7 @@ impl<E: Persisted> Journal<E> {
         // A failure after the rename (the directory fsync) still replaced the log.
         if installed.is_ok() || is_file_at(&file, &target) {
             // Appends still waiting for a flush are durable now: in the snapshot.
-            *state = State::new(file, covered, 0, FILE_HEADER as u64);
+            *state = State::new(file, covered, 0, FILE_HEADER as u64, FILE_HEADER as u64);
             drop(state);
             self.shared.wake();
         } else {
@@ -819,15 +857,17 @@ impl<E> Replay<E> {
             self.offset = self.end;
             return Some(Err(io_error(&self.path, IoOp::Read)(source)));
         }
-        let result = RecordHeader::parse(&header, self.limit).and_then(|record| {
-            let mut data = vec![0; record.len as usize];
-            self.reader
-                .read_exact(&mut data)
-                .map_err(|error| error.to_string())?;
-            (crc32c::crc32c(&data) == record.data_crc)
-                .then_some(data)
-                .ok_or_else(|| "the record's data does not match its checksum".to_owned())
-        });
+        let result = RecordHeader::parse(&header, self.limit)
+            .map_err(HeaderError::reason)
+            .and_then(|record| {
+                let mut data = vec![0; record.len as usize];
+                self.reader
+                    .read_exact(&mut data)
+                    .map_err(|error| error.to_string())?;
+                (crc32c::crc32c(&data) == record.data_crc)
+                    .then_some(data)
+                    .ok_or_else(|| "the record's data does not match its checksum".to_owned())
+            });
         match result {
             Ok(data) => {
                 self.offset += (RECORD_HEADER + data.len()) as u64;
@@ -902,10 +942,16 @@ fn read_file_header(path: &Path, file: &mut File) -> Result<u64, Error> {
         return Err(corrupt("not a persist journal: it does not start as one"));
     }
     if header[8] != FORMAT_VERSION {
+        let written_by = if header[8] < FORMAT_VERSION {
+            "a pre-release of persist"
+        } else {
+            "a later version of persist"
+        };
         return Err(Error::Unsupported {
             path: path.to_owned(),
             reason: format!(
-                "journal format {} (this version of persist reads format {FORMAT_VERSION})",
+                "journal format {}, written by {written_by} (this version reads format \
+                 {FORMAT_VERSION})",
                 header[8]
             ),
         });
@@ -927,30 +973,49 @@ const MAX_BASE: u64 = 1 << 62;
 /// A record's header, checked.
 struct RecordHeader {
     len: u32,
+    flush_start: u64,
     data_crc: u32,
 }
 
+/// Why a record's header is refused.
+enum HeaderError {
+    /// It does not match its checksum: torn or damaged.
+    Checksum,
+    /// It is genuine and claims more bytes than the reader's limit.
+    OverLimit(String),
+}
+
 impl RecordHeader {
-    fn parse(header: &[u8; RECORD_HEADER], limit: u64) -> Result<RecordHeader, String> {
+    fn parse(header: &[u8; RECORD_HEADER], limit: u64) -> Result<RecordHeader, HeaderError> {
         let word =
             |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().unwrap_or_default());
-        if crc32c::crc32c(&header[..12]) != word(12) {
-            return Err("the record's header does not match its checksum".to_owned());
+        if crc32c::crc32c(&header[..20]) != word(20) {
+            return Err(HeaderError::Checksum);
         }
         if u64::from(word(0)) > limit {
-            return Err(format!(
+            return Err(HeaderError::OverLimit(format!(
                 "the record claims {} bytes, more than the {limit}-byte limit",
                 word(0)
-            ));
+            )));
         }
         Ok(RecordHeader {
             len: word(0),
-            data_crc: word(8),
+            flush_start: u64::from_le_bytes(header[8..16].try_into().unwrap_or_default()),
+            data_crc: word(16),
         })
     }
 }
 
-/// Appends `record`, framed, to `out`.
+impl HeaderError {
+    fn reason(self) -> String {
+        match self {
+            HeaderError::Checksum => "the record's header does not match its checksum".to_owned(),
+            HeaderError::OverLimit(reason) => reason,
+        }
+    }
+}
+
+/// Appends `record`, framed, to `out`; its flush's start is set by [`seal_flush`].
 fn encode_record<E: Persisted>(out: &mut Vec<u8>, record: &E) -> Result<(), codec::EncodeError> {
     let start = out.len();
     out.extend_from_slice(&[0; RECORD_HEADER]);
@@ -963,10 +1028,22 @@ fn encode_record<E: Persisted>(out: &mut Vec<u8>, record: &E) -> Result<(), code
     let header = &mut out[start..start + RECORD_HEADER];
     header[..4].copy_from_slice(&len.to_le_bytes());
     header[4..8].copy_from_slice(&E::VERSION.to_le_bytes());
-    header[8..12].copy_from_slice(&data_crc.to_le_bytes());
-    let header_crc = crc32c::crc32c(&header[..12]);
-    header[12..].copy_from_slice(&header_crc.to_le_bytes());
+    header[16..20].copy_from_slice(&data_crc.to_le_bytes());
     Ok(())
+}
+
+/// Sets the flush start of every record in `batch` (records built by [`encode_record`], to be
+/// written with one `write` at `start`) and seals each header with its checksum.
+fn seal_flush(batch: &mut [u8], start: u64) {
+    let mut at = 0;
+    while at + RECORD_HEADER <= batch.len() {
+        let header = &mut batch[at..at + RECORD_HEADER];
+        let len = u32::from_le_bytes(header[..4].try_into().unwrap_or_default()) as usize;
+        header[8..16].copy_from_slice(&start.to_le_bytes());
+        let header_crc = crc32c::crc32c(&header[..20]);
+        header[20..].copy_from_slice(&header_crc.to_le_bytes());
+        at += RECORD_HEADER + len;
+    }
 }
 
 /// What [`scan`] found.
@@ -978,9 +1055,11 @@ struct Scan {
     torn_at: Option<u64>,
 }
 
-/// Reads every record once to find where the whole ones end. A record that reaches the end of
-/// the file while failing a check, or bytes that are all zero to the end (ext4 after a power
-/// cut), are a torn append; a failing record with anything after it is damage.
+/// Reads every record once to find where the whole ones end (FORMAT.md, "Journals"). At the
+/// first record that fails a check: zeros from there to the end are the end (space a writer
+/// preallocated, or a tail a crash left zero-filled); otherwise, if a whole record of a later
+/// flush follows, that flush began after this one was synced, so this is damage (an error);
+/// if none does, it is the torn last flush of a crash, to be cut off.
 fn scan(path: &Path, file: &File, limit: u64) -> Result<Scan, Error> {
     scan_from(path, file, limit, FILE_HEADER as u64)
 }
@@ -1000,15 +1079,9 @@ fn scan_from(path: &Path, file: &File, limit: u64, start: u64) -> Result<Scan, E
     let mut records = 0;
     let mut data = Vec::new();
     while offset < size {
-        let torn = |offset| {
-            Ok(Scan {
-                records,
-                end: offset,
-                torn_at: Some(offset),
-            })
-        };
+        let failed = |reason: &str| failed_at(path, file, offset, size, limit, records, reason);
         if size - offset < RECORD_HEADER as u64 {
-            return torn(offset);
+            return failed("a record's header is cut short by the end of the file");
         }
         let mut header = [0; RECORD_HEADER];
         reader
@@ -1016,34 +1089,26 @@ fn scan_from(path: &Path, file: &File, limit: u64, start: u64) -> Result<Scan, E
             .map_err(io_error(path, IoOp::Read))?;
         let record = match RecordHeader::parse(&header, limit) {
             Ok(record) => record,
-            Err(reason) => {
-                if header.iter().all(|&byte| byte == 0) && zeros_to_end(&mut reader, path)? {
-                    return torn(offset);
-                }
+            // A genuine header: the record is too large for this reader, not torn.
+            Err(HeaderError::OverLimit(reason)) => {
                 return Err(Error::DamagedJournal {
                     path: path.to_owned(),
                     offset,
                     reason,
                 });
             }
+            Err(error) => return failed(&error.reason()),
         };
         let record_end = offset + RECORD_HEADER as u64 + u64::from(record.len);
         if record_end > size {
-            return torn(offset);
+            return failed("the record reaches past the end of the file");
         }
         data.resize(record.len as usize, 0);
         reader
             .read_exact(&mut data)
             .map_err(io_error(path, IoOp::Read))?;
         if crc32c::crc32c(&data) != record.data_crc {
-            if record_end == size || zeros_to_end(&mut reader, path)? {
-                return torn(offset);
-            }
-            return Err(Error::DamagedJournal {
-                path: path.to_owned(),
-                offset,
-                reason: "the record's data does not match its checksum".to_owned(),
-            });
+            return failed("the record's data does not match its checksum");
         }
         offset = record_end;
         records += 1;
@@ -1053,6 +1118,106 @@ fn scan_from(path: &Path, file: &File, limit: u64, start: u64) -> Result<Scan, E
         end: offset,
         torn_at: None,
     })
+}
+
+/// What [`scan`] concludes when the record at `offset` fails a check for `reason`.
+fn failed_at(
+    path: &Path,
+    file: &File,
+    offset: u64,
+    size: u64,
+    limit: u64,
+    records: u64,
+    reason: &str,
+) -> Result<Scan, Error> {
+    if zeros_from(file, offset, size).map_err(io_error(path, IoOp::Read))? {
+        return Ok(Scan {
+            records,
+            end: offset,
+            torn_at: None,
+        });
+    }
+    if later_flush(file, offset, size, limit).map_err(io_error(path, IoOp::Read))? {
+        return Err(Error::DamagedJournal {
+            path: path.to_owned(),
+            offset,
+            reason: reason.to_owned(),
+        });
+    }
+    Ok(Scan {
+        records,
+        end: offset,
+        torn_at: Some(offset),
+    })
+}
+
+/// Whether the bytes of `file` from `offset` to `size` are all zero.
+fn zeros_from(file: &File, mut offset: u64, size: u64) -> io::Result<bool> {
+    let mut buffer = vec![0; (size - offset).min(1 << 20) as usize];
+    while offset < size {
+        let chunk = &mut buffer[..(size - offset).min(1 << 20) as usize];
+        read_exact_at(file, chunk, offset)?;
+        if chunk.iter().any(|&byte| byte != 0) {
+            return Ok(false);
+        }
+        offset += chunk.len() as u64;
+    }
+    Ok(true)
+}
+
+/// Whether a whole record written by a flush that started after `failed` lies somewhere
+/// between `failed` and `size`: looked for at every byte (a failed header tells nothing of
+/// where the next record starts), skipping the whole records of the same flush. A record's
+/// header holds bytes JSON text cannot (a length's zero bytes), so one is never found inside
+/// another record's data.
+fn later_flush(file: &File, failed: u64, size: u64, limit: u64) -> io::Result<bool> {
+    const WINDOW: u64 = 1 << 20;
+    let header_len = RECORD_HEADER as u64;
+    let mut window = Vec::new();
+    let mut window_start = 0;
+    let mut data = Vec::new();
+    let mut at = failed + 1;
+    while at + header_len <= size {
+        if at < window_start || at + header_len > window_start + window.len() as u64 {
+            window_start = at;
+            window.resize((size - at).min(WINDOW) as usize, 0);
+            read_exact_at(file, &mut window, at)?;
+        }
+        let from = (at - window_start) as usize;
+        let header: &[u8; RECORD_HEADER] = window[from..from + RECORD_HEADER]
+            .try_into()
+            .unwrap_or(&[0; RECORD_HEADER]);
+        if let Ok(record) = RecordHeader::parse(header, limit) {
+            let end = at + header_len + u64::from(record.len);
+            if end <= size {
+                data.resize(record.len as usize, 0);
+                read_exact_at(file, &mut data, at + header_len)?;
+                if crc32c::crc32c(&data) == record.data_crc {
+                    if record.flush_start > failed {
+                        return Ok(true);
+                    }
+                    at = end;
+                    continue;
+                }
+            }
+        }
+        at += 1;
+    }
+    Ok(false)
+}
+
+/// Reads exactly `buffer.len()` bytes of `file` at `offset` (`pread`: no shared position).
+fn read_exact_at(file: &File, buffer: &mut [u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buffer, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        let mut file = file;
+        file.seek(SeekFrom::Start(offset))?;
+        file.read_exact(buffer)
+    }
 }
 
 /// Where the whole records of a journal written by [`append_shared`] end, as this process last
@@ -1094,6 +1259,7 @@ pub(crate) fn append_shared<E: Persisted>(
         }
     };
     let scan = scan_from(path, &file, options.max_size_limit(), start)?;
+    seal_flush(&mut bytes, scan.end);
     let durable = options.sync_level() != Durability::None;
     if let Some(torn_at) = scan.torn_at {
         // A crash during someone's append: never acknowledged.
@@ -1151,22 +1317,6 @@ fn is_file_at(file: &File, path: &Path) -> bool {
     {
         let _ = (file, path);
         false
-    }
-}
-
-/// Whether everything left in `reader` is zero bytes.
-fn zeros_to_end(reader: &mut impl Read, path: &Path) -> Result<bool, Error> {
-    let mut buffer = [0; 8192];
-    loop {
-        let read = reader
-            .read(&mut buffer)
-            .map_err(io_error(path, IoOp::Read))?;
-        if read == 0 {
-            return Ok(true);
-        }
-        if buffer[..read].iter().any(|&byte| byte != 0) {
-            return Ok(false);
-        }
     }
 }
 
