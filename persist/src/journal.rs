@@ -87,7 +87,6 @@ pub struct Journal<E> {
     path: PathBuf,
     options: Options,
     shared: Arc<Shared>,
-    _lock: LockGuard,
     marker: PhantomData<fn() -> E>,
 }
 
@@ -101,6 +100,8 @@ struct Shared {
     /// The same, for async appends.
     #[cfg(feature = "tokio")]
     notify: ::tokio::sync::Notify,
+    /// The journal's lock file, held until the journal and any flush still running end.
+    _lock: LockGuard,
 }
 
 #[derive(Debug)]
@@ -353,8 +354,8 @@ impl<E: Persisted> Journal<E> {
                 synced: Condvar::new(),
                 #[cfg(feature = "tokio")]
                 notify: ::tokio::sync::Notify::new(),
+                _lock: lock,
             }),
-            _lock: lock,
             marker: PhantomData,
         })
     }
