@@ -283,10 +283,12 @@ impl Written {
         let mut buffer = vec![0; 64 << 10];
         let mut written = Written::default();
         loop {
-            let read = file.read(&mut buffer)?;
-            if read == 0 {
-                return Ok(written);
-            }
+            let read = match file.read(&mut buffer) {
+                Ok(0) => return Ok(written),
+                Ok(read) => read,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            };
             written.bytes += read as u64;
             written.crc32c = crc32c::crc32c_append(written.crc32c, &buffer[..read]);
         }

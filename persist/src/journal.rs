@@ -799,13 +799,13 @@ impl Iterator for JournalRecords {
 
     fn next(&mut self) -> Option<Result<RawRecord, Error>> {
         let offset = self.records.offset;
-        let envelope = match self.records.next_bytes()? {
-            Ok(envelope) => envelope,
-            Err(error) => return Some(Err(error)),
-        };
+        if let Err(error) = self.records.next_bytes()? {
+            return Some(Err(error));
+        }
         let index = self.index;
         self.index += 1;
-        let scanned = codec::scan(&envelope).and_then(|scan| Some((scan.version?, scan.data?)));
+        let scanned =
+            codec::scan(&self.records.data).and_then(|scan| Some((scan.version?, scan.data?)));
         Some(match scanned {
             Some((version, data)) => Ok(RawRecord {
                 index,
@@ -830,6 +830,8 @@ pub struct Replay<E> {
     offset: u64,
     end: u64,
     limit: u64,
+    /// The last record's envelope (one buffer for all of them).
+    data: Vec<u8>,
     marker: PhantomData<fn() -> E>,
 }
 
@@ -844,12 +846,13 @@ impl<E> Replay<E> {
             offset: FILE_HEADER as u64,
             end,
             limit,
+            data: Vec::new(),
             marker: PhantomData,
         })
     }
 
-    /// The next record's envelope, checked against its checksums.
-    fn next_bytes(&mut self) -> Option<Result<Vec<u8>, Error>> {
+    /// Reads the next record's envelope into `data`, checked against its checksums.
+    fn next_bytes(&mut self) -> Option<Result<(), Error>> {
         if self.offset >= self.end {
             return None;
         }
@@ -858,21 +861,21 @@ impl<E> Replay<E> {
             self.offset = self.end;
             return Some(Err(io_error(&self.path, IoOp::Read)(source)));
         }
+        let data = &mut self.data;
+        let reader = &mut self.reader;
         let result = RecordHeader::parse(&header, self.limit)
             .map_err(HeaderError::reason)
             .and_then(|record| {
-                let mut data = vec![0; record.len as usize];
-                self.reader
-                    .read_exact(&mut data)
-                    .map_err(|error| error.to_string())?;
-                (crc32c::crc32c(&data) == record.data_crc)
-                    .then_some(data)
+                data.resize(record.len as usize, 0);
+                reader.read_exact(data).map_err(|error| error.to_string())?;
+                (crc32c::crc32c(data) == record.data_crc)
+                    .then_some(())
                     .ok_or_else(|| "the record's data does not match its checksum".to_owned())
             });
         match result {
-            Ok(data) => {
-                self.offset += (RECORD_HEADER + data.len()) as u64;
-                Some(Ok(data))
+            Ok(()) => {
+                self.offset += (RECORD_HEADER + self.data.len()) as u64;
+                Some(Ok(()))
             }
             Err(reason) => {
                 // The file changed under the journal since it was opened.
@@ -888,10 +891,7 @@ impl<E> Replay<E> {
     }
 
     fn skip_record(&mut self) -> Result<(), Error> {
-        match self.next_bytes() {
-            Some(result) => result.map(drop),
-            None => Ok(()),
-        }
+        self.next_bytes().unwrap_or(Ok(()))
     }
 }
 
@@ -900,8 +900,8 @@ impl<E: Persisted> Iterator for Replay<E> {
 
     fn next(&mut self) -> Option<Result<E, Error>> {
         let start = self.offset;
-        Some(self.next_bytes()?.and_then(|envelope| {
-            codec::decode::<E>(&envelope).map_err(|error| {
+        Some(self.next_bytes()?.and_then(|()| {
+            codec::decode::<E>(&self.data).map_err(|error| {
                 let mut error = error.at::<E>(&self.path);
                 if let Error::Corrupt { reason, .. } = &mut error {
                     *reason = format!("record at byte {start}: {reason}");
