@@ -17,7 +17,7 @@ use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Error;
-use crate::journal::{self, JournalRecords, SharedEnd};
+use crate::journal::{self, Replay, SharedEnd};
 use crate::persisted::{BoxError, Origin};
 use crate::{Options, Persisted};
 
@@ -187,7 +187,9 @@ impl Persisted for AuditRecord {
 ///
 /// [`Error::NotFound`], [`Error::Corrupt`] when the file is not a journal,
 /// [`Error::DamagedJournal`] naming the offset of a damaged record (also as an item, for
-/// damage found while reading), [`Error::Io`].
+/// damage found while reading), [`Error::Io`]. Each item is a record or the error decoding it
+/// (as [`Journal::replay`](crate::Journal::replay) gives them: a record that is not an audit
+/// record is [`Error::Corrupt`] naming its offset).
 ///
 /// # Examples
 ///
@@ -205,35 +207,21 @@ impl Persisted for AuditRecord {
 /// # Ok::<(), persist::Error>(())
 /// ```
 pub fn read_audit(path: impl AsRef<Path>) -> Result<AuditRecords, Error> {
-    let path = path.as_ref();
-    Ok(AuditRecords {
-        records: Options::new().journal_records(path)?,
-        path: path.to_owned(),
-    })
+    let (records, _, _) = journal::read_only(path.as_ref(), Options::DEFAULT_MAX_SIZE)?;
+    Ok(AuditRecords { records })
 }
 
 /// The records of an audit log: see [`read_audit`].
 #[derive(Debug)]
 pub struct AuditRecords {
-    records: JournalRecords,
-    path: PathBuf,
+    records: Replay<AuditRecord>,
 }
 
 impl Iterator for AuditRecords {
     type Item = Result<AuditRecord, Error>;
 
     fn next(&mut self) -> Option<Result<AuditRecord, Error>> {
-        let raw = match self.records.next()? {
-            Ok(raw) => raw,
-            Err(error) => return Some(Err(error)),
-        };
-        Some(
-            serde_json::from_str(&raw.data).map_err(|error| Error::DamagedJournal {
-                path: self.path.clone(),
-                offset: raw.offset,
-                reason: format!("not an audit record: {error}"),
-            }),
-        )
+        self.records.next()
     }
 }
 

@@ -19,7 +19,7 @@
 //! leaves a snapshot and a log that together hold every record exactly once.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -293,6 +293,7 @@ fn write_all_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
     }
     #[cfg(not(unix))]
     {
+        use std::io::Write;
         let mut file = file;
         file.seek(SeekFrom::Start(offset))?;
         file.write_all(bytes)
@@ -777,13 +778,11 @@ pub struct RawRecord {
 
 impl JournalRecords {
     pub(crate) fn open(path: &Path, limit: u64) -> Result<JournalRecords, Error> {
-        let (mut file, _) = fs::open_regular_file(path, false)?;
-        let base = read_file_header(path, &mut file)?;
-        let scan = scan(path, &file, limit)?;
+        let (records, base, torn_at) = read_only(path, limit)?;
         Ok(JournalRecords {
-            records: Replay::new(path, scan.end, limit)?,
+            records,
             index: base,
-            torn_at: scan.torn_at,
+            torn_at,
         })
     }
 
@@ -820,6 +819,18 @@ impl Iterator for JournalRecords {
             }),
         })
     }
+}
+
+/// The whole records of the journal at `path`, read without its lock and changing nothing,
+/// with the index of the first and where a torn tail starts, if there is one.
+pub(crate) fn read_only<E>(
+    path: &Path,
+    limit: u64,
+) -> Result<(Replay<E>, u64, Option<u64>), Error> {
+    let (mut file, _) = fs::open_regular_file(path, false)?;
+    let base = read_file_header(path, &mut file)?;
+    let scan = scan(path, &file, limit)?;
+    Ok((Replay::new(path, scan.end, limit)?, base, scan.torn_at))
 }
 
 /// The records of a journal, read one at a time: see [`Journal::replay`].
@@ -1266,9 +1277,7 @@ pub(crate) fn append_shared<E: Persisted>(
         // A crash during someone's append: never acknowledged.
         file.set_len(torn_at).map_err(io_error(path, IoOp::Write))?;
     }
-    let appended = (&file)
-        .seek(SeekFrom::Start(scan.end))
-        .and_then(|_| (&file).write_all(&bytes))
+    let appended = write_all_at(&file, &bytes, scan.end)
         .map_err(io_error(path, IoOp::Write))
         .and_then(|()| {
             if durable {
@@ -1290,34 +1299,26 @@ pub(crate) fn append_shared<E: Persisted>(
 
 /// The device and inode of `file`, where the platform tells them.
 fn file_identity(file: &File) -> Option<(u64, u64)> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        file.metadata()
-            .ok()
-            .map(|metadata| (metadata.dev(), metadata.ino()))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = file;
-        None
-    }
+    identity(&file.metadata().ok()?)
 }
 
 /// Whether `file` is the file at `path` (the same device and inode).
 fn is_file_at(file: &File, path: &Path) -> bool {
+    let named = std::fs::metadata(path).ok();
+    file_identity(file).is_some_and(|open| Some(open) == named.as_ref().and_then(identity))
+}
+
+/// The device and inode of a file, where the platform tells them.
+fn identity(metadata: &std::fs::Metadata) -> Option<(u64, u64)> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        match (file.metadata(), std::fs::metadata(path)) {
-            (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
-            _ => false,
-        }
+        Some((metadata.dev(), metadata.ino()))
     }
     #[cfg(not(unix))]
     {
-        let _ = (file, path);
-        false
+        let _ = metadata;
+        None
     }
 }
 

@@ -141,10 +141,9 @@ pub struct Transaction {
     ops: Vec<Op>,
     /// Prefix of this transaction's staged files: its start, in nanoseconds since 1970.
     id: u128,
-    /// The staged files of the puts in `ops`, open: synced together at the commit.
-    files: Vec<(String, File)>,
-    /// With an audit log: the size and CRC-32C of each staged file, by staged name.
-    written: Vec<(String, Written)>,
+    /// The staged files of the puts in `ops`, open: synced together at the commit; with an
+    /// audit log, with their size and CRC-32C.
+    files: Vec<(String, File, Option<Written>)>,
     next: u32,
     committed: bool,
     _lock: LockGuard,
@@ -194,10 +193,8 @@ impl Transaction {
             .map_err(io_error(&destination, IoOp::Write))?;
         // Its writeback starts now; the commit waits for all of them at once.
         crate::fs::start_writeback(&file);
-        if self.options.audited() {
-            self.written.push((staged.clone(), Written::of(&bytes)));
-        }
-        self.files.push((staged.clone(), file));
+        let written = self.options.audited().then(|| Written::of(&bytes));
+        self.files.push((staged.clone(), file, written));
         self.replace(Op::Put {
             target,
             staged,
@@ -233,7 +230,7 @@ impl Transaction {
         }
         let durable = self.options.sync_level() != Durability::None;
         if durable {
-            for (staged, file) in &self.files {
+            for (staged, file, _) in &self.files {
                 file.sync_all()
                     .map_err(io_error(&self.staging().join(staged), IoOp::SyncFile))?;
             }
@@ -270,10 +267,10 @@ impl Transaction {
                         staged, version, ..
                     } => (
                         Some(u64::from(*version)),
-                        self.written
+                        self.files
                             .iter()
-                            .find(|(name, _)| name == staged)
-                            .map(|(_, written)| *written),
+                            .find(|(name, _, _)| name == staged)
+                            .and_then(|(_, _, written)| *written),
                     ),
                     Op::Remove { .. } => (None, None),
                 };
@@ -329,8 +326,7 @@ impl Transaction {
             let old = self.ops.remove(at);
             if let Op::Put { staged, .. } = old {
                 // Replaced: neither synced at the commit nor put in place.
-                self.files.retain(|(name, _)| *name != staged);
-                self.written.retain(|(name, _)| *name != staged);
+                self.files.retain(|(name, _, _)| *name != staged);
                 let _ = stdfs::remove_file(self.staging().join(staged));
             }
         }
@@ -528,7 +524,6 @@ impl Options {
             ops: Vec::new(),
             id,
             files: Vec::new(),
-            written: Vec::new(),
             next: 0,
             committed: false,
             _lock: lock,
