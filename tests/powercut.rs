@@ -172,14 +172,37 @@ impl Drop for Mount {
     }
 }
 
-/// A 64 MiB ext4 image in `work` and an empty mount point beside it.
-fn new_image(work: &Path) -> (PathBuf, PathBuf) {
-    let image = work.join("ext4.img");
-    let point = work.join("mnt");
+/// A 64 MiB ext4 image and an empty mount point beside it, in a temporary directory; `None`,
+/// after saying why, where the harness cannot run.
+fn new_image() -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
+    if let Some(reason) = unsupported() {
+        eprintln!("skipped: the power-cut harness {reason}");
+        return None;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let image = work.path().join("ext4.img");
+    let point = work.path().join("mnt");
     fs::create_dir(&point).unwrap();
     fs::File::create(&image).unwrap().set_len(64 << 20).unwrap();
     assert!(run("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]));
-    (image, point)
+    Some((work, image, point))
+}
+
+/// This test binary run as the child `test` of a scenario, on `file`, with `mode` in the
+/// environment variable `mode_var`.
+fn child(test: &str, file: &Path, mode_var: &str, mode: &str) -> Command {
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child
+        .args(["--exact", test, "--test-threads=1", "--quiet"])
+        .env(SAVER_FILE, file)
+        .env(mode_var, mode);
+    child
+}
+
+/// When to cut: between 2 and 40 ms into the child's run, long enough for some steps to be
+/// acknowledged.
+fn cut_delay(rng: &mut common::Rng) -> u64 {
+    2_000 + rng.below(38_000)
 }
 
 /// Runs `child` (a saver printing each step once it is acknowledged) on the mounted image,
@@ -221,12 +244,7 @@ fn cut_during_lines(mount: Mount, mut child: Command, micros: u64) -> Vec<String
 }
 
 fn power_cuts(level: &str, cuts: usize) -> Option<Outcome> {
-    if let Some(reason) = unsupported() {
-        eprintln!("skipped: the power-cut harness {reason}");
-        return None;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let (image, point) = new_image(work.path());
+    let (_work, image, point) = new_image()?;
     let file = point.join("journal.json");
     {
         let _mount = Mount::new(&image, &point);
@@ -254,11 +272,7 @@ fn power_cuts(level: &str, cuts: usize) -> Option<Outcome> {
                 0
             }
         };
-        let mut child = Command::new(std::env::current_exe().unwrap());
-        child
-            .args(["--exact", "saver", "--test-threads=1", "--quiet"])
-            .env(SAVER_FILE, &file)
-            .env(SAVER_DURABILITY, level);
+        let child = child("saver", &file, SAVER_DURABILITY, level);
         // Cut between 2 and 40 ms into the run: long enough for some saves to be acknowledged.
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -381,12 +395,7 @@ struct TxnOutcome {
 }
 
 fn txn_power_cuts(mode: &str, cuts: usize) -> Option<TxnOutcome> {
-    if let Some(reason) = unsupported() {
-        eprintln!("skipped: the power-cut harness {reason}");
-        return None;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let (image, point) = new_image(work.path());
+    let (_work, image, point) = new_image()?;
     let root = point.join("state");
     let start_over = |root: &Path| {
         let mut txn = persist::Transaction::new(root).unwrap();
@@ -415,12 +424,8 @@ fn txn_power_cuts(mode: &str, cuts: usize) -> Option<TxnOutcome> {
                 0
             }
         };
-        let mut child = Command::new(std::env::current_exe().unwrap());
-        child
-            .args(["--exact", "txn_saver", "--test-threads=1", "--quiet"])
-            .env(SAVER_FILE, &root)
-            .env(TXN_MODE, mode);
-        let acknowledged = cut_during(mount, child, before, 2_000 + rng.below(38_000));
+        let child = child("txn_saver", &root, TXN_MODE, mode);
+        let acknowledged = cut_during(mount, child, before, cut_delay(&mut rng));
         outcome.acknowledged += acknowledged - before;
         let _mount = Mount::new(&image, &point);
         if mode == "transaction" {
@@ -592,12 +597,7 @@ fn open_events(path: &Path) -> persist::Journal<Event> {
 }
 
 fn journal_power_cuts(mode: &str, cuts: usize) -> Option<JournalOutcome> {
-    if let Some(reason) = unsupported() {
-        eprintln!("skipped: the power-cut harness {reason}");
-        return None;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let (image, point) = new_image(work.path());
+    let (_work, image, point) = new_image()?;
     let path = point.join("events.log");
     let (mut rng, _) = common::Rng::from_env();
     let mut outcome = JournalOutcome {
@@ -607,12 +607,8 @@ fn journal_power_cuts(mode: &str, cuts: usize) -> Option<JournalOutcome> {
     for _ in 0..cuts {
         let mount = Mount::new(&image, &point);
         let before = recovered(&path);
-        let mut child = Command::new(std::env::current_exe().unwrap());
-        child
-            .args(["--exact", "journal_appender", "--test-threads=1", "--quiet"])
-            .env(SAVER_FILE, &path)
-            .env(JOURNAL_MODE, mode);
-        let acknowledged = cut_during(mount, child, before, 2_000 + rng.below(38_000));
+        let child = child("journal_appender", &path, JOURNAL_MODE, mode);
+        let acknowledged = cut_during(mount, child, before, cut_delay(&mut rng));
         outcome.acknowledged += acknowledged - before;
         let _mount = Mount::new(&image, &point);
         let held = recovered(&path);
@@ -720,24 +716,15 @@ fn per_thread(journal: &persist::Journal<Event>) -> Result<[u64; GROUP_THREADS],
 /// What the group-commit scenario saw after `cuts` cuts: cuts that lost an acknowledged record,
 /// and how many records were acknowledged.
 fn group_power_cuts(mode: &str, cuts: usize) -> Option<(usize, u64)> {
-    if let Some(reason) = unsupported() {
-        eprintln!("skipped: the power-cut harness {reason}");
-        return None;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let (image, point) = new_image(work.path());
+    let (_work, image, point) = new_image()?;
     let path = point.join("events.log");
     let (mut rng, _) = common::Rng::from_env();
     let (mut lost, mut acknowledged) = (0, 0);
     for _ in 0..cuts {
         let mount = Mount::new(&image, &point);
         let before = per_thread(&open_events(&path)).unwrap();
-        let mut child = Command::new(std::env::current_exe().unwrap());
-        child
-            .args(["--exact", "group_appender", "--test-threads=1", "--quiet"])
-            .env(SAVER_FILE, &path)
-            .env(JOURNAL_MODE, mode);
-        let lines = cut_during_lines(mount, child, 2_000 + rng.below(38_000));
+        let child = child("group_appender", &path, JOURNAL_MODE, mode);
+        let lines = cut_during_lines(mount, child, cut_delay(&mut rng));
         let mut acked = before;
         for line in &lines {
             // Other lines are the test harness's own.
