@@ -2,9 +2,10 @@
 //! restore and commit, with the versions, size, CRC-32C, process and actor, never the data;
 //! nothing for failures or loads; many processes appending to one log.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use persist::{AuditOp, AuditRecord, Error, Options, Persisted, read_audit};
 use serde::{Deserialize, Serialize};
@@ -309,9 +310,8 @@ fn processes_share_one_audit_log() {
     let log = dir.path().join("audit.log");
     let children: Vec<_> = (0..4)
         .map(|_| {
-            Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", "audit_child", "--test-threads=1", "--quiet"])
-                .env(CHILD_LOG, &log)
+            common::child("audit_child", &[(CHILD_LOG, &log)])
+                .stdout(std::process::Stdio::null())
                 .spawn()
                 .unwrap()
         })
@@ -413,4 +413,19 @@ fn collection_writes_are_recorded_with_their_keys() {
     assert_describes_file(&records[3], &records[3].path);
     assert_describes_file(&records[5], &records[5].path);
     assert!(records.iter().all(|r| r.actor.as_deref() == Some("api")));
+}
+
+#[test]
+fn a_collection_not_on_files_is_recorded_by_its_own_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let users: persist::Collection<Settings> = persist::Collection::with_backend(
+        std::sync::Arc::new(persist::backend::Memory::new()),
+        Options::new().audit(&log),
+    );
+    users.put("alice", &settings(1)).unwrap();
+    let records = records(&log);
+    // The backend's name for the entry, not a path of this machine's working directory.
+    assert_eq!(records[0].path, Path::new("memory:alice"));
+    assert_eq!(records[0].key.as_deref(), Some("alice"));
 }

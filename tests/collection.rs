@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 
 use persist::backend::{Backend, Fault, Memory};
@@ -294,19 +294,13 @@ fn child() {
 }
 
 fn spawn_child(mode: &str, dir: &Path) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child",
-            "--test-threads=1",
-            "--nocapture",
-            "--quiet",
-        ])
-        .env(CHILD_DIR, dir)
-        .env(CHILD_MODE, mode)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap()
+    common::child(
+        "child",
+        &[(CHILD_DIR, dir.as_os_str()), (CHILD_MODE, mode.as_ref())],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap()
 }
 
 #[test]
@@ -591,4 +585,71 @@ fn clear_removes_the_collection_and_nothing_beside_it() {
     memory.put("x", &user("x")).unwrap();
     memory.clear().unwrap();
     assert!(memory.keys().unwrap().is_empty());
+}
+
+#[test]
+fn a_deleted_key_leaves_no_file_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    // Without fsyncs: what is left behind does not depend on them, and 1,000 rounds are quick.
+    let fast = Options::new().durability(persist::Durability::None);
+    let users: Collection<User> = fast.collection(dir.path()).unwrap();
+    for i in 0..1_000 {
+        let key = format!("user-{i}");
+        users.put(&key, &user("x")).unwrap();
+        assert!(users.delete(&key).unwrap());
+    }
+    users.put_many([("a", &user("a")), ("b", &user("b"))]).unwrap();
+    users.update("a", |u| u.logins += 1).unwrap();
+    // An entry of an older version, replaced: its backup goes with it.
+    let old: Collection<UserV2> = fast.collection(dir.path()).unwrap();
+    old.put("c", &UserV2::default()).unwrap();
+    users.put("c", &user("c")).unwrap();
+    assert!(walk(dir.path()).iter().any(|path| path.ends_with("c.v2.bak")));
+    assert!(users.delete("c").unwrap());
+    assert!(users.delete("a").unwrap());
+    assert!(users.delete("b").unwrap());
+    let files: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|path| path.is_file())
+        .collect();
+    assert!(files.is_empty(), "{files:?}");
+}
+
+#[test]
+fn an_entry_must_hold_its_own_key_wherever_it_stands() {
+    let dir = tempfile::tempdir().unwrap();
+    let users: Collection<User> = Collection::open(dir.path()).unwrap();
+    users.put("alice", &user("alice")).unwrap();
+    let entry = users.backend().locate("alice");
+    let written = std::fs::read_to_string(&entry).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&written).unwrap();
+    let data = value["data"].to_string();
+    // The key written last is still checked; another key, or none, is a mismatch.
+    for (text, holds) in [
+        (format!(r#"{{"version":3,"data":{data},"key":"alice"}}"#), true),
+        (format!(r#"{{"version":3,"data":{data},"key":"mallory"}}"#), false),
+        (format!(r#"{{"version":3,"data":{data}}}"#), false),
+        (format!(r#"{{"version":3,"key":"alice","data":{data},"key":"mallory"}}"#), true),
+    ] {
+        std::fs::write(&entry, &text).unwrap();
+        match users.get("alice") {
+            Ok(Some(found)) => assert!(holds, "{text}: {found:?}"),
+            Err(Error::Corrupt { field, .. }) => {
+                assert!(!holds, "{text}");
+                assert_eq!(field.as_deref(), Some("key"));
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    // A migration reports an entry that holds another key (or none) and leaves it alone.
+    for text in [
+        r#"{"version":2,"key":"mallory","data":{"name":"m","plan":"pro"}}"#.to_owned(),
+        r#"{"version":2,"data":{"name":"m","plan":"pro"}}"#.to_owned(),
+    ] {
+        std::fs::write(&entry, &text).unwrap();
+        let report = users.migrate_all().unwrap();
+        assert_eq!(report.migrated, 0, "{text}");
+        assert_eq!(report.failed.len(), 1, "{text}");
+        assert_eq!(std::fs::read_to_string(&entry).unwrap(), text);
+    }
 }

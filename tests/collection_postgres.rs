@@ -2,10 +2,11 @@
 //! `PERSIST_TEST_POSTGRES` (the shared suite is `tests/remote/mod.rs`).
 #![cfg(feature = "postgres")]
 
+mod common;
 mod remote;
 
 use persist::backend::Postgres;
-use persist::{Collection, Error};
+use persist::{Collection, Error, RemoteOp};
 use remote::{Counter, Store};
 
 struct Pg;
@@ -62,11 +63,27 @@ async fn async_constructor_and_twins() {
 fn an_unreachable_server_is_a_typed_error() {
     // A closed port on this machine: refused at once.
     let error = Postgres::connect("host=127.0.0.1 port=1 user=nobody", "t").unwrap_err();
-    assert!(matches!(error, Error::Io { .. }), "{error}");
     assert!(
-        error.to_string().contains("postgres://127.0.0.1"),
+        matches!(
+            error,
+            Error::Remote {
+                op: RemoteOp::Connect,
+                transient: true,
+                ref server,
+                ..
+            } if server.contains("127.0.0.1:1")
+        ),
         "{error}"
     );
+    let message = error.to_string();
+    assert!(message.contains("postgres://127.0.0.1"), "{message}");
+    // The server with its port, and the operating system's cause.
+    assert!(
+        message.contains("PostgreSQL server at 127.0.0.1:1"),
+        "{message}"
+    );
+    assert!(message.contains("Connection refused"), "{message}");
+    assert!(!message.contains("file"), "{message}");
     let error = Postgres::connect("not a = connection = string", "t").unwrap_err();
     assert!(matches!(error, Error::Unsupported { .. }), "{error}");
 }

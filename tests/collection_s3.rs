@@ -2,6 +2,7 @@
 //! `PERSIST_TEST_S3` (the shared suite is `tests/remote/mod.rs`).
 #![cfg(feature = "s3")]
 
+mod common;
 mod remote;
 
 use std::sync::Arc;
@@ -9,17 +10,21 @@ use std::sync::Arc;
 use persist::backend::S3;
 use persist::backend::object_store::ObjectStore;
 use persist::backend::object_store::aws::AmazonS3Builder;
-use persist::{Collection, Error, Options};
+use persist::{Collection, Error, ErrorKind, Options, RemoteOp};
 use remote::{Counter, Store};
 
 struct Moto;
 
 fn store(endpoint: &str) -> Arc<dyn ObjectStore> {
+    store_in(endpoint, "persist-test")
+}
+
+fn store_in(endpoint: &str, bucket: &str) -> Arc<dyn ObjectStore> {
     Arc::new(
         AmazonS3Builder::new()
             .with_endpoint(endpoint)
             .with_allow_http(true)
-            .with_bucket_name("persist-test")
+            .with_bucket_name(bucket)
             .with_region("us-east-1")
             .with_access_key_id("test")
             .with_secret_access_key("test")
@@ -84,6 +89,47 @@ fn an_unreachable_server_is_a_typed_error() {
         Options::new(),
     );
     let error = counters.get("a").unwrap_err();
-    assert!(matches!(error, Error::Io { .. }), "{error}");
-    assert!(error.to_string().contains("x/a"), "{error}");
+    assert!(
+        matches!(
+            error,
+            Error::Remote {
+                op: RemoteOp::Read,
+                transient: true,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(error.kind(), ErrorKind::RemoteUnavailable);
+    let message = error.to_string();
+    assert!(message.contains("x/a"), "{message}");
+    assert!(message.contains("S3 bucket persist-test"), "{message}");
+    assert!(message.contains("Connection refused"), "{message}");
+    assert!(!message.contains("file"), "{message}");
+}
+
+#[test]
+fn a_missing_bucket_is_named_as_such_and_not_retried() {
+    let Some(server) = Moto::server() else {
+        return;
+    };
+    let counters: Collection<Counter> = Collection::with_backend(
+        Arc::new(S3::new(store_in(&server, "no-such-bucket-persist"), "x/").unwrap()),
+        Options::new(),
+    );
+    let error = counters.put("a", &Counter::default()).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Remote {
+                op: RemoteOp::Write,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(!error.is_transient(), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("no-such-bucket-persist"), "{message}");
+    assert!(!message.contains("temporary file"), "{message}");
 }

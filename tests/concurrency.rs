@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use persist::{Error, Options, Persisted};
@@ -48,13 +48,16 @@ fn processes_lose_no_update() {
     let path = dir.path().join("counter.json");
     let children: Vec<_> = (0..PROCESSES)
         .map(|id| {
-            Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", "worker", "--test-threads=1", "--quiet"])
-                .env(WORKER_FILE, &path)
-                .env(WORKER_ID, id.to_string())
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap()
+            common::child(
+                "worker",
+                &[
+                    (WORKER_FILE, path.as_os_str()),
+                    (WORKER_ID, id.to_string().as_ref()),
+                ],
+            )
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
         })
         .collect();
     for mut child in children {

@@ -8,7 +8,7 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::Rng;
@@ -73,9 +73,7 @@ fn kills_never_tear_the_file() {
     let mut last_step = 0;
     let mut killed_mid_run = 0;
     for _ in 0..KILLS {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "saver", "--test-threads=1", "--quiet"])
-            .env(SAVER_FILE, &path)
+        let mut child = common::child("saver", &[(SAVER_FILE, &path)])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -1,9 +1,11 @@
 //! `InstanceLock`: one running instance per directory, across processes, released on drop and
 //! when the holder dies (SIGKILL included), with no stale PID file to clean up.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 use persist::{Error, INSTANCE_LOCK_FILE, InstanceLock};
 
@@ -51,15 +53,7 @@ fn holder() {
 }
 
 fn spawn_holder(dir: &std::path::Path) -> Holder {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "holder",
-            "--test-threads=1",
-            "--quiet",
-            "--nocapture",
-        ])
-        .env(HOLDER_DIR, dir)
+    let mut child = common::child("holder", &[(HOLDER_DIR, dir)])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

@@ -11,7 +11,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::Rng;
@@ -105,9 +105,7 @@ fn kills_never_leave_a_partial_record() {
     let mut torn_tails = 0;
     let mut appended_runs = 0;
     for _ in 0..KILLS {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "appender", "--test-threads=1", "--quiet"])
-            .env(APPENDER_FILE, &path)
+        let mut child = common::child("appender", &[(APPENDER_FILE, &path)])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -2,9 +2,10 @@
 //! load like small ones, keep every guarantee of the read path, and survive another program
 //! truncating the file while it is parsed (which would otherwise kill the process with SIGBUS).
 
+mod common;
+
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -242,14 +243,7 @@ fn a_fault_outside_persists_mappings_still_kills_the_process() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "foreign_fault",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(FOREIGN_FAULT, dir.path())
+    let output = common::child("foreign_fault", &[(FOREIGN_FAULT, dir.path())])
         .output()
         .unwrap();
     use std::os::unix::process::ExitStatusExt;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -110,18 +110,11 @@ fn coalesce(debounce_ms: u64, max_wait_ms: u64) -> Options {
 }
 
 fn spawn_child(mode: &str, path: &Path, extra: &[(&str, String)]) -> std::process::Child {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args([
-            "--exact",
-            "child",
-            "--test-threads=1",
-            "--nocapture",
-            "--quiet",
-        ])
-        .env(CHILD, mode)
-        .env(CHILD_FILE, path)
-        .stdout(Stdio::piped());
+    let mut command = common::child(
+        "child",
+        &[(CHILD, mode.as_ref()), (CHILD_FILE, path.as_os_str())],
+    );
+    command.stdout(Stdio::piped());
     for (key, value) in extra {
         command.env(key, value);
     }

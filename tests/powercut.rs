@@ -191,12 +191,10 @@ fn new_image() -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
 /// This test binary run as the child `test` of a scenario, on `file`, with `mode` in the
 /// environment variable `mode_var`.
 fn child(test: &str, file: &Path, mode_var: &str, mode: &str) -> Command {
-    let mut child = Command::new(std::env::current_exe().unwrap());
-    child
-        .args(["--exact", test, "--test-threads=1", "--quiet"])
-        .env(SAVER_FILE, file)
-        .env(mode_var, mode);
-    child
+    common::child(
+        test,
+        &[(SAVER_FILE, file.as_os_str()), (mode_var, mode.as_ref())],
+    )
 }
 
 /// When to cut: between 2 and 40 ms into the child's run, long enough for some steps to be

@@ -133,3 +133,40 @@ fn a_whole_directory_goes_without_following_links_out_of_it() {
     ));
     assert_eq!(names(&bob), ["state.json"]);
 }
+
+#[test]
+fn every_copy_persist_made_goes_too() {
+    // Live's copies (another program's version kept aside, a value it could not save), a
+    // journal's snapshots: each holds the data, so a cleanup at logout removes them.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    sample().save(&path).unwrap();
+    for copy in [
+        "state.json.conflict-1700000000000",
+        "state.json.unsaved-1700000000001",
+        "state.json.snapshot.100",
+    ] {
+        fs::write(dir.path().join(copy), b"{}").unwrap();
+    }
+    fs::write(dir.path().join("state.json.conflict-x"), b"keep").unwrap();
+    let removed = Options::new().remove(&path).unwrap();
+    assert_eq!(removed.len(), 5, "{removed:?}"); // with the file and its lock file
+    assert_eq!(names(dir.path()), ["state.json.conflict-x"]);
+
+    // A journal with its snapshots and lock.
+    let log = dir.path().join("events.log");
+    let journal = persist::Journal::<AppState>::open(&log).unwrap();
+    journal.append(&sample()).unwrap();
+    journal.checkpoint(&sample()).unwrap();
+    drop(journal);
+    let removed = Options::new().remove(&log).unwrap();
+    let removed: Vec<String> = removed
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        removed,
+        ["events.log", "events.log.lock", "events.log.snapshot.1"]
+    );
+    assert_eq!(names(dir.path()), ["state.json.conflict-x"]);
+}

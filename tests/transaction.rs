@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use persist::{Error, Options, Persisted, Recovery, Transaction};
@@ -120,12 +120,39 @@ fn layers_and_backups_work_inside_a_transaction() {
 #[test]
 fn one_transaction_per_root_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
-    let _first = Transaction::new(dir.path()).unwrap();
+    let first = Transaction::new(dir.path()).unwrap();
+    // In the same process: refused at once, not after the 30 s lock timeout, saying so.
+    let started = std::time::Instant::now();
+    let error = Transaction::new(dir.path()).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(matches!(error, Error::AlreadyOpen { .. }), "{error}");
+    assert!(error.to_string().contains("this process"), "{error}");
+    let error = persist::recover(dir.path()).unwrap_err();
+    assert!(matches!(error, Error::AlreadyOpen { .. }), "{error}");
+    drop(first);
+
+    // Another process holding the root: waited for, up to the lock timeout.
+    let mut holder = common::child(
+        "child",
+        &[
+            (CHILD_ROOT, dir.path().as_os_str()),
+            (CHILD_MODE, "hold".as_ref()),
+        ],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    assert!(lines.any(|line| line.unwrap() == "held"));
     let error = Options::new()
         .lock_timeout(Some(Duration::from_millis(50)))
         .transaction(dir.path())
         .unwrap_err();
     assert!(matches!(error, Error::LockTimeout { .. }), "{error}");
+    drop(holder.stdin.take());
+    assert!(holder.wait().unwrap().success());
+    Transaction::new(dir.path()).unwrap();
 }
 
 const CHILD_ROOT: &str = "PERSIST_TEST_TXN_ROOT";
@@ -140,6 +167,13 @@ fn child() {
         return;
     };
     let root = Path::new(&root);
+    if mode == "hold" {
+        // Holds a transaction on the root until its stdin closes.
+        let _txn = Transaction::new(root).unwrap();
+        println!("held");
+        let _ = std::io::stdin().read_line(&mut String::new());
+        return;
+    }
     let mut step = Part::load(root.join(FILES[0])).map_or(0, |part| part.step);
     let stdout = std::io::stdout();
     loop {
@@ -174,19 +208,13 @@ fn kill_loop(mode: &str, kills: usize) -> (usize, usize, usize) {
     let (mut rng, _) = common::Rng::from_env();
     let (mut mixed, mut forward, mut discarded) = (0, 0, 0);
     for _ in 0..kills {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "child",
-                "--test-threads=1",
-                "--nocapture",
-                "--quiet",
-            ])
-            .env(CHILD_ROOT, root)
-            .env(CHILD_MODE, mode)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = common::child(
+            "child",
+            &[(CHILD_ROOT, root.as_os_str()), (CHILD_MODE, mode.as_ref())],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         // Let it commit a few times, then kill it at a random moment of the next ones.
         let mut acknowledged = 0;
@@ -245,4 +273,113 @@ fn the_control_saving_one_by_one_shows_mixed_states() {
     let (mixed, _, _) = kill_loop("one-by-one", kills);
     eprintln!("one by one: {kills} kills, {mixed} mixed states");
     assert!(mixed > 0, "the harness did not catch a single mixed state");
+}
+
+#[test]
+fn a_target_that_cannot_be_replaced_is_refused_before_anything_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    Part::at(1).save(root.join("index.json")).unwrap();
+    std::fs::create_dir(root.join("subdir")).unwrap();
+    let fifo = std::ffi::CString::new(root.join("pipe").to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let mut txn = Transaction::new(root).unwrap();
+    txn.save(&Part::at(2), "index.json").unwrap();
+    let started = std::time::Instant::now();
+    for target in ["subdir", "pipe"] {
+        let error = txn.save(&Part::at(2), target).unwrap_err();
+        assert!(matches!(error, Error::NotRegularFile { .. }), "{target}: {error}");
+        assert!(matches!(txn.remove(target), Err(Error::NotRegularFile { .. })));
+    }
+    assert!(started.elapsed() < Duration::from_secs(1), "a FIFO blocked");
+    txn.commit().unwrap();
+    assert_eq!(Part::load(root.join("index.json")).unwrap().step, 2);
+    // The root takes the next transaction.
+    assert_eq!(persist::recover(root).unwrap(), Recovery::Clean);
+    let mut txn = Transaction::new(root).unwrap();
+    txn.save(&Part::at(3), "index.json").unwrap();
+    txn.commit().unwrap();
+}
+
+#[test]
+fn a_roll_forward_that_meets_an_unreplaceable_target_finishes_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    Part::at(1).save(root.join("a.json")).unwrap();
+    Part::at(1).save(root.join("b.json")).unwrap();
+    // A committed transaction whose renames a crash interrupted: its record and staged files.
+    drop(Transaction::new(root).unwrap());
+    let staging = root.join(".persist-txn");
+    let (first, second) = (
+        format!("{:032x}-{:08}", 9u128, 1),
+        format!("{:032x}-{:08}", 9u128, 2),
+    );
+    Part::at(2).save(staging.join(&first)).unwrap();
+    Part::at(2).save(staging.join(&second)).unwrap();
+    let ops = serde_json::json!({"ops": [
+        {"put": {"target": "a.json", "staged": first, "version": 1}},
+        {"put": {"target": "b.json", "staged": second, "version": 1}},
+    ]});
+    let json = serde_json::to_vec(&ops).unwrap();
+    let crc = crc32c::crc32c(&json);
+    let mut record = json;
+    record.extend_from_slice(format!("\n{crc:08x}\n").as_bytes());
+    std::fs::write(staging.join("commit"), record).unwrap();
+    // Meanwhile something that is not a file took a.json's place.
+    std::fs::remove_file(root.join("a.json")).unwrap();
+    std::fs::create_dir(root.join("a.json")).unwrap();
+    std::fs::write(root.join("a.json").join("inside"), b"kept").unwrap();
+
+    match persist::recover(root).unwrap() {
+        Recovery::Incomplete { failed } => {
+            assert_eq!(failed.len(), 1, "{failed:?}");
+            assert_eq!(failed[0].0, root.join("a.json"));
+            assert!(matches!(failed[0].1, Error::NotRegularFile { .. }), "{}", failed[0].1);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(Part::load(root.join("b.json")).unwrap().step, 2, "the other target");
+    assert_eq!(std::fs::read(root.join("a.json").join("inside")).unwrap(), b"kept");
+    // The record is cleared: the root is not wedged.
+    assert_eq!(common::names(&staging), Vec::<String>::new());
+    assert_eq!(persist::recover(root).unwrap(), Recovery::Clean);
+    let mut txn = Transaction::new(root).unwrap();
+    txn.save(&Part::at(3), "b.json").unwrap();
+    txn.commit().unwrap();
+}
+
+#[test]
+fn a_staged_file_whose_write_failed_is_removed_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut txn = Transaction::new(root).unwrap();
+    let fault = persist::testing::inject_fault(root, persist::IoOp::Write, libc::ENOSPC, 1);
+    let error = txn.save(&Part::at(1), "index.json").unwrap_err();
+    assert_eq!(fault.hits(), 1);
+    assert!(matches!(error, Error::Io { .. }), "{error}");
+    // Gone now, not when the transaction is dropped.
+    assert_eq!(common::names(&root.join(".persist-txn")), Vec::<String>::new());
+    txn.save(&Part::at(1), "index.json").unwrap();
+    txn.commit().unwrap();
+}
+
+#[test]
+fn files_and_directories_a_commit_creates_are_private_and_replaced_ones_keep_their_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    Part::at(1).save(root.join("shared.json")).unwrap();
+    std::fs::set_permissions(root.join("shared.json"), std::fs::Permissions::from_mode(0o644))
+        .unwrap();
+    let mut txn = Transaction::new(root).unwrap();
+    txn.save(&Part::at(2), "shared.json").unwrap();
+    txn.save(&Part::at(2), "new/deeper/file.json").unwrap();
+    txn.commit().unwrap();
+    assert_eq!(mode(&root.join("shared.json")), 0o644);
+    assert_eq!(mode(&root.join("new/deeper/file.json")), 0o600);
+    assert_eq!(mode(&root.join("new")), 0o700);
+    assert_eq!(mode(&root.join("new/deeper")), 0o700);
+    assert_eq!(mode(&root.join(".persist-txn")), 0o700);
 }

@@ -1,4 +1,5 @@
-//! Files persist creates are 0600 from creation whatever the umask. Alone in its test binary
+//! Files persist creates are 0600 from creation (directories 0700) whatever the umask, and a
+//! file it replaces keeps its mode. Alone in its test binary
 //! because the umask is per process.
 
 use std::fs;
@@ -18,7 +19,7 @@ fn mode(path: &std::path::Path) -> u32 {
 }
 
 #[test]
-fn state_lock_and_backup_files_are_private_under_any_umask() {
+fn what_persist_creates_is_private_under_any_umask() {
     for umask in [0o000, 0o022, 0o077] {
         unsafe { libc::umask(umask) };
         let dir = tempfile::tempdir().unwrap();
@@ -33,12 +34,23 @@ fn state_lock_and_backup_files_are_private_under_any_umask() {
         .save(&path)
         .unwrap();
         Secret::update(&path, |secret| secret.token.push('!')).unwrap();
-        for file in ["secret.json", "secret.json.lock", "secret.json.v1.bak"] {
+        // The file the user made 0644 stays 0644 (a save keeps the mode of the file it
+        // replaces); what persist creates is 0600.
+        assert_eq!(mode(&path), 0o644, "secret.json under umask {umask:o}");
+        for file in ["secret.json.lock", "secret.json.v1.bak"] {
             assert_eq!(
                 mode(&dir.path().join(file)),
                 0o600,
                 "{file} under umask {umask:o}"
             );
         }
+        let new = dir.path().join("sub").join("new.json");
+        Secret::default().save(&new).unwrap();
+        assert_eq!(mode(&new), 0o600, "a new file under umask {umask:o}");
+        assert_eq!(
+            mode(&dir.path().join("sub")),
+            0o700,
+            "a new directory under umask {umask:o}"
+        );
     }
 }

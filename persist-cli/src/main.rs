@@ -263,7 +263,8 @@ fn verify(options: &Options, paths: &[PathBuf], out: &mut impl Write) -> Result<
 }
 
 /// The files to verify at `path`: itself, or for a directory every file below it that persist
-/// may have written (not its lock files and the temporary files of saves in progress), in name
+/// may have written (not its lock files, the temporary files of saves in progress or a
+/// transaction's staging), in name
 /// order. A path given on the command line is taken whatever it is, so that verify reports it.
 fn collect(path: &Path, named: bool, files: &mut Vec<PathBuf>) -> Result<(), Failure> {
     let metadata = std::fs::symlink_metadata(path);
@@ -280,19 +281,14 @@ fn collect(path: &Path, named: bool, files: &mut Vec<PathBuf>) -> Result<(), Fai
             }
         }
         _ if named => files.push(path.to_owned()),
-        Ok(metadata) if metadata.is_file() && !is_bookkeeping(path) => {
+        // persist's own bookkeeping is skipped: lock files, the temporary files of saves in
+        // progress, a transaction's staging (the register of names: `persist::file_role`).
+        Ok(metadata) if metadata.is_file() && persist::file_role(path).holds_data() => {
             files.push(path.to_owned());
         }
         _ => {}
     }
     Ok(())
-}
-
-/// persist's own files beside the state files: lock files (`settings.json.lock`,
-/// `instance.lock`) and the temporary files of saves (`.settings.json.<random>.tmp`).
-fn is_bookkeeping(path: &Path) -> bool {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    name.ends_with(".lock") || (name.starts_with('.') && name.ends_with(".tmp"))
 }
 
 fn journal(options: &Options, file: &Path, out: &mut impl Write) -> Result<(), Failure> {

@@ -2,8 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, IoOp};
-use crate::fs::{create_private_dir, io_error};
+use crate::error::Error;
+use crate::shell::Durability;
+use crate::shell::commit::create_dirs;
 
 /// The directories of one application: config, data, state and cache, as the platform defines
 /// them (the XDG base directories on Linux, Known Folders on Windows, the Standard Directories on
@@ -129,7 +130,7 @@ impl AppDirs {
     /// [`Error::Io`] with [`IoOp::CreateDir`] naming the directory that could not be created.
     pub fn create(&self) -> Result<(), Error> {
         for dir in [&self.config, &self.data, &self.state, &self.cache] {
-            create_private_dir(dir).map_err(io_error(dir, IoOp::CreateDir))?;
+            create_dirs(dir, dir, Durability::Full)?;
         }
         Ok(())
     }

@@ -4,7 +4,8 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::BoxError;
+/// The error a migration step may return: whatever the user's `TryFrom` impl produced.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong loading or saving a state file.
 ///
@@ -129,6 +130,17 @@ pub enum Error {
         waited: std::time::Duration,
     },
 
+    /// This process already has the [`Journal`](crate::Journal) or the
+    /// [`Transaction`](crate::Transaction) root at `path` open (one that was not dropped):
+    /// a second one in the same process is refused at once rather than waiting for the first.
+    /// Use the first, or drop it before opening again.
+    AlreadyOpen {
+        /// The journal or the transaction root.
+        path: PathBuf,
+        /// The lock file this process holds for it.
+        lock_path: PathBuf,
+    },
+
     /// Another process holds the [`InstanceLock`](crate::InstanceLock) of the directory.
     AlreadyRunning {
         /// The lock file (`instance.lock` in the directory).
@@ -201,6 +213,23 @@ pub enum Error {
         log: PathBuf,
         /// Why the record could not be appended.
         source: Box<Error>,
+    },
+
+    /// A remote store (a [`Collection`](crate::Collection) on PostgreSQL or S3) failed: the
+    /// server could not be reached, refused the request, or answered with an error.
+    Remote {
+        /// The entry, as its backend names it
+        /// ([`Backend::locate`](crate::backend::Backend::locate)), or the collection.
+        path: PathBuf,
+        /// What was asked of the server.
+        op: RemoteOp,
+        /// The server: `host:port` of a database, the bucket of an object store.
+        server: String,
+        /// Whether the failure may go away by itself (a connection lost or refused, a time-out,
+        /// a server shutting down or overloaded): [`Error::is_transient`].
+        transient: bool,
+        /// The client library's error, with its causes.
+        source: BoxError,
     },
 
     /// serde could not serialize the value (for instance a map with non-string keys).
@@ -306,8 +335,15 @@ impl fmt::Display for Error {
                 lock_path, waited, ..
             } => write!(
                 f,
-                "gave up waiting for the lock {} after {waited:.1?}; another process holds it \
-                 (raise Options::lock_timeout, or find the process that holds the lock)",
+                "gave up waiting for the lock {} after {waited:.1?}; another process (or another \
+                 thread of this one) holds it (raise Options::lock_timeout, or find what holds \
+                 the lock)",
+                lock_path.display()
+            ),
+            Error::AlreadyOpen { lock_path, .. } => write!(
+                f,
+                "is already open in this process (it holds the lock {}): use the journal or \
+                 transaction already open, or drop it before opening it again",
                 lock_path.display()
             ),
             Error::AlreadyRunning { pid, .. } => match pid {
@@ -339,6 +375,22 @@ impl fmt::Display for Error {
                  log {}: {source}",
                 log.display()
             ),
+            Error::Remote {
+                op, server, source, ..
+            } => {
+                // The causes too (the OS error of a refused connection), each once: some
+                // clients repeat their cause in their own message.
+                let mut message = source.to_string();
+                let mut cause = source.source();
+                while let Some(error) = cause {
+                    let text = error.to_string();
+                    if !message.contains(&text) {
+                        message = format!("{message}: {text}");
+                    }
+                    cause = error.source();
+                }
+                write!(f, "could not {op} {server}: {message}")
+            }
             Error::Serialize { field, source, .. } => {
                 f.write_str("could not serialize the value")?;
                 if let Some(field) = field {
@@ -441,6 +493,7 @@ impl Error {
             | Error::UnknownVersion { path, .. }
             | Error::Migration { path, .. }
             | Error::LockTimeout { path, .. }
+            | Error::AlreadyOpen { path, .. }
             | Error::AlreadyRunning { path, .. }
             | Error::DamagedJournal { path, .. }
             | Error::Conflict { path, .. }
@@ -448,11 +501,209 @@ impl Error {
             | Error::InvalidPath { path, .. }
             | Error::Contended { path, .. }
             | Error::Audit { path, .. }
+            | Error::Remote { path, .. }
             | Error::Serialize { path, .. }
             | Error::Seal { path, .. }
             | Error::Unsupported { path, .. }
             | Error::KeyRequired { path }
             | Error::Decrypt { path } => path,
+        }
+    }
+}
+
+/// What was asked of a remote store when an [`Error::Remote`] happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RemoteOp {
+    /// Connecting to the server.
+    Connect,
+    /// Creating the table or checking the bucket.
+    Setup,
+    /// Reading an entry.
+    Read,
+    /// Writing an entry (or a batch).
+    Write,
+    /// Deleting an entry (or all of them).
+    Delete,
+    /// Listing the entries.
+    List,
+}
+
+impl fmt::Display for RemoteOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RemoteOp::Connect => "connect to",
+            RemoteOp::Setup => "set up the collection on",
+            RemoteOp::Read => "read the entry from",
+            RemoteOp::Write => "write the entry to",
+            RemoteOp::Delete => "delete from",
+            RemoteOp::List => "list the entries on",
+        })
+    }
+}
+
+/// What kind of failure an [`Error`] is ([`Error::kind`]): for matching without the fields,
+/// for metrics (its [`as_str`](ErrorKind::as_str) is the `outcome` label), and for
+/// [`is_transient`](ErrorKind::is_transient), which decides what [`Options::retry`] retries.
+///
+/// [`Options::retry`]: crate::Options::retry
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// [`Error::NotFound`].
+    NotFound,
+    /// [`Error::Io`] that a retry cannot change (a full or read-only disk, permissions, EIO).
+    Io,
+    /// [`Error::Io`] that may go away by itself: an interrupted or busy system call (EINTR,
+    /// EAGAIN, EBUSY, ETXTBSY), a stale NFS handle (ESTALE), a time-out.
+    Busy,
+    /// [`Error::NotRegularFile`].
+    NotRegularFile,
+    /// [`Error::TooLarge`].
+    TooLarge,
+    /// [`Error::Corrupt`].
+    Corrupt,
+    /// [`Error::FutureVersion`].
+    FutureVersion,
+    /// [`Error::UnknownVersion`].
+    UnknownVersion,
+    /// [`Error::Migration`].
+    Migration,
+    /// [`Error::LockTimeout`].
+    LockTimeout,
+    /// [`Error::AlreadyOpen`].
+    AlreadyOpen,
+    /// [`Error::AlreadyRunning`].
+    AlreadyRunning,
+    /// [`Error::DamagedJournal`].
+    DamagedJournal,
+    /// [`Error::Conflict`].
+    Conflict,
+    /// [`Error::InvalidKey`].
+    InvalidKey,
+    /// [`Error::InvalidPath`].
+    InvalidPath,
+    /// [`Error::Contended`].
+    Contended,
+    /// [`Error::Audit`].
+    Audit,
+    /// [`Error::Remote`] that a retry cannot change (a refused query, a missing bucket).
+    Remote,
+    /// [`Error::Remote`] that may go away by itself (no connection, a time-out, a server
+    /// shutting down).
+    RemoteUnavailable,
+    /// [`Error::Serialize`].
+    Serialize,
+    /// [`Error::Seal`].
+    Seal,
+    /// [`Error::Unsupported`].
+    Unsupported,
+    /// [`Error::KeyRequired`].
+    KeyRequired,
+    /// [`Error::Decrypt`].
+    Decrypt,
+}
+
+impl ErrorKind {
+    /// The kind's name in snake case (`not_found`, `io`, `busy`, ...), the `outcome` of
+    /// persist's metrics and spans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Io => "io",
+            ErrorKind::Busy => "busy",
+            ErrorKind::NotRegularFile => "not_regular_file",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::FutureVersion => "future_version",
+            ErrorKind::UnknownVersion => "unknown_version",
+            ErrorKind::Migration => "migration",
+            ErrorKind::LockTimeout => "lock_timeout",
+            ErrorKind::AlreadyOpen => "already_open",
+            ErrorKind::AlreadyRunning => "already_running",
+            ErrorKind::DamagedJournal => "damaged_journal",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::InvalidKey => "invalid_key",
+            ErrorKind::InvalidPath => "invalid_path",
+            ErrorKind::Contended => "contended",
+            ErrorKind::Audit => "audit",
+            ErrorKind::Remote => "remote",
+            ErrorKind::RemoteUnavailable => "remote_unavailable",
+            ErrorKind::Serialize => "serialize",
+            ErrorKind::Seal => "seal",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::KeyRequired => "key_required",
+            ErrorKind::Decrypt => "decrypt",
+        }
+    }
+
+    /// Whether a failure of this kind may go away by itself, so that trying again makes sense:
+    /// [`Busy`](ErrorKind::Busy), [`LockTimeout`](ErrorKind::LockTimeout) (a lock held too
+    /// long by another process) and [`RemoteUnavailable`](ErrorKind::RemoteUnavailable).
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Busy | ErrorKind::LockTimeout | ErrorKind::RemoteUnavailable
+        )
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Error {
+    /// What kind of failure this is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use persist::{ErrorKind, Persisted};
+    /// # #[derive(Debug, serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Settings { theme: String }
+    /// let error = Settings::load("/nonexistent/settings.json").unwrap_err();
+    /// assert_eq!(error.kind(), ErrorKind::NotFound);
+    /// assert!(!error.kind().is_transient());
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::Io { source, .. } => match source.kind() {
+                io::ErrorKind::Interrupted
+                | io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::ResourceBusy
+                | io::ErrorKind::ExecutableFileBusy
+                | io::ErrorKind::StaleNetworkFileHandle => ErrorKind::Busy,
+                _ => ErrorKind::Io,
+            },
+            Error::NotRegularFile { .. } => ErrorKind::NotRegularFile,
+            Error::TooLarge { .. } => ErrorKind::TooLarge,
+            Error::Corrupt { .. } => ErrorKind::Corrupt,
+            Error::FutureVersion { .. } => ErrorKind::FutureVersion,
+            Error::UnknownVersion { .. } => ErrorKind::UnknownVersion,
+            Error::Migration { .. } => ErrorKind::Migration,
+            Error::LockTimeout { .. } => ErrorKind::LockTimeout,
+            Error::AlreadyOpen { .. } => ErrorKind::AlreadyOpen,
+            Error::AlreadyRunning { .. } => ErrorKind::AlreadyRunning,
+            Error::DamagedJournal { .. } => ErrorKind::DamagedJournal,
+            Error::Conflict { .. } => ErrorKind::Conflict,
+            Error::InvalidKey { .. } => ErrorKind::InvalidKey,
+            Error::InvalidPath { .. } => ErrorKind::InvalidPath,
+            Error::Contended { .. } => ErrorKind::Contended,
+            Error::Audit { .. } => ErrorKind::Audit,
+            Error::Remote { transient, .. } => match transient {
+                true => ErrorKind::RemoteUnavailable,
+                false => ErrorKind::Remote,
+            },
+            Error::Serialize { .. } => ErrorKind::Serialize,
+            Error::Seal { .. } => ErrorKind::Seal,
+            Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::KeyRequired { .. } => ErrorKind::KeyRequired,
+            Error::Decrypt { .. } => ErrorKind::Decrypt,
         }
     }
 }
@@ -481,6 +732,9 @@ pub enum IoOp {
     Rename,
     /// `fsync` of the directory after the rename (the rename may not survive a power cut).
     SyncDir,
+    /// Giving the new file the permission bits of the file it replaces (it is created 0600);
+    /// the old file is kept.
+    SetPermissions,
     /// Opening or creating the lock file. The error's `path` is the lock file
     /// (`<name>.lock` beside the state file), not the state file.
     OpenLock,
@@ -517,6 +771,10 @@ impl fmt::Display for IoOp {
             IoOp::SyncDir => {
                 "flush the directory to disk (fsync) after replacing the file; the new \
                  contents are in place but may not survive a power cut"
+            }
+            IoOp::SetPermissions => {
+                "give the temporary file the permissions of the file it replaces; the old file \
+                 is kept"
             }
             IoOp::OpenLock => "open the lock file",
             IoOp::Remove => "remove it",

@@ -10,8 +10,8 @@ use serde::de::IgnoredAny;
 use crate::codec::{self, UTF8_BOM};
 use crate::error::Error;
 use crate::frame;
-use crate::fs;
 use crate::key::Key;
+use crate::shell::read;
 
 /// What a persist file holds, as [`Options::file_info`](crate::Options::file_info) read it:
 /// intact, since any damage is an error instead.
@@ -79,7 +79,7 @@ pub enum KeySource {
 }
 
 pub(crate) fn file_info(path: &Path, max_size: u64, key: Option<&Key>) -> Result<FileInfo, Error> {
-    let bytes = fs::read(path, max_size)?;
+    let bytes = read::read(path, max_size)?;
     let framed = if frame::is_framed(&bytes) {
         Some(frame::Header::parse(&bytes).map_err(|error| error.at(path))?)
     } else {

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use crate::codec::{chain_versions, decode, stored_version, unframe, unversioned_root};
 use crate::key::Key;
-use crate::{Error, Persisted, fs};
+use crate::shell::read;
+use crate::{Error, Persisted};
 
 /// The report of [`Options::inspect`](crate::Options::inspect).
 #[derive(Debug)]
@@ -40,7 +41,7 @@ pub(crate) fn inspect<T: Persisted>(
     max_size: u64,
     key: Option<&Key>,
 ) -> Result<Inspection, Error> {
-    let framed = fs::read(path, max_size)?;
+    let framed = read::read(path, max_size)?;
     let stored = stored_version(&framed);
     let bytes = match unframe(&framed, key, max_size) {
         Ok(bytes) => bytes,

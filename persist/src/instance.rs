@@ -5,10 +5,11 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, FileKind, IoOp};
-use crate::fs::{create_private_dir, io_error};
+use crate::shell::commit::create_dirs;
+use crate::shell::{Durability, io_error};
 
 /// The lock file an [`InstanceLock`] holds in its directory.
-pub const INSTANCE_LOCK_FILE: &str = "instance.lock";
+pub const INSTANCE_LOCK_FILE: &str = crate::shell::names::INSTANCE_LOCK;
 
 /// Proof that this process is the one running instance for a directory (usually the app's data
 /// or state directory), held until dropped.
@@ -49,7 +50,7 @@ impl InstanceLock {
         let dir = dir.as_ref();
         let path = dir.join(INSTANCE_LOCK_FILE);
         if !dir.is_dir() {
-            create_private_dir(dir).map_err(io_error(&path, IoOp::CreateDir))?;
+            create_dirs(&path, dir, Durability::Full)?;
         }
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true).truncate(false);

@@ -27,10 +27,15 @@ use std::time::Duration;
 
 use crate::codec::{self, Style};
 use crate::error::{Error, IoOp};
-use crate::fs::{self, Durability, io_error, parent_dir};
-use crate::lock::{self, LockGuard};
+use crate::settings::Settings;
+use crate::shell::commit::{Target, Write, bytes, replace_keeping, replace_path};
+use crate::shell::dir::Dir;
+use crate::shell::lock::{self, LockGuard, Scope};
+use crate::shell::names::{self, Sibling};
+use crate::shell::read::open_regular_file;
+use crate::shell::{self, AuditOp, Disk, Durability, io_error, parent_dir};
 use crate::telemetry::{Facts, Operation};
-use crate::{Options, Persisted};
+use crate::{Persisted, file};
 
 /// The first bytes of a journal: `\x89pjl\r\n\x1a\n`, in the manner of PNG and persist's frame
 /// (a byte over 0x7F, line-ending and end-of-file bytes that transfers would mangle).
@@ -85,7 +90,10 @@ const MAX_PREALLOCATION: u64 = 16 << 20;
 #[derive(Debug)]
 pub struct Journal<E> {
     path: PathBuf,
-    options: Options,
+    /// The log's file itself (`path`, or what a link at it points to): its snapshots are
+    /// beside it, as its lock file is.
+    real: PathBuf,
+    settings: Settings,
     shared: Arc<Shared>,
     marker: PhantomData<fn() -> E>,
 }
@@ -94,6 +102,8 @@ pub struct Journal<E> {
 /// append (which finishes even if the append's future is dropped).
 #[derive(Debug)]
 struct Shared {
+    /// The journal's file, for errors and the fault seam.
+    path: PathBuf,
     state: Mutex<State>,
     /// Signalled when a flush ends (and when a checkpoint replaced the log).
     synced: Condvar,
@@ -155,12 +165,12 @@ impl State {
 
     /// Writes what is pending at the end of the file, under the lock, without a sync (for a
     /// checkpoint, whose snapshot makes them durable).
-    fn write_pending(&mut self) -> io::Result<()> {
+    fn write_pending(&mut self, path: &Path) -> io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
         seal_flush(&mut self.pending, self.end);
-        write_all_at(&self.file, &self.pending, self.end).inspect_err(|_| {
+        shell::write_all_at(&self.file, path, &self.pending, self.end).inspect_err(|_| {
             let _ = self.file.set_len(self.end);
         })?;
         self.end += self.pending.len() as u64;
@@ -235,11 +245,13 @@ impl Shared {
             let result = if written == 0 {
                 Ok(())
             } else {
-                write_all_at(&file, &bytes, offset)
+                shell::write_all_at(&file, &self.path, &bytes, offset)
                     .map_err(|error| ("a write", error))
                     .and_then(|()| match durability {
                         Durability::None => Ok(()),
-                        _ => file.sync_data().map_err(|error| ("an fsync", error)),
+                        _ => {
+                            shell::sync_data(&file, &self.path).map_err(|error| ("an fsync", error))
+                        }
                     })
             };
             let mut state = self.lock();
@@ -285,24 +297,9 @@ enum Turn {
     Lead,
 }
 
-/// Writes all of `bytes` at `offset` (`pwrite`: no shared file position).
-fn write_all_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        std::os::unix::fs::FileExt::write_all_at(file, bytes, offset)
-    }
-    #[cfg(not(unix))]
-    {
-        use std::io::Write;
-        let mut file = file;
-        file.seek(SeekFrom::Start(offset))?;
-        file.write_all(bytes)
-    }
-}
-
 impl<E: Persisted> Journal<E> {
     /// Opens the journal at `path`, creating it (and missing parent directories) if there is
-    /// none, with the default [`Options`]. A torn last record, left by a crash during an
+    /// none, with the default [`Options`](crate::Options). A torn last record, left by a crash during an
     /// append, is cut off.
     ///
     /// # Errors
@@ -315,42 +312,42 @@ impl<E: Persisted> Journal<E> {
     ///
     /// See [`Journal`].
     pub fn open(path: impl AsRef<Path>) -> Result<Journal<E>, Error> {
-        Options::new().journal(path)
+        Journal::open_with(&Settings::DEFAULT, path.as_ref())
     }
 
-    pub(crate) fn open_with(options: &Options, path: &Path) -> Result<Journal<E>, Error> {
+    pub(crate) fn open_with(settings: &Settings, path: &Path) -> Result<Journal<E>, Error> {
         let operation = Operation::start("journal_open", path);
         let mut facts = Facts::default();
-        let result = operation.in_span(|| Journal::open_now(options, path, &mut facts));
+        let result = operation.in_span(|| Journal::open_now(settings, path, &mut facts));
         operation.finish(&result, facts);
         result
     }
 
-    fn open_now(options: &Options, path: &Path, facts: &mut Facts) -> Result<Journal<E>, Error> {
-        let lock = lock::exclusive(path, options.lock_wait())?;
-        if !path.exists() {
-            fs::create_parents(path, parent_dir(path))?;
-            fs::write_atomic(path, options.sync_level(), fs::bytes(&file_header(0)))?;
-        }
-        let (mut file, _) = fs::open_regular_file(path, true)?;
+    fn open_now(settings: &Settings, path: &Path, facts: &mut Facts) -> Result<Journal<E>, Error> {
+        let disk = &settings.disk;
+        let lock = lock::exclusive_with(path, disk.lock_timeout, Scope::Process)?;
+        let (mut file, _) = open_or_create(disk, path)?;
         let base = read_file_header(path, &mut file)?;
-        let scan = scan(path, &file, options.max_size_limit())?;
+        let scan = scan(path, &file, disk.max_size)?;
         facts.read = Some(scan.end);
         if let Some(torn_at) = scan.torn_at {
             // A crash during an append: the records were never acknowledged.
-            file.set_len(torn_at).map_err(io_error(path, IoOp::Write))?;
-            if options.sync_level() != Durability::None {
-                file.sync_all().map_err(io_error(path, IoOp::SyncFile))?;
+            shell::set_len(&file, path, torn_at).map_err(io_error(path, IoOp::Write))?;
+            if disk.syncs() {
+                shell::sync_all(&file, path).map_err(io_error(path, IoOp::SyncFile))?;
             }
         }
         let allocated = file
             .metadata()
             .map_err(io_error(path, IoOp::Metadata))?
             .len();
+        let located = Target::locate(path)?;
         Ok(Journal {
             path: path.to_owned(),
-            options: options.clone(),
+            real: located.dir_path().join(&located.name),
+            settings: settings.clone(),
             shared: Arc::new(Shared {
+                path: path.to_owned(),
                 state: Mutex::new(State::new(file, base, scan.records, scan.end, allocated)),
                 synced: Condvar::new(),
                 #[cfg(feature = "tokio")]
@@ -442,7 +439,7 @@ impl<E: Persisted> Journal<E> {
                 Turn::Lead => {
                     drop(state);
                     self.shared
-                        .flush(self.window(), self.options.sync_level(), false);
+                        .flush(self.window(), self.settings.disk.durability, false);
                     state = self.shared.lock();
                 }
             }
@@ -507,9 +504,9 @@ impl<E: Persisted> Journal<E> {
         }
     }
 
-    /// How long a flush waits for more appends: [`Options::group_commit`].
+    /// How long a flush waits for more appends: [`Options::group_commit`](crate::Options::group_commit).
     fn window(&self) -> Duration {
-        self.options.group_commit_window().unwrap_or_default()
+        self.settings.group_commit.unwrap_or_default()
     }
 
     /// [`append`](Journal::append) for async code: the write and the fsync run on persist's
@@ -601,7 +598,7 @@ impl<E: Persisted> Journal<E> {
                 Turn::Wait => notified.await,
                 Turn::Lead => {
                     let shared = Arc::clone(&self.shared);
-                    let (window, durability) = (self.window(), self.options.sync_level());
+                    let (window, durability) = (self.window(), self.settings.disk.durability);
                     // Runs to the end even if this future is dropped: the flush owns what it
                     // needs, and wakes the others when it ends.
                     crate::Pending::<(), Error>::new(self.path.clone(), move |_| {
@@ -629,7 +626,7 @@ impl<E: Persisted> Journal<E> {
     /// See [`Journal`].
     pub fn replay(&self) -> Result<Replay<E>, Error> {
         let state = self.shared.lock();
-        Replay::new(&self.path, state.end, self.options.max_size_limit())
+        Replay::new(&self.path, state.end, self.settings.disk.max_size)
     }
 
     /// Saves `snapshot` as the state after every record so far, then starts the log again
@@ -642,7 +639,7 @@ impl<E: Persisted> Journal<E> {
     ///
     /// # Errors
     ///
-    /// What [`Options::save`] returns; [`Error::Io`] for the log's replacement.
+    /// What [`Options::save`](crate::Options::save) returns; [`Error::Io`] for the log's replacement.
     ///
     /// # Examples
     ///
@@ -667,32 +664,29 @@ impl<E: Persisted> Journal<E> {
         self.refuse_if_failed(&state)?;
         // Records appended before this call and still waiting for a flush are covered by the
         // snapshot: written to the old log now, durable with the snapshot.
-        if let Err(source) = state.write_pending() {
+        if let Err(source) = state.write_pending(&self.path) {
             state.failed = Some(format!("a write failed ({source})"));
             drop(state);
             self.shared.wake();
             return Err(io_error(&self.path, IoOp::Write)(source));
         }
         let covered = state.base + state.records;
-        self.options
-            .save(snapshot, snapshot_path(&self.path, covered))?;
+        // A name persist makes: a link or anything but a file planted there is refused, never
+        // followed.
+        let snapshot_path = snapshot_path(&self.real, covered);
+        let (dir, _) = snapshot_dir(&self.real)?;
+        let name = snapshot_path.file_name().unwrap_or_default();
+        let target = Target::beneath(&Arc::new(dir), name, snapshot_path.clone())?;
+        file::save_to(&self.settings, snapshot, &target, AuditOp::Save)?;
         // The commit point: the log replaced by one that starts after the snapshot. The new
-        // log's handle is taken before it is installed, so that appends can never go on in the
+        // log's handle is kept from before its rename, so that appends can never go on in the
         // old, unlinked file.
-        let target = fs::resolve_target(&self.path)?;
-        let staged = fs::stage(
-            &self.path,
-            &target,
-            self.options.sync_level(),
-            fs::bytes(&file_header(covered)),
-        )?;
-        let file = staged
-            .file()
-            .try_clone()
-            .map_err(io_error(&self.path, IoOp::Open))?;
-        let installed = staged.install();
+        let disk = &self.settings.disk;
+        let target = Target::resolve(&self.path, disk.durability)?;
+        let header = file_header(covered);
+        let (file, installed) = replace_keeping(disk, &target, &Write::default(), bytes(&header));
         // A failure after the rename (the directory fsync) still replaced the log.
-        if installed.is_ok() || is_file_at(&file, &target) {
+        if let Some(file) = file {
             // Appends still waiting for a flush are durable now: in the snapshot.
             *state = State::new(file, covered, 0, FILE_HEADER as u64, FILE_HEADER as u64);
             drop(state);
@@ -703,9 +697,10 @@ impl<E: Persisted> Journal<E> {
         installed?;
         // Older snapshots are now redundant; one left behind by a failure here is ignored by
         // recover (it takes the newest) and removed by the next checkpoint.
-        for (older, path) in snapshots(&self.path)? {
+        let (dir, name) = snapshot_dir(&self.real)?;
+        for (older, snapshot) in snapshots_in(&dir, name)? {
             if older < covered {
-                std::fs::remove_file(&path).map_err(io_error(&path, IoOp::Remove))?;
+                shell::remove::remove_file(&dir, &snapshot, &dir.join(&snapshot))?;
             }
         }
         Ok(())
@@ -715,7 +710,7 @@ impl<E: Persisted> Journal<E> {
     ///
     /// # Errors
     ///
-    /// What [`Options::load`] returns for the snapshot; [`Error::Corrupt`] when the snapshot
+    /// What [`Options::load`](crate::Options::load) returns for the snapshot; [`Error::Corrupt`] when the snapshot
     /// and the log do not fit together (the log starts after records the snapshot lacks).
     ///
     /// # Examples
@@ -723,9 +718,9 @@ impl<E: Persisted> Journal<E> {
     /// See [`Journal`].
     pub fn recover<S: Persisted>(&self) -> Result<(Option<S>, Replay<E>), Error> {
         let state = self.shared.lock();
-        let newest = snapshots(&self.path)?.into_iter().max_by_key(|(n, _)| *n);
+        let newest = snapshots(&self.real)?.into_iter().max_by_key(|(n, _)| *n);
         let (snapshot, covered) = match newest {
-            Some((covered, path)) => (Some(self.options.load::<S>(path)?), covered),
+            Some((covered, path)) => (Some(file::load::<S>(&self.settings, &path)?), covered),
             None => (None, 0),
         };
         if covered < state.base {
@@ -741,7 +736,7 @@ impl<E: Persisted> Journal<E> {
                 ),
             });
         }
-        let mut tail = Replay::new(&self.path, state.end, self.options.max_size_limit())?;
+        let mut tail = Replay::new(&self.path, state.end, self.settings.disk.max_size)?;
         // After a crash between the snapshot and the log's replacement, the log still holds
         // the records the snapshot covers.
         for _ in state.base..covered.min(state.base + state.records) {
@@ -827,7 +822,7 @@ pub(crate) fn read_only<E>(
     path: &Path,
     limit: u64,
 ) -> Result<(Replay<E>, u64, Option<u64>), Error> {
-    let (mut file, _) = fs::open_regular_file(path, false)?;
+    let (mut file, _) = open_regular_file(path, false)?;
     let base = read_file_header(path, &mut file)?;
     let scan = scan(path, &file, limit)?;
     Ok((Replay::new(path, scan.end, limit)?, base, scan.torn_at))
@@ -1240,13 +1235,26 @@ pub(crate) struct SharedEnd {
     seen: Option<((u64, u64), u64)>,
 }
 
+/// Opens the journal at `path` for reading and writing, creating it (an empty journal,
+/// durably, through the shell) if there is none.
+fn open_or_create(disk: &Disk, path: &Path) -> Result<(File, std::fs::Metadata), Error> {
+    match open_regular_file(path, true) {
+        Err(Error::NotFound { .. }) => {
+            replace_path(disk, path, &Write::default(), bytes(&file_header(0)))?;
+            open_regular_file(path, true)
+        }
+        opened => opened,
+    }
+}
+
 /// Appends `records` to the journal at `path` without keeping the journal open, for logs many
 /// processes append to, each now and then (the audit log): takes the journal's lock (waiting as
-/// [`Options::lock_timeout`] says), creates the journal if there is none, finds where its whole
-/// records end (reading only what others appended since `known`), cuts a torn tail off, then
-/// appends and syncs (per [`Options::durability`]).
+/// [`Options::lock_timeout`](crate::Options::lock_timeout) says), creates the journal if there
+/// is none, finds where its whole records end (reading only what others appended since
+/// `known`), cuts a torn tail off, then appends and syncs (per
+/// [`Options::durability`](crate::Options::durability)).
 pub(crate) fn append_shared<E: Persisted>(
-    options: &Options,
+    disk: &Disk,
     path: &Path,
     known: &mut SharedEnd,
     records: &[E],
@@ -1255,12 +1263,8 @@ pub(crate) fn append_shared<E: Persisted>(
     for record in records {
         encode_record(&mut bytes, record).map_err(|error| error.at(path))?;
     }
-    let _lock = lock::exclusive(path, options.lock_wait())?;
-    if !path.exists() {
-        fs::create_parents(path, parent_dir(path))?;
-        fs::write_atomic(path, options.sync_level(), fs::bytes(&file_header(0)))?;
-    }
-    let (mut file, metadata) = fs::open_regular_file(path, true)?;
+    let _lock = lock::exclusive(path, disk.lock_timeout)?;
+    let (mut file, metadata) = open_or_create(disk, path)?;
     let identity = file_identity(&file);
     let start = match known.seen {
         // The same file, no shorter than when this process last appended to it.
@@ -1270,21 +1274,17 @@ pub(crate) fn append_shared<E: Persisted>(
             FILE_HEADER as u64
         }
     };
-    let scan = scan_from(path, &file, options.max_size_limit(), start)?;
+    let scan = scan_from(path, &file, disk.max_size, start)?;
     seal_flush(&mut bytes, scan.end);
-    let durable = options.sync_level() != Durability::None;
     if let Some(torn_at) = scan.torn_at {
         // A crash during someone's append: never acknowledged.
-        file.set_len(torn_at).map_err(io_error(path, IoOp::Write))?;
+        shell::set_len(&file, path, torn_at).map_err(io_error(path, IoOp::Write))?;
     }
-    let appended = write_all_at(&file, &bytes, scan.end)
+    let appended = shell::write_all_at(&file, path, &bytes, scan.end)
         .map_err(io_error(path, IoOp::Write))
-        .and_then(|()| {
-            if durable {
-                file.sync_data().map_err(io_error(path, IoOp::SyncFile))
-            } else {
-                Ok(())
-            }
+        .and_then(|()| match disk.syncs() {
+            true => shell::sync_data(&file, path).map_err(io_error(path, IoOp::SyncFile)),
+            false => Ok(()),
         });
     if let Err(error) = appended {
         // Cut what may have reached the file (the torn tail before it too), so that nothing
@@ -1299,57 +1299,42 @@ pub(crate) fn append_shared<E: Persisted>(
 
 /// The device and inode of `file`, where the platform tells them.
 fn file_identity(file: &File) -> Option<(u64, u64)> {
-    identity(&file.metadata().ok()?)
-}
-
-/// Whether `file` is the file at `path` (the same device and inode).
-fn is_file_at(file: &File, path: &Path) -> bool {
-    let named = std::fs::metadata(path).ok();
-    file_identity(file).is_some_and(|open| Some(open) == named.as_ref().and_then(identity))
-}
-
-/// The device and inode of a file, where the platform tells them.
-fn identity(metadata: &std::fs::Metadata) -> Option<(u64, u64)> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        Some((metadata.dev(), metadata.ino()))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = metadata;
-        None
-    }
+    Dir::stat_file(file).ok().map(|stat| (stat.dev, stat.ino))
 }
 
 /// Where the snapshot covering the first `covered` records of the log at `log` is kept.
 fn snapshot_path(log: &Path, covered: u64) -> PathBuf {
-    let mut name = log.file_name().unwrap_or(log.as_os_str()).to_owned();
-    name.push(format!(".snapshot.{covered}"));
-    log.with_file_name(name)
+    let name = log.file_name().unwrap_or(log.as_os_str());
+    shell::sibling_path(log, names::name_for(name, Sibling::Snapshot(covered)))
+}
+
+/// The directory of the log at `log` (where its snapshots are), open, and the log's name.
+fn snapshot_dir(log: &Path) -> Result<(Dir, &std::ffi::OsStr), Error> {
+    let dir = parent_dir(log);
+    let opened = Dir::open(dir).map_err(io_error(dir, IoOp::Open))?;
+    Ok((opened, log.file_name().unwrap_or(log.as_os_str())))
+}
+
+/// The snapshots of the log `name` in `dir`, with the records each covers.
+fn snapshots_in(
+    dir: &Dir,
+    name: &std::ffi::OsStr,
+) -> Result<Vec<(u64, std::ffi::OsString)>, Error> {
+    let entries = dir.list().map_err(io_error(dir.path(), IoOp::Read))?;
+    Ok(entries
+        .into_iter()
+        .filter_map(|(entry, _)| match names::classify(&entry, name)? {
+            Sibling::Snapshot(covered) => Some((covered, entry)),
+            _ => None,
+        })
+        .collect())
 }
 
 /// The snapshots beside the log at `log`, with the records each covers.
 fn snapshots(log: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
-    let dir = parent_dir(log);
-    let mut prefix = log.file_name().unwrap_or(log.as_os_str()).to_owned();
-    prefix.push(".snapshot.");
-    let prefix = prefix.to_string_lossy().into_owned();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(error) => return Err(io_error(dir, IoOp::Read)(error)),
-    };
-    let mut found = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io_error(dir, IoOp::Read))?;
-        let name = entry.file_name();
-        let covered = name
-            .to_str()
-            .and_then(|name| name.strip_prefix(&prefix))
-            .and_then(|digits| digits.parse::<u64>().ok());
-        if let Some(covered) = covered {
-            found.push((covered, entry.path()));
-        }
-    }
-    Ok(found)
+    let (dir, name) = snapshot_dir(log)?;
+    Ok(snapshots_in(&dir, name)?
+        .into_iter()
+        .map(|(covered, entry)| (covered, dir.join(entry)))
+        .collect())
 }

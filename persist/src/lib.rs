@@ -117,51 +117,47 @@ mod app_dirs;
 mod audit;
 #[cfg(feature = "collection")]
 pub mod backend;
-mod backup;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod codec;
 #[cfg(feature = "collection")]
 mod collection;
 mod error;
+mod file;
 mod file_info;
 mod frame;
-mod fs;
 mod inspect;
 mod instance;
 mod journal;
 mod key;
 #[cfg(feature = "live")]
 mod live;
-mod lock;
 mod mapped;
 pub mod non_finite;
 mod options;
 mod persisted;
-mod remove;
 mod retry;
 #[cfg(feature = "testing")]
 mod schema;
+mod settings;
+mod shell;
 mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 #[cfg(feature = "tokio")]
 mod tokio;
 mod txn;
-mod update;
 #[cfg(feature = "tokio")]
 mod worker;
 
 pub use crate::app_dirs::{AppDirs, AppDirsError};
 pub use crate::audit::{AuditOp, AuditRecord, AuditRecords, read_audit};
-pub use crate::backup::Backup;
 #[cfg(feature = "cache")]
 pub use crate::collection::cache::CacheStats;
 #[cfg(feature = "collection")]
 pub use crate::collection::{Collection, MAX_KEY_BYTES, MigrationReport, Progress};
-pub use crate::error::{Error, FileKind, IoOp, SealError};
+pub use crate::error::{BoxError, Error, ErrorKind, FileKind, IoOp, RemoteOp, SealError};
 pub use crate::file_info::{FileInfo, KeySource, Layout};
-pub use crate::fs::Durability;
 pub use crate::inspect::Inspection;
 pub use crate::instance::{INSTANCE_LOCK_FILE, InstanceLock};
 pub use crate::journal::{Journal, JournalRecords, RawRecord, Replay};
@@ -170,7 +166,10 @@ pub use crate::key::{Key, KeyError};
 #[cfg(feature = "live")]
 pub use crate::live::{ChangeOrigin, Live, LiveEvent, LiveStats, SavePolicy, Subscription};
 pub use crate::options::Options;
-pub use crate::persisted::{BoxError, Origin, Persisted};
+pub use crate::persisted::{Origin, Persisted};
+pub use crate::shell::Durability;
+pub use crate::shell::backup::Backup;
+pub use crate::shell::names::{FileRole, file_role};
 #[cfg(feature = "tokio")]
 pub use crate::tokio::Pending;
 pub use crate::txn::{Recovery, Transaction, recover};

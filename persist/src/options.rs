@@ -1,22 +1,24 @@
-//! [`Options`]: the settings of a load or save, and the functions behind every `Persisted`
-//! method.
+//! [`Options`]: the settings of a load or save, and every verb persist offers on them. A facade:
+//! each method sets a field of the crate-internal [`Settings`] or hands it to the module that
+//! does the work (`file`, `journal`, `txn`, `collection`, `live`).
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+#[cfg(feature = "collection")]
+use crate::Collection;
+#[cfg(feature = "live")]
+use crate::Live;
 #[cfg(feature = "tokio")]
 use crate::Pending;
-use crate::audit::{self, AuditOp, Written};
-use crate::codec::EncodeError;
-use crate::error::IoOp;
-use crate::fs::{Durability, FileWriter, io_error};
+#[cfg(feature = "encryption")]
 use crate::key::Key;
 use crate::retry::Retry;
-use crate::telemetry::{Facts, Operation};
+use crate::settings::Settings;
+use crate::shell::{AuditOp, Durability};
 use crate::{
-    Backup, Error, FileInfo, Inspection, Journal, JournalRecords, Persisted, backup, codec,
-    file_info, frame, fs, inspect,
+    Backup, Error, FileInfo, Inspection, Journal, JournalRecords, Persisted, Transaction, file,
+    file_info, inspect,
 };
 
 /// Settings for loading and saving, for when the defaults of the [`Persisted`] methods do not
@@ -37,22 +39,11 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub struct Options {
-    max_size: u64,
-    lock_timeout: Option<Duration>,
-    durability: Durability,
-    backups: usize,
-    checksum: bool,
-    compression: Option<i32>,
-    key: Option<Key>,
-    retry: Retry,
-    pretty: bool,
-    group_commit: Option<Duration>,
-    pub(crate) audit: Option<std::sync::Arc<crate::audit::AuditLog>>,
-    pub(crate) actor: Option<std::sync::Arc<str>>,
+    settings: Settings,
     #[cfg(feature = "live")]
-    pub(crate) live: crate::live::LiveSettings,
+    live: crate::live::LiveSettings,
     #[cfg(feature = "cache")]
-    pub(crate) cache: Option<crate::collection::cache::CacheSettings>,
+    cache: Option<crate::collection::cache::CacheSettings>,
 }
 
 impl Default for Options {
@@ -63,29 +54,18 @@ impl Default for Options {
 
 impl Options {
     /// The default cap on the size of a file [`load`](Options::load) reads: 256 MiB.
-    pub const DEFAULT_MAX_SIZE: u64 = 256 << 20;
+    pub const DEFAULT_MAX_SIZE: u64 = crate::settings::DEFAULT_MAX_SIZE;
 
     /// How long [`update`](Options::update) waits for another process's lock by default: 30 s.
-    pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const DEFAULT_LOCK_TIMEOUT: Duration = crate::settings::DEFAULT_LOCK_TIMEOUT;
 
     /// How many backups of older (or newer) versions a save keeps by default: 3.
-    pub const DEFAULT_BACKUPS: usize = 3;
+    pub const DEFAULT_BACKUPS: usize = crate::settings::DEFAULT_BACKUPS;
 
     /// The default settings.
     pub const fn new() -> Self {
         Options {
-            max_size: Self::DEFAULT_MAX_SIZE,
-            lock_timeout: Some(Self::DEFAULT_LOCK_TIMEOUT),
-            durability: Durability::Full,
-            backups: Self::DEFAULT_BACKUPS,
-            checksum: false,
-            compression: None,
-            key: None,
-            retry: Retry::NONE,
-            pretty: false,
-            group_commit: None,
-            audit: None,
-            actor: None,
+            settings: Settings::DEFAULT,
             #[cfg(feature = "live")]
             live: crate::live::LiveSettings::DEFAULT,
             #[cfg(feature = "cache")]
@@ -97,7 +77,7 @@ impl Options {
     /// [`Error::TooLarge`] before it is read, so a wrong path (a disk image, a log) cannot
     /// exhaust memory. The default is [`DEFAULT_MAX_SIZE`](Options::DEFAULT_MAX_SIZE).
     pub const fn max_size(mut self, bytes: u64) -> Self {
-        self.max_size = bytes;
+        self.settings.disk.max_size = bytes;
         self
     }
 
@@ -123,7 +103,7 @@ impl Options {
     /// # Ok::<(), persist::Error>(())
     /// ```
     pub const fn group_commit(mut self, window: Duration) -> Self {
-        self.group_commit = Some(window);
+        self.settings.group_commit = Some(window);
         self
     }
 
@@ -154,7 +134,7 @@ impl Options {
     /// # Ok::<(), persist::Error>(())
     /// ```
     pub fn audit(mut self, path: impl Into<PathBuf>) -> Self {
-        self.audit = Some(crate::audit::AuditLog::new(path.into()));
+        self.settings.disk.audit = Some(crate::audit::AuditLog::open(path.into()));
         self
     }
 
@@ -165,32 +145,27 @@ impl Options {
     ///
     /// See [`audit`](Options::audit).
     pub fn actor(mut self, name: impl Into<String>) -> Self {
-        self.actor = Some(std::sync::Arc::from(name.into()));
+        self.settings.disk.actor = Some(std::sync::Arc::from(name.into()));
         self
     }
 
     /// The audit log these options record to, if any.
     pub fn audit_log(&self) -> Option<&Path> {
-        self.audit.as_deref().map(crate::audit::AuditLog::path)
-    }
-
-    /// The group-commit window of journal appends, if any.
-    pub(crate) fn group_commit_window(&self) -> Option<Duration> {
-        self.group_commit
+        self.settings.disk.audit.as_ref().map(|log| log.0.path())
     }
 
     /// Sets how long [`update`](Options::update) waits for the lock another process holds before
     /// it gives up with [`Error::LockTimeout`]; `None` waits as long as it takes. The default is
     /// [`DEFAULT_LOCK_TIMEOUT`](Options::DEFAULT_LOCK_TIMEOUT).
     pub const fn lock_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.lock_timeout = timeout;
+        self.settings.disk.lock_timeout = timeout;
         self
     }
 
     /// Sets how much a save waits for the disk; see [`Durability`]. The default is
     /// [`Durability::Full`].
     pub const fn durability(mut self, durability: Durability) -> Self {
-        self.durability = durability;
+        self.settings.disk.durability = durability;
         self
     }
 
@@ -202,7 +177,7 @@ impl Options {
     /// [`DEFAULT_BACKUPS`](Options::DEFAULT_BACKUPS). A save over a file of the same version
     /// makes no backup and costs one read of the file's first 34 bytes.
     pub const fn backups(mut self, keep: usize) -> Self {
-        self.backups = keep;
+        self.settings.disk.backups = keep;
         self
     }
 
@@ -217,7 +192,7 @@ impl Options {
     /// one loads as before. Costs one CRC pass over the data (hardware-accelerated) on save and
     /// load.
     pub const fn checksum(mut self, on: bool) -> Self {
-        self.checksum = on;
+        self.settings.encoding.checksum = on;
         self
     }
 
@@ -245,16 +220,8 @@ impl Options {
     /// # Ok::<(), persist::Error>(())
     /// ```
     pub const fn pretty(mut self, on: bool) -> Self {
-        self.pretty = on;
+        self.settings.encoding.pretty = on;
         self
-    }
-
-    /// The layout of a save of `T`.
-    pub(crate) fn style<T: Persisted>(&self) -> codec::Style {
-        codec::Style {
-            checksum: self.checksum || T::CHECKSUM,
-            pretty: self.pretty || T::PRETTY,
-        }
     }
 
     /// Makes saves compress the file with zstd at `level` (1 fastest … 22 smallest; 3 is
@@ -278,7 +245,7 @@ impl Options {
     /// ```
     #[cfg(feature = "zstd")]
     pub const fn compress(mut self, level: i32) -> Self {
-        self.compression = Some(level);
+        self.settings.encoding.compression = Some(level);
         self
     }
 
@@ -305,7 +272,7 @@ impl Options {
     /// ```
     #[cfg(feature = "encryption")]
     pub fn encrypt(mut self, key: Key) -> Self {
-        self.key = Some(key);
+        self.settings.encoding.key = Some(key);
         self
     }
 
@@ -332,331 +299,57 @@ impl Options {
     /// # Ok::<(), persist::Error>(())
     /// ```
     pub const fn retry(mut self, attempts: u32, backoff: Duration) -> Self {
-        self.retry = Retry {
+        self.settings.disk.retry = Retry {
             attempts: if attempts == 0 { 1 } else { attempts },
             backoff,
         };
         self
     }
 
-    /// How much saves wait for the disk.
-    pub(crate) fn sync_level(&self) -> Durability {
-        self.durability
+    /// Sets when [`Live::update`] saves: [`SavePolicy::Immediate`] (the default) or
+    /// [`SavePolicy::Coalesce`].
+    #[cfg(feature = "live")]
+    pub const fn save_policy(mut self, policy: crate::SavePolicy) -> Self {
+        self.live.policy = policy;
+        self
     }
 
-    /// How long an update waits for the lock.
-    pub(crate) fn lock_wait(&self) -> Option<Duration> {
-        self.lock_timeout
+    /// Turns watching the file's directory for changes by other programs on (the default) or
+    /// off, for [`Options::live`].
+    #[cfg(feature = "live")]
+    pub const fn watch(mut self, watch: bool) -> Self {
+        self.live.watch = watch;
+        self
     }
 
-    /// The size cap of a load ([`max_size`](Options::max_size)).
-    pub(crate) fn max_size_limit(&self) -> u64 {
-        self.max_size
+    /// Makes [`Live`] handles also check the file's metadata every `period` and reload it
+    /// when it changed: for file systems without change events (NFS, SMB, some container
+    /// mounts). Off by default.
+    #[cfg(feature = "live")]
+    pub const fn refresh_every(mut self, period: Duration) -> Self {
+        self.live.refresh_every = Some(period);
+        self
     }
 
-    /// How many backups a save keeps ([`backups`](Options::backups)).
-    pub(crate) fn backups_kept(&self) -> usize {
-        self.backups
+    /// Makes [`Collection`]s opened with these options keep up to `capacity` decoded values in
+    /// memory, each for at most `ttl` after it was read (moka's concurrent cache, shared by
+    /// the sync and async methods and by clones of the collection). This process's writes
+    /// (put, update, delete, batches, migrations) drop the values they touch; writes by other
+    /// processes are seen once `ttl` has passed. Hits and misses:
+    /// [`Collection::cache_stats`].
+    #[cfg(feature = "cache")]
+    pub const fn cache(mut self, capacity: u64, ttl: std::time::Duration) -> Self {
+        self.cache = Some(crate::collection::cache::CacheSettings { capacity, ttl });
+        self
     }
 
-    /// The retry policy of this call.
-    pub(crate) fn retries(&self) -> Retry {
-        self.retry
-    }
-
-    pub(crate) fn layers(&self) -> frame::Layers<'_> {
-        frame::Layers {
-            zstd_level: self.compression,
-            key: self.key.as_ref(),
-        }
-    }
-
-    /// [`open`](Options::open) without a path: the caller names the file only on an error
-    /// (`FrameError::at`), so the hot path of a collection read builds no path.
+    /// The cache settings of collections, if any.
     #[cfg(feature = "collection")]
-    pub(crate) fn unframe<'b>(
-        &self,
-        bytes: &'b [u8],
-    ) -> Result<std::borrow::Cow<'b, [u8]>, frame::FrameError> {
-        codec::unframe(bytes, self.key.as_ref(), self.max_size)
-    }
-
-    /// The JSON envelope of a file's bytes: the bytes themselves, or what a frame holds.
-    pub(crate) fn open<'b>(
-        &self,
-        path: &Path,
-        bytes: &'b [u8],
-    ) -> Result<std::borrow::Cow<'b, [u8]>, Error> {
-        codec::unframe(bytes, self.key.as_ref(), self.max_size).map_err(|error| error.at(path))
-    }
-
-    /// The backups kept beside the file at `path`, newest version first.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] if the directory cannot be read.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// let backups = persist::Options::new().backups_of("settings.json")?;
-    /// for backup in &backups {
-    ///     println!("version {} at {}", backup.version, backup.path.display());
-    /// }
-    /// # Ok::<(), persist::Error>(())
-    /// ```
-    pub fn backups_of(&self, path: impl AsRef<Path>) -> Result<Vec<Backup>, Error> {
-        backup::list(path.as_ref())
-    }
-
-    /// Puts the backup of `version` back in place of the file at `path`, durably and
-    /// atomically. The file it replaces is first kept as a backup of its own version, so a
-    /// restore can be undone. Loading the restored file then migrates it again, so fix what made
-    /// you restore (usually a migration) first.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NotFound`] naming the backup if there is none of `version`; the errors of a
-    /// save otherwise.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// persist::Options::new().restore_backup("settings.json", 2)?;
-    /// # Ok::<(), persist::Error>(())
-    /// ```
-    pub fn restore_backup(&self, path: impl AsRef<Path>, version: u64) -> Result<(), Error> {
-        let path = path.as_ref();
-        let operation = Operation::start("restore", path);
-        let result = operation.in_span(|| {
-            let from_version = self
-                .audited()
-                .then(|| audit::stored_version(path))
-                .flatten();
-            self.retry
-                .run(|| backup::restore(path, version, self.max_size, self.durability))?;
-            if !self.audited() {
-                return Ok(());
-            }
-            let written = std::fs::File::open(path)
-                .and_then(|file| Written::of_file(&file))
-                .map_err(io_error(path, IoOp::Read))?;
-            self.audit_entry(audit::Entry {
-                operation: AuditOp::Restore,
-                path,
-                key: None,
-                from_version,
-                to_version: Some(version),
-                written: Some(written),
-            })
-        });
-        let facts = Facts {
-            from: Some(version),
-            ..Facts::default()
-        };
-        operation.finish(&result, facts);
-        result
-    }
-
-    /// A dry run of [`load`](Options::load): reports the version the file holds, the migration
-    /// steps a load would run, and whether it would succeed (running the migrations in memory),
-    /// without writing anything.
-    ///
-    /// # Errors
-    ///
-    /// Only when the file cannot be read at all ([`Error::NotFound`], [`Error::Io`],
-    /// [`Error::NotRegularFile`], [`Error::TooLarge`]); a file that would fail to load is
-    /// reported in [`Inspection::outcome`].
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # use persist::{Options, Persisted};
-    /// # #[derive(serde::Serialize, serde::Deserialize, Persisted)]
-    /// # #[persist(version = 1)]
-    /// # struct Settings { theme: String }
-    /// let report = Options::new().inspect::<Settings>("settings.json")?;
-    /// println!("{report}");
-    /// if !report.would_load() { /* ... */ }
-    /// # Ok::<(), persist::Error>(())
-    /// ```
-    pub fn inspect<T: Persisted>(&self, path: impl AsRef<Path>) -> Result<Inspection, Error> {
-        inspect::inspect::<T>(path.as_ref(), self.max_size, self.key.as_ref())
-    }
-
-    /// What the file at `path` holds, read without the program's types: its layout and layers,
-    /// schema version, checksum and data as JSON text (with the key of
-    /// [`encrypt`](Options::encrypt), if the file is encrypted). Makes every check a load makes
-    /// before decoding: a file that comes back `Ok` is intact; what a load of a given type would
-    /// make of it is [`inspect`](Options::inspect)'s question. Never writes.
-    ///
-    /// # Errors
-    ///
-    /// What [`load`](Options::load) returns for a file it cannot open or whose bytes are
-    /// damaged: [`Error::NotFound`], [`Error::NotRegularFile`], [`Error::TooLarge`],
-    /// [`Error::Io`], [`Error::Corrupt`] (broken JSON or frame, checksum mismatch),
-    /// [`Error::Unsupported`], [`Error::KeyRequired`], [`Error::Decrypt`].
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// let info = persist::Options::new().file_info("settings.json")?;
-    /// println!("version {:?}, {} bytes, layout {:?}", info.version, info.size, info.layout);
-    /// # Ok::<(), persist::Error>(())
-    /// ```
-    pub fn file_info(&self, path: impl AsRef<Path>) -> Result<FileInfo, Error> {
-        file_info::file_info(path.as_ref(), self.max_size, self.key.as_ref())
-    }
-
-    /// Opens the [`Journal`] at `path` with these options: its appends sync per
-    /// [`durability`](Options::durability), its snapshots are saved with these layers, its
-    /// records may be up to [`max_size`](Options::max_size) bytes, and opening waits up to
-    /// [`lock_timeout`](Options::lock_timeout) for another process that has it open.
-    ///
-    /// # Errors
-    ///
-    /// See [`Journal::open`].
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # #[derive(serde::Serialize, serde::Deserialize, persist::Persisted)]
-    /// # #[persist(version = 1)]
-    /// # struct Event { id: u64 }
-    /// let journal = persist::Options::new()
-    ///     .checksum(true)
-    ///     .journal::<Event>("events.log")?;
-    /// # Ok::<(), persist::Error>(())
-    /// ```
-    pub fn journal<E: Persisted>(&self, path: impl AsRef<Path>) -> Result<Journal<E>, Error> {
-        Journal::open_with(self, path.as_ref())
-    }
-
-    /// The records of the journal at `path` read without their type (their version and JSON
-    /// text), for tools: no lock is taken and nothing is changed, so a writer may have it open.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NotFound`], [`Error::NotRegularFile`], [`Error::Corrupt`] for a file that is
-    /// not a journal, [`Error::DamagedJournal`] for damage before the last record,
-    /// [`Error::Io`].
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// for record in persist::Options::new().journal_records("events.log")? {
-    ///     let record = record?;
-    ///     println!("#{} (version {}): {}", record.index, record.version, record.data);
-    /// }
-    /// # Ok::<(), persist::Error>(())
-    /// ```
-    pub fn journal_records(&self, path: impl AsRef<Path>) -> Result<JournalRecords, Error> {
-        JournalRecords::open(path.as_ref(), self.max_size)
-    }
-
-    /// The whole file of `value` in memory: the envelope, framed when layers are configured
-    /// (the layers work on the complete envelope). A `Vec` is the fastest thing serde_json
-    /// writes into; growing a large one costs no copies on Linux (glibc moves its pages with
-    /// mremap).
-    pub(crate) fn file_bytes<T: Persisted>(
-        &self,
-        value: &T,
-        path: &Path,
-    ) -> Result<Vec<u8>, Error> {
-        let plain =
-            codec::encode_to_vec(value, self.style::<T>()).map_err(|error| error.at(path))?;
-        let layers = self.layers();
-        if !layers.any() {
-            return Ok(plain);
-        }
-        frame::seal(plain, T::VERSION, &layers).map_err(|source| Error::Seal {
-            path: path.to_owned(),
-            source,
-        })
-    }
-
-    /// Replaces the file at `path` with what `contents` writes: stages the new file (written
-    /// and synced beside the target), then keeps a backup of the old one if it holds another
-    /// version, then renames the new file into place. A save that fails before the rename
-    /// leaves neither a new file nor a backup.
-    /// With an [audit log](Options::audit), `operation` is recorded once the file is in place.
-    fn commit(
-        &self,
-        path: &Path,
-        version: u32,
-        unversioned_as: Option<u32>,
-        operation: AuditOp,
-        contents: impl FnOnce(&mut FileWriter<'_>) -> io::Result<()>,
-    ) -> Result<(), Error> {
-        let target = fs::resolve_target(path)?;
-        let staged = fs::stage(path, &target, self.durability, contents)?;
-        let audited = match self.audited() {
-            true => Some((
-                audit::stored_version(&target),
-                Written::of_file(staged.file()).map_err(io_error(path, IoOp::Read))?,
-            )),
-            false => None,
-        };
-        backup::preserve(
-            path,
-            &target,
-            u64::from(version),
-            unversioned_as,
-            self.backups,
-            self.max_size,
-            self.durability,
-        )?;
-        staged.install()?;
-        match audited {
-            Some((from_version, written)) => self.audit_entry(audit::Entry {
-                operation,
-                path,
-                key: None,
-                from_version,
-                to_version: Some(u64::from(version)),
-                written: Some(written),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    /// [`save`](Options::save) of `value`, serialized straight into the temporary file when no
-    /// layer is configured. Errors are the value's first (a float JSON cannot hold, a map key
-    /// that is not a string), then the file's.
-    fn save_value<T: Persisted>(
-        &self,
-        value: &T,
-        path: &Path,
-        operation: AuditOp,
-    ) -> Result<(), Error> {
-        let unversioned_as = codec::unversioned_root::<T>();
-        if self.layers().any() {
-            let bytes = self.file_bytes(value, path)?;
-            return self.commit(
-                path,
-                T::VERSION,
-                unversioned_as,
-                operation,
-                fs::bytes(&bytes),
-            );
-        }
-        // Streams into the temporary file: no copy of the file in memory. A value serde refuses
-        // half-way leaves a partial temporary file, which the failed commit removes.
-        let style = self.style::<T>();
-        let mut refused = None;
-        let result = self.commit(path, T::VERSION, unversioned_as, operation, |writer| {
-            codec::encode(value, writer, style).map_err(|error| match error {
-                EncodeError::Io(error) => error,
-                refusal @ EncodeError::Value { .. } => {
-                    refused = Some(refusal);
-                    io::Error::other("the value could not be serialized")
-                }
-            })
-        });
-        match refused {
-            Some(refusal) => Err(refusal.at(path)),
-            None => result,
-        }
+    fn cache_settings(&self) -> Option<crate::collection::CacheSettings> {
+        #[cfg(feature = "cache")]
+        return self.cache;
+        #[cfg(not(feature = "cache"))]
+        None
     }
 
     /// Loads `path` as `T`, migrating from whatever version the file holds. Never writes.
@@ -669,26 +362,7 @@ impl Options {
     ///
     /// See [`Options`].
     pub fn load<T: Persisted>(&self, path: impl AsRef<Path>) -> Result<T, Error> {
-        let path = path.as_ref();
-        let operation = Operation::start("load", path);
-        let mut facts = Facts {
-            to: Some(T::VERSION),
-            ..Facts::default()
-        };
-        let result = operation.in_span(|| {
-            let bytes = self.retry.run(|| fs::read_for_load(path, self.max_size))?;
-            facts.read = Some(bytes.len() as u64);
-            facts.from = codec::leading_version(&bytes);
-            let decoded = self
-                .open(path, &bytes)
-                .and_then(|envelope| codec::decode(&envelope).map_err(|error| error.at::<T>(path)));
-            // A truncation by another program during the read is the error to report, not
-            // what the parser made of the zeros that replaced the lost bytes.
-            bytes.intact(path)?;
-            decoded
-        });
-        operation.finish(&result, facts);
-        result
+        file::load(&self.settings, path.as_ref())
     }
 
     /// Loads `path` as `T`, or returns `T::default()` if there is no file. Never writes.
@@ -711,10 +385,7 @@ impl Options {
         &self,
         path: impl AsRef<Path>,
     ) -> Result<T, Error> {
-        match self.load(path) {
-            Err(Error::NotFound { .. }) => Ok(T::default()),
-            result => result,
-        }
+        file::load_or_default(&self.settings, path.as_ref())
     }
 
     /// Saves `value` at `path` durably and atomically, serializing straight into the
@@ -728,19 +399,7 @@ impl Options {
     ///
     /// See [`Options`].
     pub fn save<T: Persisted>(&self, value: &T, path: impl AsRef<Path>) -> Result<(), Error> {
-        self.save_as(value, path.as_ref(), AuditOp::Save)
-    }
-
-    /// [`save`](Options::save), recorded in the audit log as `operation`.
-    pub(crate) fn save_as<T: Persisted>(
-        &self,
-        value: &T,
-        path: &Path,
-        operation: AuditOp,
-    ) -> Result<(), Error> {
-        measured_save(path, T::VERSION, || {
-            self.retry.run(|| self.save_value(value, path, operation))
-        })
+        file::save(&self.settings, value, path.as_ref(), AuditOp::Save)
     }
 
     /// [`load`](Options::load) on persist's worker threads.
@@ -763,8 +422,10 @@ impl Options {
     /// ```
     #[cfg(feature = "tokio")]
     pub fn load_async<T: Persisted + Send + 'static>(&self, path: impl AsRef<Path>) -> Pending<T> {
-        let options = self.clone();
-        Pending::new(path.as_ref().to_owned(), move |path| options.load(path))
+        let settings = self.settings.clone();
+        Pending::new(path.as_ref().to_owned(), move |path| {
+            file::load(&settings, path)
+        })
     }
 
     /// [`load_or_default`](Options::load_or_default) on persist's worker threads.
@@ -790,9 +451,9 @@ impl Options {
         &self,
         path: impl AsRef<Path>,
     ) -> Pending<T> {
-        let options = self.clone();
+        let settings = self.settings.clone();
         Pending::new(path.as_ref().to_owned(), move |path| {
-            options.load_or_default(path)
+            file::load_or_default(&settings, path)
         })
     }
 
@@ -827,25 +488,16 @@ impl Options {
     #[cfg(feature = "tokio")]
     pub fn save_async<T: Persisted>(&self, value: &T, path: impl AsRef<Path>) -> Pending<()> {
         let path = path.as_ref().to_owned();
-        let bytes = match self.file_bytes(value, &path) {
-            Ok(bytes) => bytes,
-            Err(error) => return Pending::failed(error),
-        };
-        let options = self.clone();
-        let (version, unversioned_as) = (T::VERSION, codec::unversioned_root::<T>());
-        Pending::new(path, move |path| {
-            measured_save(path, version, || {
-                options.retry.run(|| {
-                    options.commit(
-                        path,
-                        version,
-                        unversioned_as,
-                        AuditOp::Save,
-                        fs::bytes(&bytes),
-                    )
+        match self.settings.file_bytes(value, &path) {
+            Ok(bytes) => {
+                let settings = self.settings.clone();
+                let write = file::write_of::<T>(AuditOp::Save);
+                Pending::new(path, move |path| {
+                    file::save_bytes(&settings, path, &write, &bytes)
                 })
-            })
-        })
+            }
+            Err(error) => Pending::failed(error),
+        }
     }
 
     /// [`save`](Options::save) of a value the future owns, entirely on persist's worker threads:
@@ -915,33 +567,537 @@ impl Options {
         value: V,
         path: &Path,
     ) -> Pending<()> {
-        let options = self.clone();
+        let settings = self.settings.clone();
         Pending::new(path.to_owned(), move |path| {
-            options.save(value.borrow(), path)
+            file::save(&settings, value.borrow(), path, AuditOp::Save)
         })
+    }
+
+    /// Read-modify-write under an exclusive lock shared with every other process that updates
+    /// the same file: takes the lock (`<file name>.lock` beside the file), loads the value (or
+    /// `T::default()` if there is no file), applies `change`, saves, releases the lock, and
+    /// returns the saved value. No concurrent update is lost.
+    ///
+    /// Plain [`load`](Options::load)s need no lock: a save replaces the file in one rename, so a
+    /// reader sees the old contents or the new. A plain [`save`](Options::save) does not take the
+    /// lock either: mixing it with concurrent updates of the same file can lose those updates.
+    ///
+    /// The lock is `flock(2)`: advisory, released when the process exits or dies. On NFS, Linux
+    /// emulates it with byte-range locks, which work when the server supports NFSv4 or NLM
+    /// locking; where a file system has no locks at all, this returns [`Error::Io`] with
+    /// [`IoOp::Lock`](crate::IoOp::Lock) and an `Unsupported` source rather than waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LockTimeout`] when another process holds the lock longer than
+    /// [`lock_timeout`](Options::lock_timeout); every error of
+    /// [`load_or_default`](Options::load_or_default) (the file is then not written) and of
+    /// [`save`](Options::save).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::{Options, Persisted};
+    /// # #[derive(Default, serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Stats { launches: u64 }
+    /// let options = Options::new().lock_timeout(Some(std::time::Duration::from_secs(2)));
+    /// let stats: Stats = options.update("stats.json", |stats: &mut Stats| stats.launches += 1)?;
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn update<T: Persisted + Default>(
+        &self,
+        path: impl AsRef<Path>,
+        change: impl FnOnce(&mut T),
+    ) -> Result<T, Error> {
+        self.update_or(path, T::default, change)
+    }
+
+    /// [`update`](Options::update) starting from `initial()` instead of `T::default()` when
+    /// there is no file (for types without a `Default`, or whose first value depends on the
+    /// situation). `initial` runs under the lock, only when the file is missing.
+    ///
+    /// # Errors
+    ///
+    /// See [`update`](Options::update).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::{Options, Persisted};
+    /// # #[derive(serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Stats { launches: u64, first_seen: u64 }
+    /// let now = 1_700_000_000;
+    /// let stats: Stats = Options::new().update_or(
+    ///     "stats.json",
+    ///     || Stats { launches: 0, first_seen: now },
+    ///     |stats| stats.launches += 1,
+    /// )?;
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn update_or<T: Persisted>(
+        &self,
+        path: impl AsRef<Path>,
+        initial: impl FnOnce() -> T,
+        change: impl FnOnce(&mut T),
+    ) -> Result<T, Error> {
+        file::modify(&self.settings, path.as_ref(), initial, |value| {
+            change(value);
+            Ok::<_, Error>(())
+        })
+        .map(|(value, ())| value)
+    }
+
+    /// [`update`](Options::update) with a change that may fail or decide not to save: when
+    /// `change` returns `Err`, nothing is written and the error is returned; when it returns
+    /// `Ok(r)`, the value is saved and `r` is returned. The closure's error type is yours; it
+    /// must accept persist's [`Error`] too (`From<persist::Error>`, as `anyhow::Error` does, or
+    /// a `#[from]` variant of a thiserror enum), which the lock, the load and the save report.
+    ///
+    /// # Errors
+    ///
+    /// The closure's error, untouched; the errors of [`update`](Options::update), converted.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::{Options, Persisted};
+    /// # #[derive(Default, serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Wallet { balance: u64 }
+    /// #[derive(Debug, thiserror::Error)]
+    /// enum PayError {
+    ///     #[error("insufficient funds: {0} left")]
+    ///     Insufficient(u64),
+    ///     #[error(transparent)]
+    ///     State(#[from] persist::Error),
+    /// }
+    ///
+    /// let left: u64 = Options::new().try_update("wallet.json", |wallet: &mut Wallet| {
+    ///     if wallet.balance < 30 {
+    ///         return Err(PayError::Insufficient(wallet.balance)); // nothing is written
+    ///     }
+    ///     wallet.balance -= 30;
+    ///     Ok(wallet.balance)
+    /// })?;
+    /// # Ok::<(), PayError>(())
+    /// ```
+    pub fn try_update<T: Persisted + Default, R, E: From<Error>>(
+        &self,
+        path: impl AsRef<Path>,
+        change: impl FnOnce(&mut T) -> Result<R, E>,
+    ) -> Result<R, E> {
+        self.try_update_or(path, T::default, change)
+    }
+
+    /// [`try_update`](Options::try_update) starting from `initial()` when there is no file.
+    ///
+    /// # Errors
+    ///
+    /// See [`try_update`](Options::try_update).
+    pub fn try_update_or<T: Persisted, R, E: From<Error>>(
+        &self,
+        path: impl AsRef<Path>,
+        initial: impl FnOnce() -> T,
+        change: impl FnOnce(&mut T) -> Result<R, E>,
+    ) -> Result<R, E> {
+        file::modify(&self.settings, path.as_ref(), initial, change).map(|(_, result)| result)
+    }
+
+    /// [`update`](Options::update) on persist's worker threads, so that waiting for the lock
+    /// does not block the runtime.
+    ///
+    /// # Errors
+    ///
+    /// See [`update`](Options::update).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::{Options, Persisted};
+    /// # #[derive(Default, serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Stats { launches: u64 }
+    /// # async fn run() -> Result<(), persist::Error> {
+    /// let stats: Stats = Options::new()
+    ///     .update_async("stats.json", |stats: &mut Stats| stats.launches += 1)
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn update_async<T: Persisted + Default + Send + 'static>(
+        &self,
+        path: impl AsRef<Path>,
+        change: impl FnOnce(&mut T) + Send + 'static,
+    ) -> Pending<T> {
+        let options = self.clone();
+        Pending::new(path.as_ref().to_owned(), move |path| {
+            options.update(path, change)
+        })
+    }
+
+    /// [`update_or`](Options::update_or) on persist's worker threads.
+    ///
+    /// # Errors
+    ///
+    /// See [`update`](Options::update).
+    #[cfg(feature = "tokio")]
+    pub fn update_or_async<T: Persisted + Send + 'static>(
+        &self,
+        path: impl AsRef<Path>,
+        initial: impl FnOnce() -> T + Send + 'static,
+        change: impl FnOnce(&mut T) + Send + 'static,
+    ) -> Pending<T> {
+        let options = self.clone();
+        Pending::new(path.as_ref().to_owned(), move |path| {
+            options.update_or(path, initial, change)
+        })
+    }
+
+    /// [`try_update`](Options::try_update) on persist's worker threads.
+    ///
+    /// # Errors
+    ///
+    /// See [`try_update`](Options::try_update).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::{Options, Persisted};
+    /// # #[derive(Default, serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Queue { jobs: Vec<String> }
+    /// # async fn run() -> Result<(), persist::Error> {
+    /// let next: Option<String> = Options::new()
+    ///     .try_update_async("queue.json", |queue: &mut Queue| Ok::<_, persist::Error>(queue.jobs.pop()))
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn try_update_async<T, R, E>(
+        &self,
+        path: impl AsRef<Path>,
+        change: impl FnOnce(&mut T) -> Result<R, E> + Send + 'static,
+    ) -> Pending<R, E>
+    where
+        T: Persisted + Default + 'static,
+        R: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        self.try_update_or_async(path, T::default, change)
+    }
+
+    /// [`try_update_or`](Options::try_update_or) on persist's worker threads.
+    ///
+    /// # Errors
+    ///
+    /// See [`try_update`](Options::try_update).
+    #[cfg(feature = "tokio")]
+    pub fn try_update_or_async<T, R, E>(
+        &self,
+        path: impl AsRef<Path>,
+        initial: impl FnOnce() -> T + Send + 'static,
+        change: impl FnOnce(&mut T) -> Result<R, E> + Send + 'static,
+    ) -> Pending<R, E>
+    where
+        T: Persisted + 'static,
+        R: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        let options = self.clone();
+        Pending::new(path.as_ref().to_owned(), move |path| {
+            options.try_update_or(path, initial, change)
+        })
+    }
+
+    /// Deletes the state file at `path` and everything persist keeps beside it: its backups
+    /// (`<name>.v<N>.bak`), its lock file (`<name>.lock`) and temporary files a crashed save
+    /// left (`.<name>.<random>.tmp`). Takes the file's lock first, so no
+    /// [`update`](Options::update) is half-way; one that was waiting then starts from nothing.
+    /// Removing the lock file is what a cleanup must do, and what updates never do: an update
+    /// that was already waiting for the removed lock file and one that starts after the removal
+    /// (on a new lock file) are not serialized against each other, so remove state files when
+    /// nothing else is updating them (at logout, at uninstall).
+    /// Then syncs the directory (unless [`Durability::None`]), so the removal survives a power
+    /// cut. Returns the paths it removed; a missing file is no error.
+    ///
+    /// A symbolic link at `path` is removed as a link: the file it points to, which may be in
+    /// another directory, and that file's backups are left alone. Anything else at `path` that
+    /// is not a regular file (a directory, a FIFO) is refused untouched.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotRegularFile`] for a directory, FIFO or device at `path`; [`Error::Io`] when an
+    /// entry cannot be removed or the directory not synced; the lock's errors.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let removed = persist::Options::new().remove("session.json")?;
+    /// println!("removed {} files", removed.len());
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn remove(&self, path: impl AsRef<Path>) -> Result<Vec<PathBuf>, Error> {
+        file::remove_file(&self.settings, path.as_ref())
+    }
+
+    /// Deletes the directory `dir` and everything in it (an application's or one user's state
+    /// directory, at logout), then syncs its parent (unless [`Durability::None`]). Symbolic
+    /// links inside are removed as links and never followed, so nothing outside `dir` is
+    /// touched; `dir` itself must be a real directory, not a link to one. A missing `dir` is no
+    /// error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotRegularFile`] with [`FileKind::Symlink`] when `dir` is a symbolic link (or
+    /// the kind found when it is not a directory); [`Error::Io`] naming the entry that could
+    /// not be removed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let dirs = persist::AppDirs::new("com", "Example", "Editor")?;
+    /// let options = persist::Options::new();
+    /// for dir in [dirs.config(), dirs.data(), dirs.state(), dirs.cache()] {
+    ///     options.remove_dir(dir)?;
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn remove_dir(&self, dir: impl AsRef<Path>) -> Result<(), Error> {
+        file::remove_dir(&self.settings, dir.as_ref())
+    }
+
+    /// The backups kept beside the file at `path`, newest version first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the directory cannot be read.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let backups = persist::Options::new().backups_of("settings.json")?;
+    /// for backup in &backups {
+    ///     println!("version {} at {}", backup.version, backup.path.display());
+    /// }
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn backups_of(&self, path: impl AsRef<Path>) -> Result<Vec<Backup>, Error> {
+        file::backups_of(path.as_ref())
+    }
+
+    /// Puts the backup of `version` back in place of the file at `path`, durably and
+    /// atomically. The file it replaces is first kept as a backup of its own version, so a
+    /// restore can be undone. Loading the restored file then migrates it again, so fix what made
+    /// you restore (usually a migration) first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] naming the backup if there is none of `version`; the errors of a
+    /// save otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// persist::Options::new().restore_backup("settings.json", 2)?;
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn restore_backup(&self, path: impl AsRef<Path>, version: u64) -> Result<(), Error> {
+        file::restore(&self.settings, path.as_ref(), version)
+    }
+
+    /// A dry run of [`load`](Options::load): reports the version the file holds, the migration
+    /// steps a load would run, and whether it would succeed (running the migrations in memory),
+    /// without writing anything.
+    ///
+    /// # Errors
+    ///
+    /// Only when the file cannot be read at all ([`Error::NotFound`], [`Error::Io`],
+    /// [`Error::NotRegularFile`], [`Error::TooLarge`]); a file that would fail to load is
+    /// reported in [`Inspection::outcome`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::{Options, Persisted};
+    /// # #[derive(serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Settings { theme: String }
+    /// let report = Options::new().inspect::<Settings>("settings.json")?;
+    /// println!("{report}");
+    /// if !report.would_load() { /* ... */ }
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn inspect<T: Persisted>(&self, path: impl AsRef<Path>) -> Result<Inspection, Error> {
+        inspect::inspect::<T>(
+            path.as_ref(),
+            self.settings.disk.max_size,
+            self.settings.encoding.key.as_ref(),
+        )
+    }
+
+    /// What the file at `path` holds, read without the program's types: its layout and layers,
+    /// schema version, checksum and data as JSON text (with the key of
+    /// [`encrypt`](Options::encrypt), if the file is encrypted). Makes every check a load makes
+    /// before decoding: a file that comes back `Ok` is intact; what a load of a given type would
+    /// make of it is [`inspect`](Options::inspect)'s question. Never writes.
+    ///
+    /// # Errors
+    ///
+    /// What [`load`](Options::load) returns for a file it cannot open or whose bytes are
+    /// damaged: [`Error::NotFound`], [`Error::NotRegularFile`], [`Error::TooLarge`],
+    /// [`Error::Io`], [`Error::Corrupt`] (broken JSON or frame, checksum mismatch),
+    /// [`Error::Unsupported`], [`Error::KeyRequired`], [`Error::Decrypt`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let info = persist::Options::new().file_info("settings.json")?;
+    /// println!("version {:?}, {} bytes, layout {:?}", info.version, info.size, info.layout);
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn file_info(&self, path: impl AsRef<Path>) -> Result<FileInfo, Error> {
+        file_info::file_info(
+            path.as_ref(),
+            self.settings.disk.max_size,
+            self.settings.encoding.key.as_ref(),
+        )
+    }
+
+    /// Opens the [`Journal`] at `path` with these options: its appends sync per
+    /// [`durability`](Options::durability), its snapshots are saved with these layers, its
+    /// records may be up to [`max_size`](Options::max_size) bytes, and opening waits up to
+    /// [`lock_timeout`](Options::lock_timeout) for another process that has it open.
+    ///
+    /// # Errors
+    ///
+    /// See [`Journal::open`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[derive(serde::Serialize, serde::Deserialize, persist::Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Event { id: u64 }
+    /// let journal = persist::Options::new()
+    ///     .checksum(true)
+    ///     .journal::<Event>("events.log")?;
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn journal<E: Persisted>(&self, path: impl AsRef<Path>) -> Result<Journal<E>, Error> {
+        Journal::open_with(&self.settings, path.as_ref())
+    }
+
+    /// The records of the journal at `path` read without their type (their version and JSON
+    /// text), for tools: no lock is taken and nothing is changed, so a writer may have it open.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`], [`Error::NotRegularFile`], [`Error::Corrupt`] for a file that is
+    /// not a journal, [`Error::DamagedJournal`] for damage before the last record,
+    /// [`Error::Io`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// for record in persist::Options::new().journal_records("events.log")? {
+    ///     let record = record?;
+    ///     println!("#{} (version {}): {}", record.index, record.version, record.data);
+    /// }
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn journal_records(&self, path: impl AsRef<Path>) -> Result<JournalRecords, Error> {
+        JournalRecords::open(path.as_ref(), self.settings.disk.max_size)
+    }
+
+    /// A [`Transaction`] on the files under `root` (created if missing) with these options
+    /// (layers, checksum, durability, backups, lock timeout); recovers a transaction a crash
+    /// left unfinished first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the root cannot be created, [`Error::LockTimeout`] while another
+    /// transaction on the root holds its lock longer than the lock timeout, and the errors of
+    /// [`recover`].
+    pub fn transaction(&self, root: impl AsRef<Path>) -> Result<Transaction, Error> {
+        Transaction::open_with(&self.settings, root.as_ref())
+    }
+
+    /// The [`Collection`] in the directory `dir` (created if missing), whose entries are
+    /// written with these options: durability, backups, lock timeout, size cap, and the
+    /// layers (checksum, compression, encryption).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the directory cannot be created, [`Error::NotRegularFile`] if
+    /// something else is there.
+    #[cfg(feature = "collection")]
+    pub fn collection<T: Persisted + Clone + Send + Sync + 'static>(
+        &self,
+        dir: impl AsRef<Path>,
+    ) -> Result<Collection<T>, Error> {
+        Collection::open_with(&self.settings, self.cache_settings(), dir.as_ref())
+    }
+
+    /// Opens `path` as a [`Live`] value: loads it (or `T::default()` if there is no file,
+    /// which is not written until the first update) through the migration chain, and starts
+    /// watching it.
+    ///
+    /// # Errors
+    ///
+    /// Every error of [`load_or_default`](Options::load_or_default) (the file is left alone),
+    /// and [`Error::Io`] with [`IoOp::Watch`](crate::IoOp::Watch) when the directory cannot
+    /// be watched (the system's limit on watches, say), or with
+    /// [`IoOp::BlockingTask`](crate::IoOp::BlockingTask) when no thread could be started.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::{Options, Persisted};
+    /// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Settings { theme: String }
+    /// let live = Options::new()
+    ///     .refresh_every(std::time::Duration::from_secs(2))
+    ///     .live::<Settings>("/mnt/nfs/settings.json")?;
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    #[cfg(feature = "live")]
+    pub fn live<T: Persisted + Default + Clone + Send + Sync + 'static>(
+        &self,
+        path: impl AsRef<Path>,
+    ) -> Result<Live<T>, Error> {
+        crate::live::open(self.settings.clone(), self.live, path.as_ref())
     }
 }
 
-/// Runs a save as one measured operation: its span, and its outcome, version and size.
-fn measured_save(
-    path: &Path,
-    version: u32,
-    save: impl FnOnce() -> Result<(), Error>,
-) -> Result<(), Error> {
-    let operation = Operation::start("save", path);
-    let result = operation.in_span(save);
-    #[cfg(any(feature = "tracing", feature = "metrics"))]
-    let written = result
-        .is_ok()
-        .then(|| std::fs::metadata(path).ok().map(|metadata| metadata.len()))
-        .flatten();
-    #[cfg(not(any(feature = "tracing", feature = "metrics")))]
-    let written = None;
-    let facts = Facts {
-        to: Some(version),
-        written,
-        ..Facts::default()
-    };
-    operation.finish(&result, facts);
-    result
+#[cfg(feature = "collection")]
+impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
+    /// A collection on `backend`, whose entries are encoded with `options` (checksum,
+    /// compression, encryption, size cap) and cached per [`Options::cache`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[derive(Clone, serde::Serialize, serde::Deserialize, persist::Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct User { name: String }
+    /// use std::sync::Arc;
+    /// use persist::{Collection, Options, backend::Memory};
+    ///
+    /// let users: Collection<User> =
+    ///     Collection::with_backend(Arc::new(Memory::new()), Options::new().checksum(true));
+    /// users.put("ada", &User { name: "Ada".into() })?;
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn with_backend(
+        backend: std::sync::Arc<dyn crate::backend::Backend>,
+        options: Options,
+    ) -> Self {
+        let cache = options.cache_settings();
+        Collection::on(backend, options.settings, cache)
+    }
 }

@@ -8,10 +8,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 #[cfg(feature = "tokio")]
 use crate::Pending;
+use crate::error::BoxError;
 use crate::{Error, Options};
-
-/// The error a migration step may return: whatever the user's `TryFrom` impl produced.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// One schema version of a persisted value.
 ///

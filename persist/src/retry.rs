@@ -63,8 +63,9 @@ pub(crate) fn full_jitter(ceiling: Duration) -> Duration {
 impl Error {
     /// Whether the failure may go away by itself, so that trying again makes sense: an
     /// interrupted or busy system call (EINTR, EAGAIN, EBUSY, ETXTBSY), a stale NFS handle
-    /// (ESTALE), a time-out, a lock held too long by another process. Never for what a retry
-    /// cannot change: a missing, corrupt, newer or undecryptable file, a refused migration, a
+    /// (ESTALE), a time-out, a lock held too long by another process, a remote store that
+    /// cannot be reached for now ([`ErrorKind::is_transient`](crate::ErrorKind::is_transient)).
+    /// Never for what a retry cannot change: a missing, corrupt, newer or undecryptable file, a refused migration, a
     /// value that cannot be saved, a full or read-only disk.
     ///
     /// [`Options::retry`](crate::Options::retry) retries exactly these.
@@ -80,21 +81,7 @@ impl Error {
     /// assert!(busy.is_transient());
     /// ```
     pub fn is_transient(&self) -> bool {
-        match self {
-            Error::LockTimeout { .. } => true,
-            Error::Io { source, .. } => {
-                matches!(
-                    source.kind(),
-                    std::io::ErrorKind::Interrupted
-                        | std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::ResourceBusy
-                        | std::io::ErrorKind::ExecutableFileBusy
-                        | std::io::ErrorKind::StaleNetworkFileHandle
-                )
-            }
-            _ => false,
-        }
+        self.kind().is_transient()
     }
 }
 
@@ -106,8 +93,8 @@ mod tests {
 
     use serde::{Deserialize, Serialize};
 
-    use crate::fs::faults::inject_faults;
-    use crate::fs::tests::entries;
+    use crate::shell::commit::tests::entries;
+    use crate::shell::faults::plan;
     use crate::{BoxError, Error, IoOp, Options, Origin, Persisted};
 
     #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -131,13 +118,13 @@ mod tests {
     fn a_save_that_meets_transient_errors_is_tried_again() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("count.json");
-        inject_faults(IoOp::Write, libc::EAGAIN, 2);
+        let _fault = plan(dir.path(), IoOp::Write, libc::EAGAIN, 0, 2);
         retrying(3).save(&Count { n: 7 }, &path).unwrap();
         assert_eq!(Count::load(&path).unwrap(), Count { n: 7 });
         assert_eq!(entries(dir.path()), ["count.json"]);
 
         // One attempt too few: the last error is returned, the old file kept, no temp left.
-        inject_faults(IoOp::Rename, libc::EBUSY, 2);
+        let _fault = plan(dir.path(), IoOp::Rename, libc::EBUSY, 0, 2);
         match retrying(2).save(&Count { n: 8 }, &path) {
             Err(Error::Io { op, source, .. }) => {
                 assert_eq!(op, IoOp::Rename);
@@ -154,9 +141,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("count.json");
         Count { n: 3 }.save(&path).unwrap();
-        inject_faults(IoOp::Open, libc::EINTR, 3);
+        let _fault = plan(dir.path(), IoOp::Open, libc::EINTR, 0, 3);
         assert_eq!(retrying(4).load::<Count>(&path).unwrap(), Count { n: 3 });
-        inject_faults(IoOp::Open, libc::ESTALE, 1);
+        let _fault = plan(dir.path(), IoOp::Open, libc::ESTALE, 0, 1);
         assert!(matches!(
             Options::new().load::<Count>(&path),
             Err(Error::Io { op: IoOp::Open, .. })
@@ -168,7 +155,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("count.json");
         // Two EIO in a row: a retry would succeed at the third attempt; none is made.
-        inject_faults(IoOp::SyncFile, libc::EIO, 2);
+        let fault = plan(dir.path(), IoOp::SyncFile, libc::EIO, 0, 2);
         assert!(matches!(
             retrying(5).save(&Count { n: 1 }, &path),
             Err(Error::Io {
@@ -176,7 +163,7 @@ mod tests {
                 ..
             })
         ));
-        inject_faults(IoOp::SyncFile, libc::EIO, 0);
+        drop(fault);
         for errno in [libc::EIO, libc::ENOSPC, libc::EROFS, libc::EACCES] {
             let error = Error::Io {
                 path: path.clone(),
@@ -209,7 +196,7 @@ mod tests {
     fn an_update_waits_out_a_lock_held_too_long_for_one_attempt() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("count.json");
-        let held = crate::lock::exclusive(&path, None).unwrap();
+        let held = crate::shell::lock::exclusive(&path, None).unwrap();
         let releaser = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(60));
             drop(held);

@@ -167,27 +167,5 @@ pub(crate) fn retried(error: &Error) {
 
 /// A short name for an error's kind, for the `outcome` label (never the message).
 pub(crate) fn outcome_of(error: &Error) -> &'static str {
-    match error {
-        Error::NotFound { .. } => "not_found",
-        Error::Io { .. } => "io",
-        Error::NotRegularFile { .. } => "not_regular_file",
-        Error::TooLarge { .. } => "too_large",
-        Error::Corrupt { .. } => "corrupt",
-        Error::FutureVersion { .. } => "future_version",
-        Error::UnknownVersion { .. } => "unknown_version",
-        Error::Migration { .. } => "migration",
-        Error::LockTimeout { .. } => "lock_timeout",
-        Error::AlreadyRunning { .. } => "already_running",
-        Error::DamagedJournal { .. } => "damaged_journal",
-        Error::Conflict { .. } => "conflict",
-        Error::InvalidKey { .. } => "invalid_key",
-        Error::InvalidPath { .. } => "invalid_path",
-        Error::Contended { .. } => "contended",
-        Error::Audit { .. } => "audit",
-        Error::Serialize { .. } => "serialize",
-        Error::Seal { .. } => "seal",
-        Error::Unsupported { .. } => "unsupported",
-        Error::KeyRequired { .. } => "key_required",
-        Error::Decrypt { .. } => "decrypt",
-    }
+    error.kind().as_str()
 }

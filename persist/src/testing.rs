@@ -612,3 +612,48 @@ macro_rules! migration_tests {
 }
 
 pub use crate::migration_tests;
+
+pub use crate::shell::faults::Fault;
+
+/// Makes the next `times` steps `op` (an open, a write, an fsync, a rename, a directory sync,
+/// a removal, a lock, ...) on files under `under` fail with the OS error `errno`, from any
+/// thread, until the returned [`Fault`] is dropped: for testing what an application does when
+/// persist meets a failing disk, and what persist leaves behind. Every write path of persist
+/// (saves, updates, `Live`, collections, transactions, journals, the audit log) asks the same
+/// seam before each step. Faults under other directories are untouched, so tests running side
+/// by side do not see each other's.
+///
+/// # Examples
+///
+/// ```
+/// # #[derive(serde::Serialize, serde::Deserialize, persist::Persisted)]
+/// # #[persist(version = 1)]
+/// # struct Settings { theme: String }
+/// use persist::{IoOp, Persisted};
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("settings.json");
+/// Settings { theme: "light".into() }.save(&path)?;
+///
+/// let fault = persist::testing::inject_fault(dir.path(), IoOp::SyncFile, libc::EIO, 1);
+/// let error = Settings { theme: "dark".into() }.save(&path).unwrap_err();
+/// assert!(matches!(error, persist::Error::Io { op: IoOp::SyncFile, .. }));
+/// assert_eq!(fault.hits(), 1);
+/// assert_eq!(Settings::load(&path)?.theme, "light"); // the old file is kept
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn inject_fault(under: impl AsRef<Path>, op: crate::IoOp, errno: i32, times: u32) -> Fault {
+    crate::shell::faults::plan(under.as_ref(), op, errno, 0, times)
+}
+
+/// [`inject_fault`], letting the first `skip` matching steps through: the second fsync of a
+/// batch, the third rename of a transaction.
+pub fn inject_fault_after(
+    under: impl AsRef<Path>,
+    op: crate::IoOp,
+    errno: i32,
+    skip: u32,
+    times: u32,
+) -> Fault {
+    crate::shell::faults::plan(under.as_ref(), op, errno, skip, times)
+}

@@ -1,40 +1,51 @@
 //! [`Transaction`]: several files under one root replaced all or nothing, across crashes and
-//! power cuts (DESIGN.md section 9: a staged directory and a commit record).
+//! power cuts: a staged directory and a commit record.
 //!
 //! The sequence (FORMAT.md, section 6):
 //! 1. each file is written into `<root>/.persist-txn/` (the staging directory, kept between
-//!    transactions) under a name unique to the transaction, its writeback started at once;
-//!    the commit syncs them all;
-//! 2. `commit` writes and syncs the commit record (`.persist-txn/commit`: the targets and a
-//!    CRC-32C of them, so a torn record is recognised), then syncs the staging directory once,
-//!    which makes the staged files' and the record's names durable together: **the commit
-//!    point**;
+//!    transactions) under a name unique to the transaction, its writeback started at once,
+//!    and closed (a transaction holds no descriptor per file);
+//! 2. `commit` takes the lock of every target (in path order), checks every target again,
+//!    syncs the staged files, then writes and syncs the commit record (`.persist-txn/commit`:
+//!    the targets and a CRC-32C of them, so a torn record is recognised) and syncs the staging
+//!    directory, which makes the staged files' and the record's names durable together:
+//!    **the commit point**;
 //! 3. each staged file is renamed over its target (a backup kept as a save keeps one), each
 //!    touched directory synced, then the record removed and the staging directory synced (a
 //!    record that came back after a crash would replay its removals over later files).
 //!
+//! Everything under the root is reached through directory handles, never through a symbolic
+//! link or across a mount: a target is a regular file (or nothing) under the root, checked when
+//! it is staged and again before the commit point, so nothing the commit point promises can be
+//! refused after it. A symbolic link at a target is written through when it points to a file
+//! under the root, as a plain save writes through one.
+//!
 //! Recovery ([`recover`], and every [`Transaction::new`]) looks at the staging directory: with a
 //! valid record it does step 3 again (renaming what is still staged, so running it twice is
-//! harmless); with no record, or a torn one, it removes the staged files, and no target was
-//! touched.
+//! harmless); with no record, a torn one, or one that names anything outside the root, it
+//! removes the staged files, and no target was touched. A target that cannot be replaced while
+//! rolling forward is reported ([`Recovery::Incomplete`]); every other one is finished and the
+//! record cleared, so a root is never left refusing transactions.
 
-use std::fs::{self as stdfs, File};
-use std::io::Write;
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::{OsStr, OsString};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::audit::{self, AuditOp, Written};
 use crate::error::IoOp;
-use crate::fs::{Durability, create_parents, io_error, parent_dir, sync_dir};
-use crate::lock::{self, LockGuard};
-use crate::{Error, Options, Persisted, backup};
-
-/// The staging directory's name under the root.
-const STAGING: &str = ".persist-txn";
-
-/// The commit record's name in the staging directory.
-const RECORD: &str = "commit";
+use crate::settings::Settings;
+use crate::shell::commit::{
+    StageAs, StagedFile, Target, Write, create_dirs, create_file, dir_beneath, escape,
+    install_staged, stage_closed, sync_staged,
+};
+use crate::shell::dir::{Dir, Escape, Kind, Lookup};
+use crate::shell::lock::{self, LockGuard, Scope};
+use crate::shell::names::{self, Sibling, TXN_LOCK, TXN_RECORD, TXN_STAGING};
+use crate::shell::{AuditEntry, AuditOp, Disk, Durability, io_error, remove};
+use crate::telemetry::{Facts, Operation};
+use crate::{Error, Persisted};
 
 /// What a transaction does to one target, as the commit record lists it (FORMAT.md,
 /// section 6; written by hand, as persist's core does not build serde's derive).
@@ -56,9 +67,7 @@ impl Op {
             Op::Put { target, .. } | Op::Remove { target } => target,
         }
     }
-}
 
-impl Op {
     fn to_json(&self) -> Value {
         match self {
             Op::Put {
@@ -70,47 +79,85 @@ impl Op {
         }
     }
 
+    /// The operation a record lists, checked as strictly as [`Transaction::save`] checks its
+    /// input: a target is a relative path of plain components that is not the transaction's
+    /// own, a staged file's name is one the transaction could have made. `None` for anything
+    /// else: such a record is never applied.
     fn from_json(value: &Value) -> Option<Op> {
-        if let Some(put) = value.get("put") {
-            return Some(Op::Put {
+        let op = if let Some(put) = value.get("put") {
+            Op::Put {
                 target: put.get("target")?.as_str()?.to_owned(),
                 staged: put.get("staged")?.as_str()?.to_owned(),
                 version: u32::try_from(put.get("version")?.as_u64()?).ok()?,
-            });
+            }
+        } else {
+            let remove = value.get("remove")?;
+            Op::Remove {
+                target: remove.get("target")?.as_str()?.to_owned(),
+            }
+        };
+        parts(op.target()).ok()?;
+        match &op {
+            Op::Put { staged, .. } if !names::is_staged_name(staged) => None,
+            _ => Some(op),
         }
-        let remove = value.get("remove")?;
-        Some(Op::Remove {
-            target: remove.get("target")?.as_str()?.to_owned(),
-        })
     }
 }
 
 /// What [`recover`] found and did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Recovery {
     /// No transaction was left unfinished.
     Clean,
     /// A committed transaction had not finished putting its files in place; it was finished.
     RolledForward,
-    /// A transaction had not reached its commit point; its staged files were removed and no
-    /// target was touched.
+    /// A transaction had not reached its commit point (or its record was torn, or named
+    /// anything outside the root); its staged files were removed and no target was touched.
     Discarded,
+    /// A committed transaction was finished except for the targets in `failed`, which could
+    /// not be replaced (each with its error; what was staged for them is gone). The record is
+    /// cleared: the root takes new transactions.
+    Incomplete {
+        /// Each target that was not replaced, and why.
+        failed: Vec<(PathBuf, Error)>,
+    },
+}
+
+/// Two recoveries are equal when they did the same thing to the same targets.
+impl PartialEq for Recovery {
+    fn eq(&self, other: &Recovery) -> bool {
+        match (self, other) {
+            (Recovery::Incomplete { failed: a }, Recovery::Incomplete { failed: b }) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.0 == b.0)
+            }
+            (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
+        }
+    }
 }
 
 /// Several files under one root directory, replaced all or nothing.
 ///
 /// Paths are relative to the root (`index/main.json`), never absolute, never leaving it
-/// (`..`). Saves are staged (written and synced beside the root's other files, in
+/// (`..`, or a symbolic link or a mount inside it: directories under the root are not
+/// followed through links). Saves are staged (written beside the root's other files, in
 /// `.persist-txn/`); nothing under the root changes before [`commit`](Transaction::commit).
-/// Dropping an uncommitted transaction removes what it staged. One transaction per root at a
-/// time, across processes (the lock file `.persist-txn.lock`).
+/// A target must be a regular file or nothing; a symbolic link at a target is written through
+/// when it points to a file under the root. Dropping an uncommitted transaction removes what
+/// it staged. One transaction per root at a time: across processes (the lock file
+/// `.persist-txn.lock`; another process waits up to [`Options::lock_timeout`]), and in one
+/// process (a second [`Transaction::new`] on a root whose transaction is still alive fails at
+/// once with [`Error::AlreadyOpen`]). A commit takes the lock of each file it writes, the one
+/// [`Options::update`] and [`Live`](crate::Live) take, so they never interleave with it.
 ///
 /// After a crash at any moment, the next [`Transaction::new`] (or [`recover`]) on the root
 /// leaves either every file of the transaction as it was before or every one as it was
 /// committed. A program that reads the files without recovering first may, while a commit is
 /// putting its files in place (or after a crash in the middle of that), see some of them new
 /// and others old; each file it reads is whole, old or new, never a mix of the two.
+///
+/// [`Options::lock_timeout`]: crate::Options::lock_timeout
+/// [`Options::update`]: crate::Options::update
 ///
 /// # Examples
 ///
@@ -137,36 +184,68 @@ pub enum Recovery {
 #[derive(Debug)]
 pub struct Transaction {
     root: PathBuf,
-    options: Options,
+    root_dir: Arc<Dir>,
+    staging: Arc<Dir>,
+    settings: Settings,
     ops: Vec<Op>,
+    /// Where each target's operation is in `ops`.
+    by_target: HashMap<String, usize>,
+    /// The staged files of the puts in `ops`, by staged name: removed when the transaction is
+    /// dropped before its commit point.
+    files: Vec<StagedFile>,
     /// Prefix of this transaction's staged files: its start, in nanoseconds since 1970.
     id: u128,
-    /// The staged files of the puts in `ops`, open: synced together at the commit; with an
-    /// audit log, with their size and CRC-32C.
-    files: Vec<(String, File, Option<Written>)>,
     next: u32,
-    committed: bool,
     _lock: LockGuard,
 }
 
 impl Transaction {
     /// A transaction on the files under `root` (created if missing), with the default
-    /// [`Options`]; recovers a transaction a crash left unfinished first.
+    /// [`Options`](crate::Options); recovers a transaction a crash left unfinished first.
     ///
     /// # Errors
     ///
-    /// See [`Options::transaction`].
+    /// See [`Options::transaction`](crate::Options::transaction).
     pub fn new(root: impl AsRef<Path>) -> Result<Transaction, Error> {
-        Options::new().transaction(root)
+        Transaction::open_with(&Settings::DEFAULT, root.as_ref())
+    }
+
+    pub(crate) fn open_with(settings: &Settings, root: &Path) -> Result<Transaction, Error> {
+        let disk = &settings.disk;
+        let (root_dir, lock) = lock_root(disk, root)?;
+        recover_locked(settings, root, &root_dir)?;
+        let staging = match root_dir
+            .child_or_create(OsStr::new(TXN_STAGING), disk.syncs())
+            .map_err(io_error(&root.join(TXN_STAGING), IoOp::CreateDir))?
+        {
+            Lookup::Found(staging) => Arc::new(staging),
+            Lookup::Missing => {
+                return Err(io_error(&root.join(TXN_STAGING), IoOp::CreateDir)(
+                    std::io::ErrorKind::NotFound.into(),
+                ));
+            }
+            Lookup::Escape(escaped) => return Err(escape(escaped)),
+        };
+        let id = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos());
+        Ok(Transaction {
+            root: root.to_owned(),
+            root_dir,
+            staging,
+            settings: settings.clone(),
+            ops: Vec::new(),
+            by_target: HashMap::new(),
+            files: Vec::new(),
+            id,
+            next: 0,
+            _lock: lock,
+        })
     }
 
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.root
-    }
-
-    fn staging(&self) -> PathBuf {
-        self.root.join(STAGING)
     }
 
     /// Stages `value` to be saved at `path` (relative to the root) when the transaction
@@ -176,30 +255,29 @@ impl Transaction {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidPath`] for an absolute path or one leaving the root,
-    /// [`Error::Serialize`] or [`Error::Seal`] for the value, [`Error::Io`] for the staging.
-    /// Nothing under the root changes.
+    /// [`Error::InvalidPath`] for an absolute path, one leaving the root (`..`, a symbolic
+    /// link or a mount inside it), or the transaction's own; [`Error::NotRegularFile`] when a
+    /// directory, FIFO or device is at the path; [`Error::Serialize`] or [`Error::Seal`] for
+    /// the value; [`Error::Io`] for the staging. Nothing under the root changes.
     pub fn save<T: Persisted>(&mut self, value: &T, path: impl AsRef<Path>) -> Result<(), Error> {
-        let target = self.relative(path.as_ref())?;
+        let target = self.checked(path.as_ref())?;
         let destination = self.root.join(&target);
-        let bytes = self.options.file_bytes(value, &destination)?;
-        let staging = self.staging();
+        let bytes = self.settings.file_bytes(value, &destination)?;
         self.next += 1;
-        let staged = format!("{:032x}-{:08}", self.id, self.next);
-        let staged_path = staging.join(&staged);
-        let mut file =
-            File::create_new(&staged_path).map_err(io_error(&destination, IoOp::CreateTemp))?;
-        file.write_all(&bytes)
-            .map_err(io_error(&destination, IoOp::Write))?;
-        // Its writeback starts now; the commit waits for all of them at once.
-        crate::fs::start_writeback(&file);
-        let written = self.options.audited().then(|| Written::of(&bytes));
-        self.files.push((staged.clone(), file, written));
+        let staged = names::staged_name(self.id, self.next);
+        let file = stage_closed(
+            &self.settings.disk,
+            &self.staging,
+            StageAs::Exactly(OsStr::new(&staged)),
+            &bytes,
+            &destination,
+        )?;
         self.replace(Op::Put {
             target,
             staged,
             version: T::VERSION,
         });
+        self.files.push(file);
         Ok(())
     }
 
@@ -208,9 +286,10 @@ impl Transaction {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidPath`] for an absolute path or one leaving the root.
+    /// [`Error::InvalidPath`] for an absolute path or one leaving the root;
+    /// [`Error::NotRegularFile`] when something else than a file is at the path.
     pub fn remove(&mut self, path: impl AsRef<Path>) -> Result<(), Error> {
-        let target = self.relative(path.as_ref())?;
+        let target = self.checked(path.as_ref())?;
         self.replace(Op::Remove { target });
         Ok(())
     }
@@ -219,76 +298,89 @@ impl Transaction {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] naming the step that failed. A failure before the commit point leaves
-    /// every target as it was (and the staging is removed when the transaction drops); after
-    /// it, the transaction is committed and the next [`Transaction::new`] or [`recover`] on the
-    /// root finishes putting the files in place.
+    /// [`Error::InvalidPath`] or [`Error::NotRegularFile`] when a target changed since it was
+    /// staged into something a transaction cannot replace, [`Error::LockTimeout`] while
+    /// another process updates a target, [`Error::Io`] naming the step that failed: before
+    /// the commit point, every target is as it was (and the staging is removed when the
+    /// transaction drops). A failure after the commit point (a rename refused by the file
+    /// system) still puts every other file in place; the failed ones are retried by the next
+    /// [`Transaction::new`] or [`recover`] on the root.
     pub fn commit(mut self) -> Result<(), Error> {
         if self.ops.is_empty() {
-            self.committed = true;
             return Ok(());
         }
-        let durable = self.options.sync_level() != Durability::None;
-        if durable {
-            for (staged, file, _) in &self.files {
-                file.sync_all()
-                    .map_err(io_error(&self.staging().join(staged), IoOp::SyncFile))?;
-            }
-        }
-        // Read before the files are replaced: the versions they held.
-        let from_versions: Vec<Option<u64>> = match self.options.audited() {
-            true => self
-                .ops
-                .iter()
-                .map(|op| audit::stored_version(&self.root.join(op.target())))
-                .collect(),
-            false => Vec::new(),
-        };
-        write_record(&self.staging(), &self.ops, durable)?;
-        // The commit point has passed: from here on, a crash rolls forward.
-        self.committed = true;
-        apply(&self.root, &self.options, &self.ops)?;
-        if !self.options.audited() {
-            return Ok(());
-        }
-        let paths: Vec<PathBuf> = self
-            .ops
-            .iter()
-            .map(|op| self.root.join(op.target()))
-            .collect();
-        let entries: Vec<audit::Entry<'_>> = self
-            .ops
-            .iter()
-            .zip(&paths)
-            .zip(from_versions)
-            .map(|((op, path), from_version)| {
-                let (to_version, written) = match op {
-                    Op::Put {
-                        staged, version, ..
-                    } => (
-                        Some(u64::from(*version)),
-                        self.files
-                            .iter()
-                            .find(|(name, _, _)| name == staged)
-                            .and_then(|(_, _, written)| *written),
-                    ),
-                    Op::Remove { .. } => (None, None),
-                };
-                audit::Entry {
-                    operation: AuditOp::Commit,
-                    path,
-                    key: None,
-                    from_version,
-                    to_version,
-                    written,
-                }
-            })
-            .collect();
-        self.options.audit_entries(&entries)
+        let operation = Operation::start("transaction_commit", &self.root);
+        let result = operation.in_span(|| self.commit_now());
+        operation.finish(&result, Facts::default());
+        result
     }
 
-    /// The path relative to the root, as the record stores it.
-    fn relative(&self, path: &Path) -> Result<String, Error> {
+    fn commit_now(&mut self) -> Result<(), Error> {
+        let disk = self.settings.disk.clone();
+        // Every target checked again (it may have changed since it was staged): past the
+        // commit point nothing may be refused. No descriptor is kept per target.
+        let mut modes = Vec::with_capacity(self.ops.len());
+        for op in &self.ops {
+            let target = resolve(&self.root, &self.root_dir, op.target(), None)?;
+            modes.push(target.and_then(|target| target.mode));
+        }
+        let staged: HashMap<&OsStr, &StagedFile> =
+            self.files.iter().map(|file| (file.name(), file)).collect();
+        let mut syncs = Vec::with_capacity(self.files.len());
+        for (op, mode) in self.ops.iter().zip(&modes) {
+            if let Op::Put {
+                staged: name,
+                target,
+                ..
+            } = op
+                && let Some(file) = staged.get(OsStr::new(name))
+            {
+                syncs.push((*file, *mode, self.root.join(target)));
+            }
+        }
+        sync_staged(
+            &disk,
+            syncs
+                .iter()
+                .map(|(file, mode, named)| (*file, *mode, named.as_path())),
+        )?;
+        write_record(&disk, &self.staging, &self.ops)?;
+        // The commit point has passed: from here on, a crash rolls forward, and the staged
+        // files stay for recovery whatever happens.
+        for file in &mut self.files {
+            file.keep();
+        }
+        let files = std::mem::take(&mut self.files);
+        let Applied { failed, entries } = apply(
+            &self.settings,
+            &self.root,
+            &self.root_dir,
+            &self.staging,
+            &self.ops,
+            files,
+        )?;
+        if let Some((_, error)) = failed.into_iter().next() {
+            // The record stays: the next recovery tries the failed targets again.
+            return Err(error);
+        }
+        clear_record(&disk, &self.staging)?;
+        let entries: Vec<AuditEntry<'_>> = entries
+            .iter()
+            .map(|entry| AuditEntry {
+                operation: AuditOp::Commit,
+                path: &entry.path,
+                key: None,
+                from_version: entry.from_version,
+                to_version: entry.to_version,
+                written: entry.written,
+            })
+            .collect();
+        disk.audit(&entries)
+    }
+
+    /// The path relative to the root, as the record stores it, after checking that it names a
+    /// file the transaction may replace.
+    fn checked(&self, path: &Path) -> Result<String, Error> {
         let invalid = |reason: &str| Error::InvalidPath {
             path: self.root.join(path),
             reason: reason.to_owned(),
@@ -314,66 +406,173 @@ impl Transaction {
         if parts.is_empty() {
             return Err(invalid("the path names no file"));
         }
-        if parts[0] == STAGING || parts[0] == ".persist-txn.lock" {
+        if names::is_root_own(OsStr::new(parts[0])) {
             return Err(invalid("the path is the transaction's own"));
         }
-        Ok(parts.join("/"))
+        let target = parts.join("/");
+        // A target that would be refused at the commit is refused now; a link at the target
+        // is written through, so the record names the file it points to.
+        match resolve(&self.root, &self.root_dir, &target, None)? {
+            Some(resolved) => Ok(relative_name(&self.root, &resolved)),
+            None => Ok(target),
+        }
     }
 
     /// Stages `op`, replacing an earlier one on the same target.
     fn replace(&mut self, op: Op) {
-        if let Some(at) = self.ops.iter().position(|old| old.target() == op.target()) {
-            let old = self.ops.remove(at);
-            if let Op::Put { staged, .. } = old {
-                // Replaced: neither synced at the commit nor put in place.
-                self.files.retain(|(name, _, _)| *name != staged);
-                let _ = stdfs::remove_file(self.staging().join(staged));
+        match self.by_target.get(op.target()) {
+            Some(&at) => {
+                if let Op::Put { staged, .. } = std::mem::replace(&mut self.ops[at], op) {
+                    // Replaced: neither synced at the commit nor put in place (removed on drop).
+                    self.files.retain(|file| file.name() != OsStr::new(&staged));
+                }
+            }
+            None => {
+                self.by_target
+                    .insert(op.target().to_owned(), self.ops.len());
+                self.ops.push(op);
             }
         }
-        self.ops.push(op);
     }
 }
 
-impl Drop for Transaction {
-    fn drop(&mut self) {
-        if !self.committed {
-            // Not committed: nothing under the root was touched; the staged files go.
-            for op in &self.ops {
-                if let Op::Put { staged, .. } = op {
-                    let _ = stdfs::remove_file(self.staging().join(staged));
-                }
-            }
+/// The components of a target as the record stores it (`a/b/c.json`): plain names only.
+fn parts(target: &str) -> Result<Vec<&OsStr>, &'static str> {
+    let parts: Vec<&OsStr> = target.split('/').map(OsStr::new).collect();
+    for part in &parts {
+        let text = part.to_str().unwrap_or_default();
+        if text.is_empty() || text == "." || text == ".." || text.contains('\0') {
+            return Err("the path is not a relative path of plain names");
+        }
+        if Path::new(part).components().count() != 1 {
+            return Err("the path is not a relative path of plain names");
         }
     }
+    if names::is_root_own(parts[0]) {
+        return Err("the path is the transaction's own");
+    }
+    Ok(parts)
+}
+
+/// The file `target` names under the root, reached without following a link in a directory
+/// or crossing a mount; a link at the target itself is followed when it leads to a file
+/// under the root. `None` when a directory on the way does not exist yet. With `create`,
+/// missing directories are made (mode 0700) and the result is never `None`.
+fn resolve(
+    root: &Path,
+    root_dir: &Arc<Dir>,
+    target: &str,
+    create: Option<&Disk>,
+) -> Result<Option<Target>, Error> {
+    let named = root.join(target);
+    let parts = parts(target).map_err(|reason| Error::InvalidPath {
+        path: named.clone(),
+        reason: reason.to_owned(),
+    })?;
+    let (name, dirs) = parts.split_last().unwrap_or((&parts[0], &[]));
+    let dir = match dir_beneath(root_dir, dirs, create.map(|disk| disk.durability))? {
+        Some(dir) => dir,
+        None => return Ok(None),
+    };
+    let stat = dir.stat(name).map_err(io_error(&named, IoOp::Metadata))?;
+    match stat.map(|stat| stat.kind) {
+        Some(Kind::Symlink) => {
+            let inside = follow_link(root, &named)?;
+            resolve(root, root_dir, &inside, create)
+        }
+        _ => Target::beneath(&dir, name, named).map(Some),
+    }
+}
+
+/// The target, under the root, of the link at `named`: refused when it leads out of the
+/// root (or nowhere).
+fn follow_link(root: &Path, named: &Path) -> Result<String, Error> {
+    let leaves = || escape(Escape::Symlink(named.to_owned()));
+    let real_root = std::fs::canonicalize(root).map_err(io_error(root, IoOp::ResolveSymlink))?;
+    let real = std::fs::canonicalize(named).map_err(io_error(named, IoOp::ResolveSymlink))?;
+    let inside = real.strip_prefix(&real_root).map_err(|_| leaves())?;
+    let parts: Option<Vec<&str>> = inside
+        .components()
+        .map(|component| match component {
+            Component::Normal(part) => part.to_str(),
+            _ => None,
+        })
+        .collect();
+    match parts {
+        Some(parts) if !parts.is_empty() => Ok(parts.join("/")),
+        _ => Err(leaves()),
+    }
+}
+
+/// A resolved target's path relative to the root, as the record stores it.
+fn relative_name(root: &Path, target: &Target) -> String {
+    let dir = target
+        .dir
+        .path()
+        .strip_prefix(root)
+        .unwrap_or(Path::new(""));
+    let mut parts: Vec<String> = dir
+        .components()
+        .map(|part| part.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    parts.push(target.name.to_string_lossy().into_owned());
+    parts.join("/")
+}
+
+/// Opens the root (created if missing, mode 0700) and takes its transaction lock: once per
+/// process, waiting for other processes up to the lock timeout.
+fn lock_root(disk: &Disk, root: &Path) -> Result<(Arc<Dir>, LockGuard), Error> {
+    let root_dir = match Dir::open(root) {
+        Ok(dir) => dir,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            create_dirs(root, root, disk.durability)?;
+            Dir::open(root).map_err(io_error(root, IoOp::CreateDir))?
+        }
+        Err(error) => return Err(io_error(root, IoOp::Open)(error)),
+    };
+    let root_dir = Arc::new(root_dir);
+    let lock = lock::exclusive_in(
+        &root_dir,
+        OsStr::new(TXN_LOCK),
+        root,
+        disk.lock_timeout,
+        Scope::Process,
+    )?;
+    Ok((root_dir, lock))
 }
 
 /// Writes the commit record: the operations as JSON, then a line with their CRC-32C (a torn
 /// record fails it), synced, then syncs the staging directory, which makes the staged files'
 /// names and the record's durable at once.
-fn write_record(staging: &Path, ops: &[Op], durable: bool) -> Result<(), Error> {
-    let path = staging.join(RECORD);
+fn write_record(disk: &Disk, staging: &Dir, ops: &[Op]) -> Result<(), Error> {
     let record = json!({"ops": ops.iter().map(Op::to_json).collect::<Vec<_>>()});
     let mut bytes = serde_json::to_vec(&record).map_err(|source| Error::Serialize {
-        path: path.clone(),
+        path: staging.join(TXN_RECORD),
         field: None,
         source,
     })?;
     let crc = crc32c::crc32c(&bytes);
     bytes.extend_from_slice(format!("\n{crc:08x}\n").as_bytes());
-    let mut file = File::create(&path).map_err(io_error(&path, IoOp::CreateTemp))?;
-    file.write_all(&bytes)
-        .map_err(io_error(&path, IoOp::Write))?;
-    if durable {
-        file.sync_all().map_err(io_error(&path, IoOp::SyncFile))?;
-        sync_dir(staging).map_err(io_error(&path, IoOp::SyncDir))?;
-    }
-    Ok(())
+    let name = OsStr::new(TXN_RECORD);
+    create_file(disk, staging, name, &bytes).inspect_err(|_| {
+        // Not committed (the caller is told so, and drops the staged files): a record whose
+        // directory sync failed must not be rolled forward later.
+        let _ = staging.remove_file(name);
+    })
 }
 
-/// The record in the staging directory, if there is a whole one.
-fn read_record(staging: &Path) -> Option<Vec<Op>> {
-    let bytes = stdfs::read(staging.join(RECORD)).ok()?;
-    let text = std::str::from_utf8(&bytes).ok()?;
+/// The record in the staging directory, if there is a whole and valid one.
+fn read_record(disk: &Disk, staging: &Dir) -> Result<Option<Vec<Op>>, Error> {
+    let name = OsStr::new(TXN_RECORD);
+    let Some(bytes) = crate::shell::backup::read_in(disk, staging, name, &staging.join(name))?
+    else {
+        return Ok(None);
+    };
+    Ok(parse_record(&bytes))
+}
+
+fn parse_record(bytes: &[u8]) -> Option<Vec<Op>> {
+    let text = std::str::from_utf8(bytes).ok()?;
     let (json, crc) = text.strip_suffix('\n')?.rsplit_once('\n')?;
     let crc = u32::from_str_radix(crc, 16).ok()?;
     (crc32c::crc32c(json.as_bytes()) == crc).then_some(())?;
@@ -386,147 +585,266 @@ fn read_record(staging: &Path) -> Option<Vec<Op>> {
         .collect()
 }
 
-/// Puts the staged files in place and removes the removed ones (skipping what an earlier run
-/// already did), syncs each touched directory, then removes the record and the staging.
-fn apply(root: &Path, options: &Options, ops: &[Op]) -> Result<(), Error> {
-    let staging = root.join(STAGING);
-    let durability = options.sync_level();
-    let mut touched: Vec<PathBuf> = Vec::new();
-    for op in ops {
-        let target = root.join(op.target());
-        match op {
-            Op::Put {
-                staged, version, ..
-            } => {
-                let staged = staging.join(staged);
-                if !staged.exists() {
-                    continue; // put in place by an earlier run
-                }
-                create_parents(&target, parent_dir(&target))?;
-                backup::preserve(
-                    &target,
-                    &target,
-                    u64::from(*version),
-                    None,
-                    options.backups_kept(),
-                    options.max_size_limit(),
-                    durability,
-                )?;
-                stdfs::rename(&staged, &target).map_err(io_error(&target, IoOp::Rename))?;
-            }
-            Op::Remove { .. } => match stdfs::remove_file(&target) {
-                Ok(()) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => return Err(io_error(&target, IoOp::Remove)(error)),
-            },
-        }
-        touched.push(parent_dir(&target).to_owned());
-    }
-    if durability != Durability::None {
-        touched.sort();
-        touched.dedup();
-        for directory in &touched {
-            sync_dir(directory).map_err(io_error(directory, IoOp::SyncDir))?;
-        }
-    }
-    remove_record(&staging, durability)
+/// What [`apply`] did: the targets it could not replace, and one audit entry per target done.
+struct Applied {
+    failed: Vec<(PathBuf, Error)>,
+    entries: Vec<Done>,
 }
 
-/// Removes the commit record, durably: a record that came back after a crash would replay its
-/// removals over files written since.
-fn remove_record(staging: &Path, durability: Durability) -> Result<(), Error> {
-    let path = staging.join(RECORD);
-    match stdfs::remove_file(&path) {
-        Ok(()) if durability != Durability::None => {
-            sync_dir(staging).map_err(io_error(&path, IoOp::SyncDir))
-        }
-        Ok(()) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(io_error(&path, IoOp::Remove)(error)),
-    }
+/// A target put in place or removed, for the audit log.
+struct Done {
+    path: PathBuf,
+    from_version: Option<u64>,
+    to_version: Option<u64>,
+    written: Option<crate::shell::Written>,
 }
 
-/// Removes every staged file of transactions that did not commit (no target was touched).
-fn discard_staged(staging: &Path) -> Result<bool, Error> {
-    let entries = match stdfs::read_dir(staging) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(error) => return Err(io_error(staging, IoOp::Read)(error)),
+/// Puts the staged files in place and removes the removed targets (skipping what an earlier
+/// run already did), each under its file's lock (the one updates take, held for that file
+/// alone: a transaction of any size holds a few descriptors), then syncs each touched
+/// directory once. A target that cannot be replaced does not stop the others: it is reported
+/// in [`Applied::failed`].
+fn apply(
+    settings: &Settings,
+    root: &Path,
+    root_dir: &Arc<Dir>,
+    staging: &Arc<Dir>,
+    ops: &[Op],
+    files: Vec<StagedFile>,
+) -> Result<Applied, Error> {
+    let disk = &settings.disk;
+    let mut files: HashMap<OsString, StagedFile> = files
+        .into_iter()
+        .map(|file| (file.name().to_owned(), file))
+        .collect();
+    // The directories touched, relative to the root, synced once each at the end.
+    let mut touched: BTreeSet<String> = BTreeSet::new();
+    let mut applied = Applied {
+        failed: Vec::new(),
+        entries: Vec::new(),
     };
+    for op in ops {
+        let named = root.join(op.target());
+        let done = (|| -> Result<Option<Done>, Error> {
+            let Some(target) = resolve(root, root_dir, op.target(), Some(disk))? else {
+                return Ok(None);
+            };
+            let lock_name = names::name_for(&target.name, Sibling::Lock);
+            let lock = lock::exclusive_in(
+                &target.dir,
+                &lock_name,
+                &target.named,
+                disk.lock_timeout,
+                Scope::Shared,
+            )?;
+            let done = match op {
+                Op::Put {
+                    staged, version, ..
+                } => {
+                    let file = match files.remove(OsStr::new(staged)) {
+                        Some(file) => file,
+                        // Recovery: the staged file, if an earlier run has not put it in place.
+                        None => match staging
+                            .stat(OsStr::new(staged))
+                            .map_err(io_error(&named, IoOp::Metadata))?
+                        {
+                            Some(stat) if stat.kind == Kind::File => {
+                                StagedFile::existing(staging, OsString::from(staged))
+                            }
+                            _ => return Ok(None),
+                        },
+                    };
+                    let written = file.written;
+                    let write = Write {
+                        version: Some(*version),
+                        ..Write::default()
+                    };
+                    // Past the commit point a backup that cannot be made does not stop the
+                    // rename: the transaction's files go in place together.
+                    let from_version = install_staged(disk, file, &target, &write, true)?;
+                    Done {
+                        path: named.clone(),
+                        from_version,
+                        to_version: Some(u64::from(*version)),
+                        written,
+                    }
+                }
+                Op::Remove { .. } => {
+                    let from_version = match disk.audited() {
+                        true => target.head()?.as_deref().and_then(crate::shell::version_of),
+                        false => None,
+                    };
+                    remove::remove_file(&target.dir, &target.name, &named)?;
+                    // Its lock file goes with it, removed while held.
+                    lock.remove(Durability::None)?;
+                    Done {
+                        path: named.clone(),
+                        from_version,
+                        to_version: None,
+                        written: None,
+                    }
+                }
+            };
+            touched.insert(relative_dir(root, &target));
+            Ok(Some(done))
+        })();
+        match done {
+            Ok(Some(done)) => applied.entries.push(done),
+            Ok(None) => {}
+            Err(error) => applied.failed.push((named, error)),
+        }
+    }
+    if disk.syncs_dirs() {
+        for dir in &touched {
+            let parts: Vec<&OsStr> = dir
+                .split('/')
+                .filter(|part| !part.is_empty())
+                .map(OsStr::new)
+                .collect();
+            if let Some(dir) = dir_beneath(root_dir, &parts, None)? {
+                remove::sync_dir(disk, &dir, dir.path())?;
+            }
+        }
+    }
+    Ok(applied)
+}
+
+/// The directory of a resolved target, relative to the root (`""` for the root itself).
+fn relative_dir(root: &Path, target: &Target) -> String {
+    target
+        .dir
+        .path()
+        .strip_prefix(root)
+        .unwrap_or(Path::new(""))
+        .components()
+        .map(|part| part.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Removes the commit record, durably (a record that came back after a crash would replay its
+/// removals over files written since), then every staged file left.
+fn clear_record(disk: &Disk, staging: &Dir) -> Result<(), Error> {
+    let name = OsStr::new(TXN_RECORD);
+    if remove::remove_file(staging, name, &staging.join(name))? {
+        remove::sync_dir(disk, staging, &staging.join(name))?;
+    }
+    discard_staged(staging).map(drop)
+}
+
+/// Removes every staged file in the staging directory (names a transaction makes; anything
+/// else is left alone); `true` if there was one.
+fn discard_staged(staging: &Dir) -> Result<bool, Error> {
+    let entries = staging
+        .list()
+        .map_err(io_error(staging.path(), IoOp::Read))?;
     let mut discarded = false;
-    for entry in entries {
-        let entry = entry.map_err(io_error(staging, IoOp::Read))?;
-        let path = entry.path();
-        stdfs::remove_file(&path).map_err(io_error(&path, IoOp::Remove))?;
-        discarded = true;
+    for (name, _) in entries {
+        if name.to_str().is_some_and(names::is_staged_name) {
+            discarded |= remove::remove_file(staging, &name, &staging.join(&name))?;
+        }
     }
     Ok(discarded)
 }
 
 /// Finishes or discards a transaction a crash left unfinished under `root` (see
-/// [`Transaction`]), with the default [`Options`]; [`Transaction::new`] does it too.
+/// [`Transaction`]), with the default [`Options`](crate::Options); [`Transaction::new`] does it
+/// too.
 ///
 /// # Errors
 ///
-/// [`Error::LockTimeout`] while another process holds the root's transaction lock, and
-/// [`Error::Io`] naming the step that failed (running it again continues).
+/// [`Error::LockTimeout`] while another process holds the root's transaction lock,
+/// [`Error::AlreadyOpen`] while a transaction of this process is open on it,
+/// [`Error::InvalidPath`] when `.persist-txn` under the root is a symbolic link or a mount (it
+/// is never followed), and [`Error::Io`] naming the step that failed (running it again
+/// continues).
 pub fn recover(root: impl AsRef<Path>) -> Result<Recovery, Error> {
-    let options = Options::new();
+    let settings = &Settings::DEFAULT;
     let root = root.as_ref();
-    let _lock = lock_root(root, &options)?;
-    recover_locked(root, &options)
+    let (root_dir, _lock) = lock_root(&settings.disk, root)?;
+    recover_locked(settings, root, &root_dir)
 }
 
-/// The lock of transactions on `root`: the file `<root>/.persist-txn.lock`.
-fn lock_root(root: &Path, options: &Options) -> Result<LockGuard, Error> {
-    let lock_path = root.join(format!("{STAGING}.lock"));
-    lock::exclusive_file(&root.join(STAGING), lock_path, options.lock_wait())
-}
-
-fn recover_locked(root: &Path, options: &Options) -> Result<Recovery, Error> {
-    let staging = root.join(STAGING);
-    if let Some(ops) = read_record(&staging) {
-        apply(root, options, &ops)?;
-        return Ok(Recovery::RolledForward);
+fn recover_locked(
+    settings: &Settings,
+    root: &Path,
+    root_dir: &Arc<Dir>,
+) -> Result<Recovery, Error> {
+    let disk = &settings.disk;
+    let staging_path = root.join(TXN_STAGING);
+    let staging = match root_dir
+        .child(OsStr::new(TXN_STAGING))
+        .map_err(io_error(&staging_path, IoOp::Open))?
+    {
+        Lookup::Found(staging) => Arc::new(staging),
+        Lookup::Missing => return Ok(Recovery::Clean),
+        Lookup::Escape(escaped) => return Err(escape(escaped)),
+    };
+    if let Some(ops) = read_record(disk, &staging)? {
+        let Applied { failed, .. } = apply(settings, root, root_dir, &staging, &ops, Vec::new())?;
+        clear_record(disk, &staging)?;
+        return Ok(match failed.is_empty() {
+            true => Recovery::RolledForward,
+            false => Recovery::Incomplete { failed },
+        });
     }
-    // No record, or a torn one: the transaction never reached its commit point.
-    let _ = stdfs::remove_file(staging.join(RECORD));
-    if discard_staged(&staging)? {
+    // No record, a torn one or one naming anything outside the root: the transaction never
+    // (validly) reached its commit point, and no target was touched.
+    let name = OsStr::new(TXN_RECORD);
+    let had_record = remove::remove_file(&staging, name, &staging.join(name))?;
+    if discard_staged(&staging)? || had_record {
+        remove::sync_dir(disk, &staging, &staging_path)?;
         Ok(Recovery::Discarded)
     } else {
         Ok(Recovery::Clean)
     }
 }
 
-impl Options {
-    /// A [`Transaction`] on the files under `root` (created if missing) with these options
-    /// (layers, checksum, durability, backups, lock timeout); recovers a transaction a crash
-    /// left unfinished first.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] if the root cannot be created, [`Error::LockTimeout`] while another
-    /// transaction on the root holds its lock longer than the lock timeout, and the errors of
-    /// [`recover`].
-    pub fn transaction(&self, root: impl AsRef<Path>) -> Result<Transaction, Error> {
-        let root = root.as_ref().to_owned();
-        stdfs::create_dir_all(&root).map_err(io_error(&root, IoOp::CreateDir))?;
-        let lock = lock_root(&root, self)?;
-        recover_locked(&root, self)?;
-        let staging = root.join(STAGING);
-        create_parents(&staging, &staging)?;
-        let id = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_nanos());
-        Ok(Transaction {
-            root,
-            options: self.clone(),
-            ops: Vec::new(),
-            id,
-            files: Vec::new(),
-            next: 0,
-            committed: false,
-            _lock: lock,
-        })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_naming_anything_outside_the_root_is_not_valid() {
+        let record = |ops: Value| {
+            let json = serde_json::to_vec(&json!({ "ops": ops })).unwrap();
+            let crc = crc32c::crc32c(&json);
+            let mut bytes = json;
+            bytes.extend_from_slice(format!("\n{crc:08x}\n").as_bytes());
+            parse_record(&bytes)
+        };
+        let staged = names::staged_name(7, 1);
+        assert!(
+            record(json!([{"put": {"target": "a/b.json", "staged": staged, "version": 1}}]))
+                .is_some()
+        );
+        for target in [
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "",
+            ".",
+            "a//b",
+            ".persist-txn/commit",
+            ".persist-txn.lock",
+            "a/./b",
+        ] {
+            assert!(
+                record(json!([{"remove": {"target": target}}])).is_none(),
+                "{target:?}"
+            );
+            assert!(
+                record(json!([{"put": {"target": target, "staged": staged, "version": 1}}]))
+                    .is_none(),
+                "{target:?}"
+            );
+        }
+        for staged in ["../../etc/passwd", "/etc/passwd", "commit", "x"] {
+            assert!(
+                record(json!([{"put": {"target": "a.json", "staged": staged, "version": 1}}]))
+                    .is_none(),
+                "{staged:?}"
+            );
+        }
     }
 }

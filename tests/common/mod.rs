@@ -185,3 +185,130 @@ impl Rng {
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % bound
     }
 }
+
+/// A command that runs the test named `test` of this same test binary, alone, in a child
+/// process, with the variables `vars` set: the one way the integration tests start child
+/// processes. The child's test body reads its instructions from them and does nothing
+/// when run as an ordinary test (the variables are not set then). `--nocapture`: what the child
+/// prints reaches its stdout, for the parent to read.
+pub fn child<V: AsRef<std::ffi::OsStr>>(test: &str, vars: &[(&str, V)]) -> std::process::Command {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command.args([
+        "--exact",
+        test,
+        "--test-threads=1",
+        "--nocapture",
+        "--quiet",
+    ]);
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    command
+}
+
+/// Whether this run is CI's (`CI` is set): there a test that needs root or a tool must run,
+/// never skip.
+pub fn under_ci() -> bool {
+    std::env::var_os("CI").is_some()
+}
+
+/// Whether a test that needs `what` (root, a tool) can run: `true` if `available`; otherwise
+/// it fails under CI and says loudly that it is skipped elsewhere.
+pub fn needs(what: &str, available: bool) -> bool {
+    if available {
+        return true;
+    }
+    assert!(
+        !under_ci(),
+        "{what} is missing under CI: this test must run there"
+    );
+    eprintln!("SKIPPED: needs {what}");
+    // libtest hides a passing test's output: say it where it is seen too.
+    println!("SKIPPED: needs {what}");
+    false
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether the program `tool` is on the PATH.
+pub fn has_tool(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+}
+
+/// Runs a command, panicking with its output if it fails.
+pub fn run(command: &str, args: &[&str]) {
+    let output = std::process::Command::new(command)
+        .args(args)
+        .output()
+        .unwrap_or_else(|error| panic!("{command}: {error}"));
+    assert!(
+        output.status.success(),
+        "{command} {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A mount that is undone when dropped, even if the test fails.
+pub struct Mounted(pub PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A small ext4 file system of `size_kib` KiB, loop-mounted at `point` (created): for tests of
+/// a full disk. `None` (skipped, or a failure under CI) without root or `mkfs.ext4`.
+pub fn small_ext4(image_dir: &Path, point: &Path, size_kib: u32) -> Option<Mounted> {
+    if !needs("root", is_root()) || !needs("mkfs.ext4", has_tool("mkfs.ext4")) {
+        return None;
+    }
+    let image = image_dir.join("fs.img");
+    let file = fs::File::create(&image).unwrap();
+    file.set_len(u64::from(size_kib) * 1024).unwrap();
+    drop(file);
+    run(
+        "mkfs.ext4",
+        &["-q", "-F", "-O", "^has_journal", image.to_str().unwrap()],
+    );
+    fs::create_dir_all(point).unwrap();
+    run(
+        "mount",
+        &[
+            "-o",
+            "loop",
+            image.to_str().unwrap(),
+            point.to_str().unwrap(),
+        ],
+    );
+    Some(Mounted(point.to_owned()))
+}
+
+/// Bind-mounts `source` at `point` (a directory or a file, created empty if missing): for the
+/// tests that plant a mount where persist writes. `None` (skipped, or a failure under CI)
+/// without root.
+pub fn bind_mount(source: &Path, point: &Path) -> Option<Mounted> {
+    if !needs("root", is_root()) {
+        return None;
+    }
+    if !point.exists() {
+        if source.is_dir() {
+            fs::create_dir_all(point).unwrap();
+        } else {
+            fs::write(point, b"").unwrap();
+        }
+    }
+    run(
+        "mount",
+        &["--bind", source.to_str().unwrap(), point.to_str().unwrap()],
+    );
+    Some(Mounted(point.to_owned()))
+}

@@ -3,7 +3,7 @@
 //! Outside CI, without the server's variable, every test says loudly that it skipped; under CI
 //! (`CI` set) a missing server fails them.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use persist::backend::{Backend, Condition, Entry, Written};
@@ -176,10 +176,7 @@ pub fn processes_lose_nothing<S: Store>() {
     let counters: Collection<Counter> = S::open(&server, &place);
     let children: Vec<_> = (0..4)
         .map(|_| {
-            Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", "child", "--test-threads=1", "--quiet"])
-                .env(S::VARIABLE, &server)
-                .env(CHILD_PLACE, &place)
+            crate::common::child("child", &[(S::VARIABLE, &server), (CHILD_PLACE, &place)])
                 .stdout(Stdio::null())
                 .spawn()
                 .unwrap()

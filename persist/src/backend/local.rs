@@ -1,48 +1,80 @@
-//! A collection in a directory of files: each entry a persist file, written with the core's
-//! durable write, spread over 256 shard directories.
+//! A collection in a directory of files: each entry a persist file, written through the
+//! shell's durable write, spread over 256 shard directories. Everything is reached from the
+//! collection's directory, held open, without following a symbolic link or crossing a mount.
 
-use std::io::Read;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::{Backend, Change, Condition, Entry, Stored, Tag, Written};
 use crate::error::IoOp;
-use crate::fs::{self, Durability, io_error};
-use crate::{Error, Options, backup, lock};
+use crate::settings::Settings;
+use crate::shell::commit::{
+    BatchItem, Target, Write, bytes, commit_batch, create_dirs, escape, replace,
+};
+use crate::shell::dir::{Dir, Escape, Kind, Lookup, Stat};
+use crate::shell::lock::{self, LockGuard, Scope};
+use crate::shell::names::{self, Sibling};
+use crate::shell::read::{read_open, too_large};
+use crate::shell::{Disk, io_error, remove};
+use crate::{Error, FileKind};
 
 /// A directory of entries: `<dir>/<shard>/<name>`, where the shard is two hex digits of a
 /// hash of the name (FORMAT.md, section 5). Each entry is written like a state file: a
 /// temporary file, fsync, rename, fsync of the directory, and a backup of an entry of another
-/// schema version (the [`Options::backups`] rule). Every write takes the entry's lock file
-/// (`<name>.lock` beside it, never removed), shared with other processes, and so does
-/// [`Backend::modify`], which therefore needs no retry.
+/// schema version (the [`Options::backups`](crate::Options::backups) rule). Every write takes
+/// the entry's lock file (`<name>.lock` beside it), shared with other processes, and so does
+/// [`Backend::modify`], which therefore needs no retry; a delete removes the entry with its
+/// lock file and backups, so a deleted key leaves nothing behind.
+///
+/// The directory is opened once, when the backend is made, and everything in it is reached
+/// from that handle: a shard or an entry that is a symbolic link, or another mount, is never
+/// followed (reads skip it or refuse it, writes refuse it).
 #[derive(Debug, Clone)]
 pub struct Local {
     dir: PathBuf,
-    options: Options,
+    root: Arc<Dir>,
+    disk: Disk,
 }
 
 impl Local {
-    /// The directory `dir` (created if missing), written with the default [`Options`].
+    /// The directory `dir` (created if missing, mode 0700), written with the default
+    /// [`Options`](crate::Options).
     ///
     /// # Errors
     ///
     /// [`Error::Io`] when the directory cannot be created, [`Error::NotRegularFile`] when
     /// something else than a directory is there.
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self, Error> {
-        Local::with_options(dir.into(), Options::new())
+        Local::with_disk(dir.into(), Settings::DEFAULT.disk.clone())
     }
 
-    /// `dir`, written with the durability, lock timeout, backups and size cap of `options`.
-    pub(crate) fn with_options(dir: PathBuf, options: Options) -> Result<Self, Error> {
-        std::fs::create_dir_all(&dir).map_err(io_error(&dir, IoOp::CreateDir))?;
-        let metadata = std::fs::metadata(&dir).map_err(io_error(&dir, IoOp::Metadata))?;
-        if !metadata.is_dir() {
-            return Err(Error::NotRegularFile {
-                path: dir,
-                kind: crate::FileKind::of(metadata.file_type()),
-            });
-        }
-        Ok(Local { dir, options })
+    /// `dir`, written with the durability, lock timeout, backups and size cap of `disk`.
+    pub(crate) fn with_disk(dir: PathBuf, disk: Disk) -> Result<Self, Error> {
+        // Absolute now: the directory is held open, and its entries are named by it (errors,
+        // audit records) whatever the working directory becomes.
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
+        let root = match Dir::open(&dir) {
+            Ok(root) => root,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                create_dirs(&dir, &dir, disk.durability)?;
+                Dir::open(&dir).map_err(io_error(&dir, IoOp::CreateDir))?
+            }
+            Err(error) => {
+                return Err(match std::fs::metadata(&dir) {
+                    Ok(metadata) if !metadata.is_dir() => Error::NotRegularFile {
+                        path: dir,
+                        kind: FileKind::of(metadata.file_type()),
+                    },
+                    _ => io_error(&dir, IoOp::Open)(error),
+                });
+            }
+        };
+        Ok(Local {
+            dir,
+            root: Arc::new(root),
+            disk,
+        })
     }
 
     /// The directory.
@@ -50,52 +82,42 @@ impl Local {
         &self.dir
     }
 
-    /// `<dir>/<shard>/<name>`, built in one allocation.
+    /// `<dir>/<shard>/<name>`, for messages.
     fn path(&self, name: &str) -> PathBuf {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let low = crc32c::crc32c(name.as_bytes()) & 0xff;
-        let shard = [HEX[(low >> 4) as usize], HEX[(low & 0xf) as usize]];
         let mut path = PathBuf::with_capacity(self.dir.as_os_str().len() + name.len() + 4);
         path.push(&self.dir);
-        // Two ASCII hex digits.
-        path.push(std::str::from_utf8(&shard).unwrap_or("00"));
+        path.push(shard_of(name));
         path.push(name);
         path
     }
 
-    /// The tag of the file at `path` now, `None` when there is none.
-    fn tag_now(path: &Path) -> Result<Option<Tag>, Error> {
-        match std::fs::metadata(path) {
-            Ok(metadata) => Ok(Some(tag_of(&metadata))),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(io_error(path, IoOp::Metadata)(error)),
+    /// The shard directory of `name`; created (mode 0700) if missing and `create`. A shard
+    /// that is a link or another mount is refused.
+    fn shard(&self, name: &str, create: bool) -> Result<Option<Arc<Dir>>, Error> {
+        let shard = shard_of(name);
+        let shard: &OsStr = shard.as_ref();
+        let looked = match create {
+            true => self.root.child_or_create(shard, self.disk.syncs()),
+            false => self.root.child(shard),
+        };
+        match looked.map_err(io_error(&self.root.join(shard), IoOp::Open))? {
+            Lookup::Found(dir) => Ok(Some(Arc::new(dir))),
+            Lookup::Missing => Ok(None),
+            Lookup::Escape(escaped) => Err(escape(escaped)),
         }
     }
 
-    /// Writes `entry` at `path` with `durability`, keeping a backup of another version;
-    /// returns the staged file's tag (the file now at `path`).
-    fn write(&self, path: &Path, entry: Entry<'_>, durability: Durability) -> Result<Tag, Error> {
-        let staged = fs::stage(path, path, durability, fs::bytes(entry.bytes))?;
-        let metadata = staged
-            .file()
-            .metadata()
-            .map_err(io_error(path, IoOp::Metadata))?;
-        backup::preserve(
-            path,
-            path,
-            u64::from(entry.version),
-            None,
-            self.options.backups_kept(),
-            self.options.max_size_limit(),
-            durability,
-        )?;
-        staged.install()?;
-        Ok(tag_of(&metadata))
+    /// The tag of the entry `name` in `shard` now, `None` when there is none.
+    fn tag_now(shard: &Dir, name: &str, path: &Path) -> Result<Option<Tag>, Error> {
+        Ok(shard
+            .stat(OsStr::new(name))
+            .map_err(io_error(path, IoOp::Metadata))?
+            .map(|stat| tag_of(&stat)))
     }
 
-    /// Whether `condition` holds for the file at `path` now.
-    fn holds(path: &Path, condition: &Condition) -> Result<bool, Error> {
-        let now = Local::tag_now(path)?;
+    /// Whether `condition` holds for the entry `name` in `shard` now.
+    fn holds(shard: &Dir, name: &str, path: &Path, condition: &Condition) -> Result<bool, Error> {
+        let now = Local::tag_now(shard, name, path)?;
         Ok(match condition {
             Condition::Always => true,
             Condition::Absent => now.is_none(),
@@ -103,34 +125,80 @@ impl Local {
         })
     }
 
-    fn lock_entry(&self, path: &Path) -> Result<lock::LockGuard, Error> {
-        lock::exclusive(path, self.options.lock_wait())
+    /// The entry's lock, taken.
+    fn lock_entry(&self, shard: &Arc<Dir>, name: &str, path: &Path) -> Result<LockGuard, Error> {
+        let lock_name = names::name_for(OsStr::new(name), Sibling::Lock);
+        lock::exclusive_in(
+            shard,
+            &lock_name,
+            path,
+            self.disk.lock_timeout,
+            Scope::Shared,
+        )
+    }
+
+    /// Writes `entry` as `name` in `shard` (a backup of another version kept); returns the
+    /// new file's tag.
+    fn write(
+        &self,
+        shard: &Arc<Dir>,
+        name: &str,
+        entry: Entry<'_>,
+        path: PathBuf,
+    ) -> Result<Tag, Error> {
+        let target = Target::beneath(shard, OsStr::new(name), path)?;
+        let write = Write {
+            version: Some(entry.version),
+            ..Write::default()
+        };
+        let file = replace(&self.disk, &target, &write, bytes(entry.bytes))?;
+        let stat = Dir::stat_file(&file).map_err(io_error(&target.named, IoOp::Metadata))?;
+        Ok(tag_of(&stat))
+    }
+}
+
+/// The shard of an entry name: two hex digits of its CRC-32C.
+fn shard_of(name: &str) -> Shard {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let low = shard_index(name);
+    Shard([HEX[low >> 4], HEX[low & 0xf]])
+}
+
+/// The number of an entry's shard: the low byte of its name's CRC-32C.
+fn shard_index(name: &str) -> usize {
+    (crc32c::crc32c(name.as_bytes()) & 0xff) as usize
+}
+
+/// A shard's name: two ASCII hex digits.
+struct Shard([u8; 2]);
+
+impl AsRef<OsStr> for Shard {
+    fn as_ref(&self) -> &OsStr {
+        OsStr::new(std::str::from_utf8(&self.0).unwrap_or("00"))
+    }
+}
+
+impl AsRef<Path> for Shard {
+    fn as_ref(&self) -> &Path {
+        Path::new(AsRef::<OsStr>::as_ref(self))
     }
 }
 
 /// A file's identity and state: device, inode, size, modification time.
-fn tag_of(metadata: &std::fs::Metadata) -> Tag {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        Tag::new(format!(
-            "{:x}-{:x}-{:x}-{:x}.{:x}",
-            metadata.dev(),
-            metadata.ino(),
-            metadata.size(),
-            metadata.mtime(),
-            metadata.mtime_nsec()
-        ))
-    }
-    #[cfg(not(unix))]
-    {
-        let modified = metadata
-            .modified()
-            .ok()
-            .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |since| since.as_nanos());
-        Tag::new(format!("{:x}-{modified:x}", metadata.len()))
-    }
+fn tag_of(stat: &Stat) -> Tag {
+    Tag::new(format!(
+        "{:x}-{:x}-{:x}-{:x}.{:x}",
+        stat.dev, stat.ino, stat.size, stat.mtime.0, stat.mtime.1
+    ))
+}
+
+/// Whether `name` (in the collection's directory) is a shard's: two lowercase hex digits.
+fn is_shard_name(name: &OsStr) -> bool {
+    name.len() == 2
+        && name.to_str().is_some_and(|name| {
+            name.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
 }
 
 impl Backend for Local {
@@ -143,84 +211,103 @@ impl Backend for Local {
     }
 
     fn get(&self, name: &str) -> Result<Option<Stored>, Error> {
-        let path = self.path(name);
-        let (file, metadata) = match fs::open_regular_file(&path, false) {
-            Ok(opened) => opened,
-            Err(Error::NotFound { .. }) => return Ok(None),
-            Err(error) => return Err(error),
+        let shard = shard_of(name);
+        let relative = [shard.as_ref(), OsStr::new(name)];
+        let file = match self.root.open_file_beneath(&relative) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(self.refused(name, error)),
         };
-        let limit = self.options.max_size_limit();
-        if metadata.len() > limit {
-            return Err(Error::TooLarge {
-                path,
-                size: metadata.len(),
-                limit,
+        let path = || self.path(name);
+        let stat =
+            Dir::stat_file(&file).map_err(|error| io_error(&path(), IoOp::Metadata)(error))?;
+        if stat.kind != Kind::File {
+            return Err(Error::NotRegularFile {
+                path: path(),
+                kind: stat.kind.file_kind(),
             });
         }
-        let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+        let limit = self.disk.max_size;
+        if stat.size > limit {
+            return Err(too_large(&path(), stat.size, limit));
+        }
         // The tag is the opened file's: it names exactly the bytes read (a save replaces the
         // inode, it never rewrites one in place).
-        Read::take(&file, limit.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .map_err(io_error(&path, IoOp::Read))?;
+        let bytes = read_open(&path(), &file, stat.size, limit)?;
         Ok(Some(Stored {
             bytes,
-            tag: tag_of(&metadata),
+            tag: tag_of(&stat),
         }))
     }
 
     fn put(&self, name: &str, entry: Entry<'_>, condition: &Condition) -> Result<Written, Error> {
         let path = self.path(name);
-        let durability = self.options.sync_level();
+        let Some(shard) = self.shard(name, true)? else {
+            return Err(io_error(&path, IoOp::CreateDir)(
+                std::io::ErrorKind::NotFound.into(),
+            ));
+        };
         // Under the entry's lock, which every writer takes: a put never lands between the
         // read and the write of an update.
-        let _lock = self.lock_entry(&path)?;
-        if !Local::holds(&path, condition)? {
+        let _lock = self.lock_entry(&shard, name, &path)?;
+        if !Local::holds(&shard, name, &path, condition)? {
             return Ok(Written::Conflict);
         }
-        self.write(&path, entry, durability).map(Written::Done)
+        self.write(&shard, name, entry, path).map(Written::Done)
     }
 
+    /// Removes the entry, its backups and temporary files a crashed write left, then its lock
+    /// file (while holding it: a writer waiting for it starts again on a new one).
     fn delete(&self, name: &str, condition: &Condition) -> Result<bool, Error> {
         let path = self.path(name);
-        let _lock = self.lock_entry(&path)?;
-        if !Local::holds(&path, condition)? {
+        let Some(shard) = self.shard(name, false)? else {
+            return Ok(false);
+        };
+        let lock = self.lock_entry(&shard, name, &path)?;
+        if !Local::holds(&shard, name, &path, condition)? {
             return Ok(false);
         }
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(error) => return Err(io_error(&path, IoOp::Remove)(error)),
+        let removed = remove::remove_file(&shard, OsStr::new(name), &path)?;
+        let siblings = shard.list().map_err(io_error(&path, IoOp::Read))?;
+        for (sibling, _) in siblings {
+            if matches!(
+                names::classify(&sibling, OsStr::new(name)),
+                Some(Sibling::Backup(_) | Sibling::Temp)
+            ) {
+                remove::remove_file(&shard, &sibling, &shard.join(&sibling))?;
+            }
         }
-        if self.options.sync_level() == Durability::Full {
-            fs::sync_dir(fs::parent_dir(&path)).map_err(io_error(&path, IoOp::SyncDir))?;
+        lock.remove(crate::shell::Durability::None)?;
+        if self.disk.syncs_dirs() {
+            remove::sync_dir(&self.disk, &shard, &path)?;
         }
-        Ok(true)
+        Ok(removed)
     }
 
+    /// The entries of every shard: regular files with an entry's name, in real shard
+    /// directories (links and mounts are skipped, as is every file persist keeps beside an
+    /// entry).
     fn list(&self) -> Result<Vec<String>, Error> {
         let mut names = Vec::new();
-        let shards = match std::fs::read_dir(&self.dir) {
-            Ok(shards) => shards,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(names),
-            Err(error) => return Err(io_error(&self.dir, IoOp::Read)(error)),
-        };
-        for shard in shards {
-            let shard = shard.map_err(io_error(&self.dir, IoOp::Read))?;
-            let is_shard =
-                shard.file_name().len() == 2 && shard.file_type().is_ok_and(|kind| kind.is_dir());
-            if !is_shard {
+        let shards = self.root.list().map_err(io_error(&self.dir, IoOp::Read))?;
+        for (shard, kind) in shards {
+            if kind != Kind::Dir || !is_shard_name(&shard) {
                 continue;
             }
-            let shard_path = shard.path();
-            for entry in
-                std::fs::read_dir(&shard_path).map_err(io_error(&shard_path, IoOp::Read))?
-            {
-                let entry = entry.map_err(io_error(&shard_path, IoOp::Read))?;
+            let shard_path = self.root.join(&shard);
+            let Lookup::Found(dir) = self
+                .root
+                .child(&shard)
+                .map_err(io_error(&shard_path, IoOp::Open))?
+            else {
+                continue;
+            };
+            for (entry, kind) in dir.list().map_err(io_error(&shard_path, IoOp::Read))? {
                 // Entry names never hold a dot; lock files, backups and temporary files do.
-                if let Some(name) = entry.file_name().to_str()
+                if kind == Kind::File
+                    && let Some(name) = entry.to_str()
                     && !name.contains('.')
-                    && entry.file_type().is_ok_and(|kind| kind.is_file())
+                    && names::classify_any(&entry).is_none()
                 {
                     names.push(name.to_owned());
                 }
@@ -229,86 +316,61 @@ impl Backend for Local {
         Ok(names)
     }
 
-    /// Writes every temporary file, starts the writeback of all of them, then syncs each
-    /// (the disk works on many at once instead of one after the other), renames them all,
-    /// then syncs each touched directory once (and the collection's directory, which may have
-    /// gained shards).
+    /// Stages every entry beside its target, starts the writeback of all of them, then syncs
+    /// each (the disk works on many at once instead of one after the other), renames them all,
+    /// then syncs each touched directory once: the shell's batch.
     fn put_many(&self, entries: &[(&str, Entry<'_>)]) -> Result<(), Error> {
-        let durability = self.options.sync_level();
-        let paths: Vec<PathBuf> = entries.iter().map(|(name, _)| self.path(name)).collect();
-        // Every entry's lock, in one order (sorted) so that two batches cannot deadlock.
-        let mut order: Vec<&PathBuf> = paths.iter().collect();
-        order.sort_unstable();
-        order.dedup();
-        let _locks = order
-            .into_iter()
-            .map(|path| self.lock_entry(path))
-            .collect::<Result<Vec<_>, Error>>()?;
-        let mut staged = Vec::with_capacity(entries.len());
-        for (path, (_, entry)) in paths.iter().zip(entries) {
-            // Synced below, all together; installed without a directory sync.
-            let file = fs::stage(path, path, Durability::None, fs::bytes(entry.bytes))?;
-            fs::start_writeback(file.file());
-            staged.push((path, entry.version, file));
+        // One handle per shard (at most 256), shared by its entries.
+        let mut shards: Vec<Option<Arc<Dir>>> = vec![None; 256];
+        let mut items = Vec::with_capacity(entries.len());
+        for (name, entry) in entries {
+            let index = shard_index(name);
+            let shard = match &shards[index] {
+                Some(shard) => Arc::clone(shard),
+                None => {
+                    let Some(shard) = self.shard(name, true)? else {
+                        return Err(io_error(&self.path(name), IoOp::CreateDir)(
+                            std::io::ErrorKind::NotFound.into(),
+                        ));
+                    };
+                    shards[index] = Some(Arc::clone(&shard));
+                    shard
+                }
+            };
+            items.push(BatchItem {
+                target: Target::beneath(&shard, OsStr::new(name), self.path(name))?,
+                bytes: entry.bytes,
+                write: Write {
+                    version: Some(entry.version),
+                    ..Write::default()
+                },
+            });
         }
-        if durability != Durability::None {
-            for (path, _, file) in &staged {
-                file.file()
-                    .sync_all()
-                    .map_err(io_error(path, IoOp::SyncFile))?;
-            }
-        }
-        for (path, version, file) in staged {
-            backup::preserve(
-                path,
-                path,
-                u64::from(version),
-                None,
-                self.options.backups_kept(),
-                self.options.max_size_limit(),
-                durability,
-            )?;
-            file.install()?;
-        }
-        if durability == Durability::Full {
-            let mut directories: Vec<&Path> =
-                paths.iter().map(|path| fs::parent_dir(path)).collect();
-            directories.sort_unstable();
-            directories.dedup();
-            for directory in directories.into_iter().chain([self.dir.as_path()]) {
-                fs::sync_dir(directory).map_err(io_error(directory, IoOp::SyncDir))?;
-            }
-        }
+        // Each entry is put in place under its lock, which every writer of it takes.
+        commit_batch(&self.disk, &items, |target| {
+            let lock_name = names::name_for(&target.name, Sibling::Lock);
+            lock::exclusive_in(
+                &target.dir,
+                &lock_name,
+                &target.named,
+                self.disk.lock_timeout,
+                Scope::Shared,
+            )
+        })?;
         Ok(())
     }
 
     /// Removes the shard directories whole: entries with their lock files, backups and
     /// temporary files. Anything else in the directory stays, and nothing is followed out of
-    /// it (a symbolic link inside is removed, not followed).
+    /// it (a symbolic link inside is removed, not followed; a mount inside is refused).
     fn clear(&self) -> Result<(), Error> {
-        let shards = match std::fs::read_dir(&self.dir) {
-            Ok(shards) => shards,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(error) => return Err(io_error(&self.dir, IoOp::Read)(error)),
-        };
-        for shard in shards {
-            let shard = shard.map_err(io_error(&self.dir, IoOp::Read))?;
-            let name = shard.file_name();
-            let is_shard = name.len() == 2
-                && name.to_str().is_some_and(|name| {
-                    name.bytes()
-                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-                })
-                && shard.file_type().is_ok_and(|kind| kind.is_dir());
-            if is_shard {
-                let path = shard.path();
-                std::fs::remove_dir_all(&path).map_err(io_error(&path, IoOp::Remove))?;
+        let shards = self.root.list().map_err(io_error(&self.dir, IoOp::Read))?;
+        for (shard, _) in shards {
+            if is_shard_name(&shard) {
+                remove::remove_tree(&self.root, &shard)?;
             }
         }
-        if self.options.sync_level() != Durability::None {
-            fs::sync_dir(&self.dir).map_err(io_error(&self.dir, IoOp::SyncDir))?;
-        }
-        Ok(())
+        remove::sync_dir(&self.disk, &self.root, &self.dir)
     }
 
     /// Under the entry's lock: `change` runs once, and there is never a conflict.
@@ -318,7 +380,12 @@ impl Backend for Local {
         change: &mut dyn FnMut(Option<&Stored>) -> Result<Change, Error>,
     ) -> Result<Written, Error> {
         let path = self.path(name);
-        let _lock = self.lock_entry(&path)?;
+        let Some(shard) = self.shard(name, true)? else {
+            return Err(io_error(&path, IoOp::CreateDir)(
+                std::io::ErrorKind::NotFound.into(),
+            ));
+        };
+        let _lock = self.lock_entry(&shard, name, &path)?;
         let stored = self.get(name)?;
         match change(stored.as_ref())? {
             Change::Keep => Ok(super::kept(stored)),
@@ -327,9 +394,21 @@ impl Backend for Local {
                     bytes: &bytes,
                     version,
                 };
-                self.write(&path, entry, self.options.sync_level())
-                    .map(Written::Done)
+                self.write(&shard, name, entry, path).map(Written::Done)
             }
+        }
+    }
+}
+
+impl Local {
+    /// The error of a read of `name` that met a link, a mount or another file type.
+    fn refused(&self, name: &str, error: std::io::Error) -> Error {
+        let path = self.path(name);
+        match error.raw_os_error() {
+            Some(libc::ELOOP) => escape(Escape::Symlink(path)),
+            Some(libc::EXDEV) => escape(Escape::Mount(path)),
+            Some(libc::ENOTDIR) => escape(Escape::NotDir(path, FileKind::Other)),
+            _ => io_error(&path, IoOp::Open)(error),
         }
     }
 }

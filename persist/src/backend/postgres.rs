@@ -8,7 +8,6 @@
 //! works from sync code and from any executor.
 
 use std::future::Future;
-use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +17,7 @@ use tokio_postgres::{Client, NoTls, Statement};
 use super::runtime::Runtime;
 use super::{Backend, BackendFuture, Condition, Entry, Stored, Tag, Written};
 use crate::Error;
-use crate::error::IoOp;
+use crate::error::{IoOp, RemoteOp};
 
 /// How many connections a backend opens at most, by default.
 pub const DEFAULT_CONNECTIONS: usize = 4;
@@ -34,8 +33,10 @@ struct Inner {
     config: tokio_postgres::Config,
     /// The table, quoted as an identifier.
     table: String,
-    /// `postgres://host:port/database/table`, for errors.
+    /// `postgres://host/database/table`: where entries are, for errors.
     label: String,
+    /// `host:port`: the server, for errors.
+    server: String,
     /// Each connection is shared by the queries that use it at once (tokio-postgres pipelines
     /// them) and taken whole by a transaction or a reconnection.
     slots: Vec<tokio::sync::RwLock<Option<Connection>>>,
@@ -71,18 +72,38 @@ impl std::fmt::Debug for Postgres {
     }
 }
 
-/// A PostgreSQL error as persist's: [`Error::Io`] naming the entry, with the server's message.
-fn db_error(path: PathBuf, op: IoOp) -> impl FnOnce(tokio_postgres::Error) -> Error {
-    move |error| {
-        let message = match error.as_db_error() {
-            Some(db) => format!("PostgreSQL: {}: {}", db.code().code(), db.message()),
-            None => format!("PostgreSQL: {error}"),
-        };
-        Error::Io {
-            path,
-            op,
-            source: io::Error::other(message),
+/// A PostgreSQL error as persist's: [`Error::Remote`] naming the entry, the operation and the
+/// server (`host:port`), with the client's error (and its causes: the OS error of a refused
+/// connection, the server's message and SQLSTATE).
+fn db_error(
+    path: PathBuf,
+    op: RemoteOp,
+    server: String,
+) -> impl FnOnce(tokio_postgres::Error) -> Error {
+    move |error| Error::Remote {
+        path,
+        op,
+        server: format!("the PostgreSQL server at {server}"),
+        transient: transient(&error),
+        source: Box::new(error),
+    }
+}
+
+/// Whether a PostgreSQL failure may go away by itself: anything on the way to the server (no
+/// connection, a closed one, a time-out), and the server's own "try again" classes (connection
+/// exceptions, insufficient resources, an operator intervention such as a shutdown, a
+/// serialization failure or a deadlock).
+fn transient(error: &tokio_postgres::Error) -> bool {
+    match error.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57P")
+                || code == "40001"
+                || code == "40P01"
         }
+        None => true,
     }
 }
 
@@ -115,6 +136,19 @@ impl Postgres {
                 path: PathBuf::from("postgres:"),
                 reason: format!("not a PostgreSQL connection string: {error}"),
             })?;
+        let server = format!(
+            "{}:{}",
+            config
+                .get_hosts()
+                .first()
+                .map(|host| match host {
+                    tokio_postgres::config::Host::Tcp(host) => host.clone(),
+                    #[cfg(unix)]
+                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+                })
+                .unwrap_or_else(|| "localhost".to_owned()),
+            config.get_ports().first().copied().unwrap_or(5432),
+        );
         let label = format!(
             "postgres://{}/{}/{table}",
             config
@@ -144,6 +178,7 @@ impl Postgres {
                 config,
                 table: quote_identifier(table),
                 label,
+                server,
                 slots: (0..connections.max(1))
                     .map(|_| tokio::sync::RwLock::new(None))
                     .collect(),
@@ -167,7 +202,7 @@ impl Postgres {
 
     /// Runs `work` with one of the pooled connections (connected first if needed), waiting
     /// for it; see [`on_connection`](Postgres::on_connection).
-    fn with_connection<R, F>(&self, name: &str, op: IoOp, work: F) -> Result<R, Error>
+    fn with_connection<R, F>(&self, name: &str, op: RemoteOp, work: F) -> Result<R, Error>
     where
         R: Send + 'static,
         F: for<'c> FnOnce(&'c Connection) -> Query<'c, R> + Send + 'static,
@@ -182,7 +217,7 @@ impl Postgres {
     fn on_connection<R, F>(
         &self,
         name: &str,
-        op: IoOp,
+        op: RemoteOp,
         work: F,
     ) -> impl Future<Output = Result<R, Error>> + Send + 'static
     where
@@ -197,15 +232,14 @@ impl Postgres {
         async move {
             let (index, _busy) = inner.least_busy();
             let slot = &inner.slots[index];
-            let guard = inner
-                .connected(slot)
-                .await
-                .map_err(|error| db_error(path(), IoOp::Open)(error))?;
+            let guard = inner.connected(slot).await.map_err(|error| {
+                db_error(path(), RemoteOp::Connect, inner.server.clone())(error)
+            })?;
             let connection = guard.as_ref().expect("connected");
             // A connection that failed is closed: its next use connects again.
             work(connection)
                 .await
-                .map_err(|error| db_error(path(), op)(error))
+                .map_err(|error| db_error(path(), op, inner.server.clone())(error))
         }
     }
 }
@@ -383,11 +417,11 @@ impl Inner {
 
     async fn create_table(&self) -> Result<(), Error> {
         let path = PathBuf::from(&self.label);
-        let (client, connection) = self
-            .config
-            .connect(NoTls)
-            .await
-            .map_err(db_error(path.clone(), IoOp::Open))?;
+        let (client, connection) = self.config.connect(NoTls).await.map_err(db_error(
+            path.clone(),
+            RemoteOp::Connect,
+            self.server.clone(),
+        ))?;
         self.runtime.handle().spawn(async move {
             let _ = connection.await;
         });
@@ -400,10 +434,11 @@ impl Inner {
         // the catalog, and the table is there; look again.
         match client.batch_execute(&create).await {
             Ok(()) => Ok(()),
-            Err(_) => client
-                .batch_execute(&create)
-                .await
-                .map_err(db_error(path, IoOp::CreateDir)),
+            Err(_) => client.batch_execute(&create).await.map_err(db_error(
+                path,
+                RemoteOp::Setup,
+                self.server.clone(),
+            )),
         }
     }
 }
@@ -424,7 +459,7 @@ impl Backend for Postgres {
 
     fn get(&self, name: &str) -> Result<Option<Stored>, Error> {
         let key = name.to_owned();
-        self.with_connection(name, IoOp::Read, move |connection| {
+        self.with_connection(name, RemoteOp::Read, move |connection| {
             get_query(connection, key)
         })
     }
@@ -433,7 +468,7 @@ impl Backend for Postgres {
         let key = name.to_owned();
         Some(Box::pin(self.on_connection(
             name,
-            IoOp::Read,
+            RemoteOp::Read,
             move |connection| get_query(connection, key),
         )))
     }
@@ -441,7 +476,7 @@ impl Backend for Postgres {
     fn put(&self, name: &str, entry: Entry<'_>, condition: &Condition) -> Result<Written, Error> {
         let (key, bytes, version) = (name.to_owned(), entry.bytes.to_vec(), entry.version);
         let condition = condition.clone();
-        self.with_connection(name, IoOp::Write, move |connection| {
+        self.with_connection(name, RemoteOp::Write, move |connection| {
             put_query(connection, key, bytes, version, condition)
         })
     }
@@ -456,7 +491,7 @@ impl Backend for Postgres {
         let key = name.to_owned();
         Some(Box::pin(self.on_connection(
             name,
-            IoOp::Write,
+            RemoteOp::Write,
             move |connection| put_query(connection, key, bytes, version, condition),
         )))
     }
@@ -464,7 +499,7 @@ impl Backend for Postgres {
     fn delete(&self, name: &str, condition: &Condition) -> Result<bool, Error> {
         let key = name.to_owned();
         let condition = condition.clone();
-        self.with_connection(name, IoOp::Remove, move |connection| {
+        self.with_connection(name, RemoteOp::Delete, move |connection| {
             Box::pin(async move {
                 let removed = match &condition {
                     Condition::Always => {
@@ -490,7 +525,7 @@ impl Backend for Postgres {
     }
 
     fn list(&self) -> Result<Vec<String>, Error> {
-        self.with_connection("", IoOp::Read, |connection| {
+        self.with_connection("", RemoteOp::List, |connection| {
             Box::pin(async move {
                 let rows = connection.client.query(&connection.list, &[]).await?;
                 Ok(rows.into_iter().map(|row| row.get(0)).collect())
@@ -513,10 +548,11 @@ impl Backend for Postgres {
             let (index, _busy) = inner.least_busy();
             let slot = &inner.slots[index];
             // The whole connection: no other query may land inside the transaction.
-            let mut guard = inner
-                .connected_whole(slot)
-                .await
-                .map_err(db_error(path.clone(), IoOp::Open))?;
+            let mut guard = inner.connected_whole(slot).await.map_err(db_error(
+                path.clone(),
+                RemoteOp::Connect,
+                inner.server.clone(),
+            ))?;
             let Connection { client, upsert, .. } = guard.as_mut().expect("connected above");
             let result = async {
                 let transaction = client.transaction().await?;
@@ -526,7 +562,7 @@ impl Backend for Postgres {
                 transaction.commit().await
             }
             .await;
-            result.map_err(db_error(path, IoOp::Write))
+            result.map_err(db_error(path, RemoteOp::Write, inner.server.clone()))
         })
     }
 }

@@ -17,7 +17,7 @@ use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, UpdateVersion};
 use super::runtime::Runtime;
 use super::{Backend, BackendFuture, Condition, Entry, Stored, Tag, Written};
 use crate::Error;
-use crate::error::IoOp;
+use crate::error::{IoOp, RemoteOp};
 
 /// An object store prefix as a [`Backend`]; [`Collection::s3`](crate::Collection::s3) opens a
 /// collection on one.
@@ -32,6 +32,8 @@ struct Inner {
     prefix: String,
     /// `<store>/<prefix>`, for errors.
     label: String,
+    /// The store as errors name it: `the S3 bucket <bucket>`.
+    server: String,
     runtime: Runtime,
 }
 
@@ -41,12 +43,36 @@ impl std::fmt::Debug for S3 {
     }
 }
 
-/// An object store error as persist's: [`Error::Io`] naming the entry.
-fn store_error(path: PathBuf, op: IoOp) -> impl FnOnce(object_store::Error) -> Error {
-    move |error| Error::Io {
-        path,
-        op,
-        source: io::Error::other(format!("object store: {error}")),
+/// An object store error as persist's: [`Error::Remote`] naming the entry, the operation and
+/// the store (its bucket), with the client's error.
+fn store_error(
+    path: PathBuf,
+    op: RemoteOp,
+    store: String,
+) -> impl FnOnce(object_store::Error) -> Error {
+    move |error| {
+        // Failures on the way to the server (and its 5xx answers) come as `Generic`; a missing
+        // bucket, a refused request or a bad key are answered for good.
+        let transient = matches!(error, object_store::Error::Generic { .. })
+            && !error.to_string().contains("NoSuchBucket");
+        Error::Remote {
+            path,
+            op,
+            server: store,
+            transient,
+            source: Box::new(error),
+        }
+    }
+}
+
+/// How errors name a store: its bucket, from object_store's `AmazonS3(<bucket>)`.
+fn server_of(store: &str) -> String {
+    match store
+        .strip_prefix("AmazonS3(")
+        .and_then(|rest| rest.strip_suffix(')'))
+    {
+        Some(bucket) => format!("the S3 bucket {bucket}"),
+        None => format!("the object store {store}"),
     }
 }
 
@@ -58,6 +84,7 @@ impl S3 {
     /// [`Error::Io`] with [`IoOp::BlockingTask`] if the backend's threads could not start.
     pub fn new(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<S3, Error> {
         let label = format!("{store}/{prefix}");
+        let server = server_of(&store.to_string());
         let runtime = Runtime::start("persist-s3").map_err(|source| Error::Io {
             path: PathBuf::from(&label),
             op: IoOp::BlockingTask,
@@ -68,6 +95,7 @@ impl S3 {
                 store,
                 prefix: prefix.to_owned(),
                 label,
+                server,
                 runtime,
             }),
         })
@@ -82,22 +110,23 @@ impl S3 {
         &self,
         name: &str,
     ) -> impl std::future::Future<Output = Result<Option<Stored>, Error>> + Send + 'static {
-        let (store, object, path) = (
+        let (store, object, path, server) = (
             Arc::clone(&self.inner.store),
             self.object(name),
             self.locate(name),
+            self.inner.server.clone(),
         );
         async move {
             let result = match store.get(&object).await {
                 Ok(result) => result,
                 Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                Err(error) => return Err(store_error(path, IoOp::Read)(error)),
+                Err(error) => return Err(store_error(path, RemoteOp::Read, server)(error)),
             };
             let tag = result.meta.e_tag.clone().unwrap_or_default();
             let bytes = result
                 .bytes()
                 .await
-                .map_err(store_error(path, IoOp::Read))?;
+                .map_err(store_error(path, RemoteOp::Read, server))?;
             Ok(Some(Stored {
                 bytes: bytes.to_vec(),
                 tag: Tag::new(tag),
@@ -112,10 +141,11 @@ impl S3 {
         bytes: Vec<u8>,
         condition: Condition,
     ) -> impl std::future::Future<Output = Result<Written, Error>> + Send + 'static {
-        let (store, object, path) = (
+        let (store, object, path, server) = (
             Arc::clone(&self.inner.store),
             self.object(name),
             self.locate(name),
+            self.inner.server.clone(),
         );
         async move {
             let mode = match condition {
@@ -139,7 +169,7 @@ impl S3 {
                     object_store::Error::AlreadyExists { .. }
                     | object_store::Error::Precondition { .. },
                 ) => Ok(Written::Conflict),
-                Err(error) => Err(store_error(path, IoOp::Write)(error)),
+                Err(error) => Err(store_error(path, RemoteOp::Write, server)(error)),
             }
         }
     }
@@ -197,17 +227,18 @@ impl Backend for S3 {
     /// Object stores have no conditional delete here: the tag is compared with a HEAD first,
     /// so a write landing between the two can be deleted.
     fn delete(&self, name: &str, condition: &Condition) -> Result<bool, Error> {
-        let (store, object, path) = (
+        let (store, object, path, server) = (
             Arc::clone(&self.inner.store),
             self.object(name),
             self.locate(name),
+            self.inner.server.clone(),
         );
         let condition = condition.clone();
         self.inner.runtime.block(async move {
             let meta = match store.head(&object).await {
                 Ok(meta) => meta,
                 Err(object_store::Error::NotFound { .. }) => return Ok(false),
-                Err(error) => return Err(store_error(path, IoOp::Remove)(error)),
+                Err(error) => return Err(store_error(path, RemoteOp::Delete, server)(error)),
             };
             let holds = match &condition {
                 Condition::Always => true,
@@ -219,7 +250,7 @@ impl Backend for S3 {
             }
             match store.delete(&object).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
-                Err(error) => Err(store_error(path, IoOp::Remove)(error)),
+                Err(error) => Err(store_error(path, RemoteOp::Delete, server)(error)),
             }
         })
     }
@@ -228,13 +259,15 @@ impl Backend for S3 {
         let store = Arc::clone(&self.inner.store);
         let prefix = self.inner.prefix.clone();
         let path = self.root();
+        let server = self.inner.server.clone();
         self.inner.runtime.block(async move {
             let under = ObjectPath::from(prefix.trim_end_matches('/'));
             let under = (!prefix.is_empty()).then_some(&under);
-            let listing = store
-                .list_with_delimiter(under)
-                .await
-                .map_err(store_error(path, IoOp::Read))?;
+            let listing = store.list_with_delimiter(under).await.map_err(store_error(
+                path,
+                RemoteOp::List,
+                server,
+            ))?;
             Ok(listing
                 .objects
                 .into_iter()

@@ -1,5 +1,5 @@
 //! The bytes of a collection entry: exactly a state file's (the envelope, then the layers of
-//! the collection's [`Options`]), with the key as the envelope's `key` member, right after
+//! the collection's [`Options`](crate::Options)), with the key as the envelope's `key` member, right after
 //! `version`: `{"version":3,"key":"alice","data":{...}}`. Readers of plain files ignore the
 //! member (FORMAT.md, section 1), so `persist show` and the migration kit read entries as they
 //! read files.
@@ -8,19 +8,20 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::{Error, Options, Persisted, codec, frame};
+use crate::settings::Settings;
+use crate::{Error, Persisted, codec, frame};
 
 /// The entry holding `value` under `key`; errors name `path`.
 pub(crate) fn encode<T: Persisted>(
-    options: &Options,
+    settings: &Settings,
     value: &T,
     key: &str,
     path: &Path,
 ) -> Result<Vec<u8>, Error> {
-    let style = options.style::<T>();
+    let style = settings.style::<T>();
     let mut plain = codec::encode_to_vec(value, style).map_err(|error| error.at(path))?;
     insert_key(&mut plain, key, style.pretty);
-    let layers = options.layers();
+    let layers = settings.layers();
     if !layers.any() {
         return Ok(plain);
     }
@@ -44,15 +45,16 @@ fn insert_key(envelope: &mut Vec<u8>, key: &str, pretty: bool) {
     }
 }
 
-/// The value of an entry's bytes, migrated to `T`, and whether the entry holds `key`
-/// (`None`: it holds no key member). `path` is called only to name the entry in an error.
+/// The value of an entry's bytes, migrated to `T`, and whether the entry holds `key` (an
+/// entry without a key member holds none). `path` is called only to name the entry in an
+/// error.
 pub(crate) fn decode<T: Persisted>(
-    options: &Options,
+    settings: &Settings,
     bytes: &[u8],
     key: &str,
     path: impl Fn() -> PathBuf,
-) -> Result<(T, Option<bool>), Error> {
-    let envelope = options.unframe(bytes).map_err(|error| error.at(&path()))?;
+) -> Result<(T, bool), Error> {
+    let envelope = settings.unframe(bytes).map_err(|error| error.at(&path()))?;
     let holds = holds_key(&envelope, key);
     let value = codec::decode::<T>(&envelope).map_err(|error| error.at::<T>(&path()))?;
     Ok((value, holds))
@@ -61,11 +63,11 @@ pub(crate) fn decode<T: Persisted>(
 /// For a migration: `None` if the entry is already at `T`'s version, otherwise its value
 /// migrated to `T` and the key it holds. The frame is opened (decrypted, decompressed) once.
 pub(crate) fn decode_older<T: Persisted>(
-    options: &Options,
+    settings: &Settings,
     bytes: &[u8],
     path: &Path,
 ) -> Result<Option<(T, Option<String>)>, Error> {
-    let envelope = options.open(path, bytes)?;
+    let envelope = settings.open(path, bytes)?;
     if codec::leading_version(&envelope) == Some(u64::from(T::VERSION)) {
         return Ok(None);
     }
@@ -75,28 +77,70 @@ pub(crate) fn decode_older<T: Persisted>(
 }
 
 /// The key an entry holds, without decoding its value.
-pub(crate) fn key(options: &Options, bytes: &[u8], path: &Path) -> Result<Option<String>, Error> {
-    let envelope = options.open(path, bytes)?;
+pub(crate) fn key(settings: &Settings, bytes: &[u8], path: &Path) -> Result<Option<String>, Error> {
+    let envelope = settings.open(path, bytes)?;
     Ok(stored_key(&envelope))
 }
 
-/// Reads the `key` member where writers put it: `{"version":N,"key":"..."`, whitespace
-/// allowed between the tokens. Reads only the string, not the data after it.
-fn stored_key(envelope: &[u8]) -> Option<String> {
-    let mut deserializer = serde_json::Deserializer::from_slice(key_member(envelope)?);
-    String::deserialize(&mut deserializer).ok()
+/// The `key` member of an entry: where writers put it (`{"version":N,"key":"..."`, whitespace
+/// allowed between the tokens), read without the data after it; anywhere else among the
+/// envelope's members otherwise (a whole pass over the document, for entries persist did not
+/// write). `None` when there is none, or more than one where writers do not put it.
+pub(crate) fn stored_key(envelope: &[u8]) -> Option<String> {
+    match key_member(envelope) {
+        Some(member) => {
+            let mut deserializer = serde_json::Deserializer::from_slice(member);
+            String::deserialize(&mut deserializer).ok()
+        }
+        None => key_anywhere(envelope),
+    }
 }
 
-/// Whether the entry holds `key` (`None`: it holds no key member), without allocating when the
-/// stored key has no escapes.
-pub(crate) fn holds_key(envelope: &[u8], key: &str) -> Option<bool> {
-    let member = key_member(envelope)?;
-    let mut deserializer = serde_json::Deserializer::from_slice(member);
-    match <&str>::deserialize(&mut deserializer) {
-        Ok(stored) => Some(stored == key),
-        // Escaped: compare the unescaped string.
-        Err(_) => stored_key(envelope).map(|stored| stored == key),
+/// Whether the entry holds `key`: `false` when it holds another, or none. Allocates nothing
+/// when the stored key is where writers put it and has no escapes.
+pub(crate) fn holds_key(envelope: &[u8], key: &str) -> bool {
+    if let Some(member) = key_member(envelope) {
+        let mut deserializer = serde_json::Deserializer::from_slice(member);
+        if let Ok(stored) = <&str>::deserialize(&mut deserializer) {
+            return stored == key;
+        }
     }
+    // Escaped, or elsewhere in the envelope: compare the unescaped string.
+    stored_key(envelope).is_some_and(|stored| stored == key)
+}
+
+/// The one `key` member among the envelope's top-level members, wherever it stands.
+fn key_anywhere(envelope: &[u8]) -> Option<String> {
+    use serde::de::{IgnoredAny, MapAccess, Visitor};
+
+    struct Members;
+
+    impl<'de> Visitor<'de> for Members {
+        type Value = Option<String>;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            formatter.write_str("an envelope")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
+            let mut key = None;
+            let mut twice = false;
+            while let Some(member) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if member == "key" {
+                    let value = map.next_value::<String>()?;
+                    twice |= key.replace(value).is_some();
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(if twice { None } else { key })
+        }
+    }
+
+    let mut deserializer = serde_json::Deserializer::from_slice(envelope);
+    serde::Deserializer::deserialize_map(&mut deserializer, Members)
+        .ok()
+        .flatten()
 }
 
 /// The bytes from the `key` member's value on.
@@ -143,9 +187,21 @@ mod tests {
             assert_eq!(parsed["key"], "a \"b\"\n");
             assert_eq!(parsed["version"], 2);
             assert_eq!(stored_key(&envelope).as_deref(), Some("a \"b\"\n"));
-            assert_eq!(holds_key(&envelope, "a \"b\"\n"), Some(true));
-            assert_eq!(holds_key(&envelope, "a"), Some(false));
+            assert!(holds_key(&envelope, "a \"b\"\n"));
+            assert!(!holds_key(&envelope, "a"));
         }
         assert_eq!(stored_key(br#"{"version":2,"data":1}"#), None);
+        assert!(!holds_key(br#"{"version":2,"data":1}"#, "a"));
+    }
+
+    #[test]
+    fn the_key_is_found_wherever_it_stands() {
+        let last = br#"{"version":2,"data":{"key":"inner"},"key":"alice"}"#;
+        assert_eq!(stored_key(last).as_deref(), Some("alice"));
+        assert!(holds_key(last, "alice"));
+        assert!(!holds_key(last, "inner"));
+        let twice = br#"{"version":2,"data":1,"key":"alice","key":"bob"}"#;
+        assert_eq!(stored_key(twice), None);
+        assert!(!holds_key(twice, "alice"));
     }
 }

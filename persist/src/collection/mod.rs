@@ -15,12 +15,21 @@ use std::sync::Arc;
 pub use self::key::MAX_KEY_BYTES;
 #[cfg(feature = "tokio")]
 use crate::Pending;
-use crate::audit::{self, AuditOp};
 use crate::backend::{Backend, Change, Condition, Entry, Local, Memory, Written};
+use crate::settings::Settings;
+use crate::shell::{AuditEntry, AuditOp, Written as FileWritten, version_of};
 use crate::telemetry::Facts;
 #[cfg(any(feature = "tracing", feature = "metrics"))]
 use crate::telemetry::Operation;
-use crate::{Error, Options, Persisted};
+use crate::{Error, Persisted};
+
+/// The cache settings of a collection ([`Options::cache`](crate::Options::cache)(crate::Options::cache)); nothing
+/// without the `cache` feature.
+#[cfg(feature = "cache")]
+pub(crate) type CacheSettings = cache::CacheSettings;
+/// The cache settings of a collection; nothing without the `cache` feature.
+#[cfg(not(feature = "cache"))]
+pub(crate) type CacheSettings = std::convert::Infallible;
 
 /// Many values of one type, by key: on a local directory ([`open`](Collection::open)), in
 /// memory ([`memory`](Collection::memory)), or on any [`Backend`]
@@ -62,10 +71,10 @@ pub struct Collection<T> {
 
 struct Inner<T> {
     backend: Arc<dyn Backend>,
-    options: Options,
+    settings: Settings,
     /// Where the collection is, for errors about it as a whole (a bad key).
     location: PathBuf,
-    /// Decoded values by key ([`Options::cache`]).
+    /// Decoded values by key ([`Options::cache`](crate::Options::cache)).
     #[cfg(feature = "cache")]
     cache: Option<Arc<dyn cache::ValueCache<T>>>,
     _type: PhantomData<fn() -> T>,
@@ -114,18 +123,29 @@ pub struct Progress {
 
 impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
     /// The collection in the directory `dir` (created if missing), with the default
-    /// [`Options`]. `Options::new().collection(dir)`.
+    /// [`Options`](crate::Options). `Options::new().collection(dir)`.
     ///
     /// # Errors
     ///
     /// [`Error::Io`] if the directory cannot be created.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, Error> {
-        Options::new().collection(dir)
+        Collection::open_with(&Settings::DEFAULT, None, dir.as_ref())
+    }
+
+    /// The collection in the directory `dir`, with these settings
+    /// ([`Options::collection`](crate::Options::collection)).
+    pub(crate) fn open_with(
+        settings: &Settings,
+        cache: Option<CacheSettings>,
+        dir: &Path,
+    ) -> Result<Self, Error> {
+        let local = Local::with_disk(dir.to_owned(), settings.disk.clone())?;
+        Ok(Collection::on(Arc::new(local), settings.clone(), cache))
     }
 
     /// A collection in the PostgreSQL table `table` (created if missing) of the database
     /// `config` describes (`host=db user=app`, or a `postgresql://` URL), with the default
-    /// [`Options`]; see [`backend::Postgres`](crate::backend::Postgres). The connection is
+    /// [`Options`](crate::Options); see [`backend::Postgres`](crate::backend::Postgres). The connection is
     /// made on persist's worker threads.
     ///
     /// # Errors
@@ -138,14 +158,11 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
             crate::backend::Postgres::connect(&config, &table)
         })
         .await?;
-        Ok(Collection::with_backend(
-            Arc::new(connected),
-            Options::new(),
-        ))
+        Ok(Collection::on(Arc::new(connected), Settings::DEFAULT, None))
     }
 
     /// A collection in the objects under `prefix` (such as `users/`) of `store` (S3 or any
-    /// `object_store` store), with the default [`Options`]; see
+    /// `object_store` store), with the default [`Options`](crate::Options); see
     /// [`backend::S3`](crate::backend::S3).
     ///
     /// # Errors
@@ -157,24 +174,31 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
         prefix: &str,
     ) -> Result<Self, Error> {
         let backend = crate::backend::S3::new(store, prefix)?;
-        Ok(Collection::with_backend(Arc::new(backend), Options::new()))
+        Ok(Collection::on(Arc::new(backend), Settings::DEFAULT, None))
     }
 
     /// A collection in memory, for tests; see [`Memory`] for injecting faults.
     pub fn memory() -> Self {
-        Collection::with_backend(Arc::new(Memory::new()), Options::new())
+        Collection::on(Arc::new(Memory::new()), Settings::DEFAULT, None)
     }
 
-    /// A collection on `backend`, whose entries are encoded with `options` (checksum,
-    /// compression, encryption, size cap) and cached per [`Options::cache`].
-    pub fn with_backend(backend: Arc<dyn Backend>, options: Options) -> Self {
+    // `with_backend`, which takes an `Options`, is in options.rs with the facade.
+
+    /// A collection on `backend` with these settings (and a cache of that size, if any).
+    pub(crate) fn on(
+        backend: Arc<dyn Backend>,
+        settings: Settings,
+        cache: Option<CacheSettings>,
+    ) -> Self {
         let location = backend.root();
         #[cfg(feature = "cache")]
-        let cache = options.cache_settings().map(cache::new::<T>);
+        let cache = cache.map(cache::new::<T>);
+        #[cfg(not(feature = "cache"))]
+        let _ = cache;
         Collection {
             inner: Arc::new(Inner {
                 backend,
-                options,
+                settings,
                 location,
                 #[cfg(feature = "cache")]
                 cache,
@@ -185,7 +209,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
 }
 
 impl<T: Persisted> Collection<T> {
-    /// What this process's cache answered ([`Options::cache`]): zero without a cache.
+    /// What this process's cache answered ([`Options::cache`](crate::Options::cache)): zero without a cache.
     #[cfg(feature = "cache")]
     pub fn cache_stats(&self) -> cache::CacheStats {
         self.inner
@@ -224,7 +248,7 @@ impl<T: Persisted> Collection<T> {
 
     /// [`Backend::modify`] until no other writer gets in between: after a conflict, a random
     /// wait (up to 1 ms, doubling to 100 ms) and another attempt, for as long as
-    /// [`Options::lock_timeout`] allows (a lock timeout of `None` tries forever).
+    /// [`Options::lock_timeout`](crate::Options::lock_timeout) allows (a lock timeout of `None` tries forever).
     /// With an audit log, returns what the winning attempt put.
     fn modify(
         &self,
@@ -232,19 +256,19 @@ impl<T: Persisted> Collection<T> {
         change: &mut dyn FnMut(Option<&crate::backend::Stored>) -> Result<Change, Error>,
     ) -> Result<Option<Put>, Error> {
         let started = std::time::Instant::now();
-        let patience = self.inner.options.lock_wait();
+        let patience = self.inner.settings.disk.lock_timeout;
         let mut backoff = std::time::Duration::from_millis(1);
         let mut attempts = 0;
-        let audited = self.inner.options.audited();
+        let audited = self.inner.settings.disk.audited();
         let mut put = None;
         let mut change = |stored: Option<&crate::backend::Stored>| {
             let change = change(stored)?;
             if audited {
                 put = match &change {
                     Change::Put { bytes, version } => Some(Put {
-                        from_version: stored.and_then(|stored| audit::version_of(&stored.bytes)),
+                        from_version: stored.and_then(|stored| version_of(&stored.bytes)),
                         to_version: *version,
-                        written: audit::Written::of(bytes),
+                        written: FileWritten::of(bytes),
                     }),
                     Change::Keep => None,
                 };
@@ -276,18 +300,18 @@ impl<T: Persisted> Collection<T> {
         name: &str,
         put: Option<&Put>,
     ) -> Result<(), Error> {
-        if !self.inner.options.audited() {
+        if !self.inner.settings.disk.audited() {
             return Ok(());
         }
         let path = self.inner.backend.locate(name);
-        self.inner.options.audit_entry(audit::Entry {
+        self.inner.settings.disk.audit(&[AuditEntry {
             operation,
             path: &path,
             key: Some(key),
             from_version: put.and_then(|put| put.from_version),
             to_version: put.map(|put| u64::from(put.to_version)),
             written: put.map(|put| put.written),
-        })
+        }])
     }
 
     /// Drops `key`'s cached value after a write by this process.
@@ -316,22 +340,15 @@ impl<T: Persisted> Collection<T> {
 
     fn encode(&self, key: &str, name: &str, value: &T) -> Result<Vec<u8>, Error> {
         let path = self.inner.backend.locate(name);
-        entry::encode(&self.inner.options, value, key, &path)
+        entry::encode(&self.inner.settings, value, key, &path)
     }
 
     /// Decodes an entry read under `key`, checking that it holds that key.
     fn decode(&self, key: &str, name: &str, bytes: &[u8]) -> Result<T, Error> {
         let locate = || self.inner.backend.locate(name);
-        let (value, holds) = entry::decode::<T>(&self.inner.options, bytes, key, locate)?;
-        match holds {
-            Some(false) => Err(Error::Corrupt {
-                path: locate(),
-                line: 0,
-                column: 0,
-                field: Some("key".into()),
-                reason: "the entry holds another key than the one its name stands for".into(),
-            }),
-            _ => Ok(value),
+        match entry::decode::<T>(&self.inner.settings, bytes, key, locate)? {
+            (value, true) => Ok(value),
+            (_, false) => Err(key_mismatch(locate())),
         }
     }
 
@@ -397,7 +414,7 @@ impl<T: Persisted> Collection<T> {
             let put = Put {
                 from_version: None,
                 to_version: T::VERSION,
-                written: audit::Written::of(&bytes),
+                written: FileWritten::of(&bytes),
             };
             self.audit(AuditOp::Save, key, &name, Some(&put))
         })
@@ -444,26 +461,26 @@ impl<T: Persisted> Collection<T> {
                 self.forget(key);
             }
             written?;
-            if !self.inner.options.audited() {
+            if !self.inner.settings.disk.audited() {
                 return Ok(());
             }
             let paths: Vec<PathBuf> = encoded
                 .iter()
                 .map(|(_, name, _)| self.inner.backend.locate(name))
                 .collect();
-            let entries: Vec<audit::Entry<'_>> = encoded
+            let entries: Vec<AuditEntry<'_>> = encoded
                 .iter()
                 .zip(&paths)
-                .map(|((key, _, bytes), path)| audit::Entry {
+                .map(|((key, _, bytes), path)| AuditEntry {
                     operation: AuditOp::Save,
                     path,
                     key: Some(key),
                     from_version: None,
                     to_version: Some(u64::from(T::VERSION)),
-                    written: Some(audit::Written::of(bytes)),
+                    written: Some(FileWritten::of(bytes)),
                 })
                 .collect();
-            self.inner.options.audit_entries(&entries)
+            self.inner.settings.disk.audit(&entries)
         })
     }
 
@@ -471,7 +488,7 @@ impl<T: Persisted> Collection<T> {
     /// concurrent change is lost. On the local directory it runs under the entry's lock file,
     /// shared with other processes; on a backend without locks it is a compare-and-swap,
     /// retried with a backoff, so `change` may run more than once (on a fresh value each
-    /// time) until it wins, for up to [`Options::lock_timeout`] (30 s by default). Returns the
+    /// time) until it wins, for up to [`Options::lock_timeout`](crate::Options::lock_timeout) (30 s by default). Returns the
     /// stored value.
     ///
     /// # Errors
@@ -572,7 +589,7 @@ impl<T: Persisted> Collection<T> {
             return Ok(None);
         };
         let path = self.inner.backend.locate(name);
-        entry::key(&self.inner.options, &stored.bytes, &path)
+        entry::key(&self.inner.settings, &stored.bytes, &path)
     }
 
     /// Every entry as `(key, value)`, in key order, each read when the iterator reaches it:
@@ -643,7 +660,7 @@ impl<T: Persisted> Collection<T> {
     /// Rewrites one entry if it is older; `Ok(true)` if it was rewritten. An error comes with
     /// the entry's key (its name when the key could not be read).
     fn migrate_entry(&self, name: &str) -> Result<bool, (String, Error)> {
-        let options = &self.inner.options;
+        let options = &self.inner.settings;
         let path = self.inner.backend.locate(name);
         let mut key_seen = key::key_of(name);
         let mut rewritten = false;
@@ -656,17 +673,11 @@ impl<T: Persisted> Collection<T> {
             else {
                 return Ok(Change::Keep);
             };
-            let key = match (key, key_seen.clone()) {
-                (Some(key), _) | (None, Some(key)) => key,
-                (None, None) => {
-                    return Err(Error::Corrupt {
-                        path: path.clone(),
-                        line: 0,
-                        column: 0,
-                        field: Some("key".into()),
-                        reason: "the entry holds no key and its name spells none".into(),
-                    });
-                }
+            // The entry must hold the key its name stands for: one that holds another (or
+            // none) is reported, never rewritten under this name.
+            let key = match key {
+                Some(key) if key::name_of(&key) == name => key,
+                _ => return Err(key_mismatch(path.clone())),
             };
             key_seen = Some(key.clone());
             let bytes = entry::encode(options, &value, &key, &path)?;
@@ -693,11 +704,22 @@ impl<T: Persisted> Collection<T> {
     }
 }
 
+/// An entry whose key member is not the key its name stands for (or is missing).
+fn key_mismatch(path: PathBuf) -> Error {
+    Error::Corrupt {
+        path,
+        line: 0,
+        column: 0,
+        field: Some("key".into()),
+        reason: "the entry holds another key than the one its name stands for, or none".into(),
+    }
+}
+
 /// What a write of an entry put, for its audit record.
 struct Put {
     from_version: Option<u64>,
     to_version: u32,
-    written: audit::Written,
+    written: FileWritten,
 }
 
 /// Drops a key's cached value when the write that may have changed it ends, however it ends.
@@ -773,7 +795,7 @@ impl<T: Persisted + Send + 'static> Collection<T> {
         };
         // The audit log's append is blocking file work: an audited put runs on the worker
         // threads.
-        let native = match self.inner.options.audited() {
+        let native = match self.inner.settings.disk.audited() {
             true => None,
             false => {
                 self.inner
@@ -837,41 +859,5 @@ impl<T: Persisted + Send + 'static> Collection<T> {
     /// See [`keys`](Collection::keys).
     pub fn keys_async(&self) -> Pending<Vec<String>> {
         self.run(|collection| collection.keys())
-    }
-}
-
-impl Options {
-    /// Makes [`Collection`]s opened with these options keep up to `capacity` decoded values in
-    /// memory, each for at most `ttl` after it was read (moka's concurrent cache, shared by
-    /// the sync and async methods and by clones of the collection). This process's writes
-    /// (put, update, delete, batches, migrations) drop the values they touch; writes by other
-    /// processes are seen once `ttl` has passed. Hits and misses:
-    /// [`Collection::cache_stats`].
-    #[cfg(feature = "cache")]
-    pub const fn cache(mut self, capacity: u64, ttl: std::time::Duration) -> Self {
-        self.cache = Some(cache::CacheSettings { capacity, ttl });
-        self
-    }
-
-    /// The cache settings of collections, if any.
-    #[cfg(feature = "cache")]
-    pub(crate) fn cache_settings(&self) -> Option<cache::CacheSettings> {
-        self.cache
-    }
-
-    /// The [`Collection`] in the directory `dir` (created if missing), whose entries are
-    /// written with these options: durability, backups, lock timeout, size cap, and the
-    /// layers (checksum, compression, encryption).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] if the directory cannot be created, [`Error::NotRegularFile`] if
-    /// something else is there.
-    pub fn collection<T: Persisted + Clone + Send + Sync + 'static>(
-        &self,
-        dir: impl AsRef<Path>,
-    ) -> Result<Collection<T>, Error> {
-        let local = Local::with_options(dir.as_ref().to_owned(), self.clone())?;
-        Ok(Collection::with_backend(Arc::new(local), self.clone()))
     }
 }

@@ -1,5 +1,6 @@
 //! The value of a [`Live`](super::Live) handle and its rules: what an update, a save, a reload
-//! and a conflict do. Every byte goes through [`Options::load`] and [`Options::save`]: the
+//! and a conflict do. Every byte goes through [`Options::load`](crate::Options::load) and
+//! [`Options::save`](crate::Options::save): the
 //! migration chain, the layers and the durable write are the core's.
 //!
 //! Two locks, never held the other way round:
@@ -19,8 +20,13 @@ use super::events::Events;
 use super::merge::{self, Merge};
 use super::{ChangeOrigin, LiveEvent, LiveStats, SavePolicy};
 use crate::error::IoOp;
-use crate::fs::{self, io_error};
-use crate::{Error, Options, Persisted, lock};
+use crate::settings::Settings;
+use crate::shell::commit::{Target, Write, bytes, replace};
+use crate::shell::dir::Dir;
+use crate::shell::lock;
+use crate::shell::names::{self, Sibling};
+use crate::shell::{AuditOp, io_error, parent_dir, read};
+use crate::{Error, Persisted, file};
 
 /// How long the file must be quiet after an event before it is reloaded: an editor's write
 /// sequence (backup, truncate, write, close) is over by then, and a reload in the middle of an
@@ -164,7 +170,7 @@ pub(super) struct Shared<T> {
     path: PathBuf,
     /// `path` with symbolic links followed: the file that is watched and compared.
     target: PathBuf,
-    options: Options,
+    settings: Settings,
     policy: SavePolicy,
     current: ArcSwap<T>,
     state: Mutex<State<T>>,
@@ -178,18 +184,19 @@ pub(super) struct Shared<T> {
 impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
     /// Loads the file (or starts from the default) and sets up the bookkeeping.
     pub(super) fn open(
-        options: Options,
+        settings: Settings,
         policy: SavePolicy,
         path: &Path,
     ) -> Result<Arc<Self>, Error>
     where
         T: Default,
     {
-        let target = fs::resolve_target(path)?;
+        let target = Target::locate(path)?;
+        let target = target.dir_path().join(&target.name);
         let mut attempts = 0;
         let (value, seen) = loop {
             let before = file_id(&target, path)?;
-            let loaded = options.load_or_default::<T>(path);
+            let loaded = file::load_or_default::<T>(&settings, path);
             let after = file_id(&target, path)?;
             match loaded {
                 // A complete document, even if it is being replaced: the replacement is a
@@ -208,7 +215,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
         Ok(Arc::new(Shared {
             path: path.to_owned(),
             target,
-            options,
+            settings,
             policy,
             current: ArcSwap::new(Arc::clone(&value)),
             state: Mutex::new(State {
@@ -325,11 +332,11 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
     /// change, save, publish.
     fn update_now(&self, change: impl FnOnce(&mut T)) -> Result<Arc<T>, Error> {
         let _io = lock(&self.io);
-        let _lock = lock::exclusive(&self.path, self.options.lock_wait())?;
+        let _lock = lock::exclusive(&self.path, self.settings.disk.lock_timeout)?;
         self.reload_locked(false)?;
         let mut value = T::clone(&self.current.load());
         change(&mut value);
-        if let Err(error) = self.options.save(&value, &self.path) {
+        if let Err(error) = file::save(&self.settings, &value, &self.path, AuditOp::Save) {
             bump(&self.counters.failed_saves);
             return Err(error);
         }
@@ -479,7 +486,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
                 self.accept(&mut state, None);
                 return Ok(Refresh::Missing);
             };
-            let error = match self.options.load::<T>(&self.path) {
+            let error = match file::load::<T>(&self.settings, &self.path) {
                 Ok(value) => return Ok(Refresh::Changed(value, Some(id))),
                 // Deleted between the look and the read: look again.
                 Err(Error::NotFound { .. }) if attempts < UNSETTLED_RETRIES => {
@@ -524,8 +531,8 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
         if !self.lock_state().pending() {
             return Ok(());
         }
-        let _lock =
-            lock::exclusive(&self.path, self.options.lock_wait()).map_err(SaveFailure::Save)?;
+        let _lock = lock::exclusive(&self.path, self.settings.disk.lock_timeout)
+            .map_err(SaveFailure::Save)?;
         let conflict = match self.refresh_locked(false).map_err(SaveFailure::Load)? {
             Refresh::Unchanged | Refresh::Missing => None,
             Refresh::Changed(theirs, id) => self.merge_locked(theirs, id)?,
@@ -540,7 +547,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
             )
         };
         let started = Instant::now();
-        let saved = self.options.save(&*value, &self.path);
+        let saved = file::save(&self.settings, &*value, &self.path, AuditOp::Save);
         let mut state = self.lock_state();
         match saved {
             Ok(()) => {
@@ -605,28 +612,26 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
     /// Copies the file another program wrote to `<name>.conflict-<unix ms>` before this
     /// handle's pending value replaces it.
     fn keep_aside(&self) -> Result<PathBuf, Error> {
-        let bytes = fs::read(&self.target, self.options.max_size_limit())?;
-        let kept = self.aside("conflict");
-        fs::write_atomic(&kept, self.options.sync_level(), fs::bytes(&bytes))?;
-        Ok(kept)
+        let data = read::read(&self.target, self.settings.disk.max_size)?;
+        let kept = self.aside(Sibling::Conflict)?;
+        replace(&self.settings.disk, &kept, &Write::default(), bytes(&data))?;
+        Ok(kept.named)
     }
 
-    /// A free path beside the file: `<name>.<what>-<unix milliseconds>`.
-    fn aside(&self, what: &str) -> PathBuf {
-        let name = self
-            .target
-            .file_name()
-            .unwrap_or(self.target.as_os_str())
-            .to_owned();
+    /// A free name beside the file: `<name>.conflict-<unix milliseconds>` or
+    /// `<name>.unsaved-<unix milliseconds>` (`kind` says which; its number is replaced), in
+    /// the file's directory, held open: a link planted there is refused, never followed.
+    fn aside(&self, kind: fn(u64) -> Sibling) -> Result<Target, Error> {
+        let name = self.target.file_name().unwrap_or(self.target.as_os_str());
+        let dir = parent_dir(&self.target);
+        let dir = Arc::new(Dir::open(dir).map_err(io_error(dir, IoOp::Open))?);
         let mut millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_millis());
+            .map_or(0, |elapsed| elapsed.as_millis() as u64);
         loop {
-            let mut candidate = name.clone();
-            candidate.push(format!(".{what}-{millis}"));
-            let candidate = self.target.with_file_name(candidate);
-            if std::fs::symlink_metadata(&candidate).is_err() {
-                return candidate;
+            let candidate = names::name_for(name, kind(millis));
+            if dir.stat(&candidate).ok().flatten().is_none() {
+                return Target::beneath(&dir, &candidate, dir.join(&candidate));
             }
             millis += 1;
         }
@@ -640,7 +645,8 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
             return;
         };
         let value = self.current.load_full();
-        let aside = self.aside("unsaved");
-        let _ = self.options.save(&*value, &aside);
+        if let Ok(aside) = self.aside(Sibling::Unsaved) {
+            let _ = file::save_to(&self.settings, &*value, &aside, AuditOp::Save);
+        }
     }
 }

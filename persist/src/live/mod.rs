@@ -22,7 +22,8 @@ use self::core::Shared;
 pub use self::events::Subscription;
 #[cfg(feature = "tokio")]
 use crate::Pending;
-use crate::{Error, Options, Persisted};
+use crate::settings::Settings;
+use crate::{Error, Persisted};
 
 /// When [`Live::update`] writes the file.
 ///
@@ -51,7 +52,7 @@ use crate::{Error, Options, Persisted};
 #[non_exhaustive]
 pub enum SavePolicy {
     /// Every [`update`](Live::update) returns once its change is durable. It runs under the
-    /// file's lock (the lock of [`Options::update`]) and first reloads the file if another
+    /// file's lock (the lock of [`Options::update`](crate::Options::update)) and first reloads the file if another
     /// program changed it, so handles in several processes lose no update. The default.
     #[default]
     Immediate,
@@ -77,12 +78,12 @@ pub enum SavePolicy {
     },
 }
 
-/// The settings of [`Options::live`], kept in [`Options`].
+/// The settings of [`Options::live`](crate::Options::live), kept in [`Options`](crate::Options).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LiveSettings {
-    policy: SavePolicy,
-    watch: bool,
-    refresh_every: Option<Duration>,
+    pub(crate) policy: SavePolicy,
+    pub(crate) watch: bool,
+    pub(crate) refresh_every: Option<Duration>,
 }
 
 impl LiveSettings {
@@ -175,7 +176,7 @@ pub struct LiveStats {
 /// blocking, [`update`](Live::update) changes it and saves it (see [`SavePolicy`]), and edits
 /// other programs make to the file are reloaded through the migration chain.
 ///
-/// Open one with [`Persisted::live`] or [`Options::live`]. A handle is `Send + Sync`, and
+/// Open one with [`Persisted::live`] or [`Options::live`](crate::Options::live). A handle is `Send + Sync`, and
 /// cloning it is cheap: clones share the value, the saver and the watcher. Dropping the last
 /// one stops watching and saves what is pending. It needs no async runtime; the `_async`
 /// methods and [`subscribe`](Live::subscribe) (feature `tokio`) work under any executor.
@@ -186,7 +187,7 @@ pub struct LiveStats {
 /// editor's atomic replace, a `sed -i` or an in-place rewrite are all seen; the reload waits
 /// for the writes to settle. This handle's own saves are recognized (by device, inode, size and
 /// modification time) and never reloaded. Where file events do not work (network file systems,
-/// some containers), [`Options::refresh_every`] polls the file's metadata instead or as well.
+/// some containers), [`Options::refresh_every`](crate::Options::refresh_every) polls the file's metadata instead or as well.
 ///
 /// A file that no longer loads (broken JSON, a newer schema version, a failed migration) does
 /// not replace the value: the last good value stays, the error is reported to
@@ -261,7 +262,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Live<T> {
     ///
     /// # Errors
     ///
-    /// The errors of [`Options::update`] (lock, load, save) with `Immediate`; with either
+    /// The errors of [`Options::update`](crate::Options::update) (lock, load, save) with `Immediate`; with either
     /// policy, the load error while the file holds something it cannot read (nothing is
     /// published or saved then). A value that failed to save is not published.
     pub fn update(&self, change: impl FnOnce(&mut T)) -> Result<Arc<T>, Error> {
@@ -344,61 +345,15 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Live<T> {
     }
 }
 
-impl Options {
-    /// Sets when [`Live::update`] saves: [`SavePolicy::Immediate`] (the default) or
-    /// [`SavePolicy::Coalesce`].
-    pub const fn save_policy(mut self, policy: SavePolicy) -> Self {
-        self.live.policy = policy;
-        self
-    }
-
-    /// Turns watching the file's directory for changes by other programs on (the default) or
-    /// off, for [`Options::live`].
-    pub const fn watch(mut self, watch: bool) -> Self {
-        self.live.watch = watch;
-        self
-    }
-
-    /// Makes [`Live`] handles also check the file's metadata every `period` and reload it
-    /// when it changed: for file systems without change events (NFS, SMB, some container
-    /// mounts). Off by default.
-    pub const fn refresh_every(mut self, period: Duration) -> Self {
-        self.live.refresh_every = Some(period);
-        self
-    }
-
-    /// Opens `path` as a [`Live`] value: loads it (or `T::default()` if there is no file,
-    /// which is not written until the first update) through the migration chain, and starts
-    /// watching it.
-    ///
-    /// # Errors
-    ///
-    /// Every error of [`load_or_default`](Options::load_or_default) (the file is left alone),
-    /// and [`Error::Io`] with [`IoOp::Watch`](crate::IoOp::Watch) when the directory cannot
-    /// be watched (the system's limit on watches, say), or with
-    /// [`IoOp::BlockingTask`](crate::IoOp::BlockingTask) when no thread could be started.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # use persist::{Options, Persisted};
-    /// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize, Persisted)]
-    /// # #[persist(version = 1)]
-    /// # struct Settings { theme: String }
-    /// let live = Options::new()
-    ///     .refresh_every(std::time::Duration::from_secs(2))
-    ///     .live::<Settings>("/mnt/nfs/settings.json")?;
-    /// # Ok::<(), persist::Error>(())
-    /// ```
-    pub fn live<T: Persisted + Default + Clone + Send + Sync + 'static>(
-        &self,
-        path: impl AsRef<Path>,
-    ) -> Result<Live<T>, Error> {
-        let settings = self.live;
-        let shared = Shared::open(self.clone(), settings.policy, path.as_ref())?;
-        let handle = worker::Handle::start(shared, settings.watch, settings.refresh_every)?;
-        Ok(Live {
-            handle: Arc::new(handle),
-        })
-    }
+/// Opens `path` as a [`Live`] value with these settings ([`Options::live`](crate::Options::live)).
+pub(crate) fn open<T: Persisted + Default + Clone + Send + Sync + 'static>(
+    settings: Settings,
+    live: LiveSettings,
+    path: &Path,
+) -> Result<Live<T>, Error> {
+    let shared = Shared::open(settings, live.policy, path)?;
+    let handle = worker::Handle::start(shared, live.watch, live.refresh_every)?;
+    Ok(Live {
+        handle: Arc::new(handle),
+    })
 }

@@ -10,7 +10,8 @@ use super::SavePolicy;
 use super::core::{MAX_SETTLE, SETTLE, Shared};
 use super::watcher::{self, Registration, Watched};
 use crate::error::IoOp;
-use crate::fs::{create_parents, io_error, parent_dir};
+use crate::shell::commit::create_dirs;
+use crate::shell::{Durability, io_error, parent_dir};
 use crate::{Error, Persisted};
 
 /// What the last [`Live`](super::Live) handle owns: dropping it stops the watcher and the
@@ -78,7 +79,7 @@ fn watch_directory<T: Persisted + Clone + Send + Sync + 'static>(
 ) -> Result<Registration, Error> {
     let target = shared.target();
     let directory = parent_dir(target);
-    create_parents(shared.path(), directory)?;
+    create_dirs(shared.path(), directory, Durability::Full)?;
     // Events name the directory as it was watched: canonical, so that one directory reached
     // by two paths is one entry.
     let directory =

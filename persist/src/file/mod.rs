@@ -1,0 +1,181 @@
+//! The single-file verbs: load, save, update, restore and remove of one state file, on a
+//! [`Settings`]. [`Options`](crate::Options) and the [`Persisted`] methods are their public
+//! faces; [`Live`](crate::Live) and the journal's snapshots use them too.
+
+mod update;
+
+use std::path::{Path, PathBuf};
+
+pub(crate) use self::update::modify;
+use crate::codec;
+use crate::settings::{Settings, stream_refusal};
+use crate::shell::commit::{Target, Write, bytes, replace, replace_path};
+use crate::shell::{AuditOp, backup, read, remove};
+use crate::telemetry::{Facts, Operation};
+use crate::{Backup, Error, Persisted};
+
+/// Loads `path` as `T`, migrating from whatever version the file holds. Never writes.
+pub(crate) fn load<T: Persisted>(settings: &Settings, path: &Path) -> Result<T, Error> {
+    let operation = Operation::start("load", path);
+    let mut facts = Facts {
+        to: Some(T::VERSION),
+        ..Facts::default()
+    };
+    let result = operation.in_span(|| {
+        let max_size = settings.disk.max_size;
+        let bytes = settings
+            .disk
+            .retry
+            .run(|| read::read_for_load(path, max_size))?;
+        facts.read = Some(bytes.len() as u64);
+        facts.from = codec::leading_version(&bytes);
+        let decoded = settings
+            .open(path, &bytes)
+            .and_then(|envelope| codec::decode(&envelope).map_err(|error| error.at::<T>(path)));
+        // A truncation by another program during the read is the error to report, not
+        // what the parser made of the zeros that replaced the lost bytes.
+        bytes.intact(path)?;
+        decoded
+    });
+    operation.finish(&result, facts);
+    result
+}
+
+/// [`load`], or `T::default()` if there is no file.
+pub(crate) fn load_or_default<T: Persisted + Default>(
+    settings: &Settings,
+    path: &Path,
+) -> Result<T, Error> {
+    match load(settings, path) {
+        Err(Error::NotFound { .. }) => Ok(T::default()),
+        result => result,
+    }
+}
+
+/// Saves `value` at `path`, recorded in the audit log as `operation`: serialized straight into
+/// the temporary file when no layer needs it whole. Errors are the value's first (a float JSON
+/// cannot hold, a map key that is not a string), then the file's.
+pub(crate) fn save<T: Persisted>(
+    settings: &Settings,
+    value: &T,
+    path: &Path,
+    operation: AuditOp,
+) -> Result<(), Error> {
+    measured_save(path, T::VERSION, || {
+        let write = write_of::<T>(operation);
+        if !settings.streams() {
+            let data = settings.file_bytes(value, path)?;
+            return replace_path(&settings.disk, path, &write, bytes(&data)).map(drop);
+        }
+        // Streams into the temporary file: no copy of the file in memory. A value serde refuses
+        // half-way leaves a partial temporary file, which the failed write removes.
+        let style = settings.style::<T>();
+        let mut refused = None;
+        let result = replace_path(&settings.disk, path, &write, |writer| {
+            codec::encode(value, writer, style).map_err(|error| stream_refusal(error, &mut refused))
+        });
+        match refused {
+            Some(refusal) => Err(refusal.at(path)),
+            None => result.map(drop),
+        }
+    })
+}
+
+/// [`save`] to a target resolved by the caller (a name persist makes, in a directory it
+/// holds open): no retry, the target is not looked up again.
+pub(crate) fn save_to<T: Persisted>(
+    settings: &Settings,
+    value: &T,
+    target: &Target,
+    operation: AuditOp,
+) -> Result<(), Error> {
+    measured_save(&target.named, T::VERSION, || {
+        let data = settings.file_bytes(value, &target.named)?;
+        replace(
+            &settings.disk,
+            target,
+            &write_of::<T>(operation),
+            bytes(&data),
+        )
+        .map(drop)
+    })
+}
+
+/// Saves `data`, the file of a `T` (prepared by [`Settings::file_bytes`]), at `path`.
+#[cfg(feature = "tokio")]
+pub(crate) fn save_bytes(
+    settings: &Settings,
+    path: &Path,
+    write: &Write<'_>,
+    data: &[u8],
+) -> Result<(), Error> {
+    measured_save(path, write.version.unwrap_or(0), || {
+        replace_path(&settings.disk, path, write, bytes(data)).map(drop)
+    })
+}
+
+/// What a save of `T` writes, for backups and the audit log.
+pub(crate) fn write_of<T: Persisted>(operation: AuditOp) -> Write<'static> {
+    Write {
+        version: Some(T::VERSION),
+        unversioned_as: codec::unversioned_root::<T>(),
+        audit: Some(operation),
+        key: None,
+    }
+}
+
+/// Runs a save as one measured operation: its span, and its outcome, version and size.
+fn measured_save(
+    path: &Path,
+    version: u32,
+    save: impl FnOnce() -> Result<(), Error>,
+) -> Result<(), Error> {
+    let operation = Operation::start("save", path);
+    let result = operation.in_span(save);
+    #[cfg(any(feature = "tracing", feature = "metrics"))]
+    let written = result
+        .is_ok()
+        .then(|| std::fs::metadata(path).ok().map(|metadata| metadata.len()))
+        .flatten();
+    #[cfg(not(any(feature = "tracing", feature = "metrics")))]
+    let written = None;
+    let facts = Facts {
+        to: Some(version),
+        written,
+        ..Facts::default()
+    };
+    operation.finish(&result, facts);
+    result
+}
+
+/// The backups kept beside the file at `path`, newest version first.
+pub(crate) fn backups_of(path: &Path) -> Result<Vec<Backup>, Error> {
+    backup::list(path)
+}
+
+/// Puts the backup of `version` back in place of the file at `path`.
+pub(crate) fn restore(settings: &Settings, path: &Path, version: u64) -> Result<(), Error> {
+    let operation = Operation::start("restore", path);
+    let result = operation.in_span(|| {
+        settings
+            .disk
+            .retry
+            .run(|| backup::restore(&settings.disk, path, version))
+    });
+    let facts = Facts {
+        from: Some(version),
+        ..Facts::default()
+    };
+    operation.finish(&result, facts);
+    result
+}
+
+/// Deletes the state file at `path` with every file persist keeps beside it.
+pub(crate) fn remove_file(settings: &Settings, path: &Path) -> Result<Vec<PathBuf>, Error> {
+    remove::remove_state_file(&settings.disk, path)
+}
+
+/// Deletes the directory `dir` and everything in it.
+pub(crate) fn remove_dir(settings: &Settings, dir: &Path) -> Result<(), Error> {
+    remove::remove_dir(&settings.disk, dir)
+}
