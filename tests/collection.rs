@@ -598,13 +598,19 @@ fn a_deleted_key_leaves_no_file_behind() {
         users.put(&key, &user("x")).unwrap();
         assert!(users.delete(&key).unwrap());
     }
-    users.put_many([("a", &user("a")), ("b", &user("b"))]).unwrap();
+    users
+        .put_many([("a", &user("a")), ("b", &user("b"))])
+        .unwrap();
     users.update("a", |u| u.logins += 1).unwrap();
     // An entry of an older version, replaced: its backup goes with it.
     let old: Collection<UserV2> = fast.collection(dir.path()).unwrap();
     old.put("c", &UserV2::default()).unwrap();
     users.put("c", &user("c")).unwrap();
-    assert!(walk(dir.path()).iter().any(|path| path.ends_with("c.v2.bak")));
+    assert!(
+        walk(dir.path())
+            .iter()
+            .any(|path| path.ends_with("c.v2.bak"))
+    );
     assert!(users.delete("c").unwrap());
     assert!(users.delete("a").unwrap());
     assert!(users.delete("b").unwrap());
@@ -626,10 +632,19 @@ fn an_entry_must_hold_its_own_key_wherever_it_stands() {
     let data = value["data"].to_string();
     // The key written last is still checked; another key, or none, is a mismatch.
     for (text, holds) in [
-        (format!(r#"{{"version":3,"data":{data},"key":"alice"}}"#), true),
-        (format!(r#"{{"version":3,"data":{data},"key":"mallory"}}"#), false),
+        (
+            format!(r#"{{"version":3,"data":{data},"key":"alice"}}"#),
+            true,
+        ),
+        (
+            format!(r#"{{"version":3,"data":{data},"key":"mallory"}}"#),
+            false,
+        ),
         (format!(r#"{{"version":3,"data":{data}}}"#), false),
-        (format!(r#"{{"version":3,"key":"alice","data":{data},"key":"mallory"}}"#), true),
+        (
+            format!(r#"{{"version":3,"key":"alice","data":{data},"key":"mallory"}}"#),
+            true,
+        ),
     ] {
         std::fs::write(&entry, &text).unwrap();
         match users.get("alice") {

@@ -918,7 +918,10 @@ fn batch_child() {
         txn.save(value, format!("{key}.json")).unwrap();
     }
     txn.commit().unwrap();
-    assert_eq!(Doc::load(dir.join("t").join("key-99999.json")).unwrap(), doc(99_999));
+    assert_eq!(
+        Doc::load(dir.join("t").join("key-99999.json")).unwrap(),
+        doc(99_999)
+    );
     println!("done");
 }
 

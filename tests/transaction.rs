@@ -289,8 +289,14 @@ fn a_target_that_cannot_be_replaced_is_refused_before_anything_changes() {
     let started = std::time::Instant::now();
     for target in ["subdir", "pipe"] {
         let error = txn.save(&Part::at(2), target).unwrap_err();
-        assert!(matches!(error, Error::NotRegularFile { .. }), "{target}: {error}");
-        assert!(matches!(txn.remove(target), Err(Error::NotRegularFile { .. })));
+        assert!(
+            matches!(error, Error::NotRegularFile { .. }),
+            "{target}: {error}"
+        );
+        assert!(matches!(
+            txn.remove(target),
+            Err(Error::NotRegularFile { .. })
+        ));
     }
     assert!(started.elapsed() < Duration::from_secs(1), "a FIFO blocked");
     txn.commit().unwrap();
@@ -335,12 +341,23 @@ fn a_roll_forward_that_meets_an_unreplaceable_target_finishes_the_others() {
         Recovery::Incomplete { failed } => {
             assert_eq!(failed.len(), 1, "{failed:?}");
             assert_eq!(failed[0].0, root.join("a.json"));
-            assert!(matches!(failed[0].1, Error::NotRegularFile { .. }), "{}", failed[0].1);
+            assert!(
+                matches!(failed[0].1, Error::NotRegularFile { .. }),
+                "{}",
+                failed[0].1
+            );
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(Part::load(root.join("b.json")).unwrap().step, 2, "the other target");
-    assert_eq!(std::fs::read(root.join("a.json").join("inside")).unwrap(), b"kept");
+    assert_eq!(
+        Part::load(root.join("b.json")).unwrap().step,
+        2,
+        "the other target"
+    );
+    assert_eq!(
+        std::fs::read(root.join("a.json").join("inside")).unwrap(),
+        b"kept"
+    );
     // The record is cleared: the root is not wedged.
     assert_eq!(common::names(&staging), Vec::<String>::new());
     assert_eq!(persist::recover(root).unwrap(), Recovery::Clean);
@@ -359,7 +376,10 @@ fn a_staged_file_whose_write_failed_is_removed_at_once() {
     assert_eq!(fault.hits(), 1);
     assert!(matches!(error, Error::Io { .. }), "{error}");
     // Gone now, not when the transaction is dropped.
-    assert_eq!(common::names(&root.join(".persist-txn")), Vec::<String>::new());
+    assert_eq!(
+        common::names(&root.join(".persist-txn")),
+        Vec::<String>::new()
+    );
     txn.save(&Part::at(1), "index.json").unwrap();
     txn.commit().unwrap();
 }
@@ -371,8 +391,11 @@ fn files_and_directories_a_commit_creates_are_private_and_replaced_ones_keep_the
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     Part::at(1).save(root.join("shared.json")).unwrap();
-    std::fs::set_permissions(root.join("shared.json"), std::fs::Permissions::from_mode(0o644))
-        .unwrap();
+    std::fs::set_permissions(
+        root.join("shared.json"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     let mut txn = Transaction::new(root).unwrap();
     txn.save(&Part::at(2), "shared.json").unwrap();
     txn.save(&Part::at(2), "new/deeper/file.json").unwrap();
@@ -382,4 +405,38 @@ fn files_and_directories_a_commit_creates_are_private_and_replaced_ones_keep_the
     assert_eq!(mode(&root.join("new")), 0o700);
     assert_eq!(mode(&root.join("new/deeper")), 0o700);
     assert_eq!(mode(&root.join(".persist-txn")), 0o700);
+}
+
+#[test]
+fn a_rename_refused_after_the_commit_point_finishes_the_others_and_clears_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    Part::at(1).save(root.join("a.json")).unwrap();
+    Part::at(1).save(root.join("b.json")).unwrap();
+    let mut txn = Transaction::new(root).unwrap();
+    txn.save(&Part::at(2), "a.json").unwrap();
+    txn.save(&Part::at(2), "b.json").unwrap();
+    txn.remove("c.json").unwrap();
+    // The first rename of the commit fails (the first rename under the root is a.json's).
+    let fault = persist::testing::inject_fault(root, persist::IoOp::Rename, libc::EIO, 1);
+    let error = txn.commit().unwrap_err();
+    assert_eq!(fault.hits(), 1);
+    assert!(
+        matches!(error, Error::Io { op: persist::IoOp::Rename, ref path, .. } if path.ends_with("a.json")),
+        "{error}"
+    );
+    assert_eq!(Part::load(root.join("a.json")).unwrap().step, 1);
+    assert_eq!(
+        Part::load(root.join("b.json")).unwrap().step,
+        2,
+        "the others are finished"
+    );
+    // Nothing is left to replay over files written since.
+    assert_eq!(
+        common::names(&root.join(".persist-txn")),
+        Vec::<String>::new()
+    );
+    Part::at(5).save(root.join("c.json")).unwrap();
+    assert_eq!(persist::recover(root).unwrap(), Recovery::Clean);
+    assert_eq!(Part::load(root.join("c.json")).unwrap().step, 5);
 }

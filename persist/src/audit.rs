@@ -211,7 +211,9 @@ impl AuditSink for AuditLog {
                 // A file's path, made absolute; a collection entry's as its backend names it (a
                 // URL-like name for remote and in-memory stores, never a path of this machine).
                 path: match entry.key {
-                    None => std::path::absolute(entry.path).unwrap_or_else(|_| entry.path.to_owned()),
+                    None => {
+                        std::path::absolute(entry.path).unwrap_or_else(|_| entry.path.to_owned())
+                    }
                     Some(_) => entry.path.to_owned(),
                 },
                 key: entry.key.map(str::to_owned),

@@ -33,7 +33,7 @@ use crate::shell::dir::Dir;
 use crate::shell::lock::{self, LockGuard, Scope};
 use crate::shell::names::{self, Sibling};
 use crate::shell::read::open_regular_file;
-use crate::shell::{self, AuditOp, Disk, Durability, io_error, parent_dir};
+use crate::shell::{self, AuditOp, Disk, Durability, io_error, parent_dir, read_exact_at};
 use crate::telemetry::{Facts, Operation};
 use crate::{Persisted, file};
 
@@ -1211,20 +1211,6 @@ fn later_flush(file: &File, failed: u64, size: u64, limit: u64) -> io::Result<bo
         at += 1;
     }
     Ok(false)
-}
-
-/// Reads exactly `buffer.len()` bytes of `file` at `offset` (`pread`: no shared position).
-fn read_exact_at(file: &File, buffer: &mut [u8], offset: u64) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        std::os::unix::fs::FileExt::read_exact_at(file, buffer, offset)
-    }
-    #[cfg(not(unix))]
-    {
-        let mut file = file;
-        file.seek(SeekFrom::Start(offset))?;
-        file.read_exact(buffer)
-    }
 }
 
 /// Where the whole records of a journal written by [`append_shared`] end, as this process last

@@ -299,12 +299,11 @@ impl Transaction {
     /// # Errors
     ///
     /// [`Error::InvalidPath`] or [`Error::NotRegularFile`] when a target changed since it was
-    /// staged into something a transaction cannot replace, [`Error::LockTimeout`] while
-    /// another process updates a target, [`Error::Io`] naming the step that failed: before
-    /// the commit point, every target is as it was (and the staging is removed when the
-    /// transaction drops). A failure after the commit point (a rename refused by the file
-    /// system) still puts every other file in place; the failed ones are retried by the next
-    /// [`Transaction::new`] or [`recover`] on the root.
+    /// staged into something a transaction cannot replace, [`Error::Io`] naming the step that
+    /// failed: before the commit point, every target is as it was (and the staging is removed
+    /// when the transaction drops). A failure after the commit point (a rename the file system
+    /// refused, a lock another process held past [`Options::lock_timeout`]) is returned after
+    /// every other file was put in place: the transaction is finished, without that file.
     pub fn commit(mut self) -> Result<(), Error> {
         if self.ops.is_empty() {
             return Ok(());
@@ -359,10 +358,8 @@ impl Transaction {
             &self.ops,
             files,
         )?;
-        if let Some((_, error)) = failed.into_iter().next() {
-            // The record stays: the next recovery tries the failed targets again.
-            return Err(error);
-        }
+        // Cleared whatever failed, as recovery clears it: a record left behind would replay
+        // its removals over files written since.
         clear_record(&disk, &self.staging)?;
         let entries: Vec<AuditEntry<'_>> = entries
             .iter()
@@ -375,7 +372,11 @@ impl Transaction {
                 written: entry.written,
             })
             .collect();
-        disk.audit(&entries)
+        let audited = disk.audit(&entries);
+        match failed.into_iter().next() {
+            Some((_, error)) => Err(error),
+            None => audited,
+        }
     }
 
     /// The path relative to the root, as the record stores it, after checking that it names a

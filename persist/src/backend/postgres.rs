@@ -136,30 +136,19 @@ impl Postgres {
                 path: PathBuf::from("postgres:"),
                 reason: format!("not a PostgreSQL connection string: {error}"),
             })?;
-        let server = format!(
-            "{}:{}",
-            config
-                .get_hosts()
-                .first()
-                .map(|host| match host {
-                    tokio_postgres::config::Host::Tcp(host) => host.clone(),
-                    #[cfg(unix)]
-                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-                })
-                .unwrap_or_else(|| "localhost".to_owned()),
-            config.get_ports().first().copied().unwrap_or(5432),
-        );
+        let host = config
+            .get_hosts()
+            .first()
+            .map(|host| match host {
+                tokio_postgres::config::Host::Tcp(host) => host.clone(),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .unwrap_or_else(|| "localhost".to_owned());
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let server = format!("{host}:{port}");
         let label = format!(
-            "postgres://{}/{}/{table}",
-            config
-                .get_hosts()
-                .first()
-                .map(|host| match host {
-                    tokio_postgres::config::Host::Tcp(host) => host.clone(),
-                    #[cfg(unix)]
-                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-                })
-                .unwrap_or_default(),
+            "postgres://{host}/{}/{table}",
             config.get_dbname().unwrap_or_default(),
         );
         if table.is_empty() {

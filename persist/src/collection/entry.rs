@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::settings::Settings;
-use crate::{Error, Persisted, codec, frame};
+use crate::{Error, Persisted, codec};
 
 /// The entry holding `value` under `key`; errors name `path`.
 pub(crate) fn encode<T: Persisted>(
@@ -21,14 +21,7 @@ pub(crate) fn encode<T: Persisted>(
     let style = settings.style::<T>();
     let mut plain = codec::encode_to_vec(value, style).map_err(|error| error.at(path))?;
     insert_key(&mut plain, key, style.pretty);
-    let layers = settings.layers();
-    if !layers.any() {
-        return Ok(plain);
-    }
-    frame::seal(plain, T::VERSION, &layers).map_err(|source| Error::Seal {
-        path: path.to_owned(),
-        source,
-    })
+    settings.seal::<T>(plain, path)
 }
 
 /// Puts the `key` member after `version`, the envelope's first member: the first comma of

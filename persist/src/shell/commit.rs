@@ -155,11 +155,12 @@ pub(crate) fn escape(escape: Escape) -> Error {
     }
 }
 
-/// The permission bits of a file.
+/// The permission bits of a file (read, write and execute for its owner, group and others; a
+/// setuid, setgid or sticky bit is not carried over to the file that replaces it).
 fn mode_of(metadata: &std::fs::Metadata) -> u32 {
     #[cfg(unix)]
     {
-        std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o7777
+        std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o777
     }
     #[cfg(not(unix))]
     {

@@ -39,7 +39,7 @@ impl Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stat {
     pub(crate) kind: Kind,
-    /// The permission bits (`mode & 0o7777`).
+    /// The permission bits (`mode & 0o777`).
     pub(crate) mode: u32,
     pub(crate) dev: u64,
     pub(crate) ino: u64,
@@ -161,7 +161,7 @@ mod sys {
         };
         Ok(Stat {
             kind: kind_of(u32::from(statx.stx_mode)),
-            mode: u32::from(statx.stx_mode) & 0o7777,
+            mode: u32::from(statx.stx_mode) & 0o777,
             dev,
             ino: statx.stx_ino,
             size: statx.stx_size,
@@ -180,7 +180,7 @@ mod sys {
         };
         Ok(Stat {
             kind: kind_of(stat.st_mode as u32),
-            mode: stat.st_mode as u32 & 0o7777,
+            mode: stat.st_mode as u32 & 0o777,
             dev: stat.st_dev as u64,
             ino: stat.st_ino as u64,
             size: stat.st_size as u64,

@@ -88,7 +88,6 @@ impl Drop for LockGuard {
         {
             held.remove(&key);
         }
-        let _ = &self.file;
     }
 }
 

@@ -266,6 +266,25 @@ pub(crate) fn read_at(file: &std::fs::File, buffer: &mut [u8], offset: u64) -> i
     }
 }
 
+/// Reads exactly `buffer.len()` bytes of `file` at `offset` (`pread`: no shared position).
+pub(crate) fn read_exact_at(
+    file: &std::fs::File,
+    buffer: &mut [u8],
+    offset: u64,
+) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buffer, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = file;
+        file.seek(SeekFrom::Start(offset))?;
+        file.read_exact(buffer)
+    }
+}
+
 /// Writes all of `bytes` at `offset` of `file` (`pwrite`), through the fault seam: the write
 /// path of journals. `path` names the file in the seam.
 pub(crate) fn write_all_at(
