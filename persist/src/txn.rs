@@ -507,17 +507,11 @@ fn follow_link(root: &Path, named: &Path) -> Result<String, Error> {
 
 /// A resolved target's path relative to the root, as the record stores it.
 fn relative_name(root: &Path, target: &Target) -> String {
-    let dir = target
-        .dir
-        .path()
-        .strip_prefix(root)
-        .unwrap_or(Path::new(""));
-    let mut parts: Vec<String> = dir
-        .components()
-        .map(|part| part.as_os_str().to_string_lossy().into_owned())
-        .collect();
-    parts.push(target.name.to_string_lossy().into_owned());
-    parts.join("/")
+    let name = target.name.to_string_lossy();
+    match relative_dir(root, target) {
+        dir if dir.is_empty() => name.into_owned(),
+        dir => format!("{dir}/{name}"),
+    }
 }
 
 /// Opens the root (created if missing, mode 0700) and takes its transaction lock: once per

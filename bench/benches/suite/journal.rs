@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Contender, Mode, RowResult, Target, Workload, measure};
 
-/// A small record: 208 bytes framed (16 of header, 192 of envelope), the size DESIGN.md's
-/// journal figures were measured with.
+/// A small record: 208 bytes framed (16 of header, 192 of envelope), the size of the anchor
+/// figures BENCHMARKS.md compares the journal rows with.
 #[derive(Clone, Serialize, Deserialize, Persisted)]
 #[persist(version = 1)]
 struct Event {
