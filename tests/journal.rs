@@ -651,3 +651,25 @@ fn an_async_append_is_queued_when_called_even_if_its_future_is_dropped() {
     });
     assert_eq!(replayed(&journal), vec![0, 1, 2, 3]);
 }
+
+#[test]
+fn one_writer_whatever_name_opens_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_in(dir.path());
+    let first = Journal::<Event>::open(&path).unwrap();
+    first.append(&event(1)).unwrap();
+    // A hard link is another name for the same file, with a lock file of its own: the file's
+    // own lock still allows one writer.
+    let link = dir.path().join("hard.log");
+    fs::hard_link(&path, &link).unwrap();
+    let error = Journal::<Event>::open(&link).unwrap_err();
+    assert!(matches!(error, Error::AlreadyOpen { .. }), "{error}");
+    // After a checkpoint the new log is held the same way.
+    first.checkpoint(&Snapshot { ids: vec![1] }).unwrap();
+    fs::remove_file(&link).unwrap();
+    fs::hard_link(&path, &link).unwrap();
+    let error = Journal::<Event>::open(&link).unwrap_err();
+    assert!(matches!(error, Error::AlreadyOpen { .. }), "{error}");
+    drop(first);
+    Journal::<Event>::open(&link).unwrap();
+}

@@ -30,7 +30,7 @@ use crate::error::{Error, IoOp};
 use crate::settings::Settings;
 use crate::shell::commit::{Target, Write, bytes, replace_keeping, replace_path};
 use crate::shell::dir::Dir;
-use crate::shell::lock::{self, LockGuard, Scope};
+use crate::shell::lock::{self, FileHold, LockGuard, Scope};
 use crate::shell::names::{self, Sibling};
 use crate::shell::read::open_regular_file;
 use crate::shell::{self, AuditOp, Disk, Durability, io_error, parent_dir, read_exact_at};
@@ -117,6 +117,9 @@ struct Shared {
 #[derive(Debug)]
 struct State {
     file: Arc<File>,
+    /// The `flock` of `file` itself, registered in this process: one writer per journal file,
+    /// whatever name (a hard link) opened it.
+    _hold: FileHold,
     /// The index of the log's first record.
     base: u64,
     /// Records in the file.
@@ -142,9 +145,16 @@ struct State {
 }
 
 impl State {
-    fn new(file: File, base: u64, records: u64, end: u64, allocated: u64) -> State {
+    fn new(
+        (file, hold): (File, FileHold),
+        base: u64,
+        records: u64,
+        end: u64,
+        allocated: u64,
+    ) -> State {
         State {
             file: Arc::new(file),
+            _hold: hold,
             base,
             records,
             end,
@@ -327,6 +337,7 @@ impl<E: Persisted> Journal<E> {
         let disk = &settings.disk;
         let lock = lock::exclusive_with(path, disk.lock_timeout, Scope::Process)?;
         let (mut file, _) = open_or_create(disk, path)?;
+        let hold = lock::hold_file(&file, path, &lock.path(), disk.lock_timeout)?;
         let base = read_file_header(path, &mut file)?;
         let scan = scan(path, &file, disk.max_size)?;
         facts.read = Some(scan.end);
@@ -348,7 +359,13 @@ impl<E: Persisted> Journal<E> {
             settings: settings.clone(),
             shared: Arc::new(Shared {
                 path: path.to_owned(),
-                state: Mutex::new(State::new(file, base, scan.records, scan.end, allocated)),
+                state: Mutex::new(State::new(
+                    (file, hold),
+                    base,
+                    scan.records,
+                    scan.end,
+                    allocated,
+                )),
                 synced: Condvar::new(),
                 #[cfg(feature = "tokio")]
                 notify: ::tokio::sync::Notify::new(),
@@ -687,8 +704,28 @@ impl<E: Persisted> Journal<E> {
         let (file, installed) = replace_keeping(disk, &target, &Write::default(), bytes(&header));
         // A failure after the rename (the directory fsync) still replaced the log.
         if let Some(file) = file {
+            // The new log is ours alone: it was created exclusively, and its flock is taken
+            // before another process could find it by name (no wait).
+            let hold = lock::hold_file(&file, &self.path, &self.path, Some(Duration::ZERO));
+            let hold = match hold {
+                Ok(hold) => hold,
+                Err(error) => {
+                    // The log was replaced, but this handle cannot hold the new one: it
+                    // refuses to write until the journal is opened again.
+                    state.failed = Some(format!("the new log could not be locked ({error})"));
+                    drop(state);
+                    self.shared.wake();
+                    return Err(error);
+                }
+            };
             // Appends still waiting for a flush are durable now: in the snapshot.
-            *state = State::new(file, covered, 0, FILE_HEADER as u64, FILE_HEADER as u64);
+            *state = State::new(
+                (file, hold),
+                covered,
+                0,
+                FILE_HEADER as u64,
+                FILE_HEADER as u64,
+            );
             drop(state);
             self.shared.wake();
         } else {

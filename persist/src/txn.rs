@@ -517,11 +517,11 @@ fn relative_name(root: &Path, target: &Target) -> String {
 /// Opens the root (created if missing, mode 0700) and takes its transaction lock: once per
 /// process, waiting for other processes up to the lock timeout.
 fn lock_root(disk: &Disk, root: &Path) -> Result<(Arc<Dir>, LockGuard), Error> {
-    let root_dir = match Dir::open(root) {
+    let root_dir = match Dir::open_root(root) {
         Ok(dir) => dir,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             create_dirs(root, root, disk.durability)?;
-            Dir::open(root).map_err(io_error(root, IoOp::CreateDir))?
+            Dir::open_root(root).map_err(io_error(root, IoOp::CreateDir))?
         }
         Err(error) => return Err(io_error(root, IoOp::Open)(error)),
     };
@@ -756,6 +756,12 @@ fn discard_staged(staging: &Dir) -> Result<bool, Error> {
 pub fn recover(root: impl AsRef<Path>) -> Result<Recovery, Error> {
     let settings = &Settings::DEFAULT;
     let root = root.as_ref();
+    // Nothing to recover in a root that does not exist: nothing is created for it.
+    if std::fs::symlink_metadata(root)
+        .is_err_and(|error| error.kind() == std::io::ErrorKind::NotFound)
+    {
+        return Ok(Recovery::Clean);
+    }
     let (root_dir, _lock) = lock_root(&settings.disk, root)?;
     recover_locked(settings, root, &root_dir)
 }

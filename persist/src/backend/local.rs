@@ -54,11 +54,11 @@ impl Local {
         // Absolute now: the directory is held open, and its entries are named by it (errors,
         // audit records) whatever the working directory becomes.
         let dir = std::path::absolute(&dir).unwrap_or(dir);
-        let root = match Dir::open(&dir) {
+        let root = match Dir::open_root(&dir) {
             Ok(root) => root,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 create_dirs(&dir, &dir, disk.durability)?;
-                Dir::open(&dir).map_err(io_error(&dir, IoOp::CreateDir))?
+                Dir::open_root(&dir).map_err(io_error(&dir, IoOp::CreateDir))?
             }
             Err(error) => {
                 return Err(match std::fs::metadata(&dir) {

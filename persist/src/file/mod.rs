@@ -17,6 +17,7 @@ use crate::{Backup, Error, Persisted};
 /// Loads `path` as `T`, migrating from whatever version the file holds. Never writes.
 pub(crate) fn load<T: Persisted>(settings: &Settings, path: &Path) -> Result<T, Error> {
     let operation = Operation::start("load", path);
+    #[cfg_attr(not(any(feature = "tracing", feature = "metrics")), allow(unused_mut))]
     let mut facts = Facts {
         to: Some(T::VERSION),
         ..Facts::default()
@@ -27,8 +28,12 @@ pub(crate) fn load<T: Persisted>(settings: &Settings, path: &Path) -> Result<T, 
             .disk
             .retry
             .run(|| read::read_for_load(path, max_size))?;
-        facts.read = Some(bytes.len() as u64);
-        facts.from = codec::leading_version(&bytes);
+        // What the telemetry reports; nothing to compute without it.
+        #[cfg(any(feature = "tracing", feature = "metrics"))]
+        {
+            facts.read = Some(bytes.len() as u64);
+            facts.from = codec::leading_version(&bytes);
+        }
         let decoded = settings
             .open(path, &bytes)
             .and_then(|envelope| codec::decode(&envelope).map_err(|error| error.at::<T>(path)));

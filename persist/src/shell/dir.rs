@@ -99,8 +99,9 @@ pub(crate) struct Dir {
     fd: std::os::fd::OwnedFd,
     /// The path it was reached by, for messages and for the parts of std that want one.
     path: PathBuf,
-    /// The mount it is on (see [`Stat::mount`]).
-    mount: u64,
+    /// The mount it is on (see [`Stat::mount`]): known for a root and the directories reached
+    /// under one, which are checked against it; `None` for a directory opened for one file.
+    mount: Option<u64>,
 }
 
 /// The result of looking a name up in a directory.
@@ -237,12 +238,14 @@ mod sys {
         if exclusive {
             flags |= OFlags::CREATE | OFlags::EXCL;
         }
-        let fd = rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600))?;
-        // Back to blocking mode: it only kept the open itself from waiting on a FIFO.
-        let mut status = rustix::fs::fcntl_getfl(&fd)?;
-        status.remove(OFlags::NONBLOCK);
-        rustix::fs::fcntl_setfl(&fd, status)?;
-        Ok(fd)
+        // Non-blocking mode keeps the open from waiting on a FIFO; it changes nothing for the
+        // regular files the callers go on to use (they check what they opened).
+        Ok(rustix::fs::openat(
+            dir,
+            name,
+            flags,
+            Mode::from_raw_mode(0o600),
+        )?)
     }
 
     pub(super) fn rename(
@@ -304,15 +307,20 @@ mod sys {
 #[cfg(unix)]
 impl Dir {
     /// Opens the directory at `path`, as the caller named it (symbolic links in `path` are
-    /// followed: the caller chose them).
+    /// followed: the caller chose them), to work on one file in it.
     pub(crate) fn open(path: &Path) -> io::Result<Dir> {
-        let fd = sys::open_dir(path)?;
-        let stat = sys::stat(&fd, OsStr::new(""))?;
         Ok(Dir {
-            fd,
+            fd: sys::open_dir(path)?,
             path: path.to_owned(),
-            mount: stat.mount,
+            mount: None,
         })
+    }
+
+    /// [`open`](Dir::open) for a root: what is reached under it must be on its mount.
+    pub(crate) fn open_root(path: &Path) -> io::Result<Dir> {
+        let mut dir = Dir::open(path)?;
+        dir.mount = Some(sys::stat(&dir.fd, OsStr::new(""))?.mount);
+        Ok(dir)
     }
 
     /// The directory's path, as it was reached.
@@ -331,13 +339,13 @@ impl Dir {
         match sys::open_child_dir(&self.fd, name) {
             Ok(fd) => {
                 let stat = sys::stat(&fd, OsStr::new(""))?;
-                if stat.mount != self.mount {
+                if !self.same_mount(&stat) {
                     return Ok(Lookup::Escape(Escape::Mount(self.join(name))));
                 }
                 Ok(Lookup::Found(Dir {
                     fd,
                     path: self.join(name),
-                    mount: stat.mount,
+                    mount: Some(stat.mount),
                 }))
             }
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(Lookup::Missing),
@@ -394,9 +402,10 @@ impl Dir {
         sys::stat(file, OsStr::new(""))
     }
 
-    /// Whether `stat` is on this directory's mount.
+    /// Whether `stat` is on this directory's mount (always, for a directory whose mount is
+    /// not checked: one opened for a single file).
     pub(crate) fn same_mount(&self, stat: &Stat) -> bool {
-        stat.mount == self.mount
+        self.mount.is_none_or(|mount| mount == stat.mount)
     }
 
     /// Opens the file `name` for reading (and writing, if `write`), never following a symbolic
@@ -426,12 +435,7 @@ impl Dir {
                 | ResolveFlags::NO_MAGICLINKS;
             let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
             match rustix::fs::openat2(&self.fd, &path, flags, Mode::empty(), resolve) {
-                Ok(fd) => {
-                    let mut status = rustix::fs::fcntl_getfl(&fd)?;
-                    status.remove(OFlags::NONBLOCK);
-                    rustix::fs::fcntl_setfl(&fd, status)?;
-                    return Ok(File::from(fd));
-                }
+                Ok(fd) => return Ok(File::from(fd)),
                 // Older kernels, and sandboxes that forbid the call.
                 Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM) => {}
                 Err(error) => return Err(error.into()),
@@ -534,8 +538,12 @@ impl Dir {
         }
         Ok(Dir {
             path: path.to_owned(),
-            mount: 0,
+            mount: None,
         })
+    }
+
+    pub(crate) fn open_root(path: &Path) -> io::Result<Dir> {
+        Dir::open(path)
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -550,7 +558,7 @@ impl Dir {
         let path = self.join(name);
         match self.stat(name)? {
             None => Ok(Lookup::Missing),
-            Some(stat) if stat.kind == Kind::Dir => Ok(Lookup::Found(Dir { path, mount: 0 })),
+            Some(stat) if stat.kind == Kind::Dir => Ok(Lookup::Found(Dir { path, mount: None })),
             Some(stat) if stat.kind == Kind::Symlink => Ok(Lookup::Escape(Escape::Symlink(path))),
             Some(stat) => Ok(Lookup::Escape(Escape::NotDir(path, stat.kind.file_kind()))),
         }

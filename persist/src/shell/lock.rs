@@ -151,6 +151,44 @@ pub(crate) fn exclusive_in(
     }
 }
 
+/// An exclusive `flock` on an open file itself (a journal's: whatever name opened it, a hard
+/// link included, one writer holds it), registered in this process so that a second holder
+/// here fails at once with [`Error::AlreadyOpen`]. The `flock` lasts as long as the file's
+/// descriptor; dropping this only withdraws the registration.
+#[derive(Debug)]
+pub(crate) struct FileHold {
+    key: (u64, u64),
+}
+
+impl Drop for FileHold {
+    fn drop(&mut self) {
+        if let Some(held) = held().as_mut() {
+            held.remove(&self.key);
+        }
+    }
+}
+
+/// Takes the exclusive `flock` of `file` (named `named`, whose lock file is `lock_path`, for
+/// errors), waiting at most `timeout` for another process.
+pub(crate) fn hold_file(
+    file: &File,
+    named: &Path,
+    lock_path: &Path,
+    timeout: Option<Duration>,
+) -> Result<FileHold, Error> {
+    let stat = Dir::stat_file(file).map_err(io_error(named, IoOp::Metadata))?;
+    let key = (stat.dev, stat.ino);
+    if !held().get_or_insert_with(HashSet::new).insert(key) {
+        return Err(Error::AlreadyOpen {
+            path: named.to_owned(),
+            lock_path: lock_path.to_owned(),
+        });
+    }
+    let hold = FileHold { key };
+    wait_for(file, named, named, Instant::now(), timeout)?;
+    Ok(hold)
+}
+
 /// Takes the lock on `file`, waiting at most what is left of `timeout` since `started`.
 fn wait_for(
     file: &File,

@@ -265,11 +265,13 @@ fn is_temp_random(random: &str) -> bool {
     random.len() == TEMP_RANDOM_CHARS && random.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
+/// A number as persist writes it: decimal digits, no sign, no leading zero (so that each
+/// number has one name).
 fn number(digits: &str) -> Option<u64> {
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'));
+    canonical.then(|| digits.parse().ok()).flatten()
 }
 
 #[cfg(test)]
@@ -317,6 +319,8 @@ mod tests {
             "a.json.v.bak",
             "a.json.vx.bak",
             "a.json.v1.bak.old",
+            "a.json.v01.bak",
+            "a.json.snapshot.007",
             "a.json.snapshot.",
             "a.json.snapshot.1a",
             "a.json.conflict-",

@@ -1,7 +1,7 @@
 //! Removals: a state file with every file persist keeps beside it, a directory tree under a
 //! root (never followed through a link or across a mount), a single file.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -79,14 +79,22 @@ pub(crate) fn remove_state_file(disk: &Disk, path: &Path) -> Result<Vec<PathBuf>
     };
     let entries = dir.list().map_err(io_error(path, IoOp::Read))?;
     let mut removed = Vec::new();
+    // The copies first, then the file itself (then its lock): a removal that fails half-way
+    // never leaves copies of a file that is gone. Only files and links are persist's: a
+    // directory with a look-alike name is someone else's and stays.
+    let mut siblings: Vec<OsString> = entries
+        .into_iter()
+        .filter(|(entry, kind)| {
+            *kind != Kind::Dir
+                && names::classify(entry, name).is_some_and(|kind| kind != Sibling::Lock)
+        })
+        .map(|(entry, _)| entry)
+        .collect();
+    siblings.sort();
     let mut removed_file = false;
-    for (entry, _) in entries {
-        let kind = names::classify(&entry, name);
-        if entry != name && kind.is_none() || kind == Some(Sibling::Lock) {
-            continue;
-        }
-        let entry_path = dir.join(&entry);
-        if remove_file(&dir, &entry, &entry_path)? {
+    for entry in siblings.iter().map(OsString::as_os_str).chain([name]) {
+        let entry_path = dir.join(entry);
+        if remove_file(&dir, entry, &entry_path)? {
             removed_file |= entry == name;
             removed.push(entry_path);
         }
@@ -137,7 +145,7 @@ pub(crate) fn remove_dir(disk: &Disk, dir: &Path) -> Result<(), Error> {
             kind: FileKind::of(metadata.file_type()),
         });
     }
-    let opened = Dir::open(dir).map_err(io_error(dir, IoOp::Open))?;
+    let opened = Dir::open_root(dir).map_err(io_error(dir, IoOp::Open))?;
     empty_dir(&opened)?;
     let parent = Dir::open(parent_dir(dir)).map_err(io_error(dir, IoOp::Open))?;
     let name = dir.file_name().unwrap_or(dir.as_os_str());

@@ -1,0 +1,85 @@
+//! Loads the small workload (1 KiB) many times, with persist or with the hand-written baseline,
+//! for an instruction count: what a load costs in user space beside the same system calls.
+//!
+//! ```text
+//! cargo build --release -p persist-bench --example load_profile
+//! valgrind --tool=callgrind --callgrind-out-file=/tmp/persist.cg \
+//!     target/release/examples/load_profile persist 10000
+//! valgrind --tool=callgrind --callgrind-out-file=/tmp/baseline.cg \
+//!     target/release/examples/load_profile baseline 10000
+//! callgrind_annotate /tmp/persist.cg | head -40
+//! ```
+//!
+//! Arguments: `persist` or `baseline`, and how many loads; or `compare` and a number of rounds,
+//! which times rounds of 1,000 loads of each, interleaved in a random order, and prints the
+//! median of the per-round ratios (persist / baseline).
+
+use std::hint::black_box;
+
+use persist::Persisted;
+use persist_bench::{Settings, baseline};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (who, times) = match args.as_slice() {
+        [who, times] => (
+            who.as_str(),
+            times.parse::<u32>().expect("a number of loads"),
+        ),
+        _ => panic!("usage: load_profile persist|baseline <loads>"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("settings.json");
+    Settings::sample().save(&path).unwrap();
+    if who == "compare" {
+        compare(&path, times);
+        return;
+    }
+    for _ in 0..times {
+        match who {
+            "persist" => drop(black_box(Settings::load(&path).unwrap())),
+            "baseline" => drop(black_box(baseline::load::<Settings>(&path).unwrap())),
+            other => panic!("unknown contender {other}: persist or baseline"),
+        }
+    }
+}
+
+fn compare(path: &std::path::Path, rounds: u32) {
+    use std::time::Instant;
+    let time = |persist: bool| {
+        let started = Instant::now();
+        for _ in 0..1_000 {
+            match persist {
+                true => drop(black_box(Settings::load(path).unwrap())),
+                false => drop(black_box(baseline::load::<Settings>(path).unwrap())),
+            }
+        }
+        started.elapsed().as_secs_f64()
+    };
+    let mut ratios = Vec::new();
+    for round in 0..=rounds {
+        let persist_first = fastrand::bool();
+        let (p, b) = match persist_first {
+            true => {
+                let p = time(true);
+                (p, time(false))
+            }
+            false => {
+                let b = time(false);
+                (time(true), b)
+            }
+        };
+        if round > 0 {
+            ratios.push(p / b);
+        }
+    }
+    ratios.sort_by(f64::total_cmp);
+    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q) as usize];
+    println!(
+        "persist / baseline, 1 KiB load: median {:.3}x [p25 {:.3} - p75 {:.3}] over {} rounds",
+        at(0.5),
+        at(0.25),
+        at(0.75),
+        ratios.len()
+    );
+}
