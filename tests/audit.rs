@@ -429,3 +429,28 @@ fn a_collection_not_on_files_is_recorded_by_its_own_names() {
     assert_eq!(records[0].path, Path::new("memory:alice"));
     assert_eq!(records[0].key.as_deref(), Some("alice"));
 }
+
+#[test]
+fn a_cleared_collection_records_each_removal() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let users = Options::new()
+        .audit(&log)
+        .collection::<Settings>(dir.path().join("users"))
+        .unwrap();
+    users.put("m", &settings(1)).unwrap();
+    users.put("n", &settings(2)).unwrap();
+    users.clear().unwrap();
+    let removed: Vec<(AuditOp, Option<String>)> = records(&log)
+        .into_iter()
+        .skip(2)
+        .map(|record| (record.operation, record.key))
+        .collect();
+    assert_eq!(
+        removed,
+        [
+            (AuditOp::Remove, Some("m".to_owned())),
+            (AuditOp::Remove, Some("n".to_owned()))
+        ]
+    );
+}

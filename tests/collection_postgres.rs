@@ -85,5 +85,15 @@ fn an_unreachable_server_is_a_typed_error() {
     assert!(message.contains("Connection refused"), "{message}");
     assert!(!message.contains("file"), "{message}");
     let error = Postgres::connect("not a = connection = string", "t").unwrap_err();
-    assert!(matches!(error, Error::Unsupported { .. }), "{error}");
+    assert!(
+        matches!(
+            error,
+            Error::Remote {
+                transient: false,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("file"), "{error}");
 }

@@ -746,6 +746,21 @@ fn planted_links_are_never_followed_out_of_the_root() {
     .unwrap();
     let error = journal.checkpoint(&doc(1)).unwrap_err();
     assert!(matches!(error, Error::NotRegularFile { .. }), "{error}");
+    // A link at a snapshot's name is never read either, nor one claiming more records than
+    // the log has.
+    std::os::unix::fs::symlink(
+        outside.root.join("precious.json"),
+        dir.path().join("events.log.snapshot.0"),
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("events.log.snapshot.999"),
+        br#"{"version":2,"data":{"n":666,"filler":""}}"#,
+    )
+    .unwrap();
+    let (snapshot, tail) = journal.recover::<Doc>().unwrap();
+    assert_eq!(snapshot, None);
+    assert_eq!(tail.count(), 1, "the record is replayed, not skipped");
     outside.untouched("snapshot");
 
     // A backup's name.
@@ -813,6 +828,31 @@ fn planted_mounts_are_never_crossed() {
     ));
     drop(mounted);
     outside.untouched("mounted staging");
+
+    // A directory being removed that is itself a mount point.
+    let dir = tempfile::tempdir().unwrap();
+    let doomed = dir.path().join("mounted");
+    let mounted = common::bind_mount(&outside.root, &doomed).unwrap();
+    assert!(matches!(
+        Options::new().remove_dir(&doomed),
+        Err(Error::InvalidPath { .. })
+    ));
+    drop(mounted);
+    outside.untouched("remove_dir of a mount point");
+
+    // A journal's snapshot bind-mounted from elsewhere is never read.
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::<Doc>::open(dir.path().join("events.log")).unwrap();
+    journal.append(&doc(1)).unwrap();
+    journal.checkpoint(&doc(1)).unwrap();
+    let planted = dir.path().join("events.log.snapshot.1");
+    fs::remove_file(&planted).unwrap();
+    let mounted = common::bind_mount(&outside.root.join("precious.json"), &planted).unwrap();
+    // Not read: without it the records the real one covered are missing, which is said.
+    let error = journal.recover::<Doc>().unwrap_err();
+    assert!(matches!(error, Error::Corrupt { .. }), "{error}");
+    drop(mounted);
+    outside.untouched("mounted snapshot");
 
     // A mount inside a directory being removed.
     let dir = tempfile::tempdir().unwrap();

@@ -90,14 +90,12 @@ fn a_second_guard_is_refused_until_the_first_drops() {
         |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&state), 0o700);
     assert_eq!(mode(guard.path()), 0o600);
-    assert_running(&state, std::process::id());
-    let message = InstanceLock::acquire(&state).unwrap_err().to_string();
+    // In this process: said as such, not as another instance.
+    let error = InstanceLock::acquire(&state).unwrap_err();
+    assert!(matches!(error, Error::AlreadyOpen { .. }), "{error}");
     assert!(
-        message.ends_with(&format!(
-            "instance.lock: another instance is running (process {})",
-            std::process::id()
-        )),
-        "{message}"
+        error.to_string().contains("already open in this process"),
+        "{error}"
     );
     drop(guard);
     let _again = InstanceLock::acquire(&state).unwrap();
@@ -138,4 +136,25 @@ fn something_else_at_the_lock_path_is_refused_untouched() {
         Err(Error::Io { .. } | Error::NotRegularFile { .. })
     ));
     assert!(dir.path().join(INSTANCE_LOCK_FILE).is_dir());
+}
+
+#[test]
+fn a_lock_file_that_is_not_persists_own_is_refused_untouched() {
+    let _serial = one_at_a_time();
+    // A hard link to someone's file at the lock's name: the process id is never written
+    // into it.
+    let dir = tempfile::tempdir().unwrap();
+    let precious = dir.path().join("precious.json");
+    std::fs::write(&precious, b"keep me").unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::hard_link(&precious, state.join(INSTANCE_LOCK_FILE)).unwrap();
+    let error = InstanceLock::acquire(&state).unwrap_err();
+    assert!(matches!(error, Error::InvalidPath { .. }), "{error}");
+    assert_eq!(std::fs::read(&precious).unwrap(), b"keep me");
+    // A symbolic link there is not followed either.
+    std::fs::remove_file(state.join(INSTANCE_LOCK_FILE)).unwrap();
+    std::os::unix::fs::symlink(&precious, state.join(INSTANCE_LOCK_FILE)).unwrap();
+    assert!(InstanceLock::acquire(&state).is_err());
+    assert_eq!(std::fs::read(&precious).unwrap(), b"keep me");
 }

@@ -124,14 +124,90 @@ fn a_whole_directory_goes_without_following_links_out_of_it() {
     // The directory itself as a link: refused, the directory it points to untouched.
     let link = root.path().join("users/carol");
     symlink(&bob, &link).unwrap();
-    assert!(matches!(
-        Options::new().remove_dir(&link),
-        Err(Error::NotRegularFile {
-            kind: FileKind::Symlink,
-            ..
-        })
-    ));
+    let error = Options::new().remove_dir(&link).unwrap_err();
+    assert!(matches!(error, Error::InvalidPath { .. }), "{error}");
+    assert!(error.to_string().contains("symbolic link"), "{error}");
     assert_eq!(names(&bob), ["state.json"]);
+    // A file: refused as not a directory, and said so.
+    let error = Options::new()
+        .remove_dir(bob.join("state.json"))
+        .unwrap_err();
+    assert!(error.to_string().contains("not a directory"), "{error}");
+    assert_eq!(names(&bob), ["state.json"]);
+}
+
+#[test]
+fn any_depth_is_removed_with_few_descriptors() {
+    // Deeper than the descriptors a process may hold, and than a recursion's stack would take.
+    let root = tempfile::tempdir().unwrap();
+    let top = root.path().join("deep");
+    // Built relative, a level at a time: the full path is longer than PATH_MAX.
+    fs::create_dir(&top).unwrap();
+    let mut current = fs::File::open(&top).unwrap();
+    for level in 0..3_000 {
+        use std::os::fd::AsRawFd;
+        let name = std::ffi::CString::new(format!("d{level}")).unwrap();
+        // SAFETY: valid descriptor and C string.
+        assert_eq!(
+            unsafe { libc::mkdirat(current.as_raw_fd(), name.as_ptr(), 0o700) },
+            0
+        );
+        let fd = unsafe {
+            libc::openat(
+                current.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY,
+            )
+        };
+        assert!(fd >= 0);
+        // SAFETY: a descriptor this test just opened.
+        current = unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let file = std::ffi::CString::new("f").unwrap();
+        let fd = unsafe {
+            libc::openat(
+                current.as_raw_fd(),
+                file.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY,
+                0o600,
+            )
+        };
+        assert!(fd >= 0);
+        unsafe { libc::close(fd) };
+    }
+    drop(current);
+    let output = common::child("deep_child", &[(DEEP_CHILD, &top)])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(names(root.path()), Vec::<String>::new());
+}
+
+const DEEP_CHILD: &str = "PERSIST_TEST_DEEP_DIR";
+
+/// The child of `any_depth_is_removed_with_few_descriptors`: under `ulimit -n 256`, in a
+/// thread with a 256 KiB stack, removes the tree.
+#[test]
+fn deep_child() {
+    let Ok(top) = std::env::var(DEEP_CHILD) else {
+        return;
+    };
+    let limit = libc::rlimit {
+        rlim_cur: 256,
+        rlim_max: 256,
+    };
+    // SAFETY: setrlimit with a valid struct.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || Options::new().remove_dir(&top))
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap();
 }
 
 #[test]

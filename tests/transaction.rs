@@ -440,3 +440,112 @@ fn a_rename_refused_after_the_commit_point_finishes_the_others_and_clears_the_re
     assert_eq!(persist::recover(root).unwrap(), Recovery::Clean);
     assert_eq!(Part::load(root.join("c.json")).unwrap().step, 5);
 }
+
+#[test]
+fn a_file_swapped_in_at_a_staged_name_is_never_put_in_place() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let outside = dir.path().join("outside.json");
+    Part::at(99).save(&outside).unwrap();
+    Part::at(1).save(root.join("a.json")).unwrap();
+    std::fs::set_permissions(root.join("a.json"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut txn = Transaction::new(&root).unwrap();
+    txn.save(&Part::at(2), "a.json").unwrap();
+    // Another program replaces the staged file with a hard link to a file elsewhere.
+    let staging = root.join(".persist-txn");
+    let staged = common::names(&staging).pop().unwrap();
+    std::fs::remove_file(staging.join(&staged)).unwrap();
+    std::fs::hard_link(&outside, staging.join(&staged)).unwrap();
+    let error = txn.commit().unwrap_err();
+    assert!(matches!(error, Error::InvalidPath { .. }), "{error}");
+    // The file elsewhere kept its mode and place; the target is as it was.
+    assert_eq!(
+        std::fs::metadata(&outside).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(Part::load(&outside).unwrap().step, 99);
+    assert_eq!(Part::load(root.join("a.json")).unwrap().step, 1);
+}
+
+#[test]
+fn what_is_planted_under_the_staging_names_never_wedges_a_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    drop(Transaction::new(root).unwrap());
+    let staging = root.join(".persist-txn");
+    let staged = format!("{:032x}-{:08}", 3u128, 1);
+    // A directory at a staged name, and a directory where the record goes.
+    std::fs::create_dir_all(staging.join(&staged).join("inner")).unwrap();
+    std::fs::create_dir_all(staging.join("commit").join("inner")).unwrap();
+    assert_eq!(persist::recover(root).unwrap(), Recovery::Discarded);
+    assert_eq!(common::names(&staging), Vec::<String>::new());
+    // A FIFO, then a link, where the record goes.
+    let fifo = std::ffi::CString::new(staging.join("commit").to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    assert_eq!(persist::recover(root).unwrap(), Recovery::Discarded);
+    std::os::unix::fs::symlink("/etc/passwd", staging.join("commit")).unwrap();
+    assert_eq!(persist::recover(root).unwrap(), Recovery::Discarded);
+    let mut txn = Transaction::new(root).unwrap();
+    txn.save(&Part::at(1), "index.json").unwrap();
+    txn.commit().unwrap();
+    assert_eq!(Part::load(root.join("index.json")).unwrap().step, 1);
+}
+
+#[test]
+fn a_file_whose_lock_is_held_too_long_is_finished_by_the_next_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    Part::at(1).save(root.join("a.json")).unwrap();
+    Part::at(1).save(root.join("b.json")).unwrap();
+    // An update of b.json holds its lock longer than the transaction waits.
+    let (held, wait) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder_root = root.clone();
+    let holder = std::thread::spawn(move || {
+        Options::new()
+            .update_or(
+                holder_root.join("b.json"),
+                || Part::at(0),
+                |part| {
+                    held.send(()).unwrap();
+                    released.recv().unwrap();
+                    *part = Part::at(50);
+                },
+            )
+            .unwrap();
+    });
+    wait.recv().unwrap();
+    let mut txn = Options::new()
+        .lock_timeout(Some(Duration::from_millis(100)))
+        .transaction(&root)
+        .unwrap();
+    txn.save(&Part::at(2), "a.json").unwrap();
+    txn.save(&Part::at(2), "b.json").unwrap();
+    let error = txn.commit().unwrap_err();
+    assert!(
+        matches!(error, Error::Committed { waiting: 1, .. }),
+        "{error}"
+    );
+    assert_eq!(error.kind(), persist::ErrorKind::Committed);
+    assert!(error.is_transient());
+    assert_eq!(Part::load(root.join("a.json")).unwrap().step, 2);
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    // The update came first; the transaction's b.json is put in place after it.
+    assert_eq!(persist::recover(&root).unwrap(), Recovery::RolledForward);
+    assert_eq!(Part::load(root.join("a.json")).unwrap().step, 2);
+    assert_eq!(Part::load(root.join("b.json")).unwrap().step, 2);
+    assert_eq!(persist::recover(&root).unwrap(), Recovery::Clean);
+}
+
+#[test]
+fn a_root_is_open_once_per_process_even_without_its_lock_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = Transaction::new(dir.path()).unwrap();
+    // Another program removes the lock file: this process still knows the root is open.
+    std::fs::remove_file(dir.path().join(".persist-txn.lock")).unwrap();
+    let error = Transaction::new(dir.path()).unwrap_err();
+    assert!(matches!(error, Error::AlreadyOpen { .. }), "{error}");
+}

@@ -203,6 +203,21 @@ pub enum Error {
         attempts: u32,
     },
 
+    /// A [`Transaction`](crate::Transaction) is committed, but `waiting` of its files could
+    /// not be put in place yet: another writer held a file's lock past
+    /// [`lock_timeout`](crate::Options::lock_timeout) (`source`). The other files are in
+    /// place; the next [`Transaction::new`](crate::Transaction::new) or
+    /// [`recover`](crate::recover) on the root puts the waiting ones in place too. Transient:
+    /// recovering again is the remedy.
+    Committed {
+        /// The first file still waiting.
+        path: PathBuf,
+        /// How many files wait.
+        waiting: usize,
+        /// Why the first one waits.
+        source: Box<Error>,
+    },
+
     /// The operation on `path` succeeded (the file is written, replaced or removed), but its
     /// record could not be appended to the [audit log](crate::Options::audit). Retrying a save
     /// is harmless; retrying an [`update`](crate::Options::update) applies its change again.
@@ -369,6 +384,14 @@ impl fmt::Display for Error {
                 "other writers changed the entry before each of {attempts} attempts to write \
                  it; nothing was written"
             ),
+            Error::Committed {
+                waiting, source, ..
+            } => write!(
+                f,
+                "the transaction is committed, but {waiting} of its files wait to be put in \
+                 place ({source}); the next Transaction::new or persist::recover on the root \
+                 finishes it"
+            ),
             Error::Audit { log, source, .. } => write!(
                 f,
                 "the operation succeeded, but its record could not be appended to the audit \
@@ -500,6 +523,7 @@ impl Error {
             | Error::InvalidKey { path, .. }
             | Error::InvalidPath { path, .. }
             | Error::Contended { path, .. }
+            | Error::Committed { path, .. }
             | Error::Audit { path, .. }
             | Error::Remote { path, .. }
             | Error::Serialize { path, .. }
@@ -585,6 +609,8 @@ pub enum ErrorKind {
     InvalidPath,
     /// [`Error::Contended`].
     Contended,
+    /// [`Error::Committed`]: recovering again finishes the transaction.
+    Committed,
     /// [`Error::Audit`].
     Audit,
     /// [`Error::Remote`] that a retry cannot change (a refused query, a missing bucket).
@@ -626,6 +652,7 @@ impl ErrorKind {
             ErrorKind::InvalidKey => "invalid_key",
             ErrorKind::InvalidPath => "invalid_path",
             ErrorKind::Contended => "contended",
+            ErrorKind::Committed => "committed",
             ErrorKind::Audit => "audit",
             ErrorKind::Remote => "remote",
             ErrorKind::RemoteUnavailable => "remote_unavailable",
@@ -639,11 +666,15 @@ impl ErrorKind {
 
     /// Whether a failure of this kind may go away by itself, so that trying again makes sense:
     /// [`Busy`](ErrorKind::Busy), [`LockTimeout`](ErrorKind::LockTimeout) (a lock held too
-    /// long by another process) and [`RemoteUnavailable`](ErrorKind::RemoteUnavailable).
+    /// long by another process), [`RemoteUnavailable`](ErrorKind::RemoteUnavailable) and
+    /// [`Committed`](ErrorKind::Committed).
     pub fn is_transient(self) -> bool {
         matches!(
             self,
-            ErrorKind::Busy | ErrorKind::LockTimeout | ErrorKind::RemoteUnavailable
+            ErrorKind::Busy
+                | ErrorKind::LockTimeout
+                | ErrorKind::RemoteUnavailable
+                | ErrorKind::Committed
         )
     }
 }
@@ -694,6 +725,7 @@ impl Error {
             Error::InvalidKey { .. } => ErrorKind::InvalidKey,
             Error::InvalidPath { .. } => ErrorKind::InvalidPath,
             Error::Contended { .. } => ErrorKind::Contended,
+            Error::Committed { .. } => ErrorKind::Committed,
             Error::Audit { .. } => ErrorKind::Audit,
             Error::Remote { transient, .. } => match transient {
                 true => ErrorKind::RemoteUnavailable,
@@ -785,10 +817,14 @@ impl fmt::Display for IoOp {
     }
 }
 
-/// What kind of non-regular file an [`Error::NotRegularFile`] found.
+/// What kind of file an error found where it expected another ([`Error::NotRegularFile`]:
+/// anything but a regular file; [`Error::InvalidPath`] messages: a file where a directory was
+/// expected).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum FileKind {
+    /// A regular file (where a directory was expected).
+    File,
     /// A directory.
     Directory,
     /// A named pipe.
@@ -799,7 +835,7 @@ pub enum FileKind {
     BlockDevice,
     /// A Unix domain socket.
     Socket,
-    /// A symbolic link, where persist does not follow one (removing a directory).
+    /// A symbolic link, where persist does not follow one (its own names under a root).
     Symlink,
     /// Anything else the platform reports.
     Other,
@@ -823,7 +859,9 @@ impl FileKind {
                 return FileKind::Socket;
             }
         }
-        if file_type.is_dir() {
+        if file_type.is_file() {
+            FileKind::File
+        } else if file_type.is_dir() {
             FileKind::Directory
         } else if file_type.is_symlink() {
             FileKind::Symlink
@@ -836,6 +874,7 @@ impl FileKind {
 impl fmt::Display for FileKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            FileKind::File => "regular file",
             FileKind::Directory => "directory",
             FileKind::Fifo => "named pipe (FIFO)",
             FileKind::Symlink => "symbolic link",

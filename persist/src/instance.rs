@@ -1,11 +1,14 @@
 //! [`InstanceLock`]: one running instance of an application per directory.
 
-use std::fs::{File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, FileKind, IoOp};
+use crate::error::{Error, IoOp};
 use crate::shell::commit::create_dirs;
+use crate::shell::dir::{Dir, Kind};
+use crate::shell::lock::refused_or;
 use crate::shell::{Durability, io_error};
 
 /// The lock file an [`InstanceLock`] holds in its directory.
@@ -42,9 +45,11 @@ impl InstanceLock {
     ///
     /// # Errors
     ///
-    /// [`Error::AlreadyRunning`] with the other process's id while another process (or another
-    /// guard of this one) holds it; [`Error::Io`] naming the lock file when it cannot be
-    /// created or locked (a file system without locks: an `Unsupported` source);
+    /// [`Error::AlreadyRunning`] with the other process's id while another process holds it,
+    /// [`Error::AlreadyOpen`] while another guard of this process does; [`Error::Io`] naming
+    /// the lock file when it cannot be created or locked (a file system without locks: an
+    /// `Unsupported` source); [`Error::InvalidPath`] when the lock file is another mount or has
+    /// other names (a hard link: the process id is never written into someone else's file);
     /// [`Error::NotRegularFile`] if something else is at the lock file's path.
     pub fn acquire(dir: impl AsRef<Path>) -> Result<InstanceLock, Error> {
         let dir = dir.as_ref();
@@ -52,21 +57,26 @@ impl InstanceLock {
         if !dir.is_dir() {
             create_dirs(&path, dir, Durability::Full)?;
         }
-        let mut options = OpenOptions::new();
-        options.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
-        }
-        let mut file = options
-            .open(&path)
-            .map_err(io_error(&path, IoOp::OpenLock))?;
-        let metadata = file.metadata().map_err(io_error(&path, IoOp::Metadata))?;
-        if !metadata.is_file() {
+        let opened = Dir::open_root(dir).map_err(io_error(&path, IoOp::Open))?;
+        let name = OsStr::new(INSTANCE_LOCK_FILE);
+        // Never through a link, and only persist's own file: the process id is written into
+        // it, so a file of another mount or one with other names (a hard link) is refused.
+        let mut file = opened
+            .open_or_create(name)
+            .map_err(|error| refused_or(&opened, name, &path, IoOp::OpenLock, error))?;
+        let stat = Dir::stat_file(&file).map_err(io_error(&path, IoOp::Metadata))?;
+        if stat.kind != Kind::File {
             return Err(Error::NotRegularFile {
                 path,
-                kind: FileKind::of(metadata.file_type()),
+                kind: stat.kind.file_kind(),
+            });
+        }
+        if !opened.same_mount(&stat) || stat.nlink != 1 {
+            return Err(Error::InvalidPath {
+                path,
+                reason: "it is not persist's own lock file (another mount, or a file with \
+                         other names): it is left alone"
+                    .to_owned(),
             });
         }
         match file.try_lock() {
@@ -74,10 +84,14 @@ impl InstanceLock {
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
-                return Err(Error::AlreadyRunning {
-                    pid: holder.trim().parse().ok(),
-                    path,
-                });
+                let pid = holder.trim().parse().ok();
+                if pid == Some(std::process::id()) {
+                    return Err(Error::AlreadyOpen {
+                        path: dir.to_owned(),
+                        lock_path: path,
+                    });
+                }
+                return Err(Error::AlreadyRunning { pid, path });
             }
             Err(std::fs::TryLockError::Error(source)) => {
                 return Err(io_error(&path, IoOp::Lock)(source));

@@ -755,9 +755,27 @@ impl<E: Persisted> Journal<E> {
     /// See [`Journal`].
     pub fn recover<S: Persisted>(&self) -> Result<(Option<S>, Replay<E>), Error> {
         let state = self.shared.lock();
-        let newest = snapshots(&self.real)?.into_iter().max_by_key(|(n, _)| *n);
+        let (dir, name) = snapshot_dir(&self.real)?;
+        // A snapshot covers at most every record the log has had: a higher number is not one
+        // of this journal's checkpoints (planted, or left from another log), and is ignored.
+        let newest = snapshots_in(&dir, name)?
+            .into_iter()
+            .filter(|(covered, _)| *covered <= state.base + state.records)
+            .max_by_key(|(covered, _)| *covered);
         let (snapshot, covered) = match newest {
-            Some((covered, path)) => (Some(file::load::<S>(&self.settings, &path)?), covered),
+            Some((covered, snapshot)) => {
+                let path = dir.join(&snapshot);
+                let bytes =
+                    crate::shell::backup::read_in(&self.settings.disk, &dir, &snapshot, &path)?
+                        .ok_or_else(|| Error::NotFound {
+                            path: path.clone(),
+                            source: io::ErrorKind::NotFound.into(),
+                        })?;
+                (
+                    Some(file::decode::<S>(&self.settings, &path, &bytes)?),
+                    covered,
+                )
+            }
             None => (None, 0),
         };
         if covered < state.base {
@@ -1331,33 +1349,35 @@ fn snapshot_path(log: &Path, covered: u64) -> PathBuf {
     shell::sibling_path(log, names::name_for(name, Sibling::Snapshot(covered)))
 }
 
-/// The directory of the log at `log` (where its snapshots are), open, and the log's name.
+/// The directory of the log at `log` (where its snapshots are), open as the root of the
+/// journal's files (what is in it must be on its mount), and the log's name.
 fn snapshot_dir(log: &Path) -> Result<(Dir, &std::ffi::OsStr), Error> {
     let dir = parent_dir(log);
-    let opened = Dir::open(dir).map_err(io_error(dir, IoOp::Open))?;
+    let opened = Dir::open_root(dir).map_err(io_error(dir, IoOp::Open))?;
     Ok((opened, log.file_name().unwrap_or(log.as_os_str())))
 }
 
-/// The snapshots of the log `name` in `dir`, with the records each covers.
+/// The snapshots of the log `name` in `dir`, with the records each covers: regular files of
+/// the directory's own mount (a link, a mount or anything else under a snapshot's name is not
+/// one, and is never read).
 fn snapshots_in(
     dir: &Dir,
     name: &std::ffi::OsStr,
 ) -> Result<Vec<(u64, std::ffi::OsString)>, Error> {
     let entries = dir.list().map_err(io_error(dir.path(), IoOp::Read))?;
-    Ok(entries
-        .into_iter()
-        .filter_map(|(entry, _)| match names::classify(&entry, name)? {
-            Sibling::Snapshot(covered) => Some((covered, entry)),
-            _ => None,
-        })
-        .collect())
-}
-
-/// The snapshots beside the log at `log`, with the records each covers.
-fn snapshots(log: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
-    let (dir, name) = snapshot_dir(log)?;
-    Ok(snapshots_in(&dir, name)?
-        .into_iter()
-        .map(|(covered, entry)| (covered, dir.join(entry)))
-        .collect())
+    let mut found = Vec::new();
+    for (entry, kind) in entries {
+        let Some(Sibling::Snapshot(covered)) = names::classify(&entry, name) else {
+            continue;
+        };
+        let ours = kind == crate::shell::dir::Kind::File
+            && dir
+                .stat(&entry)
+                .map_err(io_error(&dir.join(&entry), IoOp::Metadata))?
+                .is_some_and(|stat| dir.same_mount(&stat));
+        if ours {
+            found.push((covered, entry));
+        }
+    }
+    Ok(found)
 }

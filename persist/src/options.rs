@@ -846,15 +846,16 @@ impl Options {
 
     /// Deletes the directory `dir` and everything in it (an application's or one user's state
     /// directory, at logout), then syncs its parent (unless [`Durability::None`]). Symbolic
-    /// links inside are removed as links and never followed, so nothing outside `dir` is
-    /// touched; `dir` itself must be a real directory, not a link to one. A missing `dir` is no
-    /// error.
+    /// links inside are removed as links and never followed, and no mount inside is crossed,
+    /// so nothing outside `dir` is touched; `dir` itself must be a real directory on its
+    /// parent's file system, not a link to one nor a mount point. Any depth is removed with a
+    /// few descriptors. A missing `dir` is no error.
     ///
     /// # Errors
     ///
-    /// [`Error::NotRegularFile`] with [`FileKind::Symlink`] when `dir` is a symbolic link (or
-    /// the kind found when it is not a directory); [`Error::Io`] naming the entry that could
-    /// not be removed.
+    /// [`Error::InvalidPath`] when `dir` is a symbolic link, not a directory, or a mount point
+    /// (nothing is removed), or when a mount is met inside (what it holds stays);
+    /// [`Error::Io`] naming the entry that could not be removed.
     ///
     /// # Examples
     ///

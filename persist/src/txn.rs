@@ -27,7 +27,7 @@
 //! rolling forward is reported ([`Recovery::Incomplete`]); every other one is finished and the
 //! record cleared, so a root is never left refusing transactions.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -37,11 +37,11 @@ use serde_json::{Value, json};
 use crate::error::IoOp;
 use crate::settings::Settings;
 use crate::shell::commit::{
-    StageAs, StagedFile, Target, Write, create_dirs, create_file, dir_beneath, escape,
-    install_staged, stage_closed, sync_staged,
+    StageAs, StagedFile, Target, Write, bytes, create_dirs, create_file, dir_beneath, escape,
+    install_staged, replace, stage_closed, sync_staged,
 };
 use crate::shell::dir::{Dir, Escape, Kind, Lookup};
-use crate::shell::lock::{self, LockGuard, Scope};
+use crate::shell::lock::{self, LockGuard, Registration, Scope};
 use crate::shell::names::{self, Sibling, TXN_LOCK, TXN_RECORD, TXN_STAGING};
 use crate::shell::{AuditEntry, AuditOp, Disk, Durability, io_error, remove};
 use crate::telemetry::{Facts, Operation};
@@ -196,7 +196,7 @@ pub struct Transaction {
     /// Prefix of this transaction's staged files: its start, in nanoseconds since 1970.
     id: u128,
     next: u32,
-    _lock: LockGuard,
+    _lock: RootLock,
 }
 
 impl Transaction {
@@ -358,9 +358,7 @@ impl Transaction {
             &self.ops,
             files,
         )?;
-        // Cleared whatever failed, as recovery clears it: a record left behind would replay
-        // its removals over files written since.
-        clear_record(&disk, &self.staging)?;
+        let Finished { waiting, failed } = finish(&disk, &self.staging, &self.ops, failed)?;
         let entries: Vec<AuditEntry<'_>> = entries
             .iter()
             .map(|entry| AuditEntry {
@@ -373,8 +371,14 @@ impl Transaction {
             })
             .collect();
         let audited = disk.audit(&entries);
-        match failed.into_iter().next() {
-            Some((_, error)) => Err(error),
+        // A file still waiting (its lock held by another writer past the timeout) is put in
+        // place by the next recovery; one that cannot be replaced is reported here.
+        match waiting
+            .into_iter()
+            .chain(failed.into_iter().map(|(_, error)| error))
+            .next()
+        {
+            Some(error) => Err(error),
             None => audited,
         }
     }
@@ -516,7 +520,7 @@ fn relative_name(root: &Path, target: &Target) -> String {
 
 /// Opens the root (created if missing, mode 0700) and takes its transaction lock: once per
 /// process, waiting for other processes up to the lock timeout.
-fn lock_root(disk: &Disk, root: &Path) -> Result<(Arc<Dir>, LockGuard), Error> {
+fn lock_root(disk: &Disk, root: &Path) -> Result<(Arc<Dir>, RootLock), Error> {
     let root_dir = match Dir::open_root(root) {
         Ok(dir) => dir,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -526,6 +530,13 @@ fn lock_root(disk: &Disk, root: &Path) -> Result<(Arc<Dir>, LockGuard), Error> {
         Err(error) => return Err(io_error(root, IoOp::Open)(error)),
     };
     let root_dir = Arc::new(root_dir);
+    // The root itself is registered first: a second transaction of this process on it fails
+    // at once, even if another program removed the lock file meanwhile.
+    let lock_path = root_dir.join(TXN_LOCK);
+    let registered = match root_dir.identity() {
+        Some(identity) => Some(lock::register(identity, root, &lock_path)?),
+        None => None,
+    };
     let lock = lock::exclusive_in(
         &root_dir,
         OsStr::new(TXN_LOCK),
@@ -533,21 +544,17 @@ fn lock_root(disk: &Disk, root: &Path) -> Result<(Arc<Dir>, LockGuard), Error> {
         disk.lock_timeout,
         Scope::Process,
     )?;
-    Ok((root_dir, lock))
+    Ok((root_dir, (lock, registered)))
 }
+
+/// What holds a transaction root: its lock file's lock, and its registration in this process.
+type RootLock = (LockGuard, Option<Registration>);
 
 /// Writes the commit record: the operations as JSON, then a line with their CRC-32C (a torn
 /// record fails it), synced, then syncs the staging directory, which makes the staged files'
 /// names and the record's durable at once.
 fn write_record(disk: &Disk, staging: &Dir, ops: &[Op]) -> Result<(), Error> {
-    let record = json!({"ops": ops.iter().map(Op::to_json).collect::<Vec<_>>()});
-    let mut bytes = serde_json::to_vec(&record).map_err(|source| Error::Serialize {
-        path: staging.join(TXN_RECORD),
-        field: None,
-        source,
-    })?;
-    let crc = crc32c::crc32c(&bytes);
-    bytes.extend_from_slice(format!("\n{crc:08x}\n").as_bytes());
+    let bytes = record_bytes(ops)?;
     let name = OsStr::new(TXN_RECORD);
     create_file(disk, staging, name, &bytes).inspect_err(|_| {
         // Not committed (the caller is told so, and drops the staged files): a record whose
@@ -556,11 +563,33 @@ fn write_record(disk: &Disk, staging: &Dir, ops: &[Op]) -> Result<(), Error> {
     })
 }
 
+/// A record's bytes: the operations as JSON, a newline, their CRC-32C in hex, a newline.
+fn record_bytes(ops: &[Op]) -> Result<Vec<u8>, Error> {
+    let record = json!({"ops": ops.iter().map(Op::to_json).collect::<Vec<_>>()});
+    let mut bytes = serde_json::to_vec(&record).map_err(|source| Error::Serialize {
+        path: PathBuf::from(TXN_RECORD),
+        field: None,
+        source,
+    })?;
+    let crc = crc32c::crc32c(&bytes);
+    bytes.extend_from_slice(format!("\n{crc:08x}\n").as_bytes());
+    Ok(bytes)
+}
+
 /// The record in the staging directory, if there is a whole and valid one.
 fn read_record(disk: &Disk, staging: &Dir) -> Result<Option<Vec<Op>>, Error> {
     let name = OsStr::new(TXN_RECORD);
-    let Some(bytes) = crate::shell::backup::read_in(disk, staging, name, &staging.join(name))?
-    else {
+    let path = staging.join(name);
+    // Something else than a file there (a link, a directory) is no record: it goes, as a torn
+    // record does.
+    match staging
+        .stat(name)
+        .map_err(io_error(&path, IoOp::Metadata))?
+    {
+        Some(stat) if stat.kind == Kind::File && staging.same_mount(&stat) => {}
+        _ => return Ok(None),
+    }
+    let Some(bytes) = crate::shell::backup::read_in(disk, staging, name, &path)? else {
         return Ok(None);
     };
     Ok(parse_record(&bytes))
@@ -580,9 +609,10 @@ fn parse_record(bytes: &[u8]) -> Option<Vec<Op>> {
         .collect()
 }
 
-/// What [`apply`] did: the targets it could not replace, and one audit entry per target done.
+/// What [`apply`] did: the targets it could not replace (the operation's index, the target,
+/// why), and one audit entry per target done.
 struct Applied {
-    failed: Vec<(PathBuf, Error)>,
+    failed: Vec<(usize, PathBuf, Error)>,
     entries: Vec<Done>,
 }
 
@@ -618,7 +648,7 @@ fn apply(
         failed: Vec::new(),
         entries: Vec::new(),
     };
-    for op in ops {
+    for (index, op) in ops.iter().enumerate() {
         let named = root.join(op.target());
         let done = (|| -> Result<Option<Done>, Error> {
             let Some(target) = resolve(root, root_dir, op.target(), Some(disk))? else {
@@ -686,7 +716,7 @@ fn apply(
         match done {
             Ok(Some(done)) => applied.entries.push(done),
             Ok(None) => {}
-            Err(error) => applied.failed.push((named, error)),
+            Err(error) => applied.failed.push((index, named, error)),
         }
     }
     if disk.syncs_dirs() {
@@ -717,26 +747,97 @@ fn relative_dir(root: &Path, target: &Target) -> String {
         .join("/")
 }
 
+/// After [`apply`]: a failure that may go away by itself (a lock another writer held past
+/// the timeout) keeps its operation in the record, rewritten with only those, for the next
+/// recovery ([`Error::Committed`]); the others cannot be retried: with none waiting, the
+/// record is cleared with every staged file. Cleared rather than kept: a record left behind
+/// would replay its removals over files written since.
+fn finish(
+    disk: &Disk,
+    staging: &Arc<Dir>,
+    ops: &[Op],
+    failed: Vec<(usize, PathBuf, Error)>,
+) -> Result<Finished, Error> {
+    let (waiting, failed): (Vec<_>, Vec<_>) = failed
+        .into_iter()
+        .partition(|(_, _, error)| error.is_transient());
+    let failed = failed
+        .into_iter()
+        .map(|(_, path, error)| (path, error))
+        .collect();
+    let Some((_, path, _)) = waiting.first() else {
+        clear_record(disk, staging)?;
+        return Ok(Finished {
+            waiting: None,
+            failed,
+        });
+    };
+    let remaining: Vec<Op> = waiting
+        .iter()
+        .map(|(index, _, _)| ops[*index].clone())
+        .collect();
+    let name = OsStr::new(TXN_RECORD);
+    let target = Target::beneath(staging, name, staging.join(name))?;
+    replace(
+        disk,
+        &target,
+        &Write::default(),
+        bytes(&record_bytes(&remaining)?),
+    )?;
+    // The staged files of the operations done, or dropped, go now.
+    let kept: HashSet<&str> = remaining
+        .iter()
+        .filter_map(|op| match op {
+            Op::Put { staged, .. } => Some(staged.as_str()),
+            Op::Remove { .. } => None,
+        })
+        .collect();
+    discard_staged(staging, &kept)?;
+    let path = path.clone();
+    let count = waiting.len();
+    let first = waiting.into_iter().next().map(|(_, _, error)| error);
+    Ok(Finished {
+        waiting: first.map(|source| Error::Committed {
+            path,
+            waiting: count,
+            source: Box::new(source),
+        }),
+        failed,
+    })
+}
+
+/// How [`finish`] left a committed transaction.
+struct Finished {
+    /// [`Error::Committed`] when files wait for the next recovery.
+    waiting: Option<Error>,
+    /// The targets that cannot be replaced, and why.
+    failed: Vec<(PathBuf, Error)>,
+}
+
 /// Removes the commit record, durably (a record that came back after a crash would replay its
 /// removals over files written since), then every staged file left.
 fn clear_record(disk: &Disk, staging: &Dir) -> Result<(), Error> {
     let name = OsStr::new(TXN_RECORD);
-    if remove::remove_file(staging, name, &staging.join(name))? {
-        remove::sync_dir(disk, staging, &staging.join(name))?;
-    }
-    discard_staged(staging).map(drop)
+    remove::remove_tree(staging, name)?;
+    remove::sync_dir(disk, staging, &staging.join(name))?;
+    discard_staged(staging, &HashSet::new()).map(drop)
 }
 
-/// Removes every staged file in the staging directory (names a transaction makes; anything
-/// else is left alone); `true` if there was one.
-fn discard_staged(staging: &Dir) -> Result<bool, Error> {
+/// Removes every staged file in the staging directory but those in `keep` (names a
+/// transaction makes, whatever is there under them: the staging directory is persist's;
+/// anything else is left alone); `true` if there was one.
+fn discard_staged(staging: &Dir, keep: &HashSet<&str>) -> Result<bool, Error> {
     let entries = staging
         .list()
         .map_err(io_error(staging.path(), IoOp::Read))?;
     let mut discarded = false;
     for (name, _) in entries {
-        if name.to_str().is_some_and(names::is_staged_name) {
-            discarded |= remove::remove_file(staging, &name, &staging.join(&name))?;
+        if let Some(text) = name.to_str()
+            && names::is_staged_name(text)
+            && !keep.contains(text)
+        {
+            remove::remove_tree(staging, &name)?;
+            discarded = true;
         }
     }
     Ok(discarded)
@@ -783,17 +884,25 @@ fn recover_locked(
     };
     if let Some(ops) = read_record(disk, &staging)? {
         let Applied { failed, .. } = apply(settings, root, root_dir, &staging, &ops, Vec::new())?;
-        clear_record(disk, &staging)?;
+        let Finished { waiting, failed } = finish(disk, &staging, &ops, failed)?;
+        if let Some(waiting) = waiting {
+            return Err(waiting);
+        }
         return Ok(match failed.is_empty() {
             true => Recovery::RolledForward,
             false => Recovery::Incomplete { failed },
         });
     }
-    // No record, a torn one or one naming anything outside the root: the transaction never
-    // (validly) reached its commit point, and no target was touched.
+    // No record, a torn one or one naming anything outside the root (or something else than a
+    // file at the record's name): the transaction never (validly) reached its commit point,
+    // and no target was touched.
     let name = OsStr::new(TXN_RECORD);
-    let had_record = remove::remove_file(&staging, name, &staging.join(name))?;
-    if discard_staged(&staging)? || had_record {
+    let had_record = staging
+        .stat(name)
+        .map_err(io_error(&staging.join(name), IoOp::Metadata))?
+        .is_some();
+    remove::remove_tree(&staging, name)?;
+    if discard_staged(&staging, &HashSet::new())? || had_record {
         remove::sync_dir(disk, &staging, &staging_path)?;
         Ok(Recovery::Discarded)
     } else {

@@ -100,7 +100,8 @@ impl Local {
             true => self.root.child_or_create(shard, self.disk.syncs()),
             false => self.root.child(shard),
         };
-        match looked.map_err(io_error(&self.root.join(shard), IoOp::Open))? {
+        let op = if create { IoOp::CreateDir } else { IoOp::Open };
+        match looked.map_err(io_error(&self.root.join(shard), op))? {
             Lookup::Found(dir) => Ok(Some(Arc::new(dir))),
             Lookup::Missing => Ok(None),
             Lookup::Escape(escaped) => Err(escape(escaped)),

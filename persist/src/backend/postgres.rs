@@ -119,8 +119,8 @@ impl Postgres {
     ///
     /// # Errors
     ///
-    /// [`Error::Unsupported`] for a malformed `config` or an empty table name, [`Error::Io`]
-    /// when the server cannot be reached or refuses to create the table.
+    /// [`Error::Remote`] for a malformed `config` (not transient), when the server cannot be
+    /// reached or refuses to create the table; [`Error::InvalidPath`] for an empty table name.
     pub fn connect(config: &str, table: &str) -> Result<Postgres, Error> {
         Postgres::connect_with(config, table, DEFAULT_CONNECTIONS)
     }
@@ -131,11 +131,13 @@ impl Postgres {
     ///
     /// See [`connect`](Postgres::connect).
     pub fn connect_with(config: &str, table: &str, connections: usize) -> Result<Postgres, Error> {
-        let config: tokio_postgres::Config =
-            config.parse().map_err(|error| Error::Unsupported {
-                path: PathBuf::from("postgres:"),
-                reason: format!("not a PostgreSQL connection string: {error}"),
-            })?;
+        let config: tokio_postgres::Config = config.parse().map_err(|error| Error::Remote {
+            path: PathBuf::from("postgres:"),
+            op: RemoteOp::Connect,
+            server: "PostgreSQL (the connection string is not valid)".to_owned(),
+            transient: false,
+            source: Box::new(error),
+        })?;
         let host = config
             .get_hosts()
             .first()
@@ -152,7 +154,7 @@ impl Postgres {
             config.get_dbname().unwrap_or_default(),
         );
         if table.is_empty() {
-            return Err(Error::Unsupported {
+            return Err(Error::InvalidPath {
                 path: PathBuf::from(label),
                 reason: "the table name is empty".into(),
             });

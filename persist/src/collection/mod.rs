@@ -552,12 +552,34 @@ impl<T: Persisted> Collection<T> {
     /// The backend's errors; entries removed before one are gone.
     pub fn clear(&self) -> Result<(), Error> {
         self.observed("collection_clear", "", |_| {
+            // With an audit log, each entry's removal is recorded: the keys are read first.
+            let removed = match self.inner.settings.disk.audited() {
+                true => self.keys()?,
+                false => Vec::new(),
+            };
             let cleared = self.inner.backend.clear();
             #[cfg(feature = "cache")]
             if let Some(cache) = &self.inner.cache {
                 cache.invalidate_all();
             }
-            cleared
+            cleared?;
+            let paths: Vec<PathBuf> = removed
+                .iter()
+                .map(|key| self.inner.backend.locate(&key::name_of(key)))
+                .collect();
+            let entries: Vec<AuditEntry<'_>> = removed
+                .iter()
+                .zip(&paths)
+                .map(|(key, path)| AuditEntry {
+                    operation: AuditOp::Remove,
+                    path,
+                    key: Some(key),
+                    from_version: None,
+                    to_version: None,
+                    written: None,
+                })
+                .collect();
+            self.inner.settings.disk.audit(&entries)
         })
     }
 

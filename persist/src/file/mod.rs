@@ -34,9 +34,7 @@ pub(crate) fn load<T: Persisted>(settings: &Settings, path: &Path) -> Result<T, 
             facts.read = Some(bytes.len() as u64);
             facts.from = codec::leading_version(&bytes);
         }
-        let decoded = settings
-            .open(path, &bytes)
-            .and_then(|envelope| codec::decode(&envelope).map_err(|error| error.at::<T>(path)));
+        let decoded = decode(settings, path, &bytes);
         // A truncation by another program during the read is the error to report, not
         // what the parser made of the zeros that replaced the lost bytes.
         bytes.intact(path)?;
@@ -44,6 +42,17 @@ pub(crate) fn load<T: Persisted>(settings: &Settings, path: &Path) -> Result<T, 
     });
     operation.finish(&result, facts);
     result
+}
+
+/// The value of a file's `bytes` (read by the caller), migrated to `T`; errors name `path`.
+pub(crate) fn decode<T: Persisted>(
+    settings: &Settings,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<T, Error> {
+    settings
+        .open(path, bytes)
+        .and_then(|envelope| codec::decode(&envelope).map_err(|error| error.at::<T>(path)))
 }
 
 /// [`load`], or `T::default()` if there is no file.

@@ -509,6 +509,9 @@ pub(crate) fn sweep_stale_temps(dir: &Dir, name: &OsStr) {
 pub(crate) struct StagedFile {
     dir: Arc<Dir>,
     name: OsString,
+    /// Its device and inode when it was created (`None` for one found by recovery): the file
+    /// opened again under its name must be this one.
+    identity: Option<(u64, u64)>,
     /// Its size and CRC-32C, for the audit log.
     pub(crate) written: Option<Written>,
     kept: bool,
@@ -526,8 +529,30 @@ impl StagedFile {
         StagedFile {
             dir: Arc::clone(dir),
             name,
+            identity: None,
             written: None,
             kept: true,
+        }
+    }
+
+    /// Refuses a file found under the staged name that is not the one staged: another file
+    /// swapped in (a hard link to a file elsewhere, a mount), whose mode or place a commit
+    /// must never change.
+    fn check(&self, stat: &super::dir::Stat) -> Result<(), Error> {
+        let ours = stat.kind == Kind::File
+            && stat.nlink == 1
+            && self.dir.same_mount(stat)
+            && self
+                .identity
+                .is_none_or(|identity| identity == (stat.dev, stat.ino));
+        match ours {
+            true => Ok(()),
+            false => Err(Error::InvalidPath {
+                path: self.dir.join(&self.name),
+                reason: "the staged file was replaced by another file (a link to a file \
+                         elsewhere, a mount): it is not put in place"
+                    .to_owned(),
+            }),
         }
     }
 
@@ -569,12 +594,15 @@ pub(crate) fn stage_closed(
         StageAs::Exactly(name) => dir.create_new(name).map(|file| (file, name.to_owned())),
     });
     let (file, name) = created.map_err(io_error(named, IoOp::CreateTemp))?;
-    let staged = StagedFile {
+    let mut staged = StagedFile {
         dir: Arc::clone(dir),
         name,
+        identity: None,
         written: disk.audited().then(|| Written::of(data)),
         kept: false,
     };
+    let stat = Dir::stat_file(&file).map_err(io_error(named, IoOp::Metadata))?;
+    staged.identity = Some((stat.dev, stat.ino));
     let mut writer = FileWriter::new(&file);
     fault(IoOp::Write, dir.path())
         .and_then(|()| writer.write_unbuffered(data))
@@ -599,6 +627,8 @@ pub(crate) fn sync_staged<'s>(
         let file = fault(IoOp::Open, staged.dir.path())
             .and_then(|()| staged.dir.open_file(&staged.name, true))
             .map_err(io_error(named, IoOp::Open))?;
+        let stat = Dir::stat_file(&file).map_err(io_error(named, IoOp::Metadata))?;
+        staged.check(&stat)?;
         keep_mode(&file, mode, named)?;
         if disk.syncs() {
             fault(IoOp::SyncFile, staged.dir.path())
@@ -631,6 +661,12 @@ pub(crate) fn install_staged(
             kept?;
         }
     }
+    let now = staged
+        .dir
+        .stat(&staged.name)
+        .map_err(io_error(&target.named, IoOp::Metadata))?
+        .ok_or_else(|| io_error(&target.named, IoOp::Rename)(io::ErrorKind::NotFound.into()))?;
+    staged.check(&now)?;
     fault(IoOp::Rename, target.dir.path())
         .and_then(|()| staged.dir.rename(&staged.name, &target.dir, &target.name))
         .map_err(io_error(&target.named, IoOp::Rename))?;

@@ -26,7 +26,7 @@ impl Kind {
     /// The kind to report in [`Error::NotRegularFile`](crate::Error::NotRegularFile).
     pub(crate) fn file_kind(self) -> FileKind {
         match self {
-            Kind::File => FileKind::Other,
+            Kind::File => FileKind::File,
             Kind::Dir => FileKind::Directory,
             Kind::Symlink => FileKind::Symlink,
             Kind::Special(kind) => kind,
@@ -50,6 +50,8 @@ pub(crate) struct Stat {
     pub(crate) ctime: (i64, u32),
     /// The mount's id where the kernel tells it (Linux 5.8 and later), else the device.
     pub(crate) mount: u64,
+    /// How many names the file has (hard links).
+    pub(crate) nlink: u64,
 }
 
 impl Stat {
@@ -102,6 +104,8 @@ pub(crate) struct Dir {
     /// The mount it is on (see [`Stat::mount`]): known for a root and the directories reached
     /// under one, which are checked against it; `None` for a directory opened for one file.
     mount: Option<u64>,
+    /// Its device and inode, where they were looked up (the directories reached under a root).
+    identity: Option<(u64, u64)>,
 }
 
 /// The result of looking a name up in a directory.
@@ -152,6 +156,7 @@ mod sys {
             | StatxFlags::SIZE
             | StatxFlags::MTIME
             | StatxFlags::CTIME
+            | StatxFlags::NLINK
             | StatxFlags::MNT_ID;
         let statx = rustix::fs::statx(dir, name, flags, mask)?;
         let dev = rustix::fs::makedev(statx.stx_dev_major, statx.stx_dev_minor);
@@ -169,6 +174,7 @@ mod sys {
             mtime: (statx.stx_mtime.tv_sec, statx.stx_mtime.tv_nsec),
             ctime: (statx.stx_ctime.tv_sec, statx.stx_ctime.tv_nsec),
             mount,
+            nlink: u64::from(statx.stx_nlink),
         })
     }
 
@@ -188,6 +194,7 @@ mod sys {
             mtime: (stat.st_mtime as i64, stat.st_mtime_nsec as u32),
             ctime: (stat.st_ctime as i64, stat.st_ctime_nsec as u32),
             mount: stat.st_dev as u64,
+            nlink: stat.st_nlink as u64,
         })
     }
 
@@ -313,14 +320,35 @@ impl Dir {
             fd: sys::open_dir(path)?,
             path: path.to_owned(),
             mount: None,
+            identity: None,
         })
     }
 
     /// [`open`](Dir::open) for a root: what is reached under it must be on its mount.
     pub(crate) fn open_root(path: &Path) -> io::Result<Dir> {
         let mut dir = Dir::open(path)?;
-        dir.mount = Some(sys::stat(&dir.fd, OsStr::new(""))?.mount);
+        let stat = sys::stat(&dir.fd, OsStr::new(""))?;
+        dir.mount = Some(stat.mount);
+        dir.identity = Some((stat.dev, stat.ino));
         Ok(dir)
+    }
+
+    /// Its device and inode, where they are known (a root, or a directory reached under one).
+    pub(crate) fn identity(&self) -> Option<(u64, u64)> {
+        self.identity
+    }
+
+    /// The directory that holds this one (`..`), on the same mount: for a walk back up a
+    /// tree, which checks that it is the directory it came down from ([`identity`](Dir::identity)).
+    pub(crate) fn parent(&self) -> io::Result<Dir> {
+        let fd = sys::open_child_dir(&self.fd, OsStr::new(".."))?;
+        let stat = sys::stat(&fd, OsStr::new(""))?;
+        Ok(Dir {
+            fd,
+            path: super::parent_dir(&self.path).to_owned(),
+            mount: self.mount,
+            identity: Some((stat.dev, stat.ino)),
+        })
     }
 
     /// The directory's path, as it was reached.
@@ -346,6 +374,7 @@ impl Dir {
                     fd,
                     path: self.join(name),
                     mount: Some(stat.mount),
+                    identity: Some((stat.dev, stat.ino)),
                 }))
             }
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(Lookup::Missing),
@@ -539,11 +568,20 @@ impl Dir {
         Ok(Dir {
             path: path.to_owned(),
             mount: None,
+            identity: None,
         })
     }
 
     pub(crate) fn open_root(path: &Path) -> io::Result<Dir> {
         Dir::open(path)
+    }
+
+    pub(crate) fn identity(&self) -> Option<(u64, u64)> {
+        None
+    }
+
+    pub(crate) fn parent(&self) -> io::Result<Dir> {
+        Dir::open(super::parent_dir(&self.path))
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -558,7 +596,11 @@ impl Dir {
         let path = self.join(name);
         match self.stat(name)? {
             None => Ok(Lookup::Missing),
-            Some(stat) if stat.kind == Kind::Dir => Ok(Lookup::Found(Dir { path, mount: None })),
+            Some(stat) if stat.kind == Kind::Dir => Ok(Lookup::Found(Dir {
+                path,
+                mount: None,
+                identity: None,
+            })),
             Some(stat) if stat.kind == Kind::Symlink => Ok(Lookup::Escape(Escape::Symlink(path))),
             Some(stat) => Ok(Lookup::Escape(Escape::NotDir(path, stat.kind.file_kind()))),
         }
@@ -685,5 +727,6 @@ fn stat_of(metadata: &std::fs::Metadata) -> Stat {
         mtime: (modified.as_secs() as i64, modified.subsec_nanos()),
         ctime: (modified.as_secs() as i64, modified.subsec_nanos()),
         mount: 0,
+        nlink: 1,
     }
 }

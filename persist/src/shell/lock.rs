@@ -151,22 +151,41 @@ pub(crate) fn exclusive_in(
     }
 }
 
-/// An exclusive `flock` on an open file itself (a journal's: whatever name opened it, a hard
-/// link included, one writer holds it), registered in this process so that a second holder
-/// here fails at once with [`Error::AlreadyOpen`]. The `flock` lasts as long as the file's
-/// descriptor; dropping this only withdraws the registration.
+/// A file or directory (device, inode) this process holds for one user at a time (a journal's
+/// file, a transaction's root): a second holder here fails at once with
+/// [`Error::AlreadyOpen`], whatever name it came by (a hard link, another spelling) and even if
+/// the lock file was removed by another program. Dropping it withdraws the registration.
 #[derive(Debug)]
-pub(crate) struct FileHold {
+pub(crate) struct Registration {
     key: (u64, u64),
 }
 
-impl Drop for FileHold {
+impl Drop for Registration {
     fn drop(&mut self) {
         if let Some(held) = held().as_mut() {
             held.remove(&self.key);
         }
     }
 }
+
+/// Registers `key` (a device and inode) for `named`, whose lock file is `lock_path`.
+pub(crate) fn register(
+    key: (u64, u64),
+    named: &Path,
+    lock_path: &Path,
+) -> Result<Registration, Error> {
+    match held().get_or_insert_with(HashSet::new).insert(key) {
+        true => Ok(Registration { key }),
+        false => Err(Error::AlreadyOpen {
+            path: named.to_owned(),
+            lock_path: lock_path.to_owned(),
+        }),
+    }
+}
+
+/// The exclusive `flock` of an open file itself (a journal's: one writer, whatever name opened
+/// it), with its [`Registration`]. The `flock` lasts as long as the file's descriptor.
+pub(crate) type FileHold = Registration;
 
 /// Takes the exclusive `flock` of `file` (named `named`, whose lock file is `lock_path`, for
 /// errors), waiting at most `timeout` for another process.
@@ -177,14 +196,7 @@ pub(crate) fn hold_file(
     timeout: Option<Duration>,
 ) -> Result<FileHold, Error> {
     let stat = Dir::stat_file(file).map_err(io_error(named, IoOp::Metadata))?;
-    let key = (stat.dev, stat.ino);
-    if !held().get_or_insert_with(HashSet::new).insert(key) {
-        return Err(Error::AlreadyOpen {
-            path: named.to_owned(),
-            lock_path: lock_path.to_owned(),
-        });
-    }
-    let hold = FileHold { key };
+    let hold = register((stat.dev, stat.ino), named, lock_path)?;
     wait_for(file, named, named, Instant::now(), timeout)?;
     Ok(hold)
 }

@@ -132,23 +132,41 @@ pub(crate) fn remove_state_file(disk: &Disk, path: &Path) -> Result<Vec<PathBuf>
 
 /// Deletes the directory `dir` and everything in it, then syncs its parent. Symbolic links
 /// inside are removed as links, never followed; a mount inside is not crossed (an error names
-/// it, and what it holds stays). `dir` itself must be a directory, not a link to one.
+/// it, and what it holds stays). `dir` itself is reached from its parent without following a
+/// link at it (a link there is refused) and must be on its parent's mount (a mount point is
+/// refused before anything is deleted).
 pub(crate) fn remove_dir(disk: &Disk, dir: &Path) -> Result<(), Error> {
-    let metadata = match std::fs::symlink_metadata(dir) {
-        Ok(metadata) => metadata,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => return Err(io_error(dir, IoOp::Metadata)(error)),
-    };
-    if !metadata.is_dir() {
-        return Err(Error::NotRegularFile {
+    let Some(name) = dir.file_name() else {
+        return Err(Error::InvalidPath {
             path: dir.to_owned(),
-            kind: FileKind::of(metadata.file_type()),
+            reason: "the path names no directory (it ends in `..` or is a root)".to_owned(),
         });
-    }
-    let opened = Dir::open_root(dir).map_err(io_error(dir, IoOp::Open))?;
-    empty_dir(&opened)?;
-    let parent = Dir::open(parent_dir(dir)).map_err(io_error(dir, IoOp::Open))?;
-    let name = dir.file_name().unwrap_or(dir.as_os_str());
+    };
+    let parent = match Dir::open_root(parent_dir(dir)) {
+        Ok(parent) => parent,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(io_error(dir, IoOp::Open)(error)),
+    };
+    let top = match parent.child(name).map_err(io_error(dir, IoOp::Open))? {
+        Lookup::Missing => return Ok(()),
+        Lookup::Found(top) => top,
+        Lookup::Escape(Escape::Symlink(path)) => {
+            return Err(Error::InvalidPath {
+                path,
+                reason: "it is a symbolic link: remove_dir removes a real directory, and \
+                         never through a link"
+                    .to_owned(),
+            });
+        }
+        Lookup::Escape(Escape::NotDir(path, kind)) => {
+            return Err(Error::InvalidPath {
+                path,
+                reason: format!("it is a {kind}, not a directory"),
+            });
+        }
+        Lookup::Escape(escaped) => return Err(escape(escaped)),
+    };
+    empty_tree(top)?;
     fault(IoOp::Remove, parent.path())
         .and_then(|()| parent.remove_empty_dir(name))
         .map_err(io_error(dir, IoOp::Remove))?;
@@ -162,7 +180,7 @@ pub(crate) fn remove_tree(parent: &Dir, name: &OsStr) -> Result<(), Error> {
     match parent.child(name).map_err(io_error(&path, IoOp::Open))? {
         Lookup::Missing => Ok(()),
         Lookup::Found(dir) => {
-            empty_dir(&dir)?;
+            empty_tree(dir)?;
             match fault(IoOp::Remove, parent.path()).and_then(|()| parent.remove_empty_dir(name)) {
                 Ok(()) => Ok(()),
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -175,15 +193,83 @@ pub(crate) fn remove_tree(parent: &Dir, name: &OsStr) -> Result<(), Error> {
     }
 }
 
-/// Removes everything in `dir`.
-fn empty_dir(dir: &Dir) -> Result<(), Error> {
+/// One directory of a walk down a tree: where it was, and its subdirectories still to empty.
+struct Level {
+    identity: Option<(u64, u64)>,
+    /// Its name in the directory above (`None` for the top).
+    name: Option<OsString>,
+    subdirs: Vec<OsString>,
+}
+
+/// Removes everything in `top` (a directory reached under a root), depth first, without
+/// recursion and with one directory open at a time, so that no depth exhausts the stack or
+/// the descriptors: the walk goes down through each subdirectory (never a link, never another
+/// mount) and back up through `..`, checking that it is the directory it came from.
+fn empty_tree(top: Dir) -> Result<(), Error> {
+    let mut current = top;
+    let mut levels = vec![enter(&current, None)?];
+    loop {
+        let level = levels
+            .last_mut()
+            .expect("the top level stays until the end");
+        if let Some(subdir) = level.subdirs.pop() {
+            let path = current.join(&subdir);
+            match current
+                .child(&subdir)
+                .map_err(io_error(&path, IoOp::Open))?
+            {
+                Lookup::Found(child) => {
+                    let below = enter(&child, Some(subdir))?;
+                    current = child;
+                    levels.push(below);
+                }
+                Lookup::Missing => {}
+                Lookup::Escape(Escape::Mount(path)) => return Err(escape(Escape::Mount(path))),
+                Lookup::Escape(_) => {
+                    remove_file(&current, &subdir, &path)?;
+                }
+            }
+            continue;
+        }
+        let done = levels.pop().expect("a level was just looked at");
+        let Some(name) = done.name else {
+            return Ok(());
+        };
+        let up = current
+            .parent()
+            .map_err(io_error(current.path(), IoOp::Open))?;
+        let expected = levels.last().and_then(|level| level.identity);
+        if up.identity() != expected {
+            return Err(Error::InvalidPath {
+                path: current.path().to_owned(),
+                reason: "the directory was moved while it was being removed".to_owned(),
+            });
+        }
+        let path = up.join(&name);
+        match fault(IoOp::Remove, up.path()).and_then(|()| up.remove_empty_dir(&name)) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io_error(&path, IoOp::Remove)(error)),
+        }
+        current = up;
+    }
+}
+
+/// Lists `dir`, removes every entry that is not a directory, and returns the level with its
+/// subdirectories to walk into.
+fn enter(dir: &Dir, name: Option<OsString>) -> Result<Level, Error> {
+    let mut subdirs = Vec::new();
     for (entry, kind) in dir.list().map_err(io_error(dir.path(), IoOp::Read))? {
         match kind {
-            Kind::Dir => remove_tree(dir, &entry)?,
+            Kind::Dir => subdirs.push(entry),
             _ => {
                 remove_file(dir, &entry, &dir.join(&entry))?;
             }
         }
     }
-    Ok(())
+    Ok(Level {
+        identity: dir.identity(),
+        name,
+        subdirs,
+    })
 }
