@@ -10,7 +10,8 @@
 //! callgrind_annotate /tmp/persist.cg | head -40
 //! ```
 //!
-//! Arguments: `persist` or `baseline`, and how many loads; or `compare` and a number of rounds,
+//! Arguments: `persist` or `baseline`, and how many loads; `save` or `save-baseline` and how many
+//! saves (for `strace -c`: the system calls of a save); or `compare` and a number of rounds,
 //! which times rounds of 1,000 loads of each, interleaved in a random order, and prints the
 //! median of the per-round ratios (persist / baseline).
 
@@ -35,11 +36,14 @@ fn main() {
         compare(&path, times);
         return;
     }
+    let value = Settings::sample();
     for _ in 0..times {
         match who {
+            "save" => value.save(&path).unwrap(),
+            "save-baseline" => baseline::save(1, &value, &path).unwrap(),
             "persist" => drop(black_box(Settings::load(&path).unwrap())),
             "baseline" => drop(black_box(baseline::load::<Settings>(&path).unwrap())),
-            other => panic!("unknown contender {other}: persist or baseline"),
+            other => panic!("unknown contender {other}: persist, baseline, save or save-baseline"),
         }
     }
 }

@@ -263,7 +263,7 @@ pub(crate) fn replace_keeping(
         };
         let written = match disk.audited() {
             true => {
-                Some(Written::of_file(&staged.file).map_err(io_error(&target.named, IoOp::Read))?)
+                Some(Written::of_file(staged.file()).map_err(io_error(&target.named, IoOp::Read))?)
             }
             false => None,
         };
@@ -317,7 +317,8 @@ pub(crate) fn bytes(data: &[u8]) -> impl FnMut(&mut FileWriter<'_>) -> io::Resul
 /// [`Durability::None`]), not yet in place. Dropping it removes it.
 #[must_use = "a staged file is removed unless it is installed"]
 struct Staged<'t> {
-    file: File,
+    /// Until it is installed (then the caller's).
+    file: Option<File>,
     dir: &'t Dir,
     name: OsString,
     installed: bool,
@@ -342,7 +343,7 @@ fn stage<'t>(
         .map_err(io_error(&target.named, IoOp::CreateTemp))?;
     // `staged` removes the file when it drops: the clean-up of every early return below.
     let staged = Staged {
-        file,
+        file: Some(file),
         dir: &target.dir,
         name,
         installed: false,
@@ -350,19 +351,19 @@ fn stage<'t>(
     // Marks the temporary file as in use until this process closes it or dies, so that a
     // sweep by another process never removes it (see `sweep_stale_temps`). A file system
     // without locks only loses the sweep.
-    let _ = staged.file.try_lock();
-    let mut writer = FileWriter::new(&staged.file);
+    let _ = staged.file().try_lock();
+    let mut writer = FileWriter::new(staged.file());
     fault(IoOp::Write, dir_path)
         .and_then(|()| contents(&mut writer))
         .and_then(|()| io::Write::flush(&mut writer))
         .map_err(io_error(&target.named, IoOp::Write))?;
     drop(writer);
-    keep_mode(&staged.file, target.mode, &target.named)?;
+    keep_mode(staged.file(), target.mode, &target.named)?;
     // After a failed fsync the page cache may already have dropped the dirty pages: retrying
     // would report success for data that never reached the disk. Give up and keep the old file.
     if disk.syncs() {
         fault(IoOp::SyncFile, dir_path)
-            .and_then(|()| staged.file.sync_all())
+            .and_then(|()| staged.file().sync_all())
             .map_err(io_error(&target.named, IoOp::SyncFile))?;
     }
     Ok(staged)
@@ -379,6 +380,13 @@ fn keep_mode(file: &File, mode: Option<u32>, named: &Path) -> Result<(), Error> 
 }
 
 impl Staged<'_> {
+    /// The staged file, open.
+    fn file(&self) -> &File {
+        self.file
+            .as_ref()
+            .expect("a staged file is open until it is installed")
+    }
+
     /// Renames the temporary file over the target and syncs the directory
     /// ([`Durability::Full`]); returns the file once it is renamed (also when the directory
     /// sync then failed).
@@ -390,7 +398,8 @@ impl Staged<'_> {
             return (None, Err(io_error(&target.named, IoOp::Rename)(error)));
         }
         self.installed = true;
-        let file = self.file.try_clone().ok();
+        // The file itself, not a copy of its descriptor.
+        let file = self.file.take();
         if disk.syncs_dirs()
             && let Err(error) = fault(IoOp::SyncDir, dir.path()).and_then(|()| dir.sync())
         {
@@ -399,15 +408,7 @@ impl Staged<'_> {
         if sweep_due(dir.path()) {
             sweep_stale_temps(dir, &target.name);
         }
-        match file {
-            Some(file) => (Some(file), Ok(())),
-            None => (
-                None,
-                Err(io_error(&target.named, IoOp::Open)(
-                    io::ErrorKind::Other.into(),
-                )),
-            ),
-        }
+        (file, Ok(()))
     }
 }
 
