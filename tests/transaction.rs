@@ -493,16 +493,11 @@ fn what_is_planted_under_the_staging_names_never_wedges_a_root() {
     assert_eq!(Part::load(root.join("index.json")).unwrap().step, 1);
 }
 
-#[test]
-fn a_file_whose_lock_is_held_too_long_is_finished_by_the_next_recovery() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_owned();
-    Part::at(1).save(root.join("a.json")).unwrap();
-    Part::at(1).save(root.join("b.json")).unwrap();
-    // An update of b.json holds its lock longer than the transaction waits.
+/// Holds the lock of `root/b.json` (an update that waits) until the returned sender is used.
+fn hold_b(root: &Path) -> (std::thread::JoinHandle<()>, std::sync::mpsc::Sender<()>) {
     let (held, wait) = std::sync::mpsc::channel();
     let (release, released) = std::sync::mpsc::channel::<()>();
-    let holder_root = root.clone();
+    let holder_root = root.to_owned();
     let holder = std::thread::spawn(move || {
         Options::new()
             .update_or(
@@ -517,12 +512,54 @@ fn a_file_whose_lock_is_held_too_long_is_finished_by_the_next_recovery() {
             .unwrap();
     });
     wait.recv().unwrap();
+    (holder, release)
+}
+
+#[test]
+fn a_lock_held_too_long_fails_the_commit_before_anything_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    Part::at(1).save(root.join("a.json")).unwrap();
+    Part::at(1).save(root.join("b.json")).unwrap();
+    let (holder, release) = hold_b(root);
     let mut txn = Options::new()
         .lock_timeout(Some(Duration::from_millis(100)))
-        .transaction(&root)
+        .transaction(root)
         .unwrap();
     txn.save(&Part::at(2), "a.json").unwrap();
     txn.save(&Part::at(2), "b.json").unwrap();
+    let error = txn.commit().unwrap_err();
+    assert!(matches!(error, Error::LockTimeout { .. }), "{error}");
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(
+        Part::load(root.join("a.json")).unwrap().step,
+        1,
+        "nothing changed"
+    );
+    assert_eq!(Part::load(root.join("b.json")).unwrap().step, 50);
+    assert_eq!(persist::recover(root).unwrap(), Recovery::Clean);
+}
+
+#[test]
+fn in_a_large_transaction_a_file_whose_lock_is_held_too_long_is_finished_by_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    Part::at(1).save(root.join("b.json")).unwrap();
+    let (holder, release) = hold_b(&root);
+    // More files than a commit locks together: each is locked while it is replaced.
+    let small = Options::new()
+        .durability(persist::Durability::None)
+        .lock_timeout(Some(Duration::from_millis(100)));
+    let mut txn = small.transaction(&root).unwrap();
+    let part = Part {
+        step: 2,
+        filler: Vec::new(),
+    };
+    for i in 0..300 {
+        txn.save(&part, format!("many/{i}.json")).unwrap();
+    }
+    txn.save(&part, "b.json").unwrap();
     let error = txn.commit().unwrap_err();
     assert!(
         matches!(error, Error::Committed { waiting: 1, .. }),
@@ -530,12 +567,11 @@ fn a_file_whose_lock_is_held_too_long_is_finished_by_the_next_recovery() {
     );
     assert_eq!(error.kind(), persist::ErrorKind::Committed);
     assert!(error.is_transient());
-    assert_eq!(Part::load(root.join("a.json")).unwrap().step, 2);
+    assert_eq!(Part::load(root.join("many/299.json")).unwrap().step, 2);
     release.send(()).unwrap();
     holder.join().unwrap();
     // The update came first; the transaction's b.json is put in place after it.
     assert_eq!(persist::recover(&root).unwrap(), Recovery::RolledForward);
-    assert_eq!(Part::load(root.join("a.json")).unwrap().step, 2);
     assert_eq!(Part::load(root.join("b.json")).unwrap().step, 2);
     assert_eq!(persist::recover(&root).unwrap(), Recovery::Clean);
 }

@@ -5,7 +5,8 @@
 //! 1. each file is written into `<root>/.persist-txn/` (the staging directory, kept between
 //!    transactions) under a name unique to the transaction, its writeback started at once,
 //!    and closed (a transaction holds no descriptor per file);
-//! 2. `commit` takes the lock of every target (in path order), checks every target again,
+//! 2. `commit` takes the lock of every target (in path order; a transaction of more than 256
+//!    files takes each file's lock while it replaces it instead), checks every target again,
 //!    syncs the staged files, then writes and syncs the commit record (`.persist-txn/commit`:
 //!    the targets and a CRC-32C of them, so a torn record is recognised) and syncs the staging
 //!    directory, which makes the staged files' and the record's names durable together:
@@ -148,7 +149,10 @@ impl PartialEq for Recovery {
 /// `.persist-txn.lock`; another process waits up to [`Options::lock_timeout`]), and in one
 /// process (a second [`Transaction::new`] on a root whose transaction is still alive fails at
 /// once with [`Error::AlreadyOpen`]). A commit takes the lock of each file it writes, the one
-/// [`Options::update`] and [`Live`](crate::Live) take, so they never interleave with it.
+/// [`Options::update`] and [`Live`](crate::Live) take, so they never interleave with it: all of
+/// them before its commit point (for up to 256 files; a larger transaction takes each while it
+/// replaces that file, and a file whose lock is held too long then waits for the next
+/// recovery: [`Error::Committed`]).
 ///
 /// After a crash at any moment, the next [`Transaction::new`] (or [`recover`]) on the root
 /// leaves either every file of the transaction as it was before or every one as it was
@@ -316,6 +320,20 @@ impl Transaction {
 
     fn commit_now(&mut self) -> Result<(), Error> {
         let disk = self.settings.disk.clone();
+        // The lock of every target, in path order, before the commit point: updates of these
+        // files and other commits serialize with this one whole, and a lock held too long
+        // fails the commit before anything changed. A transaction of more files than that
+        // takes each file's lock while it replaces it (a descriptor per held lock).
+        let mut held: HashMap<String, LockGuard> = HashMap::new();
+        if self.ops.len() <= LOCKS_HELD_AT_MOST {
+            let mut targets: Vec<&str> = self.ops.iter().map(Op::target).collect();
+            targets.sort_unstable();
+            for target in targets {
+                if let Some(resolved) = resolve(&self.root, &self.root_dir, target, Some(&disk))? {
+                    held.insert(target.to_owned(), lock_of(&disk, &resolved)?);
+                }
+            }
+        }
         // Every target checked again (it may have changed since it was staged): past the
         // commit point nothing may be refused. No descriptor is kept per target.
         let mut modes = Vec::with_capacity(self.ops.len());
@@ -357,6 +375,7 @@ impl Transaction {
             &self.staging,
             &self.ops,
             files,
+            held,
         )?;
         let Finished { waiting, failed } = finish(&disk, &self.staging, &self.ops, failed)?;
         let entries: Vec<AuditEntry<'_>> = entries
@@ -636,6 +655,7 @@ fn apply(
     staging: &Arc<Dir>,
     ops: &[Op],
     files: Vec<StagedFile>,
+    mut held: HashMap<String, LockGuard>,
 ) -> Result<Applied, Error> {
     let disk = &settings.disk;
     let mut files: HashMap<OsString, StagedFile> = files
@@ -654,14 +674,10 @@ fn apply(
             let Some(target) = resolve(root, root_dir, op.target(), Some(disk))? else {
                 return Ok(None);
             };
-            let lock_name = names::name_for(&target.name, Sibling::Lock);
-            let lock = lock::exclusive_in(
-                &target.dir,
-                &lock_name,
-                &target.named,
-                disk.lock_timeout,
-                Scope::Shared,
-            )?;
+            let lock = match held.remove(op.target()) {
+                Some(lock) => lock,
+                None => lock_of(disk, &target)?,
+            };
             let done = match op {
                 Op::Put {
                     staged, version, ..
@@ -732,6 +748,21 @@ fn apply(
         }
     }
     Ok(applied)
+}
+
+/// How many targets' locks a commit holds together (above that, each while it is replaced).
+const LOCKS_HELD_AT_MOST: usize = 256;
+
+/// Takes the lock of a resolved target (`<name>.lock` beside it), the one updates take.
+fn lock_of(disk: &Disk, target: &Target) -> Result<LockGuard, Error> {
+    let lock_name = names::name_for(&target.name, Sibling::Lock);
+    lock::exclusive_in(
+        &target.dir,
+        &lock_name,
+        &target.named,
+        disk.lock_timeout,
+        Scope::Shared,
+    )
 }
 
 /// The directory of a resolved target, relative to the root (`""` for the root itself).
@@ -883,7 +914,15 @@ fn recover_locked(
         Lookup::Escape(escaped) => return Err(escape(escaped)),
     };
     if let Some(ops) = read_record(disk, &staging)? {
-        let Applied { failed, .. } = apply(settings, root, root_dir, &staging, &ops, Vec::new())?;
+        let Applied { failed, .. } = apply(
+            settings,
+            root,
+            root_dir,
+            &staging,
+            &ops,
+            Vec::new(),
+            HashMap::new(),
+        )?;
         let Finished { waiting, failed } = finish(disk, &staging, &ops, failed)?;
         if let Some(waiting) = waiting {
             return Err(waiting);
