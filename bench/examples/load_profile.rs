@@ -36,6 +36,21 @@ fn main() {
         compare(&path, times);
         return;
     }
+    if let Some(who) = who.strip_prefix("geometry-") {
+        // A large file's CPU work: saves without fsync of the geometry shape.
+        let geometry = persist_bench::shapes::Geometry::sample();
+        let path = dir.path().join("geometry.json");
+        let options = persist::Options::new().durability(persist::Durability::None);
+        let started = std::time::Instant::now();
+        for _ in 0..times {
+            match who {
+                "persist" => options.save(&geometry, &path).unwrap(),
+                _ => baseline::save_unsynced(1, &geometry, &path).unwrap(),
+            }
+        }
+        println!("{who}: {:?} per save", started.elapsed() / times);
+        return;
+    }
     let value = Settings::sample();
     for _ in 0..times {
         match who {

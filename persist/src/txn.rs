@@ -325,26 +325,25 @@ impl Transaction {
         // fails the commit before anything changed. A transaction of more files than that
         // takes each file's lock while it replaces it (a descriptor per held lock).
         let mut held: HashMap<String, LockGuard> = HashMap::new();
-        if self.ops.len() <= LOCKS_HELD_AT_MOST {
-            let mut targets: Vec<&str> = self.ops.iter().map(Op::target).collect();
-            targets.sort_unstable();
-            for target in targets {
-                if let Some(resolved) = resolve(&self.root, &self.root_dir, target, Some(&disk))? {
-                    held.insert(target.to_owned(), lock_of(&disk, &resolved)?);
-                }
-            }
-        }
         // Every target checked again (it may have changed since it was staged): past the
-        // commit point nothing may be refused. No descriptor is kept per target.
-        let mut modes = Vec::with_capacity(self.ops.len());
-        for op in &self.ops {
-            let target = resolve(&self.root, &self.root_dir, op.target(), None)?;
-            modes.push(target.and_then(|target| target.mode));
+        // commit point nothing may be refused. Each target's mode is kept for its new file.
+        let mut modes: HashMap<&str, Option<u32>> = HashMap::with_capacity(self.ops.len());
+        let lock_all = self.ops.len() <= LOCKS_HELD_AT_MOST;
+        let mut targets: Vec<&str> = self.ops.iter().map(Op::target).collect();
+        targets.sort_unstable();
+        for target in targets {
+            // Resolved (its directories made) only where its lock is taken now.
+            let create = lock_all.then_some(&disk);
+            let resolved = resolve(&self.root, &self.root_dir, target, create)?;
+            modes.insert(target, resolved.as_ref().and_then(|resolved| resolved.mode));
+            if let (true, Some(resolved)) = (lock_all, resolved) {
+                held.insert(target.to_owned(), lock_of(&disk, &resolved)?);
+            }
         }
         let staged: HashMap<&OsStr, &StagedFile> =
             self.files.iter().map(|file| (file.name(), file)).collect();
         let mut syncs = Vec::with_capacity(self.files.len());
-        for (op, mode) in self.ops.iter().zip(&modes) {
+        for op in &self.ops {
             if let Op::Put {
                 staged: name,
                 target,
@@ -352,7 +351,8 @@ impl Transaction {
             } = op
                 && let Some(file) = staged.get(OsStr::new(name))
             {
-                syncs.push((*file, *mode, self.root.join(target)));
+                let mode = modes.get(target.as_str()).copied().flatten();
+                syncs.push((*file, mode, self.root.join(target)));
             }
         }
         sync_staged(
