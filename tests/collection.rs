@@ -668,3 +668,15 @@ fn an_entry_must_hold_its_own_key_wherever_it_stands() {
         assert_eq!(std::fs::read_to_string(&entry).unwrap(), text);
     }
 }
+
+#[test]
+fn a_batch_may_name_a_key_twice_and_the_last_value_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let users: Collection<User> = Collection::open(dir.path()).unwrap();
+    let (first, last) = (user("first"), user("last"));
+    users
+        .put_many([("a", &first), ("b", &first), ("a", &last)])
+        .unwrap();
+    assert_eq!(users.get("a").unwrap(), Some(last));
+    assert_eq!(users.get("b").unwrap(), Some(first));
+}

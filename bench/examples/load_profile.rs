@@ -51,6 +51,72 @@ fn main() {
         println!("{who}: {:?} per save", started.elapsed() / times);
         return;
     }
+    if who == "batch-compare" {
+        // Interleaved rounds, as the suite runs them: 1,000 puts against a put_many of the
+        // same 1,000 keys (replacing the entries of earlier rounds), the median ratio.
+        let single: persist::Collection<Settings> =
+            persist::Collection::open(dir.path().join("single")).unwrap();
+        let batched: persist::Collection<Settings> =
+            persist::Collection::open(dir.path().join("batched")).unwrap();
+        let value = Settings::sample();
+        let keys: Vec<String> = (0..1_000).map(|i| format!("key-{i}")).collect();
+        let mut ratios = Vec::new();
+        for round in 0..=times {
+            let puts = || {
+                let started = std::time::Instant::now();
+                for key in &keys {
+                    single.put(key, &value).unwrap();
+                }
+                started.elapsed().as_secs_f64()
+            };
+            let batch = || {
+                let started = std::time::Instant::now();
+                batched
+                    .put_many(keys.iter().map(|key| (key.as_str(), &value)))
+                    .unwrap();
+                started.elapsed().as_secs_f64()
+            };
+            let (p, b) = if fastrand::bool() {
+                let p = puts();
+                (p, batch())
+            } else {
+                let b = batch();
+                (puts(), b)
+            };
+            if round > 0 {
+                ratios.push(b / p);
+            }
+        }
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "put_many / 1000 puts: median {:.3}x [{:.3} - {:.3}] over {} rounds",
+            ratios[ratios.len() / 2],
+            ratios[ratios.len() / 4],
+            ratios[3 * ratios.len() / 4],
+            ratios.len()
+        );
+        return;
+    }
+    if who == "put-many" || who == "puts" {
+        // A collection batch against the same entries put one by one (for strace -c -w).
+        let collection: persist::Collection<Settings> =
+            persist::Collection::open(dir.path().join("c")).unwrap();
+        let value = Settings::sample();
+        let keys: Vec<String> = (0..times).map(|i| format!("key-{i}")).collect();
+        let started = std::time::Instant::now();
+        match who {
+            "put-many" => collection
+                .put_many(keys.iter().map(|key| (key.as_str(), &value)))
+                .unwrap(),
+            _ => {
+                for key in &keys {
+                    collection.put(key, &value).unwrap();
+                }
+            }
+        }
+        println!("{who}: {:?}", started.elapsed());
+        return;
+    }
     let value = Settings::sample();
     for _ in 0..times {
         match who {

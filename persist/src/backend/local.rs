@@ -347,7 +347,8 @@ impl Backend for Local {
                 },
             });
         }
-        // Each entry is put in place under its lock, which every writer of it takes.
+        // Each entry is written and put in place under its lock, which every writer of it
+        // takes.
         commit_batch(&self.disk, &items, |target| {
             let lock_name = names::name_for(&target.name, Sibling::Lock);
             lock::exclusive_in(
@@ -357,8 +358,7 @@ impl Backend for Local {
                 self.disk.lock_timeout,
                 Scope::Shared,
             )
-        })?;
-        Ok(())
+        })
     }
 
     /// Removes the shard directories whole: entries with their lock files, backups and

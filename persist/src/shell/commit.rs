@@ -708,67 +708,71 @@ pub(crate) struct BatchItem<'a> {
     pub(crate) write: Write<'a>,
 }
 
-/// Replaces every target of `items`: stages each beside its target, syncs them all, installs
-/// each (with its backup) under the lock `lock` takes for it (held for that file's install
-/// alone, so a batch holds no descriptor per file), then syncs each touched directory once and
-/// records them all in the audit log. A failure before the first rename leaves every target as
-/// it was; one after it leaves the targets before it replaced (each file is whole, old or
-/// new). Returns the facts of the file now at each target, in order.
+/// How many files of a batch are in flight at once: their locks are held (a descriptor each)
+/// from before they are written until they are in place.
+const BATCH_WINDOW: usize = 256;
+
+/// Replaces every target of `items`, [`BATCH_WINDOW`] files at a time: takes the lock `lock`
+/// takes for each file of the window, stages each beside its target, syncs them all, installs
+/// each (with its backup), releases the window's locks; at the end syncs each touched directory
+/// once and records them all in the audit log. A failure before the first rename leaves every
+/// target as it was; one after it leaves the targets before it replaced (each file is whole,
+/// old or new).
 #[cfg_attr(not(feature = "collection"), allow(dead_code))]
 pub(crate) fn commit_batch<L>(
     disk: &Disk,
     items: &[BatchItem<'_>],
     lock: impl Fn(&Target) -> Result<L, Error>,
-) -> Result<Vec<super::dir::Stat>, Error> {
-    let mut staged = Vec::with_capacity(items.len());
-    for item in items {
-        let target = &item.target;
-        staged.push(stage_closed(
-            disk,
-            &target.dir,
-            StageAs::TempOf(&target.name),
-            item.bytes,
-            &target.named,
-        )?);
-    }
-    sync_staged(
-        disk,
-        staged
-            .iter()
-            .zip(items)
-            .map(|(file, item)| (file, item.target.mode, item.target.named.as_path())),
-    )?;
-    let mut stats = Vec::with_capacity(items.len());
+) -> Result<(), Error> {
     let mut entries = Vec::new();
-    for (file, item) in staged.into_iter().zip(items) {
-        let target = &item.target;
-        let written = file.written;
-        let held = lock(target)?;
-        let from_version = install_staged(disk, file, target, &item.write, false)?;
-        drop(held);
-        stats.push(
-            target
-                .dir
-                .stat(&target.name)
-                .map_err(io_error(&target.named, IoOp::Metadata))?
-                .ok_or_else(|| {
-                    io_error(&target.named, IoOp::Metadata)(io::ErrorKind::NotFound.into())
-                })?,
-        );
-        if let Some(operation) = item.write.audit {
-            entries.push(AuditEntry {
-                operation,
-                path: &target.named,
-                key: item.write.key,
-                from_version,
-                to_version: item.write.version.map(u64::from),
-                written,
-            });
+    for window in items.chunks(BATCH_WINDOW) {
+        // Taken before the window's writes keep the disk busy, held until its files are in
+        // place: a write of another process never lands between. In path order, once per
+        // file (a batch may name one twice), so that two batches never wait for each other.
+        let mut order: Vec<&Target> = window.iter().map(|item| &item.target).collect();
+        order.sort_unstable_by(|a, b| (a.dir.path(), &a.name).cmp(&(b.dir.path(), &b.name)));
+        order.dedup_by(|a, b| a.dir.path() == b.dir.path() && a.name == b.name);
+        let held = order
+            .into_iter()
+            .map(&lock)
+            .collect::<Result<Vec<L>, Error>>()?;
+        let mut staged = Vec::with_capacity(window.len());
+        for item in window {
+            let target = &item.target;
+            staged.push(stage_closed(
+                disk,
+                &target.dir,
+                StageAs::TempOf(&target.name),
+                item.bytes,
+                &target.named,
+            )?);
         }
+        sync_staged(
+            disk,
+            staged
+                .iter()
+                .zip(window)
+                .map(|(file, item)| (file, item.target.mode, item.target.named.as_path())),
+        )?;
+        for (file, item) in staged.into_iter().zip(window) {
+            let target = &item.target;
+            let written = file.written;
+            let from_version = install_staged(disk, file, target, &item.write, false)?;
+            if let Some(operation) = item.write.audit {
+                entries.push(AuditEntry {
+                    operation,
+                    path: &target.named,
+                    key: item.write.key,
+                    from_version,
+                    to_version: item.write.version.map(u64::from),
+                    written,
+                });
+            }
+        }
+        drop(held);
     }
     sync_dirs(disk, items.iter().map(|item| &item.target.dir))?;
-    disk.audit(&entries)?;
-    Ok(stats)
+    disk.audit(&entries)
 }
 
 /// Creates the file `name` in `dir` with `data` (it must not exist), synced with its
