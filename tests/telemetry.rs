@@ -428,3 +428,31 @@ fn collection_caches_and_conflicts_are_counted() {
     assert_eq!(recorder.value("persist_cache_misses_total"), 1.0);
     assert_eq!(recorder.value("persist_conflicts_total"), 1.0);
 }
+
+#[test]
+fn a_transaction_commit_reports_what_it_did() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let subscriber = Subscriber::default();
+    let recorder = Recorder::default();
+    tracing::subscriber::with_default(subscriber.clone(), || {
+        tracing::callsite::rebuild_interest_cache();
+        metrics::with_local_recorder(&recorder, || {
+            let mut txn = persist::Transaction::new(dir.path()).unwrap();
+            txn.save(&AppState::default(), "a.json").unwrap();
+            txn.commit().unwrap();
+        })
+    });
+    let recorded = subscriber.0.lock().unwrap();
+    let ops: Vec<&str> = recorded
+        .spans
+        .iter()
+        .map(|span| span["op"].as_str())
+        .collect();
+    assert_eq!(ops, ["transaction_commit"]);
+    assert_eq!(recorded.spans[0]["path"], dir.path().display().to_string());
+    assert_eq!(
+        recorder.value("persist_operations_total,op=transaction_commit,outcome=ok"),
+        1.0
+    );
+}

@@ -127,7 +127,7 @@ impl AppDirs {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] with [`IoOp::CreateDir`] naming the directory that could not be created.
+    /// [`Error::Io`] with [`IoOp::CreateDir`](crate::IoOp::CreateDir) naming the directory that could not be created.
     pub fn create(&self) -> Result<(), Error> {
         for dir in [&self.config, &self.data, &self.state, &self.cache] {
             create_dirs(dir, dir, Durability::Full)?;

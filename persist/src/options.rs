@@ -306,8 +306,8 @@ impl Options {
         self
     }
 
-    /// Sets when [`Live::update`] saves: [`SavePolicy::Immediate`] (the default) or
-    /// [`SavePolicy::Coalesce`].
+    /// Sets when [`Live::update`] saves: [`SavePolicy::Immediate`](crate::SavePolicy::Immediate) (the default) or
+    /// [`SavePolicy::Coalesce`](crate::SavePolicy::Coalesce).
     #[cfg(feature = "live")]
     pub const fn save_policy(mut self, policy: crate::SavePolicy) -> Self {
         self.live.policy = policy;
@@ -1022,7 +1022,7 @@ impl Options {
     ///
     /// [`Error::Io`] if the root cannot be created, [`Error::LockTimeout`] while another
     /// transaction on the root holds its lock longer than the lock timeout, and the errors of
-    /// [`recover`].
+    /// [`recover`](crate::recover).
     pub fn transaction(&self, root: impl AsRef<Path>) -> Result<Transaction, Error> {
         Transaction::open_with(&self.settings, root.as_ref())
     }

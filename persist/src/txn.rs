@@ -306,7 +306,7 @@ impl Transaction {
     /// staged into something a transaction cannot replace, [`Error::Io`] naming the step that
     /// failed: before the commit point, every target is as it was (and the staging is removed
     /// when the transaction drops). A failure after the commit point (a rename the file system
-    /// refused, a lock another process held past [`Options::lock_timeout`]) is returned after
+    /// refused, a lock another process held past [`Options::lock_timeout`](crate::Options::lock_timeout)) is returned after
     /// every other file was put in place: the transaction is finished, without that file.
     pub fn commit(mut self) -> Result<(), Error> {
         if self.ops.is_empty() {
