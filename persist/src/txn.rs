@@ -578,7 +578,7 @@ fn write_record(disk: &Disk, staging: &Dir, ops: &[Op]) -> Result<(), Error> {
     create_file(disk, staging, name, &bytes).inspect_err(|_| {
         // Not committed (the caller is told so, and drops the staged files): a record whose
         // directory sync failed must not be rolled forward later.
-        let _ = staging.remove_file(name);
+        let _ = remove::remove_file(staging, name, &staging.join(name));
     })
 }
 
