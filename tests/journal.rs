@@ -220,7 +220,8 @@ fn a_torn_flush_with_pages_out_of_order_is_cut_not_an_error() {
             .append_many(&[event(2), event(3), event(4)])
             .unwrap();
     }
-    let whole = fs::read(&path).unwrap();
+    // As a crash during the batch's flush leaves it: without the mark of a clean close.
+    let whole = fs::read(&path).unwrap()[..records_end(&path)].to_vec();
     let records: Vec<_> = Options::new()
         .journal_records(&path)
         .unwrap()
@@ -235,8 +236,9 @@ fn a_torn_flush_with_pages_out_of_order_is_cut_not_an_error() {
         let journal = Journal::<Event>::open(&path).unwrap();
         assert_eq!(replayed(&journal), vec![0, 1]);
         drop(journal);
-        // Cut: the later records of the torn flush are gone too.
-        assert_eq!(records_end(&path), batch);
+        // Cut: the later records of the torn flush are gone too (the file ends where the
+        // flush started, after the mark of the earlier clean close).
+        assert_eq!(fs::metadata(&path).unwrap().len(), batch as u64);
     }
     // The same damage in a record of an earlier flush: the batch after it proves that flush
     // was synced, so it is damage.
@@ -257,11 +259,14 @@ fn appends_preallocate_zeroed_space_and_reopen_cleanly() {
     let size = fs::metadata(&path).unwrap().len() as usize;
     let end = records_end(&path);
     assert!(size >= 64 * 1024, "{size} bytes for {end} of records");
-    assert!(
-        fs::read(&path).unwrap()[end..]
-            .iter()
-            .all(|&byte| byte == 0)
+    // The records, the mark of a clean close (an empty record of version 0), then zeros.
+    let bytes = fs::read(&path).unwrap();
+    assert_eq!(
+        &bytes[end..end + 8],
+        &[0; 8],
+        "the mark's length and version"
     );
+    assert!(bytes[end + 24..].iter().all(|&byte| byte == 0));
     let journal = Journal::<Event>::open(&path).unwrap();
     assert_eq!(journal.len(), 10);
     // Reopening leaves the space in place, and appends go on in it.
@@ -307,7 +312,7 @@ fn hostile_files_are_typed_errors_or_clean_cuts() {
     // Not a journal at all, a later or an older (pre-release) format, a file shorter than the
     // header.
     let mut later = header.clone();
-    later[8] = 3;
+    later[8] = 4;
     let mut older = header.clone();
     older[8] = 1;
     for (bytes, expected) in [

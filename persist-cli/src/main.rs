@@ -3,10 +3,10 @@
 //!
 //! ```text
 //! persist show FILE [--key-env VAR | --passphrase-env VAR]
-//! persist verify PATH... [--key-env VAR | --passphrase-env VAR]
+//! persist verify PATH... [--all] [--key-env VAR | --passphrase-env VAR]
 //! persist backups FILE
 //! persist restore FILE VERSION
-//! persist journal FILE
+//! persist journal FILE [--key-env VAR | --passphrase-env VAR]
 //! ```
 //!
 //! Commands that need the program's types (a dry run of a load, a migration in place) are in
@@ -14,28 +14,36 @@
 //! `cli`).
 
 use std::ffi::OsString;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use persist::{Error, FileInfo, Key, KeySource, Layout, Options};
+use persist::{Error, FileInfo, FileRole, Key, KeySource, Layout, Options, Recovered};
 
 const USAGE: &str = "\
 usage:
   persist show FILE [--key-env VAR | --passphrase-env VAR]
       the file's layout, layers, schema version and checksum, then its data as indented JSON
-  persist verify PATH... [--key-env VAR | --passphrase-env VAR]
-      checks framing, checksum and JSON of each file (directories: every file below them);
-      exit 0 when all are intact, 1 with one line per damaged file
+  persist verify PATH... [--all] [--key-env VAR | --passphrase-env VAR]
+      checks each file (directories: every file below them): a state file's framing, checksum
+      and JSON, the checksum of every record of a journal or audit log; one line per damaged
+      file, per file not checked for want of its key, and per torn journal tail (the last
+      flush of a crash, which the next open cuts off: not damage). persist's lock files,
+      temporary files and transaction staging are skipped; --all lists them.
+      Exit 1 when a file is damaged (or cannot be read), 0 otherwise
   persist backups FILE
       the backups persist kept beside FILE, newest version first
   persist restore FILE VERSION
       puts the backup of VERSION back in place of FILE (FILE is kept as a backup first)
-  persist journal FILE
-      the records of a journal, one per line: index, byte offset, schema version, data
+  persist journal FILE [--key-env VAR | --passphrase-env VAR]
+      the records of a journal or audit log, one per line: index, byte offset, schema
+      version, data; then how many, and the torn tail the next open would cut off, if any
 
-An encrypted file needs its key: --key-env names an environment variable holding the key as
-64 hex digits, --passphrase-env one holding the passphrase.";
+An encrypted file or journal needs its key: --key-env names an environment variable holding
+the key as 64 hex digits, --passphrase-env one holding the passphrase.";
+
+/// What to do about a file or record encrypted when no key was given.
+const KEY_HINT: &str = "pass --key-env or --passphrase-env";
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
@@ -78,7 +86,14 @@ fn run(args: &[OsString], out: &mut impl Write) -> Result<ExitCode, Failure> {
     let Some((command, rest)) = args.split_first() else {
         return Err(Failure::Usage("no command given".to_owned()));
     };
-    let (options, operands) = parse_key(rest)?;
+    let Arguments {
+        options,
+        operands,
+        all,
+    } = parse_arguments(rest)?;
+    if all && command.to_str() != Some("verify") {
+        return Err(Failure::Usage("--all is an option of verify".to_owned()));
+    }
     match command.to_str() {
         Some("show") => {
             let [file] = operands.as_slice() else {
@@ -91,7 +106,7 @@ fn run(args: &[OsString], out: &mut impl Write) -> Result<ExitCode, Failure> {
             if operands.is_empty() {
                 return Err(Failure::Usage("verify takes at least one PATH".to_owned()));
             }
-            verify(&options, &operands, out)
+            verify(&options, &operands, all, out)
         }
         Some("backups") => {
             let [file] = operands.as_slice() else {
@@ -143,14 +158,26 @@ fn run(args: &[OsString], out: &mut impl Write) -> Result<ExitCode, Failure> {
     }
 }
 
-/// Takes `--key-env VAR` / `--passphrase-env VAR` out of `args`: the options to read with, and
-/// the remaining operands.
-fn parse_key(args: &[OsString]) -> Result<(Options, Vec<PathBuf>), Failure> {
+/// A command's arguments after the command.
+struct Arguments {
+    /// The options to read with (the key of `--key-env` / `--passphrase-env`).
+    options: Options,
+    /// The files and directories.
+    operands: Vec<PathBuf>,
+    /// `--all`: verify lists the files it skips.
+    all: bool,
+}
+
+/// Takes `--key-env VAR` / `--passphrase-env VAR` and `--all` out of `args`: the options to
+/// read with, the flag, and the remaining operands.
+fn parse_arguments(args: &[OsString]) -> Result<Arguments, Failure> {
     let mut options = Options::new();
     let mut operands = Vec::new();
+    let mut all = false;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.to_str() {
+            Some("--all") => all = true,
             Some(flag @ ("--key-env" | "--passphrase-env")) => {
                 let variable = args
                     .next()
@@ -176,7 +203,11 @@ fn parse_key(args: &[OsString]) -> Result<(Options, Vec<PathBuf>), Failure> {
             _ => operands.push(PathBuf::from(arg)),
         }
     }
-    Ok((options, operands))
+    Ok(Arguments {
+        options,
+        operands,
+        all,
+    })
 }
 
 fn show(info: &FileInfo, out: &mut impl Write) -> Result<(), Failure> {
@@ -241,76 +272,313 @@ fn describe_layout(layout: &Layout) -> String {
     }
 }
 
-fn verify(options: &Options, paths: &[PathBuf], out: &mut impl Write) -> Result<ExitCode, Failure> {
-    let mut files = Vec::new();
-    for path in paths {
-        collect(path, true, &mut files)?;
-    }
-    let mut damaged = 0;
-    for file in &files {
-        if let Err(error) = options.file_info(file) {
-            damaged += 1;
-            writeln!(out, "{error}")?;
-        }
-    }
-    if damaged == 0 {
-        writeln!(out, "{} files intact", files.len())?;
-        Ok(ExitCode::SUCCESS)
-    } else {
-        writeln!(out, "{damaged} of {} files damaged", files.len())?;
-        Ok(ExitCode::FAILURE)
-    }
+/// What `verify` found, for its summary line.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Files checked and found intact (a journal with a torn tail among them).
+    intact: u64,
+    /// Files damaged, or that could not be read.
+    damaged: u64,
+    /// Files (or journals with records) encrypted, and no key given.
+    not_checked: u64,
+    /// Files not checked for holding no data (persist's lock, temporary and staged files) or
+    /// for not being regular files (links, FIFOs below a directory).
+    skipped: u64,
+    /// How many of them were not listed (without `--all`).
+    unlisted: u64,
+    /// Journals (audit logs are journals too) read to their end, damaged ones not counted.
+    journals: u64,
+    /// Their records.
+    records: u64,
 }
 
-/// The files to verify at `path`: itself, or for a directory every file below it that persist
-/// may have written (not its lock files, the temporary files of saves in progress or a
-/// transaction's staging), in name
-/// order. A path given on the command line is taken whatever it is, so that verify reports it.
-fn collect(path: &Path, named: bool, files: &mut Vec<PathBuf>) -> Result<(), Failure> {
-    let metadata = std::fs::symlink_metadata(path);
-    match metadata {
-        Ok(metadata) if metadata.is_dir() => {
-            let mut entries = std::fs::read_dir(path)
-                .map_err(|error| Failure::Error(format!("{}: {error}", path.display())))?
-                .map(|entry| entry.map(|entry| entry.path()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|error| Failure::Error(format!("{}: {error}", path.display())))?;
-            entries.sort();
-            for entry in entries {
-                collect(&entry, false, files)?;
+fn verify(
+    options: &Options,
+    paths: &[PathBuf],
+    all: bool,
+    out: &mut impl Write,
+) -> Result<ExitCode, Failure> {
+    let mut entries = Vec::new();
+    for path in paths {
+        collect(path, true, &mut entries)?;
+    }
+    let mut tally = Tally::default();
+    for entry in &entries {
+        match entry {
+            Entry::Check(file) => check(options, file, &mut tally, out)?,
+            Entry::Skip { path, why, named } => {
+                tally.skipped += 1;
+                if all || *named {
+                    writeln!(out, "skipped: {} ({why})", path.display())?;
+                } else {
+                    tally.unlisted += 1;
+                }
             }
         }
-        _ if named => files.push(path.to_owned()),
-        // persist's own bookkeeping is skipped: lock files, the temporary files of saves in
-        // progress, a transaction's staging (the register of names: `persist::file_role`).
-        Ok(metadata) if metadata.is_file() && persist::file_role(path).holds_data() => {
-            files.push(path.to_owned());
+    }
+    let files = tally.intact + tally.damaged + tally.not_checked;
+    let mut summary = if tally.damaged == 0 {
+        format!("{} intact", count(tally.intact, "file", "files"))
+    } else {
+        format!(
+            "{} of {} damaged",
+            tally.damaged,
+            count(files, "file", "files")
+        )
+    };
+    if tally.not_checked > 0 {
+        summary += &format!(", {} not checked (encrypted)", tally.not_checked);
+    }
+    if tally.journals > 0 {
+        summary += &format!(
+            "; {} in {}",
+            count(tally.records, "record", "records"),
+            count(tally.journals, "journal", "journals")
+        );
+    }
+    if tally.skipped > 0 {
+        summary += &format!("; {} skipped", tally.skipped);
+        if tally.unlisted > 0 {
+            summary += " (--all lists them)";
         }
-        _ => {}
+    }
+    writeln!(out, "{summary}")?;
+    Ok(if tally.damaged == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Checks one file, counts it in `tally`, and prints a line if it is damaged, not checked or
+/// a journal with a torn tail.
+fn check(
+    options: &Options,
+    file: &Path,
+    tally: &mut Tally,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    if is_journal(file) {
+        return check_journal(options, file, tally, out);
+    }
+    match options.file_info(file) {
+        Ok(_) => tally.intact += 1,
+        Err(Error::KeyRequired { .. }) => {
+            tally.not_checked += 1;
+            writeln!(
+                out,
+                "{}: not checked: encrypted; {KEY_HINT}",
+                file.display()
+            )?;
+        }
+        Err(error) => {
+            tally.damaged += 1;
+            writeln!(out, "{error}")?;
+        }
     }
     Ok(())
 }
 
+/// Checks every record of the journal `file` (their checksums, and their envelopes when they
+/// can be opened): damage is an error, a torn tail is what the next open cuts off.
+fn check_journal(
+    options: &Options,
+    file: &Path,
+    tally: &mut Tally,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let mut records = match options.journal_records(file) {
+        Ok(records) => records,
+        Err(error) => {
+            tally.damaged += 1;
+            writeln!(out, "{error}")?;
+            return Ok(());
+        }
+    };
+    let (mut read, mut encrypted) = (0, 0);
+    for record in &mut records {
+        match record {
+            Ok(_) => read += 1,
+            Err(Error::KeyRequired { .. }) => encrypted += 1,
+            Err(error) => {
+                tally.damaged += 1;
+                writeln!(out, "{error}")?;
+                return Ok(());
+            }
+        }
+    }
+    tally.journals += 1;
+    tally.records += read + encrypted;
+    if let Some(torn) = records.recovered() {
+        writeln!(out, "{}: {}", file.display(), describe_torn(torn))?;
+    }
+    if encrypted > 0 {
+        tally.not_checked += 1;
+        writeln!(
+            out,
+            "{}: {} of {} not checked: encrypted; {KEY_HINT} (their checksums hold)",
+            file.display(),
+            encrypted,
+            count(read + encrypted, "record", "records"),
+        )?;
+    } else {
+        tally.intact += 1;
+    }
+    Ok(())
+}
+
+/// Whether `file` is a regular file that starts as a persist journal (or audit log) does.
+fn is_journal(file: &Path) -> bool {
+    /// The first bytes of a journal (FORMAT.md, "Journals").
+    const MAGIC: [u8; 8] = [0x89, b'p', b'j', b'l', 0x0D, 0x0A, 0x1A, 0x0A];
+    // Not opened unless regular: opening a FIFO would wait for a writer.
+    if !std::fs::metadata(file).is_ok_and(|metadata| metadata.is_file()) {
+        return false;
+    }
+    let mut head = [0; MAGIC.len()];
+    std::fs::File::open(file)
+        .and_then(|mut opened| opened.read_exact(&mut head))
+        .is_ok()
+        && head == MAGIC
+}
+
+/// What the next open of a journal would cut off.
+fn describe_torn(torn: Recovered) -> String {
+    format!(
+        "a torn tail at byte {} ({}, {} with a whole header), left by a crash during an \
+         append: never acknowledged nor replayed, and cut off when the journal is next opened \
+         for writing",
+        torn.offset,
+        count(torn.bytes, "byte", "bytes"),
+        count(torn.records, "record", "records")
+    )
+}
+
+/// `n` and the noun that goes with it.
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// A path `verify` found: a file to check, or one it skips and why.
+enum Entry {
+    Check(PathBuf),
+    Skip {
+        path: PathBuf,
+        why: &'static str,
+        /// Given on the command line: listed even without `--all`.
+        named: bool,
+    },
+}
+
+/// The files to verify at `path`: itself, or for a directory every file below it, in name
+/// order. persist's own files that hold no data are skipped (lock files, the temporary files
+/// of saves in progress, a transaction's staging: the register of names, `persist::file_role`),
+/// as are links and other files that are not regular below a directory. A path given on the
+/// command line is checked whatever it is (so that verify reports a missing one), unless it
+/// is one of persist's own regular files.
+fn collect(path: &Path, named: bool, entries: &mut Vec<Entry>) -> Result<(), Failure> {
+    let metadata = std::fs::symlink_metadata(path);
+    let skip = |why| Entry::Skip {
+        path: path.to_owned(),
+        why,
+        named,
+    };
+    match metadata {
+        Ok(metadata) if metadata.is_dir() => {
+            if !named && let Some(why) = own_file(path) {
+                entries.push(skip(why));
+                return Ok(());
+            }
+            let mut paths = std::fs::read_dir(path)
+                .map_err(|error| Failure::Error(format!("{}: {error}", path.display())))?
+                .map(|entry| entry.map(|entry| entry.path()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| Failure::Error(format!("{}: {error}", path.display())))?;
+            paths.sort();
+            for entry in paths {
+                collect(&entry, false, entries)?;
+            }
+        }
+        _ if named => match own_file(path) {
+            Some(why) if std::fs::metadata(path).is_ok_and(|metadata| metadata.is_file()) => {
+                entries.push(skip(why));
+            }
+            _ => entries.push(Entry::Check(path.to_owned())),
+        },
+        Ok(metadata) if metadata.is_file() => match own_file(path) {
+            Some(why) => entries.push(skip(why)),
+            None => entries.push(Entry::Check(path.to_owned())),
+        },
+        Ok(metadata) if metadata.is_symlink() => entries.push(skip("a link, not followed")),
+        Ok(_) => entries.push(skip("not a regular file")),
+        // Gone since its directory was read.
+        Err(_) => {}
+    }
+    Ok(())
+}
+
+/// Why `verify` skips the file at `path`, if it is one of persist's own that holds no data.
+fn own_file(path: &Path) -> Option<&'static str> {
+    let role = persist::file_role(path);
+    if role.holds_data() {
+        return None;
+    }
+    Some(match role {
+        FileRole::Lock => "lock file",
+        FileRole::Temporary => "temporary file of a save",
+        FileRole::Transaction => "transaction staging",
+        _ => "persist's own file, no data",
+    })
+}
+
 fn journal(options: &Options, file: &Path, out: &mut impl Write) -> Result<(), Failure> {
     let mut records = options.journal_records(file)?;
-    let mut count = 0;
+    let (mut total, mut encrypted, mut run) = (0, 0, 0);
     for record in &mut records {
-        let record = record?;
+        match record {
+            Ok(record) => {
+                encrypted_run(&mut run, out)?;
+                writeln!(
+                    out,
+                    "#{} @{} v{} {}",
+                    record.index, record.offset, record.version, record.data
+                )?;
+            }
+            Err(Error::KeyRequired { .. }) => {
+                encrypted += 1;
+                run += 1;
+            }
+            Err(error) => return Err(error.into()),
+        }
+        total += 1;
+    }
+    encrypted_run(&mut run, out)?;
+    if encrypted == 0 {
+        writeln!(out, "{}", count(total, "record", "records"))?;
+    } else {
         writeln!(
             out,
-            "#{} @{} v{} {}",
-            record.index, record.offset, record.version, record.data
+            "{} ({encrypted} not read: encrypted)",
+            count(total, "record", "records")
         )?;
-        count += 1;
     }
-    writeln!(out, "{count} records")?;
-    if let Some(offset) = records.torn_tail() {
+    if let Some(torn) = records.recovered() {
+        writeln!(out, "{}", describe_torn(torn))?;
+    }
+    Ok(())
+}
+
+/// Prints the line for `run` encrypted records read without a key, if there were any, and
+/// starts a new run.
+fn encrypted_run(run: &mut u64, out: &mut impl Write) -> Result<(), Failure> {
+    if *run > 0 {
         writeln!(
             out,
-            "a torn record at byte {offset} (a crash during an append): never replayed, cut off \
-             when the journal is next opened for writing"
+            "{}: not read, no key was given; {KEY_HINT}",
+            count(*run, "encrypted record", "encrypted records")
         )?;
     }
+    *run = 0;
     Ok(())
 }
 

@@ -187,6 +187,7 @@ fn command_line_mistakes_get_the_usage_and_exit_2() {
         &["restore", "a", "latest"],
         &["show", "a", "--key-env"],
         &["show", "a", "--verbose"],
+        &["journal", "a", "--all"],
     ] {
         let output = persist(dir.path(), args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
@@ -268,38 +269,221 @@ struct Event {
     text: String,
 }
 
+/// Where each entry of the journal `bytes` starts and ends, from its header's length, up to
+/// the first header that is not a record's: the records, then the close mark if there is one
+/// (the last entry, of version 0).
+fn entries(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let mut entries = Vec::new();
+    let mut at = 24;
+    while at + 24 <= bytes.len() && bytes[at..at + 24] != [0; 24] {
+        let end = at + 24 + word(at);
+        entries.push((at, end));
+        if word(at + 4) == 0 {
+            break;
+        }
+        at = end;
+    }
+    entries
+}
+
+/// A journal of `count` events at `path`, written with `options` and closed.
+fn write_journal(options: &Options, path: &Path, count: u64) {
+    let journal = options.journal::<Event>(path).unwrap();
+    for id in 0..count {
+        journal
+            .append(&Event {
+                id,
+                text: format!("event {id}"),
+            })
+            .unwrap();
+    }
+}
+
 #[test]
 fn journal_dumps_the_records_and_names_a_torn_tail_or_damage() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.log");
-    {
-        let journal = persist::Journal::<Event>::open(&path).unwrap();
-        for id in 0..3 {
-            journal
-                .append(&Event {
-                    id,
-                    text: format!("event {id}"),
-                })
-                .unwrap();
-        }
-    }
+    write_journal(&Options::new(), &path, 3);
     let whole = persist(dir.path(), &["journal", "events.log"]);
     assert_eq!(whole.status.code(), Some(0));
     let bytes = fs::read(&path).unwrap();
-    // The records end at the last byte that is not zero: the journal preallocates zeros.
-    let end = bytes.iter().rposition(|&byte| byte != 0).unwrap() + 1;
-    fs::write(&path, &bytes[..end - 5]).unwrap();
+    let entries = entries(&bytes);
+    // Three records, then the close mark of a clean close (a header alone).
+    assert_eq!(entries.len(), 4, "{entries:?}");
+    let (mark, _) = entries[3];
+    let (last, last_end) = entries[2];
+    assert_eq!(last_end, mark);
+
+    // A crash after the last append's sync, before the close: no mark, nothing torn.
+    fs::write(&path, &bytes[..mark]).unwrap();
+    let unclosed = persist(dir.path(), &["journal", "events.log"]);
+    assert_eq!(unclosed.status.code(), Some(0));
+    // A crash during the last append: its record cut short, a torn tail the next open cuts.
+    fs::write(&path, &bytes[..mark - 5]).unwrap();
     let torn = persist(dir.path(), &["journal", "events.log"]);
     assert_eq!(torn.status.code(), Some(0));
+    // A bit flipped in the first record's data (after its 24-byte header): damage, since the
+    // records of later flushes follow it.
     let mut damaged = bytes.clone();
-    // In the first record's data (after the 24-byte file header and its 24-byte header).
-    damaged[24 + 24 + 3] ^= 1;
+    damaged[entries[0].0 + 24 + 3] ^= 1;
     fs::write(&path, &damaged).unwrap();
     let damage = persist(dir.path(), &["journal", "events.log"]);
     assert_eq!(damage.status.code(), Some(1));
+    // A bit flipped in the last record's data: damage too, as the close mark after it proves
+    // the record was synced before.
+    let mut damaged = bytes.clone();
+    damaged[last + 24 + 3] ^= 1;
+    fs::write(&path, &damaged).unwrap();
+    let damaged_last = persist(dir.path(), &["journal", "events.log"]);
+    assert_eq!(damaged_last.status.code(), Some(1));
     let not_a_journal = persist(dir.path(), &["journal", "missing.log"]);
+    assert_eq!(not_a_journal.status.code(), Some(1));
     insta::assert_snapshot!(
-        [&whole, &torn, &damage, &not_a_journal]
+        [
+            &whole,
+            &unclosed,
+            &torn,
+            &damage,
+            &damaged_last,
+            &not_a_journal
+        ]
+        .map(transcript)
+        .join("\n")
+    );
+}
+
+#[test]
+fn journal_reads_layered_records_and_names_the_encrypted_ones_it_cannot_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = || Key::from_hex(KEY_HEX).unwrap();
+    write_journal(
+        &Options::new().encrypt(key()),
+        &dir.path().join("one.log"),
+        1,
+    );
+    write_journal(
+        &Options::new().compress(3).encrypt(key()),
+        &dir.path().join("sealed.log"),
+        2,
+    );
+    write_journal(
+        &Options::new().compress(3),
+        &dir.path().join("compressed.log"),
+        2,
+    );
+    let one_without_key = persist(dir.path(), &["journal", "one.log"]);
+    assert_eq!(one_without_key.status.code(), Some(0));
+    let one = persist(dir.path(), &["journal", "one.log", "--key-env", "TEST_KEY"]);
+    assert_eq!(one.status.code(), Some(0));
+    let sealed_without_key = persist(dir.path(), &["journal", "sealed.log"]);
+    assert_eq!(sealed_without_key.status.code(), Some(0));
+    let sealed = persist(
+        dir.path(),
+        &["journal", "--key-env", "TEST_KEY", "sealed.log"],
+    );
+    assert_eq!(sealed.status.code(), Some(0));
+    let wrong_key = persist(
+        dir.path(),
+        &[
+            "journal",
+            "sealed.log",
+            "--passphrase-env",
+            "TEST_PASSPHRASE",
+        ],
+    );
+    assert_eq!(wrong_key.status.code(), Some(1));
+    let compressed = persist(dir.path(), &["journal", "compressed.log"]);
+    assert_eq!(compressed.status.code(), Some(0));
+    insta::assert_snapshot!(
+        [
+            &one_without_key,
+            &one,
+            &sealed_without_key,
+            &sealed,
+            &wrong_key,
+            &compressed
+        ]
+        .map(transcript)
+        .join("\n")
+    );
+}
+
+/// Standard output's lines.
+fn lines(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn verify_checks_journals_audit_logs_and_encrypted_files_and_names_only_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fs::create_dir(&data).unwrap();
+    // A state file whose save is recorded in an audit log (a journal of audit records).
+    Options::new()
+        .audit(data.join("audit.log"))
+        .save(&settings(), data.join("settings.json"))
+        .unwrap();
+    write_journal(&Options::new(), &data.join("events.log"), 2);
+    // A journal whose last append a crash cut short.
+    write_journal(&Options::new(), &data.join("torn.log"), 2);
+    let torn = fs::read(data.join("torn.log")).unwrap();
+    let (mark, _) = *entries(&torn).last().unwrap();
+    fs::write(data.join("torn.log"), &torn[..mark - 5]).unwrap();
+    // Encrypted: a state file and a journal's records.
+    Options::new()
+        .encrypt(Key::from_hex(KEY_HEX).unwrap())
+        .save(&settings(), data.join("sealed.json"))
+        .unwrap();
+    write_journal(
+        &Options::new().encrypt(Key::from_hex(KEY_HEX).unwrap()),
+        &data.join("sealed.log"),
+        2,
+    );
+    // persist's own files: a save's temporary file, a transaction's staging and its lock.
+    fs::write(data.join(".settings.json.a1B2c3D4e5F6.tmp"), b"half a save").unwrap();
+    fs::create_dir(data.join(".persist-txn")).unwrap();
+    fs::write(data.join(".persist-txn/commit"), b"{").unwrap();
+    fs::write(
+        data.join(".persist-txn/0123456789abcdef0123456789abcdef-00000001"),
+        b"half a staged file",
+    )
+    .unwrap();
+    fs::write(data.join(".persist-txn.lock"), b"").unwrap();
+
+    let intact = persist(dir.path(), &["verify", "data"]);
+    assert_eq!(intact.status.code(), Some(0), "{}", transcript(&intact));
+    let listed = persist(dir.path(), &["verify", "--all", "data"]);
+    assert_eq!(listed.status.code(), Some(0), "{}", transcript(&listed));
+    let with_key = persist(dir.path(), &["verify", "data", "--key-env", "TEST_KEY"]);
+    assert_eq!(with_key.status.code(), Some(0), "{}", transcript(&with_key));
+    let audit = persist(dir.path(), &["verify", "data/audit.log"]);
+    assert_eq!(audit.status.code(), Some(0), "{}", transcript(&audit));
+    let lock = persist(dir.path(), &["verify", "data/.persist-txn.lock"]);
+    assert_eq!(lock.status.code(), Some(0), "{}", transcript(&lock));
+
+    // A bit flipped in the first record of a journal closed cleanly: damage.
+    let mut damaged = fs::read(data.join("events.log")).unwrap();
+    let first = entries(&damaged)[0].0;
+    damaged[first + 24 + 3] ^= 1;
+    fs::write(data.join("events.log"), &damaged).unwrap();
+    let damage = persist(dir.path(), &["verify", "data"]);
+    assert_eq!(damage.status.code(), Some(1), "{}", transcript(&damage));
+    // Exactly one line more than without the damage, naming it; the rest but the summary as
+    // before.
+    let before = lines(&intact);
+    let after = lines(&damage);
+    let new: Vec<&String> = after.iter().filter(|line| !before.contains(line)).collect();
+    assert_eq!(new.len(), 2, "{after:#?}");
+    assert!(new[0].starts_with("data/events.log: journal damaged at byte 24"));
+    assert_eq!(new[1], after.last().unwrap());
+    assert_eq!(after.len(), before.len() + 1);
+
+    insta::assert_snapshot!(
+        [&intact, &listed, &with_key, &audit, &lock, &damage]
             .map(transcript)
             .join("\n")
     );

@@ -158,7 +158,7 @@ impl Persisted for AuditRecord {
 /// # Ok::<(), persist::Error>(())
 /// ```
 pub fn read_audit(path: impl AsRef<Path>) -> Result<AuditRecords, Error> {
-    let (records, _, _) = journal::read_only(path.as_ref(), crate::settings::DEFAULT_MAX_SIZE)?;
+    let (records, _, _) = journal::read_only(&crate::settings::Settings::DEFAULT, path.as_ref())?;
     Ok(AuditRecords { records })
 }
 

@@ -149,9 +149,13 @@ pub enum Error {
         pid: Option<u32>,
     },
 
-    /// A [`Journal`](crate::Journal) is damaged before its last record: a record's header or
-    /// data does not match its checksum and valid records may follow, so it cannot be a torn
-    /// append (which is cut off on open without an error). Nothing was changed.
+    /// A [`Journal`](crate::Journal) is damaged: a record's header or data does not match its
+    /// checksum, and a later flush follows it (or the mark its writer leaves when it closes
+    /// the journal), so it was synced and cannot be a torn append (which an open cuts off and
+    /// reports). Also: a torn tail under
+    /// [`JournalRecovery::AbsoluteConsistency`](crate::JournalRecovery::AbsoluteConsistency),
+    /// a snapshot beside the log that claims records the log never had, and a record over the
+    /// size cap. Nothing was changed.
     DamagedJournal {
         /// The journal file.
         path: PathBuf,
@@ -367,8 +371,8 @@ impl fmt::Display for Error {
             },
             Error::DamagedJournal { offset, reason, .. } => write!(
                 f,
-                "journal damaged at byte {offset}: {reason}; records after it may be intact, so \
-                 nothing was cut off and {LEFT_AS_IT_WAS}"
+                "journal damaged at byte {offset}: {reason}; nothing was cut off and \
+                 {LEFT_AS_IT_WAS}"
             ),
             Error::Conflict { kept, .. } => write!(
                 f,
@@ -781,6 +785,16 @@ pub enum IoOp {
     /// [`Live`](crate::Live) handle (the system is out of threads or memory). Nothing was
     /// done.
     BlockingTask,
+    /// Appending records to a [`Journal`](crate::Journal) (the write). The records
+    /// acknowledged before are kept; the journal refuses to write until it is opened again.
+    Append,
+    /// Syncing appended records of a [`Journal`](crate::Journal) to disk (`fdatasync`). The
+    /// records acknowledged before are kept; the journal refuses to write until it is opened
+    /// again.
+    SyncAppend,
+    /// Cutting a torn tail (a crash during an append) off a [`Journal`](crate::Journal) as it
+    /// opens.
+    CutTail,
     /// Watching the file's directory for changes ([`Options::live`](crate::Options::live)):
     /// the system's limit on watches, or a file system without change events (turn watching
     /// off with [`Options::watch`](crate::Options::watch) and poll with
@@ -813,6 +827,12 @@ impl fmt::Display for IoOp {
             IoOp::Lock => "lock the lock file",
             IoOp::BlockingTask => "start a worker thread",
             IoOp::Watch => "watch the directory for changes",
+            IoOp::Append => "append to the journal; the records acknowledged before are kept",
+            IoOp::SyncAppend => {
+                "flush the journal's appended records to disk (fdatasync); the records \
+                 acknowledged before are kept"
+            }
+            IoOp::CutTail => "cut the torn tail (a crash during an append) off the journal",
         })
     }
 }

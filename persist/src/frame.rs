@@ -105,6 +105,9 @@ impl From<OpenError> for FrameError {
 pub(crate) struct Layers<'a> {
     pub(crate) zstd_level: Option<i32>,
     pub(crate) key: Option<&'a Key>,
+    /// The key derivation to seal with (a fresh nonce each time), instead of a new one per
+    /// frame: the records of a journal share one.
+    pub(crate) sealing: Option<&'a Sealing>,
 }
 
 impl Layers<'_> {
@@ -167,6 +170,12 @@ impl Header {
                 "truncated: the file ends inside the frame's magic bytes",
             ));
         };
+        if magic == crate::journal::MAGIC {
+            return Err(corrupt(
+                "a persist journal, not a state file: read it with Journal::replay or \
+                 Options::journal_records (`persist journal FILE`)",
+            ));
+        }
         if magic != MAGIC {
             return Err(corrupt(
                 "not a persist file: it starts like a persist frame but its magic bytes are wrong",
@@ -267,7 +276,10 @@ pub(crate) fn seal(
     }
     if let Some(key) = layers.key {
         header.layers |= ENCRYPTED;
-        header.sealing = Some(key.new_sealing()?);
+        header.sealing = Some(match layers.sealing {
+            Some(template) => key.renew(template)?,
+            None => key.new_sealing()?,
+        });
         header.payload_len = payload.len() as u64 + TAG_LEN as u64;
         let header_bytes = header.to_bytes();
         // The whole header is the associated data: nothing in it changes without the

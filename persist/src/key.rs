@@ -49,6 +49,10 @@ mod disabled {
             match *self {}
         }
 
+        pub(crate) fn renew(&self, _template: &Sealing) -> Result<Sealing, SealError> {
+            match *self {}
+        }
+
         pub(crate) fn encrypt(
             &self,
             _sealing: &Sealing,
@@ -78,6 +82,7 @@ pub use enabled::{Key, KeyError};
 #[cfg(feature = "encryption")]
 mod enabled {
     use std::fmt;
+    use std::sync::{Arc, Mutex};
 
     use chacha20poly1305::aead::{AeadInPlace, KeyInit};
     use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
@@ -122,8 +127,25 @@ mod enabled {
     /// # let _ = options;
     /// # Ok::<(), persist::KeyError>(())
     /// ```
-    #[derive(Clone, PartialEq, Eq)]
-    pub struct Key(Secret);
+    #[derive(Clone)]
+    pub struct Key(Secret, Derived);
+
+    /// The last key derived from a passphrase, with the salt and cost it was derived with: a
+    /// journal seals every record with one salt (and its own nonce), so Argon2id runs once per
+    /// journal, not once per record. Clones share it.
+    #[derive(Clone, Default)]
+    struct Derived(Arc<Mutex<Option<LastDerived>>>);
+
+    /// A key derived from the passphrase, with the cost and salt it was derived with.
+    type LastDerived = (([u32; 3], [u8; 16]), Zeroizing<[u8; 32]>);
+
+    impl PartialEq for Key {
+        fn eq(&self, other: &Key) -> bool {
+            self.0 == other.0
+        }
+    }
+
+    impl Eq for Key {}
 
     #[derive(Clone, PartialEq, Eq)]
     enum Secret {
@@ -157,7 +179,7 @@ mod enabled {
         /// A key of 32 bytes, for example from the OS keyring. Generate one with a CSPRNG
         /// (`getrandom`, `openssl rand -hex 32`) and keep it out of the state file's directory.
         pub fn from_bytes(bytes: [u8; 32]) -> Key {
-            Key(Secret::Raw(Zeroizing::new(bytes)))
+            Key(Secret::Raw(Zeroizing::new(bytes)), Derived::default())
         }
 
         /// A key from 64 hex digits (surrounding whitespace ignored).
@@ -175,7 +197,7 @@ mod enabled {
                 let digit = |c: u8| (c as char).to_digit(16).ok_or(KeyError::NotHex);
                 *byte = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
             }
-            Ok(Key(Secret::Raw(bytes)))
+            Ok(Key(Secret::Raw(bytes), Derived::default()))
         }
 
         /// A key from the environment variable `name`, holding 64 hex digits.
@@ -197,9 +219,10 @@ mod enabled {
         /// the cost in the file's header; each save and load derives the key again, which takes
         /// tens of milliseconds by design.
         pub fn from_passphrase(passphrase: impl Into<String>) -> Key {
-            Key(Secret::Passphrase(Zeroizing::new(
-                passphrase.into().into_bytes(),
-            )))
+            Key(
+                Secret::Passphrase(Zeroizing::new(passphrase.into().into_bytes())),
+                Derived::default(),
+            )
         }
 
         /// A fresh derivation block and nonce for one save: a new random nonce always, and for
@@ -222,6 +245,14 @@ mod enabled {
         }
 
         /// Encrypts `payload` in place and appends its tag, authenticating `associated` with it.
+        /// `template` with a fresh nonce: the same key derivation (salt and cost), so a key
+        /// derived once seals every frame made from it.
+        pub(crate) fn renew(&self, template: &Sealing) -> Result<Sealing, SealError> {
+            let mut sealing = *template;
+            getrandom::fill(&mut sealing.nonce).map_err(random_failed)?;
+            Ok(sealing)
+        }
+
         pub(crate) fn encrypt(
             &self,
             sealing: &Sealing,
@@ -285,6 +316,13 @@ mod enabled {
                 Secret::Raw(bytes) => Ok(bytes.clone()),
                 Secret::Passphrase(passphrase) => {
                     debug_assert_eq!(sealing.derivation, ARGON2ID);
+                    let derived = (sealing.cost, sealing.salt);
+                    let mut last = self.1.0.lock().unwrap_or_else(|poison| poison.into_inner());
+                    if let Some((with, key)) = &*last
+                        && *with == derived
+                    {
+                        return Ok(key.clone());
+                    }
                     let [memory, iterations, lanes] = sealing.cost;
                     let params = argon2::Params::new(memory, iterations, lanes, Some(32))?;
                     let argon = argon2::Argon2::new(
@@ -294,6 +332,7 @@ mod enabled {
                     );
                     let mut key = Zeroizing::new([0u8; 32]);
                     argon.hash_password_into(passphrase, &sealing.salt, &mut *key)?;
+                    *last = Some((derived, key.clone()));
                     Ok(key)
                 }
             }

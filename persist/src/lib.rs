@@ -160,7 +160,7 @@ pub use crate::error::{BoxError, Error, ErrorKind, FileKind, IoOp, RemoteOp, Sea
 pub use crate::file_info::{FileInfo, KeySource, Layout};
 pub use crate::inspect::Inspection;
 pub use crate::instance::{INSTANCE_LOCK_FILE, InstanceLock};
-pub use crate::journal::{Journal, JournalRecords, RawRecord, Replay};
+pub use crate::journal::{Journal, JournalRecords, JournalRecovery, RawRecord, Recovered, Replay};
 #[cfg(feature = "encryption")]
 pub use crate::key::{Key, KeyError};
 #[cfg(feature = "live")]

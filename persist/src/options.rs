@@ -17,8 +17,8 @@ use crate::retry::Retry;
 use crate::settings::Settings;
 use crate::shell::{AuditOp, Durability};
 use crate::{
-    Backup, Error, FileInfo, Inspection, Journal, JournalRecords, Persisted, Transaction, file,
-    file_info, inspect,
+    Backup, Error, FileInfo, Inspection, Journal, JournalRecords, JournalRecovery, Persisted,
+    Transaction, file, file_info, inspect,
 };
 
 /// Settings for loading and saving, for when the defaults of the [`Persisted`] methods do not
@@ -104,6 +104,28 @@ impl Options {
     /// ```
     pub const fn group_commit(mut self, window: Duration) -> Self {
         self.settings.group_commit = Some(window);
+        self
+    }
+
+    /// What opening a [`Journal`] does with a torn last flush (a crash during an append):
+    /// cut it off and report it ([`JournalRecovery::TolerateTornTail`], the default), or
+    /// refuse with [`Error::DamagedJournal`] ([`JournalRecovery::AbsoluteConsistency`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[derive(serde::Serialize, serde::Deserialize, persist::Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Event { id: u64 }
+    /// use persist::JournalRecovery;
+    ///
+    /// let journal = persist::Options::new()
+    ///     .journal_recovery(JournalRecovery::AbsoluteConsistency)
+    ///     .journal::<Event>("events.log")?;
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub const fn journal_recovery(mut self, recovery: JournalRecovery) -> Self {
+        self.settings.journal_recovery = recovery;
         self
     }
 
@@ -969,8 +991,11 @@ impl Options {
     }
 
     /// Opens the [`Journal`] at `path` with these options: its appends sync per
-    /// [`durability`](Options::durability), its snapshots are saved with these layers, its
-    /// records may be up to [`max_size`](Options::max_size) bytes, and opening waits up to
+    /// [`durability`](Options::durability), its records and snapshots are sealed with these
+    /// layers ([`checksum`](Options::checksum), [`compress`](Options::compress),
+    /// [`encrypt`](Options::encrypt): reading them back needs the same key), its records may be
+    /// up to [`max_size`](Options::max_size) bytes, a torn tail is handled per
+    /// [`journal_recovery`](Options::journal_recovery), and opening waits up to
     /// [`lock_timeout`](Options::lock_timeout) for another process that has it open.
     ///
     /// # Errors
@@ -994,12 +1019,15 @@ impl Options {
 
     /// The records of the journal at `path` read without their type (their version and JSON
     /// text), for tools: no lock is taken and nothing is changed, so a writer may have it open.
+    /// Records sealed with encryption are opened with these options' key.
     ///
     /// # Errors
     ///
     /// [`Error::NotFound`], [`Error::NotRegularFile`], [`Error::Corrupt`] for a file that is
-    /// not a journal, [`Error::DamagedJournal`] for damage before the last record,
-    /// [`Error::Io`].
+    /// not a journal, [`Error::DamagedJournal`] for damage before the last flush,
+    /// [`Error::Io`]. Items: [`Error::KeyRequired`] for an encrypted record when these
+    /// options have no key ([`Error::Decrypt`] with the wrong one); the records after it are
+    /// still read.
     ///
     /// # Examples
     ///
@@ -1011,7 +1039,7 @@ impl Options {
     /// # Ok::<(), persist::Error>(())
     /// ```
     pub fn journal_records(&self, path: impl AsRef<Path>) -> Result<JournalRecords, Error> {
-        JournalRecords::open(path.as_ref(), self.settings.disk.max_size)
+        JournalRecords::open(&self.settings, path.as_ref())
     }
 
     /// A [`Transaction`] on the files under `root` (created if missing) with these options

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::codec::{self, EncodeError};
 use crate::frame::{self, FrameError};
+use crate::journal::JournalRecovery;
 use crate::key::Key;
 use crate::retry::Retry;
 use crate::shell::{Disk, Durability};
@@ -29,6 +30,8 @@ pub(crate) struct Settings {
     pub(crate) encoding: Encoding,
     /// How long a journal flush waits for more appends.
     pub(crate) group_commit: Option<Duration>,
+    /// What opening a journal does with a torn tail.
+    pub(crate) journal_recovery: JournalRecovery,
 }
 
 /// How values are written: the envelope's layout and the frame's layers.
@@ -59,6 +62,7 @@ impl Settings {
             key: None,
         },
         group_commit: None,
+        journal_recovery: JournalRecovery::TolerateTornTail,
     };
 
     /// The layout of a save of `T`.
@@ -73,6 +77,7 @@ impl Settings {
         frame::Layers {
             zstd_level: self.encoding.compression,
             key: self.encoding.key.as_ref(),
+            sealing: None,
         }
     }
 

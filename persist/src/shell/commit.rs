@@ -56,6 +56,11 @@ impl Located {
     pub(crate) fn dir_path(&self) -> PathBuf {
         self.dir.clone()
     }
+
+    /// The file itself: the path, or where a link at it points.
+    pub(crate) fn real_path(&self) -> PathBuf {
+        self.dir.join(&self.name)
+    }
 }
 
 impl Target {
