@@ -73,8 +73,8 @@ fn main() -> Result<(), persist::Error> {
     // Recover: the last snapshot, then every event after it (migrated if an older program
     // wrote them). A crash in the middle of an append left at most a torn last record, which
     // opening the journal cut off: it was never acknowledged.
-    let journal: Journal<Event> = Journal::open(&path)?;
-    let (snapshot, tail) = journal.recover::<Todo>()?;
+    let journal: Journal<Event, Todo> = Journal::open(&path)?;
+    let (snapshot, tail) = journal.recover()?;
     let mut todo = snapshot.unwrap_or_default();
     let mut replayed = 0;
     for event in tail {

@@ -159,9 +159,11 @@ impl Way {
                 txn.save(&doc(n), "doc.json")?;
                 txn.commit()
             }
-            Way::JournalCreate => options.journal::<Doc>(dir.join("events.log")).map(drop),
+            Way::JournalCreate => options
+                .journal::<Doc, Doc>(dir.join("events.log"))
+                .map(drop),
             Way::Checkpoint => {
-                let journal = options.journal::<Doc>(dir.join("events.log"))?;
+                let journal = options.journal::<Doc, _>(dir.join("events.log"))?;
                 journal.append(&doc(n))?;
                 journal.checkpoint(&doc(n))
             }
@@ -187,8 +189,8 @@ impl Way {
                 .map(|doc| doc.n),
             Way::JournalCreate => None,
             Way::Checkpoint => {
-                let journal = Journal::<Doc>::open(dir.join("events.log")).unwrap();
-                let (snapshot, _) = journal.recover::<Doc>().unwrap();
+                let journal = Journal::<Doc, Doc>::open(dir.join("events.log")).unwrap();
+                let (snapshot, _) = journal.recover().unwrap();
                 snapshot.map(|doc| doc.n)
             }
             _ => Doc::load(dir.join("doc.json")).ok().map(|doc| doc.n),
@@ -478,7 +480,7 @@ fn big_write(way: Way, dir: &Path, value: &Doc) -> Result<(), Error> {
             txn.commit()
         }
         Way::Checkpoint => {
-            let journal = Journal::<Doc>::open(dir.join("events.log"))?;
+            let journal = Journal::<Doc, Doc>::open(dir.join("events.log"))?;
             journal.checkpoint(value)
         }
         Way::Restore => {
@@ -737,7 +739,7 @@ fn planted_links_are_never_followed_out_of_the_root() {
 
     // A journal's next snapshot.
     let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::<Doc>::open(dir.path().join("events.log")).unwrap();
+    let journal = Journal::<Doc, Doc>::open(dir.path().join("events.log")).unwrap();
     journal.append(&doc(1)).unwrap();
     std::os::unix::fs::symlink(
         outside.root.join("precious.json"),
@@ -758,7 +760,7 @@ fn planted_links_are_never_followed_out_of_the_root() {
         br#"{"version":2,"data":{"n":666,"filler":""}}"#,
     )
     .unwrap();
-    let (snapshot, tail) = journal.recover::<Doc>().unwrap();
+    let (snapshot, tail) = journal.recover().unwrap();
     assert_eq!(snapshot, None);
     assert_eq!(tail.count(), 1, "the record is replayed, not skipped");
     outside.untouched("snapshot");
@@ -842,14 +844,14 @@ fn planted_mounts_are_never_crossed() {
 
     // A journal's snapshot bind-mounted from elsewhere is never read.
     let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::<Doc>::open(dir.path().join("events.log")).unwrap();
+    let journal = Journal::<Doc, Doc>::open(dir.path().join("events.log")).unwrap();
     journal.append(&doc(1)).unwrap();
     journal.checkpoint(&doc(1)).unwrap();
     let planted = dir.path().join("events.log.snapshot.1");
     fs::remove_file(&planted).unwrap();
     let mounted = common::bind_mount(&outside.root.join("precious.json"), &planted).unwrap();
     // Not read: without it the records the real one covered are missing, which is said.
-    let error = journal.recover::<Doc>().unwrap_err();
+    let error = journal.recover().unwrap_err();
     assert!(matches!(error, Error::Corrupt { .. }), "{error}");
     drop(mounted);
     outside.untouched("mounted snapshot");

@@ -48,7 +48,7 @@ fn log_in(dir: &Path) -> PathBuf {
     dir.join("events.log")
 }
 
-fn replayed(journal: &Journal<Event>) -> Vec<u64> {
+fn replayed(journal: &Journal<Event, Snapshot>) -> Vec<u64> {
     journal
         .replay()
         .unwrap()
@@ -58,7 +58,7 @@ fn replayed(journal: &Journal<Event>) -> Vec<u64> {
 
 /// A journal at `path` holding `count` events, closed.
 fn written(path: &Path, count: u64) {
-    let journal = Journal::<Event>::open(path).unwrap();
+    let journal = Journal::<Event, Snapshot>::open(path).unwrap();
     for id in 0..count {
         journal.append(&event(id)).unwrap();
     }
@@ -69,7 +69,7 @@ fn appends_replay_in_order_across_opens() {
     let dir = tempfile::tempdir().unwrap();
     let path = log_in(&dir.path().join("nested"));
     {
-        let journal = Journal::<Event>::open(&path).unwrap();
+        let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
         assert!(journal.is_empty());
         assert_eq!(journal.append(&event(0)).unwrap(), 0);
         let batch: Vec<Event> = (1..50).map(event).collect();
@@ -78,7 +78,7 @@ fn appends_replay_in_order_across_opens() {
         assert_eq!(journal.len(), 50);
         assert_eq!(replayed(&journal), (0..50).collect::<Vec<_>>());
     }
-    let journal = Journal::<Event>::open(&path).unwrap();
+    let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
     assert_eq!(journal.len(), 50);
     journal.append(&event(50)).unwrap();
     let all: Vec<Event> = journal.replay().unwrap().map(Result::unwrap).collect();
@@ -94,7 +94,7 @@ fn old_records_migrate_on_replay() {
         let old = Journal::<EventV1>::open(&path).unwrap();
         old.append(&EventV1 { id: 7 }).unwrap();
     }
-    let journal = Journal::<Event>::open(&path).unwrap();
+    let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
     journal.append(&event(8)).unwrap();
     let all: Vec<Event> = journal.replay().unwrap().map(Result::unwrap).collect();
     assert_eq!(all[0].text, "event 7 (from version 1)");
@@ -126,7 +126,7 @@ fn a_torn_last_record_is_cut_off_at_every_byte() {
     let whole = fs::read(&path).unwrap()[..three].to_vec();
     fs::write(&path, &whole).unwrap();
     {
-        let journal = Journal::<Event>::open(&path).unwrap();
+        let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
         journal.append(&event(3)).unwrap();
     }
     let four = fs::read(&path).unwrap();
@@ -137,7 +137,7 @@ fn a_torn_last_record_is_cut_off_at_every_byte() {
             let mut torn = four[..cut].to_vec();
             torn.resize(cut + zeros, 0);
             fs::write(&path, &torn).unwrap();
-            let journal = Journal::<Event>::open(&path).unwrap();
+            let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
             assert_eq!(journal.len(), 3, "cut at {cut}");
             assert_eq!(replayed(&journal), vec![0, 1, 2], "cut at {cut}");
             assert_eq!(&fs::read(&path).unwrap()[..three], whole, "cut at {cut}");
@@ -157,7 +157,7 @@ fn a_zero_filled_or_checksum_failing_tail_is_cut_off() {
     let mut zeros = whole.clone();
     zeros.extend_from_slice(&[0; 5000]);
     fs::write(&path, &zeros).unwrap();
-    assert_eq!(Journal::<Event>::open(&path).unwrap().len(), 4);
+    assert_eq!(Journal::<Event, Snapshot>::open(&path).unwrap().len(), 4);
     assert_eq!(&fs::read(&path).unwrap()[..end], whole);
     assert!(
         Options::new()
@@ -171,7 +171,7 @@ fn a_zero_filled_or_checksum_failing_tail_is_cut_off() {
     let mut flipped = whole.clone();
     flipped[end - 3] ^= 0x10;
     fs::write(&path, &flipped).unwrap();
-    let journal = Journal::<Event>::open(&path).unwrap();
+    let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
     assert_eq!(replayed(&journal), vec![0, 1, 2]);
     journal.append(&event(3)).unwrap();
     assert_eq!(replayed(&journal), vec![0, 1, 2, 3]);
@@ -191,7 +191,7 @@ fn damage_before_the_last_record_is_an_error_with_its_offset() {
         let mut damaged = whole.clone();
         damaged[at] ^= 0x01;
         fs::write(&path, &damaged).unwrap();
-        match Journal::<Event>::open(&path) {
+        match Journal::<Event, Snapshot>::open(&path) {
             Err(Error::DamagedJournal {
                 path: named,
                 offset: found,
@@ -215,7 +215,7 @@ fn a_torn_flush_with_pages_out_of_order_is_cut_not_an_error() {
     let path = log_in(dir.path());
     written(&path, 2);
     {
-        let journal = Journal::<Event>::open(&path).unwrap();
+        let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
         journal
             .append_many(&[event(2), event(3), event(4)])
             .unwrap();
@@ -233,7 +233,7 @@ fn a_torn_flush_with_pages_out_of_order_is_cut_not_an_error() {
         let mut torn = whole.clone();
         torn[from..to].fill(0);
         fs::write(&path, &torn).unwrap();
-        let journal = Journal::<Event>::open(&path).unwrap();
+        let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
         assert_eq!(replayed(&journal), vec![0, 1]);
         drop(journal);
         // Cut: the later records of the torn flush are gone too (the file ends where the
@@ -246,7 +246,7 @@ fn a_torn_flush_with_pages_out_of_order_is_cut_not_an_error() {
     damaged[records[1].offset as usize + 30] ^= 0x01;
     fs::write(&path, &damaged).unwrap();
     assert!(matches!(
-        Journal::<Event>::open(&path),
+        Journal::<Event, Snapshot>::open(&path),
         Err(Error::DamagedJournal { offset, .. }) if offset == records[1].offset
     ));
 }
@@ -267,7 +267,7 @@ fn appends_preallocate_zeroed_space_and_reopen_cleanly() {
         "the mark's length and version"
     );
     assert!(bytes[end + 24..].iter().all(|&byte| byte == 0));
-    let journal = Journal::<Event>::open(&path).unwrap();
+    let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
     assert_eq!(journal.len(), 10);
     // Reopening leaves the space in place, and appends go on in it.
     assert_eq!(fs::metadata(&path).unwrap().len() as usize, size);
@@ -298,7 +298,7 @@ fn hostile_files_are_typed_errors_or_clean_cuts() {
     past_end.extend_from_slice(&record_header(1000));
     past_end.extend_from_slice(b"{\"version\"");
     fs::write(&path, &past_end).unwrap();
-    assert_eq!(Journal::<Event>::open(&path).unwrap().len(), 0);
+    assert_eq!(Journal::<Event, Snapshot>::open(&path).unwrap().len(), 0);
     assert_eq!(fs::read(&path).unwrap(), header);
     // A length past any limit: refused without allocating it.
     let mut huge = header.clone();
@@ -306,7 +306,7 @@ fn hostile_files_are_typed_errors_or_clean_cuts() {
     huge.extend_from_slice(&[b'x'; 64]);
     fs::write(&path, &huge).unwrap();
     assert!(matches!(
-        Journal::<Event>::open(&path),
+        Journal::<Event, Snapshot>::open(&path),
         Err(Error::DamagedJournal { offset: 24, .. })
     ));
     // Not a journal at all, a later or an older (pre-release) format, a file shorter than the
@@ -322,7 +322,7 @@ fn hostile_files_are_typed_errors_or_clean_cuts() {
         (&header[..10], "corrupt"),
     ] {
         fs::write(&path, bytes).unwrap();
-        let outcome = Journal::<Event>::open(&path);
+        let outcome = Journal::<Event, Snapshot>::open(&path);
         match (&outcome, expected) {
             (Err(Error::Corrupt { .. }), "corrupt")
             | (Err(Error::Unsupported { .. }), "unsupported") => {}
@@ -357,8 +357,8 @@ fn a_value_that_cannot_be_saved_writes_nothing() {
 fn checkpoints_restart_the_log_and_recover_returns_the_snapshot_and_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let path = log_in(dir.path());
-    let journal = Journal::<Event>::open(&path).unwrap();
-    let (none, empty) = journal.recover::<Snapshot>().unwrap();
+    let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
+    let (none, empty) = journal.recover().unwrap();
     assert_eq!((none, empty.count()), (None, 0));
     for id in 0..10 {
         journal.append(&event(id)).unwrap();
@@ -372,7 +372,7 @@ fn checkpoints_restart_the_log_and_recover_returns_the_snapshot_and_the_rest() {
     assert_eq!(journal.len(), 10);
     journal.append(&event(10)).unwrap();
     journal.append(&event(11)).unwrap();
-    let (snapshot, tail) = journal.recover::<Snapshot>().unwrap();
+    let (snapshot, tail) = journal.recover().unwrap();
     assert_eq!(snapshot.unwrap().ids.len(), 10);
     assert_eq!(
         tail.map(|e| e.unwrap().id).collect::<Vec<_>>(),
@@ -402,7 +402,7 @@ fn a_crash_between_the_snapshot_and_the_new_log_loses_and_repeats_nothing() {
     written(&path, 6);
     let old_log = fs::read(&path).unwrap();
     {
-        let journal = Journal::<Event>::open(&path).unwrap();
+        let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
         journal
             .checkpoint(&Snapshot {
                 ids: (0..6).collect(),
@@ -411,13 +411,13 @@ fn a_crash_between_the_snapshot_and_the_new_log_loses_and_repeats_nothing() {
     }
     // The state after a crash just after the snapshot was saved: the old log is still there.
     fs::write(&path, &old_log).unwrap();
-    let journal = Journal::<Event>::open(&path).unwrap();
-    let (snapshot, tail) = journal.recover::<Snapshot>().unwrap();
+    let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
+    let (snapshot, tail) = journal.recover().unwrap();
     assert_eq!(snapshot.unwrap().ids, (0..6).collect::<Vec<_>>());
     assert_eq!(tail.count(), 0);
     // Records appended to that old log come after the snapshot.
     journal.append(&event(6)).unwrap();
-    let (_, tail) = journal.recover::<Snapshot>().unwrap();
+    let (_, tail) = journal.recover().unwrap();
     assert_eq!(tail.map(|e| e.unwrap().id).collect::<Vec<_>>(), vec![6]);
     // And a crash before the older snapshot was removed: the newest one counts.
     fs::write(
@@ -425,7 +425,7 @@ fn a_crash_between_the_snapshot_and_the_new_log_loses_and_repeats_nothing() {
         fs::read(dir.path().join("events.log.snapshot.6")).unwrap(),
     )
     .unwrap();
-    let (snapshot, _) = journal.recover::<Snapshot>().unwrap();
+    let (snapshot, _) = journal.recover().unwrap();
     assert_eq!(snapshot.unwrap().ids.len(), 6);
 }
 
@@ -433,25 +433,22 @@ fn a_crash_between_the_snapshot_and_the_new_log_loses_and_repeats_nothing() {
 fn a_log_that_starts_after_its_snapshot_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = log_in(dir.path());
-    let journal = Journal::<Event>::open(&path).unwrap();
+    let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
     journal.append(&event(0)).unwrap();
     journal.checkpoint(&Snapshot { ids: vec![0] }).unwrap();
     fs::remove_file(dir.path().join("events.log.snapshot.1")).unwrap();
-    assert!(matches!(
-        journal.recover::<Snapshot>(),
-        Err(Error::Corrupt { .. })
-    ));
+    assert!(matches!(journal.recover(), Err(Error::Corrupt { .. })));
 }
 
 #[test]
 fn one_writer_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let path = log_in(dir.path());
-    let first = Journal::<Event>::open(&path).unwrap();
+    let first = Journal::<Event, Snapshot>::open(&path).unwrap();
     // A second open in the same process fails at once (not after the 30 s lock timeout) and
     // says why.
     let started = std::time::Instant::now();
-    let second = Journal::<Event>::open(&path).unwrap_err();
+    let second = Journal::<Event, Snapshot>::open(&path).unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(1));
     assert!(matches!(second, Error::AlreadyOpen { .. }), "{second}");
     assert!(
@@ -459,14 +456,14 @@ fn one_writer_at_a_time() {
         "{second}"
     );
     drop(first);
-    assert!(Journal::<Event>::open(&path).is_ok());
+    assert!(Journal::<Event, Snapshot>::open(&path).is_ok());
 }
 
 #[test]
 fn appends_from_many_threads_are_all_kept() {
     let dir = tempfile::tempdir().unwrap();
     let path = log_in(dir.path());
-    let journal = Journal::<Event>::open(&path).unwrap();
+    let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
     std::thread::scope(|scope| {
         for thread in 0..4 {
             let journal = &journal;
@@ -483,7 +480,7 @@ fn appends_from_many_threads_are_all_kept() {
     ids.dedup();
     assert_eq!(ids.len(), 200);
     drop(journal);
-    assert_eq!(Journal::<Event>::open(&path).unwrap().len(), 200);
+    assert_eq!(Journal::<Event, Snapshot>::open(&path).unwrap().len(), 200);
 }
 
 #[test]
@@ -494,7 +491,7 @@ fn group_commit_makes_every_concurrent_append_durable_once() {
         let _ = fs::remove_file(&path);
         let journal = Options::new()
             .group_commit(window)
-            .journal::<Event>(&path)
+            .journal::<Event, Snapshot>(&path)
             .unwrap();
         std::thread::scope(|scope| {
             for thread in 0..8 {
@@ -509,7 +506,7 @@ fn group_commit_makes_every_concurrent_append_durable_once() {
         });
         assert_eq!(journal.len(), 320);
         drop(journal);
-        let reopened = Journal::<Event>::open(&path).unwrap();
+        let reopened = Journal::<Event, Snapshot>::open(&path).unwrap();
         let mut ids = replayed(&reopened);
         ids.sort();
         ids.dedup();
@@ -523,7 +520,7 @@ fn a_checkpoint_waits_for_a_group_commit_and_covers_its_records() {
     let path = log_in(dir.path());
     let journal = Options::new()
         .group_commit(Duration::from_millis(20))
-        .journal::<Event>(&path)
+        .journal::<Event, Snapshot>(&path)
         .unwrap();
     std::thread::scope(|scope| {
         let appender = scope.spawn(|| journal.append(&event(1)).unwrap());
@@ -535,7 +532,7 @@ fn a_checkpoint_waits_for_a_group_commit_and_covers_its_records() {
         journal.checkpoint(&Snapshot { ids: vec![1] }).unwrap();
         assert_eq!(appender.join().unwrap(), 0);
     });
-    let (snapshot, tail) = journal.recover::<Snapshot>().unwrap();
+    let (snapshot, tail) = journal.recover().unwrap();
     assert_eq!(snapshot.unwrap().ids, vec![1]);
     assert_eq!(tail.count(), 0);
 }
@@ -550,7 +547,7 @@ fn a_fifo_or_a_directory_is_refused_without_blocking() {
     for path in [fifo.as_path(), dir.path()] {
         assert!(
             matches!(
-                Journal::<Event>::open(path),
+                Journal::<Event, Snapshot>::open(path),
                 Err(Error::NotRegularFile { .. })
             ),
             "{}",
@@ -574,7 +571,7 @@ fn an_impossible_base_index_is_corrupt_not_an_overflow() {
     bytes[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
     fs::write(&path, &bytes).unwrap();
     assert!(matches!(
-        Journal::<Event>::open(&path),
+        Journal::<Event, Snapshot>::open(&path),
         Err(Error::Corrupt { .. })
     ));
     assert!(matches!(
@@ -598,7 +595,7 @@ fn async_appends_from_many_tasks_are_all_kept_once() {
             Some(window) => Options::new().group_commit(window),
             None => Options::new(),
         };
-        let journal = std::sync::Arc::new(options.journal::<Event>(&path).unwrap());
+        let journal = std::sync::Arc::new(options.journal::<Event, Snapshot>(&path).unwrap());
         runtime.block_on(async {
             let tasks: Vec<_> = (0..100)
                 .map(|id| {
@@ -628,7 +625,7 @@ fn async_appends_from_many_tasks_are_all_kept_once() {
             assert!(indexes.iter().all(|index| *index < 150));
         });
         drop(journal);
-        let mut ids = replayed(&Journal::<Event>::open(&path).unwrap());
+        let mut ids = replayed(&Journal::<Event, Snapshot>::open(&path).unwrap());
         ids.sort();
         assert_eq!(ids, (0..152).collect::<Vec<_>>(), "window {window:?}");
     }
@@ -638,7 +635,7 @@ fn async_appends_from_many_tasks_are_all_kept_once() {
 fn an_async_append_is_queued_when_called_even_if_its_future_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let path = log_in(dir.path());
-    let journal = Journal::<Event>::open(&path).unwrap();
+    let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
     drop(journal.append_async(&event(0)));
     // The next append's flush writes it too; nothing waits forever.
     assert_eq!(journal.append(&event(1)).unwrap(), 1);
@@ -661,20 +658,20 @@ fn an_async_append_is_queued_when_called_even_if_its_future_is_dropped() {
 fn one_writer_whatever_name_opens_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = log_in(dir.path());
-    let first = Journal::<Event>::open(&path).unwrap();
+    let first = Journal::<Event, Snapshot>::open(&path).unwrap();
     first.append(&event(1)).unwrap();
     // A hard link is another name for the same file, with a lock file of its own: the file's
     // own lock still allows one writer.
     let link = dir.path().join("hard.log");
     fs::hard_link(&path, &link).unwrap();
-    let error = Journal::<Event>::open(&link).unwrap_err();
+    let error = Journal::<Event, Snapshot>::open(&link).unwrap_err();
     assert!(matches!(error, Error::AlreadyOpen { .. }), "{error}");
     // After a checkpoint the new log is held the same way.
     first.checkpoint(&Snapshot { ids: vec![1] }).unwrap();
     fs::remove_file(&link).unwrap();
     fs::hard_link(&path, &link).unwrap();
-    let error = Journal::<Event>::open(&link).unwrap_err();
+    let error = Journal::<Event, Snapshot>::open(&link).unwrap_err();
     assert!(matches!(error, Error::AlreadyOpen { .. }), "{error}");
     drop(first);
-    Journal::<Event>::open(&link).unwrap();
+    Journal::<Event, Snapshot>::open(&link).unwrap();
 }

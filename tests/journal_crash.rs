@@ -49,7 +49,9 @@ fn appender() {
     let Ok(path) = std::env::var(APPENDER_FILE) else {
         return;
     };
-    let journal = options().journal::<Entry>(&path).unwrap();
+    let journal = options()
+        .journal::<Entry, persist::NoSnapshot>(&path)
+        .unwrap();
     let mut next = journal.len();
     let stdout = std::io::stdout();
     loop {

@@ -36,7 +36,7 @@ fn log_in(dir: &Path) -> PathBuf {
     dir.join("events.log")
 }
 
-fn ids(journal: &Journal<Event>) -> Vec<u64> {
+fn ids(journal: &Journal<Event, Snapshot>) -> Vec<u64> {
     journal
         .replay()
         .unwrap()
@@ -64,7 +64,7 @@ fn strict() -> Options {
 /// A journal of `count` events as a writer that stopped without closing it (a crash after its
 /// last append returned) leaves it: no mark of a clean close after the records.
 fn crashed(path: &Path, count: u64) {
-    let journal = Journal::<Event>::open(path).unwrap();
+    let journal = Journal::<Event, Snapshot>::open(path).unwrap();
     for id in 0..count {
         journal.append(&event(id)).unwrap();
     }
@@ -84,7 +84,7 @@ fn a_flipped_bit_anywhere_in_the_last_record_of_a_closed_journal_is_damage() {
     let dir = tempfile::tempdir().unwrap();
     let path = log_in(dir.path());
     {
-        let journal = Journal::<Event>::open(&path).unwrap();
+        let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
         for id in 0..3 {
             journal.append(&event(id)).unwrap();
         }
@@ -97,7 +97,7 @@ fn a_flipped_bit_anywhere_in_the_last_record_of_a_closed_journal_is_damage() {
         flipped[at] ^= 0x08;
         fs::write(&path, &flipped).unwrap();
         for options in [Options::new(), strict()] {
-            match options.journal::<Event>(&path) {
+            match options.journal::<Event, Snapshot>(&path) {
                 Err(Error::DamagedJournal { offset, .. }) => assert_eq!(offset, last, "byte {at}"),
                 other => panic!("byte {at}: expected DamagedJournal, got {other:?}"),
             }
@@ -123,7 +123,7 @@ fn after_a_crash_a_damaged_last_record_is_cut_and_reported_or_refused() {
         flipped[at] ^= 0x40;
         fs::write(&path, &flipped).unwrap();
         // Strict: refused, naming where the tail starts, nothing changed.
-        match strict().journal::<Event>(&path) {
+        match strict().journal::<Event, Snapshot>(&path) {
             Err(Error::DamagedJournal { offset, .. }) => assert_eq!(offset, last, "byte {at}"),
             other => panic!("byte {at}: expected DamagedJournal, got {other:?}"),
         }
@@ -133,7 +133,7 @@ fn after_a_crash_a_damaged_last_record_is_cut_and_reported_or_refused() {
         let ahead = records.recovered().expect("a tail to cut");
         assert_eq!(records.count(), 2);
         // The default: cut, and said.
-        let journal = Journal::<Event>::open(&path).unwrap();
+        let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
         let cut: Recovered = journal.recovered().expect("the cut is reported");
         assert_eq!(cut, ahead, "byte {at}");
         assert_eq!(cut.offset, last);
@@ -142,7 +142,10 @@ fn after_a_crash_a_damaged_last_record_is_cut_and_reported_or_refused() {
         assert_eq!(ids(&journal), vec![0, 1]);
         drop(journal);
         // Opened again: nothing more to cut.
-        assert_eq!(Journal::<Event>::open(&path).unwrap().recovered(), None);
+        assert_eq!(
+            Journal::<Event, Snapshot>::open(&path).unwrap().recovered(),
+            None
+        );
     }
 }
 
@@ -151,7 +154,7 @@ fn a_clean_journal_reports_no_cut_and_a_torn_append_reports_its_records() {
     let dir = tempfile::tempdir().unwrap();
     let path = log_in(dir.path());
     crashed(&path, 2);
-    let journal = Journal::<Event>::open(&path).unwrap();
+    let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
     assert_eq!(journal.recovered(), None);
     journal
         .append_many(&[event(2), event(3), event(4)])
@@ -164,7 +167,7 @@ fn a_clean_journal_reports_no_cut_and_a_torn_append_reports_its_records() {
     let mut torn = fs::read(&path).unwrap();
     torn[offsets[4] as usize + 24..end].fill(0);
     fs::write(&path, &torn).unwrap();
-    let journal = Journal::<Event>::open(&path).unwrap();
+    let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
     let cut = journal.recovered().unwrap();
     assert_eq!(cut.offset, offsets[4]);
     assert_eq!(cut.records, 1);
@@ -176,7 +179,7 @@ fn a_log_created_again_beside_its_snapshots_goes_on_after_them() {
     let dir = tempfile::tempdir().unwrap();
     let path = log_in(dir.path());
     {
-        let journal = Journal::<Event>::open(&path).unwrap();
+        let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
         let events: Vec<Event> = (0..100).map(event).collect();
         journal.append_many(&events).unwrap();
         journal
@@ -186,12 +189,12 @@ fn a_log_created_again_beside_its_snapshots_goes_on_after_them() {
             .unwrap();
     }
     fs::remove_file(&path).unwrap();
-    let journal = Journal::<Event>::open(&path).unwrap();
+    let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
     assert_eq!(journal.len(), 100);
     for id in 100..103 {
         assert_eq!(journal.append(&event(id)).unwrap(), id);
     }
-    let (snapshot, tail) = journal.recover::<Snapshot>().unwrap();
+    let (snapshot, tail) = journal.recover().unwrap();
     assert_eq!(snapshot.unwrap().ids.len(), 100);
     assert_eq!(
         tail.map(|e| e.unwrap().id).collect::<Vec<_>>(),
@@ -205,7 +208,7 @@ fn a_snapshot_claiming_records_the_log_never_had_is_refused_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = log_in(dir.path());
     {
-        let journal = Journal::<Event>::open(&path).unwrap();
+        let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
         for id in 0..3 {
             journal.append(&event(id)).unwrap();
         }
@@ -221,7 +224,7 @@ fn a_snapshot_claiming_records_the_log_never_had_is_refused_at_open() {
     )
     .unwrap();
     let before = fs::read(&path).unwrap();
-    match Journal::<Event>::open(&path) {
+    match Journal::<Event, Snapshot>::open(&path) {
         Err(Error::DamagedJournal { reason, .. }) => {
             assert!(reason.contains("events.log.snapshot.100"), "{reason}");
         }
@@ -229,8 +232,8 @@ fn a_snapshot_claiming_records_the_log_never_had_is_refused_at_open() {
     }
     assert_eq!(fs::read(&path).unwrap(), before);
     fs::remove_file(dir.path().join("events.log.snapshot.100")).unwrap();
-    let journal = Journal::<Event>::open(&path).unwrap();
-    let (snapshot, tail) = journal.recover::<Snapshot>().unwrap();
+    let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
+    let (snapshot, tail) = journal.recover().unwrap();
     assert_eq!(snapshot.unwrap().ids.len(), 3);
     assert_eq!(tail.map(|e| e.unwrap().id).collect::<Vec<_>>(), vec![3]);
 }
@@ -264,7 +267,7 @@ fn records_are_sealed_with_the_options_layers() {
     ] {
         let path = dir.path().join(name);
         {
-            let journal = options.journal::<Event>(&path).unwrap();
+            let journal = options.journal::<Event, Snapshot>(&path).unwrap();
             for id in 0..50 {
                 journal.append(&secret_event(id)).unwrap();
             }
@@ -278,7 +281,7 @@ fn records_are_sealed_with_the_options_layers() {
             "{name}: a record is in clear"
         );
         // Read back with the key: every record, in order.
-        let journal = options.journal::<Event>(&path).unwrap();
+        let journal = options.journal::<Event, Snapshot>(&path).unwrap();
         let replayed: Vec<Event> = journal.replay().unwrap().map(Result::unwrap).collect();
         assert_eq!(replayed, (0..100).map(secret_event).collect::<Vec<_>>());
         drop(journal);
@@ -290,7 +293,7 @@ fn records_are_sealed_with_the_options_layers() {
         assert_eq!(raw.len(), 100);
         assert!(raw[7].data.contains(SECRET), "{}", raw[7].data);
         // Without the key: refused record by record, never shown.
-        let journal = Journal::<Event>::open(&path).unwrap();
+        let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
         let refused: Vec<_> = journal.replay().unwrap().collect();
         assert_eq!(refused.len(), 100);
         assert!(
@@ -307,7 +310,7 @@ fn records_are_sealed_with_the_options_layers() {
     // The wrong key: refused, not garbage.
     let path = dir.path().join("raw.log");
     let wrong = Options::new().encrypt(Key::from_bytes([8; 32]));
-    let journal = wrong.journal::<Event>(&path).unwrap();
+    let journal = wrong.journal::<Event, Snapshot>(&path).unwrap();
     assert!(matches!(
         journal.replay().unwrap().next(),
         Some(Err(Error::Decrypt { .. }))
@@ -319,11 +322,11 @@ fn checkpoints_of_an_encrypted_journal_are_sealed_too() {
     let dir = tempfile::tempdir().unwrap();
     let path = log_in(dir.path());
     let options = Options::new().encrypt(Key::from_bytes([9; 32]));
-    let journal = options.journal::<Event>(&path).unwrap();
+    let journal = options.journal::<Event, Snapshot>(&path).unwrap();
     journal.append(&secret_event(0)).unwrap();
     journal.checkpoint(&Snapshot { ids: vec![0] }).unwrap();
     journal.append(&secret_event(1)).unwrap();
-    let (snapshot, tail) = journal.recover::<Snapshot>().unwrap();
+    let (snapshot, tail) = journal.recover().unwrap();
     assert_eq!(snapshot.unwrap().ids, vec![0]);
     assert_eq!(tail.map(|e| e.unwrap().id).collect::<Vec<_>>(), vec![1]);
     let snapshot_bytes = fs::read(dir.path().join("events.log.snapshot.1")).unwrap();
@@ -336,7 +339,7 @@ fn checkpoints_of_an_encrypted_journal_are_sealed_too() {
 fn crafted_and_sparse_files_are_scanned_in_one_pass() {
     let dir = tempfile::tempdir().unwrap();
     let path = log_in(dir.path());
-    drop(Journal::<Event>::open(&path).unwrap());
+    drop(Journal::<Event, Snapshot>::open(&path).unwrap());
     let header = fs::read(&path).unwrap()[..24].to_vec();
     let mut crafted = header.clone();
     crafted.extend([0xAB; 24]);
@@ -355,7 +358,7 @@ fn crafted_and_sparse_files_are_scanned_in_one_pass() {
     let records = Options::new().journal_records(&path).unwrap();
     assert_eq!(records.recovered().map(|cut| cut.offset), Some(24));
     assert!(persist::read_audit(&path).unwrap().next().is_none());
-    let journal = Journal::<Event>::open(&path).unwrap();
+    let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
     assert_eq!(journal.recovered().map(|cut| cut.offset), Some(24));
     assert_eq!(journal.len(), 0);
     drop(journal);
@@ -369,7 +372,7 @@ fn crafted_and_sparse_files_are_scanned_in_one_pass() {
         .unwrap()
         .set_len(64 << 20)
         .unwrap();
-    let journal = Journal::<Event>::open(&path).unwrap();
+    let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
     assert_eq!(
         journal.recovered().map(|cut| (cut.offset, cut.bytes)),
         Some((24, 24))
@@ -380,7 +383,7 @@ fn crafted_and_sparse_files_are_scanned_in_one_pass() {
 fn a_failed_sync_is_reported_as_the_journals_and_the_journal_refuses_until_reopened() {
     let dir = tempfile::tempdir().unwrap();
     let path = log_in(dir.path());
-    let journal = Journal::<Event>::open(&path).unwrap();
+    let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
     journal.append(&event(0)).unwrap();
     let fault = inject_fault(dir.path(), IoOp::SyncFile, libc::EIO, 1);
     let error = journal.append(&event(1)).unwrap_err();
@@ -412,7 +415,7 @@ fn a_failed_sync_is_reported_as_the_journals_and_the_journal_refuses_until_reope
         "{again:?}"
     );
     drop(journal);
-    let journal = Journal::<Event>::open(&path).unwrap();
+    let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
     assert_eq!(ids(&journal), vec![0]);
     journal.append(&event(1)).unwrap();
     assert_eq!(ids(&journal), vec![0, 1]);
@@ -422,7 +425,7 @@ fn a_failed_sync_is_reported_as_the_journals_and_the_journal_refuses_until_reope
 fn a_full_disk_for_the_preallocation_still_appends_the_records() {
     let dir = tempfile::tempdir().unwrap();
     let path = log_in(dir.path());
-    let journal = Journal::<Event>::open(&path).unwrap();
+    let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
     // The first flush grows the file: its write with the zeros fails, the records alone fit.
     let fault = inject_fault(dir.path(), IoOp::Write, libc::ENOSPC, 1);
     journal.append(&event(0)).unwrap();
@@ -474,12 +477,12 @@ fn a_nearly_full_ext4_takes_appends_smaller_than_the_preallocation() {
     file.sync_all().unwrap();
     drop(file);
     let path = point.join("events.log");
-    let journal = Journal::<Event>::open(&path).unwrap();
+    let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
     journal.append(&event(0)).unwrap();
     journal.append(&event(1)).unwrap();
     assert_eq!(ids(&journal), vec![0, 1]);
     drop(journal);
-    let journal = Journal::<Event>::open(&path).unwrap();
+    let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
     assert_eq!(journal.recovered(), None);
     assert_eq!(ids(&journal), vec![0, 1]);
 }

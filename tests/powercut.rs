@@ -520,7 +520,7 @@ fn journal_appender() {
         return;
     };
     let options = Options::new().durability(durability(&mode));
-    let Ok(journal) = options.journal::<Event>(&path) else {
+    let Ok(journal) = options.journal::<Event, Tally>(&path) else {
         return;
     };
     let mut next = journal.len();
@@ -575,7 +575,7 @@ struct JournalOutcome {
 fn recovered(path: &Path) -> u64 {
     let journal = open_events(path);
     let (tally, tail) = journal
-        .recover::<Tally>()
+        .recover()
         .unwrap_or_else(|error| panic!("recovery failed: {error}"));
     let mut count = tally.map_or(0, |tally| tally.covered);
     for event in tail {
@@ -589,8 +589,8 @@ fn recovered(path: &Path) -> u64 {
 }
 
 /// The scenario's journal, opened (a torn tail cut off) with the default options.
-fn open_events(path: &Path) -> persist::Journal<Event> {
-    persist::Journal::<Event>::open(path)
+fn open_events(path: &Path) -> persist::Journal<Event, Tally> {
+    persist::Journal::<Event, Tally>::open(path)
         .unwrap_or_else(|error| panic!("opening the journal after a cut failed: {error}"))
 }
 
@@ -661,7 +661,7 @@ fn group_appender() {
     let Ok(journal) = Options::new()
         .durability(durability(&mode))
         .group_commit(Duration::from_micros(200))
-        .journal::<Event>(&path)
+        .journal::<Event, Tally>(&path)
     else {
         return;
     };
@@ -692,7 +692,9 @@ fn group_appender() {
 
 /// How many records of each thread the journal holds, after checking that each thread's are
 /// `0, 1, 2, ...` without gap or repeat, and whole.
-fn per_thread(journal: &persist::Journal<Event>) -> Result<[u64; GROUP_THREADS], persist::Error> {
+fn per_thread(
+    journal: &persist::Journal<Event, Tally>,
+) -> Result<[u64; GROUP_THREADS], persist::Error> {
     let mut counts = [0; GROUP_THREADS];
     for event in journal.replay()? {
         let event = event?;

@@ -231,7 +231,7 @@ fn every_copy_persist_made_goes_too() {
 
     // A journal with its snapshots and lock.
     let log = dir.path().join("events.log");
-    let journal = persist::Journal::<AppState>::open(&log).unwrap();
+    let journal = persist::Journal::<AppState, AppState>::open(&log).unwrap();
     journal.append(&sample()).unwrap();
     journal.checkpoint(&sample()).unwrap();
     drop(journal);

@@ -308,7 +308,7 @@ fn journal_operations_report_what_they_did() {
         // Call sites first seen while no subscriber listened cached "nobody listens".
         tracing::callsite::rebuild_interest_cache();
         metrics::with_local_recorder(&recorder, || {
-            let journal = persist::Journal::<AppState>::open(&path).unwrap();
+            let journal = persist::Journal::<AppState, AppState>::open(&path).unwrap();
             let state = AppState::default();
             journal.append(&state).unwrap();
             journal.append_many([&state, &state]).unwrap();

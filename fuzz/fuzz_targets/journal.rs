@@ -57,7 +57,7 @@ fuzz_target!(|input: &[u8]| {
             let _ = record;
         }
     }
-    let Ok(journal) = options.journal::<Entry>(&path) else {
+    let Ok(journal) = options.journal::<Entry, _>(&path) else {
         return;
     };
     let count = journal.replay().unwrap().count() as u64;
@@ -71,6 +71,6 @@ fuzz_target!(|input: &[u8]| {
         })
         .unwrap();
     drop(journal);
-    let again = options.journal::<Entry>(&path).unwrap();
+    let again = options.journal::<Entry, _>(&path).unwrap();
     assert_eq!(again.replay().unwrap().count() as u64, count + 1);
 });

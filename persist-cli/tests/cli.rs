@@ -289,7 +289,7 @@ fn entries(bytes: &[u8]) -> Vec<(usize, usize)> {
 
 /// A journal of `count` events at `path`, written with `options` and closed.
 fn write_journal(options: &Options, path: &Path, count: u64) {
-    let journal = options.journal::<Event>(path).unwrap();
+    let journal = options.journal::<Event, persist::NoSnapshot>(path).unwrap();
     for id in 0..count {
         journal
             .append(&Event {

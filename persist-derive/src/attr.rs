@@ -9,7 +9,8 @@ use syn::{Attribute, Lit, LitInt, LitStr, Path, Token, Type};
 
 use crate::ctxt::Ctxt;
 
-const KEYS: &str = "`version`, `migrate_from`, `accept_unversioned`, `checksum`, `pretty`, `crate`";
+const KEYS: &str =
+    "`version`, `migrate_from`, `upcast_from`, `accept_unversioned`, `checksum`, `pretty`, `crate`";
 
 #[derive(Default)]
 pub(crate) struct Attrs {
@@ -19,6 +20,8 @@ pub(crate) struct Attrs {
     /// `version` was written, even if its value was rejected.
     pub(crate) version_written: bool,
     pub(crate) migrate_from: Option<Type>,
+    /// `upcast_from`: the previous version, whose values each become any number of this one's.
+    pub(crate) upcast_from: Option<(Path, Type)>,
     /// The `accept_unversioned` key, for errors that point at it.
     pub(crate) accept_unversioned: Option<Path>,
     /// The `checksum` key: saves of this type store a checksum of the data.
@@ -41,6 +44,7 @@ impl Attrs {
                     key.as_str(),
                     "version"
                         | "migrate_from"
+                        | "upcast_from"
                         | "accept_unversioned"
                         | "checksum"
                         | "pretty"
@@ -71,6 +75,12 @@ impl Attrs {
                     "migrate_from" => {
                         parsed.migrate_from =
                             parse_value(&meta, cx, "a type, as in `migrate_from = SettingsV2`")?
+                    }
+                    "upcast_from" => {
+                        let key = meta.path.clone();
+                        parsed.upcast_from =
+                            parse_value(&meta, cx, "a type, as in `upcast_from = EventV2`")?
+                                .map(|previous| (key, previous))
                     }
                     "accept_unversioned" | "checksum" | "pretty" => {
                         if meta.input.peek(Token![=]) || !at_key_end(meta.input) {

@@ -55,6 +55,12 @@ fn impl_persisted(input: &Input<'_>, version: u32) -> TokenStream {
                 #ty: #krate::__private::MigrateFrom<#previous>
             ));
         }
+        if let Some((_, previous)) = &input.attrs.upcast_from {
+            predicates.push(quote_spanned!(previous.span()=> #previous: #krate::Persisted));
+            predicates.push(quote_spanned!(previous.span()=>
+                #ty: #krate::__private::UpcastFrom<#previous>
+            ));
+        }
     }
     let where_clause = (!predicates.is_empty()).then(|| quote!(where #(#predicates),*));
 
@@ -76,20 +82,32 @@ fn impl_persisted(input: &Input<'_>, version: u32) -> TokenStream {
         )
     });
 
-    let (previous, migrate_body, order_check) = match &input.attrs.migrate_from {
+    let step = match (&input.attrs.migrate_from, &input.attrs.upcast_from) {
+        (Some(previous), _) => Some((previous, false)),
+        (None, Some((_, previous))) => Some((previous, true)),
+        (None, None) => None,
+    };
+    let (previous, migrate_body, order_check) = match step {
         None => (
             quote!(#krate::Origin),
             quote!(match previous {}),
             TokenStream::new(),
         ),
-        Some(previous) => {
+        Some((previous, upcasts)) => {
             let check = version_order_check(input, previous, &krate);
             // Spanned so that a missing `From`/`TryFrom` impl or a type that is not
             // `Persisted` is reported at the type inside the attribute.
             let previous_spanned = quote_spanned!(previous.span()=> #previous);
-            let body = quote_spanned!(previous.span()=>
-                <Self as #krate::__private::MigrateFrom<#previous>>::migrate_from(previous)
-            );
+            let body = match upcasts {
+                false => quote_spanned!(previous.span()=>
+                    <Self as #krate::__private::MigrateFrom<#previous>>::migrate_from(previous)
+                ),
+                true => quote_spanned!(previous.span()=>
+                    #krate::__private::single_upcast(
+                        <Self as #krate::__private::UpcastFrom<#previous>>::upcast_from(previous)
+                    )
+                ),
+            };
             if input.is_generic() {
                 let body = quote!(const { #check }; #body);
                 (previous_spanned, body, TokenStream::new())
@@ -98,6 +116,27 @@ fn impl_persisted(input: &Input<'_>, version: u32) -> TokenStream {
             }
         }
     };
+
+    // An upcast step: one old value into any number (journals replay each).
+    let upcast = input
+        .attrs
+        .upcast_from
+        .as_ref()
+        .filter(|_| input.attrs.migrate_from.is_none())
+        .map(|(_, previous)| {
+            let body = quote_spanned!(previous.span()=>
+                <Self as #krate::__private::UpcastFrom<#previous>>::upcast_from(previous)
+            );
+            quote! {
+                const UPCASTS: bool = true;
+
+                fn upcast(
+                    previous: <Self as #krate::Persisted>::Previous,
+                ) -> ::core::result::Result<::std::vec::Vec<Self>, #krate::BoxError> {
+                    #body
+                }
+            }
+        });
 
     quote! {
         #[automatically_derived]
@@ -113,6 +152,7 @@ fn impl_persisted(input: &Input<'_>, version: u32) -> TokenStream {
             ) -> ::core::result::Result<Self, #krate::BoxError> {
                 #migrate_body
             }
+            #upcast
         }
         #order_check
     }
@@ -124,8 +164,12 @@ fn impl_persisted(input: &Input<'_>, version: u32) -> TokenStream {
 fn version_order_check(input: &Input<'_>, previous: &Type, krate: &TokenStream) -> TokenStream {
     let ident = input.ident;
     let (_, ty_generics, _) = input.generics.split_for_impl();
+    let key = match &input.attrs.migrate_from {
+        Some(_) => "migrate_from",
+        None => "upcast_from",
+    };
     let message = format!(
-        "`migrate_from = {}` must name a type with a lower `version` than `{}`",
+        "`{key} = {}` must name a type with a lower `version` than `{}`",
         quote!(#previous).to_string().replace(' ', ""),
         ident,
     );

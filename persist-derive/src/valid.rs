@@ -41,6 +41,21 @@ pub(crate) fn check(input: &Input<'_>, cx: &mut Ctxt) {
             ),
         }
     }
+    if let (Some((key, _)), Some(_)) = (&attrs.upcast_from, &attrs.migrate_from) {
+        cx.error_spanned_by(
+            key,
+            "`upcast_from` and `migrate_from` both name the previous version: a step converts \
+             each old value into one (`migrate_from`) or into any number (`upcast_from`), not \
+             both",
+        );
+    }
+    if let (Some(key), Some(_)) = (&attrs.accept_unversioned, &attrs.upcast_from) {
+        cx.error_spanned_by(
+            key,
+            "`accept_unversioned` belongs on the oldest version, the one without \
+             `upcast_from`: files written before persist was adopted are read as that version",
+        );
+    }
     if let (Some(key), Some(_)) = (&attrs.accept_unversioned, &attrs.migrate_from) {
         cx.error_spanned_by(
             key,

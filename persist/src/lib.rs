@@ -160,7 +160,9 @@ pub use crate::error::{BoxError, Error, ErrorKind, FileKind, IoOp, RemoteOp, Sea
 pub use crate::file_info::{FileInfo, KeySource, Layout};
 pub use crate::inspect::Inspection;
 pub use crate::instance::{INSTANCE_LOCK_FILE, InstanceLock};
-pub use crate::journal::{Journal, JournalRecords, JournalRecovery, RawRecord, Recovered, Replay};
+pub use crate::journal::{
+    Journal, JournalRecords, JournalRecovery, NoSnapshot, RawRecord, Recovered, Replay, Rewritten,
+};
 #[cfg(feature = "encryption")]
 pub use crate::key::{Key, KeyError};
 #[cfg(feature = "live")]
@@ -245,6 +247,46 @@ pub mod __private {
     {
         fn migrate_from(previous: Previous) -> Result<Self, BoxError> {
             Next::try_from(previous).map_err(Into::into)
+        }
+    }
+
+    /// A `TryFrom` step into any number of values (`upcast_from`), whose error can be boxed.
+    #[diagnostic::on_unimplemented(
+        message = "no upcast from `{Previous}` to `{Self}`",
+        label = "`{Self}` needs `impl From<{Previous}> for Vec<{Self}>` or `impl TryFrom<{Previous}> for Vec<{Self}>`",
+        note = "an upcast turns one old value into zero, one or many new ones; a `TryFrom` \
+                error type must convert into `Box<dyn std::error::Error + Send + Sync>`"
+    )]
+    pub trait UpcastFrom<Previous>: Sized {
+        /// Converts, boxing the error.
+        fn upcast_from(previous: Previous) -> Result<Vec<Self>, BoxError>;
+    }
+
+    impl<Previous, Next> UpcastFrom<Previous> for Next
+    where
+        Vec<Next>: TryFrom<Previous>,
+        <Vec<Next> as TryFrom<Previous>>::Error: Into<BoxError>,
+    {
+        fn upcast_from(previous: Previous) -> Result<Vec<Self>, BoxError> {
+            Vec::<Next>::try_from(previous).map_err(Into::into)
+        }
+    }
+
+    /// The one value an upcast made, for a single-value load (`migrate`); an error when it
+    /// made none or several.
+    pub fn single_upcast<T: crate::Persisted>(
+        upcast: Result<Vec<T>, BoxError>,
+    ) -> Result<T, BoxError> {
+        let mut values = upcast?;
+        match values.len() {
+            1 => Ok(values.remove(0)),
+            n => Err(format!(
+                "a value of version {} upcasts to {n} values of version {}: only a journal's \
+                 replay can take them",
+                <T::Previous as crate::Persisted>::VERSION,
+                T::VERSION
+            )
+            .into()),
         }
     }
 }

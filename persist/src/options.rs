@@ -99,7 +99,7 @@ impl Options {
     ///
     /// let journal = persist::Options::new()
     ///     .group_commit(Duration::from_micros(200))
-    ///     .journal::<Event>("events.log")?;
+    ///     .journal::<Event, persist::NoSnapshot>("events.log")?;
     /// # Ok::<(), persist::Error>(())
     /// ```
     pub const fn group_commit(mut self, window: Duration) -> Self {
@@ -121,7 +121,7 @@ impl Options {
     ///
     /// let journal = persist::Options::new()
     ///     .journal_recovery(JournalRecovery::AbsoluteConsistency)
-    ///     .journal::<Event>("events.log")?;
+    ///     .journal::<Event, persist::NoSnapshot>("events.log")?;
     /// # Ok::<(), persist::Error>(())
     /// ```
     pub const fn journal_recovery(mut self, recovery: JournalRecovery) -> Self {
@@ -1010,10 +1010,13 @@ impl Options {
     /// # struct Event { id: u64 }
     /// let journal = persist::Options::new()
     ///     .checksum(true)
-    ///     .journal::<Event>("events.log")?;
+    ///     .journal::<Event, persist::NoSnapshot>("events.log")?;
     /// # Ok::<(), persist::Error>(())
     /// ```
-    pub fn journal<E: Persisted>(&self, path: impl AsRef<Path>) -> Result<Journal<E>, Error> {
+    pub fn journal<E: Persisted, S: Persisted>(
+        &self,
+        path: impl AsRef<Path>,
+    ) -> Result<Journal<E, S>, Error> {
         Journal::open_with(&self.settings, path.as_ref())
     }
 

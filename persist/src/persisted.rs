@@ -16,7 +16,9 @@ use crate::{Error, Options};
 /// Implement it with `#[derive(Persisted)]` and `#[persist(version = N)]`, naming the
 /// previous version with `migrate_from = OlderType`. The derive checks at compile time that the
 /// older type is `Persisted`, has a lower version, and converts into this one with `From` or
-/// `TryFrom`. The chain ends at [`Origin`], which no file can hold.
+/// `TryFrom`. The chain ends at [`Origin`], which no file can hold. Journal events whose old
+/// versions split into several (or none) name it with `upcast_from = OlderType` and convert
+/// with `From<OlderType> for Vec<Self>` (see [`Journal`](crate::Journal)).
 ///
 /// The provided methods are the whole user-facing API: [`load`](Persisted::load),
 /// [`load_or_default`](Persisted::load_or_default), [`save`](Persisted::save), and with the
@@ -93,6 +95,24 @@ pub trait Persisted: Serialize + DeserializeOwned {
     ///
     /// Whatever the conversion returns; a load reports it as [`Error::Migration`].
     fn migrate(previous: Self::Previous) -> Result<Self, BoxError>;
+
+    /// `true` when the step from `Previous` to this version is an upcast
+    /// (`#[persist(upcast_from = Older)]`): one value of the older version becomes any number
+    /// of this one — an event split in two, or dropped. [`Journal`](crate::Journal) replays
+    /// each of them; a single-value load refuses a value that does not become exactly one.
+    const UPCASTS: bool = false;
+
+    /// Converts a value of the previous version into any number of values of this one (zero,
+    /// one or many): what a [`Journal`](crate::Journal) replays in place of an old record. The
+    /// derive implements it with `TryFrom<Self::Previous> for Vec<Self>` under `upcast_from`;
+    /// otherwise it is [`migrate`](Persisted::migrate)'s one value.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the conversion returns; a replay reports it as [`Error::Migration`].
+    fn upcast(previous: Self::Previous) -> Result<Vec<Self>, BoxError> {
+        Self::migrate(previous).map(|value| vec![value])
+    }
 
     /// Loads the file at `path`, whatever version in the chain it was saved at, and migrates
     /// it to this version. Never writes.

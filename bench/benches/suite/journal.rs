@@ -217,7 +217,7 @@ fn tasks_row(dir: &Path, rt: &tokio::runtime::Runtime, workload: Workload) -> Ro
 fn replay_row(dir: &Path, workload: Workload) -> RowResult {
     let journal = Options::new()
         .durability(Durability::None)
-        .journal::<Event>(dir.join("replay.log"))
+        .journal::<Event, persist::NoSnapshot>(dir.join("replay.log"))
         .unwrap();
     let events: Vec<Event> = (0..REPLAYED).map(Event::sample).collect();
     journal.append_many(&events).unwrap();
@@ -271,7 +271,7 @@ fn checkpoint_row(dir: &Path, workload: Workload) -> RowResult {
             .map(|key| (format!("user-{key:06}"), key * 7))
             .collect(),
     };
-    let journal = Journal::<Event>::open(dir.join("checkpoint.log")).unwrap();
+    let journal = Journal::<Event, Totals>::open(dir.join("checkpoint.log")).unwrap();
     let saved = dir.join("totals.json");
     let bytes = {
         totals.save(&saved).unwrap();

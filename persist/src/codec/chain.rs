@@ -16,6 +16,11 @@ pub(crate) fn has_older<T: Persisted>() -> bool {
     T::VERSION != 0 && T::Previous::VERSION != 0 && T::Previous::VERSION < T::VERSION
 }
 
+/// Whether some step of `T`'s chain is an upcast (one value into any number).
+pub(crate) fn chain_upcasts<T: Persisted>() -> bool {
+    T::UPCASTS || (has_older::<T>() && chain_upcasts::<T::Previous>())
+}
+
 /// Something done for each type of a chain, oldest first (see [`walk_chain`]).
 pub(crate) trait VisitVersion {
     fn visit<V: Persisted>(&mut self);

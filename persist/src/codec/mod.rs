@@ -35,6 +35,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde::de::Deserializer;
 
+pub(crate) use self::chain::chain_upcasts;
 use self::chain::{MigrationFailure, deserialize_at};
 #[cfg(feature = "testing")]
 pub(crate) use self::chain::{VisitVersion, walk_chain};

@@ -20,8 +20,8 @@ use crate::shell::names::{self, Sibling};
 use crate::shell::{self, AuditOp, io_error, parent_dir};
 use crate::{Persisted, file};
 
-impl<E: Persisted> Journal<E> {
-    pub(super) fn checkpoint_now<S: Persisted>(&self, snapshot: &S) -> Result<(), Error> {
+impl<E: Persisted, S: Persisted> Journal<E, S> {
+    pub(super) fn checkpoint_now(&self, snapshot: &S) -> Result<(), Error> {
         let mut state = self.shared.lock();
         // A flush of the current log must end before it is replaced.
         while state.syncing {
@@ -97,15 +97,19 @@ impl<E: Persisted> Journal<E> {
         Ok(())
     }
 
-    pub(super) fn recover_now<S: Persisted>(&self) -> Result<(Option<S>, Replay<E>), Error> {
+    pub(super) fn recover_now(&self) -> Result<(Option<S>, Replay<E>), Error> {
         let state = self.shared.lock();
         let (dir, name) = snapshot_dir(&self.real)?;
         // A snapshot covers at most every record the log has had (a higher one was refused
-        // when the journal was opened): one planted since is not one of its checkpoints.
-        let newest = snapshots_in(&dir, name)?
-            .into_iter()
-            .filter(|(covered, _)| *covered <= state.base + state.records)
-            .max_by_key(|(covered, _)| *covered);
+        // when the journal was opened): one planted since is not one of its checkpoints. A
+        // journal without a snapshot type reads none.
+        let newest = match S::VERSION {
+            0 => None,
+            _ => snapshots_in(&dir, name)?
+                .into_iter()
+                .filter(|(covered, _)| *covered <= state.base + state.records)
+                .max_by_key(|(covered, _)| *covered),
+        };
         let (snapshot, covered) = match newest {
             Some((covered, snapshot)) => {
                 let path = dir.join(&snapshot);

@@ -31,9 +31,11 @@ mod format;
 mod reader;
 mod records;
 mod recovery;
+mod rewrite;
 mod shared;
 #[cfg(test)]
 mod tests;
+mod upcast;
 
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
@@ -46,6 +48,7 @@ use self::format::{FORMAT_VERSION, FileHeader, RecordCodec};
 pub(crate) use self::records::read_only;
 pub use self::records::{JournalRecords, RawRecord, Replay};
 pub use self::recovery::{JournalRecovery, Recovered};
+pub use self::rewrite::Rewritten;
 pub(crate) use self::shared::{SharedEnd, append_shared};
 use crate::Persisted;
 use crate::error::{Error, IoOp};
@@ -56,9 +59,15 @@ use crate::shell::read::open_regular_file;
 use crate::shell::{self, Disk, io_error};
 use crate::telemetry::{Facts, Operation};
 
-/// An append-only log of `E` values with checkpoints. One process writes a journal at a time
-/// (its lock file is held while the `Journal` lives); `Journal` is `Send + Sync`, and appends
-/// from several threads are serialized.
+/// An append-only log of `E` values with checkpoints whose snapshots are `S` values (`Journal<E>`
+/// has none: see [`NoSnapshot`]). One process writes a journal at a time (its lock file is held
+/// while the `Journal` lives); `Journal` is `Send + Sync`, and appends from several threads are
+/// serialized.
+///
+/// The snapshot type is part of the journal's type, so [`checkpoint`](Journal::checkpoint) and
+/// [`recover`](Journal::recover) cannot disagree about it. Snapshots keep their own migration
+/// chain (they are ordinary persist files); records migrate through `E`'s, where a step may be
+/// an upcast that turns one old record into several values or none (`upcast_from`, below).
 ///
 /// # Examples
 ///
@@ -73,9 +82,9 @@ use crate::telemetry::{Facts, Operation};
 /// #[persist(version = 1)]
 /// struct Todo { items: Vec<String> }
 ///
-/// let journal: Journal<Event> = Journal::open("events.log")?;
+/// let journal: Journal<Event, Todo> = Journal::open("events.log")?;
 /// journal.append(&Event { id: 1, text: "buy milk".into() })?;
-/// let (snapshot, tail) = journal.recover::<Todo>()?;
+/// let (snapshot, tail) = journal.recover()?;
 /// let mut todo = snapshot.unwrap_or_default();
 /// for event in tail {
 ///     todo.items.push(event?.text);
@@ -83,8 +92,39 @@ use crate::telemetry::{Facts, Operation};
 /// journal.checkpoint(&todo)?;
 /// # Ok::<(), persist::Error>(())
 /// ```
+///
+/// An event type whose old version split into two (or was dropped) upcasts: one old record
+/// becomes any number of current values on replay, recover and [`rewrite`](Journal::rewrite).
+///
+/// ```no_run
+/// use persist::{Journal, Persisted};
+///
+/// #[derive(serde::Serialize, serde::Deserialize, Persisted)]
+/// #[persist(version = 1)]
+/// struct EventV1 { renamed: Option<(String, String)>, text: String }
+///
+/// #[derive(serde::Serialize, serde::Deserialize, Persisted)]
+/// #[persist(version = 2, upcast_from = EventV1)]
+/// enum Event { Added(String), Renamed { from: String, to: String } }
+///
+/// impl From<EventV1> for Vec<Event> {
+///     fn from(old: EventV1) -> Vec<Event> {
+///         let mut events = vec![Event::Added(old.text)];
+///         if let Some((from, to)) = old.renamed {
+///             events.push(Event::Renamed { from, to });
+///         }
+///         events
+///     }
+/// }
+///
+/// let journal: Journal<Event> = Journal::open("events.log")?;
+/// for event in journal.replay()? {
+///     let event: Event = event?; // a version 1 record: one or two of these
+/// }
+/// # Ok::<(), persist::Error>(())
+/// ```
 #[derive(Debug)]
-pub struct Journal<E> {
+pub struct Journal<E, S = NoSnapshot> {
     path: PathBuf,
     /// The log's file itself (`path`, or what a link at it points to): its snapshots are
     /// beside it, as its lock file is.
@@ -95,10 +135,39 @@ pub struct Journal<E> {
     /// What the open cut off.
     recovered: Option<Recovered>,
     shared: Arc<Shared>,
-    marker: PhantomData<fn() -> E>,
+    marker: PhantomData<fn() -> (E, S)>,
 }
 
-impl<E: Persisted> Journal<E> {
+/// The snapshot type of a [`Journal`] without checkpoints, `Journal<E>`: it has no values, so
+/// [`checkpoint`](Journal::checkpoint) cannot be called, and [`recover`](Journal::recover)
+/// returns `None` and every record. Name a snapshot type to checkpoint: `Journal<E, S>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoSnapshot {}
+
+impl serde::Serialize for NoSnapshot {
+    fn serialize<T: serde::Serializer>(&self, _: T) -> Result<T::Ok, T::Error> {
+        match *self {}
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for NoSnapshot {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom(
+            "this journal has no snapshot type (Journal<E, NoSnapshot>)",
+        ))
+    }
+}
+
+impl Persisted for NoSnapshot {
+    const VERSION: u32 = 0;
+    type Previous = crate::Origin;
+
+    fn migrate(previous: crate::Origin) -> Result<Self, crate::BoxError> {
+        match previous {}
+    }
+}
+
+impl<E: Persisted, S: Persisted> Journal<E, S> {
     /// Opens the journal at `path`, creating it (and missing parent directories) if there is
     /// none, with the default [`Options`](crate::Options). A torn last flush, left by a crash
     /// during an append, is cut off and reported by [`recovered`](Journal::recovered). A new
@@ -115,11 +184,11 @@ impl<E: Persisted> Journal<E> {
     /// # Examples
     ///
     /// See [`Journal`].
-    pub fn open(path: impl AsRef<Path>) -> Result<Journal<E>, Error> {
+    pub fn open(path: impl AsRef<Path>) -> Result<Journal<E, S>, Error> {
         Journal::open_with(&Settings::DEFAULT, path.as_ref())
     }
 
-    pub(crate) fn open_with(settings: &Settings, path: &Path) -> Result<Journal<E>, Error> {
+    pub(crate) fn open_with(settings: &Settings, path: &Path) -> Result<Journal<E, S>, Error> {
         let operation = Operation::start("journal_open", path);
         let mut facts = Facts::default();
         let result = operation.in_span(|| Journal::open_now(settings, path, &mut facts));
@@ -127,7 +196,11 @@ impl<E: Persisted> Journal<E> {
         result
     }
 
-    fn open_now(settings: &Settings, path: &Path, facts: &mut Facts) -> Result<Journal<E>, Error> {
+    fn open_now(
+        settings: &Settings,
+        path: &Path,
+        facts: &mut Facts,
+    ) -> Result<Journal<E, S>, Error> {
         let disk = &settings.disk;
         let lock = lock::exclusive_with(path, disk.lock_timeout, Scope::Process)?;
         let (file, _) = open_or_create(disk, path, || {
@@ -461,7 +534,7 @@ impl<E: Persisted> Journal<E> {
     /// # Examples
     ///
     /// See [`Journal`].
-    pub fn checkpoint<S: Persisted>(&self, snapshot: &S) -> Result<(), Error> {
+    pub fn checkpoint(&self, snapshot: &S) -> Result<(), Error> {
         let operation = Operation::start("journal_checkpoint", &self.path);
         let result = operation.in_span(|| self.checkpoint_now(snapshot));
         let facts = Facts {
@@ -472,17 +545,58 @@ impl<E: Persisted> Journal<E> {
         result
     }
 
-    /// The last checkpoint's snapshot (`None` before the first) and the records after it.
+    /// Stores every record after the last checkpoint again at the current version `E`: old
+    /// records migrate (an upcast may turn one into several or none), the old log is kept as
+    /// `<log>.v<N>.bak` (N: the oldest version among its records), then the log is replaced
+    /// atomically by one holding the migrated records after the same base (the durable
+    /// replace of a save). Nothing changes if a record does not migrate, and nothing is
+    /// rewritten when every record is at `E`'s version already. Appends wait meanwhile.
+    ///
+    /// Records keep their order; when upcasts change their number, the indexes of those after
+    /// the first such record move, so readers following the journal start again from
+    /// [`recover`](Journal::recover). Replay costs the same after as before, without the
+    /// migrations.
     ///
     /// # Errors
     ///
-    /// What [`Options::load`](crate::Options::load) returns for the snapshot; [`Error::Corrupt`] when the snapshot
-    /// and the log do not fit together (the log starts after records the snapshot lacks).
+    /// What [`replay`](Journal::replay) returns for a record ([`Error::Migration`],
+    /// [`Error::Corrupt`], ...); what a save returns for the backup and the new log.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[derive(serde::Serialize, serde::Deserialize, persist::Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Event { id: u64 }
+    /// let journal = persist::Journal::<Event>::open("events.log")?;
+    /// let rewritten = journal.rewrite()?;
+    /// println!("{} records, now {}; old log kept as {:?}", rewritten.before, rewritten.after, rewritten.backup);
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn rewrite(&self) -> Result<Rewritten, Error> {
+        let operation = Operation::start("journal_rewrite", &self.path);
+        let result = operation.in_span(|| self.rewrite_now());
+        let facts = Facts {
+            to: Some(E::VERSION),
+            ..Facts::default()
+        };
+        operation.finish(&result, facts);
+        result
+    }
+
+    /// The last checkpoint's snapshot (`None` before the first, and always for a journal
+    /// without a snapshot type) and the records after it.
+    ///
+    /// # Errors
+    ///
+    /// What [`Options::load`](crate::Options::load) returns for the snapshot;
+    /// [`Error::Corrupt`] when the snapshot and the log do not fit together (the log starts
+    /// after records the snapshot lacks).
     ///
     /// # Examples
     ///
     /// See [`Journal`].
-    pub fn recover<S: Persisted>(&self) -> Result<(Option<S>, Replay<E>), Error> {
+    pub fn recover(&self) -> Result<(Option<S>, Replay<E>), Error> {
         self.recover_now()
     }
 }

@@ -1,12 +1,14 @@
 //! Reading a journal's records: [`Replay`] (typed, migrated to the program's version) and
 //! [`JournalRecords`] (untyped, for tools), both over the one [`Reader`].
 
+use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::path::Path;
 
 use super::format::{FILE_HEADER, FileHeader};
 use super::reader::Reader;
 use super::recovery::{self, Recovered};
+use super::upcast::Many;
 use crate::error::{Error, IoOp};
 use crate::settings::Settings;
 use crate::shell::io_error;
@@ -18,6 +20,8 @@ use crate::{Persisted, codec};
 pub struct Replay<E> {
     reader: Reader,
     settings: Settings,
+    /// Values an upcast record became, not yet returned.
+    upcast: VecDeque<E>,
     marker: PhantomData<fn() -> E>,
 }
 
@@ -36,6 +40,7 @@ impl<E> Replay<E> {
         Ok(Replay {
             reader,
             settings: settings.clone(),
+            upcast: VecDeque::new(),
             marker: PhantomData,
         })
     }
@@ -75,11 +80,27 @@ fn at_record(mut error: Error, offset: u64) -> Error {
 impl<E: Persisted> Iterator for Replay<E> {
     type Item = Result<E, Error>;
 
+    /// The next value: a record migrated to `E`, or one of the values an upcast made of it
+    /// (in order; none for a record an upcast dropped).
     fn next(&mut self) -> Option<Result<E, Error>> {
-        let path = self.reader.path().to_owned();
-        Some(self.next_envelope()?.and_then(|(offset, envelope)| {
-            codec::decode::<E>(&envelope).map_err(|error| at_record(error.at::<E>(&path), offset))
-        }))
+        loop {
+            if let Some(value) = self.upcast.pop_front() {
+                return Some(Ok(value));
+            }
+            let path = self.reader.path().to_owned();
+            let (offset, envelope) = match self.next_envelope()? {
+                Ok(next) => next,
+                Err(error) => return Some(Err(error)),
+            };
+            let at = |error: codec::DecodeError| at_record(error.at::<E>(&path), offset);
+            if !codec::chain_upcasts::<E>() {
+                return Some(codec::decode::<E>(&envelope).map_err(at));
+            }
+            match codec::decode::<Many<E>>(&envelope) {
+                Ok(Many(values)) => self.upcast.extend(values),
+                Err(error) => return Some(Err(at(error))),
+            }
+        }
     }
 }
 

@@ -23,7 +23,7 @@ impl Persisted for Event {
     }
 }
 
-fn ids(journal: &Journal<Event>) -> Vec<u64> {
+fn ids<S: Persisted>(journal: &Journal<Event, S>) -> Vec<u64> {
     journal.replay().unwrap().map(|e| e.unwrap().id).collect()
 }
 
@@ -48,7 +48,7 @@ fn a_failed_write_or_sync_refuses_appends_until_the_journal_is_opened_again() {
     for op in [IoOp::Write, IoOp::SyncFile] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.log");
-        let journal = Journal::<Event>::open(&path).unwrap();
+        let journal = Journal::<Event, Event>::open(&path).unwrap();
         journal.append(&Event { id: 0 }).unwrap();
         let end = journal.shared.lock().end;
         let fault = inject_fault(dir.path(), op);

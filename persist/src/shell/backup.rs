@@ -113,7 +113,12 @@ pub(crate) fn preserve(
 }
 
 /// Writes `data` (a file of `version`) as the backup of `target` of that version.
-fn write_copy(disk: &Disk, target: &Target, version: u64, data: &[u8]) -> Result<(), Error> {
+pub(crate) fn write_copy(
+    disk: &Disk,
+    target: &Target,
+    version: u64,
+    data: &[u8],
+) -> Result<(), Error> {
     let name = names::name_for(&target.name, Sibling::Backup(version));
     let copy = Target::beneath(&target.dir, &name, target.dir.join(&name))?;
     // A copy: private (0600) whatever the file's mode, and not a state file of its own.

@@ -1,0 +1,143 @@
+//! Rewriting a journal's log at the current version: every record after the last checkpoint
+//! migrated (upcasts included) and stored again, atomically, with the old log kept as a
+//! backup.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::Journal;
+use super::commit::{Log, State};
+use super::format::{FILE_HEADER, FileHeader, seal_flush};
+use super::reader::Reader;
+use super::upcast::Many;
+use crate::error::{Error, IoOp};
+use crate::shell::backup;
+use crate::shell::commit::{Target, Write, bytes, replace_keeping};
+use crate::shell::names::{self, Sibling};
+use crate::shell::{io_error, lock, read_exact_at};
+use crate::{Persisted, codec};
+
+/// What [`Journal::rewrite`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Rewritten {
+    /// Records the log held after its last checkpoint.
+    pub before: u64,
+    /// Records it holds now, all at the current version (upcasts may have made more or
+    /// fewer).
+    pub after: u64,
+    /// The old log, kept as `<log>.v<N>.bak` (N: the oldest version among its records);
+    /// `None` when every record was at the current version already and nothing was rewritten.
+    pub backup: Option<PathBuf>,
+}
+
+impl<E: Persisted, S: Persisted> Journal<E, S> {
+    pub(super) fn rewrite_now(&self) -> Result<Rewritten, Error> {
+        let mut state = self.shared.lock();
+        // A flush of the current log must end before it is replaced.
+        while state.syncing {
+            state = self.shared.wait(state);
+        }
+        state.refuse_if_failed(&self.path)?;
+        if let Err(error) = state.write_pending(&self.path, self.settings.disk.durability) {
+            drop(state);
+            self.shared.wake();
+            return Err(error);
+        }
+        let (base, end) = (state.base, state.end);
+        // Every record decoded and encoded again before anything changes: a record that does
+        // not migrate fails the rewrite with the log as it was.
+        let read = state
+            .file
+            .try_clone()
+            .map_err(io_error(&self.path, IoOp::Open))?;
+        let mut reader = Reader::new(
+            &self.path,
+            read,
+            FILE_HEADER as u64,
+            end,
+            self.settings.disk.max_size,
+        )?;
+        let (mut before, mut after) = (0, 0);
+        let mut oldest = E::VERSION;
+        let mut records = Vec::new();
+        while let Some(header) = reader.next_record() {
+            let header = header?;
+            let offset = reader.last_offset();
+            before += 1;
+            oldest = oldest.min(header.version);
+            let envelope = self
+                .settings
+                .unframe(reader.data())
+                .map_err(|error| error.at(&self.path))?;
+            let at = |error: codec::DecodeError| {
+                let mut error = error.at::<E>(&self.path);
+                if let Error::Corrupt { reason, .. } = &mut error {
+                    *reason = format!("record at byte {offset}: {reason}");
+                }
+                error
+            };
+            let values = match codec::chain_upcasts::<E>() {
+                true => codec::decode::<Many<E>>(&envelope).map_err(at)?.0,
+                false => vec![codec::decode::<E>(&envelope).map_err(at)?],
+            };
+            for value in &values {
+                self.codec.encode(&mut records, value, &self.path)?;
+                after += 1;
+            }
+        }
+        if oldest == E::VERSION && before == after {
+            return Ok(Rewritten {
+                before,
+                after,
+                backup: None,
+            });
+        }
+        let disk = &self.settings.disk;
+        let target = Target::resolve(&self.path, disk.durability)?;
+        let mut old = vec![0; end as usize];
+        read_exact_at(&state.file, &mut old, 0).map_err(io_error(&self.path, IoOp::Read))?;
+        backup::write_copy(disk, &target, u64::from(oldest), &old)?;
+        let backup = target.dir.join(names::name_for(
+            &target.name,
+            Sibling::Backup(u64::from(oldest)),
+        ));
+        let mut log = FileHeader::new(base).to_bytes().to_vec();
+        seal_flush(&mut records, FILE_HEADER as u64);
+        log.extend_from_slice(&records);
+        let (file, installed) = replace_keeping(disk, &target, &Write::default(), bytes(&log));
+        if let Some(file) = file {
+            // The new log is ours alone (created exclusively; no wait for its flock).
+            match lock::hold_file(&file, &self.path, &self.path, Some(Duration::ZERO)) {
+                Ok(hold) => {
+                    *state = State::new(Log {
+                        file,
+                        hold,
+                        base,
+                        records: after,
+                        end: log.len() as u64,
+                        allocated: log.len() as u64,
+                        unmarked: after > 0,
+                    });
+                }
+                Err(error) => {
+                    state.failed = Some((
+                        IoOp::Lock,
+                        format!("the rewritten log could not be locked ({error})"),
+                    ));
+                    drop(state);
+                    self.shared.wake();
+                    return Err(error);
+                }
+            }
+        }
+        drop(state);
+        self.shared.wake();
+        installed?;
+        Ok(Rewritten {
+            before,
+            after,
+            backup: Some(backup),
+        })
+    }
+}
