@@ -6,7 +6,7 @@
 //! persist verify PATH... [--all] [--key-env VAR | --passphrase-env VAR]
 //! persist backups FILE
 //! persist restore FILE VERSION
-//! persist journal FILE [--key-env VAR | --passphrase-env VAR]
+//! persist journal FILE [--follow] [--key-env VAR | --passphrase-env VAR]
 //! ```
 //!
 //! Commands that need the program's types (a dry run of a load, a migration in place) are in
@@ -35,9 +35,11 @@ usage:
       the backups persist kept beside FILE, newest version first
   persist restore FILE VERSION
       puts the backup of VERSION back in place of FILE (FILE is kept as a backup first)
-  persist journal FILE [--key-env VAR | --passphrase-env VAR]
+  persist journal FILE [--follow] [--key-env VAR | --passphrase-env VAR]
       the records of a journal or audit log, one per line: index, byte offset, schema
-      version, data; then how many, and the torn tail the next open would cut off, if any
+      version, data; then how many, and the torn tail the next open would cut off, if any.
+      --follow: after them, every record appended later, as it comes (across checkpoints),
+      until interrupted
 
 An encrypted file or journal needs its key: --key-env names an environment variable holding
 the key as 64 hex digits, --passphrase-env one holding the passphrase.";
@@ -90,9 +92,15 @@ fn run(args: &[OsString], out: &mut impl Write) -> Result<ExitCode, Failure> {
         options,
         operands,
         all,
+        follow,
     } = parse_arguments(rest)?;
     if all && command.to_str() != Some("verify") {
         return Err(Failure::Usage("--all is an option of verify".to_owned()));
+    }
+    if follow && command.to_str() != Some("journal") {
+        return Err(Failure::Usage(
+            "--follow is an option of journal".to_owned(),
+        ));
     }
     match command.to_str() {
         Some("show") => {
@@ -140,7 +148,10 @@ fn run(args: &[OsString], out: &mut impl Write) -> Result<ExitCode, Failure> {
             let [file] = operands.as_slice() else {
                 return Err(Failure::Usage("journal takes one FILE".to_owned()));
             };
-            journal(&options, file, out)?;
+            match follow {
+                true => follow_journal(&options, file, out)?,
+                false => journal(&options, file, out)?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         Some("help" | "--help" | "-h") => {
@@ -166,6 +177,8 @@ struct Arguments {
     operands: Vec<PathBuf>,
     /// `--all`: verify lists the files it skips.
     all: bool,
+    /// `--follow`: journal goes on with the records appended later.
+    follow: bool,
 }
 
 /// Takes `--key-env VAR` / `--passphrase-env VAR` and `--all` out of `args`: the options to
@@ -174,10 +187,12 @@ fn parse_arguments(args: &[OsString]) -> Result<Arguments, Failure> {
     let mut options = Options::new();
     let mut operands = Vec::new();
     let mut all = false;
+    let mut follow = false;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("--all") => all = true,
+            Some("--follow") => follow = true,
             Some(flag @ ("--key-env" | "--passphrase-env")) => {
                 let variable = args
                     .next()
@@ -207,6 +222,7 @@ fn parse_arguments(args: &[OsString]) -> Result<Arguments, Failure> {
         options,
         operands,
         all,
+        follow,
     })
 }
 
@@ -564,6 +580,34 @@ fn journal(options: &Options, file: &Path, out: &mut impl Write) -> Result<(), F
     }
     if let Some(torn) = records.recovered() {
         writeln!(out, "{}", describe_torn(torn))?;
+    }
+    Ok(())
+}
+
+/// `persist journal --follow`: every record from the log's first on, then each record appended
+/// later as it comes, until the process is interrupted (or the journal is damaged).
+fn follow_journal(options: &Options, file: &Path, out: &mut impl Write) -> Result<(), Failure> {
+    let records = options.journal_follow_records(file, 0)?;
+    for record in records {
+        match record {
+            Ok((_, record)) => writeln!(
+                out,
+                "#{} @{} v{} {}",
+                record.index, record.offset, record.version, record.data
+            )?,
+            // Records before the log's first are in the last checkpoint's snapshot: the
+            // follower starts after them.
+            Err(Error::Checkpointed { from: 0, .. }) => {}
+            Err(error @ Error::Checkpointed { .. }) => writeln!(out, "{error}")?,
+            Err(Error::KeyRequired { .. }) => {
+                writeln!(
+                    out,
+                    "an encrypted record: not read, no key was given; {KEY_HINT}"
+                )?;
+            }
+            Err(error) => return Err(error.into()),
+        }
+        out.flush()?;
     }
     Ok(())
 }

@@ -661,3 +661,39 @@ fn crc32c_low(name: &str) -> u32 {
     }
     !crc & 0xff
 }
+
+#[test]
+fn journal_follow_prints_records_as_they_are_appended_across_a_checkpoint() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.log");
+    let journal = persist::Journal::<Event, Event>::open(&path).unwrap();
+    journal
+        .append(&Event {
+            id: 0,
+            text: "event 0".to_owned(),
+        })
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_persist"))
+        .args(["journal", "events.log", "--follow"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = || lines.next().unwrap().unwrap();
+    let event = |id: u64| Event {
+        id,
+        text: format!("event {id}"),
+    };
+    assert_eq!(next(), r#"#0 @24 v3 {"id":0,"text":"event 0"}"#);
+    journal.append(&event(1)).unwrap();
+    assert!(next().starts_with("#1 @"));
+    journal.checkpoint(&event(1)).unwrap();
+    journal.append(&event(2)).unwrap();
+    assert_eq!(next(), r#"#2 @24 v3 {"id":2,"text":"event 2"}"#);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -165,6 +165,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// A reader following a [`Journal`](crate::Journal) ([`Options::journal_follow`](crate::Options::journal_follow))
+    /// found the log replaced by a checkpoint before it had read the records `from..to`:
+    /// they are in the checkpoint's snapshot only. The reader goes on at record `to`.
+    Checkpointed {
+        /// The journal.
+        path: PathBuf,
+        /// The first record the reader missed.
+        from: u64,
+        /// The first record it can read (the new log's first).
+        to: u64,
+    },
+
     /// Another program changed the file while changes of a [`Live`](crate::Live) handle
     /// with [`SavePolicy::Coalesce`](crate::SavePolicy::Coalesce) waited to be saved, and
     /// both changed the same field: the changes were merged with the handle's values for those
@@ -365,6 +377,12 @@ impl fmt::Display for Error {
                  transaction already open, or drop it before opening it again",
                 lock_path.display()
             ),
+            Error::Checkpointed { from, to, .. } => write!(
+                f,
+                "records {from} to {} of the journal were covered by a checkpoint before they \
+                 were read: they are in its snapshot only; reading goes on at record {to}",
+                to.saturating_sub(1)
+            ),
             Error::AlreadyRunning { pid, .. } => match pid {
                 Some(pid) => write!(f, "another instance is running (process {pid})"),
                 None => f.write_str("another instance is running"),
@@ -522,6 +540,7 @@ impl Error {
             | Error::LockTimeout { path, .. }
             | Error::AlreadyOpen { path, .. }
             | Error::AlreadyRunning { path, .. }
+            | Error::Checkpointed { path, .. }
             | Error::DamagedJournal { path, .. }
             | Error::Conflict { path, .. }
             | Error::InvalidKey { path, .. }
@@ -603,6 +622,8 @@ pub enum ErrorKind {
     AlreadyOpen,
     /// [`Error::AlreadyRunning`].
     AlreadyRunning,
+    /// [`Error::Checkpointed`].
+    Checkpointed,
     /// [`Error::DamagedJournal`].
     DamagedJournal,
     /// [`Error::Conflict`].
@@ -651,6 +672,7 @@ impl ErrorKind {
             ErrorKind::LockTimeout => "lock_timeout",
             ErrorKind::AlreadyOpen => "already_open",
             ErrorKind::AlreadyRunning => "already_running",
+            ErrorKind::Checkpointed => "checkpointed",
             ErrorKind::DamagedJournal => "damaged_journal",
             ErrorKind::Conflict => "conflict",
             ErrorKind::InvalidKey => "invalid_key",
@@ -724,6 +746,7 @@ impl Error {
             Error::LockTimeout { .. } => ErrorKind::LockTimeout,
             Error::AlreadyOpen { .. } => ErrorKind::AlreadyOpen,
             Error::AlreadyRunning { .. } => ErrorKind::AlreadyRunning,
+            Error::Checkpointed { .. } => ErrorKind::Checkpointed,
             Error::DamagedJournal { .. } => ErrorKind::DamagedJournal,
             Error::Conflict { .. } => ErrorKind::Conflict,
             Error::InvalidKey { .. } => ErrorKind::InvalidKey,

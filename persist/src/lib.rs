@@ -160,8 +160,11 @@ pub use crate::error::{BoxError, Error, ErrorKind, FileKind, IoOp, RemoteOp, Sea
 pub use crate::file_info::{FileInfo, KeySource, Layout};
 pub use crate::inspect::Inspection;
 pub use crate::instance::{INSTANCE_LOCK_FILE, InstanceLock};
+#[cfg(feature = "tokio")]
+pub use crate::journal::AsyncFollow;
 pub use crate::journal::{
-    Journal, JournalRecords, JournalRecovery, NoSnapshot, RawRecord, Recovered, Replay, Rewritten,
+    Follow, Journal, JournalRecords, JournalRecovery, NoSnapshot, RawRecord, Recovered, Replay,
+    Rewritten,
 };
 #[cfg(feature = "encryption")]
 pub use crate::key::{Key, KeyError};

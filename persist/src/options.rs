@@ -17,8 +17,8 @@ use crate::retry::Retry;
 use crate::settings::Settings;
 use crate::shell::{AuditOp, Durability};
 use crate::{
-    Backup, Error, FileInfo, Inspection, Journal, JournalRecords, JournalRecovery, Persisted,
-    Transaction, file, file_info, inspect,
+    Backup, Error, FileInfo, Follow, Inspection, Journal, JournalRecords, JournalRecovery,
+    Persisted, RawRecord, Transaction, file, file_info, inspect,
 };
 
 /// Settings for loading and saving, for when the defaults of the [`Persisted`] methods do not
@@ -1043,6 +1043,70 @@ impl Options {
     /// ```
     pub fn journal_records(&self, path: impl AsRef<Path>) -> Result<JournalRecords, Error> {
         JournalRecords::open(&self.settings, path.as_ref())
+    }
+
+    /// Follows the journal at `path` from record `from` on, as another process appends to it:
+    /// a blocking iterator of `(index, value)` that yields every record the journal holds from
+    /// `from`, then waits for the next ones and yields each soon after its append returned
+    /// (woken by file events with the `live` feature, within 10 ms by polling otherwise). A
+    /// checkpoint replaces the log: the reader finishes the old one, then goes on by index in
+    /// the new one, never repeating or skipping a record. No lock is taken and nothing is
+    /// changed; the journal may not exist yet. Records are opened with these options' key
+    /// and migrated (upcasts included) to `E`. For async code, [`Follow::into_async`].
+    ///
+    /// Start from the index [`Journal::len`] had when you recovered (or 0): records before
+    /// the last checkpoint are in its snapshot only, and asking for them is
+    /// [`Error::Checkpointed`]. After a [`Journal::rewrite`] that changed the number of
+    /// records, start again from a recovery.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] / [`Error::Unsupported`] when a file at `path` is not a journal this
+    /// version reads, [`Error::NotRegularFile`]. Items: as the iterator of [`Follow`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[derive(serde::Serialize, serde::Deserialize, persist::Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Event { id: u64 }
+    /// for record in persist::Options::new().journal_follow::<Event>("events.log", 0)? {
+    ///     let (index, event) = record?;
+    ///     println!("#{index}: event {}", event.id);
+    /// }
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn journal_follow<E: Persisted>(
+        &self,
+        path: impl AsRef<Path>,
+        from: u64,
+    ) -> Result<Follow<E>, Error> {
+        Follow::typed(&self.settings, path.as_ref(), from)
+    }
+
+    /// [`journal_follow`](Options::journal_follow) without the records' type: each record as
+    /// [`JournalRecords`] gives it (its version and JSON text), for tools
+    /// (`persist journal --follow`).
+    ///
+    /// # Errors
+    ///
+    /// As [`journal_follow`](Options::journal_follow).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// for record in persist::Options::new().journal_follow_records("events.log", 0)? {
+    ///     let (_, record) = record?;
+    ///     println!("#{} (version {}): {}", record.index, record.version, record.data);
+    /// }
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn journal_follow_records(
+        &self,
+        path: impl AsRef<Path>,
+        from: u64,
+    ) -> Result<Follow<RawRecord>, Error> {
+        Follow::raw(&self.settings, path.as_ref(), from)
     }
 
     /// A [`Transaction`] on the files under `root` (created if missing) with these options

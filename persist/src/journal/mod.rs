@@ -27,6 +27,7 @@
 
 mod checkpoint;
 mod commit;
+mod follow;
 mod format;
 mod reader;
 mod records;
@@ -43,6 +44,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use self::commit::{Log, Shared, Turn};
+#[cfg(feature = "tokio")]
+pub use self::follow::AsyncFollow;
+pub use self::follow::Follow;
 pub(crate) use self::format::MAGIC;
 use self::format::{FORMAT_VERSION, FileHeader, RecordCodec};
 pub(crate) use self::records::read_only;

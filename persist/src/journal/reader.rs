@@ -100,6 +100,11 @@ impl Reader {
         &self.path
     }
 
+    /// The journal's file.
+    pub(super) fn file(&self) -> &File {
+        self.file.get_ref()
+    }
+
     /// Where the next entry starts.
     pub(super) fn offset(&self) -> u64 {
         self.offset
@@ -108,6 +113,12 @@ impl Reader {
     /// The data of the last [`Step::Record`].
     pub(super) fn data(&self) -> &[u8] {
         &self.data
+    }
+
+    /// Reads up to `end` from now on: a reader that follows a journal as it grows (or as a
+    /// writer cuts a torn tail off it).
+    pub(super) fn set_end(&mut self, end: u64) {
+        self.end = end;
     }
 
     /// Where the last [`Step::Record`] starts.
@@ -126,7 +137,9 @@ impl Reader {
             return Ok(self.fail(Failure::ShortHeader));
         }
         let mut bytes = [0; RECORD_HEADER];
-        self.read(&mut bytes)?;
+        if !self.read(&mut bytes)? {
+            return Ok(self.fail(Failure::ShortHeader));
+        }
         let Some(header) = RecordHeader::parse(&bytes) else {
             return Ok(self.fail(Failure::HeaderChecksum));
         };
@@ -142,7 +155,9 @@ impl Reader {
         data.resize(header.len as usize, 0);
         let read = self.read(&mut data);
         self.data = data;
-        read?;
+        if !read? {
+            return Ok(self.fail(Failure::PastEnd));
+        }
         if crc32c::crc32c(&self.data) != header.data_crc {
             return Ok(self.fail(Failure::DataChecksum));
         }
@@ -186,20 +201,19 @@ impl Reader {
         Step::Failed(failure)
     }
 
-    fn read(&mut self, buffer: &mut [u8]) -> Result<(), Error> {
-        self.file.read_exact(buffer).map_err(|error| {
-            let _ = self.file.seek(SeekFrom::Start(self.offset));
-            match error.kind() {
-                // The file was cut shorter than `end` by someone else meanwhile.
-                io::ErrorKind::UnexpectedEof => Error::DamagedJournal {
-                    path: self.path.clone(),
-                    offset: self.offset,
-                    reason: "the file ends before the record does: it was cut while being read"
-                        .to_owned(),
-                },
-                _ => io_error(&self.path, IoOp::Read)(error),
+    /// Fills `buffer` from the file; `false` when the file ends first (someone cut it shorter
+    /// than `end` meanwhile: a writer cutting a torn tail).
+    fn read(&mut self, buffer: &mut [u8]) -> Result<bool, Error> {
+        match self.file.read_exact(buffer) {
+            Ok(()) => Ok(true),
+            Err(error) => {
+                let _ = self.file.seek(SeekFrom::Start(self.offset));
+                match error.kind() {
+                    io::ErrorKind::UnexpectedEof => Ok(false),
+                    _ => Err(io_error(&self.path, IoOp::Read)(error)),
+                }
             }
-        })
+        }
     }
 }
 

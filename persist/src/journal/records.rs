@@ -170,20 +170,40 @@ impl Iterator for JournalRecords {
             }
         };
         self.index += 1;
-        let scanned = codec::scan(&envelope).and_then(|scan| Some((scan.version?, scan.data?)));
-        Some(match scanned {
-            Some((version, data)) => Ok(RawRecord {
-                index,
-                offset,
-                version,
-                data: String::from_utf8_lossy(data).into_owned(),
-            }),
-            None => Err(Error::DamagedJournal {
+        let record = raw_record(Path::new(""), index, offset, &envelope);
+        drop(envelope);
+        Some(record.map_err(|error| match error {
+            Error::DamagedJournal { offset, reason, .. } => Error::DamagedJournal {
                 path: self.records.reader.path().to_owned(),
                 offset,
-                reason: "the record is not a persist envelope".to_owned(),
-            }),
-        })
+                reason,
+            },
+            error => error,
+        }))
+    }
+}
+
+/// The record `index` at `offset` of the journal at `path`, whose envelope is `envelope`, as
+/// the untyped readers give it.
+pub(super) fn raw_record(
+    path: &Path,
+    index: u64,
+    offset: u64,
+    envelope: &[u8],
+) -> Result<RawRecord, Error> {
+    let scanned = codec::scan(envelope).and_then(|scan| Some((scan.version?, scan.data?)));
+    match scanned {
+        Some((version, data)) => Ok(RawRecord {
+            index,
+            offset,
+            version,
+            data: String::from_utf8_lossy(data).into_owned(),
+        }),
+        None => Err(Error::DamagedJournal {
+            path: path.to_owned(),
+            offset,
+            reason: "the record is not a persist envelope".to_owned(),
+        }),
     }
 }
 

@@ -131,6 +131,29 @@ pub(super) fn scan(path: &Path, file: &File, limit: u64, start: u64) -> Result<S
     }
 }
 
+/// [`Error::DamagedJournal`] when the entry at `failed` (which fails for `failure`) is
+/// followed by a later flush: damage, not a flush still being written.
+pub(super) fn check_damage(
+    path: &Path,
+    file: &File,
+    failed: u64,
+    size: u64,
+    failure: Failure,
+) -> Result<(), Error> {
+    match after_failure(file, failed, size).map_err(io_error(path, IoOp::Read))? {
+        After::LaterFlush => Err(Error::DamagedJournal {
+            path: path.to_owned(),
+            offset: failed,
+            reason: format!(
+                "{}; a later flush follows it, so it was synced and is damaged; records after \
+                 it may be intact",
+                failure.reason()
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// What follows a failed entry.
 #[derive(Debug, PartialEq, Eq)]
 enum After {

@@ -10,7 +10,7 @@
 mod core;
 mod events;
 mod merge;
-mod watcher;
+pub(crate) mod watcher;
 mod worker;
 
 use std::fmt;

@@ -1,4 +1,5 @@
-//! One directory watcher for every [`Live`](super::Live) handle of the process.
+//! One directory watcher for every [`Live`](super::Live) handle and journal follower of the
+//! process.
 //!
 //! A watcher per handle would cost an inotify instance each, and Linux allows a user 128 of
 //! them by default (`fs.inotify.max_user_instances`): an application with more live files
@@ -22,7 +23,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use super::core::lock;
 
 /// Something that wants to hear about changes of one file.
-pub(super) trait Watched: Send + Sync {
+pub(crate) trait Watched: Send + Sync {
     /// The file (or, after lost events, possibly the file) changed.
     fn changed(&self);
 }
@@ -107,14 +108,14 @@ fn dispatch(targets: &Mutex<Targets>, event: notify::Result<notify::Event>) {
 
 /// Keeps the file registered; dropping it stops the events (and the directory's watch, if
 /// it was the last file watched there).
-pub(super) struct Registration {
+pub(crate) struct Registration {
     registry: Arc<Registry>,
     directory: PathBuf,
     id: u64,
 }
 
 /// Starts passing the events of the file `name` in `directory` (canonical) to `watched`.
-pub(super) fn register(
+pub(crate) fn register(
     directory: &Path,
     name: OsString,
     watched: Weak<dyn Watched>,
