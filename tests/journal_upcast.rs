@@ -290,3 +290,41 @@ fn a_journal_without_a_snapshot_type_recovers_every_record() {
     assert!(snapshot.is_none());
     assert_eq!(tail.count(), 3);
 }
+
+/// Where the file system has no hard links, the backup is a copy of the old log's records.
+#[test]
+fn without_hard_links_the_backup_is_a_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.log");
+    old_log(&path);
+    let journal = Journal::<Event>::open(&path).unwrap();
+    let records_end = {
+        let records: Vec<_> = Options::new()
+            .journal_records(&path)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let last = records.last().unwrap();
+        let bytes = fs::read(&path).unwrap();
+        let at = last.offset as usize;
+        at + 24 + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize
+    };
+    let old = fs::read(&path).unwrap();
+    let fault =
+        persist::testing::inject_fault(dir.path(), persist::IoOp::CreateTemp, libc::EPERM, 1);
+    let rewritten = journal.rewrite().unwrap();
+    assert_eq!(fault.hits(), 1);
+    let backup_path = rewritten.backup.unwrap();
+    let backup = fs::read(&backup_path).unwrap();
+    // The records, and the mark of the clean close that followed them; not the zeros.
+    assert_eq!(backup[..records_end], old[..records_end]);
+    assert_eq!(backup.len(), records_end + 24);
+    assert_eq!(
+        Options::new()
+            .journal_records(&backup_path)
+            .unwrap()
+            .count(),
+        3
+    );
+    assert_eq!(journal.replay().unwrap().count(), 3);
+}

@@ -15,7 +15,7 @@
 //!                                  #   started with .ci/postgres unless PERSIST_TEST_POSTGRES is set)
 //! cargo bench -- transaction       # only the rows of Transaction (2, 10, 100 files)
 //! cargo bench -- journal           # only the rows of Journal (append, group commit, replay,
-//!                                  #   checkpoint)
+//!                                  #   rewrite, checkpoint, follower latency)
 //! cargo bench -- s3                # only the rows of Collection<T> on S3 (moto, via .ci/s3
 //!                                  #   unless PERSIST_TEST_S3 is set)
 //! PERSIST_BENCH_KEEP=1 cargo bench # keep the files in target/tmp/persist-bench/data
@@ -1058,6 +1058,12 @@ fn main() {
         && flag == "--rss-child"
     {
         rss_child(which, Path::new(path));
+        return;
+    }
+    if let [flag, path, count] = args.as_slice()
+        && flag == "--follow-child"
+    {
+        journal::follow_child(Path::new(path), count.parse().unwrap());
         return;
     }
     // `cargo bench` passes `--bench`; `cargo test --benches` does not.

@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::chain::in_chain;
 use super::{
-    DecodeError, Style, chain_versions, decode, encode, leading_version, redact, stored_version,
+    DecodeError, Parser, Pass, Style, chain_versions, decode, decode_compact, encode, finish,
+    leading_version, parse, redact, stored_version, verify_checksum,
 };
 use crate::{BoxError, Origin, Persisted};
 
@@ -430,4 +431,86 @@ fn redacts_quoted_values() {
         "invalid type: a floating-point number, expected u8"
     );
     assert_eq!(redact("missing field `name`"), "missing field `name`");
+}
+
+/// The compact fast path and the general decode agree on every shape: the fast path takes
+/// only persist's own compact envelope at the current version, and anything else is read (or
+/// refused) the general way.
+#[test]
+fn the_compact_path_agrees_with_the_general_decode() {
+    let general = |bytes: &[u8]| {
+        let pass = Pass::Envelope {
+            known_version: None,
+            checksum_checked: verify_checksum(bytes).unwrap_or(false),
+        };
+        parse::<V7>(bytes, pass, Parser::Json)
+            .ok()
+            .and_then(|outcome| finish(outcome, bytes, Parser::Json).ok())
+    };
+    let data = r#"{"label":"a","size":3,"tags":["x"]}"#;
+    let cases = [
+        format!(r#"{{"version":7,"data":{data}}}"#),
+        format!(r#"{{"version":7,"data":{data} }}"#),
+        format!(r#"{{"version":07,"data":{data}}}"#),
+        format!(r#"{{"version":70,"data":{data}}}"#),
+        format!(r#"{{"version":7,"data":{data},"extra":1}}"#),
+        format!(r#"{{"version":7,"data":{data},"version":7}}"#),
+        format!(r#"{{"version":7,"data":{data}}}}}"#),
+        format!(r#"{{"version":7,"data":{data}}} "#),
+        r#"{"version":7,"data":{"label":"a","size":3}}"#.to_owned(),
+        r#"{"version":7,"data":{"label":"a","size":300,"tags":[]}}"#.to_owned(),
+        format!(r#"{{"version":7,"data":{data},"crc32c":"00000000"}}"#),
+        r#"{"version":7,"data":[1,2]},{"#.to_owned(),
+        format!(r#"{{"version":7,"data":{data}}},"x":{{}}"#),
+        format!(r#"{{ "version":7,"data":{data}}}"#),
+        r#"{"version":3,"data":{"name":"b","size":1}}"#.to_owned(),
+        format!(r#"{{"data":{data},"version":7}}"#),
+        format!(r#"{{"version":7,"data":{data}"#),
+    ];
+    for case in &cases {
+        let fast = decode_compact::<V7>(case.as_bytes());
+        if let Some(fast) = &fast {
+            assert_eq!(Some(fast), general(case.as_bytes()).as_ref(), "{case}");
+        }
+        assert_eq!(
+            decode::<V7>(case.as_bytes()).ok(),
+            general(case.as_bytes()),
+            "{case}"
+        );
+    }
+    assert!(decode_compact::<V7>(cases[0].as_bytes()).is_some());
+    assert!(decode_compact::<V7>(cases[2].as_bytes()).is_none());
+}
+
+/// The compact path parses the value inside the envelope, so serde_json's nesting limit
+/// counts the envelope as the general way does: the same depths pass and fail.
+#[test]
+fn the_compact_path_has_the_general_nesting_limit() {
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Json(serde_json::Value);
+
+    impl Persisted for Json {
+        const VERSION: u32 = 1;
+        type Previous = Origin;
+        fn migrate(previous: Origin) -> Result<Self, BoxError> {
+            match previous {}
+        }
+    }
+
+    for depth in [120, 126, 127, 128, 129] {
+        let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let bytes = format!(r#"{{"version":1,"data":{nested}}}"#);
+        let pass = Pass::Envelope {
+            known_version: None,
+            checksum_checked: false,
+        };
+        let general = parse::<Json>(bytes.as_bytes(), pass, Parser::Json)
+            .ok()
+            .and_then(|outcome| finish(outcome, bytes.as_bytes(), Parser::Json).ok());
+        assert_eq!(
+            decode_compact::<Json>(bytes.as_bytes()).is_some(),
+            general.is_some(),
+            "depth {depth}"
+        );
+    }
 }

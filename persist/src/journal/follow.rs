@@ -170,9 +170,11 @@ impl<T> Follow<T> {
             failing: None,
             marker: PhantomData,
         };
-        // A file that is there but not a journal is an error now, not a wait.
-        if let Ok((file, _)) = open_regular_file(path, false) {
-            read_header(path, &file)?;
+        // A file that is there but not a journal (or not a file) is an error now, not a wait.
+        match open_regular_file(path, false) {
+            Ok((file, _)) => drop(read_header(path, &file)?),
+            Err(Error::NotFound { .. }) => {}
+            Err(error) => return Err(error),
         }
         Ok(follow)
     }
@@ -439,8 +441,10 @@ impl<T> Iterator for Follow<T> {
 /// changes wake `wake`; `None` where file events are not to be had (then the reader polls).
 #[cfg(feature = "live")]
 fn watch(path: &Path, wake: &Arc<Wake>) -> Option<crate::live::watcher::Registration> {
-    let name = path.file_name()?.to_owned();
-    let directory = std::fs::canonicalize(crate::shell::parent_dir(path)).ok()?;
+    // The file itself where a link points to it: its writer replaces the file there.
+    let file = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let name = file.file_name()?.to_owned();
+    let directory = std::fs::canonicalize(crate::shell::parent_dir(&file)).ok()?;
     let watched: Arc<dyn crate::live::watcher::Watched> = Arc::clone(wake) as _;
     crate::live::watcher::register(&directory, name, Arc::downgrade(&watched)).ok()
 }

@@ -87,12 +87,23 @@ impl<E: Persisted> Iterator for Replay<E> {
             if let Some(value) = self.upcast.pop_front() {
                 return Some(Ok(value));
             }
-            let path = self.reader.path().to_owned();
-            let (offset, envelope) = match self.next_envelope()? {
-                Ok(next) => next,
-                Err(error) => return Some(Err(error)),
+            if let Err(error) = self.reader.next_record()? {
+                return Some(Err(error));
+            }
+            // The path is only copied for an error.
+            let (reader, settings) = (&self.reader, &self.settings);
+            let at = |error: codec::DecodeError| {
+                at_record(error.at::<E>(reader.path()), reader.last_offset())
             };
-            let at = |error: codec::DecodeError| at_record(error.at::<E>(&path), offset);
+            let envelope = match settings.unframe(reader.data()) {
+                Ok(envelope) => envelope,
+                Err(error) => {
+                    return Some(Err(at_record(
+                        error.at(reader.path()),
+                        reader.last_offset(),
+                    )));
+                }
+            };
             if !codec::chain_upcasts::<E>() {
                 return Some(codec::decode::<E>(&envelope).map_err(at));
             }

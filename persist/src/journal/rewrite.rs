@@ -95,10 +95,19 @@ impl<E: Persisted, S: Persisted> Journal<E, S> {
         }
         let disk = &self.settings.disk;
         let target = Target::resolve(&self.path, disk.durability)?;
-        let mut old = vec![0; end as usize];
-        read_exact_at(&state.file, &mut old, 0).map_err(io_error(&self.path, IoOp::Read))?;
-        backup::write_copy(disk, &target, u64::from(oldest), &old)?;
-        let backup = target.dir.join(names::name_for(
+        // The backup: the old log itself under a second name (nothing copied), or a copy
+        // where the file system has no hard links.
+        let linked = match backup::link_current(&target) {
+            Ok(linked) => Some(linked),
+            Err(_) => {
+                let mut old = vec![0; end as usize];
+                read_exact_at(&state.file, &mut old, 0)
+                    .map_err(io_error(&self.path, IoOp::Read))?;
+                backup::write_copy(disk, &target, u64::from(oldest), &old)?;
+                None
+            }
+        };
+        let copied = target.dir.join(names::name_for(
             &target.name,
             Sibling::Backup(u64::from(oldest)),
         ));
@@ -134,6 +143,10 @@ impl<E: Persisted, S: Persisted> Journal<E, S> {
         drop(state);
         self.shared.wake();
         installed?;
+        let backup = match linked {
+            Some(linked) => linked.keep(disk, u64::from(oldest))?,
+            None => copied,
+        };
         Ok(Rewritten {
             before,
             after,

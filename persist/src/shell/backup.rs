@@ -126,6 +126,57 @@ pub(crate) fn write_copy(
     replace(disk, &copy, &Write::default(), bytes(data)).map(drop)
 }
 
+/// The file now at a target, under a second, temporary name (a hard link): what a journal's
+/// rewrite keeps as its backup without copying it. [`keep`](Linked::keep) makes it the backup
+/// of a version once the file was replaced; dropped unkept, the name is removed.
+pub(crate) struct Linked<'t> {
+    target: &'t Target,
+    temp: Option<std::ffi::OsString>,
+}
+
+/// Links the file at `target` under a temporary name (see [`Linked`]). Fails where the file
+/// system has no hard links; the caller copies instead.
+pub(crate) fn link_current(target: &Target) -> Result<Linked<'_>, Error> {
+    let temp = fault(IoOp::CreateTemp, target.dir.path())
+        .and_then(|()| super::commit::link_temp(&target.dir, &target.name))
+        .map_err(io_error(&target.named, IoOp::CreateTemp))?;
+    Ok(Linked {
+        target,
+        temp: Some(temp),
+    })
+}
+
+impl Linked<'_> {
+    /// Makes the linked file the backup of `version` of the target (replacing one there),
+    /// durably per `disk`. Returns its path.
+    pub(crate) fn keep(mut self, disk: &Disk, version: u64) -> Result<PathBuf, Error> {
+        let target = self.target;
+        let name = names::name_for(&target.name, Sibling::Backup(version));
+        let path = target.dir.join(&name);
+        let temp = self.temp.take().unwrap_or_default();
+        fault(IoOp::Rename, target.dir.path())
+            .and_then(|()| target.dir.rename(&temp, &target.dir, &name))
+            .map_err(|error| {
+                let _ = target.dir.remove_file(&temp);
+                io_error(&path, IoOp::Rename)(error)
+            })?;
+        if disk.syncs_dirs() {
+            fault(IoOp::SyncDir, target.dir.path())
+                .and_then(|()| target.dir.sync())
+                .map_err(io_error(&path, IoOp::SyncDir))?;
+        }
+        Ok(path)
+    }
+}
+
+impl Drop for Linked<'_> {
+    fn drop(&mut self) {
+        if let Some(temp) = self.temp.take() {
+            let _ = self.target.dir.remove_file(&temp);
+        }
+    }
+}
+
 /// The backups in `dir`, as (state file name, version), newest version first.
 fn list_in(dir: &Dir) -> std::io::Result<Vec<(std::ffi::OsString, u64)>> {
     let mut backups: Vec<_> = dir

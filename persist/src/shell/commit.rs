@@ -445,6 +445,23 @@ pub(crate) fn create_unique(
     Err(last)
 }
 
+/// Gives the file `name` of `dir` a second, temporary name (`.<name>.<random>.tmp`, a hard
+/// link): the name is returned.
+pub(crate) fn link_temp(dir: &Dir, name: &OsStr) -> io::Result<OsString> {
+    let mut last = io::Error::from(io::ErrorKind::AlreadyExists);
+    for _ in 0..(1u32 << 16) {
+        let mut temp = names::temp_prefix(name);
+        temp.push(random_part(TEMP_RANDOM_CHARS));
+        temp.push(names::temp_suffix());
+        match dir.link(name, &temp) {
+            Ok(()) => return Ok(temp),
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => last = error,
+            Err(error) => return Err(error),
+        }
+    }
+    Err(last)
+}
+
 fn random_part(chars: usize) -> String {
     std::iter::repeat_with(fastrand::alphanumeric)
         .take(chars)

@@ -264,6 +264,17 @@ mod sys {
         Ok(rustix::fs::renameat(from_dir, from, to_dir, to)?)
     }
 
+    /// A second name `to` for the file `from` (never following a link at `from`); fails if
+    /// anything is at `to`.
+    pub(super) fn link(
+        dir: impl AsFd,
+        from: &std::ffi::OsStr,
+        to: &std::ffi::OsStr,
+    ) -> std::io::Result<()> {
+        let dir = dir.as_fd();
+        Ok(rustix::fs::linkat(dir, from, dir, to, AtFlags::empty())?)
+    }
+
     pub(super) fn unlink(
         dir: impl AsFd,
         name: &std::ffi::OsStr,
@@ -509,6 +520,12 @@ impl Dir {
         sys::rename(&self.fd, from, &to_dir.fd, to)
     }
 
+    /// Gives the file `from` of this directory the second name `to` (a hard link); fails if
+    /// anything is at `to`.
+    pub(crate) fn link(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
+        sys::link(&self.fd, from, to)
+    }
+
     /// Removes the file (or symbolic link) `name`.
     pub(crate) fn remove_file(&self, name: &OsStr) -> io::Result<()> {
         sys::unlink(&self.fd, name, false)
@@ -672,6 +689,10 @@ impl Dir {
 
     pub(crate) fn rename(&self, from: &OsStr, to_dir: &Dir, to: &OsStr) -> io::Result<()> {
         std::fs::rename(self.join(from), to_dir.join(to))
+    }
+
+    pub(crate) fn link(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
+        std::fs::hard_link(self.join(from), self.join(to))
     }
 
     pub(crate) fn remove_file(&self, name: &OsStr) -> io::Result<()> {
