@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use persist::{Options, Persisted};
+use persist::{NoSnapshot, Options, Persisted};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize, Persisted)]
@@ -34,7 +34,7 @@ impl From<EntryV1> for Entry {
 }
 
 const HEADER: [u8; 24] = [
-    0x89, b'p', b'j', b'l', 0x0D, 0x0A, 0x1A, 0x0A, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0x89, b'p', b'j', b'l', 0x0D, 0x0A, 0x1A, 0x0A, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 ];
 
 fuzz_target!(|input: &[u8]| {
@@ -57,13 +57,16 @@ fuzz_target!(|input: &[u8]| {
             let _ = record;
         }
     }
-    let Ok(journal) = options.journal::<Entry, _>(&path) else {
+    let Ok(journal) = options.journal::<Entry, NoSnapshot>(&path) else {
         return;
     };
     let count = journal.replay().unwrap().count() as u64;
     assert!(count <= journal.len());
+    // Opening only cuts a torn tail, except that a log of the previous format (2) is upgraded
+    // in place by its first writer.
+    let format_2 = bytes.len() > 8 && bytes[..8] == HEADER[..8] && bytes[8] == 2;
     let cut = std::fs::read(&path).unwrap();
-    assert!(cut.len() <= bytes.len() && bytes.starts_with(&cut));
+    assert!(format_2 || (cut.len() <= bytes.len() && bytes.starts_with(&cut)));
     journal
         .append(&Entry {
             id: 1,
@@ -71,6 +74,6 @@ fuzz_target!(|input: &[u8]| {
         })
         .unwrap();
     drop(journal);
-    let again = options.journal::<Entry, _>(&path).unwrap();
+    let again = options.journal::<Entry, NoSnapshot>(&path).unwrap();
     assert_eq!(again.replay().unwrap().count() as u64, count + 1);
 });
