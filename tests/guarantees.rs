@@ -131,7 +131,7 @@ impl Way {
                     .save_policy(SavePolicy::Immediate)
                     .watch(false)
                     .live::<Doc>(&path)?;
-                live.update(|value| *value = doc(n)).map(drop)
+                live.update(move |value| *value = doc(n)).map(drop)
             }
             Way::LiveCoalesce => {
                 let live = options
@@ -142,7 +142,7 @@ impl Way {
                     })
                     .watch(false)
                     .live::<Doc>(&path)?;
-                live.update(|value| *value = doc(n))?;
+                live.update(move |value| *value = doc(n))?;
                 live.flush()
             }
             Way::Put => options
@@ -464,8 +464,9 @@ fn big_write(way: Way, dir: &Path, value: &Doc) -> Result<(), Error> {
                 .save_policy(policy)
                 .watch(false)
                 .live::<Doc>(&path)?;
+            let value = value.clone();
             let result = live
-                .update(|doc| *doc = value.clone())
+                .update(move |doc| *doc = value.clone())
                 .and_then(|_| live.flush());
             // A value that could not be saved is not kept beside the file on a full disk
             // either: nothing to clean up but what the drop tries.

@@ -143,7 +143,8 @@ fn child() {
             let id = std::env::var("WORKER").unwrap();
             let live = Settings::live(&path).unwrap();
             for _ in 0..500 {
-                live.update(|settings| {
+                let id = id.clone();
+                live.update(move |settings| {
                     settings.left += 1;
                     settings.right += 1;
                     *settings.by_worker.entry(id.clone()).or_default() += 1;
@@ -157,7 +158,7 @@ fn child() {
                 .live::<Settings>(&path)
                 .unwrap();
             for n in 1..=1_000 {
-                live.update(|settings| {
+                live.update(move |settings| {
                     settings.left = n;
                     settings.right = n;
                 })
@@ -548,7 +549,7 @@ fn a_pending_change_that_cannot_be_saved_is_kept_beside_the_file() {
 }
 
 #[test]
-fn an_external_change_of_the_same_field_while_changes_are_pending_is_a_conflict() {
+fn an_external_change_while_changes_are_pending_gets_them_applied_again() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("settings.json");
     let live = coalesce(3_600_000, 3_600_000)
@@ -557,57 +558,82 @@ fn an_external_change_of_the_same_field_while_changes_are_pending_is_a_conflict(
     live.update(|settings| settings.font_size = 1).unwrap();
     live.flush().unwrap();
     let (events, _guard) = record(&live);
-    live.update(|settings| settings.font_size = 2).unwrap(); // pending for an hour
-    let theirs = document(50);
+    // Pending for an hour: this handle sets `font_size` and `left`; another program sets
+    // `font_size` and `theme`.
+    live.update(|settings| settings.font_size = 2).unwrap();
+    live.update(|settings| settings.left += 9).unwrap();
     edit(Writer::Editor(Pattern::SafeWrite), &path, 50);
 
-    let event = wait_for_event(&events, |event| event.error().is_some());
-    let Some(Error::Conflict { path: file, kept }) = event.error() else {
-        panic!("{:?}", event.error());
-    };
-    assert_eq!(file, &path);
-    assert_eq!(std::fs::read_to_string(kept).unwrap(), theirs);
-    // Both changed font_size: this handle's value wins there; the rest is merged.
-    let merged = live.get();
-    assert_eq!((merged.font_size, merged.theme.as_str()), (2, "edited"));
-    assert_eq!(Settings::load(&path).unwrap(), *merged, "and was saved");
-    assert_eq!(live.stats().conflicts, 1);
-}
-
-#[test]
-fn an_external_change_of_other_fields_while_changes_are_pending_is_merged() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("settings.json");
-    let live = coalesce(3_600_000, 3_600_000)
-        .live::<Settings>(&path)
-        .unwrap();
-    live.update(|settings| settings.font_size = 1).unwrap();
-    live.flush().unwrap();
-    let (events, _guard) = record(&live);
-    // Pending for an hour: this handle changes `left`, another program `font_size` and
-    // `theme`.
-    live.update(|settings| settings.left = 9).unwrap();
-    edit(Writer::Editor(Pattern::SafeWrite), &path, 50);
-
-    let event = wait_for_event(&events, |event| event.origin() == ChangeOrigin::External);
+    let event = wait_for_event(&events, |event| event.origin() == ChangeOrigin::Rebased);
     assert!(event.error().is_none(), "{:?}", event.error());
-    let merged = live.get();
+    // Theirs, with this handle's changes made again on top, in order.
+    let rebased = live.get();
     assert_eq!(
-        (merged.font_size, merged.theme.as_str(), merged.left),
-        (50, "edited", 9)
+        (rebased.font_size, rebased.theme.as_str(), rebased.left),
+        (2, "edited", 9)
     );
     // Published before the save, which follows at once.
     let started = Instant::now();
-    while Settings::load(&path).unwrap() != *merged {
-        assert!(started.elapsed() < EVENTUALLY, "the merged value is saved");
+    while Settings::load(&path).unwrap() != *rebased {
+        assert!(started.elapsed() < EVENTUALLY, "the rebased value is saved");
         std::thread::sleep(Duration::from_millis(2));
     }
     let stats = live.stats();
     assert_eq!((stats.conflicts, stats.reloads), (0, 1), "{stats:?}");
+    // Nothing kept aside: nothing was lost.
     assert_eq!(
         common::names(dir.path()),
         ["settings.json", "settings.json.lock"]
     );
+    live.flush().unwrap();
+}
+
+#[test]
+fn a_pending_change_that_fails_on_the_newer_value_is_dropped_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("settings.json");
+    let live = coalesce(3_600_000, 3_600_000)
+        .live::<Settings>(&path)
+        .unwrap();
+    live.update(|settings| settings.theme = "mine".into()).unwrap();
+    live.flush().unwrap();
+    let (events, _guard) = record(&live);
+    // Succeeds on this handle's value, fails once the theme is no longer "mine".
+    let taken = live
+        .try_update(|settings| {
+            if settings.theme != "mine" {
+                return Err(persist::BoxError::from(format!(
+                    "the theme is {:?} now",
+                    settings.theme
+                )));
+            }
+            settings.left = 7;
+            Ok(settings.left)
+        })
+        .unwrap();
+    assert_eq!(taken, 7);
+    live.update(|settings| settings.right = 3).unwrap();
+    edit(Writer::Editor(Pattern::SafeWrite), &path, 50);
+
+    let event = wait_for_event(&events, |event| event.error().is_some());
+    let Some(Error::Conflict { path: file, reason }) = event.error() else {
+        panic!("{:?}", event.error());
+    };
+    assert_eq!(file, &path);
+    assert_eq!(reason.to_string(), r#"the theme is "edited" now"#);
+    // The other change made it, on top of theirs; the failed one left no trace.
+    let value = live.get();
+    assert_eq!(
+        (value.font_size, value.theme.as_str(), value.left, value.right),
+        (50, "edited", 0, 3)
+    );
+    let Err(Error::Conflict { reason, .. }) = live.flush() else {
+        panic!("the flush returns the dropped change");
+    };
+    assert_eq!(reason.to_string(), r#"the theme is "edited" now"#);
+    assert_eq!(Settings::load(&path).unwrap(), *value);
+    live.flush().unwrap();
+    assert_eq!(live.stats().conflicts, 1);
 }
 
 #[test]
@@ -623,7 +649,7 @@ fn coalesce_bounds_saves_and_the_loss_window() {
     let mut last_saved = (Instant::now(), 0_u64);
     while started.elapsed() < Duration::from_secs(2) {
         updates += 1;
-        live.update(|settings| {
+        live.update(move |settings| {
             settings.left = updates;
             settings.right = updates;
         })
@@ -728,7 +754,7 @@ fn a_slow_callback_never_blocks_update() {
         counter.fetch_add(1, Ordering::Relaxed);
     });
     for n in 0..2_000 {
-        live.update(|settings| settings.left = n).unwrap();
+        live.update(move |settings| settings.left = n).unwrap();
     }
     assert_eq!(live.get().left, 1_999);
     drop(release);

@@ -177,17 +177,18 @@ pub enum Error {
         to: u64,
     },
 
-    /// Another program changed the file while changes of a [`Live`](crate::Live) handle
-    /// with [`SavePolicy::Coalesce`](crate::SavePolicy::Coalesce) waited to be saved, and
-    /// both changed the same field: the changes were merged with the handle's values for those
-    /// fields, and saved; the other program's whole file was first copied to `kept`.
-    /// Delivered to [`Live::on_change`](crate::Live::on_change) callbacks; no operation
-    /// returns it.
+    /// A change made through a [`Live`](crate::Live) handle with
+    /// [`SavePolicy::Coalesce`](crate::SavePolicy::Coalesce) waited to be saved while another
+    /// program changed the file; re-applied to that program's value, it failed (the closure of
+    /// a [`try_update`](crate::Live::try_update) returned `Err`, or a closure panicked), so it
+    /// was dropped: the file holds the other program's value with this handle's other pending
+    /// changes. Delivered to [`Live::on_change`](crate::Live::on_change) callbacks and
+    /// returned by the next [`Live::flush`](crate::Live::flush).
     Conflict {
         /// The file.
         path: PathBuf,
-        /// Where the other program's version of the file was kept.
-        kept: PathBuf,
+        /// Why the change failed on the newer value.
+        reason: std::sync::Arc<dyn std::error::Error + Send + Sync>,
     },
 
     /// A [`Collection`](crate::Collection) key is not valid: empty, or longer than
@@ -392,12 +393,12 @@ impl fmt::Display for Error {
                 "journal damaged at byte {offset}: {reason}; nothing was cut off and \
                  {LEFT_AS_IT_WAS}"
             ),
-            Error::Conflict { kept, .. } => write!(
+            Error::Conflict { reason, .. } => write!(
                 f,
-                "changed by another program while changes of this process waited to be saved, \
-                 some of them to the same fields; this process's values were saved for those, \
-                 and the other program's version was kept as {}",
-                kept.display()
+                "another program changed the file while a change of this process waited to be \
+                 saved, and that change failed on the other program's value ({reason}); it was \
+                 dropped, and the other program's value was kept with this process's other \
+                 changes"
             ),
             Error::InvalidKey { reason, .. } => write!(f, "invalid key: {reason}"),
             Error::InvalidPath { reason, .. } => write!(f, "invalid path: {reason}"),

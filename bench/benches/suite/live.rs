@@ -63,7 +63,8 @@ pub(super) fn rows(
         })
         .live(dir.join("live-get.json"))
         .unwrap();
-    live.update(|value| *value = settings.clone()).unwrap();
+    let initial = settings.clone();
+    live.update(move |value| *value = initial.clone()).unwrap();
     let locked = RwLock::new(Arc::new(settings.clone()));
     let stop = AtomicBool::new(false);
     let get_row = std::thread::scope(|scope| {
@@ -71,7 +72,7 @@ pub(super) fn rows(
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                live.update(|value| value.autosave_secs = n).unwrap();
+                live.update(move |value| value.autosave_secs = n).unwrap();
                 let mut next = Settings::clone(&locked.read().unwrap());
                 next.autosave_secs = n;
                 *locked.write().unwrap() = Arc::new(next);
@@ -106,7 +107,8 @@ pub(super) fn rows(
     let path = dir.join("live-update.json");
     let plain_path = dir.join("live-plain.json");
     let live: Live<Settings> = Options::new().live(&path).unwrap();
-    live.update(|value| *value = settings.clone()).unwrap();
+    let initial = settings.clone();
+    live.update(move |value| *value = initial.clone()).unwrap();
     let mut plain = settings.clone();
     let options = Options::new();
     let update_row = measure(
@@ -175,7 +177,7 @@ fn coalesce(dir: &std::path::Path, mode: Mode, one_save: f64) -> CoalesceResult 
         while started.elapsed().as_secs_f64() < seconds {
             n += 1;
             published.lock().unwrap().push(Instant::now());
-            live.update(|counter| counter.edits = n).unwrap();
+            live.update(move |counter| counter.edits = n).unwrap();
             newest.store(n, Ordering::Release);
             let next = started + Duration::from_micros(100) * u32::try_from(n).unwrap();
             if let Some(wait) = next.checked_duration_since(Instant::now()) {

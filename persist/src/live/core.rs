@@ -1,31 +1,38 @@
 //! The value of a [`Live`](super::Live) handle and its rules: what an update, a save, a reload
-//! and a conflict do. Every byte goes through [`Options::load`](crate::Options::load) and
-//! [`Options::save`](crate::Options::save): the
-//! migration chain, the layers and the durable write are the core's.
+//! and a rebase do. Every byte goes through the single-file load and save: the migration chain,
+//! the layers and the durable write are the core's.
+//!
+//! A [`SavePolicy::Coalesce`] handle keeps its pending changes as the closures that made them,
+//! in order. When another program changed the file before they were saved, the save loads that
+//! program's value and applies them again on top (a rebase), so nothing either side did is
+//! lost. The file is looked up again (a symbolic link followed as it is now) before every
+//! reload and save, under the file's lock.
 //!
 //! Two locks, never held the other way round:
 //! - `io` serializes this handle's file work (saves, reloads) inside the process; the
 //!   inter-process lock file is taken under it where a save needs it;
-//! - `state` guards the bookkeeping and publishing, held for short moments (and while a
-//!   `Coalesce` update's closure runs), never across file work.
+//! - `state` guards the bookkeeping and publishing, held for short moments (and while an
+//!   update's closure runs), never across file work.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
 use super::events::Events;
-use super::merge::{self, Merge};
-use super::{ChangeOrigin, LiveEvent, LiveStats, SavePolicy};
-use crate::error::IoOp;
+use super::runtime::{self, JobId};
+use super::watcher::{Registration, Watched};
+use super::{ChangeOrigin, LiveEvent, LiveSettings, LiveStats, SavePolicy};
+use crate::error::{BoxError, IoOp};
 use crate::settings::Settings;
-use crate::shell::commit::{Target, Write, bytes, replace};
+use crate::shell::commit::Target;
 use crate::shell::dir::Dir;
 use crate::shell::lock;
 use crate::shell::names::{self, Sibling};
-use crate::shell::{AuditOp, io_error, parent_dir, read};
+use crate::shell::{AuditOp, io_error, parent_dir};
 use crate::{Error, Persisted, file};
 
 /// How long the file must be quiet after an event before it is reloaded: an editor's write
@@ -47,7 +54,8 @@ pub(super) fn lock<D>(mutex: &Mutex<D>) -> MutexGuard<'_, D> {
 
 /// What tells one state of the file from another: a save replaces the inode, an in-place
 /// write changes the size or the modification time (nanoseconds where the file system keeps
-/// them) and the change time.
+/// them), a `chmod` the change time. Taken through symbolic links: a link pointed elsewhere
+/// is another file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct FileId {
     device: u64,
@@ -57,7 +65,7 @@ pub(super) struct FileId {
     changed: (i64, i64),
 }
 
-/// The identity of the file at `target` now, `None` when there is none.
+/// The identity of the file at `target` (links followed) now, `None` when there is none.
 fn file_id(target: &Path, path: &Path) -> Result<Option<FileId>, Error> {
     match std::fs::metadata(target) {
         Ok(metadata) => Ok(Some(FileId::of(&metadata))),
@@ -91,37 +99,50 @@ impl FileId {
     }
 }
 
+/// A pending change, as it can be applied again to a newer value: on `Err` the value is left
+/// as it was.
+type Replay<T> = Box<dyn FnMut(&mut T) -> Result<(), BoxError> + Send>;
+
+/// A change of a [`SavePolicy::Coalesce`] handle not saved yet.
+struct Change<T> {
+    /// The update's number: a save of the value after it drops it.
+    generation: u64,
+    replay: Replay<T>,
+}
+
 /// The bookkeeping under the `state` lock.
 pub(super) struct State<T> {
-    /// The value of the file as this handle last loaded or saved it: the base of a merge.
-    base: Arc<T>,
     /// The file as this handle last loaded or saved it (`None`: there was none).
     seen: Option<FileId>,
     /// The state of the file whose load failed, while it is there.
     broken: Option<FileId>,
     /// The broken state whose error was delivered to the observers.
     reported: Option<FileId>,
-    /// Counts the values published by `update`; `saved` is the last one saved. They differ
-    /// while a `Coalesce` change is pending.
+    /// The changes not saved yet, oldest first ([`SavePolicy::Coalesce`]).
+    pending: Vec<Change<T>>,
+    /// Counts the updates.
     generation: u64,
-    saved: u64,
     /// When the oldest unsaved change was made, and the newest.
     dirty_since: Option<Instant>,
     last_change: Option<Instant>,
     /// After a failed background save: not before then.
-    pub(super) retry_at: Option<Instant>,
+    retry_at: Option<Instant>,
     /// How long the last save took: a save due by `max_wait` starts that much earlier.
     save_took: Duration,
     /// The last file event not handled yet, and the first of its burst.
     pub(super) event_at: Option<Instant>,
     pub(super) event_first: Option<Instant>,
-    /// The last handle is gone: the worker stops.
+    /// The next look at the file's metadata ([`Options::refresh_every`](crate::Options::refresh_every)).
+    pub(super) next_poll: Option<Instant>,
+    /// Changes dropped by a rebase, for the next [`flush`](Shared::flush) to return.
+    rejected: Vec<Arc<dyn std::error::Error + Send + Sync>>,
+    /// The last handle is gone: the background stops.
     pub(super) closing: bool,
 }
 
 impl<T> State<T> {
     fn pending(&self) -> bool {
-        self.generation != self.saved
+        !self.pending.is_empty()
     }
 }
 
@@ -132,75 +153,91 @@ struct Counters {
     failed_saves: AtomicU64,
     reloads: AtomicU64,
     failed_reloads: AtomicU64,
+    unchanged_reloads: AtomicU64,
+    loads: AtomicU64,
     conflicts: AtomicU64,
+    lost: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// What [`Shared::refresh_locked`] found on disk.
-enum Refresh<T> {
-    /// The file is as this handle last saw it, or is the broken state already reported.
+/// What [`Shared::look`] found on disk.
+enum Look<T> {
+    /// The file is as this handle last saw it.
     Unchanged,
     /// There is no file (any more).
     Missing,
     /// Another program changed the file: its value, and its identity.
-    Changed(T, Option<FileId>),
+    Changed(T, FileId),
+    /// The file does not load (read now; the error is the caller's to return).
+    Broken(Error),
+    /// The file is in the state whose load failed and was reported: not read again.
+    KnownBroken,
 }
 
 /// Why a save of pending changes did not happen.
 pub(super) enum SaveFailure {
     /// The file on disk does not load: nothing was written over it.
     Load(Error),
+    /// The file is still in a state that was found not to load and reported (background
+    /// saves only: a save a caller asked for reads it again).
+    KnownBroken,
     /// The save itself failed.
     Save(Error),
 }
 
-impl From<SaveFailure> for Error {
-    fn from(failure: SaveFailure) -> Error {
-        match failure {
-            SaveFailure::Load(error) | SaveFailure::Save(error) => error,
-        }
+/// Whether two values are the same as persist would write them.
+fn same<T: Persisted>(one: &T, other: &T) -> bool {
+    match (serde_json::to_vec(one), serde_json::to_vec(other)) {
+        (Ok(one), Ok(other)) => one == other,
+        _ => false,
     }
 }
 
-/// Everything the handles of one [`Live`](super::Live) and its worker share.
+/// Everything the handles of one [`Live`](super::Live) and its background share.
 pub(super) struct Shared<T> {
     path: PathBuf,
-    /// `path` with symbolic links followed: the file that is watched and compared.
-    target: PathBuf,
     settings: Settings,
     policy: SavePolicy,
+    pub(super) refresh_every: Option<Duration>,
     current: ArcSwap<T>,
     state: Mutex<State<T>>,
-    /// Wakes the worker (with `state`): a change to save, a file event, closing.
-    pub(super) wake: Condvar,
     io: Mutex<()>,
     events: Events<T>,
     counters: Counters,
+    /// The background job, when the handle has one.
+    pub(super) job: OnceLock<JobId>,
+    /// The directories watched: each link on the way to the file and the file's own, with
+    /// the name looked for in it.
+    pub(super) watches: Mutex<Vec<(PathBuf, std::ffi::OsString, Registration)>>,
+    /// This handle as the watcher calls it, when it watches.
+    pub(super) watched: OnceLock<Weak<dyn Watched>>,
 }
 
-impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
+impl<T: Persisted + Send + Sync + 'static> Shared<T> {
     /// Loads the file (or starts from the default) and sets up the bookkeeping.
     pub(super) fn open(
         settings: Settings,
-        policy: SavePolicy,
+        live: LiveSettings,
         path: &Path,
     ) -> Result<Arc<Self>, Error>
     where
         T: Default,
     {
-        let target = Target::locate(path)?;
-        let target = target.dir_path().join(&target.name);
+        // Refuses what is not a regular file (a FIFO, a directory) without opening it.
+        Target::locate(path)?;
+        let counters = Counters::default();
         let mut attempts = 0;
         let (value, seen) = loop {
-            let before = file_id(&target, path)?;
+            let before = file_id(path, path)?;
+            bump(&counters.loads);
             let loaded = file::load_or_default::<T>(&settings, path);
-            let after = file_id(&target, path)?;
+            let after = file_id(path, path)?;
             match loaded {
                 // A complete document, even if it is being replaced: the replacement is a
-                // change the worker will see (the identity kept is the one read).
+                // change the background will see (the identity kept is the one read).
                 Ok(value) => break (value, before),
                 Err(error) if before == after || attempts == UNSETTLED_RETRIES => {
                     return Err(error);
@@ -214,38 +251,37 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
         let value = Arc::new(value);
         Ok(Arc::new(Shared {
             path: path.to_owned(),
-            target,
             settings,
-            policy,
+            policy: live.policy,
+            refresh_every: live.refresh_every,
             current: ArcSwap::new(Arc::clone(&value)),
             state: Mutex::new(State {
-                base: Arc::clone(&value),
                 seen,
                 broken: None,
                 reported: None,
+                pending: Vec::new(),
                 generation: 0,
-                saved: 0,
                 dirty_since: None,
                 last_change: None,
                 retry_at: None,
                 save_took: Duration::ZERO,
                 event_at: None,
                 event_first: None,
+                next_poll: live.refresh_every.map(|period| Instant::now() + period),
+                rejected: Vec::new(),
                 closing: false,
             }),
-            wake: Condvar::new(),
             io: Mutex::new(()),
             events: Events::new(value),
-            counters: Counters::default(),
+            counters,
+            job: OnceLock::new(),
+            watches: Mutex::new(Vec::new()),
+            watched: OnceLock::new(),
         }))
     }
 
     pub(super) fn path(&self) -> &Path {
         &self.path
-    }
-
-    pub(super) fn target(&self) -> &Path {
-        &self.target
     }
 
     pub(super) fn policy(&self) -> SavePolicy {
@@ -271,8 +307,24 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
             failed_saves: read(&self.counters.failed_saves),
             reloads: read(&self.counters.reloads),
             failed_reloads: read(&self.counters.failed_reloads),
+            unchanged_reloads: read(&self.counters.unchanged_reloads),
+            loads: read(&self.counters.loads),
             conflicts: read(&self.counters.conflicts),
+            lost: read(&self.counters.lost),
         }
+    }
+
+    /// Wakes the background job, if the handle has one.
+    fn wake(&self) {
+        if let Some(job) = self.job.get() {
+            runtime::wake(*job);
+        }
+    }
+
+    /// Where the file is now: the path, or the file a symbolic link at it points to (looked
+    /// up again every time, so a link pointed elsewhere is followed).
+    fn resolve(&self) -> Result<PathBuf, Error> {
+        Ok(Target::locate(&self.path)?.real_path())
     }
 
     /// Makes `value` the current value and tells the observers. Called under `state`, so
@@ -295,23 +347,29 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
         });
     }
 
-    /// A file event arrived (or a poll saw a change): the worker reloads once the file has
-    /// been quiet for [`SETTLE`].
+    /// A file event arrived (or a poll saw a change): the background reloads once the file
+    /// has been quiet for [`SETTLE`].
     pub(super) fn note_event(&self) {
         let now = Instant::now();
         let mut state = self.lock_state();
+        let first = state.event_at.is_none();
         state.event_at = Some(now);
         state.event_first.get_or_insert(now);
         drop(state);
-        self.wake.notify_one();
+        // Otherwise the job already knows when to look.
+        if first {
+            self.wake();
+        }
     }
 
     /// When the pending changes are due to be saved, if any are ([`SavePolicy::Coalesce`]).
+    /// Never while the file is in a state that does not load: a change of the file wakes the
+    /// handle again.
     pub(super) fn save_deadline(&self, state: &State<T>) -> Option<Instant> {
         let SavePolicy::Coalesce { debounce, max_wait } = self.policy else {
             return None;
         };
-        if !state.pending() {
+        if !state.pending() || state.broken.is_some() {
             return None;
         }
         let quiet = state.last_change? + debounce;
@@ -321,7 +379,13 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
         Some(state.retry_at.map_or(due, |retry| due.max(retry)))
     }
 
-    pub(super) fn update(&self, change: impl FnOnce(&mut T)) -> Result<Arc<T>, Error> {
+    /// Applies `change` and saves or queues it, as the policy says.
+    pub(super) fn try_update<R, E, F>(&self, change: F) -> Result<(R, Arc<T>), E>
+    where
+        T: Clone,
+        F: FnMut(&mut T) -> Result<R, E> + Send + 'static,
+        E: From<Error> + Into<BoxError>,
+    {
         match self.policy {
             SavePolicy::Immediate => self.update_now(change),
             SavePolicy::Coalesce { .. } => self.update_later(change),
@@ -330,66 +394,117 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
 
     /// [`SavePolicy::Immediate`]: under the file's lock, reload what another program saved,
     /// change, save, publish.
-    fn update_now(&self, change: impl FnOnce(&mut T)) -> Result<Arc<T>, Error> {
+    fn update_now<R, E>(
+        &self,
+        mut change: impl FnMut(&mut T) -> Result<R, E>,
+    ) -> Result<(R, Arc<T>), E>
+    where
+        T: Clone,
+        E: From<Error>,
+    {
         let _io = lock(&self.io);
-        let _lock = lock::exclusive(&self.path, self.settings.disk.lock_timeout)?;
-        self.reload_locked(false)?;
+        let real = self.resolve()?;
+        let _lock = lock::exclusive(&real, self.settings.disk.lock_timeout)?;
+        match self.look(&real, true)? {
+            Look::Unchanged | Look::Missing | Look::KnownBroken => {}
+            Look::Changed(theirs, id) => self.rebase(theirs, id),
+            Look::Broken(error) => return Err(error.into()),
+        }
         let mut value = T::clone(&self.current.load());
-        change(&mut value);
-        if let Err(error) = file::save(&self.settings, &value, &self.path, AuditOp::Save) {
+        let result = change(&mut value)?;
+        if let Err(error) = file::save(&self.settings, &value, &real, AuditOp::Save) {
             bump(&self.counters.failed_saves);
-            return Err(error);
+            return Err(error.into());
         }
         bump(&self.counters.saves);
-        let seen = file_id(&self.target, &self.path).ok().flatten();
+        let seen = file_id(&real, &self.path).ok().flatten();
         let value = Arc::new(value);
         let mut state = self.lock_state();
-        state.seen = seen;
-        state.base = Arc::clone(&value);
+        self.accept(&mut state, seen);
         state.generation += 1;
-        state.saved = state.generation;
         self.publish(&mut state, Arc::clone(&value), ChangeOrigin::Local);
-        Ok(value)
+        Ok((result, value))
     }
 
-    /// [`SavePolicy::Coalesce`]: change and publish now, let the worker save.
-    fn update_later(&self, change: impl FnOnce(&mut T)) -> Result<Arc<T>, Error> {
+    /// [`SavePolicy::Coalesce`]: change and publish now, keep the change for the saver (and
+    /// for a rebase).
+    fn update_later<R, E, F>(&self, mut change: F) -> Result<(R, Arc<T>), E>
+    where
+        T: Clone,
+        F: FnMut(&mut T) -> Result<R, E> + Send + 'static,
+        E: From<Error> + Into<BoxError>,
+    {
         if self.lock_state().broken.is_some() {
             // The file did not load when last looked at: look again, refuse while it still
             // does not.
             let _io = lock(&self.io);
-            self.reload_locked(false)?;
+            let real = self.resolve()?;
+            match self.look(&real, true)? {
+                Look::Unchanged | Look::Missing | Look::KnownBroken => {}
+                Look::Changed(theirs, id) => self.rebase(theirs, id),
+                Look::Broken(error) => return Err(error.into()),
+            }
         }
         let mut state = self.lock_state();
         let mut value = T::clone(&self.current.load());
-        change(&mut value);
+        let result = change(&mut value)?;
         let value = Arc::new(value);
         let now = Instant::now();
         state.generation += 1;
+        let generation = state.generation;
+        state.pending.push(Change {
+            generation,
+            replay: Box::new(move |value: &mut T| {
+                let mut copy = T::clone(value);
+                change(&mut copy).map_err(Into::into)?;
+                *value = copy;
+                Ok(())
+            }),
+        });
         state.last_change = Some(now);
+        let first = state.dirty_since.is_none();
         state.dirty_since.get_or_insert(now);
         self.publish(&mut state, Arc::clone(&value), ChangeOrigin::Local);
         drop(state);
-        self.wake.notify_one();
-        Ok(value)
+        // Otherwise the saver already knows when the change is due.
+        if first {
+            self.wake();
+        }
+        Ok((result, value))
     }
 
-    /// Saves the pending changes now, if there are any.
+    /// Saves the pending changes now, if there are any; then returns the first change a
+    /// rebase dropped since the last flush, if any.
     pub(super) fn flush(&self) -> Result<(), Error> {
-        if !self.lock_state().pending() {
-            return Ok(());
+        {
+            let state = self.lock_state();
+            if !state.pending() && state.rejected.is_empty() {
+                return Ok(());
+            }
         }
         let _io = lock(&self.io);
-        self.save_locked().map_err(Error::from)
+        match self.save_locked(true) {
+            Ok(()) => {}
+            Err(SaveFailure::Load(error) | SaveFailure::Save(error)) => return Err(error),
+            Err(SaveFailure::KnownBroken) => unreachable!("a flush reads the file again"),
+        }
+        let mut state = self.lock_state();
+        match state.rejected.drain(..).next() {
+            Some(reason) => Err(Error::Conflict {
+                path: self.path.clone(),
+                reason,
+            }),
+            None => Ok(()),
+        }
     }
 
-    /// The worker's save of pending changes: a failure is reported (a load failure is
-    /// reported by the reload the failure schedules) and retried after `max_wait`.
+    /// The background save of pending changes: a failure is reported and retried after
+    /// `max_wait`; a file that does not load waits for its next change.
     pub(super) fn save_in_background(&self) {
         let _io = lock(&self.io);
-        let failure = match self.save_locked() {
-            Ok(()) => return,
-            Err(failure) => failure,
+        let error = match self.save_locked(false) {
+            Ok(()) | Err(SaveFailure::KnownBroken) => return,
+            Err(SaveFailure::Load(error) | SaveFailure::Save(error)) => error,
         };
         let mut state = self.lock_state();
         let retry = match self.policy {
@@ -397,14 +512,12 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
             SavePolicy::Immediate => SETTLE,
         };
         state.retry_at = Some(Instant::now() + retry);
-        if let SaveFailure::Save(error) = failure {
-            self.report(&mut state, ChangeOrigin::Local, error);
-        }
+        self.report(&mut state, ChangeOrigin::Local, error);
     }
 
-    /// The worker's look at the file after an event or a poll: publishes another program's
-    /// change, or saves over it when changes are pending (a conflict), or reports that it
-    /// does not load.
+    /// The background look at the file after an event or a poll: publishes another program's
+    /// change (with pending changes rebased on it, and saved), or reports once that it does
+    /// not load.
     pub(super) fn reload_in_background(&self) {
         let _io = lock(&self.io);
         if self.lock_state().pending() {
@@ -412,48 +525,30 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
             if !self.looks_changed() {
                 return;
             }
-            if let Err(SaveFailure::Save(error)) = self.save_locked() {
+            if let Err(SaveFailure::Save(error)) = self.save_locked(false) {
                 let mut state = self.lock_state();
                 self.report(&mut state, ChangeOrigin::Local, error);
             }
             return;
         }
-        // Errors were reported inside.
-        let _ = self.reload_locked(true);
+        let looked = self.resolve().and_then(|real| self.look(&real, false));
+        match looked {
+            Ok(Look::Changed(theirs, id)) => self.rebase(theirs, id),
+            Ok(_) => {}
+            Err(error) => {
+                let mut state = self.lock_state();
+                self.report(&mut state, ChangeOrigin::External, error);
+            }
+        }
     }
 
     /// Whether the file may have changed since this handle looked (for polling): no load.
     pub(super) fn looks_changed(&self) -> bool {
-        let Ok(now) = file_id(&self.target, &self.path) else {
+        let Ok(now) = file_id(&self.path, &self.path) else {
             return false;
         };
         let state = self.lock_state();
         now != state.seen && !(now.is_some() && now == state.reported)
-    }
-
-    /// Publishes another program's change of the file, if there is one. Caller holds `io`.
-    /// A change that arrives while changes of this handle are pending is left to the merge
-    /// of [`save_locked`](Shared::save_locked).
-    fn reload_locked(&self, report: bool) -> Result<(), Error> {
-        match self.refresh_locked(report)? {
-            Refresh::Unchanged | Refresh::Missing => Ok(()),
-            Refresh::Changed(value, id) => {
-                let mut state = self.lock_state();
-                if state.pending() {
-                    // Changes of this handle wait to be saved: the worker merges the file's
-                    // change into them and saves, now rather than when the save is due.
-                    drop(state);
-                    self.note_event();
-                    return Ok(());
-                }
-                self.accept(&mut state, id);
-                bump(&self.counters.reloads);
-                let value = Arc::new(value);
-                state.base = Arc::clone(&value);
-                self.publish(&mut state, value, ChangeOrigin::External);
-                Ok(())
-            }
-        }
     }
 
     /// Records `id` as the state of the file this handle knows.
@@ -463,31 +558,35 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
         state.reported = None;
     }
 
-    /// Looks at the file: unchanged since this handle saw it, gone, or changed (then loaded
-    /// through the migration chain, not published). Caller holds `io`.
+    /// Looks at the file at `real` (caller holds `io`): unchanged since this handle saw it,
+    /// gone, changed (then loaded through the migration chain, not published), or broken.
     ///
     /// A load that fails while the file is still changing is read again after [`SETTLE`]. A
-    /// load that fails on a settled file marks it broken: with `report`, the error goes to
-    /// the observers (once per state of the file) and `Unchanged` is returned; without, the
-    /// error is returned and the worker is asked to report it.
-    fn refresh_locked(&self, report: bool) -> Result<Refresh<T>, Error> {
+    /// load that fails on a settled file marks that state of the file broken and is reported
+    /// to the observers once; the background does not read that state again
+    /// ([`Look::KnownBroken`]), a caller's operation (`read_broken`) does, to return its
+    /// error.
+    fn look(&self, real: &Path, read_broken: bool) -> Result<Look<T>, Error> {
         let mut attempts = 0;
         loop {
-            let before = file_id(&self.target, &self.path)?;
+            let before = file_id(real, &self.path)?;
             {
                 let state = self.lock_state();
-                let known_broken = before.is_some() && before == state.broken;
-                if before == state.seen || (report && known_broken && before == state.reported) {
-                    return Ok(Refresh::Unchanged);
+                if before == state.seen {
+                    return Ok(Look::Unchanged);
+                }
+                if !read_broken && before.is_some() && before == state.reported {
+                    return Ok(Look::KnownBroken);
                 }
             }
             let Some(id) = before else {
                 let mut state = self.lock_state();
                 self.accept(&mut state, None);
-                return Ok(Refresh::Missing);
+                return Ok(Look::Missing);
             };
-            let error = match file::load::<T>(&self.settings, &self.path) {
-                Ok(value) => return Ok(Refresh::Changed(value, Some(id))),
+            bump(&self.counters.loads);
+            let error = match file::load::<T>(&self.settings, real) {
+                Ok(value) => return Ok(Look::Changed(value, id)),
                 // Deleted between the look and the read: look again.
                 Err(Error::NotFound { .. }) if attempts < UNSETTLED_RETRIES => {
                     attempts += 1;
@@ -495,7 +594,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
                 }
                 Err(error) => error,
             };
-            let after = file_id(&self.target, &self.path)?;
+            let after = file_id(real, &self.path)?;
             if after != before && attempts < UNSETTLED_RETRIES {
                 attempts += 1;
                 std::thread::sleep(SETTLE);
@@ -504,42 +603,91 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
             let mut state = self.lock_state();
             state.broken = Some(id);
             if state.reported == Some(id) {
-                return if report {
-                    Ok(Refresh::Unchanged)
-                } else {
-                    Err(error)
-                };
+                return Ok(Look::Broken(error));
             }
-            if report {
-                state.reported = Some(id);
-                bump(&self.counters.failed_reloads);
-                self.report(&mut state, ChangeOrigin::External, error);
-                return Ok(Refresh::Unchanged);
+            if read_broken {
+                // The caller gets this error; the background reads the file once more to
+                // report it to the observers.
+                drop(state);
+                self.note_event();
+                return Ok(Look::Broken(error));
             }
-            state.event_at = Some(Instant::now());
-            state.event_first.get_or_insert(Instant::now());
-            drop(state);
-            self.wake.notify_one();
-            return Err(error);
+            state.reported = Some(id);
+            bump(&self.counters.failed_reloads);
+            self.report(&mut state, ChangeOrigin::External, error);
+            return Ok(Look::KnownBroken);
         }
     }
 
-    /// Saves the current value if changes are pending, under the file's lock. A change
-    /// another program made in the meantime is merged first (see [`merge`]); a file that does
-    /// not load is not written over. Caller holds `io`.
-    fn save_locked(&self) -> Result<(), SaveFailure> {
+    /// Takes another program's value of the file (at `id`): this handle's pending changes
+    /// are applied to it again in order (a change that fails on it is dropped and reported),
+    /// and the result is published if it differs from the current value.
+    fn rebase(&self, mut value: T, id: FileId) {
+        let mut state = self.lock_state();
+        self.accept(&mut state, Some(id));
+        let origin = if state.pending() {
+            ChangeOrigin::Rebased
+        } else {
+            ChangeOrigin::External
+        };
+        let mut rejected = Vec::new();
+        state.pending.retain_mut(|change| {
+            let replayed = catch_unwind(AssertUnwindSafe(|| (change.replay)(&mut value)));
+            let reason: BoxError = match replayed {
+                Ok(Ok(())) => return true,
+                Ok(Err(reason)) => reason,
+                Err(panic) => panic_message(&*panic).into(),
+            };
+            rejected.push(reason);
+            false
+        });
+        if !state.pending() {
+            state.dirty_since = None;
+            state.last_change = None;
+        }
+        if same(&value, &self.current.load()) {
+            bump(&self.counters.unchanged_reloads);
+        } else {
+            bump(&self.counters.reloads);
+            self.publish(&mut state, Arc::new(value), origin);
+        }
+        for reason in rejected {
+            let reason: Arc<dyn std::error::Error + Send + Sync> = Arc::from(reason);
+            bump(&self.counters.conflicts);
+            state.rejected.push(Arc::clone(&reason));
+            let path = self.path.clone();
+            self.report(
+                &mut state,
+                ChangeOrigin::Local,
+                Error::Conflict { path, reason },
+            );
+        }
+    }
+
+    /// Saves the current value if changes are pending, under the file's lock, to the file
+    /// the path names now. A change another program made in the meantime is loaded and the
+    /// pending changes rebased on it first; a file that does not load is not written over.
+    /// Caller holds `io`; `read_broken` as for [`look`](Shared::look).
+    fn save_locked(&self, read_broken: bool) -> Result<(), SaveFailure> {
         if !self.lock_state().pending() {
             return Ok(());
         }
-        let _lock = lock::exclusive(&self.path, self.settings.disk.lock_timeout)
+        let real = self.resolve().map_err(SaveFailure::Save)?;
+        let _lock = lock::exclusive(&real, self.settings.disk.lock_timeout)
             .map_err(SaveFailure::Save)?;
-        let conflict = match self.refresh_locked(false).map_err(SaveFailure::Load)? {
-            Refresh::Unchanged | Refresh::Missing => None,
-            Refresh::Changed(theirs, id) => self.merge_locked(theirs, id)?,
-        };
+        match self.look(&real, read_broken).map_err(SaveFailure::Load)? {
+            Look::Unchanged | Look::Missing => {}
+            Look::Changed(theirs, id) => {
+                self.rebase(theirs, id);
+                if !self.lock_state().pending() {
+                    return Ok(());
+                }
+            }
+            Look::Broken(error) => return Err(SaveFailure::Load(error)),
+            Look::KnownBroken => return Err(SaveFailure::KnownBroken),
+        }
         let (value, generation, dirty_since) = {
             let mut state = self.lock_state();
-            state.base = self.current.load_full();
             (
                 self.current.load_full(),
                 state.generation,
@@ -547,25 +695,21 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
             )
         };
         let started = Instant::now();
-        let saved = file::save(&self.settings, &*value, &self.path, AuditOp::Save);
+        let saved = file::save(&self.settings, &*value, &real, AuditOp::Save);
         let mut state = self.lock_state();
         match saved {
             Ok(()) => {
                 state.save_took = started.elapsed();
                 bump(&self.counters.saves);
-                let seen = file_id(&self.target, &self.path).ok().flatten();
+                let seen = file_id(&real, &self.path).ok().flatten();
                 self.accept(&mut state, seen);
-                state.saved = generation;
-                state.retry_at = None;
-                if let Some(kept) = conflict {
-                    bump(&self.counters.conflicts);
-                    let path = self.path.clone();
-                    self.report(
-                        &mut state,
-                        ChangeOrigin::External,
-                        Error::Conflict { path, kept },
-                    );
+                state
+                    .pending
+                    .retain(|change| change.generation > generation);
+                if !state.pending() {
+                    state.last_change = None;
                 }
+                state.retry_at = None;
                 Ok(())
             }
             Err(error) => {
@@ -579,51 +723,13 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
         }
     }
 
-    /// Merges another program's change of the file (`theirs`, at `id`) with this handle's
-    /// pending changes and publishes the result. Where both changed a field, or the values do
-    /// not merge, this handle's values win and the other program's file is first copied
-    /// aside: its path is returned, for the conflict report once the save is done. Under the
-    /// `state` lock throughout (a rare path), so no update slips between the merge and its
-    /// publication.
-    fn merge_locked(&self, theirs: T, id: Option<FileId>) -> Result<Option<PathBuf>, SaveFailure> {
-        let mut state = self.lock_state();
-        let ours = self.current.load_full();
-        let (merged, overlap) = match merge::three_way(&*state.base, &*ours, &theirs) {
-            Merge::Clean(value) => (Some(value), false),
-            Merge::Overlap(value) => (Some(value), true),
-            Merge::Failed => (None, true),
-        };
-        // Copied before the change is taken as known: if the copy fails, the next save tries
-        // the merge again.
-        let kept = if overlap {
-            Some(self.keep_aside().map_err(SaveFailure::Save)?)
-        } else {
-            None
-        };
-        self.accept(&mut state, id);
-        state.base = Arc::new(theirs);
-        bump(&self.counters.reloads);
-        if let Some(merged) = merged {
-            self.publish(&mut state, Arc::new(merged), ChangeOrigin::External);
-        }
-        Ok(kept)
-    }
-
-    /// Copies the file another program wrote to `<name>.conflict-<unix ms>` before this
-    /// handle's pending value replaces it.
-    fn keep_aside(&self) -> Result<PathBuf, Error> {
-        let data = read::read(&self.target, self.settings.disk.max_size)?;
-        let kept = self.aside(Sibling::Conflict)?;
-        replace(&self.settings.disk, &kept, &Write::default(), bytes(&data))?;
-        Ok(kept.named)
-    }
-
-    /// A free name beside the file: `<name>.conflict-<unix milliseconds>` or
-    /// `<name>.unsaved-<unix milliseconds>` (`kind` says which; its number is replaced), in
-    /// the file's directory, held open: a link planted there is refused, never followed.
+    /// A free name beside the file: `<name>.unsaved-<unix milliseconds>` (its number is
+    /// replaced), in the file's directory, held open: a link planted there is refused, never
+    /// followed.
     fn aside(&self, kind: fn(u64) -> Sibling) -> Result<Target, Error> {
-        let name = self.target.file_name().unwrap_or(self.target.as_os_str());
-        let dir = parent_dir(&self.target);
+        let real = self.resolve()?;
+        let name = real.file_name().unwrap_or(real.as_os_str());
+        let dir = parent_dir(&real);
         let dir = Arc::new(Dir::open(dir).map_err(io_error(dir, IoOp::Open))?);
         let mut millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -639,14 +745,55 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Shared<T> {
 
     /// The last handle is gone: saves what is pending. When that fails (the file does not
     /// load, the disk is full), the pending value is saved beside the file as
-    /// `<name>.unsaved-<unix ms>` so that it is not lost.
+    /// `<name>.unsaved-<unix ms>`; when that fails too, the value is lost, and that is
+    /// reported: to the observers, as a `tracing` error, and in [`LiveStats::lost`].
     pub(super) fn close(&self) {
-        let Err(_) = self.flush() else {
-            return;
+        let error = match self.flush() {
+            // A dropped change was reported when it was dropped; the rest is saved.
+            Ok(()) | Err(Error::Conflict { .. }) => return,
+            Err(error) => error,
         };
         let value = self.current.load_full();
-        if let Ok(aside) = self.aside(Sibling::Unsaved) {
-            let _ = file::save_to(&self.settings, &*value, &aside, AuditOp::Save);
+        let kept = self.aside(Sibling::Unsaved).and_then(|aside| {
+            file::save_to(&self.settings, &*value, &aside, AuditOp::Save).map(|()| aside.named)
+        });
+        match kept {
+            Ok(kept) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(
+                    path = %self.path.display(),
+                    kept = %kept.display(),
+                    %error,
+                    "persist: pending changes could not be saved to the file; kept beside it"
+                );
+                #[cfg(not(feature = "tracing"))]
+                let _ = (kept, error);
+            }
+            Err(aside_error) => {
+                bump(&self.counters.lost);
+                #[cfg(feature = "tracing")]
+                tracing::error!(
+                    path = %self.path.display(),
+                    %error,
+                    %aside_error,
+                    "persist: pending changes were lost: neither the file nor a copy beside it \
+                     could be written"
+                );
+                #[cfg(not(feature = "tracing"))]
+                let _ = aside_error;
+                let mut state = self.lock_state();
+                self.report(&mut state, ChangeOrigin::Local, error);
+            }
         }
     }
+}
+
+/// What a caught panic says, for the report of a change dropped because it panicked.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic");
+    format!("the change panicked: {message}")
 }

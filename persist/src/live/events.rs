@@ -1,15 +1,17 @@
-//! Delivery of [`LiveEvent`]s: to `on_change` callbacks on a dispatcher thread of the handle
-//! (so a slow callback never blocks an update), and to tokio watch channels.
+//! Delivery of [`LiveEvent`]s: to `on_change` callbacks by a job of the shared pool (so a slow
+//! callback never blocks an update, and a handle costs no thread), and to tokio watch
+//! channels.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 #[cfg(feature = "tokio")]
 use super::ChangeOrigin;
 use super::LiveEvent;
 use super::core::lock;
+use super::runtime::{self, Job, JobId, Next};
 
 /// How many events may wait for slow callbacks before intermediate values are skipped.
 const BACKLOG: usize = 1024;
@@ -27,15 +29,17 @@ pub(super) struct Events<T> {
 
 struct Dispatch<T> {
     queue: Mutex<Queue<T>>,
-    ready: Condvar,
 }
+
+/// How many events one run of the dispatch job delivers before it lets other jobs run.
+const BATCH: usize = 64;
 
 struct Queue<T> {
     callbacks: Vec<(u64, Callback<T>)>,
     events: VecDeque<LiveEvent<T>>,
     next_id: u64,
-    /// A dispatcher thread is running.
-    running: bool,
+    /// The dispatch job, once registered with the pool.
+    job: Option<JobId>,
     /// The handle is gone: the dispatcher delivers what is queued and stops.
     closed: bool,
 }
@@ -49,10 +53,9 @@ impl<T: Send + Sync + 'static> Events<T> {
                     callbacks: Vec::new(),
                     events: VecDeque::new(),
                     next_id: 0,
-                    running: false,
+                    job: None,
                     closed: false,
                 }),
-                ready: Condvar::new(),
             }),
             #[cfg(feature = "tokio")]
             values: tokio::sync::watch::Sender::new(Arc::clone(&value)),
@@ -88,11 +91,11 @@ impl<T: Send + Sync + 'static> Events<T> {
             queue.events.pop_back();
         }
         queue.events.push_back(event);
-        if !queue.running {
-            queue.running = Dispatch::start(&self.dispatch);
-        }
+        let job = Dispatch::job(&self.dispatch, &mut queue);
         drop(queue);
-        self.dispatch.ready.notify_one();
+        if let Some(job) = job {
+            runtime::wake(job);
+        }
     }
 
     pub(super) fn on_change(
@@ -103,9 +106,8 @@ impl<T: Send + Sync + 'static> Events<T> {
         let id = queue.next_id;
         queue.next_id += 1;
         queue.callbacks.push((id, Arc::new(callback)));
-        if !queue.running {
-            queue.running = Dispatch::start(&self.dispatch);
-        }
+        Dispatch::job(&self.dispatch, &mut queue);
+        drop(queue);
         let dispatch: Weak<Dispatch<T>> = Arc::downgrade(&self.dispatch);
         Subscription {
             remove: Some(Box::new(move || {
@@ -130,37 +132,38 @@ impl<T: Send + Sync + 'static> Events<T> {
 
     /// The handle is gone: the dispatcher delivers what is queued, then stops.
     pub(super) fn close(&self) {
-        lock(&self.dispatch.queue).closed = true;
-        self.dispatch.ready.notify_all();
+        let mut queue = lock(&self.dispatch.queue);
+        queue.closed = true;
+        let job = queue.job;
+        drop(queue);
+        if let Some(job) = job {
+            runtime::wake(job);
+        }
     }
 }
 
 impl<T: Send + Sync + 'static> Dispatch<T> {
-    /// Starts the dispatcher thread; `false` if the system could not (the next event tries
-    /// again).
-    fn start(dispatch: &Arc<Self>) -> bool {
-        let dispatch = Arc::clone(dispatch);
-        std::thread::Builder::new()
-            .name("persist-live-events".into())
-            .spawn(move || dispatch.run())
-            .is_ok()
+    /// The dispatch job, registered on first use; `None` if the pool could not start a thread
+    /// (the next event tries again).
+    fn job(dispatch: &Arc<Self>, queue: &mut Queue<T>) -> Option<JobId> {
+        if queue.job.is_none() {
+            let job: Arc<dyn Job> = Arc::clone(dispatch) as Arc<dyn Job>;
+            queue.job = runtime::register(job).ok();
+        }
+        queue.job
     }
+}
 
-    fn run(&self) {
-        loop {
+impl<T: Send + Sync + 'static> Job for Dispatch<T> {
+    fn run(&self) -> Next {
+        for _ in 0..BATCH {
             let mut queue = lock(&self.queue);
-            let event = loop {
-                if let Some(event) = queue.events.pop_front() {
-                    break event;
-                }
+            let Some(event) = queue.events.pop_front() else {
                 if queue.closed {
-                    queue.running = false;
-                    return;
+                    queue.job = None;
+                    return Next::Done;
                 }
-                queue = self
-                    .ready
-                    .wait(queue)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                return Next::Idle;
             };
             let callbacks: Vec<Callback<T>> = queue
                 .callbacks
@@ -173,6 +176,8 @@ impl<T: Send + Sync + 'static> Dispatch<T> {
                 let _ = catch_unwind(AssertUnwindSafe(|| callback(&event)));
             }
         }
+        // More may wait: after the other jobs that are ready.
+        Next::At(std::time::Instant::now())
     }
 }
 

@@ -2,14 +2,15 @@
 //! through the core's durable write (at once, or coalesced by a background saver), and edits
 //! other programs make to the file are reloaded through the migration chain and announced.
 //!
-//! The pieces: `core` holds the value and the rules (what a save, a reload and a conflict do),
-//! `worker` the background thread (settling file events, polling, the coalescing saver),
-//! `watcher` the process's one directory watcher, `merge` the merge of an external edit into
-//! pending changes, `events` the delivery to `on_change` callbacks and tokio subscribers.
+//! The pieces: `core` holds the value and the rules (what an update, a save, a reload and a
+//! rebase do), `worker` a handle's background job (settling file events, polling, the
+//! coalescing saver) and its watches, `runtime` the few threads every handle's jobs share,
+//! `watcher` the process's one directory watcher, `events` the delivery to `on_change`
+//! callbacks and tokio subscribers.
 
 mod core;
 mod events;
-mod merge;
+mod runtime;
 pub(crate) mod watcher;
 mod worker;
 
@@ -22,6 +23,7 @@ use self::core::Shared;
 pub use self::events::Subscription;
 #[cfg(feature = "tokio")]
 use crate::Pending;
+use crate::error::BoxError;
 use crate::settings::Settings;
 use crate::{Error, Persisted};
 
@@ -61,14 +63,15 @@ pub enum SavePolicy {
     /// change not yet saved, so a steady stream of changes is still saved once per `max_wait`.
     /// [`flush`](Live::flush) and dropping the last handle save what is pending.
     ///
-    /// A change another program makes to the file while changes of this handle wait to be
-    /// saved is merged before the save: the other program's value, with this handle's changes
-    /// since the last value both knew re-applied on top, field by field (as serde sees the
-    /// value: struct fields and map entries; sequences and scalars whole). The merged value is
-    /// published (origin [`External`](ChangeOrigin::External)) and saved. Where both changed
-    /// the same field to different values, this handle's value wins, and the other program's
-    /// whole file is first kept beside it as `<name>.conflict-<unix milliseconds>` and
-    /// reported as [`Error::Conflict`] to [`on_change`](Live::on_change) callbacks.
+    /// The pending changes are kept as the closures that made them. When another program
+    /// changed the file before they were saved, the save (under the file's lock) loads that
+    /// program's value and applies the pending closures to it again, in order, then saves and
+    /// publishes the result (origin [`Rebased`](ChangeOrigin::Rebased)): two processes with
+    /// coalesced handles on one file lose no change. A closure may therefore run more than
+    /// once, on a newer value each time. A change that fails on the newer value (a
+    /// [`try_update`](Live::try_update) closure returning `Err`, a panic) is dropped and
+    /// reported as [`Error::Conflict`], to [`on_change`](Live::on_change) and by the next
+    /// [`flush`](Live::flush).
     Coalesce {
         /// How long the saver waits after a change for the next one.
         debounce: Duration,
@@ -102,6 +105,10 @@ pub enum ChangeOrigin {
     Local,
     /// Another program (or another handle) changed the file and it was reloaded.
     External,
+    /// Another program changed the file while changes of this handle waited to be saved
+    /// ([`SavePolicy::Coalesce`]): the value is that program's, with this handle's pending
+    /// changes applied to it again.
+    Rebased,
 }
 
 /// A change of a [`Live`] value, or a failure to follow the file, as delivered to
@@ -162,14 +169,23 @@ pub struct LiveStats {
     pub saves: u64,
     /// Saves that failed.
     pub failed_saves: u64,
-    /// Changes of the file by another program that were loaded and published (or merged with
-    /// pending changes).
+    /// Changes of the file by another program that were loaded and published (with pending
+    /// changes rebased on them, under [`SavePolicy::Coalesce`]).
     pub reloads: u64,
     /// Reloads that failed (each state of the file is counted once).
     pub failed_reloads: u64,
-    /// Conflicts: another program changed a field that pending changes of this handle
-    /// changed too ([`SavePolicy::Coalesce`]); its file was kept aside.
+    /// Changes of the file that left the value as it was (a `chmod`, a rewrite with the same
+    /// content): loaded, not published.
+    pub unchanged_reloads: u64,
+    /// Reads of the file: the load at open, reloads, and the reads of a file that does not
+    /// load (once per state of the file in the background; once per call that needs it).
+    pub loads: u64,
+    /// Pending changes dropped because they failed on another program's newer value
+    /// ([`Error::Conflict`]).
     pub conflicts: u64,
+    /// Pending values lost when the last handle was dropped: neither the file nor a copy
+    /// beside it (`<name>.unsaved-<ms>`) could be written. Each one was reported.
+    pub lost: u64,
 }
 
 /// One state file kept in memory: [`get`](Live::get) returns the current value without
@@ -220,11 +236,11 @@ pub struct LiveStats {
 /// # Ok(())
 /// # }
 /// ```
-pub struct Live<T: Persisted + Clone + Send + Sync + 'static> {
+pub struct Live<T: Persisted + Send + Sync + 'static> {
     handle: Arc<worker::Handle<T>>,
 }
 
-impl<T: Persisted + Clone + Send + Sync + 'static> Clone for Live<T> {
+impl<T: Persisted + Send + Sync + 'static> Clone for Live<T> {
     fn clone(&self) -> Self {
         Live {
             handle: Arc::clone(&self.handle),
@@ -232,7 +248,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Clone for Live<T> {
     }
 }
 
-impl<T: Persisted + Clone + Send + Sync + 'static> fmt::Debug for Live<T> {
+impl<T: Persisted + Send + Sync + 'static> fmt::Debug for Live<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Live")
             .field("path", &self.shared().path())
@@ -241,7 +257,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> fmt::Debug for Live<T> {
     }
 }
 
-impl<T: Persisted + Clone + Send + Sync + 'static> Live<T> {
+impl<T: Persisted + Send + Sync + 'static> Live<T> {
     fn shared(&self) -> &Arc<Shared<T>> {
         &self.handle.shared
     }
@@ -255,7 +271,12 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Live<T> {
     /// Applies `change` to a copy of the current value and publishes the result. With
     /// [`SavePolicy::Immediate`] it is saved first (under the file's lock, after reloading
     /// the file if another program changed it) and returned once durable; with
-    /// [`SavePolicy::Coalesce`] it is published at once and saved by the background saver.
+    /// [`SavePolicy::Coalesce`] it is published at once and saved by the background saver,
+    /// and `change` is kept until then: if another program changes the file first, `change`
+    /// runs again on that program's value (see [`SavePolicy::Coalesce`]). So `change` should
+    /// say what to do (`count += 1`), not carry a value computed from an older one.
+    ///
+    /// `T: Clone`: the change is made to a copy, while readers keep the value they hold.
     ///
     /// If `change` panics, the panic goes on to the caller and the published value is
     /// unchanged.
@@ -265,8 +286,62 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Live<T> {
     /// The errors of [`Options::update`](crate::Options::update) (lock, load, save) with `Immediate`; with either
     /// policy, the load error while the file holds something it cannot read (nothing is
     /// published or saved then). A value that failed to save is not published.
-    pub fn update(&self, change: impl FnOnce(&mut T)) -> Result<Arc<T>, Error> {
-        self.shared().update(change)
+    pub fn update(
+        &self,
+        mut change: impl FnMut(&mut T) + Send + 'static,
+    ) -> Result<Arc<T>, Error>
+    where
+        T: Clone,
+    {
+        self.shared()
+            .try_update(move |value: &mut T| {
+                change(value);
+                Ok::<(), Error>(())
+            })
+            .map(|((), value)| value)
+    }
+
+    /// [`update`](Live::update) with a change that may fail or decide not to save, as
+    /// [`Persisted::try_update`]: an `Err` writes and publishes nothing and is returned as it
+    /// is; `Ok(r)` returns `r` once the change is saved (`Immediate`) or published
+    /// (`Coalesce`).
+    ///
+    /// Under [`SavePolicy::Coalesce`], a change that must run again on another program's
+    /// newer value and returns `Err` there is dropped, and its error is reported as
+    /// [`Error::Conflict`] (hence `E: Into<BoxError>`: any error type, `String`, or
+    /// `anyhow::Error`).
+    ///
+    /// # Errors
+    ///
+    /// The closure's error; persist's errors (those of [`update`](Live::update)) converted
+    /// into it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use persist::Persisted;
+    /// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Queue { jobs: Vec<String> }
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("queue.json");
+    /// let queue = Queue::live(&path)?;
+    /// let next = queue.try_update(|queue| match queue.jobs.pop() {
+    ///     Some(job) => Ok(job),
+    ///     None => Err(persist::Error::from(std::io::Error::other("no job waits"))),
+    /// });
+    /// assert!(next.is_err()); // nothing written, nothing published
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn try_update<R, E>(
+        &self,
+        change: impl FnMut(&mut T) -> Result<R, E> + Send + 'static,
+    ) -> Result<R, E>
+    where
+        T: Clone,
+        E: From<Error> + Into<BoxError>,
+    {
+        self.shared().try_update(change).map(|(result, _)| result)
     }
 
     /// Saves what is pending ([`SavePolicy::Coalesce`]) and returns once it is durable. With
@@ -275,7 +350,8 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Live<T> {
     /// # Errors
     ///
     /// The save's error, or the load error when another program left the file unreadable (the
-    /// changes stay pending and are retried).
+    /// changes stay pending and are retried); or, once the rest is saved, an
+    /// [`Error::Conflict`] for a change a rebase dropped since the last flush.
     pub fn flush(&self) -> Result<(), Error> {
         self.shared().flush()
     }
@@ -286,10 +362,34 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Live<T> {
     ///
     /// See [`update`](Live::update).
     #[cfg(feature = "tokio")]
-    pub fn update_async(&self, change: impl FnOnce(&mut T) + Send + 'static) -> Pending<Arc<T>> {
+    pub fn update_async(&self, change: impl FnMut(&mut T) + Send + 'static) -> Pending<Arc<T>>
+    where
+        T: Clone,
+    {
         let live = self.clone();
         Pending::new(self.shared().path().to_owned(), move |_| {
             live.update(change)
+        })
+    }
+
+    /// [`try_update`](Live::try_update) on persist's worker threads.
+    ///
+    /// # Errors
+    ///
+    /// See [`try_update`](Live::try_update).
+    #[cfg(feature = "tokio")]
+    pub fn try_update_async<R, E>(
+        &self,
+        change: impl FnMut(&mut T) -> Result<R, E> + Send + 'static,
+    ) -> Pending<R, E>
+    where
+        T: Clone,
+        R: Send + 'static,
+        E: From<Error> + Into<BoxError> + Send + 'static,
+    {
+        let live = self.clone();
+        Pending::new(self.shared().path().to_owned(), move |_| {
+            live.try_update(change)
         })
     }
 
@@ -307,8 +407,9 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Live<T> {
     /// Calls `callback` with every change of the value and every failure to follow the file
     /// (a reload, a background save, a conflict), until the returned guard is dropped.
     ///
-    /// Callbacks run one after another on a thread of this handle, never on the thread that
-    /// called [`update`](Live::update), so a slow one delays only later callbacks. Each event
+    /// Callbacks run one after another on persist's shared background threads, never on the
+    /// thread that called [`update`](Live::update), so a slow one delays only later callbacks
+    /// (of this handle: the pool adds a thread when all are busy). Each event
     /// is delivered once, in order; when callbacks fall more than 1,024 events behind,
     /// intermediate values are skipped (never an error, never the newest value). A panic in a
     /// callback is caught and the callback stays registered.
@@ -346,13 +447,13 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Live<T> {
 }
 
 /// Opens `path` as a [`Live`] value with these settings ([`Options::live`](crate::Options::live)).
-pub(crate) fn open<T: Persisted + Default + Clone + Send + Sync + 'static>(
+pub(crate) fn open<T: Persisted + Default + Send + Sync + 'static>(
     settings: Settings,
     live: LiveSettings,
     path: &Path,
 ) -> Result<Live<T>, Error> {
-    let shared = Shared::open(settings, live.policy, path)?;
-    let handle = worker::Handle::start(shared, live.watch, live.refresh_every)?;
+    let shared = Shared::open(settings, live, path)?;
+    let handle = worker::Handle::start(shared, live.watch)?;
     Ok(Live {
         handle: Arc::new(handle),
     })

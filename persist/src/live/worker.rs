@@ -1,163 +1,189 @@
-//! The background of a [`Live`](super::Live) value: the directory watcher, and one thread
-//! that waits for file events to settle, polls, and runs the coalescing saver.
+//! The background of a [`Live`](super::Live) value: its watches (the directory of the file and
+//! of every symbolic link on the way to it) and its job on the shared threads, which waits for
+//! file events to settle, polls, and runs the coalescing saver.
 
 use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::SavePolicy;
-use super::core::{MAX_SETTLE, SETTLE, Shared};
-use super::watcher::{self, Registration, Watched};
+use super::core::{MAX_SETTLE, SETTLE, Shared, lock};
+use super::runtime::{self, Job, Next};
+use super::watcher::{self, Watched};
 use crate::error::IoOp;
 use crate::shell::commit::create_dirs;
 use crate::shell::{Durability, io_error, parent_dir};
 use crate::{Error, Persisted};
 
-/// What the last [`Live`](super::Live) handle owns: dropping it stops the watcher and the
-/// thread, then saves what is pending.
-pub(super) struct Handle<T: Persisted + Clone + Send + Sync + 'static> {
+/// The most symbolic links followed on the way to the file (the kernel's own limit).
+const MAX_LINKS: usize = 40;
+
+/// What the last [`Live`](super::Live) handle owns: dropping it stops the watches and the
+/// job, then saves what is pending.
+pub(super) struct Handle<T: Persisted + Send + Sync + 'static> {
     pub(super) shared: Arc<Shared<T>>,
-    watcher: Option<Registration>,
-    thread: Option<JoinHandle<()>>,
 }
 
-impl<T: Persisted + Clone + Send + Sync + 'static> Handle<T> {
-    pub(super) fn start(
-        shared: Arc<Shared<T>>,
-        watch: bool,
-        refresh_every: Option<Duration>,
-    ) -> Result<Self, Error> {
-        let watcher = if watch {
-            Some(watch_directory(&shared)?)
-        } else {
-            None
-        };
-        let needs_thread = watch
-            || refresh_every.is_some()
+impl<T: Persisted + Send + Sync + 'static> Handle<T> {
+    pub(super) fn start(shared: Arc<Shared<T>>, watch: bool) -> Result<Self, Error> {
+        let needs_job = watch
+            || shared.refresh_every.is_some()
             || matches!(shared.policy(), SavePolicy::Coalesce { .. });
-        let thread = if needs_thread {
-            let worker = Arc::clone(&shared);
-            let thread = std::thread::Builder::new()
-                .name("persist-live".into())
-                .spawn(move || run(&worker, refresh_every))
-                .map_err(io_error(shared.path(), IoOp::BlockingTask))?;
-            Some(thread)
-        } else {
-            None
-        };
-        // A change made between the load and the start of the watch has no event: compare.
-        if shared.looks_changed() {
-            shared.note_event();
+        if needs_job {
+            let job: Arc<dyn Job> = Arc::clone(&shared) as Arc<dyn Job>;
+            let id = runtime::register(job).map_err(io_error(shared.path(), IoOp::BlockingTask))?;
+            let _ = shared.job.set(id);
         }
-        Ok(Handle {
-            shared,
-            watcher,
-            thread,
-        })
+        // From here on, dropping the handle unregisters what was registered.
+        let handle = Handle { shared };
+        if watch {
+            let path = handle.shared.path();
+            create_dirs(path, parent_dir(path), Durability::Full)?;
+            let weak: Weak<dyn Watched> = Arc::downgrade(&handle.shared) as Weak<dyn Watched>;
+            let _ = handle.shared.watched.set(weak);
+            rewatch(&handle.shared)?;
+        }
+        if handle.shared.refresh_every.is_some() {
+            if let Some(job) = handle.shared.job.get() {
+                runtime::wake(*job);
+            }
+        }
+        // A change made between the load and the start of the watch has no event: compare.
+        if handle.shared.looks_changed() {
+            handle.shared.note_event();
+        }
+        Ok(handle)
     }
 }
 
-impl<T: Persisted + Clone + Send + Sync + 'static> Drop for Handle<T> {
+impl<T: Persisted + Send + Sync + 'static> Drop for Handle<T> {
     fn drop(&mut self) {
         // No more events, then no more background work, then the last save.
-        drop(self.watcher.take());
+        lock(&self.shared.watches).clear();
         self.shared.lock_state().closing = true;
-        self.shared.wake.notify_all();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        if let Some(job) = self.shared.job.get() {
+            runtime::cancel(*job);
         }
         self.shared.close();
         self.shared.events().close();
     }
 }
 
-/// Registers the file with the process's directory watcher (a watch on the file itself goes
-/// deaf after the first rename over it), so that events naming it reach the worker.
-fn watch_directory<T: Persisted + Clone + Send + Sync + 'static>(
-    shared: &Arc<Shared<T>>,
-) -> Result<Registration, Error> {
-    let target = shared.target();
-    let directory = parent_dir(target);
-    create_dirs(shared.path(), directory, Durability::Full)?;
-    // Events name the directory as it was watched: canonical, so that one directory reached
-    // by two paths is one entry.
-    let directory =
-        std::fs::canonicalize(directory).map_err(io_error(shared.path(), IoOp::Watch))?;
-    let name: OsString = target.file_name().unwrap_or(target.as_os_str()).to_owned();
-    let weak: Weak<Shared<T>> = Arc::downgrade(shared);
-    watcher::register(&directory, name, weak).map_err(|error| {
-        let source = match error.kind {
-            notify::ErrorKind::Io(source) => source,
-            other => std::io::Error::other(format!("{other:?}")),
+/// The directories to watch for the file at `path`, with the name to look for in each: the
+/// path's own, then, while the name is a symbolic link, where it points (canonical, so that
+/// one directory reached by two paths is one watch).
+fn chain(path: &Path) -> Vec<(PathBuf, OsString)> {
+    let mut hops = Vec::new();
+    let mut at = path.to_owned();
+    for _ in 0..MAX_LINKS {
+        let Some(name) = at.file_name().map(ToOwned::to_owned) else {
+            break;
         };
-        io_error(shared.path(), IoOp::Watch)(source)
-    })
+        let Ok(directory) = std::fs::canonicalize(parent_dir(&at)) else {
+            break;
+        };
+        hops.push((directory.clone(), name.clone()));
+        let Ok(link) = std::fs::read_link(directory.join(&name)) else {
+            break;
+        };
+        at = directory.join(link);
+    }
+    hops
 }
 
-impl<T: Persisted + Clone + Send + Sync + 'static> Watched for Shared<T> {
+/// Watches the directories of [`chain`] as it is now, keeping the watches that stay and
+/// dropping the others. A link pointed elsewhere moves the watch to its new target's
+/// directory.
+fn rewatch<T: Persisted + Send + Sync + 'static>(shared: &Shared<T>) -> Result<(), Error> {
+    let Some(watched) = shared.watched.get() else {
+        return Ok(());
+    };
+    let wanted = chain(shared.path());
+    let mut watches = lock(&shared.watches);
+    let same = watches.len() == wanted.len()
+        && watches
+            .iter()
+            .zip(&wanted)
+            .all(|((directory, name, _), hop)| (directory, name) == (&hop.0, &hop.1));
+    if same {
+        return Ok(());
+    }
+    let mut old = std::mem::take(&mut *watches);
+    for (directory, name) in wanted {
+        if let Some(at) = old
+            .iter()
+            .position(|(kept, kept_name, _)| *kept == directory && *kept_name == name)
+        {
+            watches.push(old.swap_remove(at));
+            continue;
+        }
+        let registration = watcher::register(&directory, name.clone(), Weak::clone(watched)).map_err(|error| {
+                let source = match error.kind {
+                    notify::ErrorKind::Io(source) => source,
+                    other => std::io::Error::other(format!("{other:?}")),
+                };
+                io_error(shared.path(), IoOp::Watch)(source)
+            })?;
+        watches.push((directory, name, registration));
+    }
+    Ok(())
+}
+
+impl<T: Persisted + Send + Sync + 'static> Watched for Shared<T> {
     fn changed(&self) {
         self.note_event();
     }
 }
 
-/// The worker: sleeps until the next thing is due (a settled file event, a poll, a coalesced
-/// save), does it, and stops when the last handle is dropped.
-fn run<T: Persisted + Clone + Send + Sync + 'static>(
-    shared: &Shared<T>,
-    refresh_every: Option<Duration>,
-) {
-    let mut next_poll = refresh_every.map(|period| Instant::now() + period);
-    let mut state = shared.lock_state();
-    loop {
-        if state.closing {
-            return;
-        }
+impl<T: Persisted + Send + Sync + 'static> Job for Shared<T> {
+    /// Does what is due (a settled file event, a poll, a coalesced save) and says when the
+    /// next thing is.
+    fn run(&self) -> Next {
         let now = Instant::now();
+        let mut state = self.lock_state();
+        if state.closing {
+            return Next::Done;
+        }
         let reload_due = state.event_at.map(|last| {
             let first = state.event_first.unwrap_or(last);
             (last + SETTLE).min(first + MAX_SETTLE)
         });
-        let save_due = shared.save_deadline(&state);
-        let Some(next) = [reload_due, save_due, next_poll]
-            .into_iter()
-            .flatten()
-            .min()
-        else {
-            state = shared
-                .wake
-                .wait(state)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            continue;
-        };
-        if next > now {
-            state = shared
-                .wake
-                .wait_timeout(state, next - now)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
-            continue;
-        }
         let reload = reload_due.is_some_and(|due| due <= now);
         if reload {
             state.event_at = None;
             state.event_first = None;
         }
-        let save = save_due.is_some_and(|due| due <= now);
-        let poll = next_poll.is_some_and(|due| due <= now);
+        let save = self.save_deadline(&state).is_some_and(|due| due <= now);
+        let poll = state.next_poll.is_some_and(|due| due <= now);
+        if poll {
+            state.next_poll = self.refresh_every.map(|period| now + period);
+        }
         drop(state);
-        if let (true, Some(period)) = (poll, refresh_every) {
-            next_poll = Some(now + period);
-            if shared.looks_changed() {
-                shared.note_event();
-            }
+        if poll && self.looks_changed() {
+            self.note_event();
         }
         if reload {
-            shared.reload_in_background();
+            self.reload_in_background();
+            // A link pointed elsewhere: watch where it points now. A directory that cannot be
+            // watched any more leaves the watches there are (and polling, if any).
+            let _ = rewatch(self);
         }
         if save {
-            shared.save_in_background();
+            self.save_in_background();
         }
-        state = shared.lock_state();
+        let state = self.lock_state();
+        let reload_due = state.event_at.map(|last| {
+            let first = state.event_first.unwrap_or(last);
+            (last + SETTLE).min(first + MAX_SETTLE)
+        });
+        match [reload_due, self.save_deadline(&state), state.next_poll]
+            .into_iter()
+            .flatten()
+            .min()
+        {
+            Some(at) => Next::At(at),
+            None => Next::Idle,
+        }
     }
 }
