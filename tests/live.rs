@@ -172,6 +172,19 @@ fn child() {
             std::io::stdout().flush().unwrap();
             std::thread::sleep(Duration::from_secs(60));
         }
+        // 200 coalesced increments (debounce 20 ms, max_wait 100 ms), spread over ~200 ms so
+        // that the saves of the processes interleave; the drop saves the rest.
+        "coalesced-increments" => {
+            let live = coalesce(20, 100).live::<Settings>(&path).unwrap();
+            for _ in 0..200 {
+                live.update(|settings| {
+                    settings.left += 1;
+                    settings.right += 1;
+                })
+                .unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
         other => panic!("unknown child mode {other}"),
     }
 }
@@ -595,7 +608,8 @@ fn a_pending_change_that_fails_on_the_newer_value_is_dropped_and_reported() {
     let live = coalesce(3_600_000, 3_600_000)
         .live::<Settings>(&path)
         .unwrap();
-    live.update(|settings| settings.theme = "mine".into()).unwrap();
+    live.update(|settings| settings.theme = "mine".into())
+        .unwrap();
     live.flush().unwrap();
     let (events, _guard) = record(&live);
     // Succeeds on this handle's value, fails once the theme is no longer "mine".
@@ -624,7 +638,12 @@ fn a_pending_change_that_fails_on_the_newer_value_is_dropped_and_reported() {
     // The other change made it, on top of theirs; the failed one left no trace.
     let value = live.get();
     assert_eq!(
-        (value.font_size, value.theme.as_str(), value.left, value.right),
+        (
+            value.font_size,
+            value.theme.as_str(),
+            value.left,
+            value.right
+        ),
         (50, "edited", 0, 3)
     );
     let Err(Error::Conflict { reason, .. }) = live.flush() else {
@@ -891,4 +910,447 @@ fn many_handles_share_one_watcher() {
     drop(second);
     Pattern::AtomicRename.write(third.path(), &document(7));
     assert!(wait_until(&third, |settings| settings.font_size == 7).is_some());
+}
+
+/// How another program edits the file in the middle of [`coalesced_processes`].
+#[derive(Clone, Copy, PartialEq)]
+enum Sed {
+    /// No edit.
+    None,
+    /// `sed -i` as it is: it takes no lock, so a save landing between its read and its rename
+    /// is lost (by sed), and only its own edit is certain to be kept.
+    Plain,
+    /// `sed -i` under the file's lock (`flock settings.json.lock sed -i ...`), as a cooperating
+    /// program would: both its edit and every increment are kept.
+    Locked,
+}
+
+/// `processes` children each make 200 coalesced increments of one file at once, while `sed`
+/// changes another field.
+fn coalesced_processes(processes: usize, sed: Sed) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("settings.json");
+    Settings {
+        theme: "start".into(),
+        ..Settings::default()
+    }
+    .save(&path)
+    .unwrap();
+    let children: Vec<_> = (0..processes)
+        .map(|_| spawn_child("coalesced-increments", &path, &[]))
+        .collect();
+    if sed != Sed::None {
+        std::thread::sleep(Duration::from_millis(150));
+        let mut command = match sed {
+            Sed::Locked => {
+                let mut command = std::process::Command::new("flock");
+                command
+                    .arg(dir.path().join("settings.json.lock"))
+                    .arg("sed");
+                command
+            }
+            _ => std::process::Command::new("sed"),
+        };
+        let status = command
+            .args(["-i", "s/\"start\"/\"by sed\"/"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    for child in children {
+        assert!(child.wait_with_output().unwrap().status.success());
+    }
+    let settings = Settings::load(&path).unwrap();
+    let total = 200 * processes as u64;
+    if sed != Sed::Plain {
+        assert_eq!(
+            (settings.left, settings.right),
+            (total, total),
+            "every increment kept"
+        );
+    }
+    assert_eq!(settings.left, settings.right, "{settings:?}");
+    if sed != Sed::None {
+        assert_eq!(settings.theme, "by sed", "and the other program's edit too");
+    }
+    let aside: Vec<String> = common::names(dir.path())
+        .into_iter()
+        .filter(|name| name.contains(".conflict-") || name.contains(".unsaved-"))
+        .collect();
+    assert!(aside.is_empty(), "nothing set aside: {aside:?}");
+}
+
+#[test]
+fn coalesced_handles_in_several_processes_lose_no_change() {
+    for _ in 0..20 {
+        coalesced_processes(2, Sed::None);
+        coalesced_processes(3, Sed::None);
+    }
+}
+
+#[test]
+fn coalesced_handles_keep_an_edit_made_in_the_middle() {
+    if !common::needs(
+        "sed and flock",
+        common::has_tool("sed") && common::has_tool("flock"),
+    ) {
+        return;
+    }
+    for _ in 0..5 {
+        for processes in [2, 3] {
+            coalesced_processes(processes, Sed::Locked);
+            coalesced_processes(processes, Sed::Plain);
+        }
+    }
+}
+
+/// Points the link `link` at `target` the way a program that swaps profiles would: a new link
+/// renamed over the old one.
+#[cfg(unix)]
+fn repoint(link: &Path, target: &Path) {
+    let fresh = link.with_extension("new-link");
+    std::os::unix::fs::symlink(target, &fresh).unwrap();
+    std::fs::rename(&fresh, link).unwrap();
+}
+
+#[cfg(unix)]
+fn symlink_repointed_with(options: Options) {
+    let dir = tempfile::tempdir().unwrap();
+    let profiles = dir.path().join("profiles");
+    std::fs::create_dir(&profiles).unwrap();
+    let home = profiles.join("home.json");
+    let work = profiles.join("work.json");
+    let profile = |theme: &str, font_size| Settings {
+        theme: theme.into(),
+        font_size,
+        ..Settings::default()
+    };
+    profile("home", 10).save(&home).unwrap();
+    profile("work", 20).save(&work).unwrap();
+    let link = dir.path().join("settings.json");
+    std::os::unix::fs::symlink("profiles/home.json", &link).unwrap();
+    let live = options.live::<Settings>(&link).unwrap();
+    assert_eq!(live.get().theme, "home");
+    live.update(|settings| settings.left = 1).unwrap();
+    live.flush().unwrap();
+    let home_bytes = std::fs::read(&home).unwrap();
+
+    repoint(&link, Path::new("profiles/work.json"));
+    let seen = wait_until(&live, |settings| settings.theme == "work");
+    assert!(seen.is_some_and(|seen| seen < SEEN_WITHIN), "{seen:?}");
+    // A hand edit of the new target is seen: its directory is watched now.
+    Pattern::AtomicRename.write(&work, &document(33));
+    assert!(wait_until(&live, |settings| settings.font_size == 33).is_some());
+    live.update(|settings| settings.right = 2).unwrap();
+    live.flush().unwrap();
+    let saved = Settings::load(&work).unwrap();
+    assert_eq!(
+        (
+            saved.theme.as_str(),
+            saved.font_size,
+            saved.left,
+            saved.right
+        ),
+        ("edited", 33, 0, 2),
+        "the new target keeps its own data, with the update"
+    );
+    assert_eq!(
+        std::fs::read(&home).unwrap(),
+        home_bytes,
+        "the old target is untouched"
+    );
+    assert!(
+        std::fs::symlink_metadata(&link).unwrap().is_symlink(),
+        "still a link"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_repointed_symlink_is_followed() {
+    symlink_repointed_with(Options::new());
+    symlink_repointed_with(coalesce(20, 100));
+}
+
+#[cfg(unix)]
+#[test]
+fn an_update_after_a_repoint_never_writes_the_old_target_into_the_new() {
+    // No watching and no polling: the update itself must look the link up again.
+    for options in [Options::new(), coalesce(3_600_000, 3_600_000)] {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home.json");
+        let work = dir.path().join("work.json");
+        document(10);
+        std::fs::write(&home, document(10)).unwrap();
+        std::fs::write(&work, document(20)).unwrap();
+        let link = dir.path().join("settings.json");
+        std::os::unix::fs::symlink(&home, &link).unwrap();
+        let live = options.watch(false).live::<Settings>(&link).unwrap();
+        live.update(|settings| settings.left = 5).unwrap();
+        repoint(&link, &work);
+        live.update(|settings| settings.right = 6).unwrap();
+        live.flush().unwrap();
+        let saved = Settings::load(&work).unwrap();
+        assert_eq!((saved.font_size, saved.right), (20, 6), "{saved:?}");
+        drop(live);
+        let home = Settings::load(&home).unwrap();
+        assert_eq!(home.font_size, 10);
+        assert_eq!(
+            home.right, 0,
+            "nothing of the later update in the old target"
+        );
+    }
+}
+
+fn corrupt_edit_while_pending(options: Options) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("settings.json");
+    let live = options.live::<Settings>(&path).unwrap();
+    live.update(|settings| settings.font_size = 1).unwrap();
+    live.flush().unwrap();
+    let (events, _guard) = record(&live);
+    live.update(|settings| settings.left = 4).unwrap();
+    let loads = live.stats().loads;
+    std::fs::write(&path, "{broken").unwrap();
+    let started = Instant::now();
+    let event = wait_for_event(&events, |event| event.error().is_some());
+    assert!(started.elapsed() < SEEN_WITHIN, "{:?}", started.elapsed());
+    assert!(
+        matches!(event.error(), Some(Error::Corrupt { .. })),
+        "{event:?}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let errors = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|event| event.error().is_some())
+        .count();
+    assert_eq!(errors, 1, "reported once");
+    let stats = live.stats();
+    assert!(stats.loads - loads < 20, "{stats:?}");
+    assert_eq!(stats.failed_reloads, 1, "{stats:?}");
+    assert!(matches!(live.flush(), Err(Error::Corrupt { .. })));
+    assert_eq!(std::fs::read(&path).unwrap(), b"{broken");
+    assert_eq!(live.get().left, 4, "the change is still pending");
+    drop(_guard);
+    drop(live);
+    let unsaved: Vec<String> = common::names(dir.path())
+        .into_iter()
+        .filter(|name| name.starts_with("settings.json.unsaved-"))
+        .collect();
+    assert_eq!(unsaved.len(), 1, "{:?}", common::names(dir.path()));
+    let kept = Settings::load(dir.path().join(&unsaved[0])).unwrap();
+    assert_eq!((kept.font_size, kept.left), (1, 4));
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        b"{broken",
+        "never written over"
+    );
+}
+
+#[test]
+fn a_corrupt_edit_while_a_change_is_pending_is_reported_once_and_not_read_in_a_loop() {
+    corrupt_edit_while_pending(coalesce(20, 100));
+    corrupt_edit_while_pending(coalesce(20, 100).refresh_every(Duration::from_millis(100)));
+}
+
+#[test]
+fn a_corrupt_edit_is_reported_once_without_pending_changes() {
+    for options in [Options::new(), coalesce(20, 100)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        let live = options.live::<Settings>(&path).unwrap();
+        live.update(|settings| settings.font_size = 1).unwrap();
+        live.flush().unwrap();
+        let (events, _guard) = record(&live);
+        let loads = live.stats().loads;
+        std::fs::write(&path, "{broken").unwrap();
+        wait_for_event(&events, |event| event.error().is_some());
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(
+            events.lock().unwrap().len(),
+            1,
+            "{:?}",
+            events.lock().unwrap()
+        );
+        assert!(live.stats().loads - loads < 5, "{:?}", live.stats());
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn metadata_changes_and_rewrites_with_the_same_value_send_no_event() {
+    use std::os::unix::fs::PermissionsExt;
+    for options in [Options::new(), coalesce(20, 100)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        let live = options.live::<Settings>(&path).unwrap();
+        live.update(|settings| settings.font_size = 1).unwrap();
+        live.flush().unwrap();
+        let (events, _guard) = record(&live);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        if common::has_tool("sed") {
+            let sed = std::process::Command::new("sed")
+                .args(["-i", "s/no such text/nothing/"])
+                .arg(&path)
+                .status()
+                .unwrap();
+            assert!(sed.success());
+        }
+        // The same value, written by another program in another layout.
+        let same = Settings::load(&path).unwrap();
+        let pretty = serde_json::to_string_pretty(&serde_json::json!({
+            "version": 2,
+            "data": same,
+        }))
+        .unwrap();
+        Pattern::AtomicRename.write(&path, &pretty);
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(
+            events.lock().unwrap().is_empty(),
+            "{:?}",
+            events.lock().unwrap()
+        );
+        assert!(live.stats().unchanged_reloads >= 1, "{:?}", live.stats());
+
+        Pattern::AtomicRename.write(&path, &document(9));
+        wait_for_event(&events, |event| event.value().font_size == 9);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(events.lock().unwrap().len(), 1, "a real edit: one event");
+    }
+}
+
+#[test]
+fn try_update_that_fails_writes_and_publishes_nothing() {
+    for options in [Options::new(), coalesce(20, 100)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        let live = options.live::<Settings>(&path).unwrap();
+        live.update(|settings| settings.font_size = 3).unwrap();
+        live.flush().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let before = live.get();
+        let (events, _guard) = record(&live);
+        let refused: Result<(), persist::BoxError> = live.try_update(|settings| {
+            settings.font_size = 99;
+            Err("not today".into())
+        });
+        assert!(refused.unwrap_err().to_string().contains("not today"));
+        assert!(Arc::ptr_eq(&live.get(), &before), "nothing published");
+        live.flush().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing written");
+        assert!(events.lock().unwrap().is_empty());
+
+        let font_size = live
+            .try_update(|settings| {
+                settings.font_size += 1;
+                Ok::<_, Error>(settings.font_size)
+            })
+            .unwrap();
+        assert_eq!(font_size, 4);
+        live.flush().unwrap();
+        assert_eq!(Settings::load(&path).unwrap().font_size, 4);
+    }
+}
+
+#[test]
+fn a_value_that_can_be_saved_nowhere_is_reported_when_the_last_handle_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let point = dir.path().join("mnt");
+    let Some(_mounted) = common::small_ext4(dir.path(), &point, 2048) else {
+        return;
+    };
+    let path = point.join("settings.json");
+    Settings::default().save(&path).unwrap();
+    let live = coalesce(3_600_000, 3_600_000)
+        .watch(false)
+        .live::<Settings>(&path)
+        .unwrap();
+    let (events, guard) = record(&live);
+    guard.keep();
+    // Fill the disk: data blocks, then inodes.
+    let mut filler = std::fs::File::create(point.join("filler")).unwrap();
+    let mut chunk = vec![0xEE; 64 << 10];
+    while chunk.len() >= 512 {
+        if filler.write_all(&chunk).is_err() {
+            let half = chunk.len() / 2;
+            chunk.truncate(half);
+        }
+    }
+    filler.sync_all().unwrap();
+    for n in 0.. {
+        if std::fs::File::create(point.join(format!("inode-{n}"))).is_err() {
+            break;
+        }
+    }
+    live.update(|settings| settings.theme = "x".repeat(64 << 10))
+        .unwrap();
+    let refused = live.flush().unwrap_err();
+    assert!(refused.to_string().contains("No space left"), "{refused}");
+    drop(live);
+    let event = wait_for_event(&events, |event| event.error().is_some());
+    let reported = event.error().unwrap().to_string();
+    assert!(reported.contains("No space left"), "{reported}");
+    assert!(
+        common::names(&point)
+            .iter()
+            .all(|name| !name.contains(".unsaved-")),
+        "{:?}",
+        common::names(&point)
+    );
+}
+
+/// Threads of this process, from `/proc`.
+#[cfg(target_os = "linux")]
+fn threads() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_hundred_thousand_handles_share_a_few_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = threads();
+    let options = coalesce(20, 100);
+    let handles: Vec<Live<Settings>> = (0..100_000)
+        .map(|n| {
+            let folder = dir.path().join(format!("app-{}", n % 10));
+            options
+                .live::<Settings>(folder.join(format!("settings-{n}.json")))
+                .unwrap()
+        })
+        .collect();
+    // Every handle has a job: a change through any of them is saved by the shared threads.
+    for handle in handles.iter().step_by(1_000) {
+        handle.update(|settings| settings.left += 1).unwrap();
+    }
+    let (events, _guard) = record(&handles[99_999]);
+    Pattern::AtomicRename.write(handles[99_999].path(), &document(8));
+    wait_for_event(&events, |event| event.value().font_size == 8);
+    let started = Instant::now();
+    while !handles[0].path().exists() {
+        assert!(started.elapsed() < EVENTUALLY, "saved by the pool");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let during = threads();
+    assert!(
+        during <= before + 40,
+        "{during} threads for 100,000 handles (before: {before})"
+    );
+    drop(handles);
+    assert_eq!(
+        Settings::load(dir.path().join("app-0/settings-1000.json"))
+            .unwrap()
+            .left,
+        1
+    );
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 pub(crate) use self::update::modify;
 use crate::codec;
 use crate::settings::{Settings, stream_refusal};
-use crate::shell::commit::{Target, Write, bytes, replace, replace_path};
+use crate::shell::commit::{Precondition, Target, Write, bytes, replace, replace_path};
 use crate::shell::{AuditOp, backup, read, remove};
 use crate::telemetry::{Facts, Operation};
 use crate::{Backup, Error, Persisted};
@@ -75,11 +75,27 @@ pub(crate) fn save<T: Persisted>(
     path: &Path,
     operation: AuditOp,
 ) -> Result<(), Error> {
+    save_file(settings, value, path, operation, None).map(drop)
+}
+
+/// [`save`], returning the file written, open (for its identity: whoever replaces the file
+/// after the save replaces another inode); with `unless_changed`, as [`Write::unless_changed`]
+/// says.
+pub(crate) fn save_file<T: Persisted>(
+    settings: &Settings,
+    value: &T,
+    path: &Path,
+    operation: AuditOp,
+    unless_changed: Option<Precondition<'_>>,
+) -> Result<std::fs::File, Error> {
     measured_save(path, T::VERSION, || {
-        let write = write_of::<T>(operation);
+        let write = Write {
+            unless_changed,
+            ..write_of::<T>(operation)
+        };
         if !settings.streams() {
             let data = settings.file_bytes(value, path)?;
-            return replace_path(&settings.disk, path, &write, bytes(&data)).map(drop);
+            return replace_path(&settings.disk, path, &write, bytes(&data));
         }
         // Streams into the temporary file: no copy of the file in memory. A value serde refuses
         // half-way leaves a partial temporary file, which the failed write removes.
@@ -90,7 +106,7 @@ pub(crate) fn save<T: Persisted>(
         });
         match refused {
             Some(refusal) => Err(refusal.at(path)),
-            None => result.map(drop),
+            None => result,
         }
     })
 }
@@ -135,15 +151,16 @@ pub(crate) fn write_of<T: Persisted>(operation: AuditOp) -> Write<'static> {
         unversioned_as: codec::unversioned_root::<T>(),
         audit: Some(operation),
         key: None,
+        unless_changed: None,
     }
 }
 
 /// Runs a save as one measured operation: its span, and its outcome, version and size.
-fn measured_save(
+fn measured_save<R>(
     path: &Path,
     version: u32,
-    save: impl FnOnce() -> Result<(), Error>,
-) -> Result<(), Error> {
+    save: impl FnOnce() -> Result<R, Error>,
+) -> Result<R, Error> {
     let operation = Operation::start("save", path);
     let result = operation.in_span(save);
     #[cfg(any(feature = "tracing", feature = "metrics"))]

@@ -28,7 +28,7 @@ use super::watcher::{Registration, Watched};
 use super::{ChangeOrigin, LiveEvent, LiveSettings, LiveStats, SavePolicy};
 use crate::error::{BoxError, IoOp};
 use crate::settings::Settings;
-use crate::shell::commit::Target;
+use crate::shell::commit::{Precondition, Target};
 use crate::shell::dir::Dir;
 use crate::shell::lock;
 use crate::shell::names::{self, Sibling};
@@ -75,6 +75,13 @@ fn file_id(target: &Path, path: &Path) -> Result<Option<FileId>, Error> {
 }
 
 impl FileId {
+    /// The identity of the file this handle just wrote, from the file itself: a program that
+    /// replaced it since is a change the next look sees (a look at the path could take that
+    /// program's file for this handle's).
+    fn written(file: &std::fs::File) -> Option<FileId> {
+        file.metadata().ok().map(|metadata| FileId::of(&metadata))
+    }
+
     #[cfg(unix)]
     fn of(metadata: &std::fs::Metadata) -> FileId {
         use std::os::unix::fs::MetadataExt;
@@ -405,25 +412,49 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
         let _io = lock(&self.io);
         let real = self.resolve()?;
         let _lock = lock::exclusive(&real, self.settings.disk.lock_timeout)?;
-        match self.look(&real, true)? {
-            Look::Unchanged | Look::Missing | Look::KnownBroken => {}
-            Look::Changed(theirs, id) => self.rebase(theirs, id),
-            Look::Broken(error) => return Err(error.into()),
-        }
-        let mut value = T::clone(&self.current.load());
-        let result = change(&mut value)?;
-        if let Err(error) = file::save(&self.settings, &value, &real, AuditOp::Save) {
-            bump(&self.counters.failed_saves);
-            return Err(error.into());
-        }
+        let mut attempts = 0;
+        let (result, value, written) = loop {
+            match self.look(&real, true)? {
+                Look::Unchanged | Look::Missing | Look::KnownBroken => {}
+                Look::Changed(theirs, id) => self.rebase(theirs, id),
+                Look::Broken(error) => return Err(error.into()),
+            }
+            let mut value = T::clone(&self.current.load());
+            let result = change(&mut value)?;
+            match self.save_unless_changed(&value, &real) {
+                Ok(written) => break (result, value, written),
+                // Another program replaced the file while this value was written: again,
+                // on its value.
+                Err(Error::Contended { .. }) if attempts < UNSETTLED_RETRIES => attempts += 1,
+                Err(error) => {
+                    bump(&self.counters.failed_saves);
+                    return Err(error.into());
+                }
+            }
+        };
         bump(&self.counters.saves);
-        let seen = file_id(&real, &self.path).ok().flatten();
+        let seen = FileId::written(&written);
         let value = Arc::new(value);
         let mut state = self.lock_state();
         self.accept(&mut state, seen);
         state.generation += 1;
         self.publish(&mut state, Arc::clone(&value), ChangeOrigin::Local);
         Ok((result, value))
+    }
+
+    /// Saves `value` to `real` unless the file there is no longer the one this handle last
+    /// saw: checked once the new file is durable, right before the rename, so that an editor
+    /// that does not take the file's lock loses its change only if it lands in that instant.
+    fn save_unless_changed(&self, value: &T, real: &Path) -> Result<std::fs::File, Error> {
+        let expected = self.lock_state().seen;
+        let unchanged = || file_id(real, &self.path).ok().flatten() == expected;
+        file::save_file(
+            &self.settings,
+            value,
+            real,
+            AuditOp::Save,
+            Some(Precondition(&unchanged)),
+        )
     }
 
     /// [`SavePolicy::Coalesce`]: change and publish now, keep the change for the saver (and
@@ -673,52 +704,61 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
             return Ok(());
         }
         let real = self.resolve().map_err(SaveFailure::Save)?;
-        let _lock = lock::exclusive(&real, self.settings.disk.lock_timeout)
-            .map_err(SaveFailure::Save)?;
-        match self.look(&real, read_broken).map_err(SaveFailure::Load)? {
-            Look::Unchanged | Look::Missing => {}
-            Look::Changed(theirs, id) => {
-                self.rebase(theirs, id);
-                if !self.lock_state().pending() {
+        let _lock =
+            lock::exclusive(&real, self.settings.disk.lock_timeout).map_err(SaveFailure::Save)?;
+        let mut attempts = 0;
+        loop {
+            match self.look(&real, read_broken).map_err(SaveFailure::Load)? {
+                Look::Unchanged | Look::Missing => {}
+                Look::Changed(theirs, id) => {
+                    self.rebase(theirs, id);
+                    if !self.lock_state().pending() {
+                        return Ok(());
+                    }
+                }
+                Look::Broken(error) => return Err(SaveFailure::Load(error)),
+                Look::KnownBroken => return Err(SaveFailure::KnownBroken),
+            }
+            let (value, generation, dirty_since) = {
+                let mut state = self.lock_state();
+                (
+                    self.current.load_full(),
+                    state.generation,
+                    state.dirty_since.take(),
+                )
+            };
+            let started = Instant::now();
+            let saved = self.save_unless_changed(&value, &real);
+            let mut state = self.lock_state();
+            match saved {
+                Ok(written) => {
+                    state.save_took = started.elapsed();
+                    bump(&self.counters.saves);
+                    let seen = FileId::written(&written);
+                    self.accept(&mut state, seen);
+                    state
+                        .pending
+                        .retain(|change| change.generation > generation);
+                    if !state.pending() {
+                        state.last_change = None;
+                    }
+                    state.retry_at = None;
                     return Ok(());
                 }
-            }
-            Look::Broken(error) => return Err(SaveFailure::Load(error)),
-            Look::KnownBroken => return Err(SaveFailure::KnownBroken),
-        }
-        let (value, generation, dirty_since) = {
-            let mut state = self.lock_state();
-            (
-                self.current.load_full(),
-                state.generation,
-                state.dirty_since.take(),
-            )
-        };
-        let started = Instant::now();
-        let saved = file::save(&self.settings, &*value, &real, AuditOp::Save);
-        let mut state = self.lock_state();
-        match saved {
-            Ok(()) => {
-                state.save_took = started.elapsed();
-                bump(&self.counters.saves);
-                let seen = file_id(&real, &self.path).ok().flatten();
-                self.accept(&mut state, seen);
-                state
-                    .pending
-                    .retain(|change| change.generation > generation);
-                if !state.pending() {
-                    state.last_change = None;
+                Err(error) => {
+                    state.dirty_since = match (dirty_since, state.dirty_since) {
+                        (Some(old), Some(new)) => Some(old.min(new)),
+                        (old, new) => old.or(new),
+                    };
+                    // Another program replaced the file while this value was written: rebase
+                    // on its value, and again.
+                    if matches!(error, Error::Contended { .. }) && attempts < UNSETTLED_RETRIES {
+                        attempts += 1;
+                        continue;
+                    }
+                    bump(&self.counters.failed_saves);
+                    return Err(SaveFailure::Save(error));
                 }
-                state.retry_at = None;
-                Ok(())
-            }
-            Err(error) => {
-                bump(&self.counters.failed_saves);
-                state.dirty_since = match (dirty_since, state.dirty_since) {
-                    (Some(old), Some(new)) => Some(old.min(new)),
-                    (old, new) => old.or(new),
-                };
-                Err(SaveFailure::Save(error))
             }
         }
     }

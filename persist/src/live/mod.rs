@@ -286,10 +286,7 @@ impl<T: Persisted + Send + Sync + 'static> Live<T> {
     /// The errors of [`Options::update`](crate::Options::update) (lock, load, save) with `Immediate`; with either
     /// policy, the load error while the file holds something it cannot read (nothing is
     /// published or saved then). A value that failed to save is not published.
-    pub fn update(
-        &self,
-        mut change: impl FnMut(&mut T) + Send + 'static,
-    ) -> Result<Arc<T>, Error>
+    pub fn update(&self, mut change: impl FnMut(&mut T) + Send + 'static) -> Result<Arc<T>, Error>
     where
         T: Clone,
     {
@@ -326,11 +323,11 @@ impl<T: Persisted + Send + Sync + 'static> Live<T> {
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let path = dir.path().join("queue.json");
     /// let queue = Queue::live(&path)?;
-    /// let next = queue.try_update(|queue| match queue.jobs.pop() {
+    /// let next: Result<String, persist::BoxError> = queue.try_update(|queue| match queue.jobs.pop() {
     ///     Some(job) => Ok(job),
-    ///     None => Err(persist::Error::from(std::io::Error::other("no job waits"))),
+    ///     None => Err("no job waits".into()),
     /// });
-    /// assert!(next.is_err()); // nothing written, nothing published
+    /// assert_eq!(next.unwrap_err().to_string(), "no job waits"); // nothing written or published
     /// # Ok::<(), persist::Error>(())
     /// ```
     pub fn try_update<R, E>(

@@ -118,7 +118,8 @@ fn rewatch<T: Persisted + Send + Sync + 'static>(shared: &Shared<T>) -> Result<(
             watches.push(old.swap_remove(at));
             continue;
         }
-        let registration = watcher::register(&directory, name.clone(), Weak::clone(watched)).map_err(|error| {
+        let registration = watcher::register(&directory, name.clone(), Weak::clone(watched))
+            .map_err(|error| {
                 let source = match error.kind {
                     notify::ErrorKind::Io(source) => source,
                     other => std::io::Error::other(format!("{other:?}")),

@@ -229,6 +229,20 @@ pub(crate) struct Write<'a> {
     pub(crate) audit: Option<AuditOp>,
     /// The collection key, for the audit record.
     pub(crate) key: Option<&'a str>,
+    /// Asked once the new file is durable, right before it is renamed into place: `false`
+    /// (the file at the target is not the one the caller read) leaves the target alone, and
+    /// the write fails with [`Error::Contended`].
+    pub(crate) unless_changed: Option<Precondition<'a>>,
+}
+
+/// A check of [`Write::unless_changed`].
+#[derive(Clone, Copy)]
+pub(crate) struct Precondition<'a>(pub(crate) &'a (dyn Fn() -> bool + Sync));
+
+impl std::fmt::Debug for Precondition<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Precondition")
+    }
 }
 
 /// Replaces `target` with what `contents` writes, durably and atomically (the module's
@@ -281,6 +295,18 @@ pub(crate) fn replace_keeping(
         Ok(prepared) => prepared,
         Err(error) => return (None, Err(error)),
     };
+    if let Some(Precondition(unchanged)) = write.unless_changed {
+        if !unchanged() {
+            // The staged file is removed as it drops.
+            return (
+                None,
+                Err(Error::Contended {
+                    path: target.named.clone(),
+                    attempts: 1,
+                }),
+            );
+        }
+    }
     let (file, installed) = staged.install(disk, target);
     if installed.is_err() {
         return (file, installed);
