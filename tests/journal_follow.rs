@@ -269,3 +269,85 @@ fn a_follower_in_another_process_sees_ten_thousand_records_across_three_checkpoi
         "{names:?}"
     );
 }
+
+#[test]
+fn a_journal_deleted_and_created_again_is_reported_not_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.log");
+    let journal = Journal::<Event, Count>::open(&path).unwrap();
+    append(&journal, 0, 10, 1, 1_000);
+    let mut follow = Options::new().journal_follow::<Event>(&path, 0).unwrap();
+    take_in_order(&mut follow, 0, 10);
+    drop(journal);
+    std::fs::remove_file(&path).unwrap();
+    let journal = Journal::<Event, Count>::open(&path).unwrap();
+    append(&journal, 0, 15, 1, 1_000);
+    match follow.next_timeout(Duration::from_secs(30)) {
+        Some(Err(Error::Rewound { from, to, .. })) => assert_eq!((from, to), (10, 0)),
+        other => panic!("{other:?}"),
+    }
+    // The new journal's records, every one from its first.
+    take_in_order(&mut follow, 0, 15);
+}
+
+#[test]
+fn a_full_disk_never_shows_a_follower_records_that_were_not_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let point = dir.path().join("mnt");
+    let Some(_mounted) = common::small_ext4(dir.path(), &point, 2048) else {
+        return;
+    };
+    let path = point.join("events.log");
+    let journal = Journal::<Event, Count>::open(&path).unwrap();
+    let mut follow = Options::new().journal_follow::<Event>(&path, 0).unwrap();
+    let mut acknowledged = 0;
+    let error = loop {
+        let events: Vec<Event> = (acknowledged..acknowledged + 200)
+            .map(|id| Event { id })
+            .collect();
+        match journal.append_many(&events) {
+            Ok(_) => acknowledged += 200,
+            Err(error) => break error,
+        }
+    };
+    assert!(
+        error.to_string().contains("No space left"),
+        "the disk's own error: {error}"
+    );
+    assert!(matches!(error, Error::Io { .. }), "{error:?}");
+    // Everything the follower delivers was acknowledged, and nothing else comes.
+    take_in_order(&mut follow, 0, acknowledged);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        follow.try_next().is_none(),
+        "nothing past the acknowledged records"
+    );
+}
+
+#[cfg(feature = "encryption")]
+#[test]
+fn a_writer_without_the_key_is_refused_on_an_encrypted_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.log");
+    let key = persist::Key::from_bytes([7; 32]);
+    let journal = Options::new()
+        .encrypt(key)
+        .journal::<Event, Count>(&path)
+        .unwrap();
+    journal.append(&Event { id: 1 }).unwrap();
+    drop(journal);
+    let bytes = std::fs::read(&path).unwrap();
+    match Journal::<Event, Count>::open(&path) {
+        Err(Error::KeyRequired { path: named }) => assert_eq!(named, path),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    let wrong = Options::new()
+        .encrypt(persist::Key::from_bytes([8; 32]))
+        .journal::<Event, Count>(&path);
+    assert!(
+        matches!(wrong, Err(Error::Decrypt { .. })),
+        "{:?}",
+        wrong.map(|_| ())
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing written");
+}

@@ -177,6 +177,20 @@ pub enum Error {
         to: u64,
     },
 
+    /// A reader following a [`Journal`](crate::Journal) ([`Options::journal_follow`](crate::Options::journal_follow))
+    /// delivered records `to..from` that the journal no longer holds: their writer cut them
+    /// off because their write or sync failed (they were never acknowledged), or the journal
+    /// was deleted and created again with new records under those numbers. The reader goes
+    /// on at record `to`.
+    Rewound {
+        /// The journal.
+        path: PathBuf,
+        /// The record after the last one the reader delivered.
+        from: u64,
+        /// The next record it reads.
+        to: u64,
+    },
+
     /// A change made through a [`Live`](crate::Live) handle with
     /// [`SavePolicy::Coalesce`](crate::SavePolicy::Coalesce) waited to be saved while another
     /// program changed the file; re-applied to that program's value, it failed (the closure of
@@ -384,6 +398,13 @@ impl fmt::Display for Error {
                  were read: they are in its snapshot only; reading goes on at record {to}",
                 to.saturating_sub(1)
             ),
+            Error::Rewound { from, to, .. } => write!(
+                f,
+                "records {to} to {} this reader delivered are no longer in the journal (their \
+                 append failed and was cut off, or the journal was created again); reading goes \
+                 on at record {to}",
+                from.saturating_sub(1)
+            ),
             Error::AlreadyRunning { pid, .. } => match pid {
                 Some(pid) => write!(f, "another instance is running (process {pid})"),
                 None => f.write_str("another instance is running"),
@@ -542,6 +563,7 @@ impl Error {
             | Error::AlreadyOpen { path, .. }
             | Error::AlreadyRunning { path, .. }
             | Error::Checkpointed { path, .. }
+            | Error::Rewound { path, .. }
             | Error::DamagedJournal { path, .. }
             | Error::Conflict { path, .. }
             | Error::InvalidKey { path, .. }
@@ -625,6 +647,8 @@ pub enum ErrorKind {
     AlreadyRunning,
     /// [`Error::Checkpointed`].
     Checkpointed,
+    /// [`Error::Rewound`].
+    Rewound,
     /// [`Error::DamagedJournal`].
     DamagedJournal,
     /// [`Error::Conflict`].
@@ -674,6 +698,7 @@ impl ErrorKind {
             ErrorKind::AlreadyOpen => "already_open",
             ErrorKind::AlreadyRunning => "already_running",
             ErrorKind::Checkpointed => "checkpointed",
+            ErrorKind::Rewound => "rewound",
             ErrorKind::DamagedJournal => "damaged_journal",
             ErrorKind::Conflict => "conflict",
             ErrorKind::InvalidKey => "invalid_key",
@@ -748,6 +773,7 @@ impl Error {
             Error::AlreadyOpen { .. } => ErrorKind::AlreadyOpen,
             Error::AlreadyRunning { .. } => ErrorKind::AlreadyRunning,
             Error::Checkpointed { .. } => ErrorKind::Checkpointed,
+            Error::Rewound { .. } => ErrorKind::Rewound,
             Error::DamagedJournal { .. } => ErrorKind::DamagedJournal,
             Error::Conflict { .. } => ErrorKind::Conflict,
             Error::InvalidKey { .. } => ErrorKind::InvalidKey,

@@ -251,6 +251,11 @@ pub(crate) fn is_framed(bytes: &[u8]) -> bool {
     bytes.first() == Some(&MAGIC[0])
 }
 
+/// Whether `bytes` start with the frame of an encrypted file.
+pub(crate) fn is_encrypted(bytes: &[u8]) -> bool {
+    bytes.starts_with(&MAGIC) && bytes.get(9).is_some_and(|layers| layers & ENCRYPTED != 0)
+}
+
 /// The schema version in a frame's header, from the first 16 bytes of a file.
 pub(crate) fn header_version(head: &[u8]) -> Option<u32> {
     let head = head.strip_prefix(&MAGIC)?;

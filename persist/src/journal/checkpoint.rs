@@ -63,6 +63,7 @@ impl<E: Persisted, S: Persisted> Journal<E, S> {
                     // refuses to write until the journal is opened again.
                     state.failed = Some((
                         IoOp::Lock,
+                        std::io::ErrorKind::Other,
                         format!("the new log could not be locked ({error})"),
                     ));
                     drop(state);

@@ -68,7 +68,7 @@ pub(super) struct State {
     /// Why the journal refuses to write: a write or an fsync failed, after which what the
     /// file holds is unknown (the kernel may have dropped the dirty pages); it must be opened
     /// again.
-    pub(super) failed: Option<(IoOp, String)>,
+    pub(super) failed: Option<(IoOp, io::ErrorKind, String)>,
 }
 
 /// The log a [`State`] starts with.
@@ -149,8 +149,9 @@ impl State {
         // pages the kernel already dropped.
         let _ = self.file.set_len(self.end);
         self.allocated = self.end;
-        let reason = format!("{written} appended bytes: {source}");
-        self.failed = Some((op, reason.clone()));
+        let reason =
+            format!("an append of {written} bytes failed ({source}); its records were cut off");
+        self.failed = Some((op, source.kind(), reason.clone()));
         Error::Io {
             path: path.to_owned(),
             op,
@@ -161,13 +162,13 @@ impl State {
     /// An error when an earlier write or fsync failed (see [`State::failed`]).
     pub(super) fn refuse_if_failed(&self, path: &Path) -> Result<(), Error> {
         match &self.failed {
-            Some((op, reason)) => Err(Error::Io {
+            Some((op, kind, reason)) => Err(Error::Io {
                 path: path.to_owned(),
                 op: *op,
-                source: io::Error::other(format!(
-                    "an earlier append failed ({reason}); what the journal holds after it is \
-                     not known to be durable, so it refuses to write until it is opened again"
-                )),
+                source: io::Error::new(
+                    *kind,
+                    format!("{reason}; the journal refuses to write until it is opened again"),
+                ),
             }),
             None => Ok(()),
         }
@@ -260,7 +261,7 @@ impl Shared {
             seal_flush(&mut bytes, offset);
             let result = match written {
                 0 => Ok(allocated),
-                _ => self.write(&file, &mut bytes, offset, allocated),
+                _ => self.write(&file, &bytes, offset, allocated),
             };
             let mut state = self.lock();
             state.flushing = 0;
@@ -289,41 +290,58 @@ impl Shared {
     }
 
     /// Writes the records `bytes` at `offset` and syncs them; returns the file's allocated
-    /// size. Past the preallocated space, zeros follow the records in the same write (so that
-    /// the next appends overwrite written blocks and their fdatasync has no metadata to
-    /// commit); preallocation is best effort: when the zeros do not fit (a full disk), the
-    /// records alone are written.
+    /// size. Past the preallocated space, the space is written first, as zeros (so that the
+    /// next appends overwrite written blocks and their fdatasync has no metadata to commit):
+    /// a full disk then fails before any record is written, so that a reader following the
+    /// journal never sees records that are then cut off. Preallocation is best effort: when
+    /// the zeros ahead do not fit, the space of the records alone is.
     fn write(
         &self,
         file: &File,
-        bytes: &mut Vec<u8>,
+        bytes: &[u8],
         offset: u64,
         allocated: u64,
     ) -> Result<u64, (IoOp, io::Error)> {
-        let written = bytes.len() as u64;
-        let end = offset + written;
-        let sync = |file: &File| match self.durability {
-            Durability::None => Ok(()),
-            _ => shell::sync_data(file, &self.path).map_err(|error| (IoOp::SyncAppend, error)),
-        };
+        let end = offset + bytes.len() as u64;
+        let mut allocated = allocated;
         if end > allocated {
+            let from = allocated.max(offset);
             let grown = end + (end / 4).clamp(MIN_PREALLOCATION, MAX_PREALLOCATION);
-            bytes.resize((grown - offset) as usize, 0);
-            match shell::write_all_at(file, &self.path, bytes, offset) {
-                Ok(()) => return sync(file).map(|()| grown),
-                // The space does not fit: the records alone may. What part of the write landed
-                // is given back, then overwritten by them.
-                Err(error) if error.kind() == io::ErrorKind::StorageFull => {
-                    let _ = file.set_len(allocated.max(offset));
-                    bytes.truncate(written as usize);
+            allocated = match self.zeros(file, from, grown) {
+                Ok(()) => grown,
+                Err(error) => {
+                    // What part of the zeros landed is given back.
+                    let _ = file.set_len(from);
+                    if error.kind() != io::ErrorKind::StorageFull {
+                        return Err((IoOp::Append, error));
+                    }
+                    if let Err(error) = self.zeros(file, from, end) {
+                        let _ = file.set_len(from);
+                        return Err((IoOp::Append, error));
+                    }
+                    end
                 }
-                Err(error) => return Err((IoOp::Append, error)),
-            }
+            };
         }
         shell::write_all_at(file, &self.path, bytes, offset)
             .map_err(|error| (IoOp::Append, error))?;
-        sync(file)?;
+        if self.durability != Durability::None {
+            shell::sync_data(file, &self.path).map_err(|error| (IoOp::SyncAppend, error))?;
+        }
         Ok(allocated.max(end))
+    }
+
+    /// Writes zeros from `from` to `to`.
+    fn zeros(&self, file: &File, from: u64, to: u64) -> io::Result<()> {
+        const CHUNK: u64 = 1 << 20;
+        let zeros = vec![0; (to - from).min(CHUNK) as usize];
+        let mut at = from;
+        while at < to {
+            let len = (to - at).min(CHUNK) as usize;
+            shell::write_all_at(file, &self.path, &zeros[..len], at)?;
+            at += len as u64;
+        }
+        Ok(())
     }
 }
 

@@ -45,6 +45,11 @@ pub struct Follow<T> {
     later: VecDeque<Followed>,
     /// When the path was last looked at for a new log.
     looked: Option<Instant>,
+    /// A log was read before the one read now: a log that starts before the next record is
+    /// then another history, not records to skip.
+    moved_on: bool,
+    /// An encrypted record was read (see [`check_sealing`](super::records::check_sealing)).
+    encrypted_seen: bool,
     /// The index of the next record to deliver.
     next: u64,
     /// Values decoded and not yet delivered (an upcast record may make several).
@@ -160,6 +165,8 @@ impl<T> Follow<T> {
             log: None,
             later: VecDeque::new(),
             looked: None,
+            moved_on: false,
+            encrypted_seen: false,
             next: from,
             ready: VecDeque::new(),
             decode,
@@ -229,12 +236,12 @@ impl<T> Follow<T> {
         if self.log.is_none() {
             if let Some(later) = self.later.pop_front() {
                 self.log = Some(later);
-                self.check_base()?;
+                self.check_base(true)?;
             } else {
                 match self.open_log()? {
                     Some(log) => {
                         self.log = Some(log);
-                        self.check_base()?;
+                        self.check_base(self.moved_on)?;
                     }
                     None => return Ok(false),
                 }
@@ -252,6 +259,10 @@ impl<T> Follow<T> {
             return Ok(false);
         };
         let mut size = log.size(&self.path)?;
+        if size < log.reader.offset() {
+            // The writer cut records off that this reader read (their write or sync failed).
+            return self.rewind(size).map(|()| true);
+        }
         log.reader.set_end(size);
         loop {
             let Some(log) = self.log.as_mut() else {
@@ -267,6 +278,13 @@ impl<T> Follow<T> {
                     }
                     self.next = index + 1;
                     let offset = log.reader.last_offset();
+                    super::records::check_sealing(
+                        &self.settings,
+                        &mut self.encrypted_seen,
+                        log.reader.data(),
+                        &self.path,
+                        offset,
+                    )?;
                     let values = (self.decode)(
                         &self.settings,
                         &self.path,
@@ -332,6 +350,7 @@ impl<T> Follow<T> {
             }
             self.log = None;
             self.failing = None;
+            self.moved_on = true;
             return Ok(true);
         }
     }
@@ -364,12 +383,54 @@ impl<T> Follow<T> {
         Ok(())
     }
 
+    /// The log now read was cut to `size`, before records this reader delivered: reads it
+    /// again up to the cut, to know the first record there, and reports
+    /// [`Error::Rewound`]; reading goes on at the cut.
+    fn rewind(&mut self, size: u64) -> Result<(), Error> {
+        let Some(mut log) = self.open_log()? else {
+            self.log = None;
+            return Ok(());
+        };
+        log.reader.set_end(size);
+        while log.reader.offset() < size {
+            match log.reader.next()? {
+                Step::Record(_) => log.index += 1,
+                Step::Mark => {}
+                Step::End | Step::Failed(_) => break,
+            }
+        }
+        let to = log.index;
+        self.log = Some(log);
+        self.failing = None;
+        self.ready.clear();
+        if to >= self.next {
+            return Ok(());
+        }
+        let from = std::mem::replace(&mut self.next, to);
+        Err(Error::Rewound {
+            path: self.path.clone(),
+            from,
+            to,
+        })
+    }
+
     /// When the log now read starts after the next record to deliver, a checkpoint covered
-    /// those: [`Error::Checkpointed`], and reading goes on at its first record.
-    fn check_base(&mut self) -> Result<(), Error> {
+    /// those: [`Error::Checkpointed`], and reading goes on at its first record. A log that
+    /// replaced the one read and starts before it (the journal was deleted and created
+    /// again) numbers other records as ones this reader delivered: [`Error::Rewound`], and
+    /// reading goes on at its first record.
+    fn check_base(&mut self, replacing: bool) -> Result<(), Error> {
         let Some(log) = &self.log else {
             return Ok(());
         };
+        if replacing && log.index < self.next {
+            let from = std::mem::replace(&mut self.next, log.index);
+            return Err(Error::Rewound {
+                path: self.path.clone(),
+                from,
+                to: log.index,
+            });
+        }
         if log.index > self.next {
             let from = std::mem::replace(&mut self.next, log.index);
             return Err(Error::Checkpointed {

@@ -216,6 +216,9 @@ impl<E: Persisted, S: Persisted> Journal<E, S> {
         facts.read = Some(scan.end);
         let real = Target::locate(path)?.real_path();
         checkpoint::check_snapshots(&real, path, header.base, scan.records)?;
+        if scan.records > 0 {
+            records::check_key(settings, path, &file, scan.end)?;
+        }
         let codec = RecordCodec::new(settings, path)?;
         let mut sync = scan.unmarked > 0;
         if let Some(torn) = &scan.torn {

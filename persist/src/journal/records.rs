@@ -22,6 +22,8 @@ pub struct Replay<E> {
     settings: Settings,
     /// Values an upcast record became, not yet returned.
     upcast: VecDeque<E>,
+    /// An encrypted record was read (see [`check_sealing`]).
+    encrypted_seen: bool,
     marker: PhantomData<fn() -> E>,
 }
 
@@ -41,6 +43,7 @@ impl<E> Replay<E> {
             reader,
             settings: settings.clone(),
             upcast: VecDeque::new(),
+            encrypted_seen: false,
             marker: PhantomData,
         })
     }
@@ -57,12 +60,74 @@ impl<E> Replay<E> {
         }
         let offset = self.reader.last_offset();
         let path = self.reader.path();
+        if let Err(error) = check_sealing(
+            &self.settings,
+            &mut self.encrypted_seen,
+            self.reader.data(),
+            path,
+            offset,
+        ) {
+            return Some(Err(error));
+        }
         Some(
             self.settings
                 .unframe(self.reader.data())
                 .map(|envelope| (offset, envelope))
                 .map_err(|error| at_record(error.at(path), offset)),
         )
+    }
+}
+
+/// With a key, records are encrypted once one is: a record in clear after an encrypted one
+/// was not written by a holder of the key (a writer without it is refused at open), so it is
+/// refused, not taken as authentic. Records in clear before the first encrypted one are those
+/// of a journal that was encrypted later.
+pub(super) fn check_sealing(
+    settings: &Settings,
+    encrypted_seen: &mut bool,
+    data: &[u8],
+    path: &Path,
+    offset: u64,
+) -> Result<(), Error> {
+    if settings.encoding.key.is_none() {
+        return Ok(());
+    }
+    if crate::frame::is_encrypted(data) {
+        *encrypted_seen = true;
+    } else if *encrypted_seen {
+        return Err(Error::DamagedJournal {
+            path: path.to_owned(),
+            offset,
+            reason: "a record in clear after encrypted ones: it was not written with the \
+                     journal's key"
+                .to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a writer whose key does not open the journal: when its first record (up to `end`)
+/// is encrypted, [`Error::KeyRequired`] without a key (it would add records in clear to an
+/// encrypted journal) and the decryption error with another key.
+pub(super) fn check_key(
+    settings: &Settings,
+    path: &Path,
+    file: &std::fs::File,
+    end: u64,
+) -> Result<(), Error> {
+    let file = file.try_clone().map_err(io_error(path, IoOp::Open))?;
+    let mut reader = Reader::new(path, file, FILE_HEADER as u64, end, settings.disk.max_size)?;
+    match reader.next_record() {
+        Some(Ok(_)) if crate::frame::is_encrypted(reader.data()) => {
+            if settings.encoding.key.is_none() {
+                return Err(Error::KeyRequired {
+                    path: path.to_owned(),
+                });
+            }
+            settings.open(path, reader.data()).map(drop)
+        }
+        Some(Err(error)) => Err(error),
+        _ => Ok(()),
     }
 }
 
@@ -88,6 +153,15 @@ impl<E: Persisted> Iterator for Replay<E> {
                 return Some(Ok(value));
             }
             if let Err(error) = self.reader.next_record()? {
+                return Some(Err(error));
+            }
+            if let Err(error) = check_sealing(
+                &self.settings,
+                &mut self.encrypted_seen,
+                self.reader.data(),
+                self.reader.path(),
+                self.reader.last_offset(),
+            ) {
                 return Some(Err(error));
             }
             // The path is only copied for an error.

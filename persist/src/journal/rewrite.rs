@@ -132,6 +132,7 @@ impl<E: Persisted, S: Persisted> Journal<E, S> {
                 Err(error) => {
                     state.failed = Some((
                         IoOp::Lock,
+                        std::io::ErrorKind::Other,
                         format!("the rewritten log could not be locked ({error})"),
                     ));
                     drop(state);

@@ -158,12 +158,6 @@ pub(super) fn cancel(id: JobId) {
     table.ready.retain(|queued| *queued != id);
 }
 
-/// How many threads the pool runs now (for tests and the bench).
-#[cfg(test)]
-pub(crate) fn threads() -> usize {
-    table().threads
-}
-
 fn spawn(table: &mut Table) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("persist-live".into())
