@@ -33,7 +33,7 @@ impl From<SettingsV1> for SettingsV2 {
 }
 
 /// Version 3, the current one: the theme is an enum, and the app remembers recent files.
-#[derive(Debug, Default, Serialize, Deserialize, Persisted)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Persisted)]
 #[persist(version = 3, migrate_from = SettingsV2)]
 struct Settings {
     theme: Theme,
@@ -41,7 +41,7 @@ struct Settings {
     recent: Vec<PathBuf>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum Theme {
     #[default]

@@ -218,6 +218,15 @@ impl<T> Follow<T> {
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<(u64, T), Error>> {
         let deadline = Instant::now() + timeout;
         loop {
+            // A directory that did not exist yet at first (the writer creates it): watched as
+            // soon as it does, so that the reader stops polling and keeps up.
+            #[cfg(feature = "live")]
+            if self._watch.is_none() {
+                self._watch = watch(&self.path, &self.wake);
+                if self._watch.is_some() {
+                    self.poll = POLL_WATCHED;
+                }
+            }
             let seen = self.wake.seen();
             if let Some(item) = self.try_next() {
                 return Some(item);

@@ -786,7 +786,8 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
     /// The last handle is gone: saves what is pending. When that fails (the file does not
     /// load, the disk is full), the pending value is saved beside the file as
     /// `<name>.unsaved-<unix ms>`; when that fails too, the value is lost, and that is
-    /// reported: to the observers, as a `tracing` error, and in [`LiveStats::lost`].
+    /// reported: to the observers, as a `tracing` error, and by the `persist_live_lost_total`
+    /// metric.
     pub(super) fn close(&self) {
         let error = match self.flush() {
             // A dropped change was reported when it was dropped; the rest is saved.
@@ -811,6 +812,8 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
             }
             Err(aside_error) => {
                 bump(&self.counters.lost);
+                #[cfg(feature = "metrics")]
+                metrics::counter!("persist_live_lost_total").increment(1);
                 #[cfg(feature = "tracing")]
                 tracing::error!(
                     path = %self.path.display(),

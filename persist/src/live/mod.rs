@@ -45,7 +45,7 @@ use crate::{Error, Persisted};
 ///     })
 ///     .live::<Cursor>("cursor.json")?;
 /// for line in 0..10_000 {
-///     live.update(|cursor| cursor.line = line)?; // published at once, saved a few times
+///     live.update(move |cursor| cursor.line = line)?; // published at once, saved a few times
 /// }
 /// live.flush()?; // the last line is on disk
 /// # Ok::<(), persist::Error>(())
@@ -183,8 +183,11 @@ pub struct LiveStats {
     /// Pending changes dropped because they failed on another program's newer value
     /// ([`Error::Conflict`]).
     pub conflicts: u64,
-    /// Pending values lost when the last handle was dropped: neither the file nor a copy
-    /// beside it (`<name>.unsaved-<ms>`) could be written. Each one was reported.
+    /// Pending values lost: neither the file nor a copy beside it (`<name>.unsaved-<ms>`)
+    /// could be written when the last handle was dropped. That happens after the last
+    /// `stats()` can be called, so each loss is also reported to
+    /// [`on_change`](Live::on_change), as a `tracing` error and by the
+    /// `persist_live_lost_total` metric (features `tracing`, `metrics`).
     pub lost: u64,
 }
 

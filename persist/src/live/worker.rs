@@ -44,10 +44,10 @@ impl<T: Persisted + Send + Sync + 'static> Handle<T> {
             let _ = handle.shared.watched.set(weak);
             rewatch(&handle.shared)?;
         }
-        if handle.shared.refresh_every.is_some() {
-            if let Some(job) = handle.shared.job.get() {
-                runtime::wake(*job);
-            }
+        if handle.shared.refresh_every.is_some()
+            && let Some(job) = handle.shared.job.get()
+        {
+            runtime::wake(*job);
         }
         // A change made between the load and the start of the watch has no event: compare.
         if handle.shared.looks_changed() {

@@ -295,17 +295,17 @@ pub(crate) fn replace_keeping(
         Ok(prepared) => prepared,
         Err(error) => return (None, Err(error)),
     };
-    if let Some(Precondition(unchanged)) = write.unless_changed {
-        if !unchanged() {
-            // The staged file is removed as it drops.
-            return (
-                None,
-                Err(Error::Contended {
-                    path: target.named.clone(),
-                    attempts: 1,
-                }),
-            );
-        }
+    if let Some(Precondition(unchanged)) = write.unless_changed
+        && !unchanged()
+    {
+        // The staged file is removed as it drops.
+        return (
+            None,
+            Err(Error::Contended {
+                path: target.named.clone(),
+                attempts: 1,
+            }),
+        );
     }
     let (file, installed) = staged.install(disk, target);
     if installed.is_err() {

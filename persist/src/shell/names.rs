@@ -10,7 +10,7 @@
 //! | lock file | `<name>.lock` |
 //! | backup of version N | `<name>.v<N>.bak` |
 //! | journal snapshot covering N records | `<name>.snapshot.<N>` |
-//! | copy of another program's version kept by `Live` | `<name>.conflict-<unix ms>` |
+//! | copy of another program's version kept by earlier versions of `Live` | `<name>.conflict-<unix ms>` |
 //! | value `Live` could not save | `<name>.unsaved-<unix ms>` |
 //!
 //! In a transaction's root: the staging directory `.persist-txn` (staged files
@@ -48,7 +48,8 @@ pub(crate) enum Sibling {
     Backup(u64),
     /// A journal snapshot covering the first N records (`<name>.snapshot.<N>`).
     Snapshot(u64),
-    /// Another program's version of the file kept aside by `Live` (`<name>.conflict-<ms>`).
+    /// Another program's version of the file kept aside by earlier versions of `Live`
+    /// (`<name>.conflict-<ms>`).
     Conflict(u64),
     /// A value `Live` could not save (`<name>.unsaved-<ms>`).
     Unsaved(u64),
@@ -77,8 +78,9 @@ pub enum FileRole {
         /// How many records it covers.
         covered: u64,
     },
-    /// Another program's version of a file, kept by [`Live`](crate::Live) before it saved its
-    /// own changes over it (`<name>.conflict-<unix ms>`).
+    /// Another program's version of a file, kept by earlier versions of [`Live`](crate::Live)
+    /// before they saved merged changes over it (`<name>.conflict-<unix ms>`); `Live` now
+    /// replays its changes on that version and keeps no copy.
     Conflict {
         /// When, in milliseconds since 1970.
         millis: u64,
