@@ -1060,6 +1060,12 @@ fn main() {
         rss_child(which, Path::new(path));
         return;
     }
+    if let [flag, path, seconds] = args.as_slice()
+        && flag == "--live-child"
+    {
+        live::live_child(Path::new(path), seconds.parse().unwrap());
+        return;
+    }
     if let [flag, path, count] = args.as_slice()
         && flag == "--follow-child"
     {

@@ -1,6 +1,8 @@
-//! The rows of `Live<T>` (issue 12): `get` beside a writer, `update` with `Immediate` against a
-//! plain save, coalesced saves and the loss window under a stream of updates, and how long an
-//! external edit takes to reach the value, per editor save pattern.
+//! The rows of `Live<T>` (issues 12 and 23): `get` beside a writer, `update` with `Immediate`
+//! against a plain save, `update` with `Coalesce` (it publishes and keeps the closure), coalesced
+//! saves and the loss window under a stream of updates, two processes replaying their coalesced
+//! changes on each other's saves, and how long an external edit takes to reach the value, per
+//! editor save pattern.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -25,8 +27,12 @@ struct Counter {
 pub(super) struct LiveResult {
     /// Median time of one `Live::get`, in seconds, beside a 1 kHz writer.
     get_seconds: f64,
+    /// Median time of one `Live::update` with `Coalesce`, in seconds.
+    coalesce_update_seconds: f64,
     /// The coalescing saver under a steady stream of updates.
     coalesce: CoalesceResult,
+    /// Two processes of coalesced updates on one file.
+    processes: ProcessesResult,
     /// Per save pattern: the time from the writer's close to the new value, in seconds.
     edits: Vec<(String, Vec<f64>)>,
 }
@@ -44,7 +50,19 @@ struct CoalesceResult {
     one_save: f64,
 }
 
+/// Two processes making coalesced updates of one file at once.
+#[derive(Serialize)]
+struct ProcessesResult {
+    seconds: f64,
+    max_wait: f64,
+    /// Per process: updates made, saves done.
+    processes: Vec<(u64, u64)>,
+    /// The count in the file at the end: the sum of the updates when nothing was lost.
+    saved_total: u64,
+}
+
 const GET_AT_MOST: f64 = 50e-9;
+const COALESCE_UPDATE_AT_MOST: f64 = 2e-6;
 const EDIT_AT_MOST: f64 = 0.2;
 
 pub(super) fn rows(
@@ -130,16 +148,108 @@ pub(super) fn rows(
     rows.push(update_row);
     drop(live);
 
+    // update with Coalesce: a copy, the closure kept, the value published; the saver writes
+    // once per window meanwhile. The reference publishes a copy behind a lock.
+    let live: Live<Settings> = Options::new()
+        .save_policy(SavePolicy::Coalesce {
+            debounce: Duration::from_millis(50),
+            max_wait: Duration::from_millis(250),
+        })
+        .live(dir.join("live-coalesce-update.json"))
+        .unwrap();
+    let locked = RwLock::new(Arc::new(settings.clone()));
+    let coalesce_row = measure(
+        "live update, Coalesce",
+        small,
+        serde_json::to_vec(&settings).unwrap().len() as u64,
+        vec![
+            Contender::new("RwLock<Arc<T>> copy and publish", || {
+                let mut copy = Settings::clone(&locked.read().unwrap());
+                copy.autosave_secs += 1;
+                *locked.write().unwrap() = Arc::new(copy);
+            }),
+            Contender::new("persist Live::update, Coalesce", || {
+                live.update(|value| value.autosave_secs += 1).unwrap();
+            }),
+        ],
+        vec![],
+    );
+    let coalesce_update_seconds = coalesce_row.median_time("persist Live::update, Coalesce");
+    rows.push(coalesce_row);
+    live.flush().unwrap();
+    drop(live);
+
     let coalesce = coalesce(dir, mode, one_save);
+    let processes = processes(dir, mode);
     let edits = edits(dir, mode);
     (
         rows,
         LiveResult {
             get_seconds,
+            coalesce_update_seconds,
             coalesce,
+            processes,
             edits,
         },
     )
+}
+
+/// The body of `--live-child PATH SECONDS`: 10,000 coalesced increments a second for
+/// `SECONDS`, then the last handle dropped (which saves the rest); prints the updates made
+/// and the saves done.
+pub(super) fn live_child(path: &std::path::Path, seconds: f64) {
+    let live: Live<Counter> = Options::new()
+        .save_policy(SavePolicy::Coalesce {
+            debounce: Duration::from_millis(50),
+            max_wait: Duration::from_millis(250),
+        })
+        .live(path)
+        .unwrap();
+    let started = Instant::now();
+    let mut n = 0_u32;
+    while started.elapsed().as_secs_f64() < seconds {
+        n += 1;
+        live.update(|counter| counter.edits += 1).unwrap();
+        let next = started + Duration::from_micros(100) * n;
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    live.flush().unwrap();
+    println!("{n} {}", live.stats().saves);
+}
+
+/// Two processes (`--live-child`) at 10,000 coalesced increments a second each on one file:
+/// each replays its pending increments on the other's saves, so the file ends at the sum.
+fn processes(dir: &std::path::Path, mode: Mode) -> ProcessesResult {
+    let seconds = if mode == Mode::Smoke { 0.6 } else { 2.0 };
+    let path = dir.join("live-processes.json");
+    Counter::default().save(&path).unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--live-child", path.to_str().unwrap(), &seconds.to_string()])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let processes = children
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().unwrap();
+            assert!(output.status.success());
+            let line = String::from_utf8(output.stdout).unwrap();
+            let mut numbers = line.split_whitespace().map(|n| n.parse::<u64>().unwrap());
+            (numbers.next().unwrap(), numbers.next().unwrap())
+        })
+        .collect();
+    ProcessesResult {
+        seconds,
+        max_wait: 0.25,
+        processes,
+        saved_total: Counter::load(&path).unwrap().edits,
+    }
 }
 
 /// 10,000 updates a second through a `Coalesce` handle, while another thread reads the file
@@ -254,6 +364,34 @@ pub(super) fn lines(live: &LiveResult) -> String {
         format_time(GET_AT_MOST),
         verdict(live.get_seconds <= GET_AT_MOST),
     );
+    out.push_str(&format!(
+        "live update under Coalesce: {} per update (median), target ≤ {}: {}\n",
+        format_time(live.coalesce_update_seconds),
+        format_time(COALESCE_UPDATE_AT_MOST),
+        verdict(live.coalesce_update_seconds <= COALESCE_UPDATE_AT_MOST),
+    ));
+    let p = &live.processes;
+    let made: u64 = p.processes.iter().map(|(updates, _)| updates).sum();
+    let windows = (p.seconds / p.max_wait).ceil();
+    let per_window = p
+        .processes
+        .iter()
+        .map(|(_, saves)| format!("{:.2}", *saves as f64 / windows))
+        .collect::<Vec<_>>()
+        .join(", ");
+    out.push_str(&format!(
+        "live Coalesce in 2 processes at 10,000 updates/s each for {:.1} s: {made} increments \
+         made, {} in the file (exact: {}); saves per max_wait per process {per_window} (the \
+         last one is the final flush; target ≤ 1 plus it: {})\n",
+        p.seconds,
+        p.saved_total,
+        verdict(p.saved_total == made),
+        verdict(
+            p.processes
+                .iter()
+                .all(|(_, saves)| *saves as f64 <= windows + 1.0)
+        ),
+    ));
     let c = &live.coalesce;
     let windows = (c.seconds / c.max_wait).ceil();
     let loss_at_most = c.max_wait + c.one_save;

@@ -547,21 +547,12 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
     }
 
     /// The background look at the file after an event or a poll: publishes another program's
-    /// change (with pending changes rebased on it, and saved), or reports once that it does
-    /// not load.
+    /// change (with pending changes rebased on it), or reports once that it does not load.
+    /// Pending changes are not saved early for it: the save, when it is due, looks again under
+    /// the file's lock (saving at once would answer each save of another process with one of
+    /// this handle's, and theirs with another).
     pub(super) fn reload_in_background(&self) {
         let _io = lock(&self.io);
-        if self.lock_state().pending() {
-            // This handle's own save (or nothing) is no reason to save early.
-            if !self.looks_changed() {
-                return;
-            }
-            if let Err(SaveFailure::Save(error)) = self.save_locked(false) {
-                let mut state = self.lock_state();
-                self.report(&mut state, ChangeOrigin::Local, error);
-            }
-            return;
-        }
         let looked = self.resolve().and_then(|real| self.look(&real, false));
         match looked {
             Ok(Look::Changed(theirs, id)) => self.rebase(theirs, id),
