@@ -852,6 +852,27 @@ async fn async_updates_and_subscribers() {
     .await
     .expect("the edit reached the subscriber");
     assert_eq!(values.borrow_and_update().font_size, 77);
+
+    // try_update_async: Ok returns the closure's value; Err writes and publishes nothing.
+    let size = live
+        .try_update_async(|settings| {
+            settings.font_size += 1;
+            Ok::<_, Error>(settings.font_size)
+        })
+        .await
+        .unwrap();
+    assert_eq!(size, 78);
+    let before = live.get();
+    let refused = live
+        .try_update_async(|settings| {
+            settings.font_size = 0;
+            Err::<(), persist::BoxError>("refused".into())
+        })
+        .await;
+    assert_eq!(refused.unwrap_err().to_string(), "refused");
+    assert!(Arc::ptr_eq(&before, &live.get()));
+    live.flush_async().await.unwrap();
+    assert_eq!(Settings::load(&path).unwrap().font_size, 78);
 }
 
 #[test]
