@@ -609,20 +609,17 @@ fn a_pending_change_that_fails_on_the_newer_value_is_dropped_and_reported() {
         .unwrap();
     live.flush().unwrap();
     let (events, _guard) = record(&live);
-    // Succeeds on this handle's value, fails once the theme is no longer "mine".
-    let taken = live
-        .try_update(|settings| {
-            if settings.theme != "mine" {
-                return Err(persist::BoxError::from(format!(
-                    "the theme is {:?} now",
-                    settings.theme
-                )));
-            }
-            settings.left = 7;
-            Ok(settings.left)
-        })
-        .unwrap();
-    assert_eq!(taken, 7);
+    // Succeeds on this handle's value, panics once the theme is no longer "mine".
+    live.update(|settings| {
+        assert!(
+            settings.theme == "mine",
+            "the theme is {:?} now",
+            settings.theme
+        );
+        settings.left = 7;
+    })
+    .unwrap();
+    assert_eq!(live.get().left, 7);
     live.update(|settings| settings.right = 3).unwrap();
     edit(Writer::Editor(Pattern::SafeWrite), &path, 50);
 
@@ -631,7 +628,10 @@ fn a_pending_change_that_fails_on_the_newer_value_is_dropped_and_reported() {
         panic!("{:?}", event.error());
     };
     assert_eq!(file, &path);
-    assert_eq!(reason.to_string(), r#"the theme is "edited" now"#);
+    assert_eq!(
+        reason.to_string(),
+        r#"the change panicked on the newer value: the theme is "edited" now"#
+    );
     // The other change made it, on top of theirs; the failed one left no trace.
     let value = live.get();
     assert_eq!(
@@ -646,7 +646,7 @@ fn a_pending_change_that_fails_on_the_newer_value_is_dropped_and_reported() {
     let Err(Error::Conflict { reason, .. }) = live.flush() else {
         panic!("the flush returns the dropped change");
     };
-    assert_eq!(reason.to_string(), r#"the theme is "edited" now"#);
+    assert!(reason.to_string().ends_with(r#"the theme is "edited" now"#));
     assert_eq!(Settings::load(&path).unwrap(), *value);
     live.flush().unwrap();
     assert_eq!(live.stats().conflicts, 1);
@@ -1095,29 +1095,66 @@ fn a_repointed_symlink_is_followed() {
 #[test]
 fn an_update_after_a_repoint_never_writes_the_old_target_into_the_new() {
     // No watching and no polling: the update itself must look the link up again.
-    for options in [Options::new(), coalesce(3_600_000, 3_600_000)] {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home.json");
+    let work = dir.path().join("work.json");
+    std::fs::write(&home, document(10)).unwrap();
+    std::fs::write(&work, document(20)).unwrap();
+    let link = dir.path().join("settings.json");
+    std::os::unix::fs::symlink(&home, &link).unwrap();
+    let live = Options::new().watch(false).live::<Settings>(&link).unwrap();
+    live.update(|settings| settings.left = 5).unwrap();
+    let home_bytes = std::fs::read(&home).unwrap();
+    repoint(&link, &work);
+    live.update(|settings| settings.right = 6).unwrap();
+    let saved = Settings::load(&work).unwrap();
+    assert_eq!(
+        (saved.font_size, saved.left, saved.right),
+        (20, 0, 6),
+        "the new target's data, with the update: {saved:?}"
+    );
+    assert_eq!(
+        std::fs::read(&home).unwrap(),
+        home_bytes,
+        "the old target is untouched"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn pending_changes_go_to_the_file_they_were_made_against_when_the_link_moves() {
+    for watch in [true, false] {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home.json");
         let work = dir.path().join("work.json");
-        document(10);
-        std::fs::write(&home, document(10)).unwrap();
-        std::fs::write(&work, document(20)).unwrap();
+        let profile = |left| Settings {
+            left,
+            ..Settings::default()
+        };
+        profile(0).save(&work).unwrap();
+        profile(100).save(&home).unwrap();
         let link = dir.path().join("settings.json");
-        std::os::unix::fs::symlink(&home, &link).unwrap();
-        let live = options.watch(false).live::<Settings>(&link).unwrap();
-        live.update(|settings| settings.left = 5).unwrap();
-        repoint(&link, &work);
-        live.update(|settings| settings.right = 6).unwrap();
+        std::os::unix::fs::symlink(&work, &link).unwrap();
+        let live = coalesce(3_600_000, 3_600_000)
+            .watch(watch)
+            .live::<Settings>(&link)
+            .unwrap();
+        let (events, _guard) = record(&live);
+        for _ in 0..3 {
+            live.update(|settings| settings.left += 1).unwrap();
+        }
+        repoint(&link, &home);
+        if watch {
+            // Seen: the pending changes are saved to work, then home is loaded.
+            assert!(wait_until(&live, |settings| settings.left == 100).is_some());
+            let event = wait_for_event(&events, |event| event.value().left == 100);
+            assert_eq!(event.origin(), ChangeOrigin::External);
+        }
         live.flush().unwrap();
-        let saved = Settings::load(&work).unwrap();
-        assert_eq!((saved.font_size, saved.right), (20, 6), "{saved:?}");
+        assert_eq!(Settings::load(&work).unwrap().left, 3, "watch {watch}");
+        assert_eq!(Settings::load(&home).unwrap().left, 100, "watch {watch}");
         drop(live);
-        let home = Settings::load(&home).unwrap();
-        assert_eq!(home.font_size, 10);
-        assert_eq!(
-            home.right, 0,
-            "nothing of the later update in the old target"
-        );
+        assert_eq!(Settings::load(&home).unwrap().left, 100, "watch {watch}");
     }
 }
 
@@ -1146,14 +1183,22 @@ fn corrupt_edit_while_pending(options: Options) {
         .filter(|event| event.error().is_some())
         .count();
     assert_eq!(errors, 1, "reported once");
+    let _ = &_guard;
     let stats = live.stats();
     assert!(stats.loads - loads < 20, "{stats:?}");
     assert_eq!(stats.failed_reloads, 1, "{stats:?}");
     assert!(matches!(live.flush(), Err(Error::Corrupt { .. })));
     assert_eq!(std::fs::read(&path).unwrap(), b"{broken");
     assert_eq!(live.get().left, 4, "the change is still pending");
-    drop(_guard);
     drop(live);
+    let event = wait_for_event(&events, |event| {
+        matches!(event.error(), Some(Error::Unsaved { .. }))
+    });
+    assert!(
+        matches!(event.error(), Some(Error::Unsaved { kept: Some(_), .. })),
+        "{event:?}"
+    );
+    drop(_guard);
     let unsaved: Vec<String> = common::names(dir.path())
         .into_iter()
         .filter(|name| name.starts_with("settings.json.unsaved-"))
@@ -1308,9 +1353,16 @@ fn a_value_that_can_be_saved_nowhere_is_reported_when_the_last_handle_drops() {
     let refused = live.flush().unwrap_err();
     assert!(refused.to_string().contains("No space left"), "{refused}");
     drop(live);
-    let event = wait_for_event(&events, |event| event.error().is_some());
-    let reported = event.error().unwrap().to_string();
-    assert!(reported.contains("No space left"), "{reported}");
+    let event = wait_for_event(&events, |event| {
+        matches!(event.error(), Some(Error::Unsaved { .. }))
+    });
+    let Some(Error::Unsaved {
+        kept: None, reason, ..
+    }) = event.error()
+    else {
+        panic!("{:?}", event.error());
+    };
+    assert!(reason.contains("No space left"), "{reason}");
     assert!(
         common::names(&point)
             .iter()
@@ -1371,4 +1423,187 @@ fn a_hundred_thousand_handles_share_a_few_threads() {
             .left,
         1
     );
+}
+
+/// Runs `body` on a thread and fails the test if it has not returned within [`EVENTUALLY`]
+/// (a deadlock), rather than hanging the test run.
+fn within_time(what: &str, body: impl FnOnce() + Send + 'static) {
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        body();
+        let _ = done.send(());
+    });
+    assert!(
+        finished.recv_timeout(EVENTUALLY).is_ok(),
+        "{what}: still running after {EVENTUALLY:?} (a deadlock?)"
+    );
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Persisted)]
+#[persist(version = 1)]
+struct Queue {
+    jobs: Vec<String>,
+}
+
+#[test]
+fn try_update_saves_at_once_so_its_result_matches_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queue.json");
+    let live = coalesce(3_600_000, 3_600_000)
+        .watch(false)
+        .live::<Queue>(&path)
+        .unwrap();
+    live.update(|queue| queue.jobs.push("mine".into())).unwrap(); // pending
+    // Another program adds a job meanwhile.
+    Queue::update(&path, |queue| queue.jobs.push("theirs".into())).unwrap();
+    let taken: Result<String, persist::BoxError> =
+        live.try_update(|queue| queue.jobs.pop().ok_or_else(|| "empty".into()));
+    // Rebased first: theirs, then mine; the job taken is the last of those.
+    assert_eq!(taken.unwrap(), "mine");
+    assert_eq!(
+        Queue::load(&path).unwrap().jobs,
+        ["theirs"],
+        "saved at once"
+    );
+    assert_eq!(live.get().jobs, ["theirs"]);
+    live.flush().unwrap();
+    assert_eq!(
+        Queue::load(&path).unwrap().jobs,
+        ["theirs"],
+        "nothing replayed after"
+    );
+}
+
+#[test]
+fn closures_and_callbacks_that_hold_the_last_handle_never_hang() {
+    for options in [Options::new(), coalesce(5, 20)] {
+        // An update closure that owns a clone: dropped once the save is done, outside the
+        // locks, where it drops the last handle.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        let live = options.clone().live::<Settings>(&path).unwrap();
+        let held = live.clone();
+        live.update(move |settings| {
+            let _ = &held;
+            settings.left += 1;
+        })
+        .unwrap();
+        within_time("dropping the handle", move || drop(live));
+        let started = Instant::now();
+        while Settings::load(&path).map_or(0, |settings| settings.left) != 1 {
+            assert!(started.elapsed() < EVENTUALLY, "the change is saved");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // And the file's lock is free again.
+        Settings::update(&path, |settings| settings.left += 1).unwrap();
+
+        // A callback that owns a clone: removed by dropping its subscription.
+        let live = options.clone().live::<Settings>(&path).unwrap();
+        let held = live.clone();
+        let guard = live.on_change(move |_| {
+            let _ = &held;
+        });
+        drop(live);
+        within_time("dropping the subscription", move || drop(guard));
+    }
+}
+
+#[test]
+fn calling_the_same_handle_from_inside_its_update_closure_panics_instead_of_hanging() {
+    for options in [Options::new(), coalesce(3_600_000, 3_600_000)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        let live = options.live::<Settings>(&path).unwrap();
+        let inner = live.clone();
+        within_time("an update inside an update", move || {
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                live.update(move |settings| {
+                    settings.left = 1;
+                    let _ = inner.update(|settings| settings.right = 1);
+                })
+            }));
+            let panic = outcome.expect_err("the inner update panics");
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            assert!(message.contains("inside an update closure"), "{message}");
+            assert_eq!(live.get().left, 0, "nothing published");
+            // The handle still works.
+            live.update(|settings| settings.left = 2).unwrap();
+            live.flush().unwrap();
+        });
+    }
+}
+
+#[test]
+fn blocked_callbacks_never_hold_up_saves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (release, blocked) = mpsc::channel::<()>();
+    let blocked = Arc::new(Mutex::new(blocked));
+    // More callbacks that never return (until the end) than the pool has threads.
+    let handles: Vec<(Live<Settings>, persist::Subscription)> = (0..40)
+        .map(|n| {
+            let live = Settings::live(dir.path().join(format!("blocked-{n}.json"))).unwrap();
+            let blocked = Arc::clone(&blocked);
+            let guard = live.on_change(move |_| {
+                let _ = blocked.lock().unwrap().recv();
+            });
+            live.update(|settings| settings.left = 1).unwrap();
+            (live, guard)
+        })
+        .collect();
+    let path = dir.path().join("other.json");
+    let live = coalesce(5, 20).live::<Settings>(&path).unwrap();
+    live.update(|settings| settings.left = 9).unwrap();
+    let started = Instant::now();
+    while Settings::load(&path).map_or(0, |settings| settings.left) != 9 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the coalesced save waits for blocked callbacks"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for _ in 0..40 {
+        let _ = release.send(());
+    }
+    drop(release);
+    drop(handles);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_pending_value_is_kept_beside_the_file_whatever_now_stands_at_the_path() {
+    for planted in ["directory", "fifo", "broken link"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        let live = coalesce(3_600_000, 3_600_000)
+            .watch(false)
+            .live::<Settings>(&path)
+            .unwrap();
+        live.update(|settings| settings.left = 4).unwrap();
+        let (events, guard) = record(&live);
+        guard.keep();
+        match planted {
+            "directory" => std::fs::create_dir(&path).unwrap(),
+            "fifo" => common::run("mkfifo", &[path.to_str().unwrap()]),
+            _ => std::os::unix::fs::symlink(dir.path().join("nowhere"), &path).unwrap(),
+        }
+        within_time("dropping the handle", move || drop(live));
+        let event = wait_for_event(&events, |event| event.error().is_some());
+        let Some(Error::Unsaved {
+            kept: Some(kept), ..
+        }) = event.error()
+        else {
+            panic!("{planted}: {:?}", event.error());
+        };
+        assert_eq!(Settings::load(kept).unwrap().left, 4, "{planted}");
+        assert!(
+            kept.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("settings.json.unsaved-")
+        );
+    }
 }

@@ -177,6 +177,20 @@ pub enum Error {
         to: u64,
     },
 
+    /// Changes of a [`Live`](crate::Live) handle could not be saved to the file when its last
+    /// handle was dropped (the file does not load, the disk is full, the path no longer names
+    /// a file): they were kept beside it as `kept` (`<name>.unsaved-<unix ms>`), or, when that
+    /// could not be written either, lost. Delivered to
+    /// [`Live::on_change`](crate::Live::on_change) callbacks; no operation returns it.
+    Unsaved {
+        /// The file.
+        path: PathBuf,
+        /// Where the value was kept; `None`: it is lost.
+        kept: Option<PathBuf>,
+        /// Why the file (and the copy) could not be written.
+        reason: String,
+    },
+
     /// A reader following a [`Journal`](crate::Journal) ([`Options::journal_follow`](crate::Options::journal_follow))
     /// delivered records `to..from` that the journal no longer holds: their writer cut them
     /// off because their write or sync failed (they were never acknowledged), or the journal
@@ -193,11 +207,11 @@ pub enum Error {
 
     /// A change made through a [`Live`](crate::Live) handle with
     /// [`SavePolicy::Coalesce`](crate::SavePolicy::Coalesce) waited to be saved while another
-    /// program changed the file; re-applied to that program's value, it failed (the closure of
-    /// a [`try_update`](crate::Live::try_update) returned `Err`, or a closure panicked), so it
-    /// was dropped: the file holds the other program's value with this handle's other pending
-    /// changes. Delivered to [`Live::on_change`](crate::Live::on_change) callbacks and
-    /// returned by the next [`Live::flush`](crate::Live::flush).
+    /// program changed the file; applied again to that program's value, its closure panicked
+    /// (the panic's message is the reason), so it was dropped: the file holds the other
+    /// program's value with this handle's other pending changes. Delivered to
+    /// [`Live::on_change`](crate::Live::on_change) callbacks and returned by the next
+    /// [`Live::flush`](crate::Live::flush).
     Conflict {
         /// The file.
         path: PathBuf,
@@ -398,6 +412,21 @@ impl fmt::Display for Error {
                  were read: they are in its snapshot only; reading goes on at record {to}",
                 to.saturating_sub(1)
             ),
+            Error::Unsaved {
+                kept: Some(kept),
+                reason,
+                ..
+            } => write!(
+                f,
+                "pending changes could not be saved to the file ({reason}); they were kept \
+                 beside it as {}",
+                kept.display()
+            ),
+            Error::Unsaved { reason, .. } => write!(
+                f,
+                "pending changes could not be saved, neither to the file nor beside it \
+                 ({reason}): they are lost"
+            ),
             Error::Rewound { from, to, .. } => write!(
                 f,
                 "records {to} to {} this reader delivered are no longer in the journal (their \
@@ -564,6 +593,7 @@ impl Error {
             | Error::AlreadyRunning { path, .. }
             | Error::Checkpointed { path, .. }
             | Error::Rewound { path, .. }
+            | Error::Unsaved { path, .. }
             | Error::DamagedJournal { path, .. }
             | Error::Conflict { path, .. }
             | Error::InvalidKey { path, .. }
@@ -649,6 +679,8 @@ pub enum ErrorKind {
     Checkpointed,
     /// [`Error::Rewound`].
     Rewound,
+    /// [`Error::Unsaved`].
+    Unsaved,
     /// [`Error::DamagedJournal`].
     DamagedJournal,
     /// [`Error::Conflict`].
@@ -699,6 +731,7 @@ impl ErrorKind {
             ErrorKind::AlreadyRunning => "already_running",
             ErrorKind::Checkpointed => "checkpointed",
             ErrorKind::Rewound => "rewound",
+            ErrorKind::Unsaved => "unsaved",
             ErrorKind::DamagedJournal => "damaged_journal",
             ErrorKind::Conflict => "conflict",
             ErrorKind::InvalidKey => "invalid_key",
@@ -774,6 +807,7 @@ impl Error {
             Error::AlreadyRunning { .. } => ErrorKind::AlreadyRunning,
             Error::Checkpointed { .. } => ErrorKind::Checkpointed,
             Error::Rewound { .. } => ErrorKind::Rewound,
+            Error::Unsaved { .. } => ErrorKind::Unsaved,
             Error::DamagedJournal { .. } => ErrorKind::DamagedJournal,
             Error::Conflict { .. } => ErrorKind::Conflict,
             Error::InvalidKey { .. } => ErrorKind::InvalidKey,

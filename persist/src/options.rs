@@ -1162,7 +1162,7 @@ impl Options {
     /// # Ok::<(), persist::Error>(())
     /// ```
     #[cfg(feature = "live")]
-    pub fn live<T: Persisted + Default + Clone + Send + Sync + 'static>(
+    pub fn live<T: Persisted + Default + Send + Sync + 'static>(
         &self,
         path: impl AsRef<Path>,
     ) -> Result<Live<T>, Error> {

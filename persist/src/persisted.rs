@@ -208,7 +208,7 @@ pub trait Persisted: Serialize + DeserializeOwned {
     #[cfg(feature = "live")]
     fn live(path: impl AsRef<Path>) -> Result<crate::Live<Self>, Error>
     where
-        Self: Default + Clone + Send + Sync + 'static,
+        Self: Default + Send + Sync + 'static,
     {
         Options::new().live(path)
     }

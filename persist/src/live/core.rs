@@ -3,10 +3,15 @@
 //! the layers and the durable write are the core's.
 //!
 //! A [`SavePolicy::Coalesce`] handle keeps its pending changes as the closures that made them,
-//! in order. When another program changed the file before they were saved, the save loads that
-//! program's value and applies them again on top (a rebase), so nothing either side did is
-//! lost. The file is looked up again (a symbolic link followed as it is now) before every
-//! reload and save, under the file's lock.
+//! in order. When another program changed the file before they were saved, the handle loads
+//! that program's value and applies them again on top (a rebase), so nothing either side did
+//! is lost. The path is looked up again (a symbolic link followed as it is now) before every
+//! reload and save; pending changes are saved to the file they were made against (the one the
+//! handle knew then), and a link pointed elsewhere is then loaded as another program's change.
+//!
+//! No user value (a closure that holds a handle, say) is dropped while a lock is held: the
+//! closures a save or a rebase is done with go to a graveyard emptied once every lock is
+//! released, so that a closure holding the last handle can drop it.
 //!
 //! Two locks, never held the other way round:
 //! - `io` serializes this handle's file work (saves, reloads) inside the process; the
@@ -14,6 +19,7 @@
 //! - `state` guards the bookkeeping and publishing, held for short moments (and while an
 //!   update's closure runs), never across file work.
 
+use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -106,9 +112,9 @@ impl FileId {
     }
 }
 
-/// A pending change, as it can be applied again to a newer value: on `Err` the value is left
-/// as it was.
-type Replay<T> = Box<dyn FnMut(&mut T) -> Result<(), BoxError> + Send>;
+/// A pending change, as it can be applied again to a newer value (to a copy of it: a panic
+/// leaves the value as it was).
+type Replay<T> = Box<dyn FnMut(&mut T) + Send>;
 
 /// A change of a [`SavePolicy::Coalesce`] handle not saved yet.
 struct Change<T> {
@@ -117,10 +123,16 @@ struct Change<T> {
     replay: Replay<T>,
 }
 
+/// The longest a failing background save waits before it is tried again.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+
 /// The bookkeeping under the `state` lock.
 pub(super) struct State<T> {
     /// The file as this handle last loaded or saved it (`None`: there was none).
     seen: Option<FileId>,
+    /// Where that file is: the path, or where a link at it pointed then. Pending changes
+    /// were made against its value and are saved there.
+    target: PathBuf,
     /// The state of the file whose load failed, while it is there.
     broken: Option<FileId>,
     /// The broken state whose error was delivered to the observers.
@@ -132,8 +144,10 @@ pub(super) struct State<T> {
     /// When the oldest unsaved change was made, and the newest.
     dirty_since: Option<Instant>,
     last_change: Option<Instant>,
-    /// After a failed background save: not before then.
+    /// After a failed background save: not before then; and the wait after the next
+    /// failure (doubled each time, up to [`MAX_RETRY_DELAY`]).
     retry_at: Option<Instant>,
+    retry_delay: Duration,
     /// How long the last save took: a save due by `max_wait` starts that much earlier.
     save_took: Duration,
     /// The last file event not handled yet, and the first of its burst.
@@ -203,8 +217,31 @@ fn same<T: Persisted>(one: &T, other: &T) -> bool {
     }
 }
 
+thread_local! {
+    /// The handles whose update closures run on this thread now (their addresses).
+    static CHANGING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Marks an update closure of a handle as running on this thread, until dropped.
+struct Changing(usize);
+
+impl Drop for Changing {
+    fn drop(&mut self) {
+        CHANGING.with(|changing| {
+            let mut changing = changing.borrow_mut();
+            if let Some(at) = changing.iter().rposition(|id| *id == self.0) {
+                changing.remove(at);
+            }
+        });
+    }
+}
+
 /// Everything the handles of one [`Live`](super::Live) and its background share.
 pub(super) struct Shared<T> {
+    /// The path as given, for [`Live::path`](super::Live::path).
+    given: PathBuf,
+    /// The path made absolute at open: a later change of the working directory does not
+    /// move the file.
     path: PathBuf,
     settings: Settings,
     policy: SavePolicy,
@@ -212,6 +249,8 @@ pub(super) struct Shared<T> {
     current: ArcSwap<T>,
     state: Mutex<State<T>>,
     io: Mutex<()>,
+    /// Changes done with, dropped once no lock is held (see the module's documentation).
+    graveyard: Mutex<Vec<Change<T>>>,
     events: Events<T>,
     counters: Counters,
     /// The background job, when the handle has one.
@@ -228,13 +267,15 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
     pub(super) fn open(
         settings: Settings,
         live: LiveSettings,
-        path: &Path,
+        given: &Path,
     ) -> Result<Arc<Self>, Error>
     where
         T: Default,
     {
+        let path = std::path::absolute(given).map_err(io_error(given, IoOp::Metadata))?;
+        let path = path.as_path();
         // Refuses what is not a regular file (a FIFO, a directory) without opening it.
-        Target::locate(path)?;
+        let target = Target::locate(path)?.real_path();
         let counters = Counters::default();
         let mut attempts = 0;
         let (value, seen) = loop {
@@ -257,6 +298,7 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
         };
         let value = Arc::new(value);
         Ok(Arc::new(Shared {
+            given: given.to_owned(),
             path: path.to_owned(),
             settings,
             policy: live.policy,
@@ -264,6 +306,7 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
             current: ArcSwap::new(Arc::clone(&value)),
             state: Mutex::new(State {
                 seen,
+                target,
                 broken: None,
                 reported: None,
                 pending: Vec::new(),
@@ -271,6 +314,7 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
                 dirty_since: None,
                 last_change: None,
                 retry_at: None,
+                retry_delay: Duration::ZERO,
                 save_took: Duration::ZERO,
                 event_at: None,
                 event_first: None,
@@ -279,6 +323,7 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
                 closing: false,
             }),
             io: Mutex::new(()),
+            graveyard: Mutex::new(Vec::new()),
             events: Events::new(value),
             counters,
             job: OnceLock::new(),
@@ -287,6 +332,12 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
         }))
     }
 
+    /// The path as given.
+    pub(super) fn given(&self) -> &Path {
+        &self.given
+    }
+
+    /// The path made absolute.
     pub(super) fn path(&self) -> &Path {
         &self.path
     }
@@ -326,6 +377,40 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
         if let Some(job) = self.job.get() {
             runtime::wake(*job);
         }
+    }
+
+    /// This handle's number for [`CHANGING`].
+    fn id(&self) -> usize {
+        std::ptr::from_ref(self).cast::<()>() as usize
+    }
+
+    /// Panics when an update closure of this handle runs on this thread: the call would wait
+    /// for the lock that closure's update holds, for ever.
+    fn refuse_reentry(&self, what: &str) {
+        let inside = CHANGING.with(|changing| changing.borrow().contains(&self.id()));
+        assert!(
+            !inside,
+            "persist: Live::{what} was called from inside an update closure of the same \
+             handle, which would wait for itself; call it after the closure returns"
+        );
+    }
+
+    /// Marks an update closure of this handle as running on this thread.
+    fn changing(&self) -> Changing {
+        CHANGING.with(|changing| changing.borrow_mut().push(self.id()));
+        Changing(self.id())
+    }
+
+    /// Keeps `changes` for [`sweep`](Shared::sweep). Never drops them: a lock may be held.
+    fn bury(&self, changes: impl IntoIterator<Item = Change<T>>) {
+        lock(&self.graveyard).extend(changes);
+    }
+
+    /// Drops the changes done with. Called with no lock held: a closure may hold the last
+    /// handle, whose drop saves and takes the locks.
+    pub(super) fn sweep(&self) {
+        let dead = std::mem::take(&mut *lock(&self.graveyard));
+        drop(dead);
     }
 
     /// Where the file is now: the path, or the file a symbolic link at it points to (looked
@@ -386,21 +471,44 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
         Some(state.retry_at.map_or(due, |retry| due.max(retry)))
     }
 
-    /// Applies `change` and saves or queues it, as the policy says.
+    /// [`Live::update`](super::Live::update): saved now ([`SavePolicy::Immediate`]), or
+    /// published now and kept for the saver ([`SavePolicy::Coalesce`]).
+    pub(super) fn update<F>(&self, mut change: F) -> Result<Arc<T>, Error>
+    where
+        T: Clone,
+        F: FnMut(&mut T) + Send + 'static,
+    {
+        self.refuse_reentry("update");
+        let result = match self.policy {
+            SavePolicy::Immediate => self
+                .update_now(|value: &mut T| {
+                    change(value);
+                    Ok::<(), Error>(())
+                })
+                .map(|((), value)| value),
+            SavePolicy::Coalesce { .. } => self.update_later(change),
+        };
+        self.sweep();
+        result
+    }
+
+    /// [`Live::try_update`](super::Live::try_update): saved now under either policy (with
+    /// whatever is pending), so that what the closure returned was computed from the value
+    /// saved.
     pub(super) fn try_update<R, E, F>(&self, change: F) -> Result<(R, Arc<T>), E>
     where
         T: Clone,
-        F: FnMut(&mut T) -> Result<R, E> + Send + 'static,
-        E: From<Error> + Into<BoxError>,
+        F: FnMut(&mut T) -> Result<R, E>,
+        E: From<Error>,
     {
-        match self.policy {
-            SavePolicy::Immediate => self.update_now(change),
-            SavePolicy::Coalesce { .. } => self.update_later(change),
-        }
+        self.refuse_reentry("try_update");
+        let result = self.update_now(change);
+        self.sweep();
+        result
     }
 
-    /// [`SavePolicy::Immediate`]: under the file's lock, reload what another program saved,
-    /// change, save, publish.
+    /// Under the file's lock: reload what another program saved (rebasing pending changes on
+    /// it), change, save (with what is pending), publish.
     fn update_now<R, E>(
         &self,
         mut change: impl FnMut(&mut T) -> Result<R, E>,
@@ -410,19 +518,49 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
         E: From<Error>,
     {
         let _io = lock(&self.io);
+        match self.save_moved(true) {
+            Ok(()) => {}
+            Err(SaveFailure::Load(error) | SaveFailure::Save(error)) => return Err(error.into()),
+            Err(SaveFailure::KnownBroken) => unreachable!("an update reads the file again"),
+        }
         let real = self.resolve()?;
-        let _lock = lock::exclusive(&real, self.settings.disk.lock_timeout)?;
+        let _lock = lock::exclusive(&real, self.settings.disk.lock_timeout).inspect_err(|_| {
+            bump(&self.counters.failed_saves);
+        })?;
         let mut attempts = 0;
-        let (result, value, written) = loop {
+        loop {
             match self.look(&real, true)? {
                 Look::Unchanged | Look::Missing | Look::KnownBroken => {}
-                Look::Changed(theirs, id) => self.rebase(theirs, id),
+                Look::Changed(theirs, id) => self.rebase(theirs, id, &real),
                 Look::Broken(error) => return Err(error.into()),
             }
-            let mut value = T::clone(&self.current.load());
-            let result = change(&mut value)?;
+            let (mut value, generation) = {
+                let state = self.lock_state();
+                (T::clone(&self.current.load()), state.generation)
+            };
+            let result = {
+                let _changing = self.changing();
+                change(&mut value)?
+            };
             match self.save_unless_changed(&value, &real) {
-                Ok(written) => break (result, value, written),
+                Ok(written) => {
+                    bump(&self.counters.saves);
+                    let value = Arc::new(value);
+                    let mut state = self.lock_state();
+                    self.accept(&mut state, FileId::written(&written), &real);
+                    self.saved(&mut state, generation);
+                    state.generation += 1;
+                    // Changes queued while this one was saved, applied to it again.
+                    let mut published = T::clone(&value);
+                    let rejected = self.replay_onto(&mut state, &mut published);
+                    let published = match state.pending() {
+                        true => Arc::new(published),
+                        false => Arc::clone(&value),
+                    };
+                    self.publish(&mut state, published, ChangeOrigin::Local);
+                    self.reject(&mut state, rejected);
+                    return Ok((result, value));
+                }
                 // Another program replaced the file while this value was written: again,
                 // on its value.
                 Err(Error::Contended { .. }) if attempts < UNSETTLED_RETRIES => attempts += 1,
@@ -431,15 +569,7 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
                     return Err(error.into());
                 }
             }
-        };
-        bump(&self.counters.saves);
-        let seen = FileId::written(&written);
-        let value = Arc::new(value);
-        let mut state = self.lock_state();
-        self.accept(&mut state, seen);
-        state.generation += 1;
-        self.publish(&mut state, Arc::clone(&value), ChangeOrigin::Local);
-        Ok((result, value))
+        }
     }
 
     /// Saves `value` to `real` unless the file there is no longer the one this handle last
@@ -459,11 +589,10 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
 
     /// [`SavePolicy::Coalesce`]: change and publish now, keep the change for the saver (and
     /// for a rebase).
-    fn update_later<R, E, F>(&self, mut change: F) -> Result<(R, Arc<T>), E>
+    fn update_later<F>(&self, mut change: F) -> Result<Arc<T>, Error>
     where
         T: Clone,
-        F: FnMut(&mut T) -> Result<R, E> + Send + 'static,
-        E: From<Error> + Into<BoxError>,
+        F: FnMut(&mut T) + Send + 'static,
     {
         if self.lock_state().broken.is_some() {
             // The file did not load when last looked at: look again, refuse while it still
@@ -472,13 +601,16 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
             let real = self.resolve()?;
             match self.look(&real, true)? {
                 Look::Unchanged | Look::Missing | Look::KnownBroken => {}
-                Look::Changed(theirs, id) => self.rebase(theirs, id),
-                Look::Broken(error) => return Err(error.into()),
+                Look::Changed(theirs, id) => self.rebase(theirs, id, &real),
+                Look::Broken(error) => return Err(error),
             }
         }
         let mut state = self.lock_state();
         let mut value = T::clone(&self.current.load());
-        let result = change(&mut value)?;
+        {
+            let _changing = self.changing();
+            change(&mut value);
+        }
         let value = Arc::new(value);
         let now = Instant::now();
         state.generation += 1;
@@ -487,9 +619,8 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
             generation,
             replay: Box::new(move |value: &mut T| {
                 let mut copy = T::clone(value);
-                change(&mut copy).map_err(Into::into)?;
+                change(&mut copy);
                 *value = copy;
-                Ok(())
             }),
         });
         state.last_change = Some(now);
@@ -501,12 +632,19 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
         if first {
             self.wake();
         }
-        Ok((result, value))
+        Ok(value)
     }
 
     /// Saves the pending changes now, if there are any; then returns the first change a
     /// rebase dropped since the last flush, if any.
     pub(super) fn flush(&self) -> Result<(), Error> {
+        self.refuse_reentry("flush");
+        let result = self.flush_locked();
+        self.sweep();
+        result
+    }
+
+    fn flush_locked(&self) -> Result<(), Error> {
         {
             let state = self.lock_state();
             if !state.pending() && state.rejected.is_empty() {
@@ -529,39 +667,76 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
         }
     }
 
-    /// The background save of pending changes: a failure is reported and retried after
-    /// `max_wait`; a file that does not load waits for its next change.
+    /// The background save of pending changes: a failure is reported and tried again later
+    /// (after `max_wait`, then twice as long each time, up to a minute); a file that does not
+    /// load waits for its next change.
     pub(super) fn save_in_background(&self) {
-        let _io = lock(&self.io);
-        let error = match self.save_locked(false) {
-            Ok(()) | Err(SaveFailure::KnownBroken) => return,
-            Err(SaveFailure::Load(error) | SaveFailure::Save(error)) => error,
-        };
-        let mut state = self.lock_state();
-        let retry = match self.policy {
-            SavePolicy::Coalesce { max_wait, .. } => max_wait.max(SETTLE),
-            SavePolicy::Immediate => SETTLE,
-        };
-        state.retry_at = Some(Instant::now() + retry);
-        self.report(&mut state, ChangeOrigin::Local, error);
+        {
+            let _io = lock(&self.io);
+            let error = match self.save_locked(false) {
+                Ok(()) | Err(SaveFailure::KnownBroken) => None,
+                Err(SaveFailure::Load(error) | SaveFailure::Save(error)) => Some(error),
+            };
+            if let Some(error) = error {
+                let mut state = self.lock_state();
+                let first = match self.policy {
+                    SavePolicy::Coalesce { max_wait, .. } => max_wait.max(SETTLE),
+                    SavePolicy::Immediate => SETTLE,
+                };
+                state.retry_delay = match state.retry_delay {
+                    Duration::ZERO => first,
+                    delay => (delay * 2).min(MAX_RETRY_DELAY),
+                };
+                state.retry_at = Some(Instant::now() + state.retry_delay);
+                self.report(&mut state, ChangeOrigin::Local, error);
+            }
+        }
+        self.sweep();
     }
 
     /// The background look at the file after an event or a poll: publishes another program's
     /// change (with pending changes rebased on it), or reports once that it does not load.
     /// Pending changes are not saved early for it: the save, when it is due, looks again under
     /// the file's lock (saving at once would answer each save of another process with one of
-    /// this handle's, and theirs with another).
+    /// this handle's, and theirs with another). A link pointed elsewhere is the exception:
+    /// the pending changes are first saved to the file they were made against.
     pub(super) fn reload_in_background(&self) {
-        let _io = lock(&self.io);
-        let looked = self.resolve().and_then(|real| self.look(&real, false));
-        match looked {
-            Ok(Look::Changed(theirs, id)) => self.rebase(theirs, id),
-            Ok(_) => {}
-            Err(error) => {
+        {
+            let _io = lock(&self.io);
+            if let Err(SaveFailure::Save(error) | SaveFailure::Load(error)) = self.save_moved(false)
+            {
                 let mut state = self.lock_state();
-                self.report(&mut state, ChangeOrigin::External, error);
+                self.report(&mut state, ChangeOrigin::Local, error);
+            }
+            let looked = self
+                .resolve()
+                .and_then(|real| Ok((self.look(&real, false)?, real)));
+            match looked {
+                Ok((Look::Changed(theirs, id), real)) => self.rebase(theirs, id, &real),
+                Ok(_) => {}
+                Err(error) => {
+                    let mut state = self.lock_state();
+                    self.report(&mut state, ChangeOrigin::External, error);
+                }
             }
         }
+        self.sweep();
+    }
+
+    /// When the path names another file than the one pending changes were made against (a
+    /// link pointed elsewhere), saves them there first. Caller holds `io`.
+    fn save_moved(&self, read_broken: bool) -> Result<(), SaveFailure> {
+        let known = {
+            let state = self.lock_state();
+            if !state.pending() {
+                return Ok(());
+            }
+            state.target.clone()
+        };
+        if self.resolve().ok().as_ref() == Some(&known) {
+            return Ok(());
+        }
+        self.save_locked(read_broken)
     }
 
     /// Whether the file may have changed since this handle looked (for polling): no load.
@@ -573,11 +748,29 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
         now != state.seen && !(now.is_some() && now == state.reported)
     }
 
-    /// Records `id` as the state of the file this handle knows.
-    fn accept(&self, state: &mut State<T>, id: Option<FileId>) {
+    /// Records `id`, at `target`, as the state of the file this handle knows.
+    fn accept(&self, state: &mut State<T>, id: Option<FileId>, target: &Path) {
         state.seen = id;
+        if state.target != target {
+            target.clone_into(&mut state.target);
+        }
         state.broken = None;
         state.reported = None;
+    }
+
+    /// The changes up to `generation` are on disk: they are done with.
+    fn saved(&self, state: &mut State<T>, generation: u64) {
+        let (done, left): (Vec<Change<T>>, Vec<Change<T>>) = std::mem::take(&mut state.pending)
+            .into_iter()
+            .partition(|change| change.generation <= generation);
+        state.pending = left;
+        self.bury(done);
+        if !state.pending() {
+            state.dirty_since = None;
+            state.last_change = None;
+        }
+        state.retry_at = None;
+        state.retry_delay = Duration::ZERO;
     }
 
     /// Looks at the file at `real` (caller holds `io`): unchanged since this handle saw it,
@@ -603,7 +796,7 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
             }
             let Some(id) = before else {
                 let mut state = self.lock_state();
-                self.accept(&mut state, None);
+                self.accept(&mut state, None, real);
                 return Ok(Look::Missing);
             };
             bump(&self.counters.loads);
@@ -641,28 +834,53 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
         }
     }
 
-    /// Takes another program's value of the file (at `id`): this handle's pending changes
-    /// are applied to it again in order (a change that fails on it is dropped and reported),
-    /// and the result is published if it differs from the current value.
-    fn rebase(&self, mut value: T, id: FileId) {
+    /// Applies the pending changes to `value` again, in order. A change that panics on it is
+    /// dropped (buried); what each said is returned, for [`reject`](Shared::reject).
+    fn replay_onto(&self, state: &mut State<T>, value: &mut T) -> Vec<String> {
+        let mut rejected = Vec::new();
+        let mut kept = Vec::with_capacity(state.pending.len());
+        for mut change in std::mem::take(&mut state.pending) {
+            let replayed = {
+                let _changing = self.changing();
+                catch_unwind(AssertUnwindSafe(|| (change.replay)(value)))
+            };
+            match replayed {
+                Ok(()) => kept.push(change),
+                Err(panic) => {
+                    rejected.push(panic_message(&*panic));
+                    self.bury([change]);
+                }
+            }
+        }
+        state.pending = kept;
+        rejected
+    }
+
+    /// Reports the changes a replay dropped, as [`Error::Conflict`]s, and keeps them for the
+    /// next flush.
+    fn reject(&self, state: &mut State<T>, rejected: Vec<String>) {
+        for reason in rejected {
+            let reason: Arc<dyn std::error::Error + Send + Sync> =
+                Arc::from(BoxError::from(reason));
+            bump(&self.counters.conflicts);
+            state.rejected.push(Arc::clone(&reason));
+            let path = self.path.clone();
+            self.report(state, ChangeOrigin::Local, Error::Conflict { path, reason });
+        }
+    }
+
+    /// Takes another program's value of the file (at `id`, in `target`): this handle's
+    /// pending changes are applied to it again in order, and the result is published if it
+    /// differs from the current value.
+    fn rebase(&self, mut value: T, id: FileId, target: &Path) {
         let mut state = self.lock_state();
-        self.accept(&mut state, Some(id));
+        self.accept(&mut state, Some(id), target);
         let origin = if state.pending() {
             ChangeOrigin::Rebased
         } else {
             ChangeOrigin::External
         };
-        let mut rejected = Vec::new();
-        state.pending.retain_mut(|change| {
-            let replayed = catch_unwind(AssertUnwindSafe(|| (change.replay)(&mut value)));
-            let reason: BoxError = match replayed {
-                Ok(Ok(())) => return true,
-                Ok(Err(reason)) => reason,
-                Err(panic) => panic_message(&*panic).into(),
-            };
-            rejected.push(reason);
-            false
-        });
+        let rejected = self.replay_onto(&mut state, &mut value);
         if !state.pending() {
             state.dirty_since = None;
             state.last_change = None;
@@ -673,36 +891,33 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
             bump(&self.counters.reloads);
             self.publish(&mut state, Arc::new(value), origin);
         }
-        for reason in rejected {
-            let reason: Arc<dyn std::error::Error + Send + Sync> = Arc::from(reason);
-            bump(&self.counters.conflicts);
-            state.rejected.push(Arc::clone(&reason));
-            let path = self.path.clone();
-            self.report(
-                &mut state,
-                ChangeOrigin::Local,
-                Error::Conflict { path, reason },
-            );
-        }
+        self.reject(&mut state, rejected);
     }
 
     /// Saves the current value if changes are pending, under the file's lock, to the file
-    /// the path names now. A change another program made in the meantime is loaded and the
-    /// pending changes rebased on it first; a file that does not load is not written over.
-    /// Caller holds `io`; `read_broken` as for [`look`](Shared::look).
+    /// they were made against (where a link at the path pointed when the handle last looked;
+    /// if it points elsewhere now, that file is loaded afterwards). A change another program
+    /// made in the meantime is loaded and the pending changes rebased on it first; a file
+    /// that does not load is not written over. Caller holds `io`; `read_broken` as for
+    /// [`look`](Shared::look).
     fn save_locked(&self, read_broken: bool) -> Result<(), SaveFailure> {
-        if !self.lock_state().pending() {
-            return Ok(());
-        }
-        let real = self.resolve().map_err(SaveFailure::Save)?;
-        let _lock =
-            lock::exclusive(&real, self.settings.disk.lock_timeout).map_err(SaveFailure::Save)?;
+        let target = {
+            let state = self.lock_state();
+            if !state.pending() {
+                return Ok(());
+            }
+            state.target.clone()
+        };
+        let _lock = lock::exclusive(&target, self.settings.disk.lock_timeout).map_err(|error| {
+            bump(&self.counters.failed_saves);
+            SaveFailure::Save(error)
+        })?;
         let mut attempts = 0;
         loop {
-            match self.look(&real, read_broken).map_err(SaveFailure::Load)? {
+            match self.look(&target, read_broken).map_err(SaveFailure::Load)? {
                 Look::Unchanged | Look::Missing => {}
                 Look::Changed(theirs, id) => {
-                    self.rebase(theirs, id);
+                    self.rebase(theirs, id, &target);
                     if !self.lock_state().pending() {
                         return Ok(());
                     }
@@ -719,21 +934,19 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
                 )
             };
             let started = Instant::now();
-            let saved = self.save_unless_changed(&value, &real);
+            let saved = self.save_unless_changed(&value, &target);
             let mut state = self.lock_state();
             match saved {
                 Ok(written) => {
                     state.save_took = started.elapsed();
                     bump(&self.counters.saves);
-                    let seen = FileId::written(&written);
-                    self.accept(&mut state, seen);
-                    state
-                        .pending
-                        .retain(|change| change.generation > generation);
-                    if !state.pending() {
-                        state.last_change = None;
+                    self.accept(&mut state, FileId::written(&written), &target);
+                    self.saved(&mut state, generation);
+                    drop(state);
+                    if self.resolve().ok().as_ref() != Some(&target) {
+                        // The path names another file now: that one is loaded next.
+                        self.note_event();
                     }
-                    state.retry_at = None;
                     return Ok(());
                 }
                 Err(error) => {
@@ -754,13 +967,14 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
         }
     }
 
-    /// A free name beside the file: `<name>.unsaved-<unix milliseconds>` (its number is
-    /// replaced), in the file's directory, held open: a link planted there is refused, never
-    /// followed.
+    /// A free name beside the file pending changes were made against:
+    /// `<name>.unsaved-<unix milliseconds>` (`kind` makes it; its number is replaced), in that
+    /// file's directory, held open: a link planted there is refused, never followed. Whatever
+    /// now stands at the path (a directory, a FIFO, a broken link) does not matter.
     fn aside(&self, kind: fn(u64) -> Sibling) -> Result<Target, Error> {
-        let real = self.resolve()?;
-        let name = real.file_name().unwrap_or(real.as_os_str());
-        let dir = parent_dir(&real);
+        let target = self.lock_state().target.clone();
+        let name = target.file_name().unwrap_or(target.as_os_str());
+        let dir = parent_dir(&target);
         let dir = Arc::new(Dir::open(dir).map_err(io_error(dir, IoOp::Open))?);
         let mut millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -776,9 +990,9 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
 
     /// The last handle is gone: saves what is pending. When that fails (the file does not
     /// load, the disk is full), the pending value is saved beside the file as
-    /// `<name>.unsaved-<unix ms>`; when that fails too, the value is lost, and that is
-    /// reported: to the observers, as a `tracing` error, and by the `persist_live_lost_total`
-    /// metric.
+    /// `<name>.unsaved-<unix ms>`; when that fails too, the value is lost. Either is reported
+    /// to the observers as [`Error::Unsaved`] (naming the copy, or none), as a `tracing`
+    /// event, and a loss by the `persist_live_lost_total` metric.
     pub(super) fn close(&self) {
         let error = match self.flush() {
             // A dropped change was reported when it was dropped; the rest is saved.
@@ -789,7 +1003,7 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
         let kept = self.aside(Sibling::Unsaved).and_then(|aside| {
             file::save_to(&self.settings, &*value, &aside, AuditOp::Save).map(|()| aside.named)
         });
-        match kept {
+        let report = match kept {
             Ok(kept) => {
                 #[cfg(feature = "tracing")]
                 tracing::warn!(
@@ -798,8 +1012,11 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
                     %error,
                     "persist: pending changes could not be saved to the file; kept beside it"
                 );
-                #[cfg(not(feature = "tracing"))]
-                let _ = (kept, error);
+                Error::Unsaved {
+                    path: self.path.clone(),
+                    kept: Some(kept),
+                    reason: error.to_string(),
+                }
             }
             Err(aside_error) => {
                 bump(&self.counters.lost);
@@ -813,12 +1030,15 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
                     "persist: pending changes were lost: neither the file nor a copy beside it \
                      could be written"
                 );
-                #[cfg(not(feature = "tracing"))]
-                let _ = aside_error;
-                let mut state = self.lock_state();
-                self.report(&mut state, ChangeOrigin::Local, error);
+                Error::Unsaved {
+                    path: self.path.clone(),
+                    kept: None,
+                    reason: format!("{error}; and beside it: {aside_error}"),
+                }
             }
-        }
+        };
+        let mut state = self.lock_state();
+        self.report(&mut state, ChangeOrigin::Local, report);
     }
 }
 
@@ -829,5 +1049,5 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .copied()
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("a panic");
-    format!("the change panicked: {message}")
+    format!("the change panicked on the newer value: {message}")
 }

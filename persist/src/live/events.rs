@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, Weak};
 use super::ChangeOrigin;
 use super::LiveEvent;
 use super::core::lock;
-use super::runtime::{self, Job, JobId, Next};
+use super::runtime::{self, Job, JobId, Kind, Next};
 
 /// How many events may wait for slow callbacks before intermediate values are skipped.
 const BACKLOG: usize = 1024;
@@ -112,9 +112,17 @@ impl<T: Send + Sync + 'static> Events<T> {
         Subscription {
             remove: Some(Box::new(move || {
                 if let Some(dispatch) = dispatch.upgrade() {
-                    lock(&dispatch.queue)
-                        .callbacks
-                        .retain(|(other, _)| *other != id);
+                    let removed: Vec<(u64, Callback<T>)> = {
+                        let mut queue = lock(&dispatch.queue);
+                        let (removed, kept) = std::mem::take(&mut queue.callbacks)
+                            .into_iter()
+                            .partition(|(other, _)| *other == id);
+                        queue.callbacks = kept;
+                        removed
+                    };
+                    // Dropped without the lock: the callback may hold the last handle, whose
+                    // drop takes it.
+                    drop(removed);
                 }
             })),
         }
@@ -148,7 +156,7 @@ impl<T: Send + Sync + 'static> Dispatch<T> {
     fn job(dispatch: &Arc<Self>, queue: &mut Queue<T>) -> Option<JobId> {
         if queue.job.is_none() {
             let job: Arc<dyn Job> = Arc::clone(dispatch) as Arc<dyn Job>;
-            queue.job = runtime::register(job).ok();
+            queue.job = runtime::register(Kind::Callbacks, job).ok();
         }
         queue.job
     }

@@ -23,7 +23,6 @@ use self::core::Shared;
 pub use self::events::Subscription;
 #[cfg(feature = "tokio")]
 use crate::Pending;
-use crate::error::BoxError;
 use crate::settings::Settings;
 use crate::{Error, Persisted};
 
@@ -64,14 +63,23 @@ pub enum SavePolicy {
     /// [`flush`](Live::flush) and dropping the last handle save what is pending.
     ///
     /// The pending changes are kept as the closures that made them. When another program
-    /// changed the file before they were saved, the save (under the file's lock) loads that
-    /// program's value and applies the pending closures to it again, in order, then saves and
-    /// publishes the result (origin [`Rebased`](ChangeOrigin::Rebased)): two processes with
+    /// changed the file before they were saved, the handle loads that program's value (at
+    /// once, when it sees the change; and again under the file's lock when it saves) and
+    /// applies the pending closures to it again, in order, then publishes the result (origin
+    /// [`Rebased`](ChangeOrigin::Rebased)) and saves it when due: two processes with
     /// coalesced handles on one file lose no change. A closure may therefore run more than
-    /// once, on a newer value each time. A change that fails on the newer value (a
-    /// [`try_update`](Live::try_update) closure returning `Err`, a panic) is dropped and
-    /// reported as [`Error::Conflict`], to [`on_change`](Live::on_change) and by the next
-    /// [`flush`](Live::flush).
+    /// once, on a newer value each time. A closure that panics on the newer value is dropped
+    /// and reported as [`Error::Conflict`], to [`on_change`](Live::on_change) and by the next
+    /// [`flush`](Live::flush). [`try_update`](Live::try_update), whose result depends on the
+    /// value, is never replayed: it saves at once.
+    ///
+    /// Pending changes are saved to the file they were made against: when a symbolic link
+    /// at the path is pointed at another file, they are saved to the one it pointed to, and
+    /// then the new one is loaded (origin [`External`](ChangeOrigin::External)).
+    ///
+    /// A handle that is never dropped (kept in a `static`, or a process that ends with
+    /// [`std::process::exit`]) saves nothing at the end: call [`flush`](Live::flush) before
+    /// exiting.
     Coalesce {
         /// How long the saver waits after a change for the next one.
         debounce: Duration,
@@ -277,69 +285,79 @@ impl<T: Persisted + Send + Sync + 'static> Live<T> {
     /// [`SavePolicy::Coalesce`] it is published at once and saved by the background saver,
     /// and `change` is kept until then: if another program changes the file first, `change`
     /// runs again on that program's value (see [`SavePolicy::Coalesce`]). So `change` should
-    /// say what to do (`count += 1`), not carry a value computed from an older one.
+    /// say what to do (`count += 1`), not carry a value computed from an older one; to act on
+    /// what a change found, use [`try_update`](Live::try_update), which saves at once.
     ///
     /// `T: Clone`: the change is made to a copy, while readers keep the value they hold.
     ///
     /// If `change` panics, the panic goes on to the caller and the published value is
     /// unchanged.
     ///
+    /// # Panics
+    ///
+    /// When called from inside an update closure of the same handle (it would wait for
+    /// itself).
+    ///
     /// # Errors
     ///
     /// The errors of [`Options::update`](crate::Options::update) (lock, load, save) with `Immediate`; with either
     /// policy, the load error while the file holds something it cannot read (nothing is
     /// published or saved then). A value that failed to save is not published.
-    pub fn update(&self, mut change: impl FnMut(&mut T) + Send + 'static) -> Result<Arc<T>, Error>
+    pub fn update(&self, change: impl FnMut(&mut T) + Send + 'static) -> Result<Arc<T>, Error>
     where
         T: Clone,
     {
-        self.shared()
-            .try_update(move |value: &mut T| {
-                change(value);
-                Ok::<(), Error>(())
-            })
-            .map(|((), value)| value)
+        self.shared().update(change)
     }
 
     /// [`update`](Live::update) with a change that may fail or decide not to save, as
     /// [`Persisted::try_update`]: an `Err` writes and publishes nothing and is returned as it
-    /// is; `Ok(r)` returns `r` once the change is saved (`Immediate`) or published
-    /// (`Coalesce`).
+    /// is; `Ok(r)` returns `r` once the change is saved.
     ///
-    /// Under [`SavePolicy::Coalesce`], a change that must run again on another program's
-    /// newer value and returns `Err` there is dropped, and its error is reported as
-    /// [`Error::Conflict`] (hence `E: Into<BoxError>`: any error type, `String`, or
-    /// `anyhow::Error`).
+    /// It saves at once under either policy, under the file's lock and after reloading what
+    /// another program saved, together with what [`SavePolicy::Coalesce`] has pending: `r` is
+    /// computed from the value saved, so it is never stale (a coalesced change could run again
+    /// on a newer value and do something else than what `r` says). `change` runs once, or
+    /// again if another program replaced the file while the value was written.
+    ///
+    /// # Panics
+    ///
+    /// When called from inside an update closure of the same handle.
     ///
     /// # Errors
     ///
-    /// The closure's error; persist's errors (those of [`update`](Live::update)) converted
-    /// into it.
+    /// The closure's error; persist's errors (those of [`update`](Live::update) with
+    /// `Immediate`) converted into it (`E: From<persist::Error>`, as
+    /// [`BoxError`](crate::BoxError) and `persist::Error` are).
     ///
     /// # Examples
     ///
     /// ```
-    /// # use persist::Persisted;
+    /// # use persist::{Options, Persisted, SavePolicy};
+    /// # use std::time::Duration;
     /// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize, Persisted)]
     /// # #[persist(version = 1)]
     /// # struct Queue { jobs: Vec<String> }
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let path = dir.path().join("queue.json");
-    /// let queue = Queue::live(&path)?;
-    /// let next: Result<String, persist::BoxError> = queue.try_update(|queue| match queue.jobs.pop() {
-    ///     Some(job) => Ok(job),
-    ///     None => Err("no job waits".into()),
-    /// });
-    /// assert_eq!(next.unwrap_err().to_string(), "no job waits"); // nothing written or published
+    /// let queue = Options::new()
+    ///     .save_policy(SavePolicy::Coalesce {
+    ///         debounce: Duration::from_millis(50),
+    ///         max_wait: Duration::from_millis(250),
+    ///     })
+    ///     .live::<Queue>(&path)?;
+    /// queue.update(|queue| queue.jobs.push("a".into()))?; // published, saved later
+    /// // Saved now, with the push: the job taken is the one the file no longer holds.
+    /// let next: Result<String, persist::BoxError> =
+    ///     queue.try_update(|queue| queue.jobs.pop().ok_or_else(|| "no job waits".into()));
+    /// assert_eq!(next.unwrap(), "a");
+    /// assert!(Queue::load(&path)?.jobs.is_empty());
     /// # Ok::<(), persist::Error>(())
     /// ```
-    pub fn try_update<R, E>(
-        &self,
-        change: impl FnMut(&mut T) -> Result<R, E> + Send + 'static,
-    ) -> Result<R, E>
+    pub fn try_update<R, E>(&self, change: impl FnMut(&mut T) -> Result<R, E>) -> Result<R, E>
     where
         T: Clone,
-        E: From<Error> + Into<BoxError>,
+        E: From<Error>,
     {
         self.shared().try_update(change).map(|(result, _)| result)
     }
@@ -352,6 +370,10 @@ impl<T: Persisted + Send + Sync + 'static> Live<T> {
     /// The save's error, or the load error when another program left the file unreadable (the
     /// changes stay pending and are retried); or, once the rest is saved, an
     /// [`Error::Conflict`] for a change a rebase dropped since the last flush.
+    ///
+    /// # Panics
+    ///
+    /// When called from inside an update closure of the same handle.
     pub fn flush(&self) -> Result<(), Error> {
         self.shared().flush()
     }
@@ -385,7 +407,7 @@ impl<T: Persisted + Send + Sync + 'static> Live<T> {
     where
         T: Clone,
         R: Send + 'static,
-        E: From<Error> + Into<BoxError> + Send + 'static,
+        E: From<Error> + Send + 'static,
     {
         let live = self.clone();
         Pending::new(self.shared().path().to_owned(), move |_| {
@@ -440,9 +462,10 @@ impl<T: Persisted + Send + Sync + 'static> Live<T> {
         self.shared().stats()
     }
 
-    /// The path of the file, as given.
+    /// The path of the file, as given. (The handle made it absolute when it opened, so a
+    /// later change of the working directory does not move the file.)
     pub fn path(&self) -> &Path {
-        self.shared().path()
+        self.shared().given()
     }
 }
 

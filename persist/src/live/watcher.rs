@@ -30,7 +30,6 @@ pub(crate) trait Watched: Send + Sync {
 
 struct Target {
     id: u64,
-    name: OsString,
     watched: Weak<dyn Watched>,
 }
 
@@ -39,9 +38,11 @@ struct Registry {
     targets: Arc<Mutex<Targets>>,
 }
 
+/// The files watched, by directory, then by name: an event finds its handles, and a handle
+/// its entry, without a scan of the directory's other handles.
 #[derive(Default)]
 struct Targets {
-    by_directory: HashMap<PathBuf, Vec<Target>>,
+    by_directory: HashMap<PathBuf, HashMap<OsString, Vec<Target>>>,
     next_id: u64,
 }
 
@@ -84,18 +85,25 @@ fn dispatch(targets: &Mutex<Targets>, event: notify::Result<notify::Event>) {
         let targets = lock(targets);
         let wanted = |target: &Target| target.watched.upgrade();
         if everything {
-            concerned.extend(targets.by_directory.values().flatten().filter_map(wanted));
+            concerned.extend(
+                targets
+                    .by_directory
+                    .values()
+                    .flat_map(HashMap::values)
+                    .flatten()
+                    .filter_map(wanted),
+            );
         } else if let Ok(event) = &event {
             for path in &event.paths {
                 let (Some(directory), Some(name)) = (path.parent(), path.file_name()) else {
                     continue;
                 };
-                if let Some(list) = targets.by_directory.get(directory) {
-                    concerned.extend(
-                        list.iter()
-                            .filter(|target| target.name == name)
-                            .filter_map(wanted),
-                    );
+                if let Some(list) = targets
+                    .by_directory
+                    .get(directory)
+                    .and_then(|names| names.get(name))
+                {
+                    concerned.extend(list.iter().filter_map(wanted));
                 }
             }
         }
@@ -111,6 +119,7 @@ fn dispatch(targets: &Mutex<Targets>, event: notify::Result<notify::Event>) {
 pub(crate) struct Registration {
     registry: Arc<Registry>,
     directory: PathBuf,
+    name: OsString,
     id: u64,
 }
 
@@ -126,16 +135,21 @@ pub(crate) fn register(
         let mut targets = lock(&registry.targets);
         let id = targets.next_id;
         targets.next_id += 1;
-        let list = targets
+        let names = targets
             .by_directory
             .entry(directory.to_owned())
             .or_default();
-        list.push(Target { id, name, watched });
-        (id, list.len() == 1)
+        let first = names.is_empty();
+        names
+            .entry(name.clone())
+            .or_default()
+            .push(Target { id, watched });
+        (id, first)
     };
     let registration = Registration {
         registry: Arc::clone(&registry),
         directory: directory.to_owned(),
+        name,
         id,
     };
     let watched = if first {
@@ -153,11 +167,16 @@ impl Drop for Registration {
         let mut watcher = lock(&self.registry.watcher);
         let last = {
             let mut targets = lock(&self.registry.targets);
-            let Some(list) = targets.by_directory.get_mut(&self.directory) else {
+            let Some(names) = targets.by_directory.get_mut(&self.directory) else {
                 return;
             };
-            list.retain(|target| target.id != self.id);
-            let last = list.is_empty();
+            if let Some(list) = names.get_mut(&self.name) {
+                list.retain(|target| target.id != self.id);
+                if list.is_empty() {
+                    names.remove(&self.name);
+                }
+            }
+            let last = names.is_empty();
             if last {
                 targets.by_directory.remove(&self.directory);
             }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::SavePolicy;
 use super::core::{MAX_SETTLE, SETTLE, Shared, lock};
-use super::runtime::{self, Job, Next};
+use super::runtime::{self, Job, Kind, Next};
 use super::watcher::{self, Watched};
 use crate::error::IoOp;
 use crate::shell::commit::create_dirs;
@@ -32,7 +32,8 @@ impl<T: Persisted + Send + Sync + 'static> Handle<T> {
             || matches!(shared.policy(), SavePolicy::Coalesce { .. });
         if needs_job {
             let job: Arc<dyn Job> = Arc::clone(&shared) as Arc<dyn Job>;
-            let id = runtime::register(job).map_err(io_error(shared.path(), IoOp::BlockingTask))?;
+            let id = runtime::register(Kind::Background, job)
+                .map_err(io_error(shared.path(), IoOp::BlockingTask))?;
             let _ = shared.job.set(id);
         }
         // From here on, dropping the handle unregisters what was registered.
@@ -161,14 +162,17 @@ impl<T: Persisted + Send + Sync + 'static> Job for Shared<T> {
             state.next_poll = self.refresh_every.map(|period| now + period);
         }
         drop(state);
-        if poll && self.looks_changed() {
+        // A change already noted is being settled: noting it again at every poll would put
+        // the reload off until the longest settle.
+        if poll && self.lock_state().event_at.is_none() && self.looks_changed() {
             self.note_event();
         }
         if reload {
-            self.reload_in_background();
-            // A link pointed elsewhere: watch where it points now. A directory that cannot be
+            // A link pointed elsewhere: watch where it points now, before loading it, so that
+            // an edit made right after the load has an event. A directory that cannot be
             // watched any more leaves the watches there are (and polling, if any).
             let _ = rewatch(self);
+            self.reload_in_background();
         }
         if save {
             self.save_in_background();
