@@ -901,6 +901,8 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
     /// that does not load is not written over. Caller holds `io`; `read_broken` as for
     /// [`look`](Shared::look).
     fn save_locked(&self, read_broken: bool) -> Result<(), SaveFailure> {
+        // How long a save takes, from here: the lock and the look are part of it.
+        let started = Instant::now();
         let target = {
             let state = self.lock_state();
             if !state.pending() {
@@ -933,7 +935,6 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
                     state.dirty_since.take(),
                 )
             };
-            let started = Instant::now();
             let saved = self.save_unless_changed(&value, &target);
             let mut state = self.lock_state();
             match saved {
