@@ -351,3 +351,26 @@ fn a_writer_without_the_key_is_refused_on_an_encrypted_journal() {
     );
     assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing written");
 }
+
+#[test]
+fn a_follower_started_before_the_directory_exists_keeps_up_once_it_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("later").join("events.log");
+    let mut follow = Options::new().journal_follow::<Event>(&path, 0).unwrap();
+    assert!(follow.try_next().is_none());
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            let journal = Journal::<Event, Count>::open(&path).unwrap();
+            for id in 0..40 {
+                journal.append(&Event { id }).unwrap();
+                if (id + 1) % 5 == 0 {
+                    journal.checkpoint(&Count { events: id + 1 }).unwrap();
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        // Every record, none only in a snapshot: the directory is watched once it exists.
+        take_in_order(&mut follow, 0, 40);
+    });
+}
