@@ -290,8 +290,9 @@ impl<E: Persisted, S: Persisted> Journal<E, S> {
         self.recovered
     }
 
-    /// How many records were ever appended (those before the last checkpoint included): the
-    /// index the next record gets.
+    /// How many records the journal holds, those before the last checkpoint included (in its
+    /// snapshot): the index the next record gets. It is the number of records appended,
+    /// unless a [`rewrite`](Journal::rewrite) changed how many there are.
     pub fn len(&self) -> u64 {
         self.shared.lock().next_index()
     }
@@ -560,8 +561,9 @@ impl<E: Persisted, S: Persisted> Journal<E, S> {
     /// rewritten when every record is at `E`'s version already. Appends wait meanwhile.
     ///
     /// Records keep their order; when upcasts change their number, the indexes of those after
-    /// the first such record move, so readers following the journal start again from
-    /// [`recover`](Journal::recover). Replay costs the same after as before, without the
+    /// the first such record move (and [`len`](Journal::len) with them), so readers following
+    /// the journal start again from [`recover`](Journal::recover): a follower that read past
+    /// the new end gets [`Error::Rewound`]. Replay costs the same after as before, without the
     /// migrations.
     ///
     /// # Errors
