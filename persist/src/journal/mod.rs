@@ -562,9 +562,9 @@ impl<E: Persisted, S: Persisted> Journal<E, S> {
     ///
     /// Records keep their order; when upcasts change their number, the indexes of those after
     /// the first such record move (and [`len`](Journal::len) with them), so readers following
-    /// the journal start again from [`recover`](Journal::recover): a follower that read past
-    /// the new end gets [`Error::Rewound`]. Replay costs the same after as before, without the
-    /// migrations.
+    /// the journal start again from [`recover`](Journal::recover): a follower that had read
+    /// records of the rewritten log gets [`Error::Rewound`] and reads them again, rewritten.
+    /// Replay costs the same after as before, without the migrations.
     ///
     /// # Errors
     ///
