@@ -222,10 +222,34 @@ fn a_rewrite_that_drops_records_renumbers_those_after_the_base() {
     }
     let journal = Journal::<Event>::open(&path).unwrap();
     assert_eq!(journal.len(), 6);
+    // A follower that read the old records.
+    let mut follow = Options::new().journal_follow_records(&path, 0).unwrap();
+    for expected in 0..6 {
+        let (index, _) = follow
+            .next_timeout(std::time::Duration::from_secs(30))
+            .unwrap()
+            .unwrap();
+        assert_eq!(index, expected);
+    }
     let rewritten = journal.rewrite().unwrap();
     assert_eq!((rewritten.before, rewritten.after), (6, 1));
     assert_eq!(journal.len(), 1);
     assert_eq!(journal.append(&added("next")).unwrap(), 1);
+    // It is told, and reads the rewritten journal from its first record: never skipped.
+    match follow.next_timeout(std::time::Duration::from_secs(30)) {
+        Some(Err(Error::Rewound { from, to, .. })) => assert_eq!((from, to), (6, 0)),
+        other => panic!("{other:?}"),
+    }
+    let indexes: Vec<u64> = (0..2)
+        .map(|_| {
+            follow
+                .next_timeout(std::time::Duration::from_secs(30))
+                .unwrap()
+                .unwrap()
+                .0
+        })
+        .collect();
+    assert_eq!(indexes, [0, 1]);
 }
 
 #[test]
