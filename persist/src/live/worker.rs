@@ -61,7 +61,8 @@ impl<T: Persisted + Send + Sync + 'static> Handle<T> {
 impl<T: Persisted + Send + Sync + 'static> Drop for Handle<T> {
     fn drop(&mut self) {
         // No more events, then no more background work, then the last save.
-        lock(&self.shared.watches).clear();
+        let watches = std::mem::take(&mut *lock(&self.shared.watches));
+        drop(watches);
         self.shared.lock_state().closing = true;
         if let Some(job) = self.shared.job.get() {
             runtime::cancel(*job);
