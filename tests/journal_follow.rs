@@ -374,3 +374,37 @@ fn a_follower_started_before_the_directory_exists_keeps_up_once_it_does() {
         take_in_order(&mut follow, 0, 40);
     });
 }
+
+#[test]
+fn records_cut_after_a_follower_read_them_are_reported_and_the_next_ones_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.log");
+    let journal = Journal::<Event, Count>::open(&path).unwrap();
+    append(&journal, 0, 5, 1, 1_000);
+    drop(journal);
+    let mut follow = Options::new().journal_follow::<Event>(&path, 0).unwrap();
+    take_in_order(&mut follow, 0, 5);
+    // What a writer does when the sync of its last flush fails: the records it wrote are cut
+    // off (here the last two, by hand).
+    let cut = Options::new()
+        .journal_records(&path)
+        .unwrap()
+        .map(Result::unwrap)
+        .nth(3)
+        .unwrap()
+        .offset;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
+    match follow.next_timeout(Duration::from_secs(30)) {
+        Some(Err(Error::Rewound { from, to, .. })) => assert_eq!((from, to), (5, 3)),
+        other => panic!("{other:?}"),
+    }
+    // The records appended after the cut get those numbers, and are delivered.
+    let journal = Journal::<Event, Count>::open(&path).unwrap();
+    append(&journal, 3, 3, 1, 1_000);
+    take_in_order(&mut follow, 3, 3);
+}

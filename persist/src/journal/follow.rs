@@ -411,14 +411,17 @@ impl<T> Follow<T> {
         let to = log.index;
         self.log = Some(log);
         self.failing = None;
-        self.ready.clear();
-        if to >= self.next {
+        // Values read and not delivered yet: those of the records before the cut are still
+        // to be delivered.
+        self.ready.retain(|(index, _)| *index < to);
+        let delivered = self.ready.front().map_or(self.next, |(index, _)| *index);
+        self.next = self.next.min(to);
+        if delivered <= to {
             return Ok(());
         }
-        let from = std::mem::replace(&mut self.next, to);
         Err(Error::Rewound {
             path: self.path.clone(),
-            from,
+            from: delivered,
             to,
         })
     }
