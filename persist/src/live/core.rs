@@ -551,11 +551,12 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
                     self.saved(&mut state, generation);
                     state.generation += 1;
                     // Changes queued while this one was saved, applied to it again.
-                    let mut published = T::clone(&value);
-                    let rejected = self.replay_onto(&mut state, &mut published);
-                    let published = match state.pending() {
-                        true => Arc::new(published),
-                        false => Arc::clone(&value),
+                    let (published, rejected) = if state.pending() {
+                        let mut published = T::clone(&value);
+                        let rejected = self.replay_onto(&mut state, &mut published);
+                        (Arc::new(published), rejected)
+                    } else {
+                        (Arc::clone(&value), Vec::new())
                     };
                     self.publish(&mut state, published, ChangeOrigin::Local);
                     self.reject(&mut state, rejected);
