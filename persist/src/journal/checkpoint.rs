@@ -6,36 +6,23 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::Journal;
-use super::commit::{Log, State};
 use super::format::{FILE_HEADER, FileHeader, MAX_BASE};
 use super::records::Replay;
 use crate::error::{Error, IoOp};
 use crate::shell::commit::{Target, Write, bytes, replace_keeping};
 use crate::shell::dir::{Dir, Kind};
-use crate::shell::lock;
 use crate::shell::names::{self, Sibling};
 use crate::shell::{self, AuditOp, io_error, parent_dir};
 use crate::{Persisted, file};
 
 impl<E: Persisted, S: Persisted> Journal<E, S> {
     pub(super) fn checkpoint_now(&self, snapshot: &S) -> Result<(), Error> {
-        let mut state = self.shared.lock();
-        // A flush of the current log must end before it is replaced.
-        while state.syncing {
-            state = self.shared.wait(state);
-        }
-        state.refuse_if_failed(&self.path)?;
         // Records appended before this call and still waiting for a flush are covered by the
         // snapshot: written to the old log now and synced, so that a crash before the new log
         // is in place leaves an old log that holds every record the snapshot covers.
-        if let Err(error) = state.write_pending(&self.path, self.settings.disk.durability) {
-            drop(state);
-            self.shared.wake();
-            return Err(error);
-        }
+        let mut state = self.shared.settle()?;
         let covered = state.base + state.records;
         // A name persist makes: a link or anything but a file planted there is refused, never
         // followed.
@@ -53,36 +40,16 @@ impl<E: Persisted, S: Persisted> Journal<E, S> {
         let (file, installed) = replace_keeping(disk, &target, &Write::default(), bytes(&header));
         // A failure after the rename (the directory fsync) still replaced the log.
         if let Some(file) = file {
-            // The new log is ours alone: it was created exclusively, and its flock is taken
-            // before another process could find it by name (no wait).
-            let hold = lock::hold_file(&file, &self.path, &self.path, Some(Duration::ZERO));
-            let hold = match hold {
-                Ok(hold) => hold,
-                Err(error) => {
-                    // The log was replaced, but this handle cannot hold the new one: it
-                    // refuses to write until the journal is opened again.
-                    state.failed = Some((
-                        IoOp::Lock,
-                        std::io::ErrorKind::Other,
-                        format!("the new log could not be locked ({error})"),
-                    ));
-                    drop(state);
-                    self.shared.wake();
-                    return Err(error);
-                }
-            };
             // Appends still waiting for a flush are durable now: in the snapshot.
-            *state = State::new(Log {
+            let held = state.install(
+                &self.path,
                 file,
-                hold,
-                base: covered,
-                records: 0,
-                end: FILE_HEADER as u64,
-                allocated: FILE_HEADER as u64,
-                unmarked: false,
-            });
+                (covered, 0, FILE_HEADER as u64),
+                "new log",
+            );
             drop(state);
             self.shared.wake();
+            held?;
         } else {
             drop(state);
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::format::{RecordHeader, seal_flush};
 use crate::error::{Error, IoOp};
-use crate::shell::lock::{FileHold, LockGuard};
+use crate::shell::lock::{self, FileHold, LockGuard};
 use crate::shell::{self, Durability};
 
 /// How much zeroed space a flush that reaches the end of the file adds beyond its records, at
@@ -109,11 +109,7 @@ impl State {
     /// Writes what is pending at the end of the file and syncs it (per `durability`), under
     /// the lock: for a checkpoint, which must find every record it covers durable in the old
     /// log before its snapshot is saved. A failure makes the journal refuse to write.
-    pub(super) fn write_pending(
-        &mut self,
-        path: &Path,
-        durability: Durability,
-    ) -> Result<(), Error> {
+    fn write_pending(&mut self, path: &Path, durability: Durability) -> Result<(), Error> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -138,6 +134,42 @@ impl State {
             Err((op, source)) => {
                 self.pending_records = 0;
                 Err(self.fail(path, op, written, source))
+            }
+        }
+    }
+
+    /// Puts the log `file` (starting at record `base`, holding `records` records up to byte
+    /// `end`) in place of this one, for a checkpoint or a rewrite. The file was created
+    /// exclusively and renamed in by this handle, so its flock is taken without waiting; when
+    /// it cannot be, the journal refuses to write until it is opened again (`what` names the
+    /// log in that refusal).
+    pub(super) fn install(
+        &mut self,
+        path: &Path,
+        file: File,
+        (base, records, end): (u64, u64, u64),
+        what: &str,
+    ) -> Result<(), Error> {
+        match lock::hold_file(&file, path, path, Some(Duration::ZERO)) {
+            Ok(hold) => {
+                *self = State::new(Log {
+                    file,
+                    hold,
+                    base,
+                    records,
+                    end,
+                    allocated: end,
+                    unmarked: records > 0,
+                });
+                Ok(())
+            }
+            Err(error) => {
+                self.failed = Some((
+                    IoOp::Lock,
+                    io::ErrorKind::Other,
+                    format!("the {what} could not be locked ({error})"),
+                ));
+                Err(error)
             }
         }
     }
@@ -204,6 +236,24 @@ impl Shared {
         self.state
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The state with no flush running and nothing pending, for a checkpoint or a rewrite,
+    /// which replace the log: the records appended and still waiting are written to the
+    /// current log and synced first. A failure there makes the journal refuse to write (and
+    /// wakes those records' appenders, which get the error).
+    pub(super) fn settle(&self) -> Result<MutexGuard<'_, State>, Error> {
+        let mut state = self.lock();
+        while state.syncing {
+            state = self.wait(state);
+        }
+        state.refuse_if_failed(&self.path)?;
+        if let Err(error) = state.write_pending(&self.path, self.durability) {
+            drop(state);
+            self.wake();
+            return Err(error);
+        }
+        Ok(state)
     }
 
     /// Waits until a flush ends (the lock is released meanwhile).

@@ -13,13 +13,12 @@ use super::format::FILE_HEADER;
 use super::reader::{Failure, Reader, Step};
 use super::records::{RawRecord, raw_record, read_header};
 use super::recovery;
-use super::upcast::Many;
+use crate::Persisted;
 use crate::error::{Error, IoOp};
 use crate::settings::Settings;
 use crate::shell::dir::Dir;
 use crate::shell::io_error;
 use crate::shell::read::open_regular_file;
-use crate::{Persisted, codec};
 
 /// How long a reader waits between looks at the file when no file event can wake it.
 const POLL: Duration = Duration::from_millis(10);
@@ -544,18 +543,7 @@ fn decode_typed<E: Persisted>(
     offset: u64,
     data: &[u8],
 ) -> Result<Vec<E>, Error> {
-    let envelope = settings.unframe(data).map_err(|error| error.at(path))?;
-    let at = |error: codec::DecodeError| {
-        let mut error = error.at::<E>(path);
-        if let Error::Corrupt { reason, .. } = &mut error {
-            *reason = format!("record at byte {offset}: {reason}");
-        }
-        error
-    };
-    match codec::chain_upcasts::<E>() {
-        true => Ok(codec::decode::<Many<E>>(&envelope).map_err(at)?.0),
-        false => Ok(vec![codec::decode::<E>(&envelope).map_err(at)?]),
-    }
+    super::records::decode_values(settings, path, offset, data)
 }
 
 /// A record as the untyped reader gives it.

@@ -142,6 +142,23 @@ fn at_record(mut error: Error, offset: u64) -> Error {
     error
 }
 
+/// A record's values as `E` (an upcast may make any number): its `data`, at `offset` in the
+/// journal at `path`, opened with the options' layers and migrated. [`Replay`] does the same
+/// without a `Vec` per record.
+pub(super) fn decode_values<E: Persisted>(
+    settings: &Settings,
+    path: &Path,
+    offset: u64,
+    data: &[u8],
+) -> Result<Vec<E>, Error> {
+    let envelope = settings.unframe(data).map_err(|error| error.at(path))?;
+    let at = |error: codec::DecodeError| at_record(error.at::<E>(path), offset);
+    match codec::chain_upcasts::<E>() {
+        true => Ok(codec::decode::<Many<E>>(&envelope).map_err(at)?.0),
+        false => Ok(vec![codec::decode::<E>(&envelope).map_err(at)?]),
+    }
+}
+
 impl<E: Persisted> Iterator for Replay<E> {
     type Item = Result<E, Error>;
 

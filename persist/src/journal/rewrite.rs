@@ -3,19 +3,17 @@
 //! backup.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use super::Journal;
-use super::commit::{Log, State};
 use super::format::{FILE_HEADER, FileHeader, seal_flush};
 use super::reader::Reader;
-use super::upcast::Many;
+use super::records;
+use crate::Persisted;
 use crate::error::{Error, IoOp};
 use crate::shell::backup;
 use crate::shell::commit::{Target, Write, bytes, replace_keeping};
 use crate::shell::names::{self, Sibling};
-use crate::shell::{io_error, lock, read_exact_at};
-use crate::{Persisted, codec};
+use crate::shell::{io_error, read_exact_at};
 
 /// What [`Journal::rewrite`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,17 +31,7 @@ pub struct Rewritten {
 
 impl<E: Persisted, S: Persisted> Journal<E, S> {
     pub(super) fn rewrite_now(&self) -> Result<Rewritten, Error> {
-        let mut state = self.shared.lock();
-        // A flush of the current log must end before it is replaced.
-        while state.syncing {
-            state = self.shared.wait(state);
-        }
-        state.refuse_if_failed(&self.path)?;
-        if let Err(error) = state.write_pending(&self.path, self.settings.disk.durability) {
-            drop(state);
-            self.shared.wake();
-            return Err(error);
-        }
+        let mut state = self.shared.settle()?;
         let (base, end) = (state.base, state.end);
         // Every record decoded and encoded again before anything changes: a record that does
         // not migrate fails the rewrite with the log as it was.
@@ -66,21 +54,8 @@ impl<E: Persisted, S: Persisted> Journal<E, S> {
             let offset = reader.last_offset();
             before += 1;
             oldest = oldest.min(header.version);
-            let envelope = self
-                .settings
-                .unframe(reader.data())
-                .map_err(|error| error.at(&self.path))?;
-            let at = |error: codec::DecodeError| {
-                let mut error = error.at::<E>(&self.path);
-                if let Error::Corrupt { reason, .. } = &mut error {
-                    *reason = format!("record at byte {offset}: {reason}");
-                }
-                error
-            };
-            let values = match codec::chain_upcasts::<E>() {
-                true => codec::decode::<Many<E>>(&envelope).map_err(at)?.0,
-                false => vec![codec::decode::<E>(&envelope).map_err(at)?],
-            };
+            let values: Vec<E> =
+                records::decode_values(&self.settings, &self.path, offset, reader.data())?;
             for value in &values {
                 self.codec.encode(&mut records, value, &self.path)?;
                 after += 1;
@@ -116,29 +91,13 @@ impl<E: Persisted, S: Persisted> Journal<E, S> {
         log.extend_from_slice(&records);
         let (file, installed) = replace_keeping(disk, &target, &Write::default(), bytes(&log));
         if let Some(file) = file {
-            // The new log is ours alone (created exclusively; no wait for its flock).
-            match lock::hold_file(&file, &self.path, &self.path, Some(Duration::ZERO)) {
-                Ok(hold) => {
-                    *state = State::new(Log {
-                        file,
-                        hold,
-                        base,
-                        records: after,
-                        end: log.len() as u64,
-                        allocated: log.len() as u64,
-                        unmarked: after > 0,
-                    });
-                }
-                Err(error) => {
-                    state.failed = Some((
-                        IoOp::Lock,
-                        std::io::ErrorKind::Other,
-                        format!("the rewritten log could not be locked ({error})"),
-                    ));
-                    drop(state);
-                    self.shared.wake();
-                    return Err(error);
-                }
+            let log_end = log.len() as u64;
+            if let Err(error) =
+                state.install(&self.path, file, (base, after, log_end), "rewritten log")
+            {
+                drop(state);
+                self.shared.wake();
+                return Err(error);
             }
         }
         drop(state);
