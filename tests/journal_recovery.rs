@@ -316,6 +316,41 @@ fn records_are_sealed_with_the_options_layers() {
 }
 
 #[test]
+fn a_record_in_clear_after_encrypted_ones_is_refused_and_never_sealed_by_a_rewrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_in(dir.path());
+    let keyed = Options::new().encrypt(Key::from_bytes([4; 32]));
+    // Started in clear (a journal encrypted later), then a record with the key, then one
+    // by a writer without it (the first record is in clear, so its open is not refused).
+    Journal::<Event, Snapshot>::open(&path)
+        .unwrap()
+        .append(&secret_event(0))
+        .unwrap();
+    keyed
+        .journal::<Event, Snapshot>(&path)
+        .unwrap()
+        .append(&secret_event(1))
+        .unwrap();
+    Journal::<Event, Snapshot>::open(&path)
+        .unwrap()
+        .append(&secret_event(2))
+        .unwrap();
+    let bytes = fs::read(&path).unwrap();
+    let journal = keyed.journal::<Event, Snapshot>(&path).unwrap();
+    let replayed: Vec<_> = journal.replay().unwrap().collect();
+    assert!(matches!(
+        replayed[..],
+        [Ok(_), Ok(_), Err(Error::DamagedJournal { .. })]
+    ));
+    assert!(matches!(
+        journal.rewrite(),
+        Err(Error::DamagedJournal { .. })
+    ));
+    drop(journal);
+    assert_eq!(fs::read(&path).unwrap(), bytes, "nothing rewritten");
+}
+
+#[test]
 fn checkpoints_of_an_encrypted_journal_are_sealed_too() {
     let dir = tempfile::tempdir().unwrap();
     let path = log_in(dir.path());

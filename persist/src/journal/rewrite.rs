@@ -49,9 +49,19 @@ impl<E: Persisted, S: Persisted> Journal<E, S> {
         let (mut before, mut after) = (0, 0);
         let mut oldest = E::VERSION;
         let mut records = Vec::new();
+        let mut encrypted_seen = false;
         while let Some(header) = reader.next_record() {
             let header = header?;
             let offset = reader.last_offset();
+            // A record in clear among encrypted ones is refused here as by a replay, not
+            // sealed with the key as if it had been written with it.
+            records::check_sealing(
+                &self.settings,
+                &mut encrypted_seen,
+                reader.data(),
+                &self.path,
+                offset,
+            )?;
             before += 1;
             oldest = oldest.min(header.version);
             let values: Vec<E> =
