@@ -11,17 +11,8 @@ use std::hint::black_box;
 use std::io::BufRead;
 use std::time::Instant;
 
-use persist::{Durability, Options, Persisted};
 use persist_bench::baseline;
-use serde::{Deserialize, Serialize};
-
-#[derive(Clone, Serialize, Deserialize, Persisted)]
-#[persist(version = 1)]
-struct Event {
-    id: u64,
-    kind: String,
-    text: String,
-}
+use persist_bench::journal::{Event, replay_fixture};
 
 const RECORDS: u64 = 100_000;
 
@@ -34,25 +25,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("events.log");
     let lines = dir.path().join("events.jsonl");
-    let journal = Options::new()
-        .durability(Durability::None)
-        .journal::<Event, persist::NoSnapshot>(&log)
-        .unwrap();
-    let events: Vec<Event> = (0..RECORDS)
-        .map(|id| Event {
-            id: 100_000 + id,
-            kind: "item-added".to_owned(),
-            text: "x".repeat(128),
-        })
-        .collect();
-    journal.append_many(&events).unwrap();
-    let mut text = Vec::new();
-    for event in &events {
-        serde_json::to_writer(&mut text, &serde_json::json!({"version": 1, "data": event}))
-            .unwrap();
-        text.push(b'\n');
-    }
-    std::fs::write(&lines, &text).unwrap();
+    let (journal, _) = replay_fixture(&log, &lines, RECORDS);
     let persist = || {
         for record in journal.replay().unwrap() {
             black_box(record.unwrap());

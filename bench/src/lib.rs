@@ -10,6 +10,7 @@
 //!   migration steps back, for the cost of loading an old file;
 //! - [`shapes`]: real-world shapes of about 1 MiB each: float-heavy geometry, a map-heavy
 //!   catalogue, string- and unicode-heavy social data;
+//! - [`journal`]: the journal's small record and the fixture of the replay rows;
 //! - [`baseline`]: the hand-written durable save and plain load persist is measured against.
 
 use std::collections::BTreeMap;
@@ -524,6 +525,7 @@ impl RecordsV1 {
     }
 }
 
+pub mod journal;
 pub mod shapes;
 
 /// The hand-written code persist is measured against: what a careful programmer writes with

@@ -12,31 +12,12 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 
-use persist::{Durability, Journal, Options, Persisted};
+use persist::{Journal, Options, Persisted};
+use persist_bench::journal::{Event, replay_fixture};
 use persist_bench::{Settings, baseline};
 use serde::{Deserialize, Serialize};
 
 use super::{Contender, Mode, RowResult, Target, Workload, measure};
-
-/// A small record: 208 bytes framed (16 of header, 192 of envelope), the size of the anchor
-/// figures BENCHMARKS.md compares the journal rows with.
-#[derive(Clone, Serialize, Deserialize, Persisted)]
-#[persist(version = 1)]
-struct Event {
-    id: u64,
-    kind: String,
-    text: String,
-}
-
-impl Event {
-    fn sample(id: u64) -> Event {
-        Event {
-            id: 100_000 + id % 100_000,
-            kind: "item-added".to_owned(),
-            text: "x".repeat(128),
-        }
-    }
-}
 
 const APPENDERS: usize = 100;
 const REPLAYED: u64 = 100_000;
@@ -82,27 +63,12 @@ pub(super) fn rows(
 /// JSON lines read into one reused buffer and parsed where they lie, no checksums, no
 /// versions dispatched (issue 24: at most 1.15x).
 fn lean_replay_row(dir: &Path, workload: Workload) -> RowResult {
-    let journal = Options::new()
-        .durability(Durability::None)
-        .journal::<Event, persist::NoSnapshot>(dir.join("lean-replay.log"))
-        .unwrap();
-    let events: Vec<Event> = (0..REPLAYED).map(Event::sample).collect();
-    journal.append_many(&events).unwrap();
     let lines_path = dir.join("lean-replay.jsonl");
-    let mut lines = Vec::new();
-    for event in &events {
-        serde_json::to_writer(
-            &mut lines,
-            &serde_json::json!({"version": 1, "data": event}),
-        )
-        .unwrap();
-        lines.push(b'\n');
-    }
-    fs::write(&lines_path, &lines).unwrap();
+    let (journal, lines) = replay_fixture(&dir.join("lean-replay.log"), &lines_path, REPLAYED);
     measure(
         &format!("journal replay {REPLAYED} records, lean reader"),
         workload,
-        lines.len() as u64,
+        lines,
         vec![
             Contender::new("lean hand-written reader (one buffer, from_slice)", || {
                 let mut file = std::io::BufReader::with_capacity(
@@ -433,27 +399,12 @@ fn tasks_row(dir: &Path, rt: &tokio::runtime::Runtime, workload: Workload) -> Ro
 /// Replay of 100,000 small records against JSON lines of the same envelopes (persist also
 /// checks two CRCs per record and dispatches on its version).
 fn replay_row(dir: &Path, workload: Workload) -> RowResult {
-    let journal = Options::new()
-        .durability(Durability::None)
-        .journal::<Event, persist::NoSnapshot>(dir.join("replay.log"))
-        .unwrap();
-    let events: Vec<Event> = (0..REPLAYED).map(Event::sample).collect();
-    journal.append_many(&events).unwrap();
     let lines_path = dir.join("replay.jsonl");
-    let mut lines = Vec::new();
-    for event in &events {
-        serde_json::to_writer(
-            &mut lines,
-            &serde_json::json!({"version": 1, "data": event}),
-        )
-        .unwrap();
-        lines.push(b'\n');
-    }
-    fs::write(&lines_path, &lines).unwrap();
+    let (journal, lines) = replay_fixture(&dir.join("replay.log"), &lines_path, REPLAYED);
     measure(
         &format!("journal replay {REPLAYED} records"),
         workload,
-        lines.len() as u64,
+        lines,
         vec![
             Contender::new("hand-written JSON lines (BufReader + from_str)", || {
                 let file = std::io::BufReader::new(fs::File::open(&lines_path).unwrap());
