@@ -1406,11 +1406,10 @@ fn a_hundred_thousand_handles_share_a_few_threads() {
     let (events, _guard) = record(&handles[99_999]);
     Pattern::AtomicRename.write(handles[99_999].path(), &document(8));
     wait_for_event(&events, |event| event.value().font_size == 8);
-    let started = Instant::now();
-    while !handles[0].path().exists() {
-        assert!(started.elapsed() < EVENTUALLY, "saved by the pool");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    assert!(
+        saved_within(handles[0].path(), EVENTUALLY, |_| true),
+        "saved by the pool"
+    );
     let during = threads();
     assert!(
         during <= before + 40,
@@ -1423,6 +1422,18 @@ fn a_hundred_thousand_handles_share_a_few_threads() {
             .left,
         1
     );
+}
+
+/// Whether the file at `path` loads as a value for which `done` holds within `within`.
+fn saved_within(path: &Path, within: Duration, done: impl Fn(&Settings) -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if Settings::load(path).is_ok_and(|settings| done(&settings)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
 }
 
 /// Runs `body` on a thread and fails the test if it has not returned within [`EVENTUALLY`]
@@ -1489,11 +1500,10 @@ fn closures_and_callbacks_that_hold_the_last_handle_never_hang() {
         })
         .unwrap();
         within_time("dropping the handle", move || drop(live));
-        let started = Instant::now();
-        while Settings::load(&path).map_or(0, |settings| settings.left) != 1 {
-            assert!(started.elapsed() < EVENTUALLY, "the change is saved");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        assert!(
+            saved_within(&path, EVENTUALLY, |settings| settings.left == 1),
+            "the change is saved"
+        );
         // And the file's lock is free again.
         Settings::update(&path, |settings| settings.left += 1).unwrap();
 
@@ -1557,14 +1567,10 @@ fn blocked_callbacks_never_hold_up_saves() {
     let path = dir.path().join("other.json");
     let live = coalesce(5, 20).live::<Settings>(&path).unwrap();
     live.update(|settings| settings.left = 9).unwrap();
-    let started = Instant::now();
-    while Settings::load(&path).map_or(0, |settings| settings.left) != 9 {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the coalesced save waits for blocked callbacks"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    assert!(
+        saved_within(&path, Duration::from_secs(5), |settings| settings.left == 9),
+        "the coalesced save waits for blocked callbacks"
+    );
     for _ in 0..40 {
         let _ = release.send(());
     }
