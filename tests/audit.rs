@@ -290,6 +290,7 @@ const CHILD_SAVES: u8 = 50;
 
 /// The body of each child of `processes_share_one_audit_log`. Does nothing when run directly.
 #[test]
+#[ignore = "the body of a child process, run by the test that spawns it"]
 fn audit_child() {
     let Ok(log) = std::env::var(CHILD_LOG) else {
         return;

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
@@ -271,6 +272,7 @@ const CHILD_MODE: &str = "PERSIST_TEST_COLLECTION_MODE";
 
 /// The body of the child processes; does nothing when run directly by `cargo test`.
 #[test]
+#[ignore = "the body of a child process, run by the test that spawns it"]
 fn child() {
     let (Ok(dir), Ok(mode)) = (std::env::var(CHILD_DIR), std::env::var(CHILD_MODE)) else {
         return;
@@ -409,29 +411,55 @@ fn migrate_all_rewrites_old_entries_and_reports_each_failure() {
 fn sigkill_during_migrate_all_leaves_every_entry_loadable() {
     let dir = tempfile::tempdir().unwrap();
     let (_, _, _, refused) = mixed_versions(dir.path());
-    let mut child = spawn_child("migrate", dir.path());
-    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines {
-        if line.unwrap().trim() == "2500" {
-            break;
-        }
-    }
-    // SAFETY: kill(2) on the child's pid, which has not been waited for.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) },
-        0
-    );
-    child.wait().unwrap();
     let users: Collection<User> = Collection::open(dir.path()).unwrap();
-    let keys = users.keys().unwrap();
-    assert_eq!(keys.len(), 10_000);
-    for key in keys {
-        let loaded = users.get(&key);
-        assert_eq!(loaded.is_err(), refused.contains(&key), "{key}: {loaded:?}");
+    // What every entry holds, migrated in memory: a kill at any point may leave an entry
+    // migrated on disk or not, but never another value.
+    let expected: BTreeMap<String, Option<User>> = users
+        .keys()
+        .unwrap()
+        .into_iter()
+        .map(|key| {
+            let value = users.get(&key).ok().flatten();
+            (key, value)
+        })
+        .collect();
+    assert_eq!(expected.len(), 10_000);
+    let check = |when: &str| {
+        let users: Collection<User> = Collection::open(dir.path()).unwrap();
+        let keys = users.keys().unwrap();
+        assert_eq!(keys.len(), 10_000, "{when}");
+        for key in keys {
+            match users.get(&key) {
+                Ok(value) => assert_eq!(value, expected[&key], "{when}: {key}"),
+                Err(error) => assert!(refused.contains(&key), "{when}: {key}: {error}"),
+            }
+        }
+    };
+    // Killed at three points of successive runs (each run goes over every entry again and
+    // migrates what is left), then finished.
+    for point in ["300", "2500", "7000"] {
+        let mut child = spawn_child("migrate", dir.path());
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut reached = false;
+        for line in lines {
+            if line.unwrap().trim() == point {
+                reached = true;
+                break;
+            }
+        }
+        assert!(reached, "the child ended before {point}");
+        // SAFETY: kill(2) on the child's pid, which has not been waited for.
+        assert_eq!(
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) },
+            0
+        );
+        assert!(!child.wait().unwrap().success(), "killed at {point}");
+        check(&format!("killed at {point}"));
     }
-    // And the migration finishes from where it is.
     let report = users.migrate_all().unwrap();
     assert_eq!(report.failed.len(), refused.len());
+    assert_eq!(users.migrate_all().unwrap().migrated, 0);
+    check("after the migration finished");
 }
 
 #[test]

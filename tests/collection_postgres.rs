@@ -36,6 +36,7 @@ fn conditional_writes_are_compare_and_swap() {
 }
 
 #[test]
+#[ignore = "the body of a child process, run by the test that spawns it"]
 fn child() {
     remote::child::<Pg>();
 }

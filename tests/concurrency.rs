@@ -17,6 +17,8 @@ const PROCESSES: u64 = 4;
 const INCREMENTS: u64 = 500;
 const WORKER_FILE: &str = "PERSIST_TEST_WORKER_FILE";
 const WORKER_ID: &str = "PERSIST_TEST_WORKER_ID";
+/// `update`, or `plain` for the control: a load and a save without the file's lock.
+const WORKER_MODE: &str = "PERSIST_TEST_WORKER_MODE";
 
 #[derive(Debug, Default, Serialize, Deserialize, Persisted)]
 #[persist(version = 1)]
@@ -33,19 +35,25 @@ fn increment(counter: &mut Counter, worker: &str) {
 /// The body of each child process of `processes_lose_no_update`; does nothing when run
 /// directly by `cargo test`.
 #[test]
+#[ignore = "the body of a child process, run by the test that spawns it"]
 fn worker() {
     let (Ok(path), Ok(id)) = (std::env::var(WORKER_FILE), std::env::var(WORKER_ID)) else {
         return;
     };
+    let plain = std::env::var(WORKER_MODE).is_ok_and(|mode| mode == "plain");
     for _ in 0..INCREMENTS {
-        Counter::update(&path, |counter| increment(counter, &id)).unwrap();
+        if plain {
+            let mut counter = Counter::load(&path).unwrap_or_default();
+            increment(&mut counter, &id);
+            counter.save(&path).unwrap();
+        } else {
+            Counter::update(&path, |counter| increment(counter, &id)).unwrap();
+        }
     }
 }
 
-#[test]
-fn processes_lose_no_update() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("counter.json");
+/// Runs the workers (`mode`: `update` or `plain`) on one counter file; returns the counter.
+fn run_workers(path: &Path, mode: &str) -> Counter {
     let children: Vec<_> = (0..PROCESSES)
         .map(|id| {
             common::child(
@@ -53,6 +61,7 @@ fn processes_lose_no_update() {
                 &[
                     (WORKER_FILE, path.as_os_str()),
                     (WORKER_ID, id.to_string().as_ref()),
+                    (WORKER_MODE, mode.as_ref()),
                 ],
             )
             .stdout(Stdio::null())
@@ -63,12 +72,38 @@ fn processes_lose_no_update() {
     for mut child in children {
         assert!(child.wait().unwrap().success());
     }
-    let counter = Counter::load(&path).unwrap();
+    Counter::load(path).unwrap()
+}
+
+#[test]
+fn processes_lose_no_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("counter.json");
+    let counter = run_workers(&path, "update");
+    println!(
+        "{PROCESSES} processes x {INCREMENTS} updates: the counter is at {}",
+        counter.total
+    );
     assert_eq!(counter.total, PROCESSES * INCREMENTS, "{counter:?}");
     for id in 0..PROCESSES {
         assert_eq!(counter.by_worker[&id.to_string()], INCREMENTS);
     }
     assert_lock_file_and_nothing_else(dir.path());
+}
+
+/// The control: the same workers with a plain load and save lose increments, so the test above
+/// would see a lost update.
+#[test]
+fn the_control_without_the_lock_loses_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("counter.json");
+    let counter = run_workers(&path, "plain");
+    println!(
+        "{PROCESSES} processes x {INCREMENTS} plain load + save: the counter is at {} of {}",
+        counter.total,
+        PROCESSES * INCREMENTS
+    );
+    assert!(counter.total < PROCESSES * INCREMENTS, "{counter:?}");
 }
 
 fn assert_lock_file_and_nothing_else(dir: &Path) {

@@ -18,11 +18,7 @@ use common::{AppState, listing, sample};
 use persist::{Error, IoOp, Persisted};
 
 fn is_root() -> bool {
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("skipped: needs root");
-    }
-    root
+    common::needs("root (to mount small file systems)", common::is_root())
 }
 
 fn run(command: &str, args: &[&str]) {

@@ -937,6 +937,7 @@ const BATCH: usize = 100_000;
 /// The child of `batches_of_any_size_fit_in_a_small_descriptor_limit`: under `ulimit -n 1024`,
 /// a collection batch and a transaction of [`BATCH`] files each.
 #[test]
+#[ignore = "the body of a child process, run by the test that spawns it"]
 fn batch_child() {
     let Ok(dir) = std::env::var(BATCH_CHILD) else {
         return;

@@ -43,6 +43,7 @@ impl Holder {
 /// The body of the child process of the cross-process tests: takes the lock, says so, and holds
 /// it until its standard input closes (or it is killed). Does nothing when run by `cargo test`.
 #[test]
+#[ignore = "the body of a child process, run by the test that spawns it"]
 fn holder() {
     let Ok(dir) = std::env::var(HOLDER_DIR) else {
         return;

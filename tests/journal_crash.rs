@@ -45,6 +45,7 @@ fn entry(id: u64) -> Entry {
 /// at a time and in batches of three), printing each id once its append returned. Does
 /// nothing when run directly by `cargo test`.
 #[test]
+#[ignore = "the body of a child process, run by the test that spawns it"]
 fn appender() {
     let Ok(path) = std::env::var(APPENDER_FILE) else {
         return;

@@ -204,6 +204,7 @@ const FOLLOW_COUNT: u64 = 10_000;
 
 /// The child: follows the journal from 0 and prints each record's index and event id.
 #[test]
+#[ignore = "the body of a child process, run by the test that spawns it"]
 fn follower_child() {
     let Ok(path) = std::env::var(FOLLOW_LOG) else {
         return;

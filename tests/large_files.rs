@@ -206,6 +206,7 @@ const FOREIGN_FAULT: &str = "PERSIST_TEST_FOREIGN_SIGBUS";
 /// load has installed persist's handler, reads a page of its own mapping past the end of a
 /// truncated file. Does nothing when run directly by `cargo test`.
 #[test]
+#[ignore = "the body of a child process, run by the test that spawns it"]
 fn foreign_fault() {
     let Ok(dir) = std::env::var(FOREIGN_FAULT) else {
         return;

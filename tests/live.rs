@@ -123,6 +123,7 @@ fn spawn_child(mode: &str, path: &Path, extra: &[(&str, String)]) -> std::proces
 
 /// The body of the child processes; does nothing when run directly by `cargo test`.
 #[test]
+#[ignore = "the body of a child process, run by the test that spawns it"]
 fn child() {
     let (Ok(mode), Ok(path)) = (std::env::var(CHILD), std::env::var(CHILD_FILE)) else {
         return;
@@ -236,7 +237,15 @@ enum Writer {
 }
 
 fn writers() -> impl Iterator<Item = Writer> {
-    std::iter::once(Writer::OtherProcess).chain(Pattern::ALL.map(Writer::Editor))
+    let editors = Pattern::ALL.into_iter().filter(|pattern| {
+        pattern.program().is_none_or(|program| {
+            common::needs(
+                &format!("{program} ({})", pattern.name()),
+                pattern.available(),
+            )
+        })
+    });
+    std::iter::once(Writer::OtherProcess).chain(editors.map(Writer::Editor))
 }
 
 impl std::fmt::Display for Writer {
@@ -476,22 +485,37 @@ fn own_saves_cause_no_reload_and_readers_never_see_half_an_update() {
         })
         .unwrap();
     }
-    // Let the watcher see the last saves settle.
-    std::thread::sleep(Duration::from_millis(300));
+    // A barrier instead of a sleep: another writer's change, made after the last save. The
+    // watcher hands events over in order, so once this one is loaded, every event the
+    // handle's own saves caused has been seen, and none may have become a reload.
+    let sentinel = Settings {
+        left: 5_000,
+        right: 5_000,
+        ..Settings::default()
+    };
+    Options::new().save(&sentinel, &path).unwrap();
+    wait_for_event(&events, |event| event.value().left == 5_000);
     stop.store(true, Ordering::Relaxed);
     reader.join().unwrap();
     assert!(reads.load(Ordering::Relaxed) > 0);
     let stats = live.stats();
-    assert_eq!((stats.saves, stats.reloads), (1_000, 0), "{stats:?}");
-    wait_for_event(&events, |event| event.value().left == 1_000);
+    assert_eq!((stats.saves, stats.reloads), (1_000, 1), "{stats:?}");
     let events = events.lock().unwrap();
-    assert_eq!(events.len(), 1_000, "each value once");
+    assert_eq!(
+        events.len(),
+        1_001,
+        "each value once, then the other writer's"
+    );
     assert!(
-        events
+        events[..1_000]
             .iter()
             .all(|event| event.origin() == ChangeOrigin::Local)
     );
-    let values: Vec<u64> = events.iter().map(|event| event.value().left).collect();
+    assert_eq!(events[1_000].origin(), ChangeOrigin::External);
+    let values: Vec<u64> = events[..1_000]
+        .iter()
+        .map(|event| event.value().left)
+        .collect();
     assert_eq!(values, (1..=1_000).collect::<Vec<_>>(), "in order");
 }
 
@@ -658,6 +682,21 @@ fn coalesce_bounds_saves_and_the_loss_window() {
     let path = dir.path().join("settings.json");
     let max_wait = Duration::from_millis(250);
     let live = coalesce(50, 250).live::<Settings>(&path).unwrap();
+    // How late this machine wakes a sleeping thread while the test runs: the part of a save's
+    // delay that is the scheduler's, not persist's.
+    let stop = Arc::new(AtomicBool::new(false));
+    let probe = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut late = Duration::ZERO;
+            while !stop.load(Ordering::Relaxed) {
+                let asleep = Instant::now();
+                std::thread::sleep(Duration::from_millis(1));
+                late = late.max(asleep.elapsed().saturating_sub(Duration::from_millis(1)));
+            }
+            late
+        })
+    };
     // 10,000 updates a second for 2 s.
     let started = Instant::now();
     let mut updates = 0_u64;
@@ -681,7 +720,10 @@ fn coalesce_bounds_saves_and_the_loss_window() {
         }
     }
     let elapsed = started.elapsed();
-    let saves = live.stats().saves;
+    stop.store(true, Ordering::Relaxed);
+    let woke_late = probe.join().unwrap();
+    let stats = live.stats();
+    let saves = stats.saves;
     // The saver writes at most once per max_wait under a steady stream (it never waits for a
     // quiet moment that does not come), and it does write: the loss window is bounded.
     let windows = elapsed.as_millis() / max_wait.as_millis() + 1;
@@ -690,14 +732,25 @@ fn coalesce_bounds_saves_and_the_loss_window() {
         u128::from(saves) <= windows,
         "{saves} saves in {windows} windows"
     );
+    // The saver's own deadline: on disk `max_wait` after the first change not yet saved,
+    // the save started early by the length of the one before. What may come on top is the
+    // machine's (a thread woken late, here and on the updating thread that measures) and a
+    // save slower than the one before; the bound holds whatever the machine's load, and a
+    // scheduler that waited for a quiet moment, or twice `max_wait`, would not meet it.
+    let bound = max_wait + stats.longest_save + woke_late * 2 + Duration::from_millis(10);
     assert!(
-        durable_lag < EVENTUALLY,
-        "the longest a change waited to be durable: {durable_lag:?}"
+        durable_lag <= bound,
+        "the longest a change waited to be durable: {durable_lag:?}, beyond {bound:?} \
+         (max_wait {max_wait:?}, slowest save {:?}, threads woken up to {woke_late:?} late)",
+        stats.longest_save
     );
     live.flush().unwrap();
     assert_eq!(Settings::load(&path).unwrap().left, updates);
     eprintln!(
-        "{updates} updates in {elapsed:?}: {saves} saves, longest wait for a save {durable_lag:?}"
+        "{updates} updates in {elapsed:?}: {saves} saves, longest wait for a save \
+         {durable_lag:?} (bound {bound:?}: slowest save {:?}, threads woken up to \
+         {woke_late:?} late)",
+        stats.longest_save
     );
 }
 
@@ -1254,7 +1307,7 @@ fn metadata_changes_and_rewrites_with_the_same_value_send_no_event() {
         live.flush().unwrap();
         let (events, _guard) = record(&live);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-        if common::has_tool("sed") {
+        if common::needs("sed", common::has_tool("sed")) {
             let sed = std::process::Command::new("sed")
                 .args(["-i", "s/no such text/nothing/"])
                 .arg(&path)

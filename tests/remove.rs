@@ -191,6 +191,7 @@ const DEEP_CHILD: &str = "PERSIST_TEST_DEEP_DIR";
 /// The child of `any_depth_is_removed_with_few_descriptors`: under `ulimit -n 256`, in a
 /// thread with a 256 KiB stack, removes the tree.
 #[test]
+#[ignore = "the body of a child process, run by the test that spawns it"]
 fn deep_child() {
     let Ok(top) = std::env::var(DEEP_CHILD) else {
         return;

@@ -320,6 +320,7 @@ impl Bench<'_> {
             "async.json",
             "baseline-async.json",
             "async-owned.json",
+            "generations.json",
         ]
         .map(|name| self.path(name));
         for path in &paths {
@@ -328,6 +329,7 @@ impl Bench<'_> {
         let full = Options::new();
         let file_sync = Options::new().durability(Durability::FileSync);
         let none = Options::new().durability(Durability::None);
+        let generations = Options::new().generations(3);
         let shared = Arc::new(value.clone());
         let mut contenders = vec![
             Contender::new("hand-written", || {
@@ -338,6 +340,11 @@ impl Bench<'_> {
                 file_sync.save(value, &paths[2]).unwrap()
             }),
             Contender::new("persist None", || none.save(value, &paths[3]).unwrap()),
+            // Each save keeps the file it replaces as a generation (a hard link) and removes
+            // the fourth oldest.
+            Contender::new("persist generations(3)", || {
+                generations.save(value, &paths[7]).unwrap()
+            }),
             Contender::new("persist async", || {
                 self.rt.block_on(full.save_async(value, &paths[4])).unwrap()
             }),
@@ -370,6 +377,7 @@ impl Bench<'_> {
             Target::new("persist", "hand-written", 1.05),
             Target::new("persist async", "persist", 1.10),
             Target::new("persist async owned", "persist", 1.10),
+            Target::new("persist generations(3)", "persist", 1.10),
         ];
         if self.with_peers {
             self.peer_savers(value, &mut contenders, &mut targets);
@@ -416,6 +424,7 @@ impl Bench<'_> {
     {
         let path = self.path("load.json");
         value.save(&path).unwrap();
+        let last_good = Options::new().on_corrupt(persist::OnCorrupt::LastGood);
         let mut contenders = vec![
             Contender::new("hand-written", || {
                 black_box(baseline::load::<T>(&path).unwrap());
@@ -425,6 +434,10 @@ impl Bench<'_> {
             }),
             Contender::new("persist async", || {
                 black_box(self.rt.block_on(T::load_async(&path)).unwrap());
+            }),
+            // The recovery policy on an intact file: nothing to do.
+            Contender::new("persist OnCorrupt::LastGood", || {
+                black_box(last_good.load::<T>(&path).unwrap());
             }),
             // The other way to keep the file's bytes out of memory (issue 16): parse from a reader
             // with a large buffer. persist maps the file instead.
@@ -444,6 +457,7 @@ impl Bench<'_> {
         let mut targets = vec![
             Target::new("persist", "hand-written", LOAD_TARGET),
             Target::new("persist async", "persist", 1.10),
+            Target::new("persist OnCorrupt::LastGood", "persist", 1.02),
         ];
         if cfg!(feature = "simd") {
             contenders.push(sonic_by_hand::<T>(&path));

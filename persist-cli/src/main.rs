@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! persist show FILE [--key-env VAR | --passphrase-env VAR]
-//! persist verify PATH... [--all] [--key-env VAR | --passphrase-env VAR]
+//! persist verify PATH... [--all] [--repair] [--key-env VAR | --passphrase-env VAR]
 //! persist backups FILE
 //! persist restore FILE VERSION
 //! persist journal FILE [--follow] [--key-env VAR | --passphrase-env VAR]
@@ -18,21 +18,26 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use persist::{Error, FileInfo, FileRole, Key, KeySource, Layout, Options, Recovered};
+use persist::{Error, FileInfo, FileRole, Key, KeySource, Layout, LoadOutcome, Options, Recovered};
 
 const USAGE: &str = "\
 usage:
   persist show FILE [--key-env VAR | --passphrase-env VAR]
       the file's layout, layers, schema version and checksum, then its data as indented JSON
-  persist verify PATH... [--all] [--key-env VAR | --passphrase-env VAR]
+  persist verify PATH... [--all] [--repair] [--key-env VAR | --passphrase-env VAR]
       checks each file (directories: every file below them): a state file's framing, checksum
       and JSON, the checksum of every record of a journal or audit log; one line per damaged
       file, per file not checked for want of its key, and per torn journal tail (the last
       flush of a crash, which the next open cuts off: not damage). persist's lock files,
       temporary files and transaction staging are skipped; --all lists them.
-      Exit 1 when a file is damaged (or cannot be read), 0 otherwise
+      --repair: a damaged state file is replaced by the newest of its generations or
+      backups that reads, and kept as FILE.corrupt-<unix ms>; one line per file repaired
+      (or not). Without --repair nothing is written.
+      Exit 1 when a file is damaged (or cannot be read) and not repaired, 0 otherwise
   persist backups FILE
-      the backups persist kept beside FILE, newest version first
+      the backups persist kept beside FILE, newest version first, its generations (the
+      earlier good versions kept by saves), newest first, and the damaged files saves and
+      repairs kept aside
   persist restore FILE VERSION
       puts the backup of VERSION back in place of FILE (FILE is kept as a backup first)
   persist journal FILE [--follow] [--key-env VAR | --passphrase-env VAR]
@@ -93,9 +98,13 @@ fn run(args: &[OsString], out: &mut impl Write) -> Result<ExitCode, Failure> {
         operands,
         all,
         follow,
+        repair,
     } = parse_arguments(rest)?;
     if all && command.to_str() != Some("verify") {
         return Err(Failure::Usage("--all is an option of verify".to_owned()));
+    }
+    if repair && command.to_str() != Some("verify") {
+        return Err(Failure::Usage("--repair is an option of verify".to_owned()));
     }
     if follow && command.to_str() != Some("journal") {
         return Err(Failure::Usage(
@@ -114,7 +123,7 @@ fn run(args: &[OsString], out: &mut impl Write) -> Result<ExitCode, Failure> {
             if operands.is_empty() {
                 return Err(Failure::Usage("verify takes at least one PATH".to_owned()));
             }
-            verify(&options, &operands, all, out)
+            verify(&options, &operands, (all, repair), out)
         }
         Some("backups") => {
             let [file] = operands.as_slice() else {
@@ -179,6 +188,8 @@ struct Arguments {
     all: bool,
     /// `--follow`: journal goes on with the records appended later.
     follow: bool,
+    /// `--repair`: verify repairs the damaged state files it finds.
+    repair: bool,
 }
 
 /// Takes `--key-env VAR` / `--passphrase-env VAR` and `--all` out of `args`: the options to
@@ -188,11 +199,13 @@ fn parse_arguments(args: &[OsString]) -> Result<Arguments, Failure> {
     let mut operands = Vec::new();
     let mut all = false;
     let mut follow = false;
+    let mut repair = false;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("--all") => all = true,
             Some("--follow") => follow = true,
+            Some("--repair") => repair = true,
             Some(flag @ ("--key-env" | "--passphrase-env")) => {
                 let variable = args
                     .next()
@@ -223,6 +236,7 @@ fn parse_arguments(args: &[OsString]) -> Result<Arguments, Failure> {
         operands,
         all,
         follow,
+        repair,
     })
 }
 
@@ -306,12 +320,14 @@ struct Tally {
     journals: u64,
     /// Their records.
     records: u64,
+    /// Damaged files repaired (`--repair`).
+    repaired: u64,
 }
 
 fn verify(
     options: &Options,
     paths: &[PathBuf],
-    all: bool,
+    (all, repair): (bool, bool),
     out: &mut impl Write,
 ) -> Result<ExitCode, Failure> {
     let mut entries = Vec::new();
@@ -321,7 +337,14 @@ fn verify(
     let mut tally = Tally::default();
     for entry in &entries {
         match entry {
-            Entry::Check(file) => check(options, file, &mut tally, out)?,
+            Entry::Check(file) => {
+                let damaged = tally.damaged;
+                check(options, file, &mut tally, out)?;
+                let state = persist::file_role(file) == FileRole::State && !is_journal(file);
+                if repair && tally.damaged > damaged && state {
+                    repair_file(options, file, &mut tally, out)?;
+                }
+            }
             Entry::Skip { path, why, named } => {
                 tally.skipped += 1;
                 if all || *named {
@@ -342,6 +365,9 @@ fn verify(
             count(files, "file", "files")
         )
     };
+    if tally.repaired > 0 {
+        summary += &format!(", {} repaired", tally.repaired);
+    }
     if tally.not_checked > 0 {
         summary += &format!(", {} not checked (encrypted)", tally.not_checked);
     }
@@ -359,11 +385,45 @@ fn verify(
         }
     }
     writeln!(out, "{summary}")?;
-    Ok(if tally.damaged == 0 {
+    Ok(if tally.damaged == tally.repaired {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Repairs the damaged state file `file` (`--repair`): the newest of its generations or
+/// backups that reads takes its place, and it is kept aside. Prints what was done.
+fn repair_file(
+    options: &Options,
+    file: &Path,
+    tally: &mut Tally,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    match options.repair(file) {
+        Ok(LoadOutcome::LastGood(fallback)) => {
+            tally.repaired += 1;
+            let from = fallback.from.as_deref().unwrap_or(file);
+            writeln!(
+                out,
+                "{}: repaired: {} put in its place; the damaged file is kept as {}",
+                file.display(),
+                from.display(),
+                fallback.damaged.display()
+            )?;
+        }
+        // Repaired by someone else since it was checked.
+        Ok(_) => {
+            tally.repaired += 1;
+            writeln!(out, "{}: intact when looked at again", file.display())?;
+        }
+        Err(error) => writeln!(
+            out,
+            "{}: not repaired: no generation or backup of it reads ({error})",
+            file.display()
+        )?,
+    }
+    Ok(())
 }
 
 /// Checks one file, counts it in `tally`, and prints a line if it is damaged, not checked or
@@ -543,6 +603,7 @@ fn own_file(path: &Path) -> Option<&'static str> {
         FileRole::Lock => "lock file",
         FileRole::Temporary => "temporary file of a save",
         FileRole::Transaction => "transaction staging",
+        FileRole::Corrupt { .. } => "damaged file kept aside by a save",
         _ => "persist's own file, no data",
     })
 }
@@ -628,25 +689,76 @@ fn encrypted_run(run: &mut u64, out: &mut impl Write) -> Result<(), Failure> {
 
 fn backups(options: &Options, file: &Path, out: &mut impl Write) -> Result<(), Failure> {
     let backups = options.backups_of(file)?;
-    if backups.is_empty() {
+    let damaged = damaged_copies(file);
+    if backups.is_empty() && damaged.is_empty() {
         writeln!(out, "no backups of {}", file.display())?;
     }
     for backup in backups {
-        let size = std::fs::metadata(&backup.path).map(|metadata| metadata.len());
-        match size {
-            Ok(size) => writeln!(
+        let size = match std::fs::metadata(&backup.path) {
+            Ok(metadata) => format!("{} bytes", metadata.len()),
+            Err(error) => error.to_string(),
+        };
+        match backup.generation {
+            None => writeln!(
                 out,
-                "version {:<4} {}  ({size} bytes)",
+                "version {:<4} {}  ({size})",
                 backup.version,
                 backup.path.display()
             )?,
-            Err(error) => writeln!(
+            Some(number) => writeln!(
                 out,
-                "version {:<4} {}  ({error})",
+                "generation {number} of version {} {}  ({size}: an earlier good version)",
                 backup.version,
                 backup.path.display()
             )?,
         }
     }
+    for (path, size) in damaged {
+        writeln!(
+            out,
+            "damaged      {}  ({size} bytes: a file a save could not read, kept aside as it was)",
+            path.display()
+        )?;
+    }
     Ok(())
+}
+
+/// The damaged files saves kept aside beside `file` (`<name>.corrupt-<unix ms>`), oldest
+/// first, with their sizes.
+fn damaged_copies(file: &Path) -> Vec<(PathBuf, u64)> {
+    let (Some(name), dir) = (file.file_name(), file.parent()) else {
+        return Vec::new();
+    };
+    let dir = match dir {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut prefix = name.to_owned();
+    prefix.push(".corrupt-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(u64, PathBuf, u64)> = entries
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .zip(prefix.to_str())
+                .is_some_and(|(entry, prefix)| entry.starts_with(prefix))
+        })
+        .filter_map(|entry| {
+            let path = entry.path();
+            let FileRole::Corrupt { millis } = persist::file_role(&path) else {
+                return None;
+            };
+            let size = entry.metadata().ok()?.len();
+            Some((millis, path, size))
+        })
+        .collect();
+    found.sort();
+    found
+        .into_iter()
+        .map(|(_, path, size)| (path, size))
+        .collect()
 }

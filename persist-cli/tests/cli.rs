@@ -697,3 +697,93 @@ fn journal_follow_prints_records_as_they_are_appended_across_a_checkpoint() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn backups_lists_the_damaged_files_saves_kept_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("settings.json");
+    fs::write(&path, b"{\"version\":2,\"data\":{\"th").unwrap();
+    Settings::default().save(&path).unwrap();
+    let listed = persist(dir.path(), &["backups", "settings.json"]);
+    assert_eq!(listed.status.code(), Some(0));
+    let stdout = String::from_utf8(listed.stdout).unwrap();
+    assert!(
+        stdout.starts_with("damaged      ./settings.json.corrupt-")
+            || stdout.starts_with("damaged      settings.json.corrupt-"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("(24 bytes: a file a save could not read"),
+        "{stdout}"
+    );
+    // And `verify` skips the copy: the new file is whole.
+    let verified = persist(dir.path(), &["verify", "."]);
+    assert_eq!(verified.status.code(), Some(0), "{}", transcript(&verified));
+}
+
+#[test]
+fn verify_repair_puts_the_newest_good_generation_back_and_keeps_the_damaged_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    fs::create_dir_all(&state).unwrap();
+    let path = state.join("settings.json");
+    let options = Options::new().generations(2).checksum(true);
+    let mut value = settings();
+    for zoom in [1.0, 2.0, 3.0] {
+        value.zoom = zoom;
+        options.save(&value, &path).unwrap();
+    }
+    // Damaged: a bit flipped inside the data, which only the checksum tells.
+    let mut bytes = fs::read(&path).unwrap();
+    let at = bytes.windows(4).position(|w| w == b"dark").unwrap();
+    bytes[at] = b'D';
+    fs::write(&path, &bytes).unwrap();
+    // A file without any copy to fall back to.
+    let lone = state.join("lone.json");
+    fs::write(&lone, r#"{"version":2,"data":{"#).unwrap();
+
+    // Without --repair, nothing is written.
+    let before = names_in(&state);
+    let checked = persist(dir.path(), &["verify", "state"]);
+    assert_eq!(checked.status.code(), Some(1));
+    assert_eq!(names_in(&state), before);
+
+    let repaired = persist(dir.path(), &["verify", "--repair", "state"]);
+    let out = String::from_utf8_lossy(&repaired.stdout).into_owned();
+    assert_eq!(repaired.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("settings.json: repaired: state/settings.json.gen-2 put in its place"),
+        "{out}"
+    );
+    assert!(out.contains("lone.json: not repaired"), "{out}");
+    assert!(out.contains("2 of 4 files damaged, 1 repaired"), "{out}");
+    assert_eq!(Settings::load(&path).unwrap().zoom, 2.0);
+    let kept: Vec<_> = names_in(&state)
+        .into_iter()
+        .filter(|name| name.starts_with("settings.json.corrupt-"))
+        .collect();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(fs::read(state.join(&kept[0])).unwrap(), bytes);
+
+    // Only the lone file is left damaged; backups lists what was kept.
+    fs::remove_file(&lone).unwrap();
+    let again = persist(dir.path(), &["verify", "--repair", "state/settings.json"]);
+    assert_eq!(again.status.code(), Some(0));
+    let listed = persist(dir.path(), &["backups", "state/settings.json"]);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.contains("generation 2 of version 2"), "{listed}");
+    assert!(listed.contains("generation 1 of version 2"), "{listed}");
+    assert!(listed.contains("damaged "), "{listed}");
+
+    let misuse = persist(dir.path(), &["show", "--repair", "state/settings.json"]);
+    assert_eq!(misuse.status.code(), Some(2));
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}

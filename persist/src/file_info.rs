@@ -79,15 +79,25 @@ pub enum KeySource {
 }
 
 pub(crate) fn file_info(path: &Path, max_size: u64, key: Option<&Key>) -> Result<FileInfo, Error> {
-    let bytes = read::read(path, max_size)?;
-    let framed = if frame::is_framed(&bytes) {
-        Some(frame::Header::parse(&bytes).map_err(|error| error.at(path))?)
+    describe(path, &read::read(path, max_size)?, max_size, key)
+}
+
+/// [`file_info`] of the file at `path` whose bytes the caller read.
+pub(crate) fn describe(
+    path: &Path,
+    bytes: &[u8],
+    max_size: u64,
+    key: Option<&Key>,
+) -> Result<FileInfo, Error> {
+    let framed = if frame::is_framed(bytes) {
+        Some(frame::Header::parse(bytes).map_err(|error| error.at(path))?)
     } else {
         None
     };
-    let envelope = codec::unframe(&bytes, key, max_size).map_err(|error| error.at(path))?;
+    let envelope = codec::unframe(bytes, key, max_size).map_err(|error| error.at(path))?;
     let checksummed = codec::verify_checksum(&envelope).map_err(|error| error.at_untyped(path))?;
     let json = envelope.strip_prefix(UTF8_BOM).unwrap_or(&envelope);
+    codec::refuse_blank(json).map_err(|error| error.at_untyped(path))?;
     if let Err(error) = serde_json::from_slice::<IgnoredAny>(json) {
         return Err(codec::corrupt(error, None).at_untyped(path));
     }

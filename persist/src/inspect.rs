@@ -4,7 +4,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::codec::{chain_versions, decode, stored_version, unframe, unversioned_root};
+use crate::codec::{
+    chain_versions, decode, leading_version, stored_version, unframe, unversioned_root,
+};
 use crate::key::Key;
 use crate::shell::read;
 use crate::{Error, Persisted};
@@ -42,7 +44,8 @@ pub(crate) fn inspect<T: Persisted>(
     key: Option<&Key>,
 ) -> Result<Inspection, Error> {
     let framed = read::read(path, max_size)?;
-    let stored = stored_version(&framed);
+    // A file cut short still tells its version when it starts as persist writes one.
+    let stored = stored_version(&framed).or_else(|| leading_version(&framed));
     let bytes = match unframe(&framed, key, max_size) {
         Ok(bytes) => bytes,
         Err(error) => {

@@ -157,6 +157,7 @@ pub use crate::collection::cache::CacheStats;
 #[cfg(feature = "collection")]
 pub use crate::collection::{Collection, MAX_KEY_BYTES, MigrationReport, Progress};
 pub use crate::error::{BoxError, Error, ErrorKind, FileKind, IoOp, RemoteOp, SealError};
+pub use crate::file::recover::{Fallback, LoadOutcome, Loaded, OnCorrupt};
 pub use crate::file_info::{FileInfo, KeySource, Layout};
 pub use crate::inspect::Inspection;
 pub use crate::instance::{INSTANCE_LOCK_FILE, InstanceLock};
@@ -207,6 +208,14 @@ pub mod __private {
     /// For the fuzz targets.
     pub fn decode<T: crate::Persisted>(bytes: &[u8]) -> Result<T, crate::Error> {
         crate::codec::decode(bytes).map_err(|error| error.at::<T>(std::path::Path::new("<memory>")))
+    }
+
+    /// The value sonic-rs alone decodes from `bytes` (one pass over the envelope), `None`
+    /// where it declines or the pass ends in anything but a value: what tests/simd.rs and the
+    /// `parsers` fuzz target compare with serde_json's value.
+    #[cfg(feature = "simd")]
+    pub fn decode_simd_only<T: crate::Persisted>(bytes: &[u8]) -> Option<T> {
+        crate::codec::decode_simd_only(bytes)
     }
 
     /// [`decode`] with serde_json alone, whatever the features: what the `simd` feature's

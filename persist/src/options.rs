@@ -18,7 +18,7 @@ use crate::settings::Settings;
 use crate::shell::{AuditOp, Durability};
 use crate::{
     Backup, Error, FileInfo, Follow, Inspection, Journal, JournalRecords, JournalRecovery,
-    Persisted, RawRecord, Transaction, file, file_info, inspect,
+    LoadOutcome, Loaded, OnCorrupt, Persisted, RawRecord, Transaction, file, file_info, inspect,
 };
 
 /// Settings for loading and saving, for when the defaults of the [`Persisted`] methods do not
@@ -193,13 +193,109 @@ impl Options {
 
     /// Sets how many backups a save keeps beside the file. Before a save replaces a file that
     /// holds another version than the one being written (the first save after a migration, or
-    /// an older program saving over a newer file), the old file is copied, durably and
-    /// atomically, to `<name>.v<version>.bak`, and all but the `keep` newest versions are
-    /// removed. `0` turns backups off. The default is
-    /// [`DEFAULT_BACKUPS`](Options::DEFAULT_BACKUPS). A save over a file of the same version
-    /// makes no backup and costs one read of the file's first 34 bytes.
+    /// an older program saving over a newer file), the old file is kept, durably, as
+    /// `<name>.v<version>.bak` (under a second name where it has no other, a copy otherwise);
+    /// once the new file is in place, `keep` backups stay: the one just made (it holds the
+    /// file the save replaced) and the newest other versions (backups of versions newer than
+    /// the one written are neither counted nor removed: see
+    /// [`keep_unreadable`](Options::keep_unreadable)). A save that fails leaves no backup and
+    /// removes none. `0` turns backups of older versions off and removes none. The default is
+    /// [`DEFAULT_BACKUPS`](Options::DEFAULT_BACKUPS). A save over a whole compact file of the
+    /// same version makes no backup and costs two small reads: the file's first 64 bytes and
+    /// its last 16 (a file with line breaks is read whole).
     pub const fn backups(mut self, keep: usize) -> Self {
         self.settings.disk.backups = keep;
+        self
+    }
+
+    /// Sets what a load does with a file it cannot read (damaged, cut short, or not
+    /// decrypting): fail ([`OnCorrupt::Fail`], the default), fall back to the newest earlier
+    /// copy that loads ([`OnCorrupt::LastGood`]: keep [`generations`](Options::generations) to
+    /// have some), or to the default value as the last resort ([`OnCorrupt::Default`]). The
+    /// damaged file is never destroyed: it is kept as `<name>.corrupt-<unix ms>`. Followed by
+    /// [`load`](Options::load), [`load_or_default`](Options::load_or_default),
+    /// [`update`](Options::update) and the opening of a [`Live`](crate::Live) value; an intact
+    /// file costs nothing more to load.
+    pub const fn on_corrupt(mut self, policy: OnCorrupt) -> Self {
+        self.settings.on_corrupt = policy;
+        self
+    }
+
+    /// Sets how many earlier good versions of the file a save keeps: before a save replaces a
+    /// file that reads as whole (of any schema version), that file is kept as
+    /// `<name>.gen-<N>`, N one more than the newest generation there, and once the new file is
+    /// in place the generations past the newest `keep` are removed. They are what
+    /// [`OnCorrupt::LastGood`](crate::OnCorrupt::LastGood) falls back to when the file is
+    /// damaged. A generation is the replaced file itself under a second name (a hard link:
+    /// nothing is copied, and it is made private, 0600, once the new file has its name), a
+    /// copy where the file has other names or the file system has no hard links. It is made
+    /// in the same directory before the rename, and the directory sync that makes the save
+    /// durable makes it durable too. A save that fails removes the generation it made and
+    /// none of the others. [`backups_of`](Options::backups_of) lists the generations,
+    /// `persist backups` too, and [`remove`](Options::remove) removes them. `0` (the default)
+    /// keeps none and removes none.
+    ///
+    /// A damaged file (see [`keep_unreadable`](Options::keep_unreadable)) is never a
+    /// generation, and an empty one is not kept at all.
+    ///
+    /// ```
+    /// # #[derive(serde::Serialize, serde::Deserialize, persist::Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Settings { theme: String }
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("settings.json");
+    /// let options = persist::Options::new().generations(2);
+    /// for theme in ["light", "dark", "blue", "green"] {
+    ///     options.save(&Settings { theme: theme.into() }, &path)?;
+    /// }
+    /// // The file holds "green"; the two saves before it are kept, newest first.
+    /// let kept = options.backups_of(&path)?;
+    /// assert_eq!(kept.iter().map(|k| k.generation).collect::<Vec<_>>(), [Some(3), Some(2)]);
+    /// let previous: Settings = options.load(&kept[0].path)?;
+    /// assert_eq!(previous.theme, "blue");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub const fn generations(mut self, keep: usize) -> Self {
+        self.settings.disk.generations = keep;
+        self
+    }
+
+    /// Sets whether a save keeps a file it could not read before replacing it. On (the
+    /// default), a save over a file of a newer schema version keeps it as
+    /// `<name>.v<version>.bak` whatever [`backups`](Options::backups) says (and no later save
+    /// of an older version removes it), and a save over a file persist cannot read (no schema
+    /// version it can tell, or cut short: a crash, a full disk, a program that wrote something
+    /// else there) keeps it as `<name>.corrupt-<unix ms>`, byte for byte, 0600. Both are
+    /// written durably before the new file takes the name, and removed again if the save
+    /// fails. [`backups_of`](Options::backups_of) lists the backups, `persist backups` too,
+    /// and [`remove`](Options::remove) removes every copy.
+    ///
+    /// A save reads a file with line breaks (indented, or edited by hand) whole and parses it;
+    /// of a compact file it reads the first and last bytes only: damage inside a compact file
+    /// that starts and ends as a whole one (a flipped bit) is not seen, and that file is
+    /// replaced without a copy. An empty file is replaced without one.
+    ///
+    /// `false` lets a save destroy such a file: a newer one is kept only as any other version
+    /// is (per [`backups`](Options::backups)), a damaged one not at all.
+    ///
+    /// ```
+    /// # #[derive(serde::Serialize, serde::Deserialize, persist::Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Settings { theme: String }
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("settings.json");
+    /// std::fs::write(&path, "{\"version\":1,\"data\":{\"th")?; // cut short
+    ///
+    /// persist::Options::new().save(&Settings { theme: "dark".into() }, &path)?;
+    /// let kept: Vec<_> = std::fs::read_dir(dir.path())?
+    ///     .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+    ///     .filter(|name| name.starts_with("settings.json.corrupt-"))
+    ///     .collect();
+    /// assert_eq!(kept.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub const fn keep_unreadable(mut self, keep: bool) -> Self {
+        self.settings.disk.keep_unreadable = keep;
         self
     }
 
@@ -374,7 +470,8 @@ impl Options {
         None
     }
 
-    /// Loads `path` as `T`, migrating from whatever version the file holds. Never writes.
+    /// Loads `path` as `T`, migrating from whatever version the file holds. Never writes,
+    /// unless the file is damaged and [`on_corrupt`](Options::on_corrupt) says to fall back.
     ///
     /// # Errors
     ///
@@ -384,10 +481,59 @@ impl Options {
     ///
     /// See [`Options`].
     pub fn load<T: Persisted>(&self, path: impl AsRef<Path>) -> Result<T, Error> {
-        file::load(&self.settings, path.as_ref())
+        file::load_reported(&self.settings, path.as_ref()).map(|loaded| loaded.value)
     }
 
-    /// Loads `path` as `T`, or returns `T::default()` if there is no file. Never writes.
+    /// [`load`](Options::load), saying where the value came from: the file as it was, or
+    /// (under [`on_corrupt`](Options::on_corrupt)) an earlier copy put in the place of a
+    /// damaged file.
+    ///
+    /// # Errors
+    ///
+    /// See [`Persisted::load`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[derive(serde::Serialize, serde::Deserialize, persist::Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Settings { theme: String }
+    /// use persist::{LoadOutcome, OnCorrupt, Options};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("settings.json");
+    /// let options = Options::new().generations(3).on_corrupt(OnCorrupt::LastGood);
+    /// options.save(&Settings { theme: "light".into() }, &path)?;
+    /// options.save(&Settings { theme: "dark".into() }, &path)?;
+    /// std::fs::write(&path, "{\"version\":1,\"da")?; // damaged
+    ///
+    /// let loaded = options.load_reported::<Settings>(&path)?;
+    /// assert_eq!(loaded.value.theme, "light");
+    /// let LoadOutcome::LastGood(fallback) = &loaded.outcome else { panic!() };
+    /// println!("{} did not load ({}); kept as {}", path.display(), fallback.error,
+    ///     fallback.damaged.display());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn load_reported<T: Persisted>(&self, path: impl AsRef<Path>) -> Result<Loaded<T>, Error> {
+        file::load_reported(&self.settings, path.as_ref())
+    }
+
+    /// [`load_or_default`](Options::load_or_default), saying where the value came from: the
+    /// file, the default for a missing file, or (under [`on_corrupt`](Options::on_corrupt)) an
+    /// earlier copy or the default in the place of a damaged file.
+    ///
+    /// # Errors
+    ///
+    /// See [`Persisted::load_or_default`].
+    pub fn load_or_default_reported<T: Persisted + Default>(
+        &self,
+        path: impl AsRef<Path>,
+    ) -> Result<Loaded<T>, Error> {
+        file::load_or_default_reported(&self.settings, path.as_ref())
+    }
+
+    /// Loads `path` as `T`, or returns `T::default()` if there is no file. Never writes,
+    /// unless the file is damaged and [`on_corrupt`](Options::on_corrupt) says to fall back.
     ///
     /// # Errors
     ///
@@ -446,7 +592,7 @@ impl Options {
     pub fn load_async<T: Persisted + Send + 'static>(&self, path: impl AsRef<Path>) -> Pending<T> {
         let settings = self.settings.clone();
         Pending::new(path.as_ref().to_owned(), move |path| {
-            file::load(&settings, path)
+            file::load_reported(&settings, path).map(|loaded| loaded.value)
         })
     }
 
@@ -988,6 +1134,47 @@ impl Options {
             self.settings.disk.max_size,
             self.settings.encoding.key.as_ref(),
         )
+    }
+
+    /// Repairs the file at `path` if it does not read as a persist file (without its type:
+    /// the envelope, the checksum, the compression and encryption layers, as
+    /// [`file_info`](Options::file_info) reads it), as [`OnCorrupt::LastGood`] does: the newest
+    /// earlier copy that reads (a generation, then a backup) is put in its place, and the
+    /// damaged file is kept as `<name>.corrupt-<unix ms>`. Returns
+    /// [`LoadOutcome::Intact`] for a file that reads, [`LoadOutcome::LastGood`] for one
+    /// repaired. What `persist verify --repair` does.
+    ///
+    /// # Errors
+    ///
+    /// The file's error when it is damaged and no copy reads (the file is left as it is),
+    /// and every error that is no damage ([`Error::NotFound`], [`Error::KeyRequired`], I/O).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[derive(serde::Serialize, serde::Deserialize, persist::Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Settings { theme: String }
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("settings.json");
+    /// let options = persist::Options::new().generations(1);
+    /// options.save(&Settings { theme: "light".into() }, &path)?;
+    /// options.save(&Settings { theme: "dark".into() }, &path)?;
+    /// std::fs::write(&path, b"\0\0\0\0")?;
+    ///
+    /// let outcome = options.repair(&path)?;
+    /// assert!(matches!(outcome, persist::LoadOutcome::LastGood(_)));
+    /// assert_eq!(options.load::<Settings>(&path)?.theme, "light");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn repair(&self, path: impl AsRef<Path>) -> Result<LoadOutcome, Error> {
+        let (max_size, key) = (
+            self.settings.disk.max_size,
+            self.settings.encoding.key.as_ref(),
+        );
+        let check =
+            |path: &Path, bytes: &[u8]| file_info::describe(path, bytes, max_size, key).map(drop);
+        file::recover::repair(&self.settings, path.as_ref(), &check)
     }
 
     /// Opens the [`Journal`] at `path` with these options: its appends sync per

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::codec::{self, EncodeError};
+use crate::file::recover::OnCorrupt;
 use crate::frame::{self, FrameError};
 use crate::journal::JournalRecovery;
 use crate::key::Key;
@@ -32,6 +33,8 @@ pub(crate) struct Settings {
     pub(crate) group_commit: Option<Duration>,
     /// What opening a journal does with a torn tail.
     pub(crate) journal_recovery: JournalRecovery,
+    /// What a load does with a file it cannot read.
+    pub(crate) on_corrupt: OnCorrupt,
 }
 
 /// How values are written: the envelope's layout and the frame's layers.
@@ -49,6 +52,8 @@ impl Settings {
         disk: Disk {
             durability: Durability::Full,
             backups: DEFAULT_BACKUPS,
+            keep_unreadable: true,
+            generations: 0,
             max_size: DEFAULT_MAX_SIZE,
             lock_timeout: Some(DEFAULT_LOCK_TIMEOUT),
             retry: Retry::NONE,
@@ -63,6 +68,7 @@ impl Settings {
         },
         group_commit: None,
         journal_recovery: JournalRecovery::TolerateTornTail,
+        on_corrupt: OnCorrupt::Fail,
     };
 
     /// The layout of a save of `T`.

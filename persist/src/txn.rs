@@ -39,7 +39,7 @@ use crate::error::IoOp;
 use crate::settings::Settings;
 use crate::shell::commit::{
     StageAs, StagedFile, Target, Write, bytes, create_dirs, create_file, dir_beneath, escape,
-    install_staged, replace, stage_closed, sync_staged,
+    install_staged, look_before, replace, stage_closed, sync_staged,
 };
 use crate::shell::dir::{Dir, Escape, Kind, Lookup};
 use crate::shell::lock::{self, LockGuard, Registration, Scope};
@@ -328,6 +328,7 @@ impl Transaction {
         // Every target checked again (it may have changed since it was staged): past the
         // commit point nothing may be refused. Each target's mode is kept for its new file.
         let mut modes: HashMap<&str, Option<u32>> = HashMap::with_capacity(self.ops.len());
+        let mut existing: HashMap<&str, Target> = HashMap::new();
         let lock_all = self.ops.len() <= LOCKS_HELD_AT_MOST;
         let mut targets: Vec<&str> = self.ops.iter().map(Op::target).collect();
         targets.sort_unstable();
@@ -336,8 +337,11 @@ impl Transaction {
             let create = lock_all.then_some(&disk);
             let resolved = resolve(&self.root, &self.root_dir, target, create)?;
             modes.insert(target, resolved.as_ref().and_then(|resolved| resolved.mode));
-            if let (true, Some(resolved)) = (lock_all, resolved) {
-                held.insert(target.to_owned(), lock_of(&disk, &resolved)?);
+            if let (true, Some(resolved)) = (lock_all, &resolved) {
+                held.insert(target.to_owned(), lock_of(&disk, resolved)?);
+            }
+            if let Some(resolved) = resolved.filter(|resolved| resolved.mode.is_some()) {
+                existing.insert(target, resolved);
             }
         }
         let staged: HashMap<&OsStr, &StagedFile> =
@@ -361,7 +365,28 @@ impl Transaction {
                 .iter()
                 .map(|(file, mode, named)| (*file, *mode, named.as_path())),
         )?;
+        // What a save keeps of the files it replaces (a backup of another version, a file this
+        // program cannot read), kept before the commit point: a copy that cannot be made
+        // stops the commit before anything changed, and none is needed after it (a
+        // roll-forward replaces the files without looking at them again).
+        let mut kept = Vec::new();
+        for op in &self.ops {
+            if let Op::Put {
+                target, version, ..
+            } = op
+                && let Some(resolved) = existing.get(target.as_str())
+            {
+                let write = Write {
+                    version: Some(*version),
+                    ..Write::default()
+                };
+                kept.extend(look_before(&disk, resolved, &write)?.1);
+            }
+        }
         write_record(&disk, &self.staging, &self.ops)?;
+        for copy in &mut kept {
+            copy.hold();
+        }
         // The commit point has passed: from here on, a crash rolls forward, and the staged
         // files stay for recovery whatever happens.
         for file in &mut self.files {
@@ -377,6 +402,12 @@ impl Transaction {
             files,
             held,
         )?;
+        // The files are in place: the copies become private. The copy of a target that could
+        // not be replaced is a second name of that file still: it goes, and the file keeps its
+        // one name and its mode.
+        for copy in kept {
+            copy.finish(true);
+        }
         let Finished { waiting, failed } = finish(&disk, &self.staging, &self.ops, failed)?;
         let entries: Vec<AuditEntry<'_>> = entries
             .iter()
@@ -696,12 +727,12 @@ fn apply(
                         },
                     };
                     let written = file.written;
+                    // What it replaces was kept before the commit point.
                     let write = Write {
                         version: Some(*version),
+                        kept: true,
                         ..Write::default()
                     };
-                    // Past the commit point a backup that cannot be made does not stop the
-                    // rename: the transaction's files go in place together.
                     let from_version = install_staged(disk, file, &target, &write, true)?;
                     Done {
                         path: named.clone(),

@@ -188,14 +188,16 @@ impl Rng {
 
 /// A command that runs the test named `test` of this same test binary, alone, in a child
 /// process, with the variables `vars` set: the one way the integration tests start child
-/// processes. The child's test body reads its instructions from them and does nothing
-/// when run as an ordinary test (the variables are not set then). `--nocapture`: what the child
-/// prints reaches its stdout, for the parent to read.
+/// processes. A child's body is an ignored test (`#[ignore]`, so that it never counts as a
+/// passing test of its own; `--ignored` runs it here); it reads its instructions from the
+/// variables and does nothing without them. `--nocapture`: what the child prints reaches its
+/// stdout, for the parent to read.
 pub fn child<V: AsRef<std::ffi::OsStr>>(test: &str, vars: &[(&str, V)]) -> std::process::Command {
     let mut command = std::process::Command::new(std::env::current_exe().unwrap());
     command.args([
         "--exact",
         test,
+        "--ignored",
         "--test-threads=1",
         "--nocapture",
         "--quiet",
@@ -212,19 +214,54 @@ pub fn under_ci() -> bool {
     std::env::var_os("CI").is_some()
 }
 
-/// Whether a test that needs `what` (root, a tool) can run: `true` if `available`; otherwise
-/// it fails under CI and says loudly that it is skipped elsewhere.
+/// Whether a test that needs `what` (root, loop devices, a tool, a server) can run: `true` if
+/// `available`. Otherwise the test must not pass in silence: under CI (`CI` set) it fails, and
+/// elsewhere it says `SKIPPED <test>: needs <what>` on the terminal of every `cargo test` run
+/// (written to the stderr handle itself, which libtest does not capture, where an `eprintln!`
+/// of a passing test is hidden). Every check is also appended to the file
+/// `PERSIST_REQUIREMENTS_LOG` names, if set: `.ci/run` prints how many ran and how many skipped.
 pub fn needs(what: &str, available: bool) -> bool {
+    use std::io::Write;
+    let test = std::thread::current()
+        .name()
+        .filter(|name| *name != "main")
+        .map_or_else(
+            || {
+                std::env::args()
+                    .next()
+                    .unwrap_or_default()
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            },
+            str::to_owned,
+        );
+    if let Some(log) = std::env::var_os("PERSIST_REQUIREMENTS_LOG") {
+        let line = format!(
+            "{} {test}: {what}\n",
+            if available { "ran" } else { "skipped" }
+        );
+        // One write of one line to a file opened for appending: lines of tests running side by
+        // side do not mix.
+        let _ = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut file| file.write_all(line.as_bytes()));
+    }
     if available {
         return true;
     }
     assert!(
         !under_ci(),
-        "{what} is missing under CI: this test must run there"
+        "{test}: {what} is missing under CI, where this test must run (.ci/run installs and \
+         starts what the tests need)"
     );
-    eprintln!("SKIPPED: needs {what}");
-    // libtest hides a passing test's output: say it where it is seen too.
-    println!("SKIPPED: needs {what}");
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: needs {what} (under CI=true this fails instead)"
+    );
     false
 }
 

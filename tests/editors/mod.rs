@@ -14,7 +14,12 @@ pub enum Pattern {
     AtomicRename,
     /// vim with `backupcopy=yes`: a backup copy, then the file truncated and rewritten in place,
     /// then the backup removed.
-    Vim,
+    VimBackupCopy,
+    /// vim's default on Unix (`writebackup`, `backupcopy=auto` choosing a rename): the file
+    /// renamed to `<name>~`, a new file written under the name, the backup removed.
+    VimRename,
+    /// Real vim (`vim -Es`, no vimrc), whatever its build does by default.
+    RealVim,
     /// GNU `sed -i`: a temporary file renamed over the file.
     SedInPlace,
     /// A shell's `echo ... > file`: truncated and written in place, no fsync.
@@ -26,9 +31,11 @@ pub enum Pattern {
 
 impl Pattern {
     /// Every pattern.
-    pub const ALL: [Pattern; 5] = [
+    pub const ALL: [Pattern; 7] = [
         Pattern::AtomicRename,
-        Pattern::Vim,
+        Pattern::VimBackupCopy,
+        Pattern::VimRename,
+        Pattern::RealVim,
         Pattern::SedInPlace,
         Pattern::EchoTruncate,
         Pattern::SafeWrite,
@@ -38,15 +45,37 @@ impl Pattern {
     pub fn name(self) -> &'static str {
         match self {
             Pattern::AtomicRename => "atomic rename",
-            Pattern::Vim => "vim (backup, truncate, write)",
+            Pattern::VimBackupCopy => "vim backupcopy=yes (backup, truncate, write)",
+            Pattern::VimRename => "vim default (rename to name~, write, remove backup)",
+            Pattern::RealVim => "vim -Es",
             Pattern::SedInPlace => "sed -i",
             Pattern::EchoTruncate => "echo > file (truncate, write in place)",
             Pattern::SafeWrite => "safe write (temp, delete, rename)",
         }
     }
 
+    /// The program the pattern runs, if it runs one: the tests need it installed.
+    pub fn program(self) -> Option<&'static str> {
+        match self {
+            Pattern::RealVim => Some("vim"),
+            Pattern::SedInPlace => Some("sed"),
+            Pattern::EchoTruncate => Some("sh"),
+            _ => None,
+        }
+    }
+
+    /// Whether the pattern's program (if any) is on the `PATH`.
+    pub fn available(self) -> bool {
+        self.program().is_none_or(|program| {
+            std::env::var_os("PATH").is_some_and(|paths| {
+                std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
+            })
+        })
+    }
+
     /// Replaces the contents of the existing file at `path` with `contents` (one line of
-    /// text without a backslash), returning once the writer has closed the file.
+    /// text without a backslash or a single quote), returning once the writer has closed the
+    /// file.
     pub fn write(self, path: &Path, contents: &str) {
         let dir = path.parent().unwrap();
         let name = path.file_name().unwrap().to_str().unwrap();
@@ -59,7 +88,7 @@ impl Pattern {
                 drop(file);
                 std::fs::rename(&temp, path).unwrap();
             }
-            Pattern::Vim => {
+            Pattern::VimBackupCopy => {
                 let backup = dir.join(format!("{name}~"));
                 std::fs::copy(path, &backup).unwrap();
                 let mut file = std::fs::OpenOptions::new()
@@ -71,6 +100,26 @@ impl Pattern {
                 file.sync_all().unwrap();
                 drop(file);
                 std::fs::remove_file(backup).unwrap();
+            }
+            Pattern::VimRename => {
+                let backup = dir.join(format!("{name}~"));
+                std::fs::rename(path, &backup).unwrap();
+                let mut file = std::fs::File::create(path).unwrap();
+                file.write_all(contents.as_bytes()).unwrap();
+                file.sync_all().unwrap();
+                drop(file);
+                std::fs::remove_file(backup).unwrap();
+            }
+            Pattern::RealVim => {
+                let status = Command::new("vim")
+                    .args(["-Es", "-u", "NONE", "-i", "NONE", "-n", "-c"])
+                    .arg(format!("call setline(1, '{contents}')"))
+                    .args(["-c", "wq"])
+                    .arg(path)
+                    .stdin(std::process::Stdio::null())
+                    .status()
+                    .expect("vim is installed");
+                assert!(status.success(), "vim -Es failed on {}", path.display());
             }
             Pattern::SedInPlace => {
                 // `1c\TEXT` replaces the first (only) line with TEXT.

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 
 use persist::{Journal, Options, Persisted};
-use persist_bench::journal::{Event, replay_fixture};
+use persist_bench::journal::{Event, RECORD_BYTES, replay_fixture};
 use persist_bench::{Settings, baseline};
 use serde::{Deserialize, Serialize};
 
@@ -43,7 +43,7 @@ pub(super) fn rows(
     seconds.sort_by(f64::total_cmp);
     let per_second = REPLAYED as f64 / seconds[seconds.len() / 2];
     println!(
-        "journal replay: {:.2} M records/s of 208 bytes (target >= 1 M/s: {})",
+        "journal replay: {:.2} M records/s of {RECORD_BYTES} bytes (target >= 1 M/s: {})",
         per_second / 1e6,
         if per_second >= 1e6 { "holds" } else { "MISSED" }
     );
@@ -331,7 +331,7 @@ fn threads_row(dir: &Path, workload: Workload) -> RowResult {
         let row = measure(
             &format!("journal {APPENDERS} threads"),
             workload,
-            208 * APPENDERS as u64,
+            RECORD_BYTES * APPENDERS as u64,
             vec![
                 Contender::new(format!("{APPENDERS} threads, an fsync per record"), || {
                     round(&gates[0])
@@ -365,7 +365,7 @@ fn tasks_row(dir: &Path, rt: &tokio::runtime::Runtime, workload: Workload) -> Ro
     measure(
         &format!("journal {APPENDERS} tasks"),
         workload,
-        208 * APPENDERS as u64,
+        RECORD_BYTES * APPENDERS as u64,
         vec![
             Contender::new(format!("{APPENDERS} appends, an fsync each"), || {
                 for _ in 0..APPENDERS {

@@ -324,6 +324,7 @@ fn edits(dir: &std::path::Path, mode: Mode) -> Vec<(String, Vec<f64>)> {
     let mut edits = 0;
     Pattern::ALL
         .into_iter()
+        .filter(|pattern| pattern.available())
         .map(|pattern| {
             let latencies = (0..rounds)
                 .map(|_| {

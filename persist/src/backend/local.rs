@@ -271,10 +271,10 @@ impl Backend for Local {
         let removed = remove::remove_file(&shard, OsStr::new(name), &path)?;
         let siblings = shard.list().map_err(io_error(&path, IoOp::Read))?;
         for (sibling, _) in siblings {
-            if matches!(
-                names::classify(&sibling, OsStr::new(name)),
-                Some(Sibling::Backup(_) | Sibling::Temp)
-            ) {
+            // Every copy persist keeps of the entry (backups, generations, damaged copies,
+            // temporary files); the lock goes last.
+            if names::classify(&sibling, OsStr::new(name)).is_some_and(|kind| kind != Sibling::Lock)
+            {
                 remove::remove_file(&shard, &sibling, &shard.join(&sibling))?;
             }
         }

@@ -305,6 +305,24 @@ impl Parser {
     };
 }
 
+/// Refuses a document (its byte-order mark stripped) that is empty or holds nothing but white
+/// space, saying so: a file a crash or a full disk left empty, or one created by hand.
+pub(crate) fn refuse_blank(bytes: &[u8]) -> Result<(), DecodeError> {
+    if !bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    Err(DecodeError::Corrupt {
+        line: 0,
+        column: 0,
+        field: None,
+        reason: if bytes.is_empty() {
+            "the file is empty".to_owned()
+        } else {
+            "the file holds nothing but whitespace".to_owned()
+        },
+    })
+}
+
 /// Reads the envelope in `bytes` and returns the value migrated to `T`.
 pub(crate) fn decode<T: Persisted>(bytes: &[u8]) -> Result<T, DecodeError> {
     decode_with(bytes, Parser::DEFAULT)
@@ -314,18 +332,7 @@ pub(crate) fn decode<T: Persisted>(bytes: &[u8]) -> Result<T, DecodeError> {
 pub(crate) fn decode_with<T: Persisted>(bytes: &[u8], parser: Parser) -> Result<T, DecodeError> {
     // Editors on Windows add a byte-order mark to files a user edits by hand.
     let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(DecodeError::Corrupt {
-            line: 0,
-            column: 0,
-            field: None,
-            reason: if bytes.is_empty() {
-                "the file is empty".to_owned()
-            } else {
-                "the file holds nothing but whitespace".to_owned()
-            },
-        });
-    }
+    refuse_blank(bytes)?;
     if parser == Parser::Json
         && let Some(value) = decode_compact::<T>(bytes)
     {
@@ -337,6 +344,25 @@ pub(crate) fn decode_with<T: Persisted>(bytes: &[u8], parser: Parser) -> Result<
         checksum_checked,
     };
     finish(parse::<T>(bytes, pass, parser)?, bytes, parser)
+}
+
+/// The value sonic-rs alone decodes from `bytes` in one pass over the envelope, or `None`
+/// where it declines (the screen refuses the document, sonic-rs reports an error) or the pass
+/// does not end in a value (another version, a migration's error): the tests compare each
+/// such value with serde_json's, so that the parsers are compared where sonic-rs answers, not
+/// only where both fall back to serde_json.
+#[cfg(feature = "simd")]
+pub(crate) fn decode_simd_only<T: Persisted>(bytes: &[u8]) -> Option<T> {
+    let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
+    let checksum_checked = verify_checksum(bytes).ok()?;
+    let pass = Pass::Envelope {
+        known_version: None,
+        checksum_checked,
+    };
+    match simd::parse::<T>(bytes, pass)? {
+        Outcome::Decoded(Ok(value)) => Some(value),
+        _ => None,
+    }
 }
 
 /// The envelope persist writes, compact and at `T`'s version — `{"version":N,"data":VALUE}`,

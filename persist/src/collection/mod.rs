@@ -109,6 +109,11 @@ pub struct MigrationReport {
     /// Entries that could not be read, migrated or written, with the error; they were left
     /// as they were.
     pub failed: Vec<(String, Error)>,
+    /// Entries another writer changed between this migration's read and its write (counted
+    /// in `migrated` or `current` as well): the write was refused by the backend's condition,
+    /// the entry read again, and migrated from that writer's value, or left as that writer
+    /// wrote it. Never overwritten.
+    pub raced: usize,
 }
 
 /// How far [`Collection::migrate_all_with`] has got.
@@ -666,10 +671,14 @@ impl<T: Persisted> Collection<T> {
             ..MigrationReport::default()
         };
         for (done, name) in names.iter().enumerate() {
-            match self.migrate_entry(name) {
+            let mut attempts = 0;
+            match self.migrate_entry(name, &mut attempts) {
                 Ok(true) => report.migrated += 1,
                 Ok(false) => report.current += 1,
                 Err((key, error)) => report.failed.push((key, error)),
+            }
+            if attempts > 1 {
+                report.raced += 1;
             }
             progress(Progress {
                 done: done + 1,
@@ -680,13 +689,15 @@ impl<T: Persisted> Collection<T> {
     }
 
     /// Rewrites one entry if it is older; `Ok(true)` if it was rewritten. An error comes with
-    /// the entry's key (its name when the key could not be read).
-    fn migrate_entry(&self, name: &str) -> Result<bool, (String, Error)> {
+    /// the entry's key (its name when the key could not be read). `attempts` counts the reads
+    /// (more than one: another writer changed the entry before this write).
+    fn migrate_entry(&self, name: &str, attempts: &mut usize) -> Result<bool, (String, Error)> {
         let options = &self.inner.settings;
         let path = self.inner.backend.locate(name);
         let mut key_seen = key::key_of(name);
         let mut rewritten = false;
         let outcome = self.modify(name, &mut |stored| {
+            *attempts += 1;
             rewritten = false;
             let Some(stored) = stored else {
                 return Ok(Change::Keep); // removed meanwhile

@@ -2,10 +2,12 @@
 //! [`Settings`]. [`Options`](crate::Options) and the [`Persisted`] methods are their public
 //! faces; [`Live`](crate::Live) and the journal's snapshots use them too.
 
+pub(crate) mod recover;
 mod update;
 
 use std::path::{Path, PathBuf};
 
+use self::recover::Loaded;
 pub(crate) use self::update::modify;
 use crate::codec;
 use crate::settings::{Settings, stream_refusal};
@@ -55,15 +57,45 @@ pub(crate) fn decode<T: Persisted>(
         .and_then(|envelope| codec::decode(&envelope).map_err(|error| error.at::<T>(path)))
 }
 
-/// [`load`], or `T::default()` if there is no file.
+/// [`load`] under the settings' [`OnCorrupt`](recover::OnCorrupt) policy, saying where the
+/// value came from.
+pub(crate) fn load_reported<T: Persisted>(
+    settings: &Settings,
+    path: &Path,
+) -> Result<Loaded<T>, Error> {
+    let loaded = recover::load::<T>(settings, path, false, false)?;
+    match loaded.value {
+        Some(value) => Ok(Loaded {
+            value,
+            outcome: loaded.outcome,
+        }),
+        // Without a default, a load has a value or an error.
+        None => Err(Error::NotFound {
+            path: path.to_owned(),
+            source: std::io::ErrorKind::NotFound.into(),
+        }),
+    }
+}
+
+/// [`load_reported`], or `T::default()` if there is no file (or, under
+/// [`OnCorrupt::Default`](recover::OnCorrupt::Default), no copy of it that loads).
+pub(crate) fn load_or_default_reported<T: Persisted + Default>(
+    settings: &Settings,
+    path: &Path,
+) -> Result<Loaded<T>, Error> {
+    let loaded = recover::load::<T>(settings, path, true, false)?;
+    Ok(Loaded {
+        value: loaded.value.unwrap_or_default(),
+        outcome: loaded.outcome,
+    })
+}
+
+/// [`load_or_default_reported`]'s value.
 pub(crate) fn load_or_default<T: Persisted + Default>(
     settings: &Settings,
     path: &Path,
 ) -> Result<T, Error> {
-    match load(settings, path) {
-        Err(Error::NotFound { .. }) => Ok(T::default()),
-        result => result,
-    }
+    load_or_default_reported(settings, path).map(|loaded| loaded.value)
 }
 
 /// Saves `value` at `path`, recorded in the audit log as `operation`: serialized straight into
@@ -150,8 +182,7 @@ pub(crate) fn write_of<T: Persisted>(operation: AuditOp) -> Write<'static> {
         version: Some(T::VERSION),
         unversioned_as: codec::unversioned_root::<T>(),
         audit: Some(operation),
-        key: None,
-        unless_changed: None,
+        ..Write::default()
     }
 }
 

@@ -36,10 +36,10 @@ pub(crate) fn modify<T: Persisted, R, E: From<Error>>(
             .retry
             .run(|| {
                 let lock = lock::exclusive(path, settings.disk.lock_timeout)?;
-                match super::load(settings, path) {
-                    Err(Error::NotFound { .. }) => Ok((lock, None)),
-                    loaded => Ok((lock, Some(loaded?))),
-                }
+                // No file (or, under `OnCorrupt::Default`, no copy of it that loads): the
+                // initial value.
+                let loaded = super::recover::load::<T>(settings, path, true, true)?;
+                Ok((lock, loaded.value))
             })
             .map_err(|error| failed(&mut outcome, error))?;
         let mut value = match loaded {

@@ -24,7 +24,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 
@@ -34,10 +34,11 @@ use super::watcher::{Registration, Watched};
 use super::{ChangeOrigin, LiveEvent, LiveSettings, LiveStats, SavePolicy};
 use crate::error::{BoxError, IoOp};
 use crate::settings::Settings;
+use crate::shell::backup;
 use crate::shell::commit::{Precondition, Target};
 use crate::shell::dir::Dir;
 use crate::shell::lock;
-use crate::shell::names::{self, Sibling};
+use crate::shell::names::Sibling;
 use crate::shell::{AuditOp, io_error, parent_dir};
 use crate::{Error, Persisted, file};
 
@@ -178,6 +179,8 @@ struct Counters {
     loads: AtomicU64,
     conflicts: AtomicU64,
     lost: AtomicU64,
+    /// The slowest save, in nanoseconds.
+    longest_save: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -369,6 +372,7 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
             loads: read(&self.counters.loads),
             conflicts: read(&self.counters.conflicts),
             lost: read(&self.counters.lost),
+            longest_save: Duration::from_nanos(read(&self.counters.longest_save)),
         }
     }
 
@@ -941,6 +945,10 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
             match saved {
                 Ok(written) => {
                     state.save_took = started.elapsed();
+                    let took = u64::try_from(state.save_took.as_nanos()).unwrap_or(u64::MAX);
+                    self.counters
+                        .longest_save
+                        .fetch_max(took, Ordering::Relaxed);
                     bump(&self.counters.saves);
                     self.accept(&mut state, FileId::written(&written), &target);
                     self.saved(&mut state, generation);
@@ -978,16 +986,8 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
         let name = target.file_name().unwrap_or(target.as_os_str());
         let dir = parent_dir(&target);
         let dir = Arc::new(Dir::open(dir).map_err(io_error(dir, IoOp::Open))?);
-        let mut millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_millis() as u64);
-        loop {
-            let candidate = names::name_for(name, kind(millis));
-            if dir.stat(&candidate).ok().flatten().is_none() {
-                return Target::beneath(&dir, &candidate, dir.join(&candidate));
-            }
-            millis += 1;
-        }
+        let candidate = backup::free_name(&dir, name, kind);
+        Target::beneath(&dir, &candidate, dir.join(&candidate))
     }
 
     /// The last handle is gone: saves what is pending. When that fails (the file does not

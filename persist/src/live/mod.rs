@@ -197,6 +197,11 @@ pub struct LiveStats {
     /// [`on_change`](Live::on_change), as a `tracing` error and by the
     /// `persist_live_lost_total` metric (features `tracing`, `metrics`).
     pub lost: u64,
+    /// The slowest save that completed, from its first look at the file to the new file
+    /// durable in place. Under [`SavePolicy::Coalesce`] a save is started early by the length
+    /// of the save before it, so that changes are on disk `max_wait` after the first one; a
+    /// save slower than the one before lands later by the difference.
+    pub longest_save: Duration,
 }
 
 /// One state file kept in memory: [`get`](Live::get) returns the current value without

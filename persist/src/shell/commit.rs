@@ -30,7 +30,7 @@ use super::{
 use crate::error::{Error, FileKind, IoOp};
 
 /// How much of the file being replaced is read for its schema version (backups, audit).
-const HEAD: usize = 64;
+pub(super) const HEAD: usize = 64;
 
 /// The file a write replaces: the directory that holds it (open) and its name there.
 #[derive(Debug)]
@@ -136,9 +136,9 @@ impl Target {
         })
     }
 
-    /// The first bytes of the file being replaced, for its schema version; `None` when there
-    /// is none.
-    pub(crate) fn head(&self) -> Result<Option<Vec<u8>>, Error> {
+    /// The file being replaced, open for reading (never through a link), and its first bytes
+    /// (its schema version); `None` when there is none.
+    pub(crate) fn current(&self) -> Result<Option<(File, Vec<u8>)>, Error> {
         let path = self.dir.join(&self.name);
         let file =
             match fault(IoOp::Open, &path).and_then(|()| self.dir.open_file(&self.name, false)) {
@@ -146,9 +146,14 @@ impl Target {
                 Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
                 Err(error) => return Err(io_error(&self.named, IoOp::Open)(error)),
             };
-        super::read::head(&file, HEAD)
-            .map(Some)
-            .map_err(io_error(&self.named, IoOp::Read))
+        let head = super::read::head(&file, HEAD).map_err(io_error(&self.named, IoOp::Read))?;
+        Ok(Some((file, head)))
+    }
+
+    /// The first bytes of the file being replaced, for its schema version; `None` when there
+    /// is none.
+    pub(crate) fn head(&self) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.current()?.map(|(_, head)| head))
     }
 }
 
@@ -229,6 +234,9 @@ pub(crate) struct Write<'a> {
     pub(crate) audit: Option<AuditOp>,
     /// The collection key, for the audit record.
     pub(crate) key: Option<&'a str>,
+    /// The caller kept the file this write replaces already (a transaction does, before its
+    /// commit point): nothing is kept here.
+    pub(crate) kept: bool,
     /// Asked once the new file is durable, right before it is renamed into place: `false`
     /// (the file at the target is not the one the caller read) leaves the target alone, and
     /// the write fails with [`Error::Contended`].
@@ -275,30 +283,23 @@ pub(crate) fn replace_keeping(
         Err(error) => return (None, Err(error)),
     };
     let prepared = (|| {
-        let wants_head = write.version.is_some() && disk.backups > 0 || disk.audited();
-        let head = match wants_head && target.mode.is_some() {
-            true => target.head()?,
-            false => None,
-        };
         let written = match disk.audited() {
             true => {
                 Some(Written::of_file(staged.file()).map_err(io_error(&target.named, IoOp::Read))?)
             }
             false => None,
         };
-        if let (Some(version), Some(head)) = (write.version, &head) {
-            backup::preserve(disk, target, u64::from(version), write.unversioned_as, head)?;
-        }
-        Ok((head, written))
+        let (head, kept) = look_before(disk, target, write)?;
+        Ok((head, written, kept))
     })();
-    let (head, written) = match prepared {
+    let (head, written, kept) = match prepared {
         Ok(prepared) => prepared,
         Err(error) => return (None, Err(error)),
     };
     if let Some(Precondition(unchanged)) = write.unless_changed
         && !unchanged()
     {
-        // The staged file is removed as it drops.
+        // The staged file is removed as it drops, and so is the copy.
         return (
             None,
             Err(Error::Contended {
@@ -308,6 +309,13 @@ pub(crate) fn replace_keeping(
         );
     }
     let (file, installed) = staged.install(disk, target);
+    if file.is_none() {
+        // Not renamed: `kept` drops, removing the copy.
+        return (file, installed);
+    }
+    if let Some(kept) = kept {
+        kept.finish(installed.is_ok());
+    }
     if installed.is_err() {
         return (file, installed);
     }
@@ -323,6 +331,33 @@ pub(crate) fn replace_keeping(
         None => Ok(()),
     };
     (file, audited)
+}
+
+/// What a write looks at in the file `target` replaces, before it does: its first bytes (the
+/// audit record's previous version) and, for a state file, the copy a save keeps of it
+/// ([`backup::prepare`]).
+pub(crate) fn look_before(
+    disk: &Disk,
+    target: &Target,
+    write: &Write<'_>,
+) -> Result<(Option<Vec<u8>>, Option<backup::Kept>), Error> {
+    let keeps = !write.kept
+        && write.version.is_some()
+        && (disk.backups > 0 || disk.keep_unreadable || disk.generations > 0);
+    if !(keeps || disk.audited()) || target.mode.is_none() {
+        return Ok((None, None));
+    }
+    let Some((file, head)) = target.current()? else {
+        return Ok((None, None));
+    };
+    let kept = match write.version {
+        Some(version) if keeps => {
+            let write = (u64::from(version), write.unversioned_as);
+            backup::prepare(disk, target, &file, write, &head, backup::Keep::Usual)?
+        }
+        _ => None,
+    };
+    Ok((Some(head), kept))
 }
 
 /// [`replace`] of the file `path` names, resolved again on every attempt of `disk`'s retry
@@ -347,15 +382,15 @@ pub(crate) fn bytes(data: &[u8]) -> impl FnMut(&mut FileWriter<'_>) -> io::Resul
 /// A temporary file beside its target holding the complete new contents (synced unless
 /// [`Durability::None`]), not yet in place. Dropping it removes it.
 #[must_use = "a staged file is removed unless it is installed"]
-struct Staged<'t> {
+pub(super) struct Staged {
     /// Until it is installed (then the caller's).
     file: Option<File>,
-    dir: &'t Dir,
+    dir: Arc<Dir>,
     name: OsString,
     installed: bool,
 }
 
-impl Drop for Staged<'_> {
+impl Drop for Staged {
     fn drop(&mut self) {
         if !self.installed {
             let _ = self.dir.remove_file(&self.name);
@@ -363,11 +398,11 @@ impl Drop for Staged<'_> {
     }
 }
 
-fn stage<'t>(
+pub(super) fn stage(
     disk: &Disk,
-    target: &'t Target,
+    target: &Target,
     contents: impl FnOnce(&mut FileWriter<'_>) -> io::Result<()>,
-) -> Result<Staged<'t>, Error> {
+) -> Result<Staged, Error> {
     let dir_path = target.dir.path();
     let (file, name) = fault(IoOp::CreateTemp, dir_path)
         .and_then(|()| create_temp(&target.dir, &target.name))
@@ -375,7 +410,7 @@ fn stage<'t>(
     // `staged` removes the file when it drops: the clean-up of every early return below.
     let staged = Staged {
         file: Some(file),
-        dir: &target.dir,
+        dir: Arc::clone(&target.dir),
         name,
         installed: false,
     };
@@ -410,7 +445,7 @@ fn keep_mode(file: &File, mode: Option<u32>, named: &Path) -> Result<(), Error> 
     }
 }
 
-impl Staged<'_> {
+impl Staged {
     /// The staged file, open.
     fn file(&self) -> &File {
         self.file
@@ -418,13 +453,25 @@ impl Staged<'_> {
             .expect("a staged file is open until it is installed")
     }
 
+    /// Keeps the staged file under its temporary name (closed, no longer removed on drop)
+    /// and returns that name: a copy that is renamed later, or removed, by its holder.
+    pub(super) fn into_name(mut self) -> OsString {
+        self.installed = true;
+        self.file = None;
+        std::mem::take(&mut self.name)
+    }
+
     /// Renames the temporary file over the target and syncs the directory
     /// ([`Durability::Full`]); returns the file once it is renamed (also when the directory
     /// sync then failed).
-    fn install(mut self, disk: &Disk, target: &Target) -> (Option<File>, Result<(), Error>) {
-        let dir = self.dir;
-        if let Err(error) =
-            fault(IoOp::Rename, dir.path()).and_then(|()| dir.rename(&self.name, dir, &target.name))
+    pub(super) fn install(
+        mut self,
+        disk: &Disk,
+        target: &Target,
+    ) -> (Option<File>, Result<(), Error>) {
+        let dir = Arc::clone(&self.dir);
+        if let Err(error) = fault(IoOp::Rename, dir.path())
+            .and_then(|()| dir.rename(&self.name, &dir, &target.name))
         {
             return (None, Err(io_error(&target.named, IoOp::Rename)(error)));
         }
@@ -437,7 +484,7 @@ impl Staged<'_> {
             return (file, Err(io_error(&target.named, IoOp::SyncDir)(error)));
         }
         if sweep_due(dir.path()) {
-            sweep_stale_temps(dir, &target.name);
+            sweep_stale_temps(&dir, &target.name);
         }
         (file, Ok(()))
     }
@@ -699,17 +746,11 @@ pub(crate) fn install_staged(
     write: &Write<'_>,
     backup_may_fail: bool,
 ) -> Result<Option<u64>, Error> {
-    let wants_head = write.version.is_some() && disk.backups > 0 || disk.audited();
-    let head = match wants_head && target.mode.is_some() {
-        true => target.head()?,
-        false => None,
+    let (head, kept) = match look_before(disk, target, write) {
+        Ok(looked) => looked,
+        Err(_) if backup_may_fail => (target.head().ok().flatten(), None),
+        Err(error) => return Err(error),
     };
-    if let (Some(version), Some(head)) = (write.version, &head) {
-        let kept = backup::preserve(disk, target, u64::from(version), write.unversioned_as, head);
-        if !backup_may_fail {
-            kept?;
-        }
-    }
     let now = staged
         .dir
         .stat(&staged.name)
@@ -720,6 +761,9 @@ pub(crate) fn install_staged(
         .and_then(|()| staged.dir.rename(&staged.name, &target.dir, &target.name))
         .map_err(io_error(&target.named, IoOp::Rename))?;
     staged.kept = true;
+    if let Some(kept) = kept {
+        kept.finish(true);
+    }
     Ok(head.as_deref().and_then(version_of))
 }
 

@@ -12,6 +12,8 @@
 //! | journal snapshot covering N records | `<name>.snapshot.<N>` |
 //! | copy of another program's version kept by earlier versions of `Live` | `<name>.conflict-<unix ms>` |
 //! | value `Live` could not save | `<name>.unsaved-<unix ms>` |
+//! | damaged file a save replaced, kept aside | `<name>.corrupt-<unix ms>` |
+//! | an earlier good file, the Nth save's (`Options::generations`) | `<name>.gen-<N>` |
 //!
 //! In a transaction's root: the staging directory `.persist-txn` (staged files
 //! `<32 hex>-<8 digits>`, the record `commit`) and its lock `.persist-txn.lock`; in an
@@ -53,6 +55,12 @@ pub(crate) enum Sibling {
     Conflict(u64),
     /// A value `Live` could not save (`<name>.unsaved-<ms>`).
     Unsaved(u64),
+    /// A file persist could not read, kept aside by the save that replaced it
+    /// (`<name>.corrupt-<ms>`).
+    Corrupt(u64),
+    /// An earlier good file, numbered in the order the saves replaced them
+    /// (`<name>.gen-<N>`).
+    Generation(u64),
 }
 
 /// What persist made a file for, told from its path alone: see [`file_role`].
@@ -90,6 +98,20 @@ pub enum FileRole {
         /// When, in milliseconds since 1970.
         millis: u64,
     },
+    /// A file persist could not read (damaged, cut short, or not a persist file at all), kept
+    /// aside by the save that replaced it (`<name>.corrupt-<unix ms>`): its bytes as they were,
+    /// for a person or a repair tool.
+    Corrupt {
+        /// When, in milliseconds since 1970.
+        millis: u64,
+    },
+    /// An earlier good version of a state file, kept by a save that replaced it
+    /// (`<name>.gen-<number>`, with [`Options::generations`](crate::Options::generations)):
+    /// the higher the number, the more recent.
+    Generation {
+        /// Its place in the order saves replaced the file's versions.
+        number: u64,
+    },
     /// A transaction's staging directory (`.persist-txn`), its commit record or a file staged
     /// in it.
     Transaction,
@@ -98,11 +120,12 @@ pub enum FileRole {
 impl FileRole {
     /// Whether the file holds a persist file's data (a state file or a copy of one: a backup,
     /// a snapshot, a kept or unsaved copy): what `persist verify` checks. Temporary and staged
-    /// files may be partial, lock files hold no data.
+    /// files may be partial, lock files hold no data, and a damaged file a save kept aside
+    /// is known not to load (it is kept for a person or a repair tool).
     pub fn holds_data(self) -> bool {
         !matches!(
             self,
-            FileRole::Temporary | FileRole::Lock | FileRole::Transaction
+            FileRole::Temporary | FileRole::Lock | FileRole::Transaction | FileRole::Corrupt { .. }
         )
     }
 }
@@ -120,6 +143,7 @@ impl FileRole {
 /// assert_eq!(file_role("settings.json.lock"), FileRole::Lock);
 /// assert_eq!(file_role("settings.json.v2.bak"), FileRole::Backup { version: 2 });
 /// assert_eq!(file_role("events.log.snapshot.100"), FileRole::Snapshot { covered: 100 });
+/// assert_eq!(file_role("settings.json.gen-12"), FileRole::Generation { number: 12 });
 /// assert_eq!(file_role("data/.persist-txn/commit"), FileRole::Transaction);
 /// assert!(!file_role(".settings.json.AbCdEf012345.tmp").holds_data());
 /// ```
@@ -146,6 +170,8 @@ pub fn file_role(path: impl AsRef<std::path::Path>) -> FileRole {
         Some((_, Sibling::Snapshot(covered))) => FileRole::Snapshot { covered },
         Some((_, Sibling::Conflict(millis))) => FileRole::Conflict { millis },
         Some((_, Sibling::Unsaved(millis))) => FileRole::Unsaved { millis },
+        Some((_, Sibling::Corrupt(millis))) => FileRole::Corrupt { millis },
+        Some((_, Sibling::Generation(number))) => FileRole::Generation { number },
     }
 }
 
@@ -165,6 +191,8 @@ pub(crate) fn name_for(name: &OsStr, kind: Sibling) -> OsString {
         Sibling::Snapshot(covered) => sibling.push(format!(".snapshot.{covered}")),
         Sibling::Conflict(millis) => sibling.push(format!(".conflict-{millis}")),
         Sibling::Unsaved(millis) => sibling.push(format!(".unsaved-{millis}")),
+        Sibling::Corrupt(millis) => sibling.push(format!(".corrupt-{millis}")),
+        Sibling::Generation(number) => sibling.push(format!(".gen-{number}")),
     }
     sibling
 }
@@ -210,6 +238,12 @@ pub(crate) fn classify(candidate: &OsStr, name: &OsStr) -> Option<Sibling> {
     }
     if let Some(millis) = rest.strip_prefix(".unsaved-") {
         return number(millis).map(Sibling::Unsaved);
+    }
+    if let Some(millis) = rest.strip_prefix(".corrupt-") {
+        return number(millis).map(Sibling::Corrupt);
+    }
+    if let Some(generation) = rest.strip_prefix(".gen-") {
+        return number(generation).map(Sibling::Generation);
     }
     None
 }
@@ -289,6 +323,8 @@ mod tests {
             Sibling::Snapshot(100),
             Sibling::Conflict(1_700_000_000_000),
             Sibling::Unsaved(1),
+            Sibling::Corrupt(1_700_000_000_001),
+            Sibling::Generation(7),
         ] {
             let sibling = name_for(name, kind);
             assert_eq!(classify(&sibling, name), Some(kind), "{sibling:?}");
@@ -327,6 +363,8 @@ mod tests {
             "a.json.snapshot.1a",
             "a.json.conflict-",
             "a.json.unsaved-x",
+            "a.json.corrupt-",
+            "a.json.corrupt-01",
             "a.json.locks",
             "b.json.lock",
         ] {

@@ -10,7 +10,7 @@ use super::dir::{Dir, Escape, Kind, Lookup};
 use super::faults::fault;
 use super::lock::{self, Scope};
 use super::names::{self, Sibling};
-use super::{AuditEntry, AuditOp, Disk, io_error, parent_dir, version_of};
+use super::{AuditEntry, AuditOp, Disk, io_error, parent_dir};
 use crate::error::{Error, FileKind, IoOp};
 
 /// Removes the file `name` in `dir`; `false` if there was none. Errors name `named`.
@@ -70,11 +70,7 @@ pub(crate) fn remove_state_file(disk: &Disk, path: &Path) -> Result<Vec<PathBuf>
         false => None,
     };
     let from_version = match disk.audited() && is_file {
-        true => dir
-            .open_file(name, false)
-            .ok()
-            .and_then(|file| super::read::head(&file, 64).ok())
-            .and_then(|head| version_of(&head)),
+        true => super::version_in(&dir, name),
         false => None,
     };
     let entries = dir.list().map_err(io_error(path, IoOp::Read))?;

@@ -1,0 +1,285 @@
+//! What a load does with a file it cannot read ([`OnCorrupt`]): fail (the default), or fall
+//! back to the newest earlier copy that loads (a generation, then a backup of another
+//! version), keeping the damaged file aside as `<name>.corrupt-<ms>`, or to the default value.
+//! The policy costs nothing until a load fails: an intact file loads as it always does.
+
+use std::path::{Path, PathBuf};
+
+use crate::mapped::Contents;
+use crate::settings::Settings;
+use crate::shell::commit::{Write, bytes, replace_path};
+use crate::shell::{AuditOp, backup, lock, read};
+use crate::{Error, Persisted};
+
+/// What a load does with a file it cannot read: damaged (broken JSON, a failed checksum, a
+/// file cut short, a version that is in no chain), or one that does not decrypt. Set with
+/// [`Options::on_corrupt`](crate::Options::on_corrupt); followed by
+/// [`load`](crate::Options::load), [`load_or_default`](crate::Options::load_or_default),
+/// [`update`](crate::Options::update) and the opening of a [`Live`](crate::Live) value.
+///
+/// A file of a newer version ([`Error::FutureVersion`]), a migration that refuses the data
+/// ([`Error::Migration`]), a missing file and every I/O error are not damage: they are
+/// returned whatever the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum OnCorrupt {
+    /// Return the error and leave the file as it is (the default).
+    #[default]
+    Fail,
+    /// Load the newest earlier copy that loads: the generations
+    /// ([`Options::generations`](crate::Options::generations)) newest first, then the backups of
+    /// other versions, newest version first. That copy's bytes are put in the file's place
+    /// (atomically, durably, under the file's lock), and the damaged file is kept as
+    /// `<name>.corrupt-<unix ms>` (0600, listed by `persist backups`). When no copy loads,
+    /// the error is returned and the file left as it is. The load reports what it did in
+    /// [`LoadOutcome`] (through [`load_reported`](crate::Options::load_reported)) and as a
+    /// `tracing` warning (with the `tracing` feature).
+    LastGood,
+    /// [`LastGood`](OnCorrupt::LastGood), and where no copy loads, the default value: the
+    /// damaged file is moved aside as `<name>.corrupt-<unix ms>` and the load returns
+    /// `T::default()` (nothing is written in its place: the next save writes the file).
+    /// Followed where the load has a default: [`load_or_default`](crate::Options::load_or_default),
+    /// [`update`](crate::Options::update) (its initial value) and [`Live`](crate::Live);
+    /// [`load`](crate::Options::load) has none and behaves as `LastGood`. A file that does not
+    /// decrypt, and no copy of which decrypts, is never replaced by the default (the key is
+    /// more likely wrong than every copy damaged): the error is returned.
+    Default,
+}
+
+/// A value a load returned, and how: see [`Options::load_reported`](crate::Options::load_reported).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Loaded<T> {
+    /// The value.
+    pub value: T,
+    /// Where it came from.
+    pub outcome: LoadOutcome,
+}
+
+/// Where a loaded value came from.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LoadOutcome {
+    /// The file, as it was.
+    Intact,
+    /// There was no file: the value is the default.
+    Missing,
+    /// The file did not load; the value is an earlier copy's, now in the file's place
+    /// ([`OnCorrupt::LastGood`]).
+    LastGood(Fallback),
+    /// The file did not load, nor did any earlier copy; the value is the default
+    /// ([`OnCorrupt::Default`]).
+    Defaulted(Fallback),
+}
+
+impl LoadOutcome {
+    /// What the fall-back did, if the file did not load.
+    pub fn fallback(&self) -> Option<&Fallback> {
+        match self {
+            LoadOutcome::LastGood(fallback) | LoadOutcome::Defaulted(fallback) => Some(fallback),
+            LoadOutcome::Intact | LoadOutcome::Missing => None,
+        }
+    }
+}
+
+/// What a load did with a file it could not read.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Fallback {
+    /// Why the file did not load.
+    pub error: Error,
+    /// Where the damaged file is now: `<name>.corrupt-<unix ms>` beside it.
+    pub damaged: PathBuf,
+    /// The copy whose value was loaded (a generation or a backup); `None` for the default.
+    pub from: Option<PathBuf>,
+}
+
+/// What a fall-back makes of a file's bytes (its path names it in errors): the value of `T`,
+/// or a check without the type.
+type Decode<'a, V> = dyn Fn(&Path, &[u8]) -> Result<V, Error> + 'a;
+
+/// Whether `error` says the file is damaged, as [`OnCorrupt`] means it.
+fn is_damage(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Corrupt { .. } | Error::Decrypt { .. } | Error::UnknownVersion { .. }
+    )
+}
+
+/// Loads `path` as `T` under `settings`' [`OnCorrupt`] policy. `defaults`: the caller has a
+/// default value, for a missing file and as the last resort of [`OnCorrupt::Default`]; the
+/// value is then `None` (a missing file is [`Error::NotFound`] otherwise). `locked`: the
+/// caller holds the file's lock already.
+pub(crate) fn load<T: Persisted>(
+    settings: &Settings,
+    path: &Path,
+    defaults: bool,
+    locked: bool,
+) -> Result<Loaded<Option<T>>, Error> {
+    let error = match super::load::<T>(settings, path) {
+        Ok(value) => {
+            return Ok(Loaded {
+                value: Some(value),
+                outcome: LoadOutcome::Intact,
+            });
+        }
+        Err(Error::NotFound { .. }) if defaults => {
+            return Ok(Loaded {
+                value: None,
+                outcome: LoadOutcome::Missing,
+            });
+        }
+        Err(error) if settings.on_corrupt == OnCorrupt::Fail || !is_damage(&error) => {
+            return Err(error);
+        }
+        Err(error) => error,
+    };
+    let defaults = defaults && settings.on_corrupt == OnCorrupt::Default;
+    let decode = |path: &Path, bytes: &[u8]| super::decode::<T>(settings, path, bytes);
+    fall_back(settings, path, error, (defaults, locked), &decode)
+}
+
+/// Repairs the file at `path` as [`OnCorrupt::LastGood`] would if it does not read as a
+/// persist file (`check` of its bytes, without its type: the envelope, the checksum, the
+/// layers): returns what was done, or [`LoadOutcome::Intact`].
+pub(crate) fn repair(
+    settings: &Settings,
+    path: &Path,
+    check: &Decode<'_, ()>,
+) -> Result<LoadOutcome, Error> {
+    let error = match read_with(settings, path, check) {
+        Ok(_) => return Ok(LoadOutcome::Intact),
+        Err(error) if !is_damage(&error) => return Err(error),
+        Err(error) => error,
+    };
+    fall_back(settings, path, error, (false, false), check).map(|loaded| loaded.outcome)
+}
+
+/// The file at `path`, read once, and what `decode` makes of its bytes.
+fn read_with<V>(
+    settings: &Settings,
+    path: &Path,
+    decode: &Decode<'_, V>,
+) -> Result<(V, Contents), Error> {
+    let bytes = read::read_for_load(path, settings.disk.max_size)?;
+    let decoded = decode(path, &bytes);
+    // A truncation by another program during the read is the error to report.
+    bytes.intact(path)?;
+    Ok((decoded?, bytes))
+}
+
+/// Falls back from the damaged file at `path` (`error`: why it did not load) to the newest
+/// earlier copy whose bytes `decode` accepts, or with `defaults`, to the default value;
+/// `locked`: the caller holds the file's lock already.
+fn fall_back<V>(
+    settings: &Settings,
+    path: &Path,
+    error: Error,
+    (defaults, locked): (bool, bool),
+    decode: &Decode<'_, V>,
+) -> Result<Loaded<Option<V>>, Error> {
+    // Nothing to fall back to: nothing is touched (not even the lock file).
+    if !defaults && candidates(path)?.is_empty() {
+        return Err(error);
+    }
+    // Under the file's lock: no update lands between the look and the repair.
+    let _lock = match locked {
+        true => None,
+        false => Some(lock::exclusive(path, settings.disk.lock_timeout)?),
+    };
+    // Looked at again: another process may have repaired or replaced it meanwhile.
+    let error = match read_with(settings, path, decode) {
+        Ok((value, _)) => {
+            return Ok(Loaded {
+                value: Some(value),
+                outcome: LoadOutcome::Intact,
+            });
+        }
+        Err(again) if is_damage(&again) => again,
+        Err(_) => error,
+    };
+    let mut decrypts = !matches!(error, Error::Decrypt { .. });
+    for candidate in candidates(path)? {
+        let (value, data) = match read_with(settings, &candidate, decode) {
+            Ok(read) => read,
+            Err(other) => {
+                decrypts |= !matches!(other, Error::Decrypt { .. } | Error::NotFound { .. });
+                continue;
+            }
+        };
+        let damaged = put_back(settings, path, &data)?;
+        let fallback = Fallback {
+            error,
+            damaged,
+            from: Some(candidate),
+        };
+        warn(path, &fallback);
+        return Ok(Loaded {
+            value: Some(value),
+            outcome: LoadOutcome::LastGood(fallback),
+        });
+    }
+    match defaults && decrypts {
+        true => {
+            let damaged = backup::move_aside(&settings.disk, path)?;
+            let fallback = Fallback {
+                error,
+                damaged,
+                from: None,
+            };
+            warn(path, &fallback);
+            Ok(Loaded {
+                value: None,
+                outcome: LoadOutcome::Defaulted(fallback),
+            })
+        }
+        false => Err(error),
+    }
+}
+
+/// The earlier copies of the file at `path` a fall-back tries, in order: the generations,
+/// newest first, then the backups of other versions, newest version first.
+fn candidates(path: &Path) -> Result<Vec<PathBuf>, Error> {
+    let mut kept = super::backups_of(path)?;
+    // Generations first (newest first), then backups (newest version first).
+    kept.sort_by_key(|kept| {
+        (
+            kept.generation.is_none(),
+            std::cmp::Reverse(kept.generation),
+            std::cmp::Reverse(kept.version),
+        )
+    });
+    Ok(kept.into_iter().map(|kept| kept.path).collect())
+}
+
+/// Puts `data` (an earlier copy's bytes) in the place of the damaged file at `path`, which is
+/// kept as `<name>.corrupt-<ms>` first; returns where.
+fn put_back(settings: &Settings, path: &Path, data: &[u8]) -> Result<PathBuf, Error> {
+    let damaged = backup::keep_damaged(&settings.disk, path)?;
+    let write = Write {
+        version: crate::shell::version_of(data).and_then(|version| u32::try_from(version).ok()),
+        audit: Some(AuditOp::Restore),
+        // The damaged file is kept already, and is no generation.
+        kept: true,
+        ..Write::default()
+    };
+    replace_path(&settings.disk, path, &write, bytes(data))?;
+    Ok(damaged)
+}
+
+/// The warning a fall-back leaves in the `tracing` log.
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+fn warn(path: &Path, fallback: &Fallback) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(
+        path = %path.display(),
+        error = %fallback.error,
+        damaged = %fallback.damaged.display(),
+        from = fallback.from.as_ref().map(|from| from.display().to_string()),
+        "the file did not load: {}",
+        match &fallback.from {
+            Some(_) => "an earlier copy was put in its place",
+            None => "the default value was used",
+        }
+    );
+}
