@@ -2,7 +2,8 @@
 //! file. A guarantee is a property of persist, not of one function: each check below runs
 //! through each way persist puts bytes on disk (a plain save, an update, `Live` with either
 //! policy, a collection's put and batch on the local directory, a transaction's commit, a
-//! journal's creation and checkpoint, a restore), and each way is one entry of [`Way`].
+//! journal's creation and checkpoint, a restore, a save at an older version through the
+//! downgrade steps), and each way is one entry of [`Way`].
 //!
 //! Checks that need root (a full disk on a loop-mounted ext4, a device node, a bind mount) say
 //! SKIPPED elsewhere and must run under CI.
@@ -25,11 +26,13 @@ use serde::{Deserialize, Serialize};
 #[persist(version = 1)]
 struct DocV1 {
     n: u64,
+    #[serde(default)]
+    filler: String,
 }
 
 /// The value every way writes: a number, and a filler to make a write large.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Persisted)]
-#[persist(version = 2, migrate_from = DocV1)]
+#[persist(version = 2, migrate_from = DocV1, downgrade)]
 struct Doc {
     n: u64,
     filler: String,
@@ -39,7 +42,16 @@ impl From<DocV1> for Doc {
     fn from(old: DocV1) -> Self {
         Doc {
             n: old.n,
-            filler: String::new(),
+            filler: old.filler,
+        }
+    }
+}
+
+impl From<Doc> for DocV1 {
+    fn from(new: Doc) -> Self {
+        DocV1 {
+            n: new.n,
+            filler: new.filler,
         }
     }
 }
@@ -64,9 +76,10 @@ enum Way {
     JournalCreate,
     Checkpoint,
     Restore,
+    SaveAsVersion,
 }
 
-const WAYS: [Way; 10] = [
+const WAYS: [Way; 11] = [
     Way::Save,
     Way::Update,
     Way::LiveImmediate,
@@ -77,6 +90,7 @@ const WAYS: [Way; 10] = [
     Way::JournalCreate,
     Way::Checkpoint,
     Way::Restore,
+    Way::SaveAsVersion,
 ];
 
 /// The collection's directory and the one key the collection ways write.
@@ -176,6 +190,7 @@ impl Way {
                 .unwrap();
                 options.restore_backup(&path, 1)
             }
+            Way::SaveAsVersion => options.clone().save_as_version(1).save(&doc(n), &path),
         }
     }
 
@@ -488,6 +503,7 @@ fn big_write(way: Way, dir: &Path, value: &Doc) -> Result<(), Error> {
             let _ = value;
             Options::new().restore_backup(&path, 2)
         }
+        Way::SaveAsVersion => Options::new().save_as_version(1).save(value, &path),
         Way::JournalCreate => unreachable!(),
     }
 }
@@ -573,11 +589,15 @@ fn a_fault_at_any_step_leaves_the_old_content_and_no_stray_file() {
 #[test]
 fn a_write_never_lands_inside_a_concurrent_update() {
     umask_022();
-    // A plain save takes no lock (documented: mixing it with updates can lose them), and a
-    // journal has one writer; every other way takes the file's lock.
-    let ways = WAYS
-        .into_iter()
-        .filter(|way| !matches!(way, Way::Save | Way::JournalCreate | Way::Checkpoint));
+    // A plain save (at its version or an older one) takes no lock (documented: mixing it with
+    // updates can lose them), and a journal has one writer; every other way takes the file's
+    // lock.
+    let ways = WAYS.into_iter().filter(|way| {
+        !matches!(
+            way,
+            Way::Save | Way::SaveAsVersion | Way::JournalCreate | Way::Checkpoint
+        )
+    });
     for way in ways {
         let dir = tempfile::tempdir().unwrap();
         way.prepare(dir.path(), 1);

@@ -9,8 +9,8 @@ use syn::{Attribute, Lit, LitInt, LitStr, Path, Token, Type};
 
 use crate::ctxt::Ctxt;
 
-const KEYS: &str =
-    "`version`, `migrate_from`, `upcast_from`, `accept_unversioned`, `checksum`, `pretty`, `crate`";
+const KEYS: &str = "`version`, `migrate_from`, `upcast_from`, `downgrade`, `validate`, \
+                    `accept_unversioned`, `checksum`, `pretty`, `crate`";
 
 #[derive(Default)]
 pub(crate) struct Attrs {
@@ -28,6 +28,10 @@ pub(crate) struct Attrs {
     pub(crate) checksum: Option<Path>,
     /// The `pretty` key: saves of this type write indented JSON.
     pub(crate) pretty: Option<Path>,
+    /// The `downgrade` key: this version converts back into the one it migrates from.
+    pub(crate) downgrade: Option<Path>,
+    /// `validate = path`: the function that checks every value a load returns.
+    pub(crate) validate: Option<Path>,
     pub(crate) krate: Option<Path>,
 }
 
@@ -45,6 +49,8 @@ impl Attrs {
                     "version"
                         | "migrate_from"
                         | "upcast_from"
+                        | "downgrade"
+                        | "validate"
                         | "accept_unversioned"
                         | "checksum"
                         | "pretty"
@@ -82,7 +88,11 @@ impl Attrs {
                             parse_value(&meta, cx, "a type, as in `upcast_from = EventV2`")?
                                 .map(|previous| (key, previous))
                     }
-                    "accept_unversioned" | "checksum" | "pretty" => {
+                    "validate" => {
+                        parsed.validate =
+                            parse_value(&meta, cx, "a function, as in `validate = check_settings`")?
+                    }
+                    "accept_unversioned" | "checksum" | "pretty" | "downgrade" => {
                         if meta.input.peek(Token![=]) || !at_key_end(meta.input) {
                             cx.error_spanned_by(
                                 &meta.path,
@@ -93,6 +103,7 @@ impl Attrs {
                         let flag = match key.as_str() {
                             "checksum" => &mut parsed.checksum,
                             "pretty" => &mut parsed.pretty,
+                            "downgrade" => &mut parsed.downgrade,
                             _ => &mut parsed.accept_unversioned,
                         };
                         *flag = Some(meta.path.clone());

@@ -62,8 +62,6 @@ fn impl_persisted(input: &Input<'_>, version: u32) -> TokenStream {
             ));
         }
     }
-    let where_clause = (!predicates.is_empty()).then(|| quote!(where #(#predicates),*));
-
     let accepts_unversioned = input.attrs.accept_unversioned.as_ref().map(|_| {
         quote!(
             const ACCEPTS_UNVERSIONED: bool = true;
@@ -81,6 +79,48 @@ fn impl_persisted(input: &Input<'_>, version: u32) -> TokenStream {
             const PRETTY: bool = true;
         )
     });
+
+    // `validate = path`: spanned at the path, so that a function of the wrong shape is reported
+    // there.
+    let validate = input.attrs.validate.as_ref().map(|path| {
+        let call = quote_spanned!(path.span()=>
+            #krate::__private::Validation::validated(#path(self))
+        );
+        quote! {
+            fn validate(&self) -> ::core::result::Result<(), #krate::BoxError> {
+                #call
+            }
+        }
+    });
+
+    // `downgrade`: the step back, spanned at the key (a missing `From<Self> for Previous`).
+    let downgrade = input
+        .attrs
+        .downgrade
+        .as_ref()
+        .zip(input.attrs.migrate_from.as_ref())
+        .map(|(key, previous)| {
+            let body = quote_spanned!(key.span()=>
+                <#previous as #krate::__private::DowngradeFrom<Self>>::downgrade_from(self)
+            );
+            quote! {
+                const DOWNGRADES: bool = true;
+
+                fn downgrade(
+                    self,
+                ) -> ::core::result::Result<<Self as #krate::Persisted>::Previous, #krate::BoxError> {
+                    #body
+                }
+            }
+        });
+    if input.is_generic()
+        && let (Some(_), Some(previous)) = (&input.attrs.downgrade, &input.attrs.migrate_from)
+    {
+        predicates.push(quote_spanned!(previous.span()=>
+            #previous: #krate::__private::DowngradeFrom<#ty>
+        ));
+    }
+    let where_clause = (!predicates.is_empty()).then(|| quote!(where #(#predicates),*));
 
     let step = match (&input.attrs.migrate_from, &input.attrs.upcast_from) {
         (Some(previous), _) => Some((previous, false)),
@@ -153,6 +193,8 @@ fn impl_persisted(input: &Input<'_>, version: u32) -> TokenStream {
                 #migrate_body
             }
             #upcast
+            #downgrade
+            #validate
         }
         #order_check
     }

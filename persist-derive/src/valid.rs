@@ -49,6 +49,21 @@ pub(crate) fn check(input: &Input<'_>, cx: &mut Ctxt) {
              both",
         );
     }
+    if let Some(key) = &attrs.downgrade
+        && attrs.migrate_from.is_none()
+    {
+        let reason = match &attrs.upcast_from {
+            Some(_) => {
+                "`downgrade` needs a one-to-one step: an `upcast_from` step makes any number of \
+                 values from one, which no conversion undoes; use `migrate_from`"
+            }
+            None => {
+                "`downgrade` converts this version back into the one it migrates from: add \
+                 `migrate_from = PreviousVersion` (the oldest version has nothing to go down to)"
+            }
+        };
+        cx.error_spanned_by(key, reason);
+    }
     if let (Some(key), Some(_)) = (&attrs.accept_unversioned, &attrs.upcast_from) {
         cx.error_spanned_by(
             key,

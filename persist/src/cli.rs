@@ -7,6 +7,10 @@
 //! migrate FILE            loads FILE through the migration chain and saves it at the current
 //!                         version; the old file is kept as a backup of its version
 //! migrate FILE --dry-run  what migrate would do, without writing
+//! migrate FILE --to N     rewrites FILE at version N, an older version of the chain, for a
+//!                         release about to be rolled back: the value goes down through each
+//!                         version's `#[persist(downgrade)]` step (with --dry-run: what it
+//!                         would do); the old file is kept as a backup of its version
 //! ```
 //!
 //! Exit status: 0 on success, 1 when the file cannot be inspected or migrated (one line on
@@ -42,7 +46,10 @@ usage:
                           whether it would succeed (nothing is written)
   migrate FILE            rewrites FILE at the current version; the old file is kept as a
                           backup of its version
-  migrate FILE --dry-run  what migrate would do, without writing";
+  migrate FILE --dry-run  what migrate would do, without writing
+  migrate FILE --to N     rewrites FILE at version N, an older version, through each
+                          version's downgrade step (a rollback); add --dry-run to only say
+                          what it would do";
 
 /// Runs the subcommand in `args` (without the program's name) for state files of type `T`,
 /// with the default [`Options`], printing to standard output and standard error.
@@ -81,7 +88,16 @@ pub fn run_with<T: Persisted>(
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     let result = match parse(&args) {
         Ok(Command::Inspect(file)) => inspect::<T>(options, &file, out),
-        Ok(Command::Migrate { file, dry_run }) => migrate::<T>(options, &file, dry_run, out),
+        Ok(Command::Migrate {
+            file,
+            dry_run,
+            to: None,
+        }) => migrate::<T>(options, &file, dry_run, out),
+        Ok(Command::Migrate {
+            file,
+            dry_run,
+            to: Some(version),
+        }) => downgrade::<T>(options, &file, version, dry_run, out),
         Ok(Command::Help) => writeln!(out, "{USAGE}").map_err(Failure::from),
         Err(failure) => Err(failure),
     };
@@ -101,7 +117,12 @@ pub fn run_with<T: Persisted>(
 
 enum Command {
     Inspect(PathBuf),
-    Migrate { file: PathBuf, dry_run: bool },
+    Migrate {
+        file: PathBuf,
+        dry_run: bool,
+        /// `--to N`: the version to write.
+        to: Option<u32>,
+    },
     Help,
 }
 
@@ -133,20 +154,50 @@ fn parse(args: &[OsString]) -> Result<Command, Failure> {
         .collect::<Result<_, _>>()?;
     match words.as_slice() {
         ["inspect", file] => Ok(Command::Inspect(PathBuf::from(file))),
-        ["migrate", file] => Ok(Command::Migrate {
-            file: PathBuf::from(file),
-            dry_run: false,
-        }),
-        ["migrate", file, "--dry-run"] | ["migrate", "--dry-run", file] => Ok(Command::Migrate {
-            file: PathBuf::from(file),
-            dry_run: true,
-        }),
+        ["migrate", rest @ ..] if !rest.is_empty() => parse_migrate(rest),
         ["help" | "--help" | "-h"] => Ok(Command::Help),
         [] => Err(Failure::Usage("no command given".to_owned())),
         _ => Err(Failure::Usage(format!(
             "unknown command or arguments: {}",
             words.join(" ")
         ))),
+    }
+}
+
+/// The words after `migrate`: one file, `--dry-run` and `--to N` in any order.
+fn parse_migrate(words: &[&str]) -> Result<Command, Failure> {
+    let mut file = None;
+    let mut dry_run = false;
+    let mut to = None;
+    let mut words = words.iter();
+    while let Some(&word) = words.next() {
+        match word {
+            "--dry-run" if !dry_run => dry_run = true,
+            "--to" if to.is_none() => {
+                let version = words.next().ok_or_else(|| {
+                    Failure::Usage("--to needs a version, as in `--to 2`".to_owned())
+                })?;
+                to = Some(
+                    version
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|v| *v > 0)
+                        .ok_or_else(|| {
+                            Failure::Usage(format!(
+                                "--to {version}: a version is a whole number from 1 up"
+                            ))
+                        })?,
+                );
+            }
+            word if !word.starts_with("--") && file.is_none() => file = Some(PathBuf::from(word)),
+            word => {
+                return Err(Failure::Usage(format!("migrate: unexpected `{word}`")));
+            }
+        }
+    }
+    match file {
+        Some(file) => Ok(Command::Migrate { file, dry_run, to }),
+        None => Err(Failure::Usage("migrate: no FILE given".to_owned())),
     }
 }
 
@@ -222,6 +273,61 @@ fn migrate<T: Persisted>(
          the backup of version {from}",
         file.display(),
         T::VERSION
+    )?;
+    Ok(())
+}
+
+/// `migrate FILE --to N`: the file loaded at the current version (through the chain), then
+/// written at version `to`, down through each downgrade step.
+fn downgrade<T: Persisted>(
+    options: &Options,
+    file: &std::path::Path,
+    to: u32,
+    dry_run: bool,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let report = options.inspect::<T>(file)?;
+    if let Err(error) = report.outcome {
+        return Err(error.into());
+    }
+    let from = report.stored_version.unwrap_or_default();
+    if !report.unversioned && from == u64::from(to) {
+        writeln!(
+            out,
+            "{}: already at version {to}; nothing to do",
+            file.display()
+        )?;
+        return Ok(());
+    }
+    let value: T = options.load(file)?;
+    // The whole walk runs before anything is written: a step that fails or is missing is the
+    // error, also in a dry run.
+    crate::rollback::encode_at(&value, to, crate::codec::Style::default())
+        .map_err(|failure| failure.at(file))?
+        .map_err(|error| error.at(file))?;
+    let steps: Vec<String> = (to..T::VERSION)
+        .rev()
+        .filter(|version| crate::codec::in_chain::<T>(*version))
+        .fold(vec![T::VERSION.to_string()], |mut steps, version| {
+            steps.push(version.to_string());
+            steps
+        });
+    let path = steps.join(" -> ");
+    if dry_run {
+        writeln!(
+            out,
+            "{}: would write version {to} ({path}) and keep the old file as the backup of \
+             version {from}; nothing was written",
+            file.display()
+        )?;
+        return Ok(());
+    }
+    options.clone().save_as_version(to).save(&value, file)?;
+    writeln!(
+        out,
+        "{}: written at version {to} ({path}); the old file is kept as the backup of version \
+         {from}",
+        file.display()
     )?;
     Ok(())
 }

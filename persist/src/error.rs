@@ -94,6 +94,34 @@ pub enum Error {
         supported: u32,
     },
 
+    /// A save over a file of a newer version was refused: the options read such files
+    /// read-only ([`OnNewer::ReadOnly`](crate::OnNewer::ReadOnly)), or their data no longer
+    /// reads as this program's version, so no member of it could be kept
+    /// ([`OnNewer::KeepUnknown`](crate::OnNewer::KeepUnknown)). The file is left as it was.
+    ReadOnly {
+        /// The file.
+        path: PathBuf,
+        /// The version stored in the file.
+        found: u64,
+        /// The newest version this program knows.
+        supported: u32,
+    },
+
+    /// A save at an older version ([`Options::save_as_version`](crate::Options::save_as_version))
+    /// could not take the value down: the step from `from` to `to` failed or is not declared
+    /// (`#[persist(downgrade)]`), or the version asked for is not an older version of the
+    /// chain (`from` is then the value's version, `to` the one asked for). Nothing was written.
+    Downgrade {
+        /// The file.
+        path: PathBuf,
+        /// The version the failing step starts from.
+        from: u32,
+        /// The version it converts to.
+        to: u32,
+        /// What the step (or the walk) reported.
+        source: BoxError,
+    },
+
     /// The stored version is older than the current one but is not in the migration chain (or
     /// is 0).
     UnknownVersion {
@@ -105,7 +133,9 @@ pub enum Error {
         known: Vec<u32>,
     },
 
-    /// A migration step (a user's `TryFrom` impl) refused the stored data.
+    /// A migration step (a user's `TryFrom` impl) refused the stored data, or the type's
+    /// `#[persist(validate = ...)]` function refused the value the last step made (`from` is
+    /// then the file's version, `to` this program's; equal for a file of this version).
     Migration {
         /// The file.
         path: PathBuf,
@@ -378,12 +408,41 @@ impl fmt::Display for Error {
                 "saved at schema version {found}, but this program reads versions up to \
                  {supported}; upgrade the program to read it ({LEFT_AS_IT_WAS})"
             ),
+            Error::ReadOnly {
+                found, supported, ..
+            } => write!(
+                f,
+                "holds schema version {found}, newer than this program's {supported}: it was \
+                 read without being understood whole, so it is not saved over (Options::on_newer \
+                 with OnNewer::KeepUnknown writes the newer version back with the members this \
+                 program does not know; the file was left as it was)"
+            ),
+            Error::Downgrade {
+                from, to, source, ..
+            } => write!(
+                f,
+                "cannot be written at version {to}: going down from version {from} failed: \
+                 {source}; nothing was written"
+            ),
             Error::UnknownVersion { found, known, .. } => write!(
                 f,
                 "saved at schema version {found}, which is not in this program's migration \
                  chain (known versions: {}); {LEFT_AS_IT_WAS}",
                 DisplayList(known)
             ),
+            Error::Migration {
+                from, to, source, ..
+            } if source.is::<ValidationError>() => match from == to {
+                true => write!(
+                    f,
+                    "the value of version {to} was {source}; {LEFT_AS_IT_WAS}"
+                ),
+                false => write!(
+                    f,
+                    "the value migrated from version {from} to version {to} was {source}; \
+                     {LEFT_AS_IT_WAS}"
+                ),
+            },
             Error::Migration {
                 from, to, source, ..
             } => write!(
@@ -520,6 +579,26 @@ impl fmt::Display for Error {
 /// it twice, `source()` returns nothing; the underlying error is the variant's `source` field.
 impl std::error::Error for Error {}
 
+/// The `source` of an [`Error::Migration`] when the loaded value was refused by the type's
+/// `#[persist(validate = ...)]` function rather than by a migration step.
+///
+/// ```
+/// # fn report(error: &persist::Error) {
+/// if let persist::Error::Migration { source, .. } = error
+///     && let Some(refused) = source.downcast_ref::<persist::ValidationError>()
+/// {
+///     eprintln!("the file holds a value this program refuses: {}", refused.reason);
+/// }
+/// # }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("refused by its validation: {reason}")]
+#[non_exhaustive]
+pub struct ValidationError {
+    /// What the `validate` function returned (its message is part of this error's).
+    pub reason: BoxError,
+}
+
 /// Why compressing or encrypting a file failed ([`Error::Seal`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -587,6 +666,8 @@ impl Error {
             | Error::Corrupt { path, .. }
             | Error::FutureVersion { path, .. }
             | Error::UnknownVersion { path, .. }
+            | Error::ReadOnly { path, .. }
+            | Error::Downgrade { path, .. }
             | Error::Migration { path, .. }
             | Error::LockTimeout { path, .. }
             | Error::AlreadyOpen { path, .. }
@@ -667,6 +748,10 @@ pub enum ErrorKind {
     FutureVersion,
     /// [`Error::UnknownVersion`].
     UnknownVersion,
+    /// [`Error::ReadOnly`].
+    ReadOnly,
+    /// [`Error::Downgrade`].
+    Downgrade,
     /// [`Error::Migration`].
     Migration,
     /// [`Error::LockTimeout`].
@@ -725,6 +810,8 @@ impl ErrorKind {
             ErrorKind::Corrupt => "corrupt",
             ErrorKind::FutureVersion => "future_version",
             ErrorKind::UnknownVersion => "unknown_version",
+            ErrorKind::ReadOnly => "read_only",
+            ErrorKind::Downgrade => "downgrade",
             ErrorKind::Migration => "migration",
             ErrorKind::LockTimeout => "lock_timeout",
             ErrorKind::AlreadyOpen => "already_open",
@@ -801,6 +888,8 @@ impl Error {
             Error::Corrupt { .. } => ErrorKind::Corrupt,
             Error::FutureVersion { .. } => ErrorKind::FutureVersion,
             Error::UnknownVersion { .. } => ErrorKind::UnknownVersion,
+            Error::ReadOnly { .. } => ErrorKind::ReadOnly,
+            Error::Downgrade { .. } => ErrorKind::Downgrade,
             Error::Migration { .. } => ErrorKind::Migration,
             Error::LockTimeout { .. } => ErrorKind::LockTimeout,
             Error::AlreadyOpen { .. } => ErrorKind::AlreadyOpen,

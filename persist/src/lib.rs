@@ -137,6 +137,7 @@ pub mod non_finite;
 mod options;
 mod persisted;
 mod retry;
+mod rollback;
 #[cfg(feature = "testing")]
 mod schema;
 mod settings;
@@ -156,7 +157,9 @@ pub use crate::audit::{AuditOp, AuditRecord, AuditRecords, read_audit};
 pub use crate::collection::cache::CacheStats;
 #[cfg(feature = "collection")]
 pub use crate::collection::{Collection, MAX_KEY_BYTES, MigrationReport, Progress};
-pub use crate::error::{BoxError, Error, ErrorKind, FileKind, IoOp, RemoteOp, SealError};
+pub use crate::error::{
+    BoxError, Error, ErrorKind, FileKind, IoOp, RemoteOp, SealError, ValidationError,
+};
 pub use crate::file::recover::{Fallback, LoadOutcome, Loaded, OnCorrupt};
 pub use crate::file_info::{FileInfo, KeySource, Layout};
 pub use crate::inspect::Inspection;
@@ -173,6 +176,7 @@ pub use crate::key::{Key, KeyError};
 pub use crate::live::{ChangeOrigin, Live, LiveEvent, LiveStats, SavePolicy, Subscription};
 pub use crate::options::Options;
 pub use crate::persisted::{Origin, Persisted};
+pub use crate::rollback::{NewerFile, OnNewer};
 pub use crate::shell::Durability;
 pub use crate::shell::backup::Backup;
 pub use crate::shell::names::{FileRole, file_role};
@@ -259,6 +263,46 @@ pub mod __private {
     {
         fn migrate_from(previous: Previous) -> Result<Self, BoxError> {
             Next::try_from(previous).map_err(Into::into)
+        }
+    }
+
+    /// A `TryFrom` step back to the previous version (`downgrade`), whose error can be boxed.
+    #[diagnostic::on_unimplemented(
+        message = "no downgrade from `{Next}` to `{Self}`",
+        label = "`#[persist(downgrade)]` needs `impl From<{Next}> for {Self}` or `impl TryFrom<{Next}> for {Self}`",
+        note = "a `TryFrom` error type must convert into `Box<dyn std::error::Error + Send + Sync>`"
+    )]
+    pub trait DowngradeFrom<Next>: Sized {
+        /// Converts, boxing the error.
+        fn downgrade_from(next: Next) -> Result<Self, BoxError>;
+    }
+
+    impl<Next, Previous> DowngradeFrom<Next> for Previous
+    where
+        Previous: TryFrom<Next>,
+        Previous::Error: Into<BoxError>,
+    {
+        fn downgrade_from(next: Next) -> Result<Self, BoxError> {
+            Previous::try_from(next).map_err(Into::into)
+        }
+    }
+
+    /// What a `validate` function returns: `Result<(), E>` with an error that can be boxed.
+    #[diagnostic::on_unimplemented(
+        message = "a `validate` function must return `Result<(), E>`, not `{Self}`",
+        label = "`validate` names a `fn(&Self) -> Result<(), E>`",
+        note = "`E` must convert into `Box<dyn std::error::Error + Send + Sync>`: any \
+                `std::error::Error + Send + Sync + 'static` type, `String`, `&'static str`, \
+                `anyhow::Error` or a boxed error"
+    )]
+    pub trait Validation {
+        /// The result, its error boxed.
+        fn validated(self) -> Result<(), BoxError>;
+    }
+
+    impl<E: Into<BoxError>> Validation for Result<(), E> {
+        fn validated(self) -> Result<(), BoxError> {
+            self.map_err(Into::into)
         }
     }
 

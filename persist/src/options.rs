@@ -18,7 +18,8 @@ use crate::settings::Settings;
 use crate::shell::{AuditOp, Durability};
 use crate::{
     Backup, Error, FileInfo, Follow, Inspection, Journal, JournalRecords, JournalRecovery,
-    LoadOutcome, Loaded, OnCorrupt, Persisted, RawRecord, Transaction, file, file_info, inspect,
+    LoadOutcome, Loaded, OnCorrupt, OnNewer, Persisted, RawRecord, Transaction, file, file_info,
+    inspect,
 };
 
 /// Settings for loading and saving, for when the defaults of the [`Persisted`] methods do not
@@ -218,6 +219,92 @@ impl Options {
     /// file costs nothing more to load.
     pub const fn on_corrupt(mut self, policy: OnCorrupt) -> Self {
         self.settings.on_corrupt = policy;
+        self
+    }
+
+    /// Sets what loads and saves do with a file of a newer schema version than the program's
+    /// (a release rolled back): refuse it ([`OnNewer::Refuse`], the default), read its data as
+    /// this version and refuse to save over it ([`OnNewer::ReadOnly`]), or read it and, on a
+    /// save, write back the members this version does not know, at the file's version
+    /// ([`OnNewer::KeepUnknown`]). [`load_reported`](Options::load_reported) says when a load
+    /// read a newer file, and which members it did not know ([`LoadOutcome::Newer`]).
+    ///
+    /// ```
+    /// use persist::{Error, LoadOutcome, OnNewer, Options, Persisted};
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize, Persisted)]
+    /// #[persist(version = 3)]
+    /// struct Settings { theme: String }
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("settings.json");
+    /// // Written by the next release, version 4, which added a field.
+    /// std::fs::write(&path, r#"{"version":4,"data":{"theme":"dark","font":"mono"}}"#)?;
+    ///
+    /// let read_only = Options::new().on_newer(OnNewer::ReadOnly);
+    /// let loaded = read_only.load_reported::<Settings>(&path)?;
+    /// assert_eq!(loaded.value.theme, "dark");
+    /// let LoadOutcome::Newer(newer) = &loaded.outcome else { unreachable!() };
+    /// assert_eq!((newer.found, newer.unknown.clone()), (4, vec!["font".to_owned()]));
+    /// assert!(matches!(read_only.save(&loaded.value, &path), Err(Error::ReadOnly { .. })));
+    ///
+    /// let keep = Options::new().on_newer(OnNewer::KeepUnknown);
+    /// keep.save(&Settings { theme: "light".into() }, &path)?;
+    /// assert_eq!(
+    ///     std::fs::read_to_string(&path)?,
+    ///     r#"{"version":4,"data":{"font":"mono","theme":"light"}}"#
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub const fn on_newer(mut self, policy: OnNewer) -> Self {
+        self.settings.on_newer = policy;
+        self
+    }
+
+    /// Makes saves write `version`, an older version of the value's chain, for a release that
+    /// is about to be rolled back: the value goes down through each version's downgrade step
+    /// (`#[persist(downgrade)]` on a version with `From<Self> for Previous`, or `TryFrom`), and
+    /// the file holds exactly what the older release writes. A save at the value's own version
+    /// is an ordinary save. The file replaced is kept as a backup when its version differs,
+    /// as on every save.
+    ///
+    /// # Errors (of the saves)
+    ///
+    /// [`Error::Downgrade`] when a step fails or is not declared, or `version` is not an older
+    /// version of the chain; nothing is written.
+    ///
+    /// ```
+    /// use persist::{Options, Persisted};
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize, Persisted)]
+    /// #[persist(version = 1)]
+    /// struct SettingsV1 { theme: String }
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize, Persisted)]
+    /// #[persist(version = 2, migrate_from = SettingsV1, downgrade)]
+    /// struct Settings { theme: String, font: String }
+    ///
+    /// impl From<SettingsV1> for Settings {
+    ///     fn from(old: SettingsV1) -> Self {
+    ///         Settings { theme: old.theme, font: "mono".into() }
+    ///     }
+    /// }
+    ///
+    /// impl From<Settings> for SettingsV1 {
+    ///     fn from(new: Settings) -> Self {
+    ///         SettingsV1 { theme: new.theme }
+    ///     }
+    /// }
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("settings.json");
+    /// let settings = Settings { theme: "dark".into(), font: "serif".into() };
+    /// Options::new().save_as_version(1).save(&settings, &path)?;
+    /// assert_eq!(std::fs::read_to_string(&path)?, r#"{"version":1,"data":{"theme":"dark"}}"#);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub const fn save_as_version(mut self, version: u32) -> Self {
+        self.settings.save_as = Some(version);
         self
     }
 
@@ -657,11 +744,14 @@ impl Options {
     pub fn save_async<T: Persisted>(&self, value: &T, path: impl AsRef<Path>) -> Pending<()> {
         let path = path.as_ref().to_owned();
         match self.settings.file_bytes(value, &path) {
-            Ok(bytes) => {
+            Ok(prepared) => {
                 let settings = self.settings.clone();
-                let write = file::write_of::<T>(AuditOp::Save);
+                let write = crate::shell::commit::Write {
+                    version: Some(prepared.version),
+                    ..file::write_of::<T>(AuditOp::Save)
+                };
                 Pending::new(path, move |path| {
-                    file::save_bytes(&settings, path, &write, &bytes)
+                    file::save_bytes(&settings, path, &write, &prepared.bytes)
                 })
             }
             Err(error) => Pending::failed(error),

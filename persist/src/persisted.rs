@@ -114,6 +114,44 @@ pub trait Persisted: Serialize + DeserializeOwned {
         Self::migrate(previous).map(|value| vec![value])
     }
 
+    /// `true` when a value of this version converts back into `Previous`
+    /// (`#[persist(downgrade)]`, with `From<Self> for Previous` or `TryFrom`): what
+    /// [`Options::save_as_version`](crate::Options::save_as_version) walks down to write a file
+    /// an older release of the program reads.
+    const DOWNGRADES: bool = false;
+
+    /// Converts this value into the previous version, for a file written at an older version.
+    /// The derive implements it with `TryFrom<Self> for Self::Previous` under
+    /// `#[persist(downgrade)]`.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the conversion returns; without `#[persist(downgrade)]`, an error saying that
+    /// this version declares no step down.
+    fn downgrade(self) -> Result<Self::Previous, BoxError> {
+        Err(format!(
+            "version {} (`{}`) declares no step down to version {} (`#[persist(downgrade)]`)",
+            Self::VERSION,
+            std::any::type_name::<Self>(),
+            Self::Previous::VERSION,
+        )
+        .into())
+    }
+
+    /// Checks a value a load produced, after the last migration step (a file already at this
+    /// version has none): an `Err` refuses the load with [`Error::Migration`] (from the file's
+    /// version to this one) and the file is left as it was. Set with
+    /// `#[persist(validate = path::to::check)]`, a `fn(&Self) -> Result<(), E>` whose error
+    /// converts into [`BoxError`]. The migration kit runs it on every fixture. Saves do not
+    /// call it.
+    ///
+    /// # Errors
+    ///
+    /// The reason the value is refused.
+    fn validate(&self) -> Result<(), BoxError> {
+        Ok(())
+    }
+
     /// Loads the file at `path`, whatever version in the chain it was saved at, and migrates
     /// it to this version. Never writes.
     ///

@@ -12,6 +12,7 @@ use crate::frame::{self, FrameError};
 use crate::journal::JournalRecovery;
 use crate::key::Key;
 use crate::retry::Retry;
+use crate::rollback::{self, OnNewer};
 use crate::shell::{Disk, Durability};
 use crate::{Error, Persisted};
 
@@ -35,6 +36,16 @@ pub(crate) struct Settings {
     pub(crate) journal_recovery: JournalRecovery,
     /// What a load does with a file it cannot read.
     pub(crate) on_corrupt: OnCorrupt,
+    /// What loads and saves do with a file of a newer version.
+    pub(crate) on_newer: OnNewer,
+    /// The older version saves write, walking down the declared downgrade steps.
+    pub(crate) save_as: Option<u32>,
+}
+
+/// What a save writes: the file's bytes, and the schema version they hold.
+pub(crate) struct Prepared {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) version: u32,
 }
 
 /// How values are written: the envelope's layout and the frame's layers.
@@ -69,6 +80,8 @@ impl Settings {
         group_commit: None,
         journal_recovery: JournalRecovery::TolerateTornTail,
         on_corrupt: OnCorrupt::Fail,
+        on_newer: OnNewer::Refuse,
+        save_as: None,
     };
 
     /// The layout of a save of `T`.
@@ -103,31 +116,72 @@ impl Settings {
     /// (the layers work on the complete envelope). A `Vec` is the fastest thing serde_json
     /// writes into; growing a large one costs no copies on Linux (glibc moves its pages with
     /// mremap).
+    ///
+    /// The version written is `T`'s, or the one [`save_as`](Settings::save_as) asks for, or,
+    /// over a file of a newer version, what [`OnNewer`] says (that version, or a refusal).
     pub(crate) fn file_bytes<T: Persisted>(
         &self,
         value: &T,
         path: &Path,
-    ) -> Result<Vec<u8>, Error> {
-        let plain =
-            codec::encode_to_vec(value, self.style::<T>()).map_err(|error| error.at(path))?;
-        self.seal::<T>(plain, path)
+    ) -> Result<Prepared, Error> {
+        let style = self.style::<T>();
+        let (plain, version) = match self.save_as {
+            Some(version) if version != T::VERSION => {
+                let plain = rollback::encode_at(value, version, style)
+                    .map_err(|failure| failure.at(path))?
+                    .map_err(|error| error.at(path))?;
+                (plain, version)
+            }
+            _ => match self.over_newer(value, path)? {
+                Some(newer) => newer,
+                None => (
+                    codec::encode_to_vec(value, style).map_err(|error| error.at(path))?,
+                    T::VERSION,
+                ),
+            },
+        };
+        Ok(Prepared {
+            bytes: self.seal(plain, version, path)?,
+            version,
+        })
     }
 
-    /// `plain` (an envelope of `T`) framed with the configured layers, if any.
-    pub(crate) fn seal<T: Persisted>(&self, plain: Vec<u8>, path: &Path) -> Result<Vec<u8>, Error> {
+    /// The envelope a save of `value` writes over a file of a newer version at `path`, and
+    /// that version, as [`OnNewer`] says; `None` when there is no such file (or it cannot be
+    /// read: the save then goes on, and the write refuses what is not a regular file).
+    fn over_newer<T: Persisted>(
+        &self,
+        value: &T,
+        path: &Path,
+    ) -> Result<Option<(Vec<u8>, u32)>, Error> {
+        if self.on_newer == OnNewer::Refuse {
+            return Ok(None);
+        }
+        let Ok(bytes) = crate::shell::read::read_for_load(path, self.disk.max_size) else {
+            return Ok(None);
+        };
+        let Ok(existing) = self.open(path, &bytes) else {
+            return Ok(None);
+        };
+        rollback::write_over(value, &existing, self.on_newer, self.style::<T>(), path)
+    }
+
+    /// `plain` (an envelope of `version`) framed with the configured layers, if any.
+    pub(crate) fn seal(&self, plain: Vec<u8>, version: u32, path: &Path) -> Result<Vec<u8>, Error> {
         let layers = self.layers();
         if !layers.any() {
             return Ok(plain);
         }
-        frame::seal(plain, T::VERSION, &layers).map_err(|source| Error::Seal {
+        frame::seal(plain, version, &layers).map_err(|source| Error::Seal {
             path: path.to_owned(),
             source,
         })
     }
 
-    /// Whether saves stream the value straight into the file (no layer needs it whole).
+    /// Whether saves stream the value straight into the file: no layer needs it whole, and it
+    /// is written at its type's version whatever file is there.
     pub(crate) fn streams(&self) -> bool {
-        !self.layers().any()
+        !self.layers().any() && self.save_as.is_none() && self.on_newer == OnNewer::Refuse
     }
 }
 

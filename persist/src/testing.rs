@@ -32,7 +32,10 @@
 //!   Every migrated value is also saved, loaded again and saved again, and must give the same
 //!   bytes: a schema whose files do not load back to the same value (`skip_serializing_if`
 //!   without `default`, overlapping untagged variants, ...) fails here rather than in a user's
-//!   file. Review snapshot changes with `cargo insta review`.
+//!   file. A type's `#[persist(validate = ...)]` runs on every fixture, as on every load. Each
+//!   fixture of a version marked `#[persist(downgrade)]` also goes down one version and up
+//!   again; what the round trip lost is a snapshot named `v<N>_<fixture>_down`, and a step that
+//!   fails on a fixture fails the test. Review snapshot changes with `cargo insta review`.
 //! - `schemas`: the shape of every version of the chain (field names after serde renames, types,
 //!   nesting, enum variants, options, maps, and every nested type) is compared with
 //!   `v<N>/schema.txt`. A missing lock is written (and is an error when `CI` is set: commit it).
@@ -137,14 +140,20 @@ impl<T: Persisted> Fixture<T> {
         // refused migration, none when the data could not be read at all.
         let (ran, failed) = match &self.loaded {
             Ok(_) => (&self.steps[..], None),
+            // Every step ran, then `validate` refused the value.
+            Err(Error::Migration { source, .. }) if source.is::<crate::ValidationError>() => {
+                (&self.steps[..], None)
+            }
             Err(Error::Migration { from, to, .. }) => {
                 let failing = self.steps.iter().position(|step| *step == (*from, *to));
                 (&self.steps[..failing.unwrap_or(0)], Some((*from, *to)))
             }
             Err(_) => (&self.steps[..0], None),
         };
+        let refused = matches!(&self.loaded, Err(Error::Migration { source, .. })
+            if source.is::<crate::ValidationError>());
         if ran.is_empty() && failed.is_none() {
-            text.push_str(if self.loaded.is_ok() {
+            text.push_str(if self.loaded.is_ok() || refused {
                 "no migration"
             } else {
                 "not loaded"
@@ -163,6 +172,9 @@ impl<T: Persisted> Fixture<T> {
                 text.push_str(", then ");
             }
             text.push_str(&format!("migration {from} -> {to} failed"));
+        }
+        if refused {
+            text.push_str(", then refused by `validate`");
         }
         text.push('\n');
         match &self.loaded {
@@ -412,6 +424,97 @@ impl<T: Persisted> Fixtures<T> {
         }
     }
 
+    /// Takes every fixture of every version that declares a downgrade (`#[persist(downgrade)]`)
+    /// down one version and up again: the fixture is read as its version, converted to the
+    /// previous version, written and read back as that version (what the older release
+    /// reads), migrated up again, and compared with the fixture's value member by member.
+    /// Fixtures declared to fail (`.fails.json`) are left out. Nothing is written to disk.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if a folder cannot be listed or a fixture read.
+    pub fn downgrade_round_trips(&self) -> Result<Vec<DowngradeTrip>, Error> {
+        struct Trips<'a> {
+            fixtures: &'a Path,
+            trips: Vec<DowngradeTrip>,
+            error: Option<Error>,
+        }
+
+        impl VisitVersion for Trips<'_> {
+            fn visit<V: Persisted>(&mut self) {
+                if self.error.is_some() || !V::DOWNGRADES || !crate::codec::has_older::<V>() {
+                    return;
+                }
+                let dir = self.fixtures.join(format!("v{}", V::VERSION));
+                if !dir.is_dir() {
+                    return;
+                }
+                let mut paths: Vec<PathBuf> = match read_dir(&dir) {
+                    Ok(paths) => paths,
+                    Err(error) => return self.error = Some(error),
+                };
+                paths.retain(|path| path.extension().is_some_and(|ext| ext == "json"));
+                paths.sort();
+                for path in paths {
+                    let name = path
+                        .file_stem()
+                        .map(|stem| stem.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    if name.ends_with(".fails") {
+                        continue;
+                    }
+                    let bytes = match std::fs::read(&path) {
+                        Ok(bytes) => bytes,
+                        Err(source) => {
+                            return self.error = Some(Error::Io {
+                                path,
+                                op: crate::IoOp::Read,
+                                source,
+                            });
+                        }
+                    };
+                    self.trips.push(DowngradeTrip {
+                        version: V::VERSION,
+                        to: <V::Previous as Persisted>::VERSION,
+                        name,
+                        outcome: down_and_up::<V>(&bytes, &path),
+                        path,
+                    });
+                }
+            }
+        }
+
+        let mut trips = Trips {
+            fixtures: &self.dir,
+            trips: Vec::new(),
+            error: None,
+        };
+        walk_chain::<T, _>(&mut trips);
+        match trips.error {
+            Some(error) => Err(error),
+            None => Ok(trips.trips),
+        }
+    }
+
+    /// Panics unless every fixture of a version that declares a downgrade goes down one
+    /// version and up again without an error (see
+    /// [`downgrade_round_trips`](Fixtures::downgrade_round_trips)). What a round trip loses is
+    /// not a failure (a downgrade drops what the older version cannot hold): it is in each
+    /// trip's snapshot, for review.
+    pub fn assert_downgrades(&self, trips: &[DowngradeTrip]) {
+        let problems: Vec<String> = trips
+            .iter()
+            .filter_map(|trip| {
+                let error = trip.outcome.as_ref().err()?;
+                Some(format!(
+                    "fixture v{}/{}.json does not go down to version {} and up again: {error}",
+                    trip.version, trip.name, trip.to
+                ))
+            })
+            .collect();
+        assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+    }
+
     /// Compares the shape of every version of the chain with its lock, without writing.
     ///
     /// # Errors
@@ -509,6 +612,126 @@ fn versions_in(dir: &Path) -> Result<Vec<u32>, Error> {
     Ok(versions)
 }
 
+/// One fixture taken down one version and up again
+/// ([`Fixtures::downgrade_round_trips`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct DowngradeTrip {
+    /// The fixture's version, which declares the downgrade.
+    pub version: u32,
+    /// The version it went down to.
+    pub to: u32,
+    /// Its file name without `.json`.
+    pub name: String,
+    /// Its path.
+    pub path: PathBuf,
+    /// What the round trip lost or changed, member by member (`font: "serif" became "mono"`;
+    /// empty when nothing was lost), or the error of the step that failed.
+    pub outcome: Result<Vec<String>, String>,
+}
+
+impl DowngradeTrip {
+    /// The insta snapshot name: `v<version>_<name>_down`.
+    pub fn snapshot_name(&self) -> String {
+        format!("v{}_{}_down", self.version, self.name)
+    }
+
+    /// The snapshot text: the trip, then what it lost, or the error.
+    pub fn snapshot(&self) -> String {
+        let mut text = format!(
+            "fixture v{}/{}.json, down to version {} and up again: ",
+            self.version, self.name, self.to
+        );
+        match &self.outcome {
+            Ok(lost) if lost.is_empty() => text.push_str("nothing lost\n"),
+            Ok(lost) => {
+                text.push_str("lost or changed\n");
+                for change in lost {
+                    text.push_str(&format!("  {change}\n"));
+                }
+            }
+            Err(error) => text.push_str(&format!("failed: {error}\n")),
+        }
+        text
+    }
+}
+
+/// A fixture of `V` (its `bytes`) down to `V::Previous`, written and read back at that version,
+/// and migrated up again: what changed, or the step that failed.
+fn down_and_up<V: Persisted>(bytes: &[u8], path: &Path) -> Result<Vec<String>, String> {
+    let value: V = crate::codec::decode(bytes)
+        .map_err(|error| format!("it does not load: {}", error.at::<V>(path)))?;
+    let before = serde_json::to_value(&value).map_err(|error| error.to_string())?;
+    let down = value.downgrade().map_err(|error| {
+        format!(
+            "the downgrade {} -> {} failed: {error}",
+            V::VERSION,
+            <V::Previous as Persisted>::VERSION
+        )
+    })?;
+    let written = crate::codec::encode_to_vec(&down, crate::codec::Style::default())
+        .map_err(|error| format!("the downgraded value cannot be saved: {}", error.at(path)))?;
+    let read: V::Previous = crate::codec::decode(&written).map_err(|error| {
+        format!(
+            "the file written at version {} does not load as that version: {}",
+            <V::Previous as Persisted>::VERSION,
+            error.at::<V::Previous>(path)
+        )
+    })?;
+    let up = V::migrate(read).map_err(|error| {
+        format!(
+            "the migration {} -> {} back up failed: {error}",
+            <V::Previous as Persisted>::VERSION,
+            V::VERSION
+        )
+    })?;
+    up.validate()
+        .map_err(|error| format!("the value back up is refused by `validate`: {error}"))?;
+    let after = serde_json::to_value(&up).map_err(|error| error.to_string())?;
+    let mut changes = Vec::new();
+    json_changes(&before, &after, "", &mut changes);
+    Ok(changes)
+}
+
+/// The members of `before` that `after` lost or changed, and those it gained, as lines.
+fn json_changes(
+    before: &serde_json::Value,
+    after: &serde_json::Value,
+    at: &str,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    let here = |name: &str| match at.is_empty() {
+        true => name.to_owned(),
+        false => format!("{at}.{name}"),
+    };
+    match (before, after) {
+        (Value::Object(before), Value::Object(after)) => {
+            for (name, member) in before {
+                match after.get(name) {
+                    Some(again) => json_changes(member, again, &here(name), out),
+                    None => out.push(format!("{}: {member} was lost", here(name))),
+                }
+            }
+            for (name, member) in after {
+                if !before.contains_key(name) {
+                    out.push(format!("{}: {member} was added", here(name)));
+                }
+            }
+        }
+        (Value::Array(before), Value::Array(after)) if before.len() == after.len() => {
+            for (i, (item, again)) in before.iter().zip(after).enumerate() {
+                json_changes(item, again, &format!("{at}[{i}]"), out);
+            }
+        }
+        _ if before != after => {
+            let at = if at.is_empty() { "the value" } else { at };
+            out.push(format!("{at}: {before} became {after}"));
+        }
+        _ => {}
+    }
+}
+
 /// A version whose serialized shape differs from its lock (or has no lock yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -600,6 +823,13 @@ macro_rules! migration_tests {
                         fixture.snapshot_name(),
                         fixture.snapshot()
                     );
+                }
+                let trips = fixtures
+                    .downgrade_round_trips()
+                    .unwrap_or_else(|error| panic!("cannot read the fixtures: {error}"));
+                fixtures.assert_downgrades(&trips);
+                for trip in &trips {
+                    $crate::testing::insta::assert_snapshot!(trip.snapshot_name(), trip.snapshot());
                 }
             }
 

@@ -266,20 +266,20 @@ impl Transaction {
     pub fn save<T: Persisted>(&mut self, value: &T, path: impl AsRef<Path>) -> Result<(), Error> {
         let target = self.checked(path.as_ref())?;
         let destination = self.root.join(&target);
-        let bytes = self.settings.file_bytes(value, &destination)?;
+        let prepared = self.settings.file_bytes(value, &destination)?;
         self.next += 1;
         let staged = names::staged_name(self.id, self.next);
         let file = stage_closed(
             &self.settings.disk,
             &self.staging,
             StageAs::Exactly(OsStr::new(&staged)),
-            &bytes,
+            &prepared.bytes,
             &destination,
         )?;
         self.replace(Op::Put {
             target,
             staged,
-            version: T::VERSION,
+            version: prepared.version,
         });
         self.files.push(file);
         Ok(())

@@ -109,7 +109,28 @@ pub(crate) fn deserialize_at<'de, T: Persisted, D: Deserializer<'de>>(
     )
 }
 
-/// [`deserialize_at`] as a seed, for the `data` member of an envelope.
+/// [`deserialize_at`] for the value a load returns: then checked with `T::validate`, whose
+/// refusal is a failure of the whole walk, from `version` to `T`'s.
+pub(crate) fn deserialize_checked<'de, T: Persisted, D: Deserializer<'de>>(
+    version: u32,
+    deserializer: D,
+) -> Result<Result<T, MigrationFailure>, D::Error> {
+    Ok(deserialize_at::<T, D>(version, deserializer)?.and_then(|value| validated(version, value)))
+}
+
+/// `value`, read from a file of `version`, if `T::validate` accepts it.
+pub(crate) fn validated<T: Persisted>(version: u32, value: T) -> Result<T, MigrationFailure> {
+    match value.validate() {
+        Ok(()) => Ok(value),
+        Err(reason) => Err(MigrationFailure {
+            from: version,
+            to: T::VERSION,
+            source: Box::new(crate::ValidationError { reason }),
+        }),
+    }
+}
+
+/// [`deserialize_checked`] as a seed, for the `data` member of an envelope.
 pub(crate) struct DataSeed<T> {
     pub(crate) version: u32,
     pub(crate) marker: PhantomData<T>,
@@ -119,6 +140,6 @@ impl<'de, T: Persisted> DeserializeSeed<'de> for DataSeed<T> {
     type Value = Result<T, MigrationFailure>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserialize_at::<T, D>(self.version, deserializer)
+        deserialize_checked::<T, D>(self.version, deserializer)
     }
 }

@@ -13,15 +13,16 @@ use super::chain::{DataSeed, MigrationFailure, in_chain};
 use super::checksum::CHECKSUM_KEY;
 use crate::Persisted;
 
-/// A value wrapped in the envelope of its version.
-pub(crate) struct Envelope<'a, T> {
+/// A value wrapped in the envelope of a version (its type's, but for a newer file kept whole).
+pub(crate) struct Envelope<'a, T: ?Sized> {
+    pub(crate) version: u64,
     pub(crate) data: &'a T,
 }
 
-impl<T: Persisted> Serialize for Envelope<'_, T> {
+impl<T: Serialize + ?Sized> Serialize for Envelope<'_, T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut envelope = serializer.serialize_struct("Envelope", 2)?;
-        envelope.serialize_field("version", &T::VERSION)?;
+        envelope.serialize_field("version", &self.version)?;
         envelope.serialize_field("data", self.data)?;
         envelope.end()
     }

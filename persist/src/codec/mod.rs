@@ -35,15 +35,17 @@ use std::path::Path;
 use serde::Serialize;
 use serde::de::Deserializer;
 
+pub(crate) use self::chain::MigrationFailure;
 pub(crate) use self::chain::chain_upcasts;
-use self::chain::{MigrationFailure, deserialize_at};
 #[cfg(feature = "testing")]
 pub(crate) use self::chain::{VisitVersion, walk_chain};
 pub(crate) use self::chain::{chain_versions, unversioned_root};
+use self::chain::{deserialize_checked, validated};
+pub(crate) use self::chain::{has_older, in_chain};
 pub(crate) use self::checksum::verify_checksum;
 use self::checksum::{CHECKSUM_KEY, Crc32cWriter};
 use self::envelope::{Envelope, EnvelopeVisitor, Outcome};
-pub(crate) use self::envelope::{leading_version, scan, stored_version};
+pub(crate) use self::envelope::{leading_version, raw_data, scan, stored_version};
 use self::finite::{Compact, FloatScan, Indented, NullWatch, check_floats};
 pub(crate) use self::redact::redact;
 use crate::frame::{self, FrameError};
@@ -100,11 +102,22 @@ pub(crate) fn encode<T: Persisted, W: io::Write>(
     writer: W,
     style: Style,
 ) -> Result<(), EncodeError> {
+    encode_as(value, u64::from(T::VERSION), writer, style)
+}
+
+/// [`encode`] of any value as the data of an envelope of `version`: what a save writes at a
+/// version other than its type's (a newer file's data kept whole).
+pub(crate) fn encode_as<T: Serialize + ?Sized, W: io::Write>(
+    value: &T,
+    version: u64,
+    writer: W,
+    style: Style,
+) -> Result<(), EncodeError> {
     let wrote_null = Cell::new(false);
     let written = if style.pretty {
-        write_envelope(value, writer, style, &wrote_null, Indented::at)
+        write_envelope(value, version, writer, style, &wrote_null, Indented::at)
     } else {
-        write_envelope(value, writer, style, &wrote_null, |_| Compact)
+        write_envelope(value, version, writer, style, &wrote_null, |_| Compact)
     };
     // A NaN or an infinity comes out as `null`: only a value that wrote one can hold one.
     written
@@ -117,7 +130,7 @@ pub(crate) fn encode<T: Persisted, W: io::Write>(
                 EncodeError::Io(error.into())
             } else {
                 EncodeError::Value {
-                    field: field_of_value(value),
+                    field: field_of_value(value, version),
                     source: error,
                 }
             }
@@ -134,13 +147,14 @@ pub(crate) fn encode_to_vec<T: Persisted>(value: &T, style: Style) -> Result<Vec
 /// The envelope in the layout `L` (`layout(level)` makes one starting at that depth).
 fn write_envelope<'n, T, W, L>(
     value: &T,
+    version: u64,
     mut writer: W,
     style: Style,
     wrote_null: &'n Cell<bool>,
     layout: impl Fn(usize) -> L,
 ) -> Result<(), serde_json::Error>
 where
-    T: Persisted,
+    T: Serialize + ?Sized,
     W: io::Write,
     NullWatch<'n, L>: serde_json::ser::Formatter,
 {
@@ -155,7 +169,7 @@ where
         } else {
             ("{\"version\":", ",\"data\":", "}")
         };
-        write!(writer, "{open}{}{between}", T::VERSION).map_err(serde_json::Error::io)?;
+        write!(writer, "{open}{version}{between}").map_err(serde_json::Error::io)?;
         let mut hashing = Crc32cWriter::new(&mut writer);
         value.serialize(&mut serde_json::Serializer::with_formatter(
             &mut hashing,
@@ -171,7 +185,11 @@ where
         .map_err(serde_json::Error::io)
     } else {
         let mut serializer = serde_json::Serializer::with_formatter(&mut writer, formatter(0));
-        Envelope { data: value }.serialize(&mut serializer)?;
+        Envelope {
+            version,
+            data: value,
+        }
+        .serialize(&mut serializer)?;
         if pretty {
             writer.write_all(b"\n").map_err(serde_json::Error::io)?;
         }
@@ -181,8 +199,11 @@ where
 
 /// Walks the value again, tracking the position, to name the field a serialization error is
 /// at: serde_json's own refusals first, then the floats. Only failing saves pay for it.
-fn field_of_value<T: Persisted>(value: &T) -> Option<String> {
-    let envelope = Envelope { data: value };
+fn field_of_value<T: Serialize + ?Sized>(value: &T, version: u64) -> Option<String> {
+    let envelope = Envelope {
+        version,
+        data: value,
+    };
     let mut serializer = serde_json::Serializer::new(io::sink());
     let error = serde_path_to_error::serialize(&envelope, &mut serializer)
         .err()
@@ -336,7 +357,7 @@ pub(crate) fn decode_with<T: Persisted>(bytes: &[u8], parser: Parser) -> Result<
     if parser == Parser::Json
         && let Some(value) = decode_compact::<T>(bytes)
     {
-        return Ok(value);
+        return validated(T::VERSION, value).map_err(DecodeError::Migration);
     }
     let checksum_checked = verify_checksum(bytes)?;
     let pass = Pass::Envelope {
@@ -525,7 +546,7 @@ fn run_pass<'de, T: Persisted, D: Deserializer<'de>>(
             marker: PhantomData,
         }),
         Pass::Unversioned { root } => {
-            deserialize_at::<T, D>(root, deserializer).map(Outcome::Decoded)
+            deserialize_checked::<T, D>(root, deserializer).map(Outcome::Decoded)
         }
     }
 }

@@ -21,7 +21,7 @@ pub(crate) fn encode<T: Persisted>(
     let style = settings.style::<T>();
     let mut plain = codec::encode_to_vec(value, style).map_err(|error| error.at(path))?;
     insert_key(&mut plain, key, style.pretty);
-    settings.seal::<T>(plain, path)
+    settings.seal(plain, T::VERSION, path)
 }
 
 /// Puts the `key` member after `version`, the envelope's first member: the first comma of

@@ -126,8 +126,12 @@ pub(crate) fn save_file<T: Persisted>(
             ..write_of::<T>(operation)
         };
         if !settings.streams() {
-            let data = settings.file_bytes(value, path)?;
-            return replace_path(&settings.disk, path, &write, bytes(&data));
+            let prepared = settings.file_bytes(value, path)?;
+            let write = Write {
+                version: Some(prepared.version),
+                ..write
+            };
+            return replace_path(&settings.disk, path, &write, bytes(&prepared.bytes));
         }
         // Streams into the temporary file: no copy of the file in memory. A value serde refuses
         // half-way leaves a partial temporary file, which the failed write removes.
@@ -152,14 +156,12 @@ pub(crate) fn save_to<T: Persisted>(
     operation: AuditOp,
 ) -> Result<(), Error> {
     measured_save(&target.named, T::VERSION, || {
-        let data = settings.file_bytes(value, &target.named)?;
-        replace(
-            &settings.disk,
-            target,
-            &write_of::<T>(operation),
-            bytes(&data),
-        )
-        .map(drop)
+        let prepared = settings.file_bytes(value, &target.named)?;
+        let write = Write {
+            version: Some(prepared.version),
+            ..write_of::<T>(operation)
+        };
+        replace(&settings.disk, target, &write, bytes(&prepared.bytes)).map(drop)
     })
 }
 

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::mapped::Contents;
+use crate::rollback::{self, NewerFile, OnNewer};
 use crate::settings::Settings;
 use crate::shell::commit::{Write, bytes, replace_path};
 use crate::shell::{AuditOp, backup, lock, read};
@@ -70,6 +71,9 @@ pub enum LoadOutcome {
     /// The file did not load, nor did any earlier copy; the value is the default
     /// ([`OnCorrupt::Default`]).
     Defaulted(Fallback),
+    /// The file is of a newer version; its data was read as this program's version
+    /// ([`OnNewer::ReadOnly`] or [`OnNewer::KeepUnknown`]).
+    Newer(NewerFile),
 }
 
 impl LoadOutcome {
@@ -77,7 +81,7 @@ impl LoadOutcome {
     pub fn fallback(&self) -> Option<&Fallback> {
         match self {
             LoadOutcome::LastGood(fallback) | LoadOutcome::Defaulted(fallback) => Some(fallback),
-            LoadOutcome::Intact | LoadOutcome::Missing => None,
+            LoadOutcome::Intact | LoadOutcome::Missing | LoadOutcome::Newer(_) => None,
         }
     }
 }
@@ -127,6 +131,13 @@ pub(crate) fn load<T: Persisted>(
             return Ok(Loaded {
                 value: None,
                 outcome: LoadOutcome::Missing,
+            });
+        }
+        Err(refused @ Error::FutureVersion { .. }) if settings.on_newer != OnNewer::Refuse => {
+            let (value, newer) = rollback::load::<T>(settings, path, refused)?;
+            return Ok(Loaded {
+                value: Some(value),
+                outcome: LoadOutcome::Newer(newer),
             });
         }
         Err(error) if settings.on_corrupt == OnCorrupt::Fail || !is_damage(&error) => {
