@@ -465,3 +465,105 @@ fn collection_entries_keep_generations_which_are_no_keys_and_go_with_a_delete() 
     assert!(options.backups_of(&entry).unwrap().is_empty());
     assert_eq!(collection.keys().unwrap(), ["bob"]);
 }
+
+#[test]
+fn a_damaged_collection_entry_recovers_from_its_own_generation() {
+    for how in ["zeroed", "truncated", "bit flipped"] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options::new()
+            .generations(2)
+            .checksum(true)
+            .on_corrupt(OnCorrupt::LastGood);
+        let collection: persist::Collection<Notes> = options.collection(dir.path()).unwrap();
+        for count in 1..=3 {
+            collection.put("alice", &notes(count)).unwrap();
+        }
+        collection.put("bob", &notes(9)).unwrap();
+        let entry = collection.backend().locate("alice");
+        let bob = fs::read(collection.backend().locate("bob")).unwrap();
+        destroy(&entry, how);
+        let damaged_bytes = fs::read(&entry).unwrap();
+
+        // Without the policy, the damage is the error and nothing changes.
+        let strict: persist::Collection<Notes> = Options::new()
+            .checksum(true)
+            .collection(dir.path())
+            .unwrap();
+        let error = strict.get("alice").unwrap_err();
+        assert!(matches!(error, Error::Corrupt { .. }), "{how}: {error:?}");
+        assert_eq!(fs::read(&entry).unwrap(), damaged_bytes, "{how}");
+
+        // The entry's newest generation (the save of 2), not another entry's.
+        assert_eq!(collection.get("alice").unwrap(), Some(notes(2)), "{how}");
+        assert_eq!(
+            Notes::load(&entry).unwrap(),
+            notes(2),
+            "{how}: put in its place"
+        );
+        let shard = entry.parent().unwrap();
+        let kept = corrupt_copies(shard);
+        assert_eq!(kept.len(), 1, "{how}: {kept:?}");
+        assert_eq!(fs::read(&kept[0]).unwrap(), damaged_bytes, "{how}");
+        assert_eq!(mode(&kept[0]), 0o600, "{how}");
+        assert_eq!(fs::read(collection.backend().locate("bob")).unwrap(), bob);
+        assert_eq!(collection.keys().unwrap(), ["alice", "bob"], "{how}");
+    }
+}
+
+#[test]
+fn a_collection_update_follows_the_policy_and_default_acts_as_last_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options::new().generations(1).on_corrupt(OnCorrupt::Default);
+    let collection: persist::Collection<Notes> = options.collection(dir.path()).unwrap();
+    collection.put("alice", &notes(1)).unwrap();
+    collection.put("alice", &notes(2)).unwrap();
+    let entry = collection.backend().locate("alice");
+    destroy(&entry, "zeroed");
+    let updated = collection
+        .update("alice", |value| value.count += 10)
+        .unwrap();
+    assert_eq!(
+        updated.count, 11,
+        "the update ran on the generation's value"
+    );
+    assert_eq!(collection.get("alice").unwrap().unwrap().count, 11);
+
+    // No generation that loads: the error, and the entry left as it was (no default).
+    let lone: persist::Collection<Notes> = Options::new()
+        .on_corrupt(OnCorrupt::Default)
+        .collection(dir.path().join("lone"))
+        .unwrap();
+    lone.put("carol", &notes(1)).unwrap();
+    let carol = lone.backend().locate("carol");
+    destroy(&carol, "zeroed");
+    let before = fs::read(&carol).unwrap();
+    assert!(matches!(lone.get("carol"), Err(Error::Corrupt { .. })));
+    assert!(matches!(
+        lone.update("carol", |value| value.count = 5),
+        Err(Error::Corrupt { .. })
+    ));
+    assert_eq!(fs::read(&carol).unwrap(), before);
+    assert!(corrupt_copies(carol.parent().unwrap()).is_empty());
+}
+
+#[test]
+fn a_planted_link_among_an_entry_s_generations_is_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let options = Options::new()
+        .generations(1)
+        .on_corrupt(OnCorrupt::LastGood);
+    let collection: persist::Collection<Notes> = options.collection(dir.path()).unwrap();
+    collection.put("alice", &notes(1)).unwrap();
+    let entry = collection.backend().locate("alice");
+    // A file outside that would load as the entry, linked in as a newer generation.
+    let secret = outside.path().join("secret.json");
+    fs::copy(&entry, &secret).unwrap();
+    std::os::unix::fs::symlink(&secret, entry.with_file_name("alice.gen-9")).unwrap();
+    destroy(&entry, "zeroed");
+    assert!(matches!(
+        collection.get("alice"),
+        Err(Error::Corrupt { .. })
+    ));
+    assert!(corrupt_copies(entry.parent().unwrap()).is_empty());
+}

@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{Backend, Change, Condition, Entry, Stored, Tag, Written};
+use super::{Backend, Change, Condition, Entry, EntryRecovery, Stored, Tag, Written};
 use crate::error::IoOp;
 use crate::settings::Settings;
 use crate::shell::commit::{
@@ -16,7 +16,7 @@ use crate::shell::dir::{Dir, Escape, Kind, Lookup, Stat};
 use crate::shell::lock::{self, LockGuard, Scope};
 use crate::shell::names::{self, Sibling};
 use crate::shell::read::{read_open, too_large};
-use crate::shell::{Disk, io_error, remove};
+use crate::shell::{Disk, backup, generations, io_error, remove};
 use crate::{Error, FileKind};
 
 /// A directory of entries: `<dir>/<shard>/<name>`, where the shard is two hex digits of a
@@ -126,6 +126,39 @@ impl Local {
         })
     }
 
+    /// The file `file` of the shard of the entry `name` (the entry itself or one of its
+    /// siblings), reached from the directory held open without following a link or crossing a
+    /// mount, with the opened file's tag; `None` if there is none.
+    fn read(&self, name: &str, file: &OsStr) -> Result<Option<Stored>, Error> {
+        let shard = shard_of(name);
+        let relative = [shard.as_ref(), file];
+        let opened = match self.root.open_file_beneath(&relative) {
+            Ok(opened) => opened,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(self.refused(name, error)),
+        };
+        let path = || self.path(name).with_file_name(file);
+        let stat =
+            Dir::stat_file(&opened).map_err(|error| io_error(&path(), IoOp::Metadata)(error))?;
+        if stat.kind != Kind::File {
+            return Err(Error::NotRegularFile {
+                path: path(),
+                kind: stat.kind.file_kind(),
+            });
+        }
+        let limit = self.disk.max_size;
+        if stat.size > limit {
+            return Err(too_large(&path(), stat.size, limit));
+        }
+        // The tag is the opened file's: it names exactly the bytes read (a save replaces the
+        // inode, it never rewrites one in place).
+        let bytes = read_open(&path(), &opened, stat.size, limit)?;
+        Ok(Some(Stored {
+            bytes,
+            tag: tag_of(&stat),
+        }))
+    }
+
     /// The entry's lock, taken.
     fn lock_entry(&self, shard: &Arc<Dir>, name: &str, path: &Path) -> Result<LockGuard, Error> {
         let lock_name = names::name_for(OsStr::new(name), Sibling::Lock);
@@ -212,33 +245,58 @@ impl Backend for Local {
     }
 
     fn get(&self, name: &str) -> Result<Option<Stored>, Error> {
-        let shard = shard_of(name);
-        let relative = [shard.as_ref(), OsStr::new(name)];
-        let file = match self.root.open_file_beneath(&relative) {
-            Ok(file) => file,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(self.refused(name, error)),
+        self.read(name, OsStr::new(name))
+    }
+
+    /// The entry's generations, newest first, each read and offered to `accepts`; the first
+    /// accepted is put in the entry's place, the damaged entry kept as `<name>.corrupt-<ms>`.
+    /// Under the entry's lock; every file is reached from the directory held open, without
+    /// following a link or crossing a mount (a planted link among the generations is refused).
+    fn recover(&self, name: &str, accepts: &dyn Fn(&[u8]) -> bool) -> Result<EntryRecovery, Error> {
+        let path = self.path(name);
+        let Some(shard) = self.shard(name, false)? else {
+            return Ok(EntryRecovery::Nothing);
         };
-        let path = || self.path(name);
-        let stat =
-            Dir::stat_file(&file).map_err(|error| io_error(&path(), IoOp::Metadata)(error))?;
-        if stat.kind != Kind::File {
-            return Err(Error::NotRegularFile {
-                path: path(),
-                kind: stat.kind.file_kind(),
-            });
+        let listed = |shard: &Dir| {
+            generations::list_in(shard, OsStr::new(name)).map_err(io_error(&path, IoOp::Read))
+        };
+        // Nothing to fall back to: nothing is touched, not even the lock file.
+        if listed(&shard)?.is_empty() {
+            return Ok(EntryRecovery::Nothing);
         }
-        let limit = self.disk.max_size;
-        if stat.size > limit {
-            return Err(too_large(&path(), stat.size, limit));
+        let _lock = self.lock_entry(&shard, name, &path)?;
+        // Looked at again under the lock: another writer may have replaced it meanwhile.
+        if let Some(now) = self.read(name, OsStr::new(name))?
+            && accepts(&now.bytes)
+        {
+            return Ok(EntryRecovery::Intact);
         }
-        // The tag is the opened file's: it names exactly the bytes read (a save replaces the
-        // inode, it never rewrites one in place).
-        let bytes = read_open(&path(), &file, stat.size, limit)?;
-        Ok(Some(Stored {
-            bytes,
-            tag: tag_of(&stat),
-        }))
+        for (number, from) in listed(&shard)? {
+            let generation = names::name_for(OsStr::new(name), Sibling::Generation(number));
+            let candidate = match self.read(name, &generation) {
+                Ok(Some(stored)) => stored.bytes,
+                // Removed meanwhile, or not a plain file in the shard: not a candidate.
+                Ok(None) | Err(_) => continue,
+            };
+            if !accepts(&candidate) {
+                continue;
+            }
+            let target = Target::beneath(&shard, OsStr::new(name), path.clone())?;
+            let damaged = match target.current()? {
+                Some((current, _)) => backup::keep_damaged_at(&self.disk, &target, &current)?,
+                None => return Ok(EntryRecovery::Nothing),
+            };
+            let write = Write {
+                version: crate::shell::version_of(&candidate)
+                    .and_then(|version| u32::try_from(version).ok()),
+                // The damaged entry is kept already, and is no generation.
+                kept: true,
+                ..Write::default()
+            };
+            replace(&self.disk, &target, &write, bytes(&candidate))?;
+            return Ok(EntryRecovery::Restored { from, damaged });
+        }
+        Ok(EntryRecovery::Nothing)
     }
 
     fn put(&self, name: &str, entry: Entry<'_>, condition: &Condition) -> Result<Written, Error> {

@@ -181,6 +181,21 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         None
     }
 
+    /// Puts back the newest earlier copy of the entry `name` that `accepts` (the collection's
+    /// decode of its bytes), after a read found the entry damaged: what a collection does under
+    /// [`OnCorrupt::LastGood`](crate::OnCorrupt::LastGood). The store keeps the damaged bytes
+    /// aside, under the entry's lock, confined to its own storage. The default keeps no copies:
+    /// [`EntryRecovery::Nothing`]. The local directory falls back to the entry's generations
+    /// ([`Options::generations`](crate::Options::generations)), newest first.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be read or written (the entry is then left as it was).
+    fn recover(&self, name: &str, accepts: &dyn Fn(&[u8]) -> bool) -> Result<EntryRecovery, Error> {
+        let _ = (name, accepts);
+        Ok(EntryRecovery::Nothing)
+    }
+
     /// Removes every entry. The default deletes what [`list`](Backend::list) returns, one by
     /// one; the local directory removes its shard directories whole (lock files, backups and
     /// temporary files included). Entries written while it runs may remain.
@@ -228,6 +243,23 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
             }
         }
     }
+}
+
+/// What [`Backend::recover`] did with a damaged entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EntryRecovery {
+    /// No earlier copy is accepted (or the store keeps none): the entry is left as it was.
+    Nothing,
+    /// The entry reads as whole now (another writer replaced it meanwhile): nothing was done.
+    Intact,
+    /// An earlier copy's bytes are in the entry's place now.
+    Restored {
+        /// The copy put back (a generation).
+        from: PathBuf,
+        /// Where the damaged entry is kept (`<name>.corrupt-<unix ms>`).
+        damaged: PathBuf,
+    },
 }
 
 /// What a [`Backend::modify`] whose change kept the entry reports: done, with the entry's tag

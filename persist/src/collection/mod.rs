@@ -15,7 +15,8 @@ use std::sync::Arc;
 pub use self::key::MAX_KEY_BYTES;
 #[cfg(feature = "tokio")]
 use crate::Pending;
-use crate::backend::{Backend, Change, Condition, Entry, Local, Memory, Written};
+use crate::backend::{Backend, Change, Condition, Entry, EntryRecovery, Local, Memory, Written};
+use crate::file::recover::{OnCorrupt, is_damage};
 use crate::settings::Settings;
 use crate::shell::{AuditEntry, AuditOp, Written as FileWritten, version_of};
 use crate::telemetry::Facts;
@@ -348,6 +349,45 @@ impl<T: Persisted> Collection<T> {
         entry::encode(&self.inner.settings, value, key, &path)
     }
 
+    /// Runs `read` (a read of the entry `name`, under `key`); when it finds the entry damaged
+    /// and the options fall back ([`OnCorrupt::LastGood`], or `Default`, which a collection
+    /// follows as `LastGood`: an entry has no default), has the backend put the entry's newest
+    /// earlier copy that decodes in its place ([`Backend::recover`]) and reads again.
+    fn recovering<R>(
+        &self,
+        key: &str,
+        name: &str,
+        mut read: impl FnMut() -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        let error = match read() {
+            Err(error)
+                if self.inner.settings.on_corrupt != OnCorrupt::Fail && is_damage(&error) =>
+            {
+                error
+            }
+            other => return other,
+        };
+        let accepts = |bytes: &[u8]| self.decode(key, name, bytes).is_ok();
+        match self.inner.backend.recover(name, &accepts)? {
+            EntryRecovery::Intact => read(),
+            EntryRecovery::Restored { from, damaged } => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(
+                    path = %self.inner.backend.locate(name).display(),
+                    key,
+                    error = %error,
+                    damaged = %damaged.display(),
+                    from = %from.display(),
+                    "the entry did not load: an earlier copy was put in its place"
+                );
+                let _ = (from, damaged);
+                self.forget(key);
+                read()
+            }
+            _ => Err(error),
+        }
+    }
+
     /// Decodes an entry read under `key`, checking that it holds that key.
     fn decode(&self, key: &str, name: &str, bytes: &[u8]) -> Result<T, Error> {
         let locate = || self.inner.backend.locate(name);
@@ -374,18 +414,20 @@ impl<T: Persisted> Collection<T> {
             return Ok(Some(value));
         }
         self.observed("collection_get", &name, |facts| {
-            #[cfg(feature = "cache")]
-            let epoch = self.inner.cache.as_ref().map(|cache| cache.epoch());
-            let Some(stored) = self.inner.backend.get(&name)? else {
-                return Ok(None);
-            };
-            facts.read = Some(stored.bytes.len() as u64);
-            let value = self.decode(key, &name, &stored.bytes)?;
-            #[cfg(feature = "cache")]
-            if let (Some(cache), Some(epoch)) = (&self.inner.cache, epoch) {
-                cache.insert(key, &value, epoch);
-            }
-            Ok(Some(value))
+            self.recovering(key, &name, || {
+                #[cfg(feature = "cache")]
+                let epoch = self.inner.cache.as_ref().map(|cache| cache.epoch());
+                let Some(stored) = self.inner.backend.get(&name)? else {
+                    return Ok(None);
+                };
+                facts.read = Some(stored.bytes.len() as u64);
+                let value = self.decode(key, &name, &stored.bytes)?;
+                #[cfg(feature = "cache")]
+                if let (Some(cache), Some(epoch)) = (&self.inner.cache, epoch) {
+                    cache.insert(key, &value, epoch);
+                }
+                Ok(Some(value))
+            })
         })
     }
 
@@ -509,18 +551,20 @@ impl<T: Persisted> Collection<T> {
         self.observed("collection_update", &name, |facts| {
             let mut result = None;
             let _forget = Forget(self, key);
-            let put = self.modify(&name, &mut |stored| {
-                let mut value = match stored {
-                    Some(stored) => self.decode(key, &name, &stored.bytes)?,
-                    None => T::default(),
-                };
-                change(&mut value);
-                let bytes = self.encode(key, &name, &value)?;
-                facts.written = Some(bytes.len() as u64);
-                result = Some(value);
-                Ok(Change::Put {
-                    bytes,
-                    version: T::VERSION,
+            let put = self.recovering(key, &name, || {
+                self.modify(&name, &mut |stored| {
+                    let mut value = match stored {
+                        Some(stored) => self.decode(key, &name, &stored.bytes)?,
+                        None => T::default(),
+                    };
+                    change(&mut value);
+                    let bytes = self.encode(key, &name, &value)?;
+                    facts.written = Some(bytes.len() as u64);
+                    result = Some(value);
+                    Ok(Change::Put {
+                        bytes,
+                        version: T::VERSION,
+                    })
                 })
             })?;
             self.audit(AuditOp::Update, key, &name, put.as_ref())?;

@@ -16,7 +16,12 @@ use crate::{Error, Persisted};
 /// file cut short, a version that is in no chain), or one that does not decrypt. Set with
 /// [`Options::on_corrupt`](crate::Options::on_corrupt); followed by
 /// [`load`](crate::Options::load), [`load_or_default`](crate::Options::load_or_default),
-/// [`update`](crate::Options::update) and the opening of a [`Live`](crate::Live) value.
+/// [`update`](crate::Options::update) and the opening of a [`Live`](crate::Live) value, and
+/// per entry by a [`Collection`](crate::Collection)'s `get` and `update`: a damaged entry is
+/// replaced by its newest generation that loads, where the backend keeps generations (the
+/// local directory, with [`Options::generations`](crate::Options::generations)), and kept as
+/// `<name>.corrupt-<unix ms>` beside it. An entry has no default: a collection follows
+/// [`OnCorrupt::Default`] as [`OnCorrupt::LastGood`].
 ///
 /// A file of a newer version ([`Error::FutureVersion`]), a migration that refuses the data
 /// ([`Error::Migration`]), a missing file and every I/O error are not damage: they are
@@ -103,7 +108,7 @@ pub struct Fallback {
 type Decode<'a, V> = dyn Fn(&Path, &[u8]) -> Result<V, Error> + 'a;
 
 /// Whether `error` says the file is damaged, as [`OnCorrupt`] means it.
-fn is_damage(error: &Error) -> bool {
+pub(crate) fn is_damage(error: &Error) -> bool {
     matches!(
         error,
         Error::Corrupt { .. } | Error::Decrypt { .. } | Error::UnknownVersion { .. }

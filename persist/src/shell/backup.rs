@@ -749,13 +749,24 @@ fn opened(disk: &Disk, path: &Path) -> Result<(Target, std::fs::File), Error> {
 /// returns where.
 pub(crate) fn keep_damaged(disk: &Disk, path: &Path) -> Result<PathBuf, Error> {
     let (target, current) = opened(disk, path)?;
-    let stat = Dir::stat_file(&current).map_err(io_error(path, IoOp::Metadata))?;
+    keep_damaged_at(disk, &target, &current)
+}
+
+/// [`keep_damaged`] of `current`, the file open at `target` (a name in a directory persist
+/// holds open).
+pub(crate) fn keep_damaged_at(
+    disk: &Disk,
+    target: &Target,
+    current: &std::fs::File,
+) -> Result<PathBuf, Error> {
+    let path = &target.named;
+    let stat = Dir::stat_file(current).map_err(io_error(path, IoOp::Metadata))?;
     if stat.size > disk.max_size {
         return Err(too_large(path, stat.size, disk.max_size));
     }
-    let data = read_opened(&current, stat.size, path)?;
+    let data = read_opened(current, stat.size, path)?;
     let name = free_name(&target.dir, &target.name, Sibling::Corrupt);
-    let (copy, _) = copy_target(&target, &name)?;
+    let (copy, _) = copy_target(target, &name)?;
     super::commit::replace(disk, &copy, &Write::default(), bytes(&data))?;
     Ok(copy.named)
 }
