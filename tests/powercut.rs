@@ -344,13 +344,20 @@ fn power_cuts(level: &str, cuts: usize) -> Option<Outcome> {
          after it began), {} files torn, {} rolled back",
         outcome.cuts, outcome.acknowledged, outcome.set_aside, outcome.torn, outcome.rolled_back
     );
-    assert!(
-        outcome.set_aside <= outcome.cuts,
-        "{} acknowledgements set aside in {} cuts",
-        outcome.set_aside,
-        outcome.cuts
-    );
+    few_set_aside(level != "none", outcome.set_aside, outcome.cuts);
     Some(outcome)
+}
+
+/// Acknowledgements stamped after the cut began are set aside (the file system may still take
+/// the step that returned). A step that syncs takes milliseconds, so at most about one per cut
+/// lands between the stamp and the shutdown; more would mean the harness sets aside what it
+/// should count. A control that never syncs finishes several steps in that window: not
+/// bounded.
+fn few_set_aside(syncs: bool, set_aside: usize, cuts: usize) {
+    assert!(
+        !syncs || set_aside <= cuts,
+        "{set_aside} acknowledgements set aside in {cuts} cuts"
+    );
 }
 
 /// `default` cuts, scaled as `PERSIST_POWERCUT_CUTS` scales the 300 of the main scenario.
@@ -589,11 +596,7 @@ fn txn_power_cuts(mode: &str, cuts: usize) -> Option<TxnOutcome> {
          {} rolled back, {} torn",
         outcome.acknowledged, outcome.set_aside, outcome.mixed, outcome.rolled_back, outcome.torn
     );
-    assert!(
-        outcome.set_aside <= cuts,
-        "{} acknowledgements set aside in {cuts} cuts",
-        outcome.set_aside
-    );
+    few_set_aside(true, outcome.set_aside, cuts);
     Some(outcome)
 }
 
@@ -796,10 +799,7 @@ fn journal_power_cuts(mode: &str, cuts: usize) -> Option<JournalOutcome> {
          {set_aside} acknowledgements set aside, {} cuts lost some",
         outcome.acknowledged, outcome.lost
     );
-    assert!(
-        set_aside <= cuts,
-        "{set_aside} acknowledgements set aside in {cuts} cuts"
-    );
+    few_set_aside(mode != "none", set_aside, cuts);
     Some(outcome)
 }
 
@@ -936,10 +936,7 @@ fn group_power_cuts(mode: &str, cuts: usize) -> Option<(usize, u64)> {
          records acknowledged before the cut, {set_aside} set aside, {lost} cuts lost some"
     );
     // One flush racing the cut may carry one append of each thread.
-    assert!(
-        set_aside <= cuts * GROUP_THREADS,
-        "{set_aside} acknowledgements set aside in {cuts} cuts"
-    );
+    few_set_aside(mode != "none", set_aside, cuts * GROUP_THREADS);
     Some((lost, acknowledged))
 }
 
