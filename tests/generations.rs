@@ -255,6 +255,7 @@ fn last_good_loads_the_newest_generation_that_loads_and_keeps_the_damaged_file()
         }
         // The newest generation is damaged too: the one before it loads.
         let newest = generations(&path)[0].1.clone();
+        let good = generations(&path)[1].1.clone();
         destroy(&newest, "truncated");
         destroy(&path, how);
         let damaged = fs::read(&path).unwrap();
@@ -272,7 +273,20 @@ fn last_good_loads_the_newest_generation_that_loads_and_keeps_the_damaged_file()
             panic!("{how}: {:?}", loaded.outcome);
         };
         assert!(matches!(fallback.error, Error::Corrupt { .. }), "{how}");
-        assert_eq!(fallback.from.as_deref(), Some(&*generations(&path)[1].1));
+        assert_eq!(fallback.from.as_deref(), Some(&*good));
+        // That generation is the file now: not kept twice (the next save keeps it again).
+        assert!(!good.exists(), "{how}");
+        assert_eq!(generations(&path).len(), 2, "{how}");
+        let told = fallback.to_string();
+        assert!(
+            told.starts_with(&format!("{}: corrupt", path.display()))
+                && told.contains(&format!("{} was put in its place", good.display())),
+            "{told}"
+        );
+        assert!(
+            !fallback.to_string().contains("left as it was"),
+            "{fallback}"
+        );
         assert_eq!(
             corrupt_copies(dir.path()),
             std::slice::from_ref(&fallback.damaged)
@@ -566,4 +580,164 @@ fn a_planted_link_among_an_entry_s_generations_is_never_read() {
         Err(Error::Corrupt { .. })
     ));
     assert!(corrupt_copies(entry.parent().unwrap()).is_empty());
+}
+
+/// A wrong key must not make a copy in clear (made before the file was encrypted) the state:
+/// it would load whatever the key, and put old data in clear in the file's place.
+#[cfg(feature = "encryption")]
+#[test]
+fn a_wrong_key_never_puts_a_copy_in_clear_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.json");
+    let right = persist::Key::from_bytes([7; 32]);
+    let wrong = persist::Key::from_bytes([8; 32]);
+    // Saved in clear first, then encrypted: the generations hold the copy in clear.
+    Options::new()
+        .generations(3)
+        .save(&notes(1), &path)
+        .unwrap();
+    let encrypted = Options::new().generations(3).encrypt(right.clone());
+    encrypted.save(&notes(2), &path).unwrap();
+    encrypted.save(&notes(3), &path).unwrap();
+    let before = common::listing(dir.path());
+    for policy in [OnCorrupt::LastGood, OnCorrupt::Default] {
+        let options = Options::new()
+            .generations(3)
+            .encrypt(wrong.clone())
+            .on_corrupt(policy);
+        let error = options.load_or_default::<Notes>(&path).unwrap_err();
+        assert!(
+            matches!(error, Error::Decrypt { .. }),
+            "{policy:?}: {error}"
+        );
+        let mut after = common::listing(dir.path());
+        after.retain(|(path, _)| persist::file_role(path) != persist::FileRole::Lock);
+        assert_eq!(after, before, "{policy:?}");
+    }
+    // With the right key, a damaged file falls back to an encrypted generation, never to the
+    // one in clear.
+    destroy(&path, "zeroed");
+    let options = encrypted.clone().on_corrupt(OnCorrupt::LastGood);
+    assert_eq!(options.load::<Notes>(&path).unwrap(), notes(2));
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Persisted)]
+#[persist(version = 1, validate = positive)]
+struct Counter {
+    count: i64,
+}
+
+fn positive(counter: &Counter) -> Result<(), String> {
+    match counter.count > 0 {
+        true => Ok(()),
+        false => Err(format!("count {} is not positive", counter.count)),
+    }
+}
+
+#[test]
+fn a_value_validate_refuses_is_damage_to_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("counter.json");
+    let options = Options::new().generations(2);
+    options.save(&Counter { count: 5 }, &path).unwrap();
+    // Saves do not validate: a value the loads refuse gets written.
+    options.save(&Counter { count: 0 }, &path).unwrap();
+    assert!(matches!(
+        options.load::<Counter>(&path),
+        Err(Error::Migration { .. })
+    ));
+    let recovering = options.clone().on_corrupt(OnCorrupt::LastGood);
+    let loaded = recovering.load_reported::<Counter>(&path).unwrap();
+    assert_eq!(loaded.value.count, 5);
+    let fallback = loaded.outcome.fallback().unwrap();
+    assert!(
+        fallback
+            .error
+            .to_string()
+            .contains("count 0 is not positive"),
+        "{}",
+        fallback.error
+    );
+    // The app starts again, and saves go on.
+    recovering
+        .update::<Counter>(&path, |counter| counter.count += 1)
+        .unwrap();
+    assert_eq!(Counter::load(&path).unwrap().count, 6);
+}
+
+#[test]
+fn last_good_reads_generations_of_a_newer_version_as_the_load_does() {
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Persisted)]
+    #[persist(version = 3, migrate_from = Notes)]
+    struct NotesV3 {
+        text: String,
+        count: u32,
+        colour: String,
+    }
+
+    impl From<Notes> for NotesV3 {
+        fn from(old: Notes) -> Self {
+            NotesV3 {
+                text: old.text,
+                count: old.count,
+                colour: "red".into(),
+            }
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.json");
+    let newer = NotesV3 {
+        text: "t".into(),
+        count: 1,
+        colour: "blue".into(),
+    };
+    newer.save(&path).unwrap();
+    let options = Options::new()
+        .generations(3)
+        .on_corrupt(OnCorrupt::LastGood)
+        .on_newer(persist::OnNewer::KeepUnknown);
+    for count in [16, 17] {
+        options
+            .update::<Notes>(&path, |notes| notes.count = count)
+            .unwrap();
+    }
+    destroy(&path, "zeroed");
+    let loaded = options.load_reported::<Notes>(&path).unwrap();
+    assert_eq!(
+        loaded.value.count, 16,
+        "the newest generation, of version 3"
+    );
+    assert!(matches!(loaded.outcome, LoadOutcome::LastGood(_)));
+    // Put back whole: the newer release still has its member.
+    assert_eq!(NotesV3::load(&path).unwrap().colour, "blue");
+}
+
+#[test]
+fn on_a_read_only_medium_the_damage_is_the_error_not_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let writable = dir.path().join("rw");
+    fs::create_dir(&writable).unwrap();
+    let path = writable.join("notes.json");
+    let options = Options::new().generations(2);
+    options.save(&notes(1), &path).unwrap();
+    options.save(&notes(2), &path).unwrap();
+    destroy(&path, "zeroed");
+    let point = dir.path().join("ro");
+    let Some(_mounted) = common::bind_mount(&writable, &point) else {
+        return;
+    };
+    common::run("mount", &["-o", "remount,ro,bind", point.to_str().unwrap()]);
+    let read_only = point.join("notes.json");
+    let before = common::listing(&point);
+    for policy in [OnCorrupt::LastGood, OnCorrupt::Default] {
+        let options = Options::new().on_corrupt(policy);
+        let error = options.load_or_default::<Notes>(&read_only).unwrap_err();
+        assert!(
+            matches!(error, Error::Corrupt { .. }),
+            "{policy:?}: {error}"
+        );
+        assert_eq!(error.path(), read_only);
+    }
+    assert_eq!(common::listing(&point), before);
 }

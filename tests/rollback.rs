@@ -183,6 +183,15 @@ fn read_only_loads_a_newer_file_and_refuses_every_save_over_it() {
         Err(Error::ReadOnly { .. })
     ));
     drop(transaction);
+    // A save at an older version over it is still a save over it. (Settings is the oldest
+    // version of its chain: version 3 itself is the only one it can be written at, so a type
+    // with an older version is used.)
+    let error = options
+        .clone()
+        .save_as_version(1)
+        .save(&note(&[]), &path)
+        .unwrap_err();
+    assert!(matches!(error, Error::ReadOnly { .. }), "{error:?}");
     assert_eq!(
         fs::read(&path).unwrap(),
         before,
@@ -556,7 +565,10 @@ fn the_cli_migrates_down_with_to() {
 
     let (code, out, _) = run(&["migrate", file, "--to", "1", "--dry-run"]);
     assert_eq!(code, std::process::ExitCode::SUCCESS);
-    assert!(out.contains("would write version 1 (3 -> 2 -> 1)"), "{out}");
+    assert!(
+        out.contains("would write version 1 (down 3 -> 2 -> 1)"),
+        "{out}"
+    );
     assert_eq!(Notes::load(&path).unwrap(), note(&["home"]));
 
     let (code, out, _) = run(&["migrate", "--to", "1", file]);
@@ -576,6 +588,22 @@ fn the_cli_migrates_down_with_to() {
     let (code, out, _) = run(&["migrate", file, "--to", "1"]);
     assert_eq!(code, std::process::ExitCode::SUCCESS);
     assert!(out.contains("already at version 1"), "{out}");
+
+    // From version 1 to 2: up the chain as a load does, then down.
+    let (code, out, _) = run(&["migrate", file, "--to", "2", "--dry-run"]);
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    assert!(
+        out.contains("would write version 2 (up 1 -> 2 -> 3, then down 3 -> 2)"),
+        "{out}"
+    );
+    // To the current version: an ordinary migrate.
+    let (code, out, _) = run(&["migrate", file, "--to", "3"]);
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    assert!(
+        out.contains("migrated from version 1 to version 3"),
+        "{out}"
+    );
+    assert_eq!(Notes::load(&path).unwrap().text, "buy milk #home");
 
     note(&["a", "b"]).save(&path).unwrap();
     let before = fs::read(&path).unwrap();

@@ -406,10 +406,10 @@ fn repair_file(
             let from = fallback.from.as_deref().unwrap_or(file);
             writeln!(
                 out,
-                "{}: repaired: {} put in its place; the damaged file is kept as {}",
+                "{}: repaired: the damaged file was moved to {} and {} put in its place",
                 file.display(),
-                from.display(),
-                fallback.damaged.display()
+                fallback.damaged.display(),
+                from.display()
             )?;
         }
         // Repaired by someone else since it was checked.
@@ -439,6 +439,9 @@ fn check(
     }
     match options.file_info(file) {
         Ok(_) => tally.intact += 1,
+        // Gone since the listing (a repair put this generation back in its file's place, or
+        // another program removed it): nothing to check.
+        Err(Error::NotFound { .. }) => {}
         Err(Error::KeyRequired { .. }) => {
             tally.not_checked += 1;
             writeln!(
@@ -716,7 +719,7 @@ fn backups(options: &Options, file: &Path, out: &mut impl Write) -> Result<(), F
     for (path, size) in damaged {
         writeln!(
             out,
-            "damaged      {}  ({size} bytes: a file a save could not read, kept aside as it was)",
+            "damaged      {}  ({size} bytes: a damaged file kept aside as it was, by a save, a recovery or a repair)",
             path.display()
         )?;
     }

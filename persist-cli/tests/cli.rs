@@ -713,7 +713,7 @@ fn backups_lists_the_damaged_files_saves_kept_aside() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("(24 bytes: a file a save could not read"),
+        stdout.contains("(24 bytes: a damaged file kept aside as it was"),
         "{stdout}"
     );
     // And `verify` skips the copy: the new file is whole.
@@ -752,11 +752,14 @@ fn verify_repair_puts_the_newest_good_generation_back_and_keeps_the_damaged_file
     let out = String::from_utf8_lossy(&repaired.stdout).into_owned();
     assert_eq!(repaired.status.code(), Some(1), "{out}");
     assert!(
-        out.contains("settings.json: repaired: state/settings.json.gen-2 put in its place"),
+        out.contains(
+            "settings.json: repaired: the damaged file was moved to state/settings.json.corrupt-"
+        ) && out.contains(" and state/settings.json.gen-2 put in its place"),
         "{out}"
     );
     assert!(out.contains("lone.json: not repaired"), "{out}");
-    assert!(out.contains("2 of 4 files damaged, 1 repaired"), "{out}");
+    // gen-2 is the file now: listed before the repair, it is not counted after it.
+    assert!(out.contains("2 of 3 files damaged, 1 repaired"), "{out}");
     assert_eq!(Settings::load(&path).unwrap().zoom, 2.0);
     let kept: Vec<_> = names_in(&state)
         .into_iter()
@@ -771,7 +774,8 @@ fn verify_repair_puts_the_newest_good_generation_back_and_keeps_the_damaged_file
     assert_eq!(again.status.code(), Some(0));
     let listed = persist(dir.path(), &["backups", "state/settings.json"]);
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
-    assert!(listed.contains("generation 2 of version 2"), "{listed}");
+    // The generation put back is the file now: it is not kept twice.
+    assert!(!listed.contains("generation 2 of version 2"), "{listed}");
     assert!(listed.contains("generation 1 of version 2"), "{listed}");
     assert!(listed.contains("damaged "), "{listed}");
 

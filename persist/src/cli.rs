@@ -7,10 +7,11 @@
 //! migrate FILE            loads FILE through the migration chain and saves it at the current
 //!                         version; the old file is kept as a backup of its version
 //! migrate FILE --dry-run  what migrate would do, without writing
-//! migrate FILE --to N     rewrites FILE at version N, an older version of the chain, for a
-//!                         release about to be rolled back: the value goes down through each
-//!                         version's `#[persist(downgrade)]` step (with --dry-run: what it
-//!                         would do); the old file is kept as a backup of its version
+//! migrate FILE --to N     rewrites FILE at version N of the chain: an older version, for a
+//!                         release about to be rolled back, is reached through each version's
+//!                         `#[persist(downgrade)]` step (the current one is `migrate FILE`;
+//!                         a newer one is an error); with --dry-run, what it would do; the old
+//!                         file is kept as a backup of its version
 //! ```
 //!
 //! Exit status: 0 on success, 1 when the file cannot be inspected or migrated (one line on
@@ -47,9 +48,9 @@ usage:
   migrate FILE            rewrites FILE at the current version; the old file is kept as a
                           backup of its version
   migrate FILE --dry-run  what migrate would do, without writing
-  migrate FILE --to N     rewrites FILE at version N, an older version, through each
-                          version's downgrade step (a rollback); add --dry-run to only say
-                          what it would do";
+  migrate FILE --to N     rewrites FILE at version N of the chain: an older version through
+                          each version's downgrade step (a rollback); add --dry-run to only
+                          say what it would do";
 
 /// Runs the subcommand in `args` (without the program's name) for state files of type `T`,
 /// with the default [`Options`], printing to standard output and standard error.
@@ -88,16 +89,12 @@ pub fn run_with<T: Persisted>(
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     let result = match parse(&args) {
         Ok(Command::Inspect(file)) => inspect::<T>(options, &file, out),
-        Ok(Command::Migrate {
-            file,
-            dry_run,
-            to: None,
-        }) => migrate::<T>(options, &file, dry_run, out),
-        Ok(Command::Migrate {
-            file,
-            dry_run,
-            to: Some(version),
-        }) => downgrade::<T>(options, &file, version, dry_run, out),
+        Ok(Command::Migrate { file, dry_run, to }) => match to {
+            Some(version) if version != T::VERSION => {
+                downgrade::<T>(options, &file, version, dry_run, out)
+            }
+            _ => migrate::<T>(options, &file, dry_run, out),
+        },
         Ok(Command::Help) => writeln!(out, "{USAGE}").map_err(Failure::from),
         Err(failure) => Err(failure),
     };
@@ -305,14 +302,25 @@ fn downgrade<T: Persisted>(
     crate::rollback::encode_at(&value, to, crate::codec::Style::default())
         .map_err(|failure| failure.at(file))?
         .map_err(|error| error.at(file))?;
-    let steps: Vec<String> = (to..T::VERSION)
-        .rev()
-        .filter(|version| crate::codec::in_chain::<T>(*version))
-        .fold(vec![T::VERSION.to_string()], |mut steps, version| {
-            steps.push(version.to_string());
-            steps
-        });
-    let path = steps.join(" -> ");
+    // The way there: up the chain to the current version (what a load does), then down.
+    let chain = |versions: &mut dyn Iterator<Item = u32>| {
+        versions
+            .map(|version| version.to_string())
+            .collect::<Vec<_>>()
+            .join(" -> ")
+    };
+    let down = chain(
+        &mut (to..=T::VERSION)
+            .rev()
+            .filter(|version| crate::codec::in_chain::<T>(*version)),
+    );
+    let path = match report.steps.first() {
+        Some((first, _)) => format!(
+            "up {}, then down {down}",
+            chain(&mut std::iter::once(*first).chain(report.steps.iter().map(|(_, to)| *to)))
+        ),
+        None => format!("down {down}"),
+    };
     if dry_run {
         writeln!(
             out,

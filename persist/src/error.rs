@@ -371,6 +371,16 @@ pub enum Error {
 /// The state the file was left in, said the same way by every message.
 const LEFT_AS_IT_WAS: &str = "the file was left as it was";
 
+impl Error {
+    /// The message without what it says of the file's fate ("the file was left as it was"):
+    /// for reports of what was done with it afterwards (a recovery put a copy in its place).
+    pub(crate) fn reason(&self) -> String {
+        self.to_string()
+            .replace(&format!("; {LEFT_AS_IT_WAS}"), "")
+            .replace(&format!(" ({LEFT_AS_IT_WAS})"), "")
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: ", self.path().display())?;
@@ -412,10 +422,11 @@ impl fmt::Display for Error {
                 found, supported, ..
             } => write!(
                 f,
-                "holds schema version {found}, newer than this program's {supported}: it was \
-                 read without being understood whole, so it is not saved over (Options::on_newer \
-                 with OnNewer::KeepUnknown writes the newer version back with the members this \
-                 program does not know; the file was left as it was)"
+                "holds schema version {found}, newer than this program's {supported}, and is not \
+                 saved over: Options::on_newer(OnNewer::ReadOnly) refuses every save over a newer \
+                 file, and OnNewer::KeepUnknown one whose data this version cannot read (its \
+                 members could not be kept); KeepUnknown writes a readable one back with the \
+                 members this program does not know ({LEFT_AS_IT_WAS})"
             ),
             Error::Downgrade {
                 from, to, source, ..

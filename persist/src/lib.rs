@@ -59,7 +59,9 @@
 //! # Guarantees
 //!
 //! - **Loads never write.** [`load_or_default`](Persisted::load_or_default) returns the default
-//!   only for a missing file; a corrupt or newer file is an error.
+//!   only for a missing file; a corrupt or newer file is an error. The one exception is one you
+//!   opt into: [`Options::on_corrupt`] puts an earlier copy in the place of a damaged file, and
+//!   keeps the damaged file beside it.
 //! - **Saves are atomic and durable.** A temporary file in the same directory (mode 0600 from
 //!   creation), fsync, rename, fsync of the directory. After a crash the file holds the old value
 //!   or the new one. See [`Durability`] for the cheaper levels.

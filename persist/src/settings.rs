@@ -127,6 +127,10 @@ impl Settings {
         let style = self.style::<T>();
         let (plain, version) = match self.save_as {
             Some(version) if version != T::VERSION => {
+                // An older version written over a newer file is still a save over it.
+                if self.on_newer == OnNewer::ReadOnly {
+                    self.over_newer(value, path)?;
+                }
                 let plain = rollback::encode_at(value, version, style)
                     .map_err(|failure| failure.at(path))?
                     .map_err(|error| error.at(path))?;

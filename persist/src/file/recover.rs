@@ -23,9 +23,13 @@ use crate::{Error, Persisted};
 /// `<name>.corrupt-<unix ms>` beside it. An entry has no default: a collection follows
 /// [`OnCorrupt::Default`] as [`OnCorrupt::LastGood`].
 ///
-/// A file of a newer version ([`Error::FutureVersion`]), a migration that refuses the data
-/// ([`Error::Migration`]), a missing file and every I/O error are not damage: they are
-/// returned whatever the policy.
+/// A value the type's `validate` refuses counts as damage. A file of a newer version
+/// ([`Error::FutureVersion`]; see [`OnNewer`] to read it), a migration step that refuses the
+/// data ([`Error::Migration`]), a missing file and every I/O error are not damage: they are
+/// returned whatever the policy. With a key ([`Options::encrypt`](crate::Options::encrypt)),
+/// only a copy the key opens is put back: a copy in clear (from before the file was
+/// encrypted) would load whatever the key, so a wrong key never brings it back. Where no lock
+/// file can be made (a read-only medium), the damage is the error returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum OnCorrupt {
@@ -107,12 +111,30 @@ pub struct Fallback {
 /// or a check without the type.
 type Decode<'a, V> = dyn Fn(&Path, &[u8]) -> Result<V, Error> + 'a;
 
-/// Whether `error` says the file is damaged, as [`OnCorrupt`] means it.
+/// Whether `error` says the file is damaged, as [`OnCorrupt`] means it: it does not read as
+/// a persist file of a version in the chain, does not decrypt, or holds a value the type's
+/// `validate` refuses.
 pub(crate) fn is_damage(error: &Error) -> bool {
-    matches!(
-        error,
-        Error::Corrupt { .. } | Error::Decrypt { .. } | Error::UnknownVersion { .. }
-    )
+    match error {
+        Error::Corrupt { .. } | Error::Decrypt { .. } | Error::UnknownVersion { .. } => true,
+        Error::Migration { source, .. } => source.is::<crate::ValidationError>(),
+        _ => false,
+    }
+}
+
+/// [`super::decode`] as the options read a file: a file of a newer version is read as `T`
+/// under [`OnNewer::ReadOnly`] and [`OnNewer::KeepUnknown`], as a load of it would be.
+fn decode_as_loaded<T: Persisted>(
+    settings: &Settings,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<T, Error> {
+    match super::decode::<T>(settings, path, bytes) {
+        Err(refused @ Error::FutureVersion { .. }) if settings.on_newer != OnNewer::Refuse => {
+            rollback::read_bytes::<T>(settings, path, bytes, refused).map(|(value, _)| value)
+        }
+        decoded => decoded,
+    }
 }
 
 /// Loads `path` as `T` under `settings`' [`OnCorrupt`] policy. `defaults`: the caller has a
@@ -151,7 +173,7 @@ pub(crate) fn load<T: Persisted>(
         Err(error) => error,
     };
     let defaults = defaults && settings.on_corrupt == OnCorrupt::Default;
-    let decode = |path: &Path, bytes: &[u8]| super::decode::<T>(settings, path, bytes);
+    let decode = |path: &Path, bytes: &[u8]| decode_as_loaded::<T>(settings, path, bytes);
     fall_back(settings, path, error, (defaults, locked), &decode)
 }
 
@@ -198,10 +220,16 @@ fn fall_back<V>(
     if !defaults && candidates(path)?.is_empty() {
         return Err(error);
     }
-    // Under the file's lock: no update lands between the look and the repair.
+    // Under the file's lock: no update lands between the look and the repair. Where no lock
+    // file can be made (a read-only medium: nothing could be repaired either), the damage is
+    // the error to report, not the lock's.
     let _lock = match locked {
         true => None,
-        false => Some(lock::exclusive(path, settings.disk.lock_timeout)?),
+        false => match lock::exclusive(path, settings.disk.lock_timeout) {
+            Ok(lock) => Some(lock),
+            Err(timeout @ Error::LockTimeout { .. }) => return Err(timeout),
+            Err(_) => return Err(error),
+        },
     };
     // Looked at again: another process may have repaired or replaced it meanwhile.
     let error = match read_with(settings, path, decode) {
@@ -215,7 +243,11 @@ fn fall_back<V>(
         Err(_) => error,
     };
     let mut decrypts = !matches!(error, Error::Decrypt { .. });
-    for candidate in candidates(path)? {
+    for (candidate, generation) in candidates(path)? {
+        // A planted link among the copies is not read: a copy is a file persist made here.
+        if std::fs::symlink_metadata(&candidate).is_ok_and(|meta| !meta.is_file()) {
+            continue;
+        }
         let (value, data) = match read_with(settings, &candidate, decode) {
             Ok(read) => read,
             Err(other) => {
@@ -223,7 +255,18 @@ fn fall_back<V>(
                 continue;
             }
         };
+        // With a key, only a copy that the key opens proves it right: a copy in clear (made
+        // before the file was encrypted) would load whatever key is given, so a wrong key
+        // would put old data in clear in the file's place.
+        if settings.encoding.key.is_some() && !crate::frame::is_encrypted(&data) {
+            continue;
+        }
         let damaged = put_back(settings, path, &data)?;
+        // The generation is the file now: kept, it would be kept again by the next save, a
+        // second copy of one version pushing the oldest out.
+        if generation {
+            let _ = std::fs::remove_file(&candidate);
+        }
         let fallback = Fallback {
             error,
             damaged,
@@ -254,8 +297,9 @@ fn fall_back<V>(
 }
 
 /// The earlier copies of the file at `path` a fall-back tries, in order: the generations,
-/// newest first, then the backups of other versions, newest version first.
-fn candidates(path: &Path) -> Result<Vec<PathBuf>, Error> {
+/// newest first, then the backups of other versions, newest version first; each with whether
+/// it is a generation.
+fn candidates(path: &Path) -> Result<Vec<(PathBuf, bool)>, Error> {
     let mut kept = super::backups_of(path)?;
     // Generations first (newest first), then backups (newest version first).
     kept.sort_by_key(|kept| {
@@ -265,7 +309,10 @@ fn candidates(path: &Path) -> Result<Vec<PathBuf>, Error> {
             std::cmp::Reverse(kept.version),
         )
     });
-    Ok(kept.into_iter().map(|kept| kept.path).collect())
+    Ok(kept
+        .into_iter()
+        .map(|kept| (kept.path, kept.generation.is_some()))
+        .collect())
 }
 
 /// Puts `data` (an earlier copy's bytes) in the place of the damaged file at `path`, which is
@@ -283,13 +330,34 @@ fn put_back(settings: &Settings, path: &Path, data: &[u8]) -> Result<PathBuf, Er
     Ok(damaged)
 }
 
+impl std::fmt::Display for Fallback {
+    /// What happened, in one sentence: the file and why it did not load, then what took its
+    /// place.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let reason = self.error.reason();
+        match &self.from {
+            Some(from) => write!(
+                f,
+                "{reason}; {} was put in its place, and the damaged file is kept as {}",
+                from.display(),
+                self.damaged.display()
+            ),
+            None => write!(
+                f,
+                "{reason}; the default value was used, and the damaged file was moved to {}",
+                self.damaged.display()
+            ),
+        }
+    }
+}
+
 /// The warning a fall-back leaves in the `tracing` log.
 #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 fn warn(path: &Path, fallback: &Fallback) {
     #[cfg(feature = "tracing")]
     tracing::warn!(
         path = %path.display(),
-        error = %fallback.error,
+        error = %fallback.error.reason(),
         damaged = %fallback.damaged.display(),
         from = fallback.from.as_ref().map(|from| from.display().to_string()),
         "the file did not load: {}",

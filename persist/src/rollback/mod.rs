@@ -9,4 +9,4 @@ mod newer;
 
 pub(crate) use self::downgrade::encode_at;
 pub use self::newer::{NewerFile, OnNewer};
-pub(crate) use self::newer::{load, write_over};
+pub(crate) use self::newer::{load, read_bytes, write_over};

@@ -28,13 +28,18 @@ pub enum OnNewer {
     #[default]
     Refuse,
     /// Load the file's data as the program's version, and refuse every save over a file of a
-    /// newer version with [`Error::ReadOnly`], so that nothing the newer release wrote is lost.
+    /// newer version with [`Error::ReadOnly`] (at an older version too), so that nothing the
+    /// newer release wrote is lost.
     ReadOnly,
     /// Load it as [`ReadOnly`](OnNewer::ReadOnly) does; a save over it writes the value with
     /// the members the program does not know taken back from the file on disk, untouched, and
     /// keeps the file's newer version, so that the newer release reads its data back. Members
     /// are matched by name at every depth of objects, and inside lists whose length the save
-    /// kept; a member the program knows is written as the program has it.
+    /// kept; a member the program knows is written as the program has it, and the members of
+    /// an object are written in name order. A save over a newer file whose data this version
+    /// cannot read is refused with [`Error::ReadOnly`] (nothing of it could be kept). A save at
+    /// an older version ([`Options::save_as_version`](crate::Options::save_as_version)) is a
+    /// rollback asked for: it writes that version, without the newer members.
     KeepUnknown,
 }
 
@@ -61,25 +66,35 @@ pub(crate) fn load<T: Persisted>(
     refused: Error,
 ) -> Result<(T, NewerFile), Error> {
     let bytes = read::read_for_load(path, settings.disk.max_size)?;
-    let envelope = settings.open(path, &bytes)?;
+    let read = read_bytes::<T>(settings, path, &bytes, refused);
+    // A truncation by another program during the read is the error to report.
+    bytes.intact(path)?;
+    let (value, newer) = read?;
+    #[cfg(feature = "tracing")]
+    tracing::warn!(
+        path = %path.display(),
+        found = newer.found,
+        supported = newer.supported,
+        unknown = ?newer.unknown,
+        "the file is of a newer version: read as version {}",
+        newer.supported
+    );
+    Ok((value, newer))
+}
+
+/// [`load`] of a file's `bytes`, read by the caller; `path` names it in errors.
+pub(crate) fn read_bytes<T: Persisted>(
+    settings: &Settings,
+    path: &Path,
+    bytes: &[u8],
+    refused: Error,
+) -> Result<(T, NewerFile), Error> {
+    let envelope = settings.open(path, bytes)?;
     let read = codec::stored_version(&envelope)
         .filter(|found| *found > u64::from(T::VERSION))
         .and_then(|found| read::<T>(&envelope, found));
-    // A truncation by another program during the read is the error to report.
-    bytes.intact(path)?;
     match read {
-        Some(Ok((value, newer))) => {
-            #[cfg(feature = "tracing")]
-            tracing::warn!(
-                path = %path.display(),
-                found = newer.found,
-                supported = newer.supported,
-                unknown = ?newer.unknown,
-                "the file is of a newer version: read as version {}",
-                newer.supported
-            );
-            Ok((value, newer))
-        }
+        Some(Ok(read)) => Ok(read),
         Some(Err(error)) => Err(error.at::<T>(path)),
         // Another version by now (replaced meanwhile), or data this version cannot read.
         None => Err(refused),
