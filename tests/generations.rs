@@ -741,3 +741,171 @@ fn on_a_read_only_medium_the_damage_is_the_error_not_the_lock() {
     }
     assert_eq!(common::listing(&point), before);
 }
+
+#[test]
+fn a_hard_link_planted_as_a_generation_is_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.json");
+    let options = Options::new()
+        .generations(1)
+        .on_corrupt(OnCorrupt::LastGood);
+    options.save(&notes(1), &path).unwrap();
+    // A file elsewhere that would load as the state, linked in as the newest generation.
+    let secret = outside.path().join("secret.json");
+    notes(42).save(&secret).unwrap();
+    fs::hard_link(&secret, path.with_file_name("notes.json.gen-99")).unwrap();
+    destroy(&path, "zeroed");
+    assert!(matches!(
+        options.load::<Notes>(&path),
+        Err(Error::Corrupt { .. })
+    ));
+    assert!(corrupt_copies(dir.path()).is_empty());
+    assert_eq!(Notes::load(&secret).unwrap(), notes(42));
+}
+
+/// Another user flips the state file's name between a damaged file and a link to a file
+/// elsewhere while a recovery runs: what is checked is what is kept and replaced, so the file
+/// elsewhere is never moved, copied over or replaced.
+#[test]
+fn a_recovery_never_acts_on_a_file_it_did_not_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim.conf");
+    fs::write(&victim, b"root-only configuration, not JSON").unwrap();
+    let path = dir.path().join("a.json");
+    let link = dir.path().join("link");
+    let damaged = dir.path().join("damaged");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let (stop, dir) = (stop.clone(), dir.path().to_owned());
+        std::thread::spawn(move || {
+            let mut flips = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // A fresh damaged file, then the link, each renamed onto the name.
+                let _ = fs::write(dir.join("damaged"), b"damaged{");
+                let _ = fs::rename(dir.join("damaged"), dir.join("a.json"));
+                let _ = fs::remove_file(dir.join("link2"));
+                let _ = std::os::unix::fs::symlink(
+                    fs::read_link(dir.join("link")).unwrap(),
+                    dir.join("link2"),
+                );
+                let _ = fs::rename(dir.join("link2"), dir.join("a.json"));
+                flips += 1;
+            }
+            flips
+        })
+    };
+    let options = Options::new().on_corrupt(OnCorrupt::Default);
+    let started = std::time::Instant::now();
+    let mut recoveries = 0;
+    while started.elapsed() < std::time::Duration::from_millis(1500) {
+        // A generation that loads, for LastGood to put back.
+        let _ = fs::write(
+            dir.path().join("a.json.gen-1"),
+            br#"{"version":2,"data":{"text":"pwned","count":1}}"#,
+        );
+        let policy = if recoveries % 2 == 0 {
+            OnCorrupt::LastGood
+        } else {
+            OnCorrupt::Default
+        };
+        let _ = options
+            .clone()
+            .on_corrupt(policy)
+            .load_or_default_reported::<Notes>(&path);
+        let _ = options.repair(&path);
+        recoveries += 1;
+        assert_eq!(
+            fs::read(&victim).unwrap(),
+            b"root-only configuration, not JSON",
+            "after {recoveries} recoveries"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let flips = flipper.join().unwrap();
+    assert!(
+        flips > 10 && recoveries > 10,
+        "{flips} flips, {recoveries} recoveries"
+    );
+    // Where the name was a link when it was looked at, the file it named was checked, so it
+    // may have been dealt with as the state (write-through): kept whole as a copy beside it,
+    // never moved, replaced or lost. Nothing else is made there but the lock file.
+    let mut outside_names = common::names(outside.path());
+    outside_names.sort();
+    for name in &outside_names {
+        if name.starts_with("victim.conf.corrupt-") {
+            assert_eq!(
+                fs::read(outside.path().join(name)).unwrap(),
+                b"root-only configuration, not JSON"
+            );
+        }
+    }
+    outside_names.retain(|name| !name.ends_with(".lock") && !name.contains(".corrupt-"));
+    assert_eq!(outside_names, ["victim.conf"]);
+    let _ = (damaged, link);
+}
+
+#[test]
+fn a_planted_last_generation_number_does_not_stop_saves() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.json");
+    let options = Options::new().generations(2);
+    options.save(&notes(1), &path).unwrap();
+    fs::write(
+        path.with_file_name(format!("notes.json.gen-{}", u64::MAX)),
+        b"planted",
+    )
+    .unwrap();
+    let saver = {
+        let (options, path) = (options.clone(), path.clone());
+        std::thread::spawn(move || {
+            for count in 2..=4 {
+                options.save(&notes(count), &path).unwrap();
+            }
+        })
+    };
+    let started = std::time::Instant::now();
+    while !saver.is_finished() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the saves hang"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    saver.join().unwrap();
+    assert_eq!(Notes::load(&path).unwrap(), notes(4));
+}
+
+#[test]
+fn default_on_a_linked_file_keeps_the_link_and_saves_go_through_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real.json");
+    let path = dir.path().join("notes.json");
+    notes(1).save(&real).unwrap();
+    std::os::unix::fs::symlink(&real, &path).unwrap();
+    destroy(&real, "zeroed");
+    let options = Options::new().on_corrupt(OnCorrupt::Default);
+    let loaded = options.load_or_default_reported::<Notes>(&path).unwrap();
+    assert_eq!(loaded.value, Notes::default());
+    let fallback = loaded.outcome.fallback().unwrap();
+    assert_eq!(
+        fs::read(&fallback.damaged).unwrap(),
+        vec![0; fs::metadata(&real).unwrap().len() as usize]
+    );
+    assert!(
+        fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    options.save(&notes(2), &path).unwrap();
+    assert_eq!(Notes::load(&real).unwrap(), notes(2));
+    assert!(
+        fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}

@@ -144,9 +144,9 @@ fn read_only_loads_a_newer_file_and_refuses_every_save_over_it() {
         newer.unknown,
         [
             "font",
+            "window.maximized",
             "servers[0].weight",
-            "servers[1].weight",
-            "window.maximized"
+            "servers[1].weight"
         ]
     );
     assert_eq!(options.load::<Settings>(&path).unwrap(), loaded.value);
@@ -691,4 +691,78 @@ fn every_rollback_path_writes_through_the_one_shell() {
         fs::metadata(&newer).unwrap().permissions().mode() & 0o777,
         0o600
     );
+}
+
+#[test]
+fn keep_unknown_writes_unknown_members_back_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("settings.json");
+    // Written by a newer release: numbers no f64 holds, an exponent, a string with escapes, a
+    // nested object of its own, in an order of its own, indented.
+    let written = r#"{
+  "version": 4,
+  "data": {
+    "serial": 340282366920938463463374607431768211455,
+    "theme": "dark",
+    "ratio": 1.50e+3,
+    "window": {"width": 800, "opaque": {"b": [1, 2], "a": "\u00e9\n"}},
+    "servers": [],
+    "quota": -12345678901234567890123
+  }
+}
+"#;
+    fs::write(&path, written).unwrap();
+    let options = Options::new().on_newer(OnNewer::KeepUnknown);
+    let loaded = options.load_reported::<Settings>(&path).unwrap();
+    let LoadOutcome::Newer(newer) = &loaded.outcome else {
+        panic!("{:?}", loaded.outcome)
+    };
+    assert_eq!(
+        newer.unknown,
+        ["serial", "ratio", "window.opaque", "quota"],
+        "in the file's order"
+    );
+    options
+        .update::<Settings>(&path, |settings| settings.theme = "light".into())
+        .unwrap();
+    let saved = fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        saved,
+        r#"{"version":4,"data":{"theme":"light","window":{"width":800,"opaque":{"b": [1, 2], "a": "\u00e9\n"}},"servers":[],"serial":340282366920938463463374607431768211455,"ratio":1.50e+3,"quota":-12345678901234567890123}}"#
+    );
+}
+
+#[test]
+fn a_newer_file_that_cannot_be_read_whole_is_not_saved_over_either() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("settings.json");
+    // Larger than the cap, and a newer version.
+    let mut big = v4();
+    big.theme = "x".repeat(4096);
+    big.save(&path).unwrap();
+    let before = fs::read(&path).unwrap();
+    for policy in [OnNewer::ReadOnly, OnNewer::KeepUnknown] {
+        let options = Options::new().on_newer(policy).max_size(1024);
+        let error = options.save(&Settings::default(), &path).unwrap_err();
+        assert!(
+            matches!(error, Error::ReadOnly { found: 4, .. }),
+            "{policy:?}: {error:?}"
+        );
+    }
+    assert_eq!(fs::read(&path).unwrap(), before);
+
+    // Encrypted with a key this program does not have: its version is in the clear header.
+    let right = persist::Key::from_bytes([1; 32]);
+    let wrong = persist::Key::from_bytes([2; 32]);
+    Options::new().encrypt(right).save(&v4(), &path).unwrap();
+    let before = fs::read(&path).unwrap();
+    for policy in [OnNewer::ReadOnly, OnNewer::KeepUnknown] {
+        let options = Options::new().on_newer(policy).encrypt(wrong.clone());
+        let error = options.save(&Settings::default(), &path).unwrap_err();
+        assert!(
+            matches!(error, Error::ReadOnly { found: 4, .. }),
+            "{policy:?}: {error:?}"
+        );
+    }
+    assert_eq!(fs::read(&path).unwrap(), before);
 }

@@ -591,7 +591,10 @@ fn collect(path: &Path, named: bool, entries: &mut Vec<Entry>) -> Result<(), Fai
         Ok(metadata) if metadata.is_symlink() => entries.push(skip("a link, not followed")),
         Ok(_) => entries.push(skip("not a regular file")),
         // Gone since its directory was read.
-        Err(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        // Not even looked at (a path too long, no permission): checked, so that the check
+        // reports why rather than the file passing unseen.
+        Err(_) => entries.push(Entry::Check(path.to_owned())),
     }
     Ok(())
 }

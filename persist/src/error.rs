@@ -432,8 +432,8 @@ impl fmt::Display for Error {
                 from, to, source, ..
             } => write!(
                 f,
-                "cannot be written at version {to}: going down from version {from} failed: \
-                 {source}; nothing was written"
+                "cannot be written at the older version asked for: the step down from version \
+                 {from} to version {to} failed: {source}; nothing was written"
             ),
             Error::UnknownVersion { found, known, .. } => write!(
                 f,

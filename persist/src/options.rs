@@ -252,7 +252,7 @@ impl Options {
     /// keep.save(&Settings { theme: "light".into() }, &path)?;
     /// assert_eq!(
     ///     std::fs::read_to_string(&path)?,
-    ///     r#"{"version":4,"data":{"font":"mono","theme":"light"}}"#
+    ///     r#"{"version":4,"data":{"theme":"light","font":"mono"}}"#
     /// );
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -268,10 +268,14 @@ impl Options {
     /// is an ordinary save. The file replaced is kept as a backup when its version differs,
     /// as on every save.
     ///
+    /// Followed by the saves of single files (save, update, the async saves, a transaction's
+    /// saves, `Live`); a collection writes its entries at their type's version.
+    ///
     /// # Errors (of the saves)
     ///
     /// [`Error::Downgrade`] when a step fails or is not declared, or `version` is not an older
-    /// version of the chain; nothing is written.
+    /// version of the chain; nothing is written. [`Error::ReadOnly`] over a file of a newer
+    /// version under [`OnNewer::ReadOnly`].
     ///
     /// ```
     /// use persist::{Options, Persisted};

@@ -161,11 +161,29 @@ impl Settings {
         if self.on_newer == OnNewer::Refuse {
             return Ok(None);
         }
-        let Ok(bytes) = crate::shell::read::read_for_load(path, self.disk.max_size) else {
+        // The version from the file's first bytes (a frame's header tells it in clear): a
+        // newer file is refused, or kept, whatever else keeps it from being read whole (a key
+        // that does not open it, a size over the cap).
+        let Ok((file, _)) = crate::shell::read::open_regular_file(path, false) else {
             return Ok(None);
         };
-        let Ok(existing) = self.open(path, &bytes) else {
-            return Ok(None);
+        let head = crate::shell::read::head(&file, 64).unwrap_or_default();
+        drop(file);
+        let newer =
+            crate::shell::version_of(&head).is_some_and(|found| found > u64::from(T::VERSION));
+        let refused = |found| Error::ReadOnly {
+            path: path.to_owned(),
+            found,
+            supported: T::VERSION,
+        };
+        let read = crate::shell::read::read_for_load(path, self.disk.max_size)
+            .and_then(|bytes| Ok(self.open(path, &bytes)?.into_owned()));
+        let existing = match (read, newer) {
+            (Ok(existing), _) => existing,
+            (Err(_), false) => return Ok(None),
+            (Err(_), true) => {
+                return Err(refused(crate::shell::version_of(&head).unwrap_or_default()));
+            }
         };
         rollback::write_over(value, &existing, self.on_newer, self.style::<T>(), path)
     }

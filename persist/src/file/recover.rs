@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use crate::mapped::Contents;
 use crate::rollback::{self, NewerFile, OnNewer};
 use crate::settings::Settings;
-use crate::shell::commit::{Write, bytes, replace_path};
-use crate::shell::{AuditOp, backup, lock, read};
+use crate::shell::damaged::Damaged;
+use crate::shell::{lock, read};
 use crate::{Error, Persisted};
 
 /// What a load does with a file it cannot read: damaged (broken JSON, a failed checksum, a
@@ -231,27 +231,62 @@ fn fall_back<V>(
             Err(_) => return Err(error),
         },
     };
-    // Looked at again: another process may have repaired or replaced it meanwhile.
-    let error = match read_with(settings, path, decode) {
-        Ok((value, _)) => {
-            return Ok(Loaded {
+    // Attempts: a save racing the recovery (one that takes no lock) replaces the file between
+    // the look and the repair; it is looked at again.
+    let mut error = error;
+    for _ in 0..ATTEMPTS {
+        match recover_once(settings, path, error, defaults, decode)? {
+            Attempt::Done(loaded) => return Ok(loaded),
+            Attempt::Again(again) => error = again,
+        }
+    }
+    Err(error)
+}
+
+/// How many times a fall-back looks at a file replaced while it recovered it.
+const ATTEMPTS: usize = 3;
+
+/// What one look at the damaged file ended in.
+enum Attempt<V> {
+    Done(Loaded<Option<V>>),
+    /// The file was replaced meanwhile: the error it had (to report if no attempt is left).
+    Again(Error),
+}
+
+/// One look at the file at `path` under its lock: opened once, and everything done to what was
+/// opened (see [`Damaged`]).
+fn recover_once<V>(
+    settings: &Settings,
+    path: &Path,
+    error: Error,
+    defaults: bool,
+    decode: &Decode<'_, V>,
+) -> Result<Attempt<V>, Error> {
+    let disk = &settings.disk;
+    // Looked at again: another process may have repaired, replaced or removed it meanwhile.
+    let Some(damaged) = Damaged::open(disk, path)? else {
+        return Err(error);
+    };
+    let error = match decode(path, &damaged.bytes(disk)?) {
+        Ok(value) => {
+            return Ok(Attempt::Done(Loaded {
                 value: Some(value),
                 outcome: LoadOutcome::Intact,
-            });
+            }));
         }
         Err(again) if is_damage(&again) => again,
         Err(_) => error,
     };
     let mut decrypts = !matches!(error, Error::Decrypt { .. });
-    for (candidate, generation) in candidates(path)? {
-        // A planted link among the copies is not read: a copy is a file persist made here.
-        if std::fs::symlink_metadata(&candidate).is_ok_and(|meta| !meta.is_file()) {
+    for copy in damaged.copies()? {
+        // Only a plain file of its own: never a link, nor a second name of a file elsewhere.
+        let Some(data) = damaged.read_copy(disk, &copy) else {
             continue;
-        }
-        let (value, data) = match read_with(settings, &candidate, decode) {
-            Ok(read) => read,
+        };
+        let value = match decode(&copy.path, &data) {
+            Ok(value) => value,
             Err(other) => {
-                decrypts |= !matches!(other, Error::Decrypt { .. } | Error::NotFound { .. });
+                decrypts |= !matches!(other, Error::Decrypt { .. });
                 continue;
             }
         };
@@ -261,39 +296,45 @@ fn fall_back<V>(
         if settings.encoding.key.is_some() && !crate::frame::is_encrypted(&data) {
             continue;
         }
-        let damaged = put_back(settings, path, &data)?;
+        let kept = match damaged.put_back(disk, &data) {
+            Ok(kept) => kept,
+            Err(Error::Contended { .. }) => return Ok(Attempt::Again(error)),
+            Err(other) => return Err(other),
+        };
         // The generation is the file now: kept, it would be kept again by the next save, a
         // second copy of one version pushing the oldest out.
-        if generation {
-            let _ = std::fs::remove_file(&candidate);
+        if copy.generation {
+            damaged.remove_copy(&copy);
         }
         let fallback = Fallback {
             error,
-            damaged,
-            from: Some(candidate),
+            damaged: kept,
+            from: Some(copy.path),
         };
         warn(path, &fallback);
-        return Ok(Loaded {
+        return Ok(Attempt::Done(Loaded {
             value: Some(value),
             outcome: LoadOutcome::LastGood(fallback),
-        });
+        }));
     }
-    match defaults && decrypts {
-        true => {
-            let damaged = backup::move_aside(&settings.disk, path)?;
-            let fallback = Fallback {
-                error,
-                damaged,
-                from: None,
-            };
-            warn(path, &fallback);
-            Ok(Loaded {
-                value: None,
-                outcome: LoadOutcome::Defaulted(fallback),
-            })
-        }
-        false => Err(error),
+    if !(defaults && decrypts) {
+        return Err(error);
     }
+    let moved = match damaged.move_aside(disk) {
+        Ok(moved) => moved,
+        Err(Error::Contended { .. }) => return Ok(Attempt::Again(error)),
+        Err(other) => return Err(other),
+    };
+    let fallback = Fallback {
+        error,
+        damaged: moved,
+        from: None,
+    };
+    warn(path, &fallback);
+    Ok(Attempt::Done(Loaded {
+        value: None,
+        outcome: LoadOutcome::Defaulted(fallback),
+    }))
 }
 
 /// The earlier copies of the file at `path` a fall-back tries, in order: the generations,
@@ -313,21 +354,6 @@ fn candidates(path: &Path) -> Result<Vec<(PathBuf, bool)>, Error> {
         .into_iter()
         .map(|kept| (kept.path, kept.generation.is_some()))
         .collect())
-}
-
-/// Puts `data` (an earlier copy's bytes) in the place of the damaged file at `path`, which is
-/// kept as `<name>.corrupt-<ms>` first; returns where.
-fn put_back(settings: &Settings, path: &Path, data: &[u8]) -> Result<PathBuf, Error> {
-    let damaged = backup::keep_damaged(&settings.disk, path)?;
-    let write = Write {
-        version: crate::shell::version_of(data).and_then(|version| u32::try_from(version).ok()),
-        audit: Some(AuditOp::Restore),
-        // The damaged file is kept already, and is no generation.
-        kept: true,
-        ..Write::default()
-    };
-    replace_path(&settings.disk, path, &write, bytes(data))?;
-    Ok(damaged)
 }
 
 impl std::fmt::Display for Fallback {

@@ -642,6 +642,15 @@ impl Drop for Linked<'_> {
     }
 }
 
+/// The versions of the backups of the state file `name` in `dir`, newest first.
+pub(crate) fn versions_in(dir: &Dir, name: &std::ffi::OsStr) -> std::io::Result<Vec<u64>> {
+    Ok(list_in(dir)?
+        .into_iter()
+        .filter(|(file, _)| file == name)
+        .map(|(_, version)| version)
+        .collect())
+}
+
 /// The backups in `dir`, as (state file name, version), newest version first.
 fn list_in(dir: &Dir) -> std::io::Result<Vec<(std::ffi::OsString, u64)>> {
     let mut backups: Vec<_> = dir
@@ -731,29 +740,9 @@ pub(crate) fn restore(disk: &Disk, path: &Path, version: u64) -> Result<(), Erro
     }])
 }
 
-/// The file at `path`, resolved as a save's target, and open; [`Error::NotFound`] if there
-/// is none.
-fn opened(disk: &Disk, path: &Path) -> Result<(Target, std::fs::File), Error> {
-    let target = Target::resolve(path, disk.durability)?;
-    match target.current()? {
-        Some((current, _)) => Ok((target, current)),
-        None => Err(Error::NotFound {
-            path: path.to_owned(),
-            source: std::io::ErrorKind::NotFound.into(),
-        }),
-    }
-}
-
-/// Keeps a copy of the file at `path`, which did not load, as `<name>.corrupt-<ms>` beside it
-/// (its bytes, written durably, 0600) before a recovery writes an earlier copy over it;
-/// returns where.
-pub(crate) fn keep_damaged(disk: &Disk, path: &Path) -> Result<PathBuf, Error> {
-    let (target, current) = opened(disk, path)?;
-    keep_damaged_at(disk, &target, &current)
-}
-
-/// [`keep_damaged`] of `current`, the file open at `target` (a name in a directory persist
-/// holds open).
+/// Keeps a copy of `current`, the file open at `target` (a name in a directory persist holds
+/// open), which did not load, as `<name>.corrupt-<ms>` beside it (its bytes, written durably,
+/// 0600) before a recovery writes an earlier copy over it; returns where.
 pub(crate) fn keep_damaged_at(
     disk: &Disk,
     target: &Target,
@@ -769,25 +758,4 @@ pub(crate) fn keep_damaged_at(
     let (copy, _) = copy_target(target, &name)?;
     super::commit::replace(disk, &copy, &Write::default(), bytes(&data))?;
     Ok(copy.named)
-}
-
-/// Moves the file at `path`, which did not load, aside as `<name>.corrupt-<ms>` (renamed,
-/// made private, durably); returns where. The file's name is free afterwards.
-pub(crate) fn move_aside(disk: &Disk, path: &Path) -> Result<PathBuf, Error> {
-    let (target, current) = opened(disk, path)?;
-    let name = free_name(&target.dir, &target.name, Sibling::Corrupt);
-    let moved = target.dir.join(&name);
-    fault(IoOp::Rename, target.dir.path())
-        .and_then(|()| target.dir.rename(&target.name, &target.dir, &name))
-        .map_err(io_error(&moved, IoOp::Rename))?;
-    let stat = Dir::stat_file(&current).map_err(io_error(&moved, IoOp::Metadata))?;
-    if stat.nlink == 1 {
-        let _ = super::dir::set_mode(&current, 0o600);
-    }
-    if disk.syncs() {
-        fault(IoOp::SyncDir, target.dir.path())
-            .and_then(|()| target.dir.sync())
-            .map_err(io_error(&moved, IoOp::SyncDir))?;
-    }
-    Ok(moved)
 }

@@ -41,6 +41,8 @@ pub(crate) struct Target {
     pub(crate) name: OsString,
     /// The permission bits of the file being replaced; `None` when there is none.
     pub(crate) mode: Option<u32>,
+    /// The path named a symbolic link, followed to `dir` and `name`.
+    pub(crate) through_link: bool,
 }
 
 /// Where the file a path names is, without opening anything: see [`Target::locate`].
@@ -49,6 +51,8 @@ pub(crate) struct Located {
     dir: PathBuf,
     pub(crate) name: OsString,
     pub(crate) mode: Option<u32>,
+    /// The path is a symbolic link, followed.
+    pub(crate) through_link: bool,
 }
 
 impl Located {
@@ -69,19 +73,22 @@ impl Target {
     /// symlink). Anything at the path that is not a regular file is refused, without opening it
     /// (a FIFO never blocks).
     pub(crate) fn locate(path: &Path) -> Result<Located, Error> {
-        let split = |path: &Path, mode| Located {
+        let split = |path: &Path, mode, through_link| Located {
             dir: parent_dir(path).to_owned(),
             name: path.file_name().unwrap_or(path.as_os_str()).to_owned(),
             mode,
+            through_link,
         };
-        let metadata = match fault(IoOp::Metadata, path)
-            .and_then(|()| std::fs::symlink_metadata(path))
-        {
-            Ok(metadata) => metadata,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(split(path, None)),
-            Err(error) => return Err(io_error(path, IoOp::Metadata)(error)),
-        };
-        let (target, metadata) = if metadata.file_type().is_symlink() {
+        let metadata =
+            match fault(IoOp::Metadata, path).and_then(|()| std::fs::symlink_metadata(path)) {
+                Ok(metadata) => metadata,
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                    return Ok(split(path, None, false));
+                }
+                Err(error) => return Err(io_error(path, IoOp::Metadata)(error)),
+            };
+        let metadata_was_link = metadata.file_type().is_symlink();
+        let (target, metadata) = if metadata_was_link {
             let target =
                 std::fs::canonicalize(path).map_err(io_error(path, IoOp::ResolveSymlink))?;
             let metadata = std::fs::metadata(&target).map_err(io_error(path, IoOp::Metadata))?;
@@ -95,7 +102,7 @@ impl Target {
                 kind: FileKind::of(metadata.file_type()),
             });
         }
-        Ok(split(&target, Some(mode_of(&metadata))))
+        Ok(split(&target, Some(mode_of(&metadata)), metadata_was_link))
     }
 
     /// The target of a save to `path` (see [`locate`](Target::locate)), its directory open
@@ -108,6 +115,7 @@ impl Target {
             dir: Arc::new(dir),
             name: located.name,
             mode: located.mode,
+            through_link: located.through_link,
         })
     }
 
@@ -133,6 +141,7 @@ impl Target {
             dir: Arc::clone(dir),
             name: name.to_owned(),
             mode,
+            through_link: false,
         })
     }
 

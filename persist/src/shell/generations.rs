@@ -47,7 +47,9 @@ pub(crate) fn keep(
     let mut numbers =
         numbers_in(&target.dir, &target.name).map_err(io_error(&target.named, IoOp::Read))?;
     numbers.sort_unstable_by(|a, b| b.cmp(a));
-    let mut next = numbers.first().map_or(1, |newest| newest.saturating_add(1));
+    let next = numbers
+        .first()
+        .map_or(Some(1), |newest| newest.checked_add(1));
     let stale = numbers
         .iter()
         // The one about to be made counts as one of those kept.
@@ -61,6 +63,15 @@ pub(crate) fn keep(
         linked: None,
         placed: false,
         stale,
+    };
+    // Numbers run out only where a file planted beside it claims the last ones: the save goes
+    // on without a generation, and removes none.
+    let none_kept = |mut generation: Generation| {
+        generation.stale.clear();
+        Ok(generation)
+    };
+    let Some(mut next) = next else {
+        return none_kept(generation);
     };
     // The file itself under a second name, where it has no other (a file with more names is
     // copied: making the generation private must not change the others), and only if the
@@ -90,7 +101,10 @@ pub(crate) fn keep(
                 }
                 // Another save made that number meanwhile: the next one.
                 Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-                    next = next.saturating_add(1);
+                    match next.checked_add(1) {
+                        Some(number) => next = number,
+                        None => return none_kept(generation),
+                    }
                 }
                 Err(_) => break,
             }
@@ -111,7 +125,10 @@ pub(crate) fn keep(
         if target.dir.stat(&name).ok().flatten().is_none() {
             break name;
         }
-        next = next.saturating_add(1);
+        match next.checked_add(1) {
+            Some(number) => next = number,
+            None => return none_kept(generation),
+        }
     };
     let (copy, _) = super::backup::copy_target(target, &name)?;
     let staged = stage(disk, &copy, bytes(&data))?;

@@ -15,12 +15,14 @@
 //! - [`commit`]: staging and installing, one file or a batch;
 //! - [`backup`]: the backups of other versions;
 //! - [`generations`]: the earlier good versions of a file;
+//! - [`damaged`]: a damaged file, and the recovery that puts an earlier copy in its place;
 //! - [`lock`]: the inter-process locks;
 //! - [`remove`]: removals (a state file with its siblings, a directory tree under a root);
 //! - [`faults`]: the fault seam.
 
 pub(crate) mod backup;
 pub(crate) mod commit;
+pub(crate) mod damaged;
 pub(crate) mod dir;
 pub(crate) mod faults;
 pub(crate) mod generations;
