@@ -1,7 +1,7 @@
 //! A test kit for migration chains (feature `testing`, for dev-dependencies): golden fixture
 //! files of every version, loaded through the real load path and snapshotted with insta, and a
-//! schema lock that fails when a versioned type's serialized shape changes without a version
-//! bump.
+//! schema lock that fails when a versioned type's serialized shape changes, without a version
+//! bump, in a way that the configured [compatibility level](Compatibility) does not accept.
 //!
 //! # Layout
 //!
@@ -20,6 +20,8 @@
 //! ```ignore
 //! // tests/migrations.rs
 //! persist::testing::migration_tests!(settings: Settings, "tests/fixtures/settings");
+//! // or, with a stricter level than the default `backward`:
+//! persist::testing::migration_tests!(settings: Settings, "tests/fixtures/settings", compatibility = full);
 //! ```
 //!
 //! generates two tests in a module `settings`:
@@ -37,22 +39,91 @@
 //!   again; what the round trip lost is a snapshot named `v<N>_<fixture>_down`, and a step that
 //!   fails on a fixture fails the test. Review snapshot changes with `cargo insta review`.
 //! - `schemas`: the shape of every version of the chain (field names after serde renames, types,
-//!   nesting, enum variants, options, maps, and every nested type) is compared with
-//!   `v<N>/schema.txt`. A missing lock is written (and is an error when `CI` is set: commit it).
-//!   A changed shape fails with the diff and what to do; accept a deliberate change with
-//!   `PERSIST_ACCEPT_SCHEMA=1 cargo test`.
+//!   nesting, enum variants, options, maps, every nested type, and what each field allows) is
+//!   compared with `v<N>/schema.txt`, and each difference is classified (below). A missing lock
+//!   is written (and is an error when `CI` is set: commit it). A change the level accepts
+//!   passes with a note, and the lock is rewritten (outside CI) so that the next comparison
+//!   starts from it. Any other change fails with the diff, each change's class, and what would
+//!   make it compatible; accept a deliberate one with `PERSIST_ACCEPT_SCHEMA=1 cargo test`,
+//!   except a breaking change, which always needs a version bump.
 //!
 //! When you bump a version: keep the old struct (renamed, e.g. `SettingsV3`), give the new one
 //! `#[persist(version = 4, migrate_from = SettingsV3)]`, write a fixture of the new version
 //! with [`Fixtures::write`], run the tests, review the new snapshots, commit.
 //!
-//! # What the schema lock sees, and what it does not
+//! # What the schema lock checks
 //!
 //! Shapes are traced through each type's `Deserialize` impl with serde-reflection. It sees what
-//! a reader expects: names after renames, types, nesting, variants. It does not see
-//! `#[serde(default)]`, `skip_serializing_if` or `deny_unknown_fields`, so a change that only
-//! touches those passes, and adding a defaulted field fails it (accept it if old files still
-//! load as intended). It cannot trace untagged or internally tagged enums, `#[serde(flatten)]`,
+//! a reader expects: names after renames, types, nesting, variants. What each struct field
+//! allows is then probed on the type itself, with sample values built from the traced shape: a
+//! field that may be missing on read (`#[serde(default)]`, an `Option`), a field a save may
+//! leave out (`skip_serializing_if`, found by giving the field its empty value: `null`, `0`,
+//! `false`, `""`, `[]` or `{}`), a struct that refuses unknown members
+//! (`deny_unknown_fields`), and the aliases a field is also read under (`alias`). A struct
+//! whose sample does not load (a `Deserialize` impl that validates, a type that cannot be
+//! empty) keeps the facts of plain fields: required unless an `Option`, always written.
+//!
+//! The lock text, one block per container:
+//!
+//! ```text
+//! $ = struct {                                the root; `struct deny_unknown_fields {` if it
+//!   theme: $.theme,                           refuses unknown members
+//!   font_size: u32 = default,                 may be missing on read
+//!   tags: seq<string> = default, skipped when empty,
+//!   nickname: option<string>,                 an Option may be missing: nothing to say
+//!   accent: string = alias colour,            also read as `colour`
+//! }
+//! $.theme = enum {
+//!   light,
+//!   custom(string),
+//! }
+//! ```
+//!
+//! A field line is `name: type,`, followed, only when there is something to say, by ` = ` and
+//! annotations separated by `, `: `default` (may be missing on read; implied for an
+//! `option<...>`, so not written there), `required` (an `option<...>` that may not be missing),
+//! `skipped when empty` (a save may leave it out), `alias NAME` (one per alias). A plain field
+//! reads as it always did, so locks of types without these attributes are unchanged. A lock
+//! written before persist recorded annotations, which differs from the current text only by
+//! them, passes at every level with a note and is rewritten outside CI (persist cannot tell such
+//! a lock from attributes added since; the note names the classes).
+//!
+//! Each difference between the lock and the current shape is a [`ShapeChange`] with a
+//! [`ChangeClass`], as Confluent's schema registry and buf classify changes: *backward*
+//! compatible when the new type reads old files, *forward* compatible when a build from before
+//! the change reads new files, [`Both`](ChangeClass::Both) (full), or
+//! [`Breaking`](ChangeClass::Breaking):
+//!
+//! | change | class |
+//! |---|---|
+//! | field added, may be missing on read | both (backward only if the old struct refused unknown fields) |
+//! | field added, required | forward |
+//! | field removed, was optional | both (forward only if the new struct refuses unknown fields) |
+//! | field removed, was required | backward |
+//! | field renamed, new name has `alias = "old"` | backward (both if the old field was optional) |
+//! | field renamed without an alias | breaking: the old value would be lost, or silently dropped if the new field is optional |
+//! | type widened (`u8` to `u32`, `i32` to `i64`, `u32` to `i64`, `f32` to `f64`, an integer to a float, `char` to `string`) | backward |
+//! | type narrowed (the reverse) | forward |
+//! | type replaced by an unrelated one (`string` to `u32`, `u32` to `i32`) | breaking |
+//! | `T` to `Option<T>` | backward |
+//! | `Option<T>` to `T` | forward |
+//! | enum variant added | backward |
+//! | enum variant removed | forward |
+//! | field newly skipped when empty, old field required | backward |
+//! | field now optional on read, `deny_unknown_fields` added or removed, alias added | both |
+//!
+//! Nested types are compared where they are used, and their changes named by path
+//! (`$.window.maximized`, `$.theme::Custom.accent`); a newtype struct around a type is not a
+//! change (JSON does not show it). A diff's class is the meet of its changes' classes. The
+//! [`Compatibility`] level (`backward` by default; [`Fixtures::compatibility`], or
+//! `compatibility = backward | forward | full | none` in [`migration_tests!`]) decides which
+//! classes pass. A breaking change fails at every level and even with
+//! `PERSIST_ACCEPT_SCHEMA=1`: bump the version, or, if no file of that version ever left your
+//! machine, delete the lock and run the tests again to write it anew.
+//! [`compare_with_lock`] and [`compare_locks`] classify without a fixtures folder, and
+//! [`json_schema`] exports a version's shape as a JSON Schema.
+//!
+//! The lock cannot trace untagged or internally tagged enums, `#[serde(flatten)]`,
 //! `serde_json::Value` or hand-written impls that call `deserialize_any`: those types get a
 //! clear error, not a silent pass. A lock names the root `$` and each nested type by where it is
 //! first used (`$.window`, `$.theme::Custom.accent`), not by its Rust name, which JSON never
@@ -70,7 +141,10 @@ pub use insta;
 
 use crate::codec::{VisitVersion, walk_chain};
 use crate::schema::short_name;
-pub use crate::schema::{ShapeError, describe};
+pub use crate::schema::{
+    ChangeClass, ChangeKind, Compatibility, ShapeChange, ShapeError, compare_locks,
+    compare_with_lock, describe, json_schema,
+};
 use crate::{Error, Options, Persisted};
 
 /// The environment variable that accepts changed schema locks (`PERSIST_ACCEPT_SCHEMA=1`).
@@ -83,6 +157,11 @@ const SCHEMA_FILE: &str = "schema.txt";
 #[derive(Debug)]
 pub struct Fixtures<T> {
     dir: PathBuf,
+    compatibility: Compatibility,
+    /// `PERSIST_ACCEPT_SCHEMA=1`, set in code; `None` reads the variable.
+    accept: Option<bool>,
+    /// Whether this is a CI run, set in code; `None` reads the `CI` variable.
+    ci: Option<bool>,
     marker: PhantomData<fn() -> T>,
 }
 
@@ -250,12 +329,54 @@ impl<T: Persisted> Fixture<T> {
 }
 
 impl<T: Persisted> Fixtures<T> {
-    /// The fixtures under `dir`.
+    /// The fixtures under `dir`, checked at the default [`Compatibility::Backward`] level.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Fixtures {
             dir: dir.into(),
+            compatibility: Compatibility::default(),
+            accept: None,
+            ci: None,
             marker: PhantomData,
         }
+    }
+
+    /// Sets the level that decides which schema changes pass [`assert_schemas`] without a
+    /// version bump (see [`Compatibility`]). A breaking change fails at every level.
+    ///
+    /// ```
+    /// # #[derive(serde::Serialize, serde::Deserialize, persist::Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Settings { theme: String }
+    /// use persist::testing::{Compatibility, Fixtures};
+    ///
+    /// let fixtures = Fixtures::<Settings>::new("tests/fixtures/settings")
+    ///     .compatibility(Compatibility::Full);
+    /// ```
+    ///
+    /// [`assert_schemas`]: Fixtures::assert_schemas
+    #[must_use]
+    pub fn compatibility(mut self, level: Compatibility) -> Self {
+        self.compatibility = level;
+        self
+    }
+
+    /// Makes [`assert_schemas`](Fixtures::assert_schemas) accept (`true`) or refuse (`false`)
+    /// schema changes the level does not, as `PERSIST_ACCEPT_SCHEMA=1` does, whatever that
+    /// variable says. By default the variable decides. A breaking change is never accepted.
+    #[must_use]
+    pub fn accept_schema_changes(mut self, accept: bool) -> Self {
+        self.accept = Some(accept);
+        self
+    }
+
+    /// Makes [`assert_schemas`](Fixtures::assert_schemas) behave as in CI (`true`: it writes no
+    /// lock, and a missing lock fails) or as on a developer's machine (`false`), whatever the
+    /// environment says. By default it is CI when the `CI` variable is set, not empty, and not
+    /// `false`.
+    #[must_use]
+    pub fn ci(mut self, ci: bool) -> Self {
+        self.ci = Some(ci);
+        self
     }
 
     /// The folder.
@@ -515,14 +636,17 @@ impl<T: Persisted> Fixtures<T> {
         assert!(problems.is_empty(), "{}", problems.join("\n\n"));
     }
 
-    /// Compares the shape of every version of the chain with its lock, without writing.
+    /// Compares the shape of every version of the chain with its lock, without writing: one
+    /// [`SchemaChange`] per version whose shape differs from its lock (or has none), with its
+    /// changes classified.
     ///
     /// # Errors
     ///
-    /// [`ShapeError`] if a version's shape cannot be traced.
+    /// [`ShapeError`] if a version's shape cannot be traced, or a lock cannot be read.
     pub fn schema_changes(&self) -> Result<Vec<SchemaChange>, ShapeError> {
         struct Compare<'a> {
             dir: &'a Path,
+            compatibility: Compatibility,
             changes: Vec<SchemaChange>,
             error: Option<ShapeError>,
         }
@@ -538,20 +662,31 @@ impl<T: Persisted> Fixtures<T> {
                 };
                 let lock = self.dir.join(format!("v{}", V::VERSION)).join(SCHEMA_FILE);
                 let locked = std::fs::read_to_string(&lock).ok();
-                if locked.as_deref() != Some(current.as_str()) {
-                    self.changes.push(SchemaChange {
-                        type_name: short_name::<V>(),
-                        version: V::VERSION,
-                        lock,
-                        locked,
-                        current,
-                    });
+                if locked.as_deref() == Some(current.as_str()) {
+                    return;
                 }
+                let changes = match &locked {
+                    Some(locked) => match compare_locks(locked, &current) {
+                        Ok(changes) => changes,
+                        Err(error) => return self.error = Some(error.in_lock(&lock)),
+                    },
+                    None => Vec::new(),
+                };
+                self.changes.push(SchemaChange {
+                    type_name: short_name::<V>(),
+                    version: V::VERSION,
+                    lock,
+                    locked,
+                    current,
+                    changes,
+                    compatibility: self.compatibility,
+                });
             }
         }
 
         let mut compare = Compare {
             dir: &self.dir,
+            compatibility: self.compatibility,
             changes: Vec::new(),
             error: None,
         };
@@ -562,20 +697,41 @@ impl<T: Persisted> Fixtures<T> {
         }
     }
 
-    /// Checks every version's shape against its lock: writes missing locks (failing instead
-    /// when the `CI` environment variable is set), rewrites changed ones when
-    /// `PERSIST_ACCEPT_SCHEMA=1`, and panics with the diff and what to do otherwise.
+    /// Checks every version's shape against its lock ([`schema_changes`]):
+    ///
+    /// - a missing lock is written (and fails under CI: commit it);
+    /// - a change the [level](Fixtures::compatibility) accepts (or a lock that only lacks the
+    ///   annotations of a newer persist) passes with a note on stderr naming each change and
+    ///   its class, and the lock is rewritten to the current shape, except under CI;
+    /// - any other change panics with the diff, each change's class and fix, and what to do;
+    ///   `PERSIST_ACCEPT_SCHEMA=1` (or [`accept_schema_changes`]) rewrites it instead, unless
+    ///   it is breaking: a breaking change always needs a version bump (or, if no file of that
+    ///   version ever left your machine, the lock deleted to start over).
+    ///
+    /// [`schema_changes`]: Fixtures::schema_changes
+    /// [`accept_schema_changes`]: Fixtures::accept_schema_changes
     pub fn assert_schemas(&self) {
         self.assert_folder_exists();
         let changes = match self.schema_changes() {
             Ok(changes) => changes,
             Err(error) => panic!("{error}"),
         };
-        let accept = std::env::var_os(ACCEPT_SCHEMA).is_some_and(|value| value == "1");
-        let ci = std::env::var_os("CI").is_some_and(|value| !value.is_empty() && value != "false");
+        let accept = self
+            .accept
+            .unwrap_or_else(|| std::env::var_os(ACCEPT_SCHEMA).is_some_and(|value| value == "1"));
+        let ci = self.ci.unwrap_or_else(|| {
+            std::env::var_os("CI").is_some_and(|value| !value.is_empty() && value != "false")
+        });
         let mut failures = Vec::new();
         for change in changes {
-            let write = if change.locked.is_none() { !ci } else { accept };
+            let write = match change.class() {
+                None => !ci,
+                Some(_) if change.accepted() => {
+                    eprintln!("{}", change.note(ci));
+                    !ci
+                }
+                Some(class) => accept && class != ChangeClass::Breaking,
+            };
             if write {
                 if let Some(dir) = change.lock.parent() {
                     let _ = std::fs::create_dir_all(dir);
@@ -584,7 +740,7 @@ impl<T: Persisted> Fixtures<T> {
                     Ok(()) => eprintln!("persist: wrote schema lock {}", change.lock.display()),
                     Err(error) => failures.push(format!("{}: {error}", change.lock.display())),
                 }
-            } else {
+            } else if !change.accepted() {
                 failures.push(change.to_string());
             }
         }
@@ -732,7 +888,9 @@ fn json_changes(
     }
 }
 
-/// A version whose serialized shape differs from its lock (or has no lock yet).
+/// A version whose serialized shape differs from its lock (or has no lock yet), with the
+/// changes classified. Its `Display` is the failure message of
+/// [`assert_schemas`](Fixtures::assert_schemas).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SchemaChange {
@@ -746,11 +904,101 @@ pub struct SchemaChange {
     pub locked: Option<String>,
     /// The shape the type has now.
     pub current: String,
+    /// The changes from the lock to the current shape, in the order of the current shape;
+    /// empty when there is no lock.
+    pub changes: Vec<ShapeChange>,
+    /// The level the fixtures check at ([`Fixtures::compatibility`]).
+    pub compatibility: Compatibility,
+}
+
+impl SchemaChange {
+    /// The class of all the changes together (the [meet](ChangeClass::meet) of theirs), or
+    /// `None` when there is no lock to compare with.
+    pub fn class(&self) -> Option<ChangeClass> {
+        self.locked.as_ref()?;
+        Some(
+            self.changes
+                .iter()
+                .fold(ChangeClass::Both, |class, change| class.meet(change.class)),
+        )
+    }
+
+    /// Whether the lock has no annotations and the current shape differs from it only by them:
+    /// a lock written before persist recorded what fields allow, or a type that gained
+    /// `#[serde(default)]`, `skip_serializing_if`, `deny_unknown_fields` or an alias since (the
+    /// two cannot be told apart). [`Fixtures::assert_schemas`] lets it through at every level.
+    pub fn annotations_only(&self) -> bool {
+        self.locked
+            .as_deref()
+            .is_some_and(|locked| crate::schema::annotations_only(locked, &self.current))
+    }
+
+    /// The lock has no annotations, the current shape has some, and a change is about them:
+    /// the lock may predate annotations, and those changes with it.
+    fn locked_without_annotations(&self) -> bool {
+        let annotated = |text: &str| {
+            text.lines().any(|line| {
+                (line.contains(": ") && line.contains(" = ") && line.ends_with(','))
+                    || line.ends_with(" deny_unknown_fields {")
+            })
+        };
+        self.locked
+            .as_deref()
+            .is_some_and(|locked| !annotated(locked) && annotated(&self.current))
+            && self
+                .changes
+                .iter()
+                .any(|change| change.kind.is_about_attributes())
+            && !self.annotations_only()
+    }
+
+    /// Whether [`Fixtures::assert_schemas`] lets the change through without
+    /// `PERSIST_ACCEPT_SCHEMA`: there is a lock, and the level accepts the changes' class (or
+    /// the lock only lacks annotations).
+    pub fn accepted(&self) -> bool {
+        self.class()
+            .is_some_and(|class| self.compatibility.accepts(class) || self.annotations_only())
+    }
+
+    /// The note an accepted change prints.
+    fn note(&self, ci: bool) -> String {
+        let mut note = if self.annotations_only() {
+            format!(
+                "persist: the schema lock {} has no annotations, and the shape of `{}` version {} \
+                 differs from it only by them: the lock predates them, or the attributes are new \
+                 (the change passes at every level):",
+                self.lock.display(),
+                self.type_name,
+                self.version
+            )
+        } else {
+            format!(
+                "persist: the shape of `{}` version {} changed in ways the `{}` level accepts:",
+                self.type_name, self.version, self.compatibility
+            )
+        };
+        for change in &self.changes {
+            note.push_str(&format!("\n  - {change}"));
+        }
+        if ci {
+            note.push_str(&format!(
+                "\nThe lock {} was left as it is under CI: run the tests locally to rewrite it, \
+                 and commit it.",
+                self.lock.display()
+            ));
+        } else {
+            note.push_str(&format!(
+                "\nThe lock {} now holds the current shape: review it and commit it.",
+                self.lock.display()
+            ));
+        }
+        note
+    }
 }
 
 impl fmt::Display for SchemaChange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Some(locked) = &self.locked else {
+        let (Some(locked), Some(class)) = (&self.locked, self.class()) else {
             return write!(
                 f,
                 "no schema lock for `{}` version {} at {}: run the tests once outside CI to \
@@ -776,34 +1024,102 @@ impl fmt::Display for SchemaChange {
                 .context_radius(2)
                 .header("locked", "current")
         )?;
-        write!(
+        writeln!(
             f,
-            "Files saved at version {version} may no longer load, or may load with wrong or \
-             defaulted data.\n\
-             If this is a new schema: keep the old definition as its own type with \
-             `#[persist(version = {version})]`, give `{name}` `#[persist(version = {next}, \
-             migrate_from = <the old type>)]` and a `From`/`TryFrom` impl, and write a fixture of \
-             version {next}.\n\
-             If the change is deliberate and files of version {version} still load as intended \
-             (for example a new field with `#[serde(default)]`), accept it: \
-             {ACCEPT_SCHEMA}=1 cargo test",
-            version = self.version,
-            next = self.version + 1,
-            name = self.type_name,
-        )
+            "The changes, by compatibility (backward: files saved before a change load after it; \
+             forward: files saved after it load in builds from before it):"
+        )?;
+        for change in &self.changes {
+            writeln!(f, "- {change}")?;
+        }
+        let (version, next, name) = (self.version, self.version + 1, &self.type_name);
+        if !class.is_backward() {
+            writeln!(
+                f,
+                "Files saved at version {version} may no longer load, or may load with wrong or \
+                 defaulted data."
+            )?;
+        }
+        if !class.is_forward() {
+            writeln!(
+                f,
+                "Files saved by this build may not load in builds from before the change."
+            )?;
+        }
+        if self.locked_without_annotations() {
+            writeln!(
+                f,
+                "The lock has no annotations: if a persist from before they were recorded wrote \
+                 it, the changes above about what fields allow (optional, skipped when empty, \
+                 aliases, unknown fields) may be older than this change. To see, undo the \
+                 change, run the tests once (the lock is rewritten), and make it again."
+            )?;
+        }
+        if self.accepted() {
+            return write!(
+                f,
+                "Together they are {class}, which the `{level}` level accepts ({rule}).",
+                level = self.compatibility,
+                rule = self.compatibility.rule(),
+            );
+        }
+        writeln!(
+            f,
+            "Together they are {class}, which the `{level}` level does not accept ({rule}).",
+            level = self.compatibility,
+            rule = self.compatibility.rule(),
+        )?;
+        let bump = format!(
+            "keep the old definition as its own type with `#[persist(version = {version})]`, \
+             give `{name}` `#[persist(version = {next}, migrate_from = <the old type>)]` and a \
+             `From`/`TryFrom` impl, and write a fixture of version {next}"
+        );
+        if class == ChangeClass::Breaking {
+            write!(
+                f,
+                "A breaking change always needs a version bump: {bump}. {ACCEPT_SCHEMA}=1 does \
+                 not accept it. If no file of version {version} ever left your machine, delete \
+                 the lock ({lock}) and run the tests again to write it anew.",
+                lock = self.lock.display(),
+            )
+        } else {
+            write!(
+                f,
+                "Make the changes compatible (the fix after each), or, if this is a new schema: \
+                 {bump}.\n\
+                 If the change is deliberate and the files it affects do not matter (no older \
+                 build reads them, say), accept it: {ACCEPT_SCHEMA}=1 cargo test"
+            )
+        }
     }
 }
 
 /// Generates the migration tests of a chain in a module `name`: `fixtures` (every fixture of
 /// every version loaded and snapshotted with insta) and `schemas` (every version's shape against
-/// its lock). See the [module documentation](self).
+/// its lock, at a [`Compatibility`] level: `backward` unless `compatibility = ...` names
+/// another of `backward`, `forward`, `full`, `none`). See the [module documentation](self).
 ///
 /// ```ignore
 /// persist::testing::migration_tests!(settings: Settings, "tests/fixtures/settings");
+/// persist::testing::migration_tests!(settings: Settings, "tests/fixtures/settings", compatibility = full);
 /// ```
 #[macro_export]
 macro_rules! migration_tests {
+    (@level backward) => { $crate::testing::Compatibility::Backward };
+    (@level forward) => { $crate::testing::Compatibility::Forward };
+    (@level full) => { $crate::testing::Compatibility::Full };
+    (@level none) => { $crate::testing::Compatibility::None };
+    (@level $other:tt) => {
+        ::core::compile_error!(::core::concat!(
+            "unknown compatibility level `",
+            ::core::stringify!($other),
+            "`: use backward, forward, full or none"
+        ))
+    };
     ($name:ident : $ty:ty, $dir:expr $(,)?) => {
+        $crate::migration_tests!($name: $ty, $dir, compatibility = backward);
+    };
+    ($name:ident : $ty:ty, $dir:expr, compatibility = $level:tt $(,)?) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
@@ -835,7 +1151,9 @@ macro_rules! migration_tests {
 
             #[test]
             fn schemas() {
-                $crate::testing::Fixtures::<$ty>::new($dir).assert_schemas();
+                $crate::testing::Fixtures::<$ty>::new($dir)
+                    .compatibility($crate::migration_tests!(@level $level))
+                    .assert_schemas();
             }
         }
     };
