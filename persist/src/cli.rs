@@ -214,16 +214,25 @@ fn inspect<T: Persisted>(
     }
 }
 
+/// What a load of `file` would do, if it would succeed; its error otherwise.
+fn loadable<T: Persisted>(
+    options: &Options,
+    file: &std::path::Path,
+) -> Result<crate::Inspection, Failure> {
+    let report = options.inspect::<T>(file)?;
+    match report.outcome {
+        Ok(()) => Ok(report),
+        Err(error) => Err(error.into()),
+    }
+}
+
 fn migrate<T: Persisted>(
     options: &Options,
     file: &std::path::Path,
     dry_run: bool,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let report = options.inspect::<T>(file)?;
-    if let Err(error) = report.outcome {
-        return Err(error.into());
-    }
+    let report = loadable::<T>(options, file)?;
     // A file without an envelope is read as the oldest version; rewriting it adds the envelope
     // even when that is the current version.
     let from = if report.unversioned {
@@ -283,10 +292,7 @@ fn downgrade<T: Persisted>(
     dry_run: bool,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let report = options.inspect::<T>(file)?;
-    if let Err(error) = report.outcome {
-        return Err(error.into());
-    }
+    let report = loadable::<T>(options, file)?;
     let from = report.stored_version.unwrap_or_default();
     if !report.unversioned && from == u64::from(to) {
         writeln!(

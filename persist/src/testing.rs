@@ -452,17 +452,7 @@ impl<T: Persisted> Fixtures<T> {
     pub fn load_all(&self) -> Result<Vec<Fixture<T>>, Error> {
         let mut fixtures = Vec::new();
         for version in versions_in(&self.dir)? {
-            let dir = self.version_dir(version);
-            let mut paths: Vec<PathBuf> = read_dir(&dir)?
-                .into_iter()
-                .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-                .collect();
-            paths.sort();
-            for path in paths {
-                let name = path
-                    .file_stem()
-                    .map(|stem| stem.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+            for (path, name) in fixture_files(&self.version_dir(version))? {
                 let inspection = Options::new().inspect::<T>(&path)?;
                 fixtures.push(Fixture {
                     version,
@@ -570,17 +560,11 @@ impl<T: Persisted> Fixtures<T> {
                 if !dir.is_dir() {
                     return;
                 }
-                let mut paths: Vec<PathBuf> = match read_dir(&dir) {
-                    Ok(paths) => paths,
+                let files = match fixture_files(&dir) {
+                    Ok(files) => files,
                     Err(error) => return self.error = Some(error),
                 };
-                paths.retain(|path| path.extension().is_some_and(|ext| ext == "json"));
-                paths.sort();
-                for path in paths {
-                    let name = path
-                        .file_stem()
-                        .map(|stem| stem.to_string_lossy().into_owned())
-                        .unwrap_or_default();
+                for (path, name) in files {
                     if name.ends_with(".fails") {
                         continue;
                     }
@@ -746,6 +730,26 @@ impl<T: Persisted> Fixtures<T> {
         }
         assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     }
+}
+
+/// The fixtures in the version folder `dir`, by name: each file's path and its name without
+/// `.json`.
+fn fixture_files(dir: &Path) -> Result<Vec<(PathBuf, String)>, Error> {
+    let mut paths: Vec<PathBuf> = read_dir(dir)?
+        .into_iter()
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    paths.sort();
+    Ok(paths
+        .into_iter()
+        .map(|path| {
+            let name = path
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (path, name)
+        })
+        .collect())
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, Error> {
