@@ -585,7 +585,8 @@ pub(super) fn settle_link(
         let _ = dir.remove_file(copy);
         return false;
     }
-    if stat.nlink == names {
+    // Already private (a state file persist made is): no change of the inode to commit.
+    if stat.nlink == names && stat.mode != 0o600 {
         let _ = super::dir::set_mode(linked, 0o600);
     }
     true
