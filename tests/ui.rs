@@ -10,9 +10,9 @@ fn ui() {
     t.pass(readme_live_block());
 }
 
-/// The README's Live block as written, in a program with the quickstart's types as written
-/// (the quickstart block without its `main`), inside an async function that `main` never
-/// calls: it must compile, not run.
+/// The README's Live block as written (its visible lines), in a program with the quickstart's
+/// types as written (the quickstart block without its `main`), inside an async function that
+/// `main` never calls: it must compile, not run.
 fn readme_live_block() -> std::path::PathBuf {
     let readme = include_str!("../README.md");
     // Every Rust block, `ignore` or not: what follows its fence line, up to the closing fence.
@@ -31,6 +31,16 @@ fn readme_live_block() -> std::path::PathBuf {
         .iter()
         .find(|block| block.contains("Settings::live("))
         .expect("the Live block");
+    // What a reader sees: without the doc test's hidden lines (its own copy of the types, its
+    // `main`), which rustdoc leaves out the same way.
+    let live: Vec<&str> = live
+        .lines()
+        .filter(|line| {
+            let line = line.trim_start();
+            !(line == "#" || line.starts_with("# "))
+        })
+        .collect();
+    let live = live.join("\n");
     let program = format!(
         "{types}\n#[allow(dead_code, unused_variables)]\n\
          async fn live_block() -> Result<(), Box<dyn std::error::Error>> {{\n{live}\nOk(())\n}}\n\

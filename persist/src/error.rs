@@ -9,9 +9,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong loading or saving a state file.
 ///
-/// Every variant names the file. After any error the file on disk is exactly as it was:
-/// persist never overwrites a file it could not read, and a failed save leaves the previous
-/// file in place.
+/// Every variant names the file, except [`Error::Setup`]: an error of the application's setup
+/// (its directories, its key), which `?` converts into this type. After any error the file on
+/// disk is exactly as it was: persist never overwrites a file it could not read, and a failed
+/// save leaves the previous file in place.
 ///
 /// # Examples
 ///
@@ -366,6 +367,19 @@ pub enum Error {
         /// The file.
         path: PathBuf,
     },
+
+    /// What an application needs before it loads or saves a file could not be had:
+    /// [`AppDirs::new`](crate::AppDirs::new) found no home directory
+    /// ([`AppDirsError`](crate::AppDirsError)), or a key could not be made from its text or
+    /// environment variable (`persist::KeyError`, feature `encryption`). No operation of
+    /// persist returns it: it is what `?` makes of those errors in a function that returns
+    /// `persist::Error` (the `From` impls below). It names no file: [`path`](Error::path) is
+    /// empty, and the message is the converted error's. Nothing was read or written.
+    Setup {
+        /// The converted error: an [`AppDirsError`](crate::AppDirsError) or a `KeyError`, to
+        /// match with `source.downcast_ref::<persist::AppDirsError>()`.
+        source: BoxError,
+    },
 }
 
 /// The state the file was left in, said the same way by every message.
@@ -383,7 +397,11 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.path().display())?;
+        match self {
+            // No file to name: the converted error's message, as it is.
+            Error::Setup { .. } => {}
+            _ => write!(f, "{}: ", self.path().display())?,
+        }
         match self {
             Error::NotFound { .. } => f.write_str("no such file"),
             Error::Io { op, source, .. } => write!(f, "could not {op}: {source}"),
@@ -581,6 +599,7 @@ impl fmt::Display for Error {
                 "could not decrypt: wrong key, or the file was changed after it was written; \
                  {LEFT_AS_IT_WAS}"
             ),
+            Error::Setup { source } => write!(f, "{source}"),
         }
     }
 }
@@ -589,6 +608,30 @@ impl fmt::Display for Error {
 /// message. So that error-chain reporters (anyhow's `{:#}`, `tracing`'s error fields) do not show
 /// it twice, `source()` returns nothing; the underlying error is the variant's `source` field.
 impl std::error::Error for Error {}
+
+/// `?` on [`AppDirs::new`](crate::AppDirs::new) in a function that returns `persist::Error`:
+/// the error becomes [`Error::Setup`], whose `source` is the `AppDirsError` itself (nothing of
+/// it is lost; the message is the same).
+impl From<crate::AppDirsError> for Error {
+    fn from(error: crate::AppDirsError) -> Error {
+        Error::Setup {
+            source: Box::new(error),
+        }
+    }
+}
+
+/// `?` on [`Key::from_hex`](crate::Key::from_hex) or [`Key::from_env`](crate::Key::from_env) in
+/// a function that returns `persist::Error`: the error becomes [`Error::Setup`], whose `source`
+/// is the `KeyError` itself (nothing of it is lost; the message is the same, and never holds
+/// the secret).
+#[cfg(feature = "encryption")]
+impl From<crate::KeyError> for Error {
+    fn from(error: crate::KeyError) -> Error {
+        Error::Setup {
+            source: Box::new(error),
+        }
+    }
+}
 
 /// The `source` of an [`Error::Migration`] when the loaded value was refused by the type's
 /// `#[persist(validate = ...)]` function rather than by a migration step.
@@ -656,7 +699,7 @@ impl std::fmt::Display for Layer {
 }
 
 impl Error {
-    /// The state file the error is about.
+    /// The state file the error is about; empty for [`Error::Setup`], which is about none.
     ///
     /// # Examples
     ///
@@ -699,6 +742,7 @@ impl Error {
             | Error::Unsupported { path, .. }
             | Error::KeyRequired { path }
             | Error::Decrypt { path } => path,
+            Error::Setup { .. } => Path::new(""),
         }
     }
 }
@@ -806,6 +850,9 @@ pub enum ErrorKind {
     KeyRequired,
     /// [`Error::Decrypt`].
     Decrypt,
+    /// [`Error::Setup`]: no home directory for [`AppDirs`](crate::AppDirs), or a key that could
+    /// not be made.
+    Setup,
 }
 
 impl ErrorKind {
@@ -844,6 +891,7 @@ impl ErrorKind {
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::KeyRequired => "key_required",
             ErrorKind::Decrypt => "decrypt",
+            ErrorKind::Setup => "setup",
         }
     }
 
@@ -924,6 +972,7 @@ impl Error {
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::KeyRequired { .. } => ErrorKind::KeyRequired,
             Error::Decrypt { .. } => ErrorKind::Decrypt,
+            Error::Setup { .. } => ErrorKind::Setup,
         }
     }
 }
