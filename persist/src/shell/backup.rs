@@ -226,7 +226,7 @@ struct Aside {
     placed: bool,
     /// The replaced file itself, when the copy is a second name of it: made private (0600)
     /// once the new file has taken the state file's name.
-    linked: Option<std::fs::File>,
+    linked: Option<Identity>,
     /// The state file's name, in the copy's directory.
     state: OsString,
     /// The backups to prune once the new file is in place.
@@ -344,11 +344,7 @@ fn set_aside(
             return Err(io_error(&kept.copy.named, IoOp::Rename)(error));
         }
         kept.placed = true;
-        kept.linked = Some(
-            current
-                .try_clone()
-                .map_err(io_error(&target.named, IoOp::Open))?,
-        );
+        kept.linked = Some(Identity::from_stat(stat));
         if disk.syncs_dirs() {
             fault(IoOp::SyncDir, target.dir.path())
                 .and_then(|()| target.dir.sync())
@@ -460,7 +456,7 @@ impl Aside {
     fn finish(mut self, prune: bool, names: u64) {
         self.placed = false;
         if let Some(linked) = self.linked.take()
-            && !settle_link(&self.copy.dir, &self.state, &self.copy.name, &linked, names)
+            && !settle_link(&self.copy.dir, &self.state, &self.copy.name, linked, names)
         {
             // Not replaced after all: nothing needs keeping.
             return;
@@ -570,26 +566,53 @@ pub(super) fn settle_link(
     dir: &Dir,
     state: &std::ffi::OsStr,
     copy: &std::ffi::OsStr,
-    linked: &std::fs::File,
+    linked: Identity,
     names: u64,
 ) -> bool {
-    let Ok(stat) = Dir::stat_file(linked) else {
-        return true;
-    };
     let still_there = dir
         .stat(state)
         .ok()
         .flatten()
-        .is_some_and(|now| now.ino == stat.ino && now.dev == stat.dev);
+        .is_some_and(|now| linked.is(&now));
     if still_there {
         let _ = dir.remove_file(copy);
         return false;
     }
-    // Already private (a state file persist made is): no change of the inode to commit.
-    if stat.nlink == names && stat.mode != 0o600 {
-        let _ = super::dir::set_mode(linked, 0o600);
+    // The copy's name, looked up (the file is not held open): only while it names the file
+    // linked. Already private (a state file persist made is): no change of the inode to commit.
+    let Some(stat) = dir.stat(copy).ok().flatten().filter(|stat| linked.is(stat)) else {
+        return true;
+    };
+    if stat.nlink == names
+        && stat.mode != 0o600
+        && let Ok(file) = dir.open_file(copy, false)
+        && Dir::stat_file(&file).is_ok_and(|opened| linked.is(&opened))
+    {
+        let _ = super::dir::set_mode(&file, 0o600);
     }
     true
+}
+
+/// Which file a name held when it was linked (device and inode), without holding it open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Identity {
+    dev: u64,
+    ino: u64,
+}
+
+impl Identity {
+    /// From what a save already knows of the file.
+    pub(crate) fn from_stat(stat: &super::dir::Stat) -> Identity {
+        Identity {
+            dev: stat.dev,
+            ino: stat.ino,
+        }
+    }
+
+    /// Whether `stat` describes this file.
+    pub(crate) fn is(self, stat: &super::dir::Stat) -> bool {
+        stat.dev == self.dev && stat.ino == self.ino
+    }
 }
 
 /// The file now at a target, under a second, temporary name (a hard link): what a journal's

@@ -28,7 +28,7 @@ pub(crate) struct Generation {
     state: OsString,
     /// The replaced file itself, when the generation is a second name of it: made private
     /// (0600) once the new file has taken the state file's name.
-    linked: Option<File>,
+    linked: Option<super::backup::Identity>,
     /// Whether the name is removed on drop (a save that failed).
     placed: bool,
     /// The generations past the number kept, removed once the new file is in place.
@@ -92,11 +92,7 @@ pub(crate) fn keep(
                     }
                     generation.name = name;
                     generation.placed = true;
-                    generation.linked = Some(
-                        current
-                            .try_clone()
-                            .map_err(io_error(&target.named, IoOp::Open))?,
-                    );
+                    generation.linked = Some(super::backup::Identity::from_stat(stat));
                     return Ok(generation);
                 }
                 // Another save made that number meanwhile: the next one.
@@ -151,7 +147,7 @@ impl Generation {
     pub(crate) fn finish(mut self, names: u64) {
         self.placed = false;
         if let Some(linked) = self.linked.take()
-            && !super::backup::settle_link(&self.dir, &self.state, &self.name, &linked, names)
+            && !super::backup::settle_link(&self.dir, &self.state, &self.name, linked, names)
         {
             // Not replaced after all: the older generations stay too.
             return;
