@@ -164,25 +164,35 @@ impl Settings {
         // The version from the file's first bytes (a frame's header tells it in clear): a
         // newer file is refused, or kept, whatever else keeps it from being read whole (a key
         // that does not open it, a size over the cap).
-        let Ok((file, _)) = crate::shell::read::open_regular_file(path, false) else {
+        // Opened once: read whole when it is within the cap, its first bytes only otherwise.
+        let Ok((file, metadata)) = crate::shell::read::open_regular_file(path, false) else {
             return Ok(None);
         };
-        let head = crate::shell::read::head(&file, 64).unwrap_or_default();
-        drop(file);
-        let newer =
-            crate::shell::version_of(&head).is_some_and(|found| found > u64::from(T::VERSION));
-        let refused = |found| Error::ReadOnly {
-            path: path.to_owned(),
-            found,
-            supported: T::VERSION,
+        let limit = self.disk.max_size;
+        let (head, read) = match metadata.len() <= limit {
+            true => match crate::shell::read::read_open(path, &file, metadata.len(), limit) {
+                Ok(bytes) => (
+                    bytes[..bytes.len().min(64)].to_vec(),
+                    self.open(path, &bytes)
+                        .map(|envelope| envelope.into_owned()),
+                ),
+                Err(error) => (Vec::new(), Err(error)),
+            },
+            false => (
+                crate::shell::read::head(&file, 64).unwrap_or_default(),
+                Err(crate::shell::read::too_large(path, metadata.len(), limit)),
+            ),
         };
-        let read = crate::shell::read::read_for_load(path, self.disk.max_size)
-            .and_then(|bytes| Ok(self.open(path, &bytes)?.into_owned()));
+        let newer = crate::shell::version_of(&head).filter(|found| *found > u64::from(T::VERSION));
         let existing = match (read, newer) {
             (Ok(existing), _) => existing,
-            (Err(_), false) => return Ok(None),
-            (Err(_), true) => {
-                return Err(refused(crate::shell::version_of(&head).unwrap_or_default()));
+            (Err(_), None) => return Ok(None),
+            (Err(_), Some(found)) => {
+                return Err(Error::ReadOnly {
+                    path: path.to_owned(),
+                    found,
+                    supported: T::VERSION,
+                });
             }
         };
         rollback::write_over(value, &existing, self.on_newer, self.style::<T>(), path)
