@@ -124,7 +124,7 @@ fn run(old: &Collection<UserV1>, users: &Collection<User>) -> Result<(), persist
         let user = users.update(key, |user| user.logins += 1)?;
         println!("{key}: {} has logged in {} time(s)", user.name, user.logins);
     }
-    println!("keys: {:?}", users.keys()?);
+    println!("keys: {:?}", users.keys()?.sorted()?);
 
     for (key, user) in users.iter()? {
         println!("{key:>12} -> {:?}", user?);

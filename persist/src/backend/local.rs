@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{Backend, Change, Condition, Entry, EntryRecovery, Stored, Tag, Written};
+use super::{Backend, Change, Condition, Entry, EntryRecovery, Names, Stored, Tag, Written};
 use crate::error::IoOp;
 use crate::settings::Settings;
 use crate::shell::commit::{
@@ -193,9 +193,7 @@ impl Local {
 
 /// The shard of an entry name: two hex digits of its CRC-32C.
 fn shard_of(name: &str) -> Shard {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let low = shard_index(name);
-    Shard([HEX[low >> 4], HEX[low & 0xf]])
+    Shard::at(shard_index(name))
 }
 
 /// The number of an entry's shard: the low byte of its name's CRC-32C.
@@ -205,6 +203,14 @@ fn shard_index(name: &str) -> usize {
 
 /// A shard's name: two ASCII hex digits.
 struct Shard([u8; 2]);
+
+impl Shard {
+    /// The shard numbered `index` (0 to 255).
+    fn at(index: usize) -> Shard {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        Shard([HEX[(index >> 4) & 0xf], HEX[index & 0xf]])
+    }
+}
 
 impl AsRef<OsStr> for Shard {
     fn as_ref(&self) -> &OsStr {
@@ -224,6 +230,34 @@ fn tag_of(stat: &Stat) -> Tag {
         "{:x}-{:x}-{:x}-{:x}.{:x}",
         stat.dev, stat.ino, stat.size, stat.mtime.0, stat.mtime.1
     ))
+}
+
+/// The names in the shard `index` that begin with `prefix`, in name order: regular files with an
+/// entry's name, in a real shard directory (a link or a mount is skipped, as is every file
+/// persist keeps beside an entry).
+fn names_in(root: &Dir, dir: &Path, index: usize, prefix: &str) -> Result<Vec<String>, Error> {
+    let shard = Shard::at(index);
+    let shard_path = dir.join(&shard);
+    let Lookup::Found(listed) = root
+        .child(shard.as_ref())
+        .map_err(io_error(&shard_path, IoOp::Open))?
+    else {
+        return Ok(Vec::new());
+    };
+    let mut names = Vec::new();
+    for (entry, kind) in listed.list().map_err(io_error(&shard_path, IoOp::Read))? {
+        // Entry names never hold a dot; lock files, backups and temporary files do.
+        if kind == Kind::File
+            && let Some(name) = entry.to_str()
+            && name.starts_with(prefix)
+            && !name.contains('.')
+            && names::classify_any(&entry).is_none()
+        {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort_unstable();
+    Ok(names)
 }
 
 /// Whether `name` (in the collection's directory) is a shard's: two lowercase hex digits.
@@ -347,32 +381,30 @@ impl Backend for Local {
     /// directories (links and mounts are skipped, as is every file persist keeps beside an
     /// entry).
     fn list(&self) -> Result<Vec<String>, Error> {
-        let mut names = Vec::new();
-        let shards = self.root.list().map_err(io_error(&self.dir, IoOp::Read))?;
-        for (shard, kind) in shards {
-            if kind != Kind::Dir || !is_shard_name(&shard) {
-                continue;
-            }
-            let shard_path = self.root.join(&shard);
-            let Lookup::Found(dir) = self
-                .root
-                .child(&shard)
-                .map_err(io_error(&shard_path, IoOp::Open))?
-            else {
-                continue;
-            };
-            for (entry, kind) in dir.list().map_err(io_error(&shard_path, IoOp::Read))? {
-                // Entry names never hold a dot; lock files, backups and temporary files do.
-                if kind == Kind::File
-                    && let Some(name) = entry.to_str()
-                    && !name.contains('.')
-                    && names::classify_any(&entry).is_none()
-                {
-                    names.push(name.to_owned());
+        self.scan("")?.collect()
+    }
+
+    /// Shard by shard (`00` to `ff`), each shard's names in name order: one shard's listing
+    /// in memory at a time (a 256th of the entries), not the whole directory's.
+    fn scan(&self, prefix: &str) -> Result<Names, Error> {
+        let (root, dir, prefix) = (Arc::clone(&self.root), self.dir.clone(), prefix.to_owned());
+        let mut shards = 0..256_usize;
+        let mut names = Vec::<String>::new().into_iter();
+        Ok(Box::new(std::iter::from_fn(move || {
+            loop {
+                if let Some(name) = names.next() {
+                    return Some(Ok(name));
+                }
+                let index = shards.next()?;
+                match names_in(&root, &dir, index, &prefix) {
+                    Ok(listed) => names = listed.into_iter(),
+                    Err(error) => {
+                        shards = 0..0;
+                        return Some(Err(error));
+                    }
                 }
             }
-        }
-        Ok(names)
+        })))
     }
 
     /// Stages every entry beside its target, starts the writeback of all of them, then syncs
@@ -448,8 +480,13 @@ impl Backend for Local {
         let stored = self.get(name)?;
         match change(stored.as_ref())? {
             Change::Keep => Ok(super::kept(stored)),
-            Change::Put { bytes, version } => {
+            Change::Put {
+                key,
+                bytes,
+                version,
+            } => {
                 let entry = Entry {
+                    key: &key,
                     bytes: &bytes,
                     version,
                 };
@@ -481,6 +518,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let local = Local::new(dir.path().join("c")).unwrap();
         let entry = Entry {
+            key: "k",
             bytes: br#"{"version":1,"data":1}"#,
             version: 1,
         };
@@ -496,6 +534,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let local = Local::new(dir.path()).unwrap();
         let entry = Entry {
+            key: "k",
             bytes: br#"{"version":1,"data":1}"#,
             version: 1,
         };

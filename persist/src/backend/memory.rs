@@ -1,12 +1,12 @@
 //! A collection in the process's memory, with faults to inject: for tests of code that uses a
 //! collection, including its failure paths.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use super::{Backend, Condition, Entry, Stored, Tag, Written};
+use super::{Backend, Condition, Entry, Names, Stored, Tag, Written};
 use crate::Error;
 use crate::error::IoOp;
 
@@ -35,7 +35,8 @@ pub enum Fault {
 
 #[derive(Debug, Default)]
 struct Store {
-    entries: HashMap<String, (Vec<u8>, u64)>,
+    /// In name order, for scans.
+    entries: BTreeMap<String, (Vec<u8>, u64)>,
     /// The tag of the next write.
     next_tag: u64,
     faults: Vec<Fault>,
@@ -101,7 +102,8 @@ impl Store {
 /// ```
 #[derive(Debug, Default)]
 pub struct Memory {
-    store: Mutex<Store>,
+    /// Shared with the scans in progress.
+    store: Arc<Mutex<Store>>,
 }
 
 impl Memory {
@@ -131,9 +133,7 @@ impl Memory {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
-        self.store
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.store)
     }
 
     fn injected(&self, name: &str, op: IoOp) -> Error {
@@ -143,6 +143,12 @@ impl Memory {
             source: io::Error::other("fault injected by persist::backend::Memory"),
         }
     }
+}
+
+fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
+    store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Backend for Memory {
@@ -215,6 +221,28 @@ impl Backend for Memory {
 
     fn list(&self) -> Result<Vec<String>, Error> {
         Ok(self.lock().entries.keys().cloned().collect())
+    }
+
+    /// In name order, a page of names at a time (the store is not held between pages: a
+    /// name put meanwhile after the last one read is seen, like a database cursor's).
+    fn scan(&self, prefix: &str) -> Result<Names, Error> {
+        let store = Arc::clone(&self.store);
+        let prefix = prefix.to_owned();
+        Ok(super::paged(move |after| {
+            let store = lock(&store);
+            let from = match after {
+                Some(last) => std::ops::Bound::Excluded(last),
+                None => std::ops::Bound::Included(prefix.as_str()),
+            };
+            Ok(store
+                .entries
+                .range::<str, _>((from, std::ops::Bound::Unbounded))
+                .map(|(name, _)| name)
+                .take_while(|name| name.starts_with(&prefix))
+                .take(super::PAGE)
+                .cloned()
+                .collect())
+        }))
     }
 
     /// All or nothing: a fault on any entry of the batch leaves the store as it was.

@@ -71,6 +71,9 @@ pub struct Stored {
 /// An entry to write.
 #[derive(Debug, Clone, Copy)]
 pub struct Entry<'a> {
+    /// The key the entry is stored under: the name is its spelling for the store (a store
+    /// that can hold the key itself, such as a database's text column, may keep it too).
+    pub key: &'a str,
     /// The bytes to store: a persist file's bytes.
     pub bytes: &'a [u8],
     /// The schema version they hold, for stores that keep a backup of an entry of another
@@ -145,6 +148,25 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// The store could not be listed.
     fn list(&self) -> Result<Vec<String>, Error>;
 
+    /// The names that begin with `prefix` (`""` for every name), read from the store as they
+    /// are consumed (a page, a shard, a cursor at a time), so that a store of any size is never
+    /// listed into memory whole. Each name comes once. The store documents its order: name
+    /// order (bytewise) where it keeps one, as [`Memory`] does.
+    ///
+    /// The default lists every name with [`list`](Backend::list), keeps those with the prefix
+    /// and sorts them: right for any store, bounded by its size.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be listed: when the scan starts, or as an item of the iterator
+    /// (after which it ends).
+    fn scan(&self, prefix: &str) -> Result<Names, Error> {
+        let mut names = self.list()?;
+        names.retain(|name| name.starts_with(prefix));
+        names.sort_unstable();
+        Ok(Box::new(names.into_iter().map(Ok)))
+    }
+
     /// Stores every entry, durably, as one batch where the store can (the local directory
     /// syncs each touched directory once; a database commits one transaction). The default
     /// puts them one by one.
@@ -173,11 +195,12 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     fn put_native(
         &self,
         name: &str,
+        key: String,
         bytes: Vec<u8>,
         version: u32,
         condition: Condition,
     ) -> Option<BackendFuture<Written>> {
-        let _ = (name, bytes, version, condition);
+        let _ = (name, key, bytes, version, condition);
         None
     }
 
@@ -234,8 +257,13 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         };
         match change(stored.as_ref())? {
             Change::Keep => Ok(kept(stored)),
-            Change::Put { bytes, version } => {
+            Change::Put {
+                key,
+                bytes,
+                version,
+            } => {
                 let entry = Entry {
+                    key: &key,
                     bytes: &bytes,
                     version,
                 };
@@ -243,6 +271,42 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
             }
         }
     }
+}
+
+/// The names a [`Backend::scan`] yields: an iterator that reads the store as it goes, owning
+/// what it needs (it may outlive the borrow of the backend and move to another thread).
+pub type Names = Box<dyn Iterator<Item = Result<String, Error>> + Send + 'static>;
+
+/// How many names a store's scan reads at a time.
+pub(crate) const PAGE: usize = 1000;
+
+/// A scan that reads a page of names at a time with `next_page(after)`, which returns the
+/// names after `after` (the last name of the previous page; `None` for the first page) in
+/// order, at most [`PAGE`] of them: the scan ends after a page that is not full, or at the first
+/// error.
+pub(crate) fn paged(
+    mut next_page: impl FnMut(Option<&str>) -> Result<Vec<String>, Error> + Send + 'static,
+) -> Names {
+    let mut page = std::collections::VecDeque::<String>::new();
+    let mut last: Option<String> = None;
+    let mut done = false;
+    Box::new(std::iter::from_fn(move || {
+        if page.is_empty() && !done {
+            match next_page(last.as_deref()) {
+                Ok(names) => {
+                    done = names.len() < PAGE;
+                    page.extend(names);
+                }
+                Err(error) => {
+                    done = true;
+                    return Some(Err(error));
+                }
+            }
+        }
+        let name = page.pop_front()?;
+        last = Some(name.clone());
+        Some(Ok(name))
+    }))
 }
 
 /// What [`Backend::recover`] did with a damaged entry.
@@ -278,6 +342,8 @@ pub type BackendFuture<R> =
 pub enum Change {
     /// Store these bytes, which hold this schema version.
     Put {
+        /// The key of the entry (see [`Entry::key`]).
+        key: String,
         /// The new entry.
         bytes: Vec<u8>,
         /// Its schema version.

@@ -475,6 +475,7 @@ impl Backend for Postgres {
     fn put_native(
         &self,
         name: &str,
+        _key: String,
         bytes: Vec<u8>,
         version: u32,
         condition: Condition,

@@ -217,6 +217,7 @@ impl Backend for S3 {
     fn put_native(
         &self,
         name: &str,
+        _key: String,
         bytes: Vec<u8>,
         _version: u32,
         condition: Condition,

@@ -36,27 +36,52 @@ fn kept(byte: u8) -> bool {
 }
 
 /// Windows device names, which no file may be called (with any extension).
-const RESERVED: [&str; 22] = [
+pub(crate) const RESERVED: [&str; 22] = [
     "con", "prn", "aux", "nul", "com1", "com2", "com3", "com4", "com5", "com6", "com7", "com8",
     "com9", "lpt1", "lpt2", "lpt3", "lpt4", "lpt5", "lpt6", "lpt7", "lpt8", "lpt9",
 ];
 
-/// The entry name of a valid key.
-pub(crate) fn name_of(key: &str) -> String {
-    let mut name = String::with_capacity(key.len());
-    for (at, &byte) in key.as_bytes().iter().enumerate() {
-        let reserved = at == 0 && RESERVED.contains(&key);
-        if kept(byte) && !reserved {
+/// What every hashed name begins with (and no spelled one).
+pub(crate) const HASHED: &str = "~~";
+
+/// Appends `byte` escaped (`~` and two lowercase hex digits) to `name`.
+fn push_escaped(name: &mut String, byte: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    name.push('~');
+    name.push(char::from(HEX[usize::from(byte >> 4)]));
+    name.push(char::from(HEX[usize::from(byte & 0xf)]));
+}
+
+/// `text` with every byte kept or escaped, alone: the spelling of a key, without the device-name
+/// rule and the length limit (so the escape of a prefix of a key is a prefix of its spelling).
+pub(crate) fn escape(text: &str) -> String {
+    let mut name = String::with_capacity(text.len());
+    for &byte in text.as_bytes() {
+        if kept(byte) {
             name.push(char::from(byte));
         } else {
-            name.push_str(&format!("~{byte:02x}"));
+            push_escaped(&mut name, byte);
         }
     }
+    name
+}
+
+/// The entry name of a valid key.
+pub(crate) fn name_of(key: &str) -> String {
+    let name = match RESERVED.contains(&key) {
+        true => {
+            let mut name = String::with_capacity(key.len() + 2);
+            push_escaped(&mut name, key.as_bytes()[0]);
+            name.push_str(&key[1..]);
+            name
+        }
+        false => escape(key),
+    };
     if name.len() <= MAX_NAME_BYTES {
         return name;
     }
     let digest = Sha256::digest(key.as_bytes());
-    let mut hashed = String::from("~~");
+    let mut hashed = String::from(HASHED);
     for byte in digest {
         hashed.push_str(&format!("{byte:02x}"));
     }
@@ -97,7 +122,7 @@ pub(crate) fn key_of(name: &str) -> Option<String> {
 
 /// Whether `name` is a hashed name.
 pub(crate) fn is_hashed(name: &str) -> bool {
-    name.starts_with("~~")
+    name.starts_with(HASHED)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 pub(crate) mod cache;
 mod entry;
 pub(crate) mod key;
+mod scan;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -13,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use self::key::MAX_KEY_BYTES;
+#[cfg(feature = "tokio")]
+pub use self::scan::Streamed;
+pub use self::scan::{Entries, Keys};
 #[cfg(feature = "tokio")]
 use crate::Pending;
 use crate::backend::{Backend, Change, Condition, Entry, EntryRecovery, Local, Memory, Written};
@@ -271,7 +275,7 @@ impl<T: Persisted> Collection<T> {
             let change = change(stored)?;
             if audited {
                 put = match &change {
-                    Change::Put { bytes, version } => Some(Put {
+                    Change::Put { bytes, version, .. } => Some(Put {
                         from_version: stored.and_then(|stored| version_of(&stored.bytes)),
                         to_version: *version,
                         written: FileWritten::of(bytes),
@@ -452,6 +456,7 @@ impl<T: Persisted> Collection<T> {
             let bytes = self.encode(key, &name, value)?;
             facts.written = Some(bytes.len() as u64);
             let entry = Entry {
+                key,
                 bytes: &bytes,
                 version: T::VERSION,
             };
@@ -493,8 +498,9 @@ impl<T: Persisted> Collection<T> {
             .collect::<Result<Vec<_>, Error>>()?;
         let batch: Vec<(&str, Entry<'_>)> = encoded
             .iter()
-            .map(|(_, name, bytes)| {
+            .map(|(key, name, bytes)| {
                 let entry = Entry {
+                    key,
                     bytes,
                     version: T::VERSION,
                 };
@@ -562,6 +568,7 @@ impl<T: Persisted> Collection<T> {
                     facts.written = Some(bytes.len() as u64);
                     result = Some(value);
                     Ok(Change::Put {
+                        key: key.to_owned(),
                         bytes,
                         version: T::VERSION,
                     })
@@ -603,7 +610,7 @@ impl<T: Persisted> Collection<T> {
         self.observed("collection_clear", "", |_| {
             // With an audit log, each entry's removal is recorded: the keys are read first.
             let removed = match self.inner.settings.disk.audited() {
-                true => self.keys()?,
+                true => self.keys()?.collect::<Result<Vec<_>, Error>>()?,
                 false => Vec::new(),
             };
             let cleared = self.inner.backend.clear();
@@ -632,22 +639,55 @@ impl<T: Persisted> Collection<T> {
         })
     }
 
-    /// Every key, sorted. Keys are read from the entry names; a key longer than its name can
-    /// spell (over 200 bytes once escaped) is read from its entry.
+    /// Every key, read from the store as the iterator is consumed (see [`Keys`] for the order
+    /// and what an `Err` item means): listing a collection of any size holds a page of names
+    /// in memory, not every key. Keys are read from the entry names; a key longer than its name
+    /// can spell (over 200 bytes once escaped) is read from its entry. [`Keys::sorted`]
+    /// collects them in key order.
+    ///
+    /// ```
+    /// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize, persist::Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct User { name: String }
+    /// let users = persist::Collection::<User>::memory();
+    /// users.put("bob", &User::default())?;
+    /// users.put("alice", &User::default())?;
+    /// for key in users.keys()? {
+    ///     println!("{}", key?);
+    /// }
+    /// assert_eq!(users.keys()?.sorted()?, ["alice", "bob"]);
+    /// # Ok::<(), persist::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
-    /// The backend's errors, and the errors of reading an entry whose key had to be read.
-    pub fn keys(&self) -> Result<Vec<String>, Error> {
-        let mut keys = self
-            .inner
-            .backend
-            .list()?
-            .into_iter()
-            .filter_map(|name| self.key_of_name(&name).transpose())
-            .collect::<Result<Vec<_>, Error>>()?;
-        keys.sort_unstable();
-        Ok(keys)
+    /// The store could not be listed (later failures are items of the iterator).
+    pub fn keys(&self) -> Result<Keys<T>, Error> {
+        Keys::new(self.clone(), "")
+    }
+
+    /// The keys that begin with `prefix` (bytewise, as [`str::starts_with`]), read from the store
+    /// as the iterator is consumed: a scan of the names that spell such keys (a range of rows
+    /// on PostgreSQL, a listing under the prefix on S3), not of every entry. An empty prefix
+    /// gives every key. See [`Keys`] for the order.
+    ///
+    /// ```
+    /// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize, persist::Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Doc { title: String }
+    /// let docs = persist::Collection::<Doc>::memory();
+    /// for key in ["2026/01/a", "2026/02/b", "2025/12/c"] {
+    ///     docs.put(key, &Doc::default())?;
+    /// }
+    /// assert_eq!(docs.keys_with_prefix("2026/")?.sorted()?, ["2026/01/a", "2026/02/b"]);
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The store could not be listed (later failures are items of the iterator).
+    pub fn keys_with_prefix(&self, prefix: &str) -> Result<Keys<T>, Error> {
+        Keys::new(self.clone(), prefix)
     }
 
     /// The key an entry name stands for; `None` for a name that is no key's (or an entry gone
@@ -663,22 +703,25 @@ impl<T: Persisted> Collection<T> {
         entry::key(&self.inner.settings, &stored.bytes, &path)
     }
 
-    /// Every entry as `(key, value)`, in key order, each read when the iterator reaches it:
-    /// an entry that does not load is an `Err` beside its key, and the iteration goes on.
+    /// Every entry as `(key, value)`, in the order of [`keys`](Collection::keys), each read
+    /// when the iterator reaches it: an entry that does not load is an `Err` beside its key,
+    /// and the iteration goes on (see [`Entries`]).
     ///
     /// # Errors
     ///
     /// The errors of [`keys`](Collection::keys).
-    pub fn iter(&self) -> Result<impl Iterator<Item = (String, Result<T, Error>)> + '_, Error> {
-        let keys = self.keys()?;
-        Ok(keys
-            .into_iter()
-            .filter_map(move |key| match self.get(&key) {
-                Ok(Some(value)) => Some((key, Ok(value))),
-                // Deleted since the listing.
-                Ok(None) => None,
-                Err(error) => Some((key, Err(error))),
-            }))
+    pub fn iter(&self) -> Result<Entries<T>, Error> {
+        self.iter_prefix("")
+    }
+
+    /// The entries whose keys begin with `prefix`, as `(key, value)`: [`iter`](Collection::iter)
+    /// over [`keys_with_prefix`](Collection::keys_with_prefix).
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`keys_with_prefix`](Collection::keys_with_prefix).
+    pub fn iter_prefix(&self, prefix: &str) -> Result<Entries<T>, Error> {
+        Ok(Entries::new(self.keys_with_prefix(prefix)?))
     }
 
     /// Rewrites every entry stored at an older schema version at the current one (keeping
@@ -760,6 +803,7 @@ impl<T: Persisted> Collection<T> {
             let bytes = entry::encode(options, &value, &key, &path)?;
             rewritten = true;
             Ok(Change::Put {
+                key,
                 bytes,
                 version: T::VERSION,
             })
@@ -877,7 +921,7 @@ impl<T: Persisted + Send + 'static> Collection<T> {
             false => {
                 self.inner
                     .backend
-                    .put_native(&name, bytes.clone(), T::VERSION, Condition::Always)
+                    .put_native(&name, key.clone(), bytes.clone(), T::VERSION, Condition::Always)
             }
         };
         if let Some(written) = native {
@@ -929,12 +973,33 @@ impl<T: Persisted + Send + 'static> Collection<T> {
         self.run(move |collection| collection.delete(&key))
     }
 
-    /// [`keys`](Collection::keys) on persist's worker threads.
-    ///
-    /// # Errors
-    ///
-    /// See [`keys`](Collection::keys).
-    pub fn keys_async(&self) -> Pending<Vec<String>> {
-        self.run(|collection| collection.keys())
+    /// [`keys`](Collection::keys) as a [`Stream`](futures_core::Stream), read on persist's
+    /// worker threads a batch at a time (see [`Streamed`]); the store's errors are items.
+    pub fn keys_async(&self) -> Streamed<Keys<T>> {
+        self.keys_with_prefix_async("")
+    }
+
+    /// [`keys_with_prefix`](Collection::keys_with_prefix) as a [`Stream`](futures_core::Stream)
+    /// (see [`keys_async`](Collection::keys_async)).
+    pub fn keys_with_prefix_async(&self, prefix: impl Into<String>) -> Streamed<Keys<T>> {
+        Streamed::new(Keys::lazy(self.clone(), prefix.into()))
+    }
+
+    /// [`iter`](Collection::iter) as a [`Stream`](futures_core::Stream) of `(key, value)`, read
+    /// and decoded on persist's worker threads a batch at a time (see [`Streamed`]).
+    pub fn iter_async(&self) -> Streamed<Entries<T>>
+    where
+        T: Clone + Sync,
+    {
+        self.iter_prefix_async("")
+    }
+
+    /// [`iter_prefix`](Collection::iter_prefix) as a [`Stream`](futures_core::Stream) (see
+    /// [`iter_async`](Collection::iter_async)).
+    pub fn iter_prefix_async(&self, prefix: impl Into<String>) -> Streamed<Entries<T>>
+    where
+        T: Clone + Sync,
+    {
+        Streamed::new(Entries::new(Keys::lazy(self.clone(), prefix.into())))
     }
 }
