@@ -3,11 +3,17 @@
 #![cfg(feature = "postgres")]
 
 mod common;
+// Some of the suite is for other stores (an embedded database's).
+#[allow(dead_code)]
 mod remote;
 
-use persist::backend::Postgres;
-use persist::{Collection, Error, RemoteOp};
-use remote::{Counter, Store};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use persist::backend::{Backend, Condition, Entry, Postgres};
+use persist::{Collection, Error, Options, RemoteOp};
+use remote::{Counter, CounterV1, Store};
 
 struct Pg;
 
@@ -97,4 +103,460 @@ fn an_unreachable_server_is_a_typed_error() {
         "{error}"
     );
     assert!(!error.to_string().contains("file"), "{error}");
+}
+
+#[test]
+fn scans_are_in_name_order_with_hostile_prefixes() {
+    remote::scans::<Pg>();
+}
+
+#[test]
+fn scans_read_pages_as_they_go() {
+    remote::scans_read_pages_as_they_go::<Pg>();
+}
+
+/// The server and psql (PostgreSQL's client, installed with the server) for a test that looks
+/// at the table with SQL, or `None` (with a loud message).
+fn server_and_psql() -> Option<String> {
+    let server = Pg::server()?;
+    let psql = Command::new("psql").arg("--version").output().is_ok();
+    common::needs("psql (PostgreSQL's client)", psql).then_some(server)
+}
+
+/// The rows `sql` returns, run by psql on `server`: their fields as text, NULL as `NULL`.
+fn psql(server: &str, sql: &str) -> Vec<Vec<String>> {
+    let output = Command::new("psql")
+        .args([
+            server,
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-F",
+            "\t",
+            "-P",
+            "null=NULL",
+        ])
+        .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{sql}: {stderr}");
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| line.split('\t').map(str::to_owned).collect())
+        .collect()
+}
+
+/// `rows` as psql prints them.
+fn rows<const N: usize>(rows: &[[&str; N]]) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|row| row.iter().map(|field| field.to_string()).collect())
+        .collect()
+}
+
+#[test]
+fn rows_hold_the_key_and_the_data_as_jsonb() {
+    let Some(server) = server_and_psql() else {
+        return;
+    };
+    let table = Pg::place("rows");
+    let counters: Collection<Counter> = Pg::open(&server, &table);
+    let backend = Pg::backend(&server, &table);
+    assert_eq!(
+        psql(
+            &server,
+            &format!(
+                "SELECT column_name, data_type, coalesce(collation_name, '-') \
+                 FROM information_schema.columns WHERE table_name = '{table}' \
+                 ORDER BY ordinal_position"
+            )
+        ),
+        rows(&[
+            ["name", "text", "C"],
+            ["data", "bytea", "-"],
+            ["schema_version", "integer", "-"],
+            ["version", "bigint", "-"],
+            ["key", "text", "-"],
+            ["value", "jsonb", "-"],
+        ])
+    );
+    let hello = Counter {
+        label: "x".into(),
+        hits: 3,
+    };
+    counters.put("Hello World/1", &hello).unwrap();
+    assert_eq!(
+        psql(
+            &server,
+            &format!(
+                "SELECT name, value->>'label', value->'hits' FROM \"{table}\" \
+                 WHERE key = 'Hello World/1'"
+            )
+        ),
+        rows(&[["~48ello~20~57orld~2f1", "x", "3"]])
+    );
+    // Text cannot hold NUL: such keys have no `key`, and a string with NUL in the data no
+    // `value`; the entries are whole all the same.
+    for (key, label) in [("\0", "\0"), ("a\0b", "ab")] {
+        let counter = Counter {
+            label: label.into(),
+            hits: 1,
+        };
+        counters.put(key, &counter).unwrap();
+        assert_eq!(counters.get(key).unwrap(), Some(counter));
+    }
+    assert_eq!(
+        psql(
+            &server,
+            &format!(
+                "SELECT name, value->>'label' FROM \"{table}\" WHERE key IS NULL ORDER BY name"
+            )
+        ),
+        rows(&[["a~00b", "ab"], ["~00", "NULL"]])
+    );
+    // A long key: a hashed name, the key in its column.
+    counters.put(&"k".repeat(300), &hello).unwrap();
+    assert_eq!(
+        psql(
+            &server,
+            &format!(
+                "SELECT left(name, 2), length(name), value->>'label' FROM \"{table}\" \
+                 WHERE key = repeat('k', 300)"
+            )
+        ),
+        rows(&[["~~", "66", "x"]])
+    );
+
+    // Bytes come back exactly as put, whatever jsonb makes of them (it sorts members, keeps
+    // the last of two, and spells numbers its way).
+    let odd: &[u8] = br#"{ "version" : 1 , "key" : "odd" , "data" : {"b": 1, "a": [1, 2.50], "b": 2, "n": 123456789012345678901234567890} }"#;
+    backend
+        .put(
+            "odd",
+            Entry {
+                key: "odd",
+                bytes: odd,
+                version: 1,
+            },
+            &Condition::Always,
+        )
+        .unwrap();
+    assert_eq!(backend.get("odd").unwrap().unwrap().bytes, odd);
+    assert_eq!(
+        psql(
+            &server,
+            &format!(
+                "SELECT value->>'b', value->'a'->>1, value->>'n', schema_version \
+                 FROM \"{table}\" WHERE key = 'odd'"
+            )
+        ),
+        rows(&[["2", "2.50", "123456789012345678901234567890", "1"]])
+    );
+    // Bytes that are no plain envelope, or whose data jsonb cannot hold: stored, without a
+    // `value`.
+    let unshown: [(&str, &[u8]); 7] = [
+        (
+            "framed",
+            b"\x89pst\r\n\x1a\n\x01\x00\x00\x00\x01\x00\x00\x00",
+        ),
+        ("zero", br#"{"version":1,"data":"a\u0000b"}"#),
+        ("tiny", br#"{"version":1,"data":[1e-20000]}"#),
+        ("surrogate", br#"{"version":1,"data":"\ud800"}"#),
+        ("array", b"[1,2]"),
+        ("unversioned", br#"{"data":1}"#),
+        ("twice", br#"{"version":1,"data":1,"data":2}"#),
+    ];
+    for (name, bytes) in unshown {
+        let entry = Entry {
+            key: name,
+            bytes,
+            version: 1,
+        };
+        backend.put(name, entry, &Condition::Always).unwrap();
+        assert_eq!(backend.get(name).unwrap().unwrap().bytes, bytes, "{name}");
+    }
+    assert_eq!(
+        psql(
+            &server,
+            &format!(
+                "SELECT key, value IS NULL FROM \"{table}\" \
+                 WHERE name IN ('framed', 'zero', 'tiny', 'surrogate', 'array', 'unversioned', \
+                 'twice') ORDER BY name"
+            )
+        ),
+        rows(&[
+            ["array", "t"],
+            ["framed", "t"],
+            ["surrogate", "t"],
+            ["tiny", "t"],
+            ["twice", "t"],
+            ["unversioned", "t"],
+            ["zero", "t"],
+        ])
+    );
+    // A rewrite rewrites the columns.
+    counters.update("Hello World/1", |c| c.hits += 1).unwrap();
+    assert_eq!(
+        psql(
+            &server,
+            &format!("SELECT value->'hits' FROM \"{table}\" WHERE key = 'Hello World/1'")
+        ),
+        rows(&[["4"]])
+    );
+}
+
+#[test]
+fn a_table_of_the_earlier_layout_is_upgraded_on_open() {
+    let Some(server) = server_and_psql() else {
+        return;
+    };
+    // Entries as persist writes them, copied into a table of the earlier layout.
+    let source = Pg::place("upgrade_source");
+    let old = Pg::place("upgrade");
+    let counters: Collection<Counter> = Pg::open(&server, &source);
+    let long = Counter {
+        label: "long".into(),
+        hits: 1,
+    };
+    counters.put(&"K".repeat(300), &long).unwrap();
+    counters.put("a\0b", &Counter::default()).unwrap();
+    let v1: Collection<CounterV1> = Pg::open(&server, &source);
+    v1.put(
+        "v1",
+        &CounterV1 {
+            label: "one".into(),
+        },
+    )
+    .unwrap();
+    let summed: Collection<Counter> = Collection::with_backend(
+        Arc::new(Pg::backend(&server, &source)),
+        Options::new().checksum(true),
+    );
+    let sum = Counter {
+        label: "sum".into(),
+        hits: 2,
+    };
+    summed.put("sum", &sum).unwrap();
+    let hello = r#"{"version": 2, "key": "Hello World", "data": {"label": "old", "hits": 7}}"#;
+    psql(
+        &server,
+        &format!(
+            "CREATE TABLE \"{old}\" (name TEXT PRIMARY KEY, data BYTEA NOT NULL, \
+             schema_version INTEGER NOT NULL, version BIGINT NOT NULL); \
+             INSERT INTO \"{old}\" SELECT name, data, schema_version, version FROM \"{source}\"; \
+             INSERT INTO \"{old}\" VALUES ('~48ello~20~57orld', convert_to('{hello}', 'UTF8'), 2, 5), \
+             ('NotAName', '\\x89707374'::bytea, 1, 1)"
+        ),
+    );
+
+    // Three processes' worth of opens at once: one upgrades, the others wait and find it done.
+    let opened: Vec<Postgres> = std::thread::scope(|scope| {
+        let opens: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| Postgres::connect(&server, &old)))
+            .collect();
+        opens
+            .into_iter()
+            .map(|open| open.join().unwrap().unwrap())
+            .collect()
+    });
+    let sql = |sql: &str| psql(&server, &sql.replace("{old}", &format!("\"{old}\"")));
+    assert_eq!(
+        sql(
+            "SELECT name, key, value->>'label', value->'hits', version FROM {old} \
+             WHERE key = 'Hello World'"
+        ),
+        rows(&[["~48ello~20~57orld", "Hello World", "old", "7", "5"]])
+    );
+    // A hashed name's key, from the envelope.
+    assert_eq!(
+        sql("SELECT value->>'label' FROM {old} WHERE key = repeat('K', 300)"),
+        rows(&[["long"]])
+    );
+    assert_eq!(
+        sql(
+            "SELECT key, value->>'label', value->'hits', schema_version FROM {old} \
+             WHERE key IN ('v1', 'sum') ORDER BY key"
+        ),
+        rows(&[["sum", "sum", "2", "2"], ["v1", "one", "NULL", "1"]])
+    );
+    assert_eq!(
+        sql("SELECT name, value IS NULL FROM {old} WHERE key IS NULL ORDER BY name"),
+        rows(&[["NotAName", "t"], ["a~00b", "f"]])
+    );
+    assert_eq!(
+        sql(&format!(
+            "SELECT collation_name FROM information_schema.columns \
+             WHERE table_name = '{old}' AND column_name = 'name'"
+        )),
+        rows(&[["C"]])
+    );
+    // The rows read as they did: the same bytes, the same tags.
+    let stored = opened[0].get("~48ello~20~57orld").unwrap().unwrap();
+    assert_eq!(stored.bytes, hello.as_bytes());
+    assert_eq!(stored.tag.as_str(), "5");
+    let upgraded: Collection<Counter> =
+        Collection::with_backend(Arc::new(opened[1].clone()), Options::new());
+    assert_eq!(
+        upgraded.get("Hello World").unwrap(),
+        Some(Counter {
+            label: "old".into(),
+            hits: 7,
+        })
+    );
+    assert_eq!(upgraded.get("v1").unwrap().unwrap().label, "one");
+    assert_eq!(upgraded.get(&"K".repeat(300)).unwrap(), Some(long));
+    assert_eq!(upgraded.get("sum").unwrap(), Some(sum));
+    upgraded.update("Hello World", |c| c.hits += 1).unwrap();
+    assert_eq!(
+        sql("SELECT value->'hits', version FROM {old} WHERE key = 'Hello World'"),
+        rows(&[["8", "6"]])
+    );
+    let mut names = opened[2].list().unwrap();
+    names.sort();
+    let scanned: Vec<String> = opened[2]
+        .scan("")
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(scanned, names);
+    assert_eq!(names.len(), 6);
+    // Opening it again finds nothing to do.
+    drop(Postgres::connect(&server, &old).unwrap());
+    assert_eq!(
+        sql("SELECT count(*) FROM {old} WHERE key IS NOT NULL"),
+        rows(&[["4"]])
+    );
+}
+
+/// The entry `name` holding `data`.
+fn entry(name: &str, data: u32) -> (String, Vec<u8>) {
+    let bytes = format!(r#"{{"version":1,"key":"{name}","data":{data}}}"#);
+    (name.to_owned(), bytes.into_bytes())
+}
+
+/// `bytes` to put under the key `key`.
+fn put<'a>(key: &'a str, bytes: &'a [u8]) -> Entry<'a> {
+    Entry {
+        key,
+        bytes,
+        version: 1,
+    }
+}
+
+#[test]
+fn a_batch_that_fails_writes_none_of_its_entries() {
+    let Some(server) = Pg::server() else { return };
+    let backend = Pg::backend(&server, &Pg::place("batch"));
+    let (kept, before) = entry("ok-1", 1);
+    backend
+        .put(&kept, put(&kept, &before), &Condition::Always)
+        .unwrap();
+    // Text cannot hold NUL: the server refuses the third row.
+    let batch: Vec<(String, Vec<u8>)> = ["ok-1", "ok-2", "bad\0", "ok-3"]
+        .into_iter()
+        .map(|name| entry(name, 2))
+        .collect();
+    let entries: Vec<(&str, Entry<'_>)> = batch
+        .iter()
+        .map(|(name, bytes)| (name.as_str(), put(name, bytes)))
+        .collect();
+    let error = backend.put_many(&entries).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Remote {
+                op: RemoteOp::Write,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(backend.list().unwrap(), ["ok-1"]);
+    assert_eq!(backend.get("ok-1").unwrap().unwrap().bytes, before);
+}
+
+/// The batch's connection is killed (`pg_terminate_backend`) while its transaction runs: the
+/// batch is stored whole or not at all (a kill during the commit may leave the client without
+/// the outcome), and at least one batch is cut off before its end and leaves nothing.
+#[test]
+fn a_batch_cut_off_by_a_lost_connection_is_all_or_nothing() {
+    let Some(server) = server_and_psql() else {
+        return;
+    };
+    let table = Pg::place("cut");
+    let backend = Postgres::connect_with(&server, &table, 1).unwrap();
+    let batch: Vec<(String, Vec<u8>)> = (0..4000).map(|n| entry(&format!("e{n:05}"), n)).collect();
+    let entries: Vec<(&str, Entry<'_>)> = batch
+        .iter()
+        .map(|(name, bytes)| (name.as_str(), put(name, bytes)))
+        .collect();
+    let kill = format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE pid <> pg_backend_pid() AND xact_start IS NOT NULL \
+         AND query LIKE 'INSERT INTO \"{table}\"%'"
+    );
+    for attempt in 0..10 {
+        let done = AtomicBool::new(false);
+        let (result, killed) = std::thread::scope(|scope| {
+            let killer = scope.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    if psql(&server, &kill)[0][0] != "0" {
+                        return true;
+                    }
+                }
+                false
+            });
+            let result = backend.put_many(&entries);
+            done.store(true, Ordering::Relaxed);
+            (result, killer.join().unwrap())
+        });
+        let stored: usize = psql(&server, &format!("SELECT count(*) FROM \"{table}\""))[0][0]
+            .parse()
+            .unwrap();
+        eprintln!("attempt {attempt}: killed {killed}, {result:?}, {stored} stored");
+        assert!(
+            stored == 0 || stored == batch.len(),
+            "{stored} of {}",
+            batch.len()
+        );
+        if killed && result.is_err() && stored == 0 {
+            return;
+        }
+        psql(&server, &format!("TRUNCATE \"{table}\""));
+    }
+    panic!("ten batches ran and none was cut off: the test proves nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_apply_to_a_postgres_collection() {
+    let Some(server) = server_and_psql() else {
+        return;
+    };
+    let table = Pg::place("options");
+    let counters: Collection<Counter> = Options::new()
+        .checksum(true)
+        .postgres(&server, &table)
+        .await
+        .unwrap();
+    let alice = Counter {
+        label: "A".into(),
+        hits: 1,
+    };
+    // The async put runs on the caller's executor (the backend's native put), the sync one on
+    // the backend's threads: both write the key and the value.
+    counters.put_async("alice", alice.clone()).await.unwrap();
+    counters.put("bob", &Counter::default()).unwrap();
+    assert_eq!(counters.get_async("alice").await.unwrap(), Some(alice));
+    assert_eq!(
+        psql(
+            &server,
+            &format!(
+                "SELECT key, position('\"crc32c\":\"' in convert_from(data, 'UTF8')) > 0, \
+                 value->>'label' FROM \"{table}\" ORDER BY key"
+            )
+        ),
+        rows(&[["alice", "t", "A"], ["bob", "t", ""]])
+    );
 }

@@ -3,13 +3,18 @@
 #![cfg(feature = "s3")]
 
 mod common;
+// Some of the suite is for other stores (an embedded database's).
+#[allow(dead_code)]
 mod remote;
 
 use std::sync::Arc;
 
-use persist::backend::S3;
-use persist::backend::object_store::ObjectStore;
 use persist::backend::object_store::aws::AmazonS3Builder;
+use persist::backend::object_store::memory::InMemory;
+use persist::backend::object_store::path::Path as ObjectPath;
+use persist::backend::object_store::prefix::PrefixStore;
+use persist::backend::object_store::{ObjectStore, PutPayload};
+use persist::backend::{Backend, S3};
 use persist::{Collection, Error, ErrorKind, Options, RemoteOp};
 use remote::{Counter, Store};
 
@@ -133,4 +138,191 @@ fn a_missing_bucket_is_named_as_such_and_not_retried() {
     let message = error.to_string();
     assert!(message.contains("no-such-bucket-persist"), "{message}");
     assert!(!message.contains("temporary file"), "{message}");
+}
+
+#[test]
+fn scans_are_in_name_order_with_hostile_prefixes() {
+    remote::scans::<Moto>();
+}
+
+#[test]
+fn scans_read_pages_as_they_go() {
+    remote::scans_read_pages_as_they_go::<Moto>();
+}
+
+#[test]
+fn scans_on_other_object_stores() {
+    // object_store's in-memory store lists in order; a wrapper's order is not known, so its
+    // listing is read whole and sorted.
+    let stores: [Arc<dyn ObjectStore>; 2] = [
+        Arc::new(InMemory::new()),
+        Arc::new(PrefixStore::new(InMemory::new(), "root")),
+    ];
+    for store in stores {
+        let backend = S3::new(store, "c/").unwrap();
+        let counters: Collection<Counter> =
+            Collection::with_backend(Arc::new(backend.clone()), Options::new());
+        remote::scans_on(&backend, &counters);
+    }
+}
+
+/// The names of the objects under `place`, as the store lists them.
+async fn objects(store: &Arc<dyn ObjectStore>, place: &str) -> Vec<String> {
+    let under = ObjectPath::parse(place).unwrap();
+    let listed = store.list_with_delimiter(Some(&under)).await.unwrap();
+    let mut names: Vec<String> = listed
+        .objects
+        .into_iter()
+        .map(|object| object.location.to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_names_are_entry_names() {
+    let Some(server) = Moto::server() else { return };
+    let place = Moto::place("names");
+    let store = store(&server);
+    let counters: Collection<Counter> =
+        Options::new().s3(Arc::clone(&store), &place).await.unwrap();
+    let hello = Counter {
+        label: "hello".into(),
+        hits: 1,
+    };
+    counters
+        .put_async("Hello World/1", hello.clone())
+        .await
+        .unwrap();
+    counters.put("con", &Counter::default()).unwrap();
+    // One escaping, readable in a console: the entry names as they are.
+    assert_eq!(
+        objects(&store, &place).await,
+        [
+            format!("{place}~48ello~20~57orld~2f1"),
+            format!("{place}~63on")
+        ]
+    );
+    let object = ObjectPath::parse(format!("{place}~48ello~20~57orld~2f1")).unwrap();
+    let bytes = store.get(&object).await.unwrap().bytes().await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&bytes).contains(r#""key":"Hello World/1""#),
+        "{bytes:?}"
+    );
+    assert_eq!(
+        counters.get_async("Hello World/1").await.unwrap(),
+        Some(hello)
+    );
+    // An object of the earlier layout (`~` written `%7E`) is neither read nor listed.
+    let legacy = ObjectPath::parse(format!("{place}%7E41")).unwrap();
+    store
+        .put(
+            &legacy,
+            PutPayload::from_static(br#"{"version":2,"key":"A","data":{"label":"","hits":0}}"#),
+        )
+        .await
+        .unwrap();
+    assert_eq!(objects(&store, &place).await.len(), 3);
+    assert_eq!(counters.get_async("A").await.unwrap(), None);
+    let backend = Moto::backend(&server, &place);
+    let mut names = backend.list().unwrap();
+    names.sort();
+    assert_eq!(names, ["~48ello~20~57orld~2f1", "~63on"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_is_refused_at_open() {
+    let Some(server) = Moto::server() else { return };
+    let error = Options::new()
+        .s3::<Counter>(store_in(&server, "no-such-bucket-persist"), "x/")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Remote {
+                op: RemoteOp::Setup,
+                transient: false,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(error.kind(), ErrorKind::Remote);
+    let message = error.to_string();
+    assert!(
+        message.contains("S3 bucket no-such-bucket-persist"),
+        "{message}"
+    );
+    assert!(
+        error
+            .path()
+            .to_string_lossy()
+            .ends_with("(no-such-bucket-persist)/x/"),
+        "{error:?}"
+    );
+    let backend = S3::new(store_in(&server, "no-such-bucket-persist"), "x/").unwrap();
+    let error = backend.check().unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Remote {
+                op: RemoteOp::Setup,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    // The bucket that is there opens, empty or not.
+    let place = Moto::place("opens");
+    let counters: Collection<Counter> = Options::new().s3(store(&server), &place).await.unwrap();
+    counters.put("a", &Counter::default()).unwrap();
+    Options::new()
+        .s3::<Counter>(store(&server), &place)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_apply_to_an_s3_collection() {
+    let Some(server) = Moto::server() else { return };
+    let place = Moto::place("options");
+    let store = store(&server);
+    let counters: Collection<Counter> = Options::new()
+        .checksum(true)
+        .s3(Arc::clone(&store), &place)
+        .await
+        .unwrap();
+    let alice = Counter {
+        label: "A".into(),
+        hits: 1,
+    };
+    counters.put_async("alice", alice.clone()).await.unwrap();
+    let object = ObjectPath::parse(format!("{place}alice")).unwrap();
+    let bytes = store.get(&object).await.unwrap().bytes().await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&bytes).contains(r#","crc32c":""#),
+        "{bytes:?}"
+    );
+    assert_eq!(counters.get_async("alice").await.unwrap(), Some(alice));
+}
+
+#[test]
+fn a_prefix_that_begins_no_object_name_is_refused() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    for prefix in ["a//b/", "../", "a/./", "x\ny/"] {
+        let error = S3::new(Arc::clone(&store), prefix).unwrap_err();
+        assert!(
+            matches!(error, Error::InvalidPath { .. }),
+            "{prefix:?}: {error}"
+        );
+    }
+    // Object names have no leading `/`: it is dropped.
+    let backend = S3::new(Arc::clone(&store), "/users/").unwrap();
+    let counters: Collection<Counter> =
+        Collection::with_backend(Arc::new(backend.clone()), Options::new());
+    counters.put("a", &Counter::default()).unwrap();
+    assert_eq!(backend.list().unwrap(), ["a"]);
+    let other = S3::new(store, "users/").unwrap();
+    assert_eq!(other.list().unwrap(), ["a"]);
 }

@@ -474,7 +474,10 @@ fn collection_entries_keep_generations_which_are_no_keys_and_go_with_a_delete() 
         kept.iter().map(|k| k.generation).collect::<Vec<_>>(),
         [Some(3), Some(2)]
     );
-    assert_eq!(collection.keys().unwrap().sorted().unwrap(), ["alice", "bob"]);
+    assert_eq!(
+        collection.keys().unwrap().sorted().unwrap(),
+        ["alice", "bob"]
+    );
     assert!(collection.delete("alice").unwrap());
     assert!(options.backups_of(&entry).unwrap().is_empty());
     assert_eq!(collection.keys().unwrap().sorted().unwrap(), ["bob"]);
@@ -520,7 +523,11 @@ fn a_damaged_collection_entry_recovers_from_its_own_generation() {
         assert_eq!(fs::read(&kept[0]).unwrap(), damaged_bytes, "{how}");
         assert_eq!(mode(&kept[0]), 0o600, "{how}");
         assert_eq!(fs::read(collection.backend().locate("bob")).unwrap(), bob);
-        assert_eq!(collection.keys().unwrap().sorted().unwrap(), ["alice", "bob"], "{how}");
+        assert_eq!(
+            collection.keys().unwrap().sorted().unwrap(),
+            ["alice", "bob"],
+            "{how}"
+        );
     }
 }
 

@@ -727,7 +727,10 @@ fn planted_links_are_never_followed_out_of_the_root() {
     assert!(collection.put_many([(KEY, &doc(1))]).is_err());
     assert!(collection.get(KEY).is_err());
     assert!(collection.delete(KEY).is_err() || !outside.root.join("k").exists());
-    assert_eq!(collection.keys().unwrap().sorted().unwrap(), Vec::<String>::new());
+    assert_eq!(
+        collection.keys().unwrap().sorted().unwrap(),
+        Vec::<String>::new()
+    );
     collection.clear().unwrap();
     assert!(
         fs::symlink_metadata(&shard).is_err(),
@@ -824,7 +827,10 @@ fn planted_mounts_are_never_crossed() {
         Err(Error::InvalidPath { .. })
     ));
     assert!(collection.get(KEY).is_err());
-    assert_eq!(collection.keys().unwrap().sorted().unwrap(), Vec::<String>::new());
+    assert_eq!(
+        collection.keys().unwrap().sorted().unwrap(),
+        Vec::<String>::new()
+    );
     assert!(collection.clear().is_err());
     drop(mounted);
     outside.untouched("mounted shard");

@@ -155,12 +155,12 @@ mod worker;
 
 pub use crate::app_dirs::{AppDirs, AppDirsError};
 pub use crate::audit::{AuditOp, AuditRecord, AuditRecords, read_audit};
+#[cfg(all(feature = "collection", feature = "tokio"))]
+pub use crate::collection::Streamed;
 #[cfg(feature = "cache")]
 pub use crate::collection::cache::CacheStats;
 #[cfg(feature = "collection")]
 pub use crate::collection::{Collection, Entries, Keys, MAX_KEY_BYTES, MigrationReport, Progress};
-#[cfg(all(feature = "collection", feature = "tokio"))]
-pub use crate::collection::Streamed;
 pub use crate::error::{
     BoxError, Error, ErrorKind, FileKind, IoOp, RemoteOp, SealError, ValidationError,
 };

@@ -1419,6 +1419,63 @@ impl Options {
         Collection::open_with(&self.settings, self.cache_settings(), dir.as_ref())
     }
 
+    /// The [`Collection`] in the PostgreSQL table `table` (created if missing, upgraded if of
+    /// an earlier layout) of the database `config` describes (`host=db user=app`, or a
+    /// `postgresql://` URL), whose entries are written with these options (the layers,
+    /// checksum, compression, encryption; the size cap; the cache; the audit log); see
+    /// [`backend::Postgres`](crate::backend::Postgres) for the table. The connection is made on
+    /// persist's worker threads. [`Collection::postgres`] is this with the default options.
+    ///
+    /// # Errors
+    ///
+    /// See [`Postgres::connect`](crate::backend::Postgres::connect).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[derive(Clone, serde::Serialize, serde::Deserialize, persist::Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct User { name: String }
+    /// # async fn open() -> Result<(), persist::Error> {
+    /// use persist::{Collection, Options};
+    ///
+    /// let users: Collection<User> = Options::new()
+    ///     .checksum(true)
+    ///     .postgres("host=db user=app", "users")
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "postgres")]
+    pub async fn postgres<T: Persisted + Clone + Send + Sync + 'static>(
+        &self,
+        config: &str,
+        table: &str,
+    ) -> Result<Collection<T>, Error> {
+        Collection::postgres_with(self.settings.clone(), self.cache_settings(), config, table).await
+    }
+
+    /// The [`Collection`] in the objects under `prefix` (such as `users/`) of `store` (S3 or
+    /// any `object_store` store), whose entries are written with these options (the layers,
+    /// checksum, compression, encryption; the size cap; the cache; the audit log); see
+    /// [`backend::S3`](crate::backend::S3) for the object names. The store is listed once
+    /// first ([`S3::check`](crate::backend::S3::check)), so that a missing bucket shows here.
+    /// [`Collection::s3`] is this with the default options.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Remote`] with [`RemoteOp::Setup`](crate::RemoteOp::Setup) when the store
+    /// cannot be listed (a missing bucket, refused credentials, no connection), and the errors
+    /// of [`S3::new`](crate::backend::S3::new).
+    #[cfg(feature = "s3")]
+    pub async fn s3<T: Persisted + Clone + Send + Sync + 'static>(
+        &self,
+        store: std::sync::Arc<dyn crate::backend::object_store::ObjectStore>,
+        prefix: &str,
+    ) -> Result<Collection<T>, Error> {
+        Collection::s3_with(self.settings.clone(), self.cache_settings(), store, prefix).await
+    }
+
     /// Opens `path` as a [`Live`] value: loads it (or `T::default()` if there is no file,
     /// which is not written until the first update) through the migration chain, and starts
     /// watching it.

@@ -38,7 +38,7 @@ use serde_json::{Value, json};
 use crate::error::IoOp;
 use crate::settings::Settings;
 use crate::shell::commit::{
-    StageAs, StagedFile, Target, Write, bytes, create_dirs, create_file, dir_beneath, escape,
+    SYNC_FS_FROM, StagedFile, Target, Write, bytes, create_dirs, create_file, dir_beneath, escape,
     install_staged, look_before, replace, stage_closed, sync_staged,
 };
 use crate::shell::dir::{Dir, Escape, Kind, Lookup};
@@ -215,8 +215,19 @@ impl Transaction {
     }
 
     pub(crate) fn open_with(settings: &Settings, root: &Path) -> Result<Transaction, Error> {
+        let root_dir = open_root(&settings.disk, root)?;
+        Transaction::open_in(settings, root, root_dir)
+    }
+
+    /// A transaction on the files under the directory `root_dir` (held open by the caller, and
+    /// reached by `root`).
+    pub(crate) fn open_in(
+        settings: &Settings,
+        root: &Path,
+        root_dir: Arc<Dir>,
+    ) -> Result<Transaction, Error> {
         let disk = &settings.disk;
-        let (root_dir, lock) = lock_root(disk, root)?;
+        let (root_dir, lock) = lock_root_dir(disk, root, root_dir)?;
         recover_locked(settings, root, &root_dir)?;
         let staging = match root_dir
             .child_or_create(OsStr::new(TXN_STAGING), disk.syncs())
@@ -264,22 +275,42 @@ impl Transaction {
     /// directory, FIFO or device is at the path; [`Error::Serialize`] or [`Error::Seal`] for
     /// the value; [`Error::Io`] for the staging. Nothing under the root changes.
     pub fn save<T: Persisted>(&mut self, value: &T, path: impl AsRef<Path>) -> Result<(), Error> {
-        let target = self.checked(path.as_ref())?;
+        let path = path.as_ref();
+        // Checked before the value is encoded: a refused path costs no serialization.
+        let target = self.checked(path)?;
+        let prepared = self.settings.file_bytes(value, &self.root.join(&target))?;
+        self.stage_checked(&prepared.bytes, prepared.version, target)
+    }
+
+    /// Stages `bytes` (a persist file's, holding `version`) to be put at `path` (relative to the
+    /// root) when the transaction commits: what [`save`](Transaction::save) stages, for a
+    /// caller that encoded the value itself (a collection's batch).
+    pub(crate) fn stage_bytes(
+        &mut self,
+        bytes: &[u8],
+        version: u32,
+        path: &Path,
+    ) -> Result<(), Error> {
+        let target = self.checked(path)?;
+        self.stage_checked(bytes, version, target)
+    }
+
+    /// Stages `bytes` for `target`, a path [`checked`](Transaction::checked) already.
+    fn stage_checked(&mut self, bytes: &[u8], version: u32, target: String) -> Result<(), Error> {
         let destination = self.root.join(&target);
-        let prepared = self.settings.file_bytes(value, &destination)?;
         self.next += 1;
         let staged = names::staged_name(self.id, self.next);
         let file = stage_closed(
             &self.settings.disk,
             &self.staging,
-            StageAs::Exactly(OsStr::new(&staged)),
-            &prepared.bytes,
+            OsStr::new(&staged),
+            bytes,
             &destination,
         )?;
         self.replace(Op::Put {
             target,
             staged,
-            version: prepared.version,
+            version,
         });
         self.files.push(file);
         Ok(())
@@ -316,6 +347,15 @@ impl Transaction {
         let result = operation.in_span(|| self.commit_now());
         operation.finish(&result, Facts::default());
         result
+    }
+
+    /// [`commit`](Transaction::commit) inside the caller's operation (a collection's batch,
+    /// which has its own span and metrics): no span or metric of its own.
+    pub(crate) fn commit_within(mut self) -> Result<(), Error> {
+        match self.ops.is_empty() {
+            true => Ok(()),
+            false => self.commit_now(),
+        }
     }
 
     fn commit_now(&mut self) -> Result<(), Error> {
@@ -359,12 +399,11 @@ impl Transaction {
                 syncs.push((*file, mode, self.root.join(target)));
             }
         }
-        sync_staged(
-            &disk,
-            syncs
-                .iter()
-                .map(|(file, mode, named)| (*file, *mode, named.as_path())),
-        )?;
+        let syncs: Vec<(&StagedFile, Option<u32>, &Path)> = syncs
+            .iter()
+            .map(|(file, mode, named)| (*file, *mode, named.as_path()))
+            .collect();
+        sync_staged(&disk, &syncs, &self.staging)?;
         // What a save keeps of the files it replaces (a backup of another version, a file this
         // program cannot read), kept before the commit point: a copy that cannot be made
         // stops the commit before anything changed, and none is needed after it (a
@@ -568,9 +607,8 @@ fn relative_name(root: &Path, target: &Target) -> String {
     }
 }
 
-/// Opens the root (created if missing, mode 0700) and takes its transaction lock: once per
-/// process, waiting for other processes up to the lock timeout.
-fn lock_root(disk: &Disk, root: &Path) -> Result<(Arc<Dir>, RootLock), Error> {
+/// Opens the root, created if missing (mode 0700).
+fn open_root(disk: &Disk, root: &Path) -> Result<Arc<Dir>, Error> {
     let root_dir = match Dir::open_root(root) {
         Ok(dir) => dir,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -579,7 +617,21 @@ fn lock_root(disk: &Disk, root: &Path) -> Result<(Arc<Dir>, RootLock), Error> {
         }
         Err(error) => return Err(io_error(root, IoOp::Open)(error)),
     };
-    let root_dir = Arc::new(root_dir);
+    Ok(Arc::new(root_dir))
+}
+
+/// Opens the root (created if missing, mode 0700) and takes its transaction lock.
+fn lock_root(disk: &Disk, root: &Path) -> Result<(Arc<Dir>, RootLock), Error> {
+    lock_root_dir(disk, root, open_root(disk, root)?)
+}
+
+/// Takes the transaction lock of the root `root_dir`: once per process, waiting for other
+/// processes up to the lock timeout.
+fn lock_root_dir(
+    disk: &Disk,
+    root: &Path,
+    root_dir: Arc<Dir>,
+) -> Result<(Arc<Dir>, RootLock), Error> {
     // The root itself is registered first: a second transaction of this process on it fails
     // at once, even if another program removed the lock file meanwhile.
     let lock_path = root_dir.join(TXN_LOCK);
@@ -766,7 +818,10 @@ fn apply(
             Err(error) => applied.failed.push((index, named, error)),
         }
     }
-    if disk.syncs_dirs() {
+    if disk.syncs_dirs() && touched.len() >= SYNC_FS_FROM && Dir::HAS_SYNC_FS {
+        // Many directories (a collection's shards): one journal commit for all.
+        crate::shell::commit::sync_fs(staging)?;
+    } else if disk.syncs_dirs() {
         for dir in &touched {
             let parts: Vec<&OsStr> = dir
                 .split('/')

@@ -109,7 +109,10 @@ pub fn basics<S: Store>() {
     counters
         .put_many(keys.iter().map(|key| (key, &batch)))
         .unwrap();
-    assert_eq!(counters.keys().unwrap().sorted().unwrap().len(), expected.len() - 1 + 100);
+    assert_eq!(
+        counters.keys().unwrap().sorted().unwrap().len(),
+        expected.len() - 1 + 100
+    );
     counters.clear().unwrap();
     assert!(counters.keys().unwrap().sorted().unwrap().is_empty());
 }
@@ -300,4 +303,142 @@ pub fn migration_beside_a_newer_writer<S: Store>() {
     let Some(server) = S::server() else { return };
     let raced = migration_race::<S>(&server, &S::place("beside"));
     eprintln!("migration beside a writer: {raced} entries raced");
+}
+
+/// Keys of [`scans`] with their entry names: prefixes that are escapes of others (`a` and `a~`,
+/// `~` and `~7e`, `A` and `~41`), a Windows device name (`con`, spelled `~63on`), bytes outside
+/// ASCII, NUL and `/` (two keys over 200 bytes, with hashed names, come beside them).
+pub const SCANNED: [(&str, &str); 14] = [
+    ("a", "a"),
+    ("a-", "a-"),
+    ("a~", "a~7e"),
+    ("a~b", "a~7eb"),
+    ("~", "~7e"),
+    ("~7e", "~7e7e"),
+    ("~41", "~7e41"),
+    ("A", "~41"),
+    ("co", "co"),
+    ("con", "~63on"),
+    ("con1", "con1"),
+    ("é", "~c3~a9"),
+    ("\0", "~00"),
+    ("b/c", "b~2fc"),
+];
+
+/// [`Backend::scan`] on `backend`, where `counters` writes (the same place): each prefix's
+/// names, each once, in bytewise order, the same as [`Backend::list`] filtered and sorted.
+pub fn scans_on(backend: &dyn Backend, counters: &Collection<Counter>) {
+    let long = ["k".repeat(300), "K".repeat(300)];
+    for (key, _) in SCANNED {
+        counters.put(key, &Counter::default()).unwrap();
+    }
+    for key in &long {
+        counters.put(key, &Counter::default()).unwrap();
+    }
+    let scan = |prefix: &str| -> Vec<String> {
+        backend
+            .scan(prefix)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let mut all = backend.list().unwrap();
+    all.sort();
+    assert_eq!(all.len(), SCANNED.len() + long.len(), "{all:?}");
+    for (_, name) in SCANNED {
+        assert!(all.contains(&name.to_string()), "{name} in {all:?}");
+    }
+    let hashed: Vec<String> = all
+        .iter()
+        .filter(|name| name.starts_with("~~"))
+        .cloned()
+        .collect();
+    assert_eq!(hashed.len(), 2, "{all:?}");
+    assert!(hashed.iter().all(|name| name.len() == 66), "{hashed:?}");
+    assert_eq!(scan(""), all);
+    assert_eq!(scan("a"), ["a", "a-", "a~7e", "a~7eb"]);
+    assert_eq!(scan("a~"), ["a~7e", "a~7eb"]);
+    assert_eq!(scan("a~7e"), ["a~7e", "a~7eb"]);
+    assert_eq!(scan("a~7eb"), ["a~7eb"]);
+    assert_eq!(scan("~7e"), ["~7e", "~7e41", "~7e7e"]);
+    assert_eq!(scan("~7e7"), ["~7e7e"]);
+    assert_eq!(scan("~4"), ["~41"]);
+    assert_eq!(scan("~41"), ["~41"]);
+    assert_eq!(scan("co"), ["co", "con1"]);
+    assert_eq!(scan("con"), ["con1"]);
+    assert_eq!(scan("~6"), ["~63on"]);
+    assert_eq!(scan("~c3"), ["~c3~a9"]);
+    assert_eq!(scan("~0"), ["~00"]);
+    assert_eq!(scan("~~"), hashed);
+    assert_eq!(scan(&hashed[1]), &hashed[1..]);
+    for prefix in [
+        "",
+        "~",
+        "a",
+        "a-",
+        "b",
+        "b~2",
+        "c",
+        "k",
+        "~~",
+        "~~0",
+        "z",
+        "~7f",
+        "-",
+        "_",
+        "é",
+        "\0",
+        "A",
+        "~7E",
+        "\u{10FFFF}",
+    ] {
+        let expected: Vec<&String> = all.iter().filter(|name| name.starts_with(prefix)).collect();
+        assert_eq!(
+            scan(prefix).iter().collect::<Vec<_>>(),
+            expected,
+            "{prefix:?}"
+        );
+    }
+    assert!(scan("b").len() == 1 && scan("zz").is_empty() && scan("é").is_empty());
+}
+
+/// [`scans_on`] on a place of its own.
+pub fn scans<S: Store>() {
+    let Some(server) = S::server() else { return };
+    let place = S::place("scan");
+    let counters: Collection<Counter> = S::open(&server, &place);
+    scans_on(&S::backend(&server, &place), &counters);
+}
+
+/// A scan over more than one page (1,000 names): every name once, in order; and pages are read
+/// as the names are consumed: the entries deleted after the first name was read are not seen
+/// past the first page.
+pub fn scans_read_pages_as_they_go<S: Store>() {
+    let Some(server) = S::server() else { return };
+    let place = S::place("pages");
+    let backend = S::backend(&server, &place);
+    let counters: Collection<Counter> = S::open(&server, &place);
+    let keys: Vec<String> = (0..1100).map(|n| format!("p-{n:04}")).collect();
+    let entry = Counter::default();
+    counters
+        .put_many(
+            keys.iter()
+                .chain(&["o".to_owned(), "q".to_owned()])
+                .map(|key| (key, &entry)),
+        )
+        .unwrap();
+    let names: Vec<String> = backend
+        .scan("p-")
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(names, keys);
+    assert_eq!(backend.scan("").unwrap().count(), keys.len() + 2);
+    let mut scan = backend.scan("p-").unwrap();
+    assert_eq!(scan.next().unwrap().unwrap(), "p-0000");
+    counters.clear().unwrap();
+    let rest: Vec<String> = scan.collect::<Result<_, _>>().unwrap();
+    // The first page, read before the entries went; nothing after it.
+    assert_eq!(rest, keys[1..1000]);
+    assert_eq!(backend.scan("").unwrap().count(), 0);
 }

@@ -9,14 +9,13 @@ use std::sync::Arc;
 use super::{Backend, Change, Condition, Entry, EntryRecovery, Names, Stored, Tag, Written};
 use crate::error::IoOp;
 use crate::settings::Settings;
-use crate::shell::commit::{
-    BatchItem, Target, Write, bytes, commit_batch, create_dirs, escape, replace,
-};
+use crate::shell::commit::{Target, Write, bytes, create_dirs, escape, replace};
 use crate::shell::dir::{Dir, Escape, Kind, Lookup, Stat};
 use crate::shell::lock::{self, LockGuard, Scope};
-use crate::shell::names::{self, Sibling};
+use crate::shell::names::{self, Sibling, TXN_RECORD, TXN_STAGING};
 use crate::shell::read::{read_open, too_large};
 use crate::shell::{Disk, backup, generations, io_error, remove};
+use crate::txn::Transaction;
 use crate::{Error, FileKind};
 
 /// A directory of entries: `<dir>/<shard>/<name>`, where the shard is two hex digits of a
@@ -70,11 +69,13 @@ impl Local {
                 });
             }
         };
-        Ok(Local {
+        let local = Local {
             dir,
             root: Arc::new(root),
             disk,
-        })
+        };
+        local.settle()?;
+        Ok(local)
     }
 
     /// The directory.
@@ -194,6 +195,24 @@ impl Local {
 /// The shard of an entry name: two hex digits of its CRC-32C.
 fn shard_of(name: &str) -> Shard {
     Shard::at(shard_index(name))
+}
+
+/// The turn of this process's batches on the directory `root`: one at a time (a transaction
+/// root admits one transaction per process), the others wait here.
+fn batch_gate(root: &Dir) -> Arc<std::sync::Mutex<()>> {
+    type Gates = std::collections::HashMap<(u64, u64), Arc<std::sync::Mutex<()>>>;
+    static GATES: std::sync::Mutex<Option<Gates>> = std::sync::Mutex::new(None);
+    let mut gates = GATES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Without an identity (no Unix calls), one turn for every directory.
+    let identity = root.identity().unwrap_or((0, 0));
+    Arc::clone(
+        gates
+            .get_or_insert_with(Gates::new)
+            .entry(identity)
+            .or_default(),
+    )
 }
 
 /// The number of an entry's shard: the low byte of its name's CRC-32C.
@@ -334,6 +353,7 @@ impl Backend for Local {
     }
 
     fn put(&self, name: &str, entry: Entry<'_>, condition: &Condition) -> Result<Written, Error> {
+        self.settle()?;
         let path = self.path(name);
         let Some(shard) = self.shard(name, true)? else {
             return Err(io_error(&path, IoOp::CreateDir)(
@@ -352,6 +372,7 @@ impl Backend for Local {
     /// Removes the entry, its backups and temporary files a crashed write left, then its lock
     /// file (while holding it: a writer waiting for it starts again on a new one).
     fn delete(&self, name: &str, condition: &Condition) -> Result<bool, Error> {
+        self.settle()?;
         let path = self.path(name);
         let Some(shard) = self.shard(name, false)? else {
             return Ok(false);
@@ -407,48 +428,26 @@ impl Backend for Local {
         })))
     }
 
-    /// Stages every entry beside its target, starts the writeback of all of them, then syncs
-    /// each (the disk works on many at once instead of one after the other), renames them all,
-    /// then syncs each touched directory once: the shell's batch.
+    /// All or nothing, across crashes and power cuts: a transaction on the collection's
+    /// directory ([`Transaction`](crate::Transaction)'s staging and commit record). Every entry
+    /// is staged (written, its writeback started, closed), then all are synced at once (one
+    /// `syncfs` of the file system for a batch of 32 or more on Linux), the commit record
+    /// written and synced (the commit point), each entry put in place under its lock (with
+    /// its backup), and the shards synced (one `syncfs` again). A failure before the commit
+    /// point leaves every entry as it was; a crash after it is finished by the next open of
+    /// the directory, write to it or batch on it. Batches on one directory wait for each
+    /// other (threads of this process, and other processes, through the transaction lock).
     fn put_many(&self, entries: &[(&str, Entry<'_>)]) -> Result<(), Error> {
-        // One handle per shard (at most 256), shared by its entries.
-        let mut shards: Vec<Option<Arc<Dir>>> = vec![None; 256];
-        let mut items = Vec::with_capacity(entries.len());
+        let gate = batch_gate(&self.root);
+        let _turn = gate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut transaction = self.transaction()?;
         for (name, entry) in entries {
-            let index = shard_index(name);
-            let shard = match &shards[index] {
-                Some(shard) => Arc::clone(shard),
-                None => {
-                    let Some(shard) = self.shard(name, true)? else {
-                        return Err(io_error(&self.path(name), IoOp::CreateDir)(
-                            std::io::ErrorKind::NotFound.into(),
-                        ));
-                    };
-                    shards[index] = Some(Arc::clone(&shard));
-                    shard
-                }
-            };
-            items.push(BatchItem {
-                target: Target::beneath(&shard, OsStr::new(name), self.path(name))?,
-                bytes: entry.bytes,
-                write: Write {
-                    version: Some(entry.version),
-                    ..Write::default()
-                },
-            });
+            let relative = AsRef::<Path>::as_ref(&shard_of(name)).join(name);
+            transaction.stage_bytes(entry.bytes, entry.version, &relative)?;
         }
-        // Each entry is written and put in place under its lock, which every writer of it
-        // takes.
-        commit_batch(&self.disk, &items, |target| {
-            let lock_name = names::name_for(&target.name, Sibling::Lock);
-            lock::exclusive_in(
-                &target.dir,
-                &lock_name,
-                &target.named,
-                self.disk.lock_timeout,
-                Scope::Shared,
-            )
-        })
+        transaction.commit_within()
     }
 
     /// Removes the shard directories whole: entries with their lock files, backups and
@@ -470,6 +469,7 @@ impl Backend for Local {
         name: &str,
         change: &mut dyn FnMut(Option<&Stored>) -> Result<Change, Error>,
     ) -> Result<Written, Error> {
+        self.settle()?;
         let path = self.path(name);
         let Some(shard) = self.shard(name, true)? else {
             return Err(io_error(&path, IoOp::CreateDir)(
@@ -497,6 +497,40 @@ impl Backend for Local {
 }
 
 impl Local {
+    /// A transaction on the directory (what it finds unfinished is finished or discarded
+    /// first), with this backend's durability, backups and lock timeout; the collection records
+    /// its batches in the audit log itself.
+    fn transaction(&self) -> Result<Transaction, Error> {
+        let settings = Settings {
+            disk: Disk {
+                audit: None,
+                ..self.disk.clone()
+            },
+            ..Settings::DEFAULT
+        };
+        Transaction::open_in(&settings, &self.dir, Arc::clone(&self.root))
+    }
+
+    /// Finishes a batch another process left unfinished past its commit point (its commit
+    /// record is still there), before anything else is written or read as current: otherwise a
+    /// later recovery would put the batch's entries over newer writes. One failed lookup when
+    /// there is none.
+    fn settle(&self) -> Result<(), Error> {
+        let record = [OsStr::new(TXN_STAGING), OsStr::new(TXN_RECORD)];
+        match self.root.open_file_beneath(&record) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            // A record, or something that is not one where it would be: the transaction's
+            // recovery reads it (and refuses what is no record).
+            _ => {
+                let gate = batch_gate(&self.root);
+                let _turn = gate
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                self.transaction().map(drop)
+            }
+        }
+    }
+
     /// The error of a read of `name` that met a link, a mount or another file type.
     fn refused(&self, name: &str, error: std::io::Error) -> Error {
         let path = self.path(name);

@@ -1,22 +1,59 @@
 //! A collection in a PostgreSQL table (feature `postgres`), through tokio-postgres.
 //!
-//! One row per entry: `name TEXT PRIMARY KEY, data BYTEA, schema_version INTEGER, version
-//! BIGINT`, where `version` counts the row's writes and is the entry's [`Tag`]: a conditional
-//! write is an `UPDATE … WHERE version = $tag` (or an `INSERT … ON CONFLICT DO NOTHING`), so
-//! compare-and-swap needs no lock. The backend owns its connections (a small pool, each with
-//! its statements prepared once) and a small runtime (two threads) that drives them, so it
-//! works from sync code and from any executor.
+//! One row per entry:
+//!
+//! ```sql
+//! CREATE TABLE IF NOT EXISTS <table> (
+//!     name TEXT COLLATE "C" PRIMARY KEY,  -- the entry name (FORMAT.md, section 5)
+//!     data BYTEA NOT NULL,                -- the entry's bytes, exactly as put
+//!     schema_version INTEGER NOT NULL,    -- the schema version they hold
+//!     version BIGINT NOT NULL,            -- the row's write count: the entry's tag
+//!     key TEXT UNIQUE,                    -- the key, for queries (NULL: see below)
+//!     value JSONB                         -- the envelope's `data`, for queries (NULL: see below)
+//! )
+//! ```
+//!
+//! The backend addresses rows by `name`, whose bytewise (`"C"`) order is the order of
+//! [`scan`](Backend::scan)'s keyset pages. `data` is the truth and what [`get`](Backend::get)
+//! returns, byte for byte; `key` and `value` are views of it kept for SQL (`SELECT value->'theme'
+//! FROM users WHERE key = 'alice'`), written with it by every put and never read by persist:
+//!
+//! - `key` is NULL where text cannot hold the key (a key with a NUL character, U+0000), where it
+//!   is not known (a hashed name written by [`put_native`](Backend::put_native) with bytes
+//!   that are not plain JSON), in a database whose encoding is not UTF-8, and for a row whose
+//!   name is not the name of the key it was given;
+//! - `value` is NULL unless the bytes are a plain JSON envelope (no frame: not compressed, not
+//!   encrypted; a checksum member is fine) whose `data` `jsonb` can hold: no `\u0000` in a
+//!   string, no lone surrogate, no number beyond PostgreSQL's `numeric`, at most 64 MiB.
+//!
+//! `version` counts the row's writes and is the entry's [`Tag`]: a conditional write is an
+//! `UPDATE … WHERE version = $tag` (or an `INSERT … ON CONFLICT DO NOTHING`), so
+//! compare-and-swap needs no lock.
+//!
+//! Opening a table of the earlier layout (`name`, `data`, `schema_version`, `version` only, `name`
+//! in the database's collation) upgrades it in one transaction, under an advisory lock so that
+//! processes opening it at once upgrade it once: `name` takes the `"C"` collation, `key` and
+//! `value` are added and filled from each row's name and bytes (a hashed name's key from the
+//! envelope, when plain). Row versions (tags) are left as they were. Rows written later by an
+//! earlier persist get no `key` or `value` (and keep a stale `value` if they had one): upgrade
+//! every writer of a table.
+//!
+//! The backend owns its connections (a small pool, each with its statements prepared once)
+//! and a small runtime (two threads) that drives them, so it works from sync code and from any
+//! executor.
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use serde_json::value::RawValue;
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::runtime::Runtime;
-use super::{Backend, BackendFuture, Condition, Entry, Stored, Tag, Written};
+use super::{Backend, BackendFuture, Condition, Entry, Names, Stored, Tag, Written};
 use crate::Error;
+use crate::collection::key;
 use crate::error::{IoOp, RemoteOp};
 
 /// How many connections a backend opens at most, by default.
@@ -48,6 +85,9 @@ struct Inner {
     /// most recently used is warmest.
     taken: Vec<AtomicUsize>,
     ticks: AtomicUsize,
+    /// Whether the database's encoding is UTF-8: the `key` and `value` columns are filled only
+    /// then (another encoding may not hold every key).
+    utf8: AtomicBool,
     runtime: Runtime,
 }
 
@@ -61,6 +101,10 @@ struct Connection {
     delete: Statement,
     delete_if: Statement,
     list: Statement,
+    /// A page of names from `$1` (inclusive) on.
+    scan_from: Statement,
+    /// A page of names from `$1` (inclusive) to `$2` (exclusive).
+    scan_range: Statement,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -110,6 +154,192 @@ fn transient(error: &tokio_postgres::Error) -> bool {
 /// Quotes `name` as an SQL identifier.
 fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The names a [`Backend::scan`] page holds at most.
+const SCAN_PAGE: i64 = 1000;
+
+/// The rows an upgrade fills per statement.
+const UPGRADE_PAGE: i64 = 500;
+
+/// The first key of the advisory lock held while a table is created or upgraded (`pers`); the
+/// second is the hash of the table's quoted name.
+const LOCK_CLASS: i32 = 0x7065_7273;
+
+/// The largest `data` member copied into the `value` column.
+const MAX_VALUE_BYTES: usize = 64 << 20;
+
+/// The columns of a row beside its bytes: what SQL queries read.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Shown {
+    /// The key the row is stored under.
+    key: Option<String>,
+    /// The JSON text of the envelope's `data` member.
+    value: Option<String>,
+}
+
+/// The members of a plain envelope that a row shows.
+struct Envelope<'a> {
+    key: Option<String>,
+    data: &'a RawValue,
+}
+
+impl<'a> Envelope<'a> {
+    /// The envelope `bytes` hold, if they are one JSON object with an integer `version` and a
+    /// `data` member (a `key` member a string), each once.
+    fn parse(bytes: &'a [u8]) -> Option<Envelope<'a>> {
+        use serde::de::{Error as _, IgnoredAny, MapAccess, Visitor};
+
+        struct Members;
+
+        impl<'de> Visitor<'de> for Members {
+            type Value = Envelope<'de>;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("an envelope")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
+                let (mut version, mut key, mut data) = (None, None, None);
+                let mut twice = false;
+                while let Some(member) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match &*member {
+                        "version" => twice |= version.replace(map.next_value::<u64>()?).is_some(),
+                        "key" => twice |= key.replace(map.next_value::<String>()?).is_some(),
+                        "data" => {
+                            twice |= data.replace(map.next_value::<&'de RawValue>()?).is_some();
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                match (twice, version, data) {
+                    (false, Some(_), Some(data)) => Ok(Envelope { key, data }),
+                    _ => Err(A::Error::custom("not an envelope")),
+                }
+            }
+        }
+
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let envelope = serde::Deserializer::deserialize_map(&mut deserializer, Members).ok()?;
+        deserializer.end().ok()?;
+        Some(envelope)
+    }
+}
+
+impl Shown {
+    /// What the row of the entry `name` holding `bytes` shows: its key (`given` when `name`
+    /// is its name, else the key the name spells, else for a hashed name the envelope's key
+    /// when it hashes to the name; never one with a NUL) and the envelope's `data` when the
+    /// bytes are a plain envelope and `jsonb` can hold it. Nothing when the database is not
+    /// UTF-8.
+    fn of(name: &str, given: Option<&str>, bytes: &[u8], utf8: bool) -> Shown {
+        if !utf8 {
+            return Shown::default();
+        }
+        let plain = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        let envelope = match plain.first() {
+            Some(b'{' | b' ' | b'\t' | b'\n' | b'\r') => Envelope::parse(plain),
+            _ => None,
+        };
+        let key = given
+            .filter(|given| key::name_of(given) == name)
+            .map(str::to_owned)
+            .or_else(|| key::key_of(name))
+            .or_else(|| {
+                let stored = envelope.as_ref()?.key.as_ref()?;
+                (key::is_hashed(name) && key::name_of(stored) == name).then(|| stored.clone())
+            })
+            .filter(|key| !key.contains('\0'));
+        let value = envelope
+            .map(|envelope| envelope.data.get())
+            .filter(|data| jsonb_holds(data))
+            .map(str::to_owned);
+        Shown { key, value }
+    }
+}
+
+/// Whether PostgreSQL's `jsonb` takes the JSON text `json` (valid JSON, as serde_json found
+/// it): no `\u0000` escape (text cannot hold NUL), no lone surrogate escape, no number with an
+/// exponent of four digits or more or longer than 1,000 characters (`numeric` overflows), at
+/// most [`MAX_VALUE_BYTES`]. Cautious: a document refused here only goes without a `value`.
+fn jsonb_holds(json: &str) -> bool {
+    let bytes = json.as_bytes();
+    if bytes.len() > MAX_VALUE_BYTES {
+        return false;
+    }
+    let hex = |at: usize| {
+        json.get(at..at + 4)
+            .and_then(|digits| u16::from_str_radix(digits, 16).ok())
+    };
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'"' => {
+                // A string: its escapes.
+                at += 1;
+                while at < bytes.len() && bytes[at] != b'"' {
+                    if bytes[at] != b'\\' {
+                        at += 1;
+                        continue;
+                    }
+                    if bytes.get(at + 1) != Some(&b'u') {
+                        at += 2;
+                        continue;
+                    }
+                    match hex(at + 2) {
+                        Some(0) | None => return false,
+                        Some(0xD800..=0xDBFF) => {
+                            let low = (bytes.get(at + 6..at + 8) == Some(b"\\u"))
+                                .then(|| hex(at + 8))
+                                .flatten();
+                            if !matches!(low, Some(0xDC00..=0xDFFF)) {
+                                return false;
+                            }
+                            at += 12;
+                        }
+                        Some(0xDC00..=0xDFFF) => return false,
+                        Some(_) => at += 6,
+                    }
+                }
+                at += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = at;
+                let mut exponent_digits = None;
+                while at < bytes.len()
+                    && matches!(bytes[at], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    match (bytes[at], exponent_digits.as_mut()) {
+                        (b'e' | b'E', _) => exponent_digits = Some(0),
+                        (b'0'..=b'9', Some(digits)) => *digits += 1,
+                        _ => {}
+                    }
+                    at += 1;
+                }
+                if at - start > 1000 || exponent_digits.is_some_and(|digits| digits > 3) {
+                    return false;
+                }
+            }
+            _ => at += 1,
+        }
+    }
+    true
+}
+
+/// The least string above every string that begins with `prefix` (its last character raised
+/// by one), or `None` when there is none: the exclusive end of a prefix's range in bytewise
+/// (code point) order.
+fn end_of_prefix(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        if let Some(next) = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }
 
 impl Postgres {
@@ -180,6 +410,7 @@ impl Postgres {
                     .map(|_| AtomicUsize::new(0))
                     .collect(),
                 ticks: AtomicUsize::new(0),
+                utf8: AtomicBool::new(false),
                 runtime,
             }),
         };
@@ -253,34 +484,39 @@ fn get_query(connection: &Connection, key: String) -> Query<'_, Option<Stored>> 
     })
 }
 
-/// Writes the entry `key` on `connection` if `condition` holds.
+/// Writes the entry `name` on `connection` if `condition` holds, with the columns `shown`.
 fn put_query(
     connection: &Connection,
-    key: String,
+    name: String,
     bytes: Vec<u8>,
     version: u32,
+    shown: Shown,
     condition: Condition,
 ) -> Query<'_, Written> {
     let schema = i32::try_from(version).unwrap_or(i32::MAX);
     Box::pin(async move {
+        let Shown { key, value } = &shown;
         let row = match &condition {
             Condition::Always => {
                 connection
                     .client
-                    .query_opt(&connection.upsert, &[&key, &bytes, &schema])
+                    .query_opt(&connection.upsert, &[&name, &bytes, &schema, key, value])
                     .await?
             }
             Condition::Absent => {
                 connection
                     .client
-                    .query_opt(&connection.insert, &[&key, &bytes, &schema])
+                    .query_opt(&connection.insert, &[&name, &bytes, &schema, key, value])
                     .await?
             }
             Condition::Matches(tag) => match version_of(tag) {
                 Some(expected) => {
                     connection
                         .client
-                        .query_opt(&connection.update_if, &[&key, &bytes, &schema, &expected])
+                        .query_opt(
+                            &connection.update_if,
+                            &[&name, &bytes, &schema, &expected, key, value],
+                        )
                         .await?
                 }
                 None => None,
@@ -367,21 +603,24 @@ impl Inner {
             .await?;
         let upsert = client
             .prepare(&format!(
-                "INSERT INTO {table} AS t (name, data, schema_version, version) \
-                 VALUES ($1, $2, $3, 1) ON CONFLICT (name) DO UPDATE SET data = EXCLUDED.data, \
-                 schema_version = EXCLUDED.schema_version, version = t.version + 1 \
+                "INSERT INTO {table} AS t (name, data, schema_version, version, key, value) \
+                 VALUES ($1, $2, $3, 1, $4, $5::text::jsonb) ON CONFLICT (name) DO UPDATE SET \
+                 data = EXCLUDED.data, schema_version = EXCLUDED.schema_version, \
+                 version = t.version + 1, key = EXCLUDED.key, value = EXCLUDED.value \
                  RETURNING version"
             ))
             .await?;
         let insert = client
             .prepare(&format!(
-                "INSERT INTO {table} (name, data, schema_version, version) VALUES ($1, $2, $3, 1) \
+                "INSERT INTO {table} (name, data, schema_version, version, key, value) \
+                 VALUES ($1, $2, $3, 1, $4, $5::text::jsonb) \
                  ON CONFLICT (name) DO NOTHING RETURNING version"
             ))
             .await?;
         let update_if = client
             .prepare(&format!(
-                "UPDATE {table} SET data = $2, schema_version = $3, version = version + 1 \
+                "UPDATE {table} SET data = $2, schema_version = $3, version = version + 1, \
+                 key = $5, value = $6::text::jsonb \
                  WHERE name = $1 AND version = $4 RETURNING version"
             ))
             .await?;
@@ -394,6 +633,17 @@ impl Inner {
             ))
             .await?;
         let list = client.prepare(&format!("SELECT name FROM {table}")).await?;
+        let scan_from = client
+            .prepare(&format!(
+                "SELECT name FROM {table} WHERE name >= $1 ORDER BY name LIMIT {SCAN_PAGE}"
+            ))
+            .await?;
+        let scan_range = client
+            .prepare(&format!(
+                "SELECT name FROM {table} WHERE name >= $1 AND name < $2 ORDER BY name \
+                 LIMIT {SCAN_PAGE}"
+            ))
+            .await?;
         Ok(Connection {
             client,
             get,
@@ -403,12 +653,16 @@ impl Inner {
             delete,
             delete_if,
             list,
+            scan_from,
+            scan_range,
         })
     }
 
+    /// Creates the table if it does not exist, or upgrades one of the earlier layout (see the
+    /// module's documentation), and finds out whether the database is UTF-8.
     async fn create_table(&self) -> Result<(), Error> {
         let path = PathBuf::from(&self.label);
-        let (client, connection) = self.config.connect(NoTls).await.map_err(db_error(
+        let (mut client, connection) = self.config.connect(NoTls).await.map_err(db_error(
             path.clone(),
             RemoteOp::Connect,
             self.server.clone(),
@@ -416,20 +670,184 @@ impl Inner {
         self.runtime.handle().spawn(async move {
             let _ = connection.await;
         });
-        let create = format!(
-            "CREATE TABLE IF NOT EXISTS {} (name TEXT PRIMARY KEY, data BYTEA NOT NULL, \
-             schema_version INTEGER NOT NULL, version BIGINT NOT NULL)",
-            self.table
-        );
-        // Two processes creating the table at once: one of them gets a unique violation on
-        // the catalog, and the table is there; look again.
-        match client.batch_execute(&create).await {
-            Ok(()) => Ok(()),
-            Err(_) => client.batch_execute(&create).await.map_err(db_error(
+        // Processes opening the table at once wait for each other on the advisory lock; a
+        // program other than persist creating it meanwhile may still fail the first attempt
+        // (a unique violation on the catalog): look again.
+        let utf8 = match self.set_up(&mut client).await {
+            Ok(utf8) => utf8,
+            Err(_) => self.set_up(&mut client).await.map_err(db_error(
                 path,
                 RemoteOp::Setup,
                 self.server.clone(),
-            )),
+            ))?,
+        };
+        self.utf8.store(utf8, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// One attempt of [`create_table`](Inner::create_table), in one transaction: whether the
+    /// database is UTF-8.
+    async fn set_up(&self, client: &mut Client) -> Result<bool, tokio_postgres::Error> {
+        let table = &self.table;
+        let transaction = client.transaction().await?;
+        transaction
+            .execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                &[&LOCK_CLASS, table],
+            )
+            .await?;
+        transaction
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {table} (name TEXT COLLATE \"C\" PRIMARY KEY, \
+                 data BYTEA NOT NULL, schema_version INTEGER NOT NULL, version BIGINT NOT NULL, \
+                 key TEXT UNIQUE, value JSONB)"
+            ))
+            .await?;
+        let utf8 = transaction
+            .query_one("SELECT current_setting('server_encoding') = 'UTF8'", &[])
+            .await?
+            .get::<_, bool>(0);
+        let columns = transaction
+            .query(
+                "SELECT a.attname::text, coalesce(c.collname::text, '') FROM pg_attribute a \
+                 LEFT JOIN pg_collation c ON c.oid = a.attcollation \
+                 WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+                &[table],
+            )
+            .await?;
+        let column = |name: &str| {
+            columns
+                .iter()
+                .find(|row| row.get::<_, &str>(0) == name)
+                .map(|row| row.get::<_, String>(1))
+        };
+        if column("key").is_none() || column("value").is_none() {
+            // A table of the earlier layout: upgraded, and its rows' columns filled.
+            if column("name").as_deref() != Some("C") {
+                transaction
+                    .batch_execute(&format!(
+                        "ALTER TABLE {table} ALTER COLUMN name TYPE TEXT COLLATE \"C\""
+                    ))
+                    .await?;
+            }
+            transaction
+                .batch_execute(&format!(
+                    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS key TEXT UNIQUE, \
+                     ADD COLUMN IF NOT EXISTS value JSONB"
+                ))
+                .await?;
+            let page = transaction
+                .prepare(&format!(
+                    "SELECT name, data FROM {table} WHERE name > $1 ORDER BY name \
+                     LIMIT {UPGRADE_PAGE}"
+                ))
+                .await?;
+            let fill = transaction
+                .prepare(&format!(
+                    "UPDATE {table} AS t SET key = v.key, value = v.value::jsonb \
+                     FROM unnest($1::text[], $2::text[], $3::text[]) AS v(name, key, value) \
+                     WHERE t.name = v.name"
+                ))
+                .await?;
+            let mut after = String::new();
+            loop {
+                let rows = transaction.query(&page, &[&after]).await?;
+                let Some(last) = rows.last() else { break };
+                after = last.get(0);
+                let (mut names, mut keys, mut values) = (Vec::new(), Vec::new(), Vec::new());
+                for row in &rows {
+                    let name: &str = row.get(0);
+                    let shown = Shown::of(name, None, row.get(1), utf8);
+                    if shown != Shown::default() {
+                        names.push(name);
+                        keys.push(shown.key);
+                        values.push(shown.value);
+                    }
+                }
+                if !names.is_empty() {
+                    transaction
+                        .execute(&fill, &[&names, &keys, &values])
+                        .await?;
+                }
+            }
+        }
+        transaction.commit().await?;
+        Ok(utf8)
+    }
+}
+
+impl Postgres {
+    /// The columns beside its bytes of the row of the entry `name`.
+    fn shown(&self, name: &str, key: Option<&str>, bytes: &[u8]) -> Shown {
+        Shown::of(name, key, bytes, self.inner.utf8.load(Ordering::Relaxed))
+    }
+}
+
+/// The names of a [`Backend::scan`], a page at a time.
+struct Scan {
+    backend: Postgres,
+    /// The least name of the next page.
+    from: String,
+    /// Above the prefix's names (`None`: no bound).
+    end: Option<String>,
+    /// The names of this page not consumed yet.
+    page: std::vec::IntoIter<String>,
+    /// No page comes after this one.
+    done: bool,
+}
+
+impl Scan {
+    /// Reads the next page.
+    fn fetch(&mut self) -> Result<(), Error> {
+        let (from, end) = (self.from.clone(), self.end.clone());
+        let names: Vec<String> =
+            self.backend
+                .with_connection("", RemoteOp::List, move |connection| {
+                    Box::pin(async move {
+                        let rows = match &end {
+                            Some(end) => {
+                                connection
+                                    .client
+                                    .query(&connection.scan_range, &[&from, end])
+                                    .await?
+                            }
+                            None => {
+                                connection
+                                    .client
+                                    .query(&connection.scan_from, &[&from])
+                                    .await?
+                            }
+                        };
+                        Ok(rows.into_iter().map(|row| row.get(0)).collect())
+                    })
+                })?;
+        self.done = names.len() < usize::try_from(SCAN_PAGE).unwrap_or(usize::MAX);
+        if let Some(last) = names.last() {
+            // The least string after `last`: text holds no NUL, so U+0001 is the least
+            // character.
+            self.from = format!("{last}\u{1}");
+        }
+        self.page = names.into_iter();
+        Ok(())
+    }
+}
+
+impl Iterator for Scan {
+    type Item = Result<String, Error>;
+
+    fn next(&mut self) -> Option<Result<String, Error>> {
+        if let Some(name) = self.page.next() {
+            return Some(Ok(name));
+        }
+        if self.done {
+            return None;
+        }
+        match self.fetch() {
+            Ok(()) => self.page.next().map(Ok),
+            Err(error) => {
+                self.done = true;
+                Some(Err(error))
+            }
         }
     }
 }
@@ -464,27 +882,31 @@ impl Backend for Postgres {
         )))
     }
 
+    /// Stores the entry's bytes, with its key and its `data` in the row's `key` and `value`
+    /// columns (see the module's documentation).
     fn put(&self, name: &str, entry: Entry<'_>, condition: &Condition) -> Result<Written, Error> {
-        let (key, bytes, version) = (name.to_owned(), entry.bytes.to_vec(), entry.version);
+        let shown = self.shown(name, Some(entry.key), entry.bytes);
+        let (owned, bytes, version) = (name.to_owned(), entry.bytes.to_vec(), entry.version);
         let condition = condition.clone();
         self.with_connection(name, RemoteOp::Write, move |connection| {
-            put_query(connection, key, bytes, version, condition)
+            put_query(connection, owned, bytes, version, shown, condition)
         })
     }
 
     fn put_native(
         &self,
         name: &str,
-        _key: String,
+        key: String,
         bytes: Vec<u8>,
         version: u32,
         condition: Condition,
     ) -> Option<BackendFuture<Written>> {
-        let key = name.to_owned();
+        let shown = self.shown(name, Some(&key), &bytes);
+        let owned = name.to_owned();
         Some(Box::pin(self.on_connection(
             name,
             RemoteOp::Write,
-            move |connection| put_query(connection, key, bytes, version, condition),
+            move |connection| put_query(connection, owned, bytes, version, shown, condition),
         )))
     }
 
@@ -525,13 +947,32 @@ impl Backend for Postgres {
         })
     }
 
+    /// In name order (bytewise), a page of 1,000 names at a time: each page is a query from
+    /// the last name read on (keyset pagination on the primary key), run when the names before
+    /// it have been consumed. The first page is read before `scan` returns. A prefix with a
+    /// NUL character (which no row can hold) has no names.
+    fn scan(&self, prefix: &str) -> Result<Names, Error> {
+        let mut scan = Scan {
+            backend: self.clone(),
+            from: prefix.to_owned(),
+            end: end_of_prefix(prefix),
+            page: Vec::new().into_iter(),
+            done: prefix.contains('\0'),
+        };
+        if !scan.done {
+            scan.fetch()?;
+        }
+        Ok(Box::new(scan))
+    }
+
     /// One transaction: every entry or none.
     fn put_many(&self, entries: &[(&str, Entry<'_>)]) -> Result<(), Error> {
-        let rows: Vec<(String, Vec<u8>, i32)> = entries
+        let rows: Vec<(String, Vec<u8>, i32, Shown)> = entries
             .iter()
             .map(|(name, entry)| {
                 let schema = i32::try_from(entry.version).unwrap_or(i32::MAX);
-                ((*name).to_owned(), entry.bytes.to_vec(), schema)
+                let shown = self.shown(name, Some(entry.key), entry.bytes);
+                ((*name).to_owned(), entry.bytes.to_vec(), schema, shown)
             })
             .collect();
         let inner = Arc::clone(&self.inner);
@@ -548,13 +989,102 @@ impl Backend for Postgres {
             let Connection { client, upsert, .. } = guard.as_mut().expect("connected above");
             let result = async {
                 let transaction = client.transaction().await?;
-                for (key, bytes, schema) in &rows {
-                    transaction.execute(&*upsert, &[key, bytes, schema]).await?;
+                for (name, bytes, schema, Shown { key, value }) in &rows {
+                    transaction
+                        .execute(&*upsert, &[name, bytes, schema, key, value])
+                        .await?;
                 }
                 transaction.commit().await
             }
             .await;
             result.map_err(db_error(path, RemoteOp::Write, inner.server.clone()))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_range_ends_at_its_last_character_raised() {
+        assert_eq!(end_of_prefix("a").as_deref(), Some("b"));
+        assert_eq!(end_of_prefix("a~").as_deref(), Some("a\u{7f}"));
+        assert_eq!(end_of_prefix("a\u{d7ff}").as_deref(), Some("a\u{e000}"));
+        assert_eq!(end_of_prefix("a\u{10ffff}").as_deref(), Some("b"));
+        assert_eq!(end_of_prefix("\u{10ffff}"), None);
+        assert_eq!(end_of_prefix(""), None);
+    }
+
+    #[test]
+    fn only_what_jsonb_takes_is_shown() {
+        for json in [
+            r#"{"a":[1,-2.5e-300,1E+308],"b":"\"\\u0000\" \u00e9 \ud83d\ude00"}"#,
+            "123456789012345678901234567890",
+            r#""\\u0000""#,
+        ] {
+            assert!(jsonb_holds(json), "{json}");
+        }
+        for json in [
+            r#""a\u0000b""#,
+            r#""\ud800""#,
+            r#""\ud800x""#,
+            r#""\udc00""#,
+            "1e-20000",
+            "1E1000",
+            &"9".repeat(1001),
+        ] {
+            assert!(!jsonb_holds(json), "{json}");
+        }
+    }
+
+    #[test]
+    fn rows_show_the_key_and_plain_data() {
+        let shown = |name, key, bytes: &[u8]| Shown::of(name, key, bytes, true);
+        let plain = br#"{"version":1,"key":"Hi","data":{"b":1,"a":2},"crc32c":"00000000"}"#;
+        assert_eq!(
+            shown("~48i", Some("Hi"), plain),
+            Shown {
+                key: Some("Hi".into()),
+                value: Some(r#"{"b":1,"a":2}"#.into()),
+            }
+        );
+        // The key the name spells, whatever is given; none for a name no key has.
+        assert_eq!(
+            shown("~48i", Some("other"), plain).key.as_deref(),
+            Some("Hi")
+        );
+        assert_eq!(shown("~48i", None, plain).key.as_deref(), Some("Hi"));
+        assert_eq!(shown("nul", Some("nul"), plain).key, None);
+        // A hashed name: the given key, or the envelope's, when it hashes to the name.
+        let long = "K".repeat(300);
+        let name = key::name_of(&long);
+        let envelope = format!(r#"{{"version":1,"key":"{long}","data":1}}"#);
+        assert_eq!(
+            shown(&name, None, envelope.as_bytes()).key,
+            Some(long.clone())
+        );
+        assert_eq!(
+            shown(&name, Some(&long), b"\x89pst").key.as_ref(),
+            Some(&long)
+        );
+        assert_eq!(shown(&name, None, plain).key, None);
+        // No NUL in text.
+        assert_eq!(shown("~00", Some("\0"), plain).key, None);
+        assert_eq!(
+            shown("~00", Some("\0"), plain).value.as_deref(),
+            Some(r#"{"b":1,"a":2}"#)
+        );
+        // Not plain: no value.
+        for bytes in [
+            &b"\x89pst\r\n\x1a\n"[..],
+            br#"{"version":1,"data":1} x"#,
+            br#"{"version":"1","data":1}"#,
+            br#"{"version":1,"key":"a","key":"b","data":1}"#,
+            b"[]",
+        ] {
+            assert_eq!(shown("a", Some("a"), bytes).value, None, "{bytes:?}");
+        }
+        assert_eq!(Shown::of("a", Some("a"), plain, false), Shown::default());
     }
 }

@@ -6,6 +6,7 @@
 pub(crate) mod cache;
 mod entry;
 pub(crate) mod key;
+mod remote;
 mod scan;
 
 use std::fmt;
@@ -163,12 +164,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
     /// See [`Postgres::connect`](crate::backend::Postgres::connect).
     #[cfg(feature = "postgres")]
     pub async fn postgres(config: &str, table: &str) -> Result<Self, Error> {
-        let (config, table) = (config.to_owned(), table.to_owned());
-        let connected = Pending::new(PathBuf::from("postgres:"), move |_| {
-            crate::backend::Postgres::connect(&config, &table)
-        })
-        .await?;
-        Ok(Collection::on(Arc::new(connected), Settings::DEFAULT, None))
+        Collection::postgres_with(Settings::DEFAULT, None, config, table).await
     }
 
     /// A collection in the objects under `prefix` (such as `users/`) of `store` (S3 or any
@@ -183,8 +179,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
         store: Arc<dyn crate::backend::object_store::ObjectStore>,
         prefix: &str,
     ) -> Result<Self, Error> {
-        let backend = crate::backend::S3::new(store, prefix)?;
-        Ok(Collection::on(Arc::new(backend), Settings::DEFAULT, None))
+        Collection::s3_with(Settings::DEFAULT, None, store, prefix).await
     }
 
     /// A collection in memory, for tests; see [`Memory`] for injecting faults.
@@ -610,7 +605,7 @@ impl<T: Persisted> Collection<T> {
         self.observed("collection_clear", "", |_| {
             // With an audit log, each entry's removal is recorded: the keys are read first.
             let removed = match self.inner.settings.disk.audited() {
-                true => self.keys()?.collect::<Result<Vec<_>, Error>>()?,
+                true => self.keys()?.sorted()?,
                 false => Vec::new(),
             };
             let cleared = self.inner.backend.clear();
@@ -918,11 +913,13 @@ impl<T: Persisted + Send + 'static> Collection<T> {
         // threads.
         let native = match self.inner.settings.disk.audited() {
             true => None,
-            false => {
-                self.inner
-                    .backend
-                    .put_native(&name, key.clone(), bytes.clone(), T::VERSION, Condition::Always)
-            }
+            false => self.inner.backend.put_native(
+                &name,
+                key.clone(),
+                bytes.clone(),
+                T::VERSION,
+                Condition::Always,
+            ),
         };
         if let Some(written) = native {
             let collection = self.clone();

@@ -278,14 +278,12 @@ mod stream {
                             self.state = State::Idle(iterator, read);
                             return Poll::Ready(Some(item));
                         }
-                        self.state = State::Reading(Pending::new(
-                            std::path::PathBuf::new(),
-                            move |_| {
+                        self.state =
+                            State::Reading(Pending::new(std::path::PathBuf::new(), move |_| {
                                 let items: Vec<I::Item> = iterator.by_ref().take(BATCH).collect();
                                 let more = items.len() == BATCH;
                                 Ok((more.then_some(iterator), items))
-                            },
-                        ));
+                            }));
                     }
                     State::Reading(mut reading) => {
                         match std::future::Future::poll(Pin::new(&mut reading), cx) {

@@ -1,5 +1,5 @@
-//! Putting bytes in place durably: one file ([`replace`]) or many at once ([`commit_batch`],
-//! and the pieces a transaction uses: [`stage_closed`], [`sync_staged`], [`install_staged`]).
+//! Putting bytes in place durably: one file ([`replace`]) or many at once (the pieces a
+//! transaction uses, `txn.rs`: [`stage_closed`], [`sync_staged`], [`install_staged`]).
 //!
 //! One file: the new contents go into a temporary file in the target's directory (created
 //! exclusively, never through a link, mode 0600 from creation, or the permission bits of the
@@ -9,9 +9,9 @@
 //! leaves the target as it was.
 //!
 //! Many files: each is written and closed with its writeback started (no descriptor is held per
-//! file, so a batch has no size limit), then each is opened again and synced (the disk works on
-//! all of them at once instead of one after the other), then each is installed, then each
-//! directory touched is synced once.
+//! file, so a batch has no size limit), then all are synced (with one `syncfs` of their file
+//! system from [`SYNC_FS_FROM`] files on, else each opened again and synced), then each is
+//! installed, then the directories touched are synced (once each, or one `syncfs`).
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -676,29 +676,19 @@ impl Drop for StagedFile {
     }
 }
 
-/// How a batch names a staged file.
-#[cfg_attr(not(feature = "collection"), allow(dead_code))]
-pub(crate) enum StageAs<'a> {
-    /// A temporary name beside the target called this.
-    TempOf(&'a OsStr),
-    /// Exactly this name (a transaction's staged name).
-    Exactly(&'a OsStr),
-}
-
-/// Writes `data` into a new file in `dir` named as `name` says, starts its writeback and
-/// closes it. A failure removes the file at once. Errors name `named`.
+/// Writes `data` into a new file `name` in `dir` (a transaction's staged name), starts its
+/// writeback and closes it. A failure removes the file at once. Errors name `named`.
 pub(crate) fn stage_closed(
     disk: &Disk,
     dir: &Arc<Dir>,
-    name: StageAs<'_>,
+    name: &OsStr,
     data: &[u8],
     named: &Path,
 ) -> Result<StagedFile, Error> {
-    let created = fault(IoOp::CreateTemp, dir.path()).and_then(|()| match name {
-        StageAs::TempOf(target) => create_temp(dir, target),
-        StageAs::Exactly(name) => dir.create_new(name).map(|file| (file, name.to_owned())),
-    });
-    let (file, name) = created.map_err(io_error(named, IoOp::CreateTemp))?;
+    let file = fault(IoOp::CreateTemp, dir.path())
+        .and_then(|()| dir.create_new(name))
+        .map_err(io_error(named, IoOp::CreateTemp))?;
+    let name = name.to_owned();
     let mut staged = StagedFile {
         dir: Arc::clone(dir),
         name,
@@ -718,15 +708,24 @@ pub(crate) fn stage_closed(
     Ok(staged)
 }
 
-/// Syncs staged files, each opened again by its name (never through a link) and given the
-/// permission bits of the file it will replace first (`mode`). Errors name `named`.
-pub(crate) fn sync_staged<'s>(
+/// From how many files a batch is synced with one `syncfs` of their file system instead of an
+/// fsync each: below it, the fsyncs cost less than flushing whatever else is dirty there.
+pub(crate) const SYNC_FS_FROM: usize = 32;
+
+/// Syncs staged files (on `whole`'s file system), each given the permission bits of the file
+/// it will replace first (`mode`; opened again by its name, never through a link). A batch of
+/// [`SYNC_FS_FROM`] files or more is synced whole with one `syncfs` where there is one (a
+/// journal commit for all, not one each); otherwise each file is opened and synced. Errors
+/// name `named`.
+pub(crate) fn sync_staged(
     disk: &Disk,
-    files: impl IntoIterator<Item = (&'s StagedFile, Option<u32>, &'s Path)>,
+    files: &[(&StagedFile, Option<u32>, &Path)],
+    whole: &Dir,
 ) -> Result<(), Error> {
-    for (staged, mode, named) in files {
+    let at_once = disk.syncs() && files.len() >= SYNC_FS_FROM && Dir::HAS_SYNC_FS;
+    for &(staged, mode, named) in files {
         let needs_mode = mode.is_some_and(|mode| mode != 0o600);
-        if !disk.syncs() && !needs_mode {
+        if (at_once || !disk.syncs()) && !needs_mode {
             continue;
         }
         let file = fault(IoOp::Open, staged.dir.path())
@@ -735,13 +734,24 @@ pub(crate) fn sync_staged<'s>(
         let stat = Dir::stat_file(&file).map_err(io_error(named, IoOp::Metadata))?;
         staged.check(&stat)?;
         keep_mode(&file, mode, named)?;
-        if disk.syncs() {
+        if disk.syncs() && !at_once {
             fault(IoOp::SyncFile, staged.dir.path())
                 .and_then(|()| file.sync_all())
                 .map_err(io_error(named, IoOp::SyncFile))?;
         }
     }
+    if at_once {
+        sync_fs(whole)?;
+    }
     Ok(())
+}
+
+/// One `syncfs` of `dir`'s file system, through the fault seam as a file sync (only where
+/// [`Dir::HAS_SYNC_FS`]).
+pub(crate) fn sync_fs(dir: &Dir) -> Result<(), Error> {
+    fault(IoOp::SyncFile, dir.path())
+        .and_then(|()| dir.sync_fs())
+        .map_err(io_error(dir.path(), IoOp::SyncFile))
 }
 
 /// Puts a staged file in place of `target` (keeping a backup of another version first,
@@ -774,106 +784,6 @@ pub(crate) fn install_staged(
         kept.finish(true);
     }
     Ok(head.as_deref().and_then(version_of))
-}
-
-/// Syncs each directory once (a batch's touched directories), when `disk` syncs directories.
-#[cfg_attr(not(feature = "collection"), allow(dead_code))]
-pub(crate) fn sync_dirs<'d>(
-    disk: &Disk,
-    dirs: impl IntoIterator<Item = &'d Arc<Dir>>,
-) -> Result<(), Error> {
-    if !disk.syncs_dirs() {
-        return Ok(());
-    }
-    let mut seen: Vec<&Arc<Dir>> = Vec::new();
-    for dir in dirs {
-        if seen
-            .iter()
-            .any(|done| Arc::ptr_eq(done, dir) || done.path() == dir.path())
-        {
-            continue;
-        }
-        fault(IoOp::SyncDir, dir.path())
-            .and_then(|()| dir.sync())
-            .map_err(io_error(dir.path(), IoOp::SyncDir))?;
-        seen.push(dir);
-    }
-    Ok(())
-}
-
-/// One file of a [`commit_batch`].
-#[cfg_attr(not(feature = "collection"), allow(dead_code))]
-pub(crate) struct BatchItem<'a> {
-    pub(crate) target: Target,
-    pub(crate) bytes: &'a [u8],
-    pub(crate) write: Write<'a>,
-}
-
-/// How many files of a batch are in flight at once: their locks are held (a descriptor each)
-/// from before they are written until they are in place.
-const BATCH_WINDOW: usize = 256;
-
-/// Replaces every target of `items`, [`BATCH_WINDOW`] files at a time: takes the lock `lock`
-/// takes for each file of the window, stages each beside its target, syncs them all, installs
-/// each (with its backup), releases the window's locks; at the end syncs each touched directory
-/// once and records them all in the audit log. A failure before the first rename leaves every
-/// target as it was; one after it leaves the targets before it replaced (each file is whole,
-/// old or new).
-#[cfg_attr(not(feature = "collection"), allow(dead_code))]
-pub(crate) fn commit_batch<L>(
-    disk: &Disk,
-    items: &[BatchItem<'_>],
-    lock: impl Fn(&Target) -> Result<L, Error>,
-) -> Result<(), Error> {
-    let mut entries = Vec::new();
-    for window in items.chunks(BATCH_WINDOW) {
-        // Taken before the window's writes keep the disk busy, held until its files are in
-        // place: a write of another process never lands between. In path order, once per
-        // file (a batch may name one twice), so that two batches never wait for each other.
-        let mut order: Vec<&Target> = window.iter().map(|item| &item.target).collect();
-        order.sort_unstable_by(|a, b| (a.dir.path(), &a.name).cmp(&(b.dir.path(), &b.name)));
-        order.dedup_by(|a, b| a.dir.path() == b.dir.path() && a.name == b.name);
-        let held = order
-            .into_iter()
-            .map(&lock)
-            .collect::<Result<Vec<L>, Error>>()?;
-        let mut staged = Vec::with_capacity(window.len());
-        for item in window {
-            let target = &item.target;
-            staged.push(stage_closed(
-                disk,
-                &target.dir,
-                StageAs::TempOf(&target.name),
-                item.bytes,
-                &target.named,
-            )?);
-        }
-        sync_staged(
-            disk,
-            staged
-                .iter()
-                .zip(window)
-                .map(|(file, item)| (file, item.target.mode, item.target.named.as_path())),
-        )?;
-        for (file, item) in staged.into_iter().zip(window) {
-            let target = &item.target;
-            let written = file.written;
-            let from_version = install_staged(disk, file, target, &item.write, false)?;
-            if let Some(operation) = item.write.audit {
-                entries.push(AuditEntry {
-                    operation,
-                    path: &target.named,
-                    key: item.write.key,
-                    from_version,
-                    to_version: item.write.version.map(u64::from),
-                    written,
-                });
-            }
-        }
-        drop(held);
-    }
-    sync_dirs(disk, items.iter().map(|item| &item.target.dir))?;
-    disk.audit(&entries)
 }
 
 /// Creates the file `name` in `dir` with `data` (it must not exist), synced with its
@@ -1208,36 +1118,5 @@ pub(crate) mod tests {
                 .file_type()
                 .is_symlink()
         );
-    }
-
-    #[test]
-    fn a_batch_holds_no_descriptor_per_file() {
-        // Far more files than a process may keep open at once here.
-        let dir = tempfile::tempdir().unwrap();
-        let root = Arc::new(Dir::open(dir.path()).unwrap());
-        let limit = open_files_limit();
-        let count = (limit as usize + 200).min(5_000);
-        let names: Vec<String> = (0..count).map(|i| format!("f{i}")).collect();
-        let items: Vec<BatchItem<'_>> = names
-            .iter()
-            .map(|name| BatchItem {
-                target: Target::beneath(&root, OsStr::new(name), dir.path().join(name)).unwrap(),
-                bytes: name.as_bytes(),
-                write: Write::default(),
-            })
-            .collect();
-        commit_batch(&disk(Durability::Full), &items, |_| Ok(())).unwrap();
-        assert_eq!(fs::read(dir.path().join("f7")).unwrap(), b"f7");
-        assert_eq!(entries(dir.path()).len(), count);
-    }
-
-    fn open_files_limit() -> u64 {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit fills the struct it is given.
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-        limit.rlim_cur
     }
 }

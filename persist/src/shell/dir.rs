@@ -541,6 +541,20 @@ impl Dir {
         sys::fsync(&self.fd)
     }
 
+    /// Whether [`sync_fs`](Dir::sync_fs) is there (Linux's `syncfs`).
+    pub(crate) const HAS_SYNC_FS: bool = cfg!(target_os = "linux");
+
+    /// Makes everything written to the file system the directory is on durable, data and
+    /// names (`syncfs`: one journal commit for a batch's files, where a file-by-file fsync
+    /// commits once each), reporting a writeback error of that file system since the
+    /// directory was opened. Only where [`HAS_SYNC_FS`](Dir::HAS_SYNC_FS).
+    pub(crate) fn sync_fs(&self) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        return Ok(rustix::fs::syncfs(&self.fd)?);
+        #[cfg(not(target_os = "linux"))]
+        return Err(io::ErrorKind::Unsupported.into());
+    }
+
     /// The names in the directory, with their kinds (looked up where the listing does not say).
     pub(crate) fn list(&self) -> io::Result<Vec<(OsString, Kind)>> {
         let mut entries = Vec::new();
@@ -595,6 +609,12 @@ impl Dir {
 
     pub(crate) fn identity(&self) -> Option<(u64, u64)> {
         None
+    }
+
+    pub(crate) const HAS_SYNC_FS: bool = false;
+
+    pub(crate) fn sync_fs(&self) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
     }
 
     pub(crate) fn parent(&self) -> io::Result<Dir> {
