@@ -723,3 +723,84 @@ fn a_batch_may_name_a_key_twice_and_the_last_value_wins() {
     assert_eq!(users.get("a").unwrap(), Some(last));
     assert_eq!(users.get("b").unwrap(), Some(first));
 }
+
+#[test]
+fn try_update_writes_only_what_it_returns_ok() {
+    #[derive(Debug)]
+    enum Refused {
+        TooMany,
+        Store(Error),
+    }
+    impl From<Error> for Refused {
+        fn from(error: Error) -> Self {
+            Refused::Store(error)
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let local: Collection<User> = Collection::open(dir.path()).unwrap();
+    let memory: Collection<User> = Collection::memory();
+    for users in [local, memory] {
+        let bump = |limit: u64| {
+            users.try_update("ada", |u| match u.logins < limit {
+                true => {
+                    u.logins += 1;
+                    Ok(u.logins)
+                }
+                false => Err(Refused::TooMany),
+            })
+        };
+        // Absent: starts from Default, and a refusal creates nothing.
+        assert!(matches!(bump(0), Err(Refused::TooMany)));
+        assert!(!users.contains("ada").unwrap());
+        assert_eq!(bump(2).unwrap(), 1);
+        assert_eq!(bump(2).unwrap(), 2);
+        assert!(matches!(bump(2), Err(Refused::TooMany)));
+        assert_eq!(users.get("ada").unwrap().unwrap().logins, 2);
+        // persist's own errors come through `From`.
+        let error = users.try_update("", |_| Ok::<_, Refused>(())).unwrap_err();
+        assert!(
+            matches!(error, Refused::Store(Error::InvalidKey { .. })),
+            "{error:?}"
+        );
+        // The async twin, with persist's error type.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let logins = runtime
+            .block_on(users.try_update_async("ada", |u| {
+                u.logins += 10;
+                Ok::<_, Error>(u.logins)
+            }))
+            .unwrap();
+        assert_eq!(logins, 12);
+        let refused = runtime.block_on(users.try_update_async("ada", |_| {
+            Err::<(), _>(Error::Contended {
+                path: "nowhere".into(),
+                attempts: 0,
+            })
+        }));
+        assert!(matches!(refused, Err(Error::Contended { .. })));
+        assert_eq!(users.get("ada").unwrap().unwrap().logins, 12);
+    }
+}
+
+#[test]
+fn try_update_on_a_store_without_locks_keeps_only_the_winning_run() {
+    use persist::backend::{Fault, Memory};
+    let store = std::sync::Arc::new(Memory::new());
+    let users = Collection::<User>::with_backend(store.clone(), Options::new());
+    users.put("ada", &user("ada")).unwrap();
+    // The first compare-and-swap loses: the change runs again on a fresh value.
+    store.inject(Fault::Conflict { nth: 1 });
+    let mut runs = 0;
+    let logins = users
+        .try_update("ada", |u| {
+            runs += 1;
+            u.logins += 1;
+            Ok::<_, Error>(u.logins)
+        })
+        .unwrap();
+    assert_eq!(runs, 2);
+    assert_eq!(logins, 2);
+    assert_eq!(users.get("ada").unwrap().unwrap().logins, 2);
+}

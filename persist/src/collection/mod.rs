@@ -548,8 +548,73 @@ impl<T: Persisted> Collection<T> {
     where
         T: Default,
     {
+        let changed = self.changed(key, "collection_update", &mut |value| {
+            change(value);
+            Ok::<_, Error>(())
+        })?;
+        Ok(changed.0)
+    }
+
+    /// [`update`](Collection::update) with a change that may fail or decide not to write:
+    /// `Err` writes nothing and is returned as it is; `Ok(r)` stores the changed value and
+    /// returns `r`. As with `update`, `change` may run more than once on a backend without
+    /// locks (each time on a fresh value): only the run whose write wins counts, and an `Err`
+    /// ends the attempts at once. The semantics of [`Persisted::try_update`] for an entry.
+    ///
+    /// ```
+    /// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize, persist::Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Account { balance: i64 }
+    /// #[derive(Debug)]
+    /// enum Refused { Overdrawn, Store(persist::Error) }
+    /// impl From<persist::Error> for Refused {
+    ///     fn from(error: persist::Error) -> Self { Refused::Store(error) }
+    /// }
+    ///
+    /// let accounts = persist::Collection::<Account>::memory();
+    /// accounts.put("ada", &Account { balance: 10 })?;
+    /// let withdraw = |amount: i64| {
+    ///     accounts.try_update("ada", |account| match account.balance >= amount {
+    ///         true => { account.balance -= amount; Ok(account.balance) }
+    ///         false => Err(Refused::Overdrawn),
+    ///     })
+    /// };
+    /// assert_eq!(withdraw(4).unwrap(), 6);
+    /// assert!(matches!(withdraw(7), Err(Refused::Overdrawn))); // nothing written
+    /// assert_eq!(accounts.get("ada")?.unwrap().balance, 6);
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `change`'s error, and the errors of [`update`](Collection::update) converted into `E`.
+    pub fn try_update<R, E: From<Error>>(
+        &self,
+        key: &str,
+        mut change: impl FnMut(&mut T) -> Result<R, E>,
+    ) -> Result<R, E>
+    where
+        T: Default,
+    {
+        self.changed(key, "collection_try_update", &mut change)
+            .map(|(_, result)| result)
+    }
+
+    /// The read-modify-write of [`update`](Collection::update) and
+    /// [`try_update`](Collection::try_update): the stored value and what `change` returned.
+    /// A change that returns `Err` keeps the entry as it is.
+    fn changed<R, E: From<Error>>(
+        &self,
+        key: &str,
+        operation: &'static str,
+        change: &mut dyn FnMut(&mut T) -> Result<R, E>,
+    ) -> Result<(T, R), E>
+    where
+        T: Default,
+    {
         let name = self.name(key)?;
-        self.observed("collection_update", &name, |facts| {
+        let mut refused = None;
+        let changed = self.observed(operation, &name, |facts| {
             let mut result = None;
             let _forget = Forget(self, key);
             let put = self.recovering(key, &name, || {
@@ -558,10 +623,18 @@ impl<T: Persisted> Collection<T> {
                         Some(stored) => self.decode(key, &name, &stored.bytes)?,
                         None => T::default(),
                     };
-                    change(&mut value);
+                    let returned = match change(&mut value) {
+                        Ok(returned) => returned,
+                        Err(error) => {
+                            // Nothing is written; the error is the caller's, returned as is.
+                            refused = Some(error);
+                            return Ok(Change::Keep);
+                        }
+                    };
+                    refused = None;
                     let bytes = self.encode(key, &name, &value)?;
                     facts.written = Some(bytes.len() as u64);
-                    result = Some(value);
+                    result = Some((value, returned));
                     Ok(Change::Put {
                         key: key.to_owned(),
                         bytes,
@@ -569,10 +642,17 @@ impl<T: Persisted> Collection<T> {
                     })
                 })
             })?;
-            self.audit(AuditOp::Update, key, &name, put.as_ref())?;
+            if refused.is_none() {
+                self.audit(AuditOp::Update, key, &name, put.as_ref())?;
+            }
+            Ok(result)
+        })?;
+        match (refused, changed) {
+            (Some(error), _) => Err(error),
+            (None, Some(changed)) => Ok(changed),
             // `modify` returns Ok only after a `Put` was stored, which set `result`.
-            Ok(result.unwrap_or_else(|| unreachable!("an update always puts")))
-        })
+            (None, None) => unreachable!("an update that was not refused puts"),
+        }
     }
 
     /// Removes the value under `key`; `false` if there was none.
@@ -958,6 +1038,28 @@ impl<T: Persisted + Send + 'static> Collection<T> {
     {
         let key = key.into();
         self.run(move |collection| collection.update(&key, change))
+    }
+
+    /// [`try_update`](Collection::try_update) on persist's worker threads.
+    ///
+    /// # Errors
+    ///
+    /// See [`try_update`](Collection::try_update).
+    pub fn try_update_async<R, E>(
+        &self,
+        key: impl Into<String>,
+        change: impl FnMut(&mut T) -> Result<R, E> + Send + 'static,
+    ) -> Pending<R, E>
+    where
+        T: Default,
+        R: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        let key = key.into();
+        let collection = self.clone();
+        Pending::new(self.inner.location.clone(), move |_| {
+            collection.try_update(&key, change)
+        })
     }
 
     /// [`delete`](Collection::delete) on persist's worker threads.
