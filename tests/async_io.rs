@@ -12,7 +12,7 @@ async fn sync_and_async_saves_write_identical_bytes() {
     let async_path = dir.path().join("async.json");
     let state = sample();
     state.save(&sync_path).unwrap();
-    state.save_async(&async_path).await.unwrap();
+    state.clone().save_async(&async_path).await.unwrap();
     assert_eq!(
         std::fs::read(&sync_path).unwrap(),
         std::fs::read(&async_path).unwrap()
@@ -22,7 +22,7 @@ async fn sync_and_async_saves_write_identical_bytes() {
         dark_mode: true,
     };
     old.save(&sync_path).unwrap();
-    Options::new().save_async(&old, &async_path).await.unwrap();
+    Options::new().save_async(old, &async_path).await.unwrap();
     assert_eq!(
         std::fs::read(&sync_path).unwrap(),
         std::fs::read(&async_path).unwrap()
@@ -38,7 +38,7 @@ async fn owned_and_shared_async_saves_write_the_bytes_of_save() {
     let expected = std::fs::read(&sync_path).unwrap();
 
     let owned = dir.path().join("owned.json");
-    state.clone().save_owned_async(&owned).await.unwrap();
+    state.clone().save_async(&owned).await.unwrap();
     assert_eq!(std::fs::read(&owned).unwrap(), expected);
 
     let shared = dir.path().join("shared.json");
@@ -51,7 +51,7 @@ async fn owned_and_shared_async_saves_write_the_bytes_of_save() {
     // With a checksum the streamed bytes still match.
     let options = Options::new().checksum(true);
     options.save(&state, &sync_path).unwrap();
-    options.save_owned_async(state, &owned).await.unwrap();
+    options.save_async(state, &owned).await.unwrap();
     assert_eq!(
         std::fs::read(&owned).unwrap(),
         std::fs::read(&sync_path).unwrap()
@@ -108,7 +108,7 @@ async fn async_errors_leave_the_file_alone() {
 async fn the_futures_are_send_and_static_and_can_be_spawned() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
-    // The value is serialized when `save_async` is called: it is not borrowed by the future.
+    // The value is handed over: the future owns it.
     let save = {
         let state = sample();
         state.save_async(&path)
@@ -144,7 +144,7 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 fn the_futures_need_no_tokio_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
-    block_on(sample().save_owned_async(&path)).unwrap();
+    block_on(sample().save_async(&path)).unwrap();
     assert_eq!(block_on(AppState::load_async(&path)).unwrap(), sample());
     let updated = block_on(AppState::update_async(&path, |state| {
         state.user = "edited".into()

@@ -7,7 +7,7 @@ mod common;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use persist::{AuditOp, AuditRecord, Error, Options, Persisted, read_audit};
+use persist::{AuditLog, AuditOp, AuditRecord, Error, Options, Persisted};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Persisted)]
@@ -43,7 +43,10 @@ fn settings(volume: u8) -> Settings {
 }
 
 fn records(log: &Path) -> Vec<AuditRecord> {
-    read_audit(log).unwrap().collect::<Result<_, _>>().unwrap()
+    AuditLog::read(log)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
 }
 
 /// The record's size and CRC-32C are those of the file as it is now.
@@ -154,7 +157,7 @@ fn a_commit_records_each_of_its_files_at_one_time() {
     assert_eq!((records[3].to_version, records[3].crc32c), (None, None));
     // An empty transaction records nothing.
     options.transaction(&root).unwrap().commit().unwrap();
-    assert_eq!(read_audit(&log).unwrap().count(), 4);
+    assert_eq!(AuditLog::read(&log).unwrap().count(), 4);
 }
 
 #[test]
@@ -263,7 +266,7 @@ fn damage_in_the_middle_is_an_error_naming_its_offset() {
         .offset;
     bytes[second as usize + 20] ^= 0x01;
     std::fs::write(&log, &bytes).unwrap();
-    let error = match read_audit(&log) {
+    let error = match AuditLog::read(&log) {
         Ok(records) => records
             .collect::<Result<Vec<_>, _>>()
             .expect_err("damage read as a record"),

@@ -407,7 +407,7 @@ fn a_transaction_keeps_what_it_replaces_before_its_commit_point() {
     sample().save(root.join("newer.json")).unwrap();
     let newer = fs::read(root.join("newer.json")).unwrap();
     fs::write(root.join("damaged.json"), b"{\"version\":1,\"da").unwrap();
-    let mut txn = persist::Transaction::new(root).unwrap();
+    let mut txn = persist::Transaction::open(root).unwrap();
     txn.save(&v1(), "newer.json").unwrap();
     txn.save(&v1(), "damaged.json").unwrap();
     txn.commit().unwrap();
@@ -428,13 +428,13 @@ fn a_transaction_keeps_what_it_replaces_before_its_commit_point() {
     fs::remove_file(root.join("newer.json.v4.bak")).unwrap();
     fs::create_dir(root.join("newer.json.v4.bak")).unwrap();
     let before = fs::read(root.join("newer.json")).unwrap();
-    let mut txn = persist::Transaction::new(root).unwrap();
+    let mut txn = persist::Transaction::open(root).unwrap();
     txn.save(&v1(), "newer.json").unwrap();
     assert!(txn.commit().is_err());
     assert_eq!(fs::read(root.join("newer.json")).unwrap(), before);
     fs::remove_dir(root.join("newer.json.v4.bak")).unwrap();
     for op in [persist::IoOp::Rename, persist::IoOp::SyncDir] {
-        let mut txn = persist::Transaction::new(root).unwrap();
+        let mut txn = persist::Transaction::open(root).unwrap();
         txn.save(&v1(), "newer.json").unwrap();
         let fault = persist::testing::inject_fault(root, op, libc::EIO, 1);
         let committed = txn.commit();
@@ -448,7 +448,7 @@ fn a_transaction_keeps_what_it_replaces_before_its_commit_point() {
             // After it: the copy was made before.
             _ => assert_eq!(fs::read(root.join("newer.json.v4.bak")).unwrap(), before),
         }
-        persist::recover(root).unwrap();
+        persist::Transaction::recover(root).unwrap();
         sample().save(root.join("newer.json")).unwrap();
         let _ = fs::remove_file(root.join("newer.json.v4.bak"));
     }
@@ -679,13 +679,13 @@ fn a_transaction_that_fails_leaves_its_targets_modes_alone() {
     fs::set_permissions(root.join("a.json"), fs::Permissions::from_mode(0o644)).unwrap();
     for skip in 0..4 {
         let before = with_modes(root);
-        let mut txn = persist::Transaction::new(root).unwrap();
+        let mut txn = persist::Transaction::open(root).unwrap();
         txn.save(&v1(), "a.json").unwrap();
         let fault =
             persist::testing::inject_fault_after(root, persist::IoOp::Rename, libc::EIO, skip, 1);
         let committed = txn.commit();
         drop(fault);
-        persist::recover(root).unwrap();
+        persist::Transaction::recover(root).unwrap();
         let now = with_modes(root);
         let a = now.iter().find(|(name, ..)| name == "a.json").unwrap();
         if committed.is_err() && a.1 == before.iter().find(|(name, ..)| name == "a.json").unwrap().1

@@ -1,10 +1,7 @@
-//! `?` from persist's other public error types into `persist::Error` (issue 28): in a function
-//! that returns `Result<_, persist::Error>`, `AppDirs::new(..)?` and `Key::from_env(..)?`
-//! compile, and give `Error::Setup` carrying the original error, with its message.
-//!
-//! The other public error types have no conversion: `SealError` and `ValidationError` only
-//! ever reach a caller inside an `Error` (`Seal`, `Migration`) that names the file they are
-//! about, and the testing kit's `FixtureError` and `ShapeError` are not about a state file.
+//! `?` from persist's other public error types into `persist::Error`: in a function that
+//! returns `Result<_, persist::Error>`, `AppDirs::new(..)?` and `Key::from_env(..)?` compile,
+//! and give `Error::Setup` carrying the original error, with its message; so do
+//! `ValidationError`, `SealError` and the testing kit's `ShapeError` and `FixtureError`.
 
 use std::path::Path;
 
@@ -128,4 +125,35 @@ mod key {
         let hex = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
         assert!(options_from_hex(hex).is_ok());
     }
+}
+
+/// Every public error type of persist converts into `persist::Error`, so `?` works on each.
+#[test]
+fn every_public_error_type_converts() {
+    fn converts<E: Into<Error>>() {}
+    converts::<AppDirsError>();
+    converts::<persist::ValidationError>();
+    converts::<persist::SealError>();
+    converts::<persist::testing::ShapeError>();
+    converts::<persist::testing::FixtureError>();
+    #[cfg(feature = "encryption")]
+    converts::<persist::KeyError>();
+
+    // A fixture that exists, converted by `?`: Setup, the original error inside.
+    let fixture = || -> Result<(), Error> {
+        Err(persist::testing::FixtureError::Exists {
+            path: "fixtures/v1/a.json".into(),
+        })?
+    };
+    let error = fixture().unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Setup);
+    let Error::Setup { source } = &error else {
+        panic!("{error:?}")
+    };
+    assert!(
+        source
+            .downcast_ref::<persist::testing::FixtureError>()
+            .is_some()
+    );
+    assert!(error.to_string().contains("fixtures/v1/a.json"), "{error}");
 }

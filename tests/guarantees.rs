@@ -491,7 +491,7 @@ fn big_write(way: Way, dir: &Path, value: &Doc) -> Result<(), Error> {
         Way::Put => Collection::open(dir.join(COLLECTION))?.put(KEY, value),
         Way::PutMany => Collection::open(dir.join(COLLECTION))?.put_many([(KEY, value)]),
         Way::Commit => {
-            let mut txn = Transaction::new(dir)?;
+            let mut txn = Transaction::open(dir)?;
             txn.save(value, "doc.json")?;
             txn.commit()
         }
@@ -688,10 +688,10 @@ fn planted_links_are_never_followed_out_of_the_root() {
     let outside = Outside::new();
     let dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(&outside.root, dir.path().join(".persist-txn")).unwrap();
-    let error = Transaction::new(dir.path()).unwrap_err();
+    let error = Transaction::open(dir.path()).unwrap_err();
     assert!(matches!(error, Error::InvalidPath { .. }), "{error}");
     assert!(matches!(
-        persist::recover(dir.path()),
+        persist::Transaction::recover(dir.path()),
         Err(Error::InvalidPath { .. })
     ));
     outside.untouched(".persist-txn");
@@ -699,7 +699,7 @@ fn planted_links_are_never_followed_out_of_the_root() {
     // A directory on the way to a transaction's target.
     let dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(outside.root.join("sub"), dir.path().join("sub")).unwrap();
-    let mut txn = Transaction::new(dir.path()).unwrap();
+    let mut txn = Transaction::open(dir.path()).unwrap();
     let error = txn.save(&doc(1), "sub/x.json").unwrap_err();
     assert!(matches!(error, Error::InvalidPath { .. }), "{error}");
     assert!(matches!(
@@ -852,7 +852,7 @@ fn planted_mounts_are_never_crossed() {
     let staging = dir.path().join(".persist-txn");
     let mounted = common::bind_mount(&outside.root, &staging).unwrap();
     assert!(matches!(
-        Transaction::new(dir.path()),
+        Transaction::open(dir.path()),
         Err(Error::InvalidPath { .. })
     ));
     drop(mounted);
@@ -899,7 +899,7 @@ fn a_crafted_commit_record_is_never_applied() {
     let outside = Outside::new();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
-    Transaction::new(&root).unwrap();
+    Transaction::open(&root).unwrap();
     let staging = root.join(".persist-txn");
     let staged = format!("{:032x}-{:08}", 7u128, 1);
     fs::write(
@@ -929,7 +929,7 @@ fn a_crafted_commit_record_is_never_applied() {
             br#"{"version":2,"data":{"n":666,"filler":""}}"#,
         )
         .unwrap();
-        let recovery = persist::recover(&root).unwrap();
+        let recovery = persist::Transaction::recover(&root).unwrap();
         assert_eq!(recovery, persist::Recovery::Discarded, "{ops}");
         outside.untouched(&ops.to_string());
         assert!(!root.join("a.json").exists());
@@ -983,7 +983,7 @@ fn batch_child() {
         .put_many(values.iter().map(|(key, value)| (key.as_str(), value)))
         .unwrap();
     assert_eq!(collection.get("key-99999").unwrap(), Some(doc(99_999)));
-    let mut txn = Transaction::new(dir.join("t")).unwrap();
+    let mut txn = Transaction::open(dir.join("t")).unwrap();
     for (key, value) in &values {
         txn.save(value, format!("{key}.json")).unwrap();
     }

@@ -669,7 +669,7 @@ fn async_appends_from_many_tasks_are_all_kept_once() {
             let tasks: Vec<_> = (0..100)
                 .map(|id| {
                     let journal = std::sync::Arc::clone(&journal);
-                    tokio::spawn(async move { journal.append_async(&event(id)).await.unwrap() })
+                    tokio::spawn(async move { journal.append_async(event(id)).await.unwrap() })
                 })
                 .collect();
             // Threads appending at the same time share the flushes.
@@ -685,7 +685,7 @@ fn async_appends_from_many_tasks_are_all_kept_once() {
             }
             threads.join().unwrap();
             journal
-                .append_many_async(&[event(150), event(151)])
+                .append_many_async([event(150), event(151)])
                 .await
                 .unwrap();
             indexes.sort();
@@ -705,11 +705,11 @@ fn an_async_append_is_queued_when_called_even_if_its_future_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let path = log_in(dir.path());
     let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
-    drop(journal.append_async(&event(0)));
+    drop(journal.append_async(event(0)));
     // The next append's flush writes it too; nothing waits forever.
     assert_eq!(journal.append(&event(1)).unwrap(), 1);
     // Dropped after its first poll started its flush on the worker threads.
-    let mut started = Box::pin(journal.append_async(&event(2)));
+    let mut started = Box::pin(journal.append_async(event(2)));
     let _ = started
         .as_mut()
         .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
@@ -718,7 +718,7 @@ fn an_async_append_is_queued_when_called_even_if_its_future_is_dropped() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        assert_eq!(journal.append_async(&event(3)).await.unwrap(), 3);
+        assert_eq!(journal.append_async(event(3)).await.unwrap(), 3);
     });
     assert_eq!(replayed(&journal), vec![0, 1, 2, 3]);
 }

@@ -390,7 +390,7 @@ fn crafted_and_sparse_files_are_scanned_in_one_pass() {
     fs::write(&path, &crafted).unwrap();
     let records = Options::new().journal_records(&path).unwrap();
     assert_eq!(records.recovered().map(|cut| cut.offset), Some(24));
-    assert!(persist::read_audit(&path).unwrap().next().is_none());
+    assert!(persist::AuditLog::read(&path).unwrap().next().is_none());
     let journal = Journal::<Event, Snapshot>::open(&path).unwrap();
     assert_eq!(journal.recovered().map(|cut| cut.offset), Some(24));
     assert_eq!(journal.len(), 0);

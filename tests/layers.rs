@@ -227,7 +227,7 @@ async fn every_combination_works_through_the_async_path() {
     let dir = tempfile::tempdir().unwrap();
     for (name, options) in combinations() {
         let path = dir.path().join(format!("{name}.state"));
-        options.save_async(&sample(), &path).await.unwrap();
+        options.save_async(sample(), &path).await.unwrap();
         assert_eq!(
             options.load_async::<AppState>(&path).await.unwrap(),
             sample(),

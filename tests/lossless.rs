@@ -156,9 +156,9 @@ async fn async_saves_refuse_them_too() {
     let before = listing(dir.path());
     let series = with_sample(f64::NAN);
 
-    let error = series.save_async(&path).await.unwrap_err();
+    let error = series.clone().save_async(&path).await.unwrap_err();
     assert_refused(&error, &path, "data.samples[3]", "f64 NaN");
-    let error = series.clone().save_owned_async(&path).await.unwrap_err();
+    let error = series.clone().save_async(&path).await.unwrap_err();
     assert_refused(&error, &path, "data.samples[3]", "f64 NaN");
     let error = Options::new()
         .save_shared_async(std::sync::Arc::new(series.clone()), &path)

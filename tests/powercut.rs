@@ -500,7 +500,7 @@ fn txn_saver() {
         step += 1;
         let journal = Journal::at(step);
         let committed = match mode.as_str() {
-            "transaction" => persist::Transaction::new(root).and_then(|mut txn| {
+            "transaction" => persist::Transaction::open(root).and_then(|mut txn| {
                 for file in TXN_FILES {
                     txn.save(&journal, file)?;
                 }
@@ -533,7 +533,7 @@ fn txn_power_cuts(mode: &str, cuts: usize) -> Option<TxnOutcome> {
     let (_work, image, point) = new_image()?;
     let root = point.join("state");
     let start_over = |root: &Path| {
-        let mut txn = persist::Transaction::new(root).unwrap();
+        let mut txn = persist::Transaction::open(root).unwrap();
         for file in TXN_FILES {
             txn.save(&Journal::at(0), file).unwrap();
         }
@@ -566,7 +566,7 @@ fn txn_power_cuts(mode: &str, cuts: usize) -> Option<TxnOutcome> {
         outcome.set_aside += acked.set_aside;
         let _mount = Mount::new(&image, &point);
         if mode == "transaction" {
-            persist::recover(&root).unwrap();
+            persist::Transaction::recover(&root).unwrap();
         }
         let steps: Vec<Option<u64>> = TXN_FILES
             .iter()

@@ -533,7 +533,7 @@ fn save_as_version_is_followed_by_the_async_and_layered_saves() {
         .build()
         .unwrap();
     runtime
-        .block_on(options.save_async(&note(&[]), &path))
+        .block_on(options.save_async(note(&[]), &path))
         .unwrap();
     assert_eq!(Options::new().file_info(&path).unwrap().version, Some(1));
     assert_eq!(

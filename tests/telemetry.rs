@@ -438,7 +438,7 @@ fn a_transaction_commit_reports_what_it_did() {
     tracing::subscriber::with_default(subscriber.clone(), || {
         tracing::callsite::rebuild_interest_cache();
         metrics::with_local_recorder(&recorder, || {
-            let mut txn = persist::Transaction::new(dir.path()).unwrap();
+            let mut txn = persist::Transaction::open(dir.path()).unwrap();
             txn.save(&AppState::default(), "a.json").unwrap();
             txn.commit().unwrap();
         })

@@ -38,7 +38,7 @@ fn a_commit_saves_and_removes_every_file() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     Part::at(0).save(root.join("old.json")).unwrap();
-    let mut txn = Transaction::new(root).unwrap();
+    let mut txn = Transaction::open(root).unwrap();
     for file in FILES {
         txn.save(&Part::at(1), file).unwrap();
     }
@@ -66,7 +66,7 @@ fn an_uncommitted_transaction_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     Part::at(1).save(root.join("index.json")).unwrap();
-    let mut txn = Transaction::new(root).unwrap();
+    let mut txn = Transaction::open(root).unwrap();
     txn.save(&Part::at(2), "index.json").unwrap();
     txn.remove("index.json").unwrap();
     drop(txn);
@@ -75,13 +75,16 @@ fn an_uncommitted_transaction_changes_nothing() {
         common::names(&root.join(".persist-txn")),
         Vec::<String>::new()
     );
-    assert_eq!(persist::recover(root).unwrap(), Recovery::Clean);
+    assert_eq!(
+        persist::Transaction::recover(root).unwrap(),
+        Recovery::Clean
+    );
 }
 
 #[test]
 fn paths_stay_under_the_root() {
     let dir = tempfile::tempdir().unwrap();
-    let mut txn = Transaction::new(dir.path()).unwrap();
+    let mut txn = Transaction::open(dir.path()).unwrap();
     for path in [
         "/etc/passwd",
         "../outside.json",
@@ -120,14 +123,14 @@ fn layers_and_backups_work_inside_a_transaction() {
 #[test]
 fn one_transaction_per_root_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
-    let first = Transaction::new(dir.path()).unwrap();
+    let first = Transaction::open(dir.path()).unwrap();
     // In the same process: refused at once, not after the 30 s lock timeout, saying so.
     let started = std::time::Instant::now();
-    let error = Transaction::new(dir.path()).unwrap_err();
+    let error = Transaction::open(dir.path()).unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(1));
     assert!(matches!(error, Error::AlreadyOpen { .. }), "{error}");
     assert!(error.to_string().contains("this process"), "{error}");
-    let error = persist::recover(dir.path()).unwrap_err();
+    let error = persist::Transaction::recover(dir.path()).unwrap_err();
     assert!(matches!(error, Error::AlreadyOpen { .. }), "{error}");
     drop(first);
 
@@ -152,7 +155,7 @@ fn one_transaction_per_root_at_a_time() {
     assert!(matches!(error, Error::LockTimeout { .. }), "{error}");
     drop(holder.stdin.take());
     assert!(holder.wait().unwrap().success());
-    Transaction::new(dir.path()).unwrap();
+    Transaction::open(dir.path()).unwrap();
 }
 
 const CHILD_ROOT: &str = "PERSIST_TEST_TXN_ROOT";
@@ -170,7 +173,7 @@ fn child() {
     let root = Path::new(&root);
     if mode == "hold" {
         // Holds a transaction on the root until its stdin closes.
-        let _txn = Transaction::new(root).unwrap();
+        let _txn = Transaction::open(root).unwrap();
         println!("held");
         let _ = std::io::stdin().read_line(&mut String::new());
         return;
@@ -182,7 +185,7 @@ fn child() {
         let part = Part::at(step);
         match mode.as_str() {
             "transaction" => {
-                let mut txn = Transaction::new(root).unwrap();
+                let mut txn = Transaction::open(root).unwrap();
                 for file in FILES {
                     txn.save(&part, file).unwrap();
                 }
@@ -238,7 +241,7 @@ fn kill_loop(mode: &str, kills: usize) -> (usize, usize, usize) {
         }
         most_acknowledged = most_acknowledged.max(acknowledged);
         if mode == "transaction" {
-            match persist::recover(root).unwrap() {
+            match persist::Transaction::recover(root).unwrap() {
                 Recovery::RolledForward => forward += 1,
                 Recovery::Discarded => discarded += 1,
                 _ => {}
@@ -299,7 +302,7 @@ fn a_target_that_cannot_be_replaced_is_refused_before_anything_changes() {
     let fifo = std::ffi::CString::new(root.join("pipe").to_str().unwrap()).unwrap();
     // SAFETY: a valid C string.
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
-    let mut txn = Transaction::new(root).unwrap();
+    let mut txn = Transaction::open(root).unwrap();
     txn.save(&Part::at(2), "index.json").unwrap();
     let started = std::time::Instant::now();
     for target in ["subdir", "pipe"] {
@@ -317,8 +320,11 @@ fn a_target_that_cannot_be_replaced_is_refused_before_anything_changes() {
     txn.commit().unwrap();
     assert_eq!(Part::load(root.join("index.json")).unwrap().step, 2);
     // The root takes the next transaction.
-    assert_eq!(persist::recover(root).unwrap(), Recovery::Clean);
-    let mut txn = Transaction::new(root).unwrap();
+    assert_eq!(
+        persist::Transaction::recover(root).unwrap(),
+        Recovery::Clean
+    );
+    let mut txn = Transaction::open(root).unwrap();
     txn.save(&Part::at(3), "index.json").unwrap();
     txn.commit().unwrap();
 }
@@ -330,7 +336,7 @@ fn a_roll_forward_that_meets_an_unreplaceable_target_finishes_the_others() {
     Part::at(1).save(root.join("a.json")).unwrap();
     Part::at(1).save(root.join("b.json")).unwrap();
     // A committed transaction whose renames a crash interrupted: its record and staged files.
-    drop(Transaction::new(root).unwrap());
+    drop(Transaction::open(root).unwrap());
     let staging = root.join(".persist-txn");
     let (first, second) = (
         format!("{:032x}-{:08}", 9u128, 1),
@@ -352,7 +358,7 @@ fn a_roll_forward_that_meets_an_unreplaceable_target_finishes_the_others() {
     std::fs::create_dir(root.join("a.json")).unwrap();
     std::fs::write(root.join("a.json").join("inside"), b"kept").unwrap();
 
-    match persist::recover(root).unwrap() {
+    match persist::Transaction::recover(root).unwrap() {
         Recovery::Incomplete { failed } => {
             assert_eq!(failed.len(), 1, "{failed:?}");
             assert_eq!(failed[0].0, root.join("a.json"));
@@ -375,8 +381,11 @@ fn a_roll_forward_that_meets_an_unreplaceable_target_finishes_the_others() {
     );
     // The record is cleared: the root is not wedged.
     assert_eq!(common::names(&staging), Vec::<String>::new());
-    assert_eq!(persist::recover(root).unwrap(), Recovery::Clean);
-    let mut txn = Transaction::new(root).unwrap();
+    assert_eq!(
+        persist::Transaction::recover(root).unwrap(),
+        Recovery::Clean
+    );
+    let mut txn = Transaction::open(root).unwrap();
     txn.save(&Part::at(3), "b.json").unwrap();
     txn.commit().unwrap();
 }
@@ -385,7 +394,7 @@ fn a_roll_forward_that_meets_an_unreplaceable_target_finishes_the_others() {
 fn a_staged_file_whose_write_failed_is_removed_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let mut txn = Transaction::new(root).unwrap();
+    let mut txn = Transaction::open(root).unwrap();
     let fault = persist::testing::inject_fault(root, persist::IoOp::Write, libc::ENOSPC, 1);
     let error = txn.save(&Part::at(1), "index.json").unwrap_err();
     assert_eq!(fault.hits(), 1);
@@ -411,7 +420,7 @@ fn files_and_directories_a_commit_creates_are_private_and_replaced_ones_keep_the
         std::fs::Permissions::from_mode(0o644),
     )
     .unwrap();
-    let mut txn = Transaction::new(root).unwrap();
+    let mut txn = Transaction::open(root).unwrap();
     txn.save(&Part::at(2), "shared.json").unwrap();
     txn.save(&Part::at(2), "new/deeper/file.json").unwrap();
     txn.commit().unwrap();
@@ -428,7 +437,7 @@ fn a_rename_refused_after_the_commit_point_finishes_the_others_and_clears_the_re
     let root = dir.path();
     Part::at(1).save(root.join("a.json")).unwrap();
     Part::at(1).save(root.join("b.json")).unwrap();
-    let mut txn = Transaction::new(root).unwrap();
+    let mut txn = Transaction::open(root).unwrap();
     txn.save(&Part::at(2), "a.json").unwrap();
     txn.save(&Part::at(2), "b.json").unwrap();
     txn.remove("c.json").unwrap();
@@ -452,7 +461,10 @@ fn a_rename_refused_after_the_commit_point_finishes_the_others_and_clears_the_re
         Vec::<String>::new()
     );
     Part::at(5).save(root.join("c.json")).unwrap();
-    assert_eq!(persist::recover(root).unwrap(), Recovery::Clean);
+    assert_eq!(
+        persist::Transaction::recover(root).unwrap(),
+        Recovery::Clean
+    );
     assert_eq!(Part::load(root.join("c.json")).unwrap().step, 5);
 }
 
@@ -465,7 +477,7 @@ fn a_file_swapped_in_at_a_staged_name_is_never_put_in_place() {
     Part::at(99).save(&outside).unwrap();
     Part::at(1).save(root.join("a.json")).unwrap();
     std::fs::set_permissions(root.join("a.json"), std::fs::Permissions::from_mode(0o644)).unwrap();
-    let mut txn = Transaction::new(&root).unwrap();
+    let mut txn = Transaction::open(&root).unwrap();
     txn.save(&Part::at(2), "a.json").unwrap();
     // Another program replaces the staged file with a hard link to a file elsewhere.
     let staging = root.join(".persist-txn");
@@ -487,22 +499,31 @@ fn a_file_swapped_in_at_a_staged_name_is_never_put_in_place() {
 fn what_is_planted_under_the_staging_names_never_wedges_a_root() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    drop(Transaction::new(root).unwrap());
+    drop(Transaction::open(root).unwrap());
     let staging = root.join(".persist-txn");
     let staged = format!("{:032x}-{:08}", 3u128, 1);
     // A directory at a staged name, and a directory where the record goes.
     std::fs::create_dir_all(staging.join(&staged).join("inner")).unwrap();
     std::fs::create_dir_all(staging.join("commit").join("inner")).unwrap();
-    assert_eq!(persist::recover(root).unwrap(), Recovery::Discarded);
+    assert_eq!(
+        persist::Transaction::recover(root).unwrap(),
+        Recovery::Discarded
+    );
     assert_eq!(common::names(&staging), Vec::<String>::new());
     // A FIFO, then a link, where the record goes.
     let fifo = std::ffi::CString::new(staging.join("commit").to_str().unwrap()).unwrap();
     // SAFETY: a valid C string.
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
-    assert_eq!(persist::recover(root).unwrap(), Recovery::Discarded);
+    assert_eq!(
+        persist::Transaction::recover(root).unwrap(),
+        Recovery::Discarded
+    );
     std::os::unix::fs::symlink("/etc/passwd", staging.join("commit")).unwrap();
-    assert_eq!(persist::recover(root).unwrap(), Recovery::Discarded);
-    let mut txn = Transaction::new(root).unwrap();
+    assert_eq!(
+        persist::Transaction::recover(root).unwrap(),
+        Recovery::Discarded
+    );
+    let mut txn = Transaction::open(root).unwrap();
     txn.save(&Part::at(1), "index.json").unwrap();
     txn.commit().unwrap();
     assert_eq!(Part::load(root.join("index.json")).unwrap().step, 1);
@@ -553,7 +574,10 @@ fn a_lock_held_too_long_fails_the_commit_before_anything_changes() {
         "nothing changed"
     );
     assert_eq!(Part::load(root.join("b.json")).unwrap().step, 50);
-    assert_eq!(persist::recover(root).unwrap(), Recovery::Clean);
+    assert_eq!(
+        persist::Transaction::recover(root).unwrap(),
+        Recovery::Clean
+    );
 }
 
 #[test]
@@ -586,17 +610,23 @@ fn in_a_large_transaction_a_file_whose_lock_is_held_too_long_is_finished_by_reco
     release.send(()).unwrap();
     holder.join().unwrap();
     // The update came first; the transaction's b.json is put in place after it.
-    assert_eq!(persist::recover(&root).unwrap(), Recovery::RolledForward);
+    assert_eq!(
+        persist::Transaction::recover(&root).unwrap(),
+        Recovery::RolledForward
+    );
     assert_eq!(Part::load(root.join("b.json")).unwrap().step, 2);
-    assert_eq!(persist::recover(&root).unwrap(), Recovery::Clean);
+    assert_eq!(
+        persist::Transaction::recover(&root).unwrap(),
+        Recovery::Clean
+    );
 }
 
 #[test]
 fn a_root_is_open_once_per_process_even_without_its_lock_file() {
     let dir = tempfile::tempdir().unwrap();
-    let _first = Transaction::new(dir.path()).unwrap();
+    let _first = Transaction::open(dir.path()).unwrap();
     // Another program removes the lock file: this process still knows the root is open.
     std::fs::remove_file(dir.path().join(".persist-txn.lock")).unwrap();
-    let error = Transaction::new(dir.path()).unwrap_err();
+    let error = Transaction::open(dir.path()).unwrap_err();
     assert!(matches!(error, Error::AlreadyOpen { .. }), "{error}");
 }

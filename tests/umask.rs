@@ -106,7 +106,7 @@ fn umask_child() {
         .unwrap();
     users.update("ada", |s| s.token.push('!')).unwrap();
     // A transaction: its staging directory, staged files, record and lock.
-    let mut txn = persist::Transaction::new(dir.join("txn")).unwrap();
+    let mut txn = persist::Transaction::open(dir.join("txn")).unwrap();
     txn.save(&secret("h"), "a/one.json").unwrap();
     txn.save(&secret("i"), "two.json").unwrap();
     txn.commit().unwrap();

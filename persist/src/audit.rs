@@ -130,39 +130,48 @@ impl Persisted for AuditRecord {
     }
 }
 
-/// Reads the audit log at `path`, oldest record first, without taking its lock (writers may
-/// append meanwhile; what they append after this call is not read). A torn last record, left
-/// by a crash during an append, is not read.
-///
-/// # Errors
-///
-/// [`Error::NotFound`], [`Error::Corrupt`] when the file is not a journal,
-/// [`Error::DamagedJournal`] naming the offset of a damaged record (also as an item, for
-/// damage found while reading), [`Error::Io`]. Each item is a record or the error decoding it
-/// (as [`Journal::replay`](crate::Journal::replay) gives them: a record that is not an audit
-/// record is [`Error::Corrupt`] naming its offset).
-///
-/// # Examples
-///
-/// ```no_run
-/// for record in persist::read_audit("audit.log")? {
-///     let record = record?;
-///     println!(
-///         "{:?} {} {} by {:?}",
-///         record.time,
-///         record.operation,
-///         record.path.display(),
-///         record.actor
-///     );
-/// }
-/// # Ok::<(), persist::Error>(())
-/// ```
-pub fn read_audit(path: impl AsRef<Path>) -> Result<AuditRecords, Error> {
-    let (records, _, _) = journal::read_only(&crate::settings::Settings::DEFAULT, path.as_ref())?;
-    Ok(AuditRecords { records })
+/// The audit log [`Options::audit`](crate::Options::audit) writes, read with
+/// [`AuditLog::read`]. (Writing is the options' job: every save, update, removal and commit
+/// made through them appends its record.)
+#[derive(Debug)]
+pub enum AuditLog {}
+
+impl AuditLog {
+    /// Reads the audit log at `path`, oldest record first, without taking its lock (writers may
+    /// append meanwhile; what they append after this call is not read). A torn last record, left
+    /// by a crash during an append, is not read.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`], [`Error::Corrupt`] when the file is not a journal,
+    /// [`Error::DamagedJournal`] naming the offset of a damaged record (also as an item, for
+    /// damage found while reading), [`Error::Io`]. Each item is a record or the error decoding it
+    /// (as [`Journal::replay`](crate::Journal::replay) gives them: a record that is not an audit
+    /// record is [`Error::Corrupt`] naming its offset).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// for record in persist::AuditLog::read("audit.log")? {
+    ///     let record = record?;
+    ///     println!(
+    ///         "{:?} {} {} by {:?}",
+    ///         record.time,
+    ///         record.operation,
+    ///         record.path.display(),
+    ///         record.actor
+    ///     );
+    /// }
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub fn read(path: impl AsRef<Path>) -> Result<AuditRecords, Error> {
+        let (records, _, _) =
+            journal::read_only(&crate::settings::Settings::DEFAULT, path.as_ref())?;
+        Ok(AuditRecords { records })
+    }
 }
 
-/// The records of an audit log: see [`read_audit`].
+/// The records of an audit log: see [`AuditLog::read`].
 #[derive(Debug)]
 pub struct AuditRecords {
     records: Replay<AuditRecord>,
@@ -179,24 +188,24 @@ impl Iterator for AuditRecords {
 /// An [`Options::audit`](crate::Options::audit) log: where it is, and where this process last
 /// saw its end.
 #[derive(Debug)]
-pub(crate) struct AuditLog {
+pub(crate) struct AuditFile {
     path: PathBuf,
     end: Mutex<SharedEnd>,
 }
 
-impl AuditLog {
+impl AuditFile {
     /// The log at `path`, as the shell's audit sink.
     pub(crate) fn open(path: PathBuf) -> Auditor {
         // Absolute now, so that a later change of the working directory does not move it.
         let path = std::path::absolute(&path).unwrap_or(path);
-        Auditor(Arc::new(AuditLog {
+        Auditor(Arc::new(AuditFile {
             path,
             end: Mutex::new(SharedEnd::default()),
         }))
     }
 }
 
-impl AuditSink for AuditLog {
+impl AuditSink for AuditFile {
     fn path(&self) -> &Path {
         &self.path
     }

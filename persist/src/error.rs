@@ -282,8 +282,8 @@ pub enum Error {
     /// A [`Transaction`](crate::Transaction) is committed, but `waiting` of its files could
     /// not be put in place yet: another writer held a file's lock past
     /// [`lock_timeout`](crate::Options::lock_timeout) (`source`). The other files are in
-    /// place; the next [`Transaction::new`](crate::Transaction::new) or
-    /// [`recover`](crate::recover) on the root puts the waiting ones in place too. Transient:
+    /// place; the next [`Transaction::open`](crate::Transaction::open) or
+    /// [`Transaction::recover`](crate::Transaction::recover) on the root puts the waiting ones in place too. Transient:
     /// recovering again is the remedy.
     Committed {
         /// The first file still waiting.
@@ -368,16 +368,19 @@ pub enum Error {
         path: PathBuf,
     },
 
-    /// What an application needs before it loads or saves a file could not be had:
-    /// [`AppDirs::new`](crate::AppDirs::new) found no home directory
-    /// ([`AppDirsError`](crate::AppDirsError)), or a key could not be made from its text or
-    /// environment variable (`persist::KeyError`, feature `encryption`). No operation of
-    /// persist returns it: it is what `?` makes of those errors in a function that returns
-    /// `persist::Error` (the `From` impls below). It names no file: [`path`](Error::path) is
-    /// empty, and the message is the converted error's. Nothing was read or written.
+    /// One of persist's other error types, converted by `?` in a function that returns
+    /// `persist::Error` (the `From` impls below): what an application needs before it loads or
+    /// saves a file could not be had ([`AppDirs::new`](crate::AppDirs::new) found no home
+    /// directory: [`AppDirsError`](crate::AppDirsError); a key could not be made from its text
+    /// or environment variable: `persist::KeyError`, feature `encryption`), a value was refused
+    /// by its validation ([`ValidationError`]), sealing failed outside a file operation
+    /// ([`SealError`]), or the migration kit could not trace a shape or write a fixture
+    /// (`testing::ShapeError`, `testing::FixtureError`, feature `testing`). No operation of
+    /// persist returns it. It names no file: [`path`](Error::path) is empty, and the message is
+    /// the converted error's.
     Setup {
-        /// The converted error: an [`AppDirsError`](crate::AppDirsError) or a `KeyError`, to
-        /// match with `source.downcast_ref::<persist::AppDirsError>()`.
+        /// The converted error, to match with `source.downcast_ref::<persist::AppDirsError>()`
+        /// (or the type it was).
         source: BoxError,
     },
 }
@@ -550,7 +553,7 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "the transaction is committed, but {waiting} of its files wait to be put in \
-                 place ({source}); the next Transaction::new or persist::recover on the root \
+                 place ({source}); the next Transaction::open or persist::recover on the root \
                  finishes it"
             ),
             Error::Audit { log, source, .. } => write!(
@@ -627,6 +630,50 @@ impl From<crate::AppDirsError> for Error {
 #[cfg(feature = "encryption")]
 impl From<crate::KeyError> for Error {
     fn from(error: crate::KeyError) -> Error {
+        Error::Setup {
+            source: Box::new(error),
+        }
+    }
+}
+
+/// `?` on a [`ValidationError`] (a `validate` function's refusal, reused by the application)
+/// in a function that returns `persist::Error`: [`Error::Setup`], its `source` the error
+/// itself.
+impl From<ValidationError> for Error {
+    fn from(error: ValidationError) -> Error {
+        Error::Setup {
+            source: Box::new(error),
+        }
+    }
+}
+
+/// `?` on a [`SealError`] in a function that returns `persist::Error`: [`Error::Setup`], its
+/// `source` the error itself. (Persist's own operations report one as [`Error::Seal`], with the
+/// file.)
+impl From<SealError> for Error {
+    fn from(error: SealError) -> Error {
+        Error::Setup {
+            source: Box::new(error),
+        }
+    }
+}
+
+/// `?` on the migration kit's [`ShapeError`](crate::testing::ShapeError) in a function that
+/// returns `persist::Error`: [`Error::Setup`], its `source` the error itself.
+#[cfg(feature = "testing")]
+impl From<crate::testing::ShapeError> for Error {
+    fn from(error: crate::testing::ShapeError) -> Error {
+        Error::Setup {
+            source: Box::new(error),
+        }
+    }
+}
+
+/// `?` on the migration kit's [`FixtureError`](crate::testing::FixtureError) in a function that
+/// returns `persist::Error`: [`Error::Setup`], its `source` the error itself.
+#[cfg(feature = "testing")]
+impl From<crate::testing::FixtureError> for Error {
+    fn from(error: crate::testing::FixtureError) -> Error {
         Error::Setup {
             source: Box::new(error),
         }

@@ -76,9 +76,28 @@
 //!   that every process updating the same file shares.
 //! - **Several files at once.** A [`Transaction`] saves and removes files under one root all or
 //!   nothing, across crashes and power cuts (a staged directory and a commit record;
-//!   [`recover`] finishes or discards what a crash left).
+//!   [`Transaction::recover`] finishes or discards what a crash left).
 //! - **Backups.** The first save over a file of another version keeps the old file as
 //!   `<name>.v<N>.bak` ([`Options::backups`], [`Options::restore_backup`]).
+//!
+//! # One grammar
+//!
+//! - **Handles open with `open`**: [`Collection::open`], [`Journal::open`], [`Live::open`],
+//!   [`Transaction::open`] (also [`Transaction::begin`]), [`backend::Local::new`] for a bare
+//!   backend; [`Options`] has the same names for a handle with options
+//!   (`Options::new().checksum(true).collection(dir)`, `.live(path)`, `.journal(path)`,
+//!   `.transaction(root)`; `.postgres(..)` and `.s3(..)` for the network collections).
+//! - **What is not a handle is an associated function** of the type it is about:
+//!   [`Transaction::recover`], [`AuditLog::read`], [`Persisted::load`].
+//! - **Sync and async calls**: a sync call borrows the value it writes (`put(key, &value)`,
+//!   `save(&self)`, `append(&record)`); its `_async` twin takes it by value (`put_async(key,
+//!   value)`, `save_async(self)`, `append_async(record)`), so that every future is `'static`
+//!   and can be spawned. Keep the value with a clone, or share it:
+//!   [`Options::save_shared_async`] takes an `Arc`. Every `_async` call returns a [`Pending`]
+//!   (a future of `Result<T, Error>`, or of the closure's error for the `try_update` family),
+//!   and every async scan a [`Streamed`] (a `Stream`).
+//! - **Errors**: every public error type converts into [`Error`] with `From`, so `?` works in a
+//!   function returning `persist::Error`.
 //!
 //! # The derive
 //!
@@ -96,7 +115,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `derive` | yes | re-exports `#[derive(Persisted)]` |
-//! | `tokio` | yes | the `_async` methods: [`load_async`](Persisted::load_async), [`save_async`](Persisted::save_async), [`save_owned_async`](Persisted::save_owned_async), [`update_async`](Persisted::update_async), [`load_or_default_async`](Persisted::load_or_default_async) and their [`Options`] twins; the file work runs on persist's worker threads, so the futures work under any executor. Without it tokio is not a dependency. |
+//! | `tokio` | yes | the `_async` methods: [`load_async`](Persisted::load_async), [`save_async`](Persisted::save_async), [`update_async`](Persisted::update_async), [`load_or_default_async`](Persisted::load_or_default_async) and their [`Options`] twins; the file work runs on persist's worker threads, so the futures work under any executor. Without it tokio is not a dependency. |
 //! | `live` | yes | [`Live`] ([`Persisted::live`], [`Options::live`]): one value kept in memory, saved on change ([`SavePolicy`]), reloaded when another program edits the file, observable with [`Live::on_change`] (and `subscribe` with `tokio`); adds arc-swap and notify |
 //! | `collection` | yes | [`Collection`]: many values by key on a local directory, in memory ([`backend::Memory`], with injectable faults) or any [`backend::Backend`]; adds sha2 |
 //! | `postgres` | no | `backend::Postgres` and `Collection::postgres`: collections in a PostgreSQL table (tokio-postgres) |
@@ -154,7 +173,7 @@ mod txn;
 mod worker;
 
 pub use crate::app_dirs::{AppDirs, AppDirsError};
-pub use crate::audit::{AuditOp, AuditRecord, AuditRecords, read_audit};
+pub use crate::audit::{AuditLog, AuditOp, AuditRecord, AuditRecords};
 #[cfg(all(feature = "collection", feature = "tokio"))]
 pub use crate::collection::Streamed;
 #[cfg(feature = "cache")]
@@ -186,7 +205,7 @@ pub use crate::shell::backup::Backup;
 pub use crate::shell::names::{FileRole, file_role};
 #[cfg(feature = "tokio")]
 pub use crate::tokio::Pending;
-pub use crate::txn::{Recovery, Transaction, recover};
+pub use crate::txn::{Recovery, Transaction};
 
 /// Derives [`Persisted`](trait@Persisted) for one schema version.
 ///

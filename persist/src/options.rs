@@ -136,7 +136,7 @@ impl Options {
     /// `path`: an append-only [`Journal`] of [`AuditRecord`](crate::AuditRecord)s (time,
     /// operation, file, from and to version, bytes written and their CRC-32C, process id,
     /// [`actor`](Options::actor)), never the data itself. Read it with
-    /// [`read_audit`](crate::read_audit) (or `persist journal <log>`).
+    /// [`AuditLog::read`](crate::AuditLog::read) (or `persist journal <log>`).
     ///
     /// The record is appended (and synced, per [`durability`](Options::durability)) after the
     /// operation succeeded, under the log's lock for the append alone, so any number of
@@ -152,12 +152,12 @@ impl Options {
     /// # struct Settings { theme: String }
     /// let options = persist::Options::new().audit("audit.log").actor("alice");
     /// options.save(&Settings { theme: "dark".into() }, "settings.json")?;
-    /// let last = persist::read_audit("audit.log")?.last().unwrap()?;
+    /// let last = persist::AuditLog::read("audit.log")?.last().unwrap()?;
     /// assert_eq!(last.actor.as_deref(), Some("alice"));
     /// # Ok::<(), persist::Error>(())
     /// ```
     pub fn audit(mut self, path: impl Into<PathBuf>) -> Self {
-        self.settings.disk.audit = Some(crate::audit::AuditLog::open(path.into()));
+        self.settings.disk.audit = Some(crate::audit::AuditFile::open(path.into()));
         self
     }
 
@@ -716,57 +716,12 @@ impl Options {
         })
     }
 
-    /// [`save`](Options::save) with the file work on persist's worker threads, for a value
-    /// the caller keeps. `value` is serialized into memory when this is called, on the
-    /// caller's thread, so the future does not borrow it; the bytes written are those
-    /// [`save`](Options::save) writes.
-    ///
-    /// Serializing takes the caller's thread for as long as serde_json needs (BENCHMARKS.md
-    /// measures how long a large save stalls a runtime this way) and holds the whole file in
-    /// memory: fine for settings-sized values. For large values, prefer
-    /// [`save_owned_async`](Options::save_owned_async) (or
-    /// [`save_shared_async`](Options::save_shared_async) with an `Arc`), which serialize on a
-    /// worker thread and stream into the file like `save`, so the runtime's threads never stall.
-    ///
-    /// # Errors
-    ///
-    /// See [`Persisted::save`].
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # use persist::{Options, Persisted};
-    /// # #[derive(serde::Serialize, serde::Deserialize, Persisted)]
-    /// # #[persist(version = 1)]
-    /// # struct Library { books: Vec<String> }
-    /// # async fn run(library: Library) -> Result<(), persist::Error> {
-    /// Options::new().save_async(&library, "library.json").await?;
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[cfg(feature = "tokio")]
-    pub fn save_async<T: Persisted>(&self, value: &T, path: impl AsRef<Path>) -> Pending<()> {
-        let path = path.as_ref().to_owned();
-        match self.settings.file_bytes(value, &path) {
-            Ok(prepared) => {
-                let settings = self.settings.clone();
-                let write = crate::shell::commit::Write {
-                    version: Some(prepared.version),
-                    ..file::write_of::<T>(AuditOp::Save)
-                };
-                Pending::new(path, move |path| {
-                    file::save_bytes(&settings, path, &write, &prepared.bytes)
-                })
-            }
-            Err(error) => Pending::failed(error),
-        }
-    }
-
     /// [`save`](Options::save) of a value the future owns, entirely on persist's worker threads:
     /// serializing streams into the temporary file there, exactly as `save` does, so no thread
-    /// of the runtime is held up and no copy of the file is kept in memory.
-    /// Prefer it to [`save_async`](Options::save_async) for large values, or whenever the
-    /// value can be moved or was going to be dropped anyway.
+    /// of the runtime is held up and no copy of the file is kept in memory. Async calls own
+    /// their values, sync ones borrow them (the crate's documentation, "Sync and async
+    /// calls"): to keep the value, save a clone, or share it with
+    /// [`save_shared_async`](Options::save_shared_async).
     ///
     /// # Errors
     ///
@@ -780,12 +735,12 @@ impl Options {
     /// # #[persist(version = 1)]
     /// # struct Library { books: Vec<String> }
     /// # async fn run(library: Library) -> Result<(), persist::Error> {
-    /// Options::new().save_owned_async(library, "library.json").await?;
+    /// Options::new().save_async(library, "library.json").await?;
     /// # Ok(())
     /// # }
     /// ```
     #[cfg(feature = "tokio")]
-    pub fn save_owned_async<T: Persisted + Send + 'static>(
+    pub fn save_async<T: Persisted + Send + 'static>(
         &self,
         value: T,
         path: impl AsRef<Path>,
@@ -793,7 +748,7 @@ impl Options {
         self.save_in_background::<T, T>(value, path.as_ref())
     }
 
-    /// [`save_owned_async`](Options::save_owned_async) for a value shared through an
+    /// [`save_async`](Options::save_async) for a value shared through an
     /// [`Arc`](std::sync::Arc): the future holds one more reference while it runs, and the
     /// value is serialized on a worker thread.
     ///
@@ -1398,7 +1353,7 @@ impl Options {
     ///
     /// [`Error::Io`] if the root cannot be created, [`Error::LockTimeout`] while another
     /// transaction on the root holds its lock longer than the lock timeout, and the errors of
-    /// [`recover`](crate::recover).
+    /// [`Transaction::recover`](crate::Transaction::recover).
     pub fn transaction(&self, root: impl AsRef<Path>) -> Result<Transaction, Error> {
         Transaction::open_with(&self.settings, root.as_ref())
     }

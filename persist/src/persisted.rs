@@ -408,36 +408,10 @@ pub trait Persisted: Serialize + DeserializeOwned {
         Options::new().load_or_default_async(path)
     }
 
-    /// [`save`](Persisted::save) with the file work on persist's worker threads. The value
-    /// is serialized before the returned future is first polled, on the caller's thread, so it
-    /// need not be `Send` or `'static`; the bytes written are identical to those of
-    /// [`save`](Persisted::save). For large values prefer
-    /// [`save_owned_async`](Persisted::save_owned_async), which serializes on a worker thread.
-    ///
-    /// # Errors
-    ///
-    /// As [`save`](Persisted::save).
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # use persist::Persisted;
-    /// # #[derive(serde::Serialize, serde::Deserialize, Persisted)]
-    /// # #[persist(version = 1)]
-    /// # struct Settings { theme: String }
-    /// # async fn run() -> Result<(), persist::Error> {
-    /// Settings { theme: "dark".into() }.save_async("settings.json").await?;
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[cfg(feature = "tokio")]
-    fn save_async(&self, path: impl AsRef<Path>) -> Pending<()> {
-        Options::new().save_async(self, path)
-    }
-
-    /// [`save`](Persisted::save) of a value the future owns, serialized and written entirely on
-    /// persist's worker threads (see [`Options::save_owned_async`]): the choice for large
-    /// values, whose serialization would otherwise hold up a worker thread of the runtime.
+    /// [`save`](Persisted::save) on persist's worker threads, of the value handed over:
+    /// serialized and written there (see [`Options::save_async`]), so no thread of the runtime
+    /// is held up. Async calls own their values, sync ones borrow them: to keep the value,
+    /// save a clone (or share it: [`Options::save_shared_async`]).
     ///
     /// # Errors
     ///
@@ -451,16 +425,16 @@ pub trait Persisted: Serialize + DeserializeOwned {
     /// # #[persist(version = 1)]
     /// # struct Library { books: Vec<String> }
     /// # async fn run(library: Library) -> Result<(), persist::Error> {
-    /// library.save_owned_async("library.json").await?;
+    /// library.save_async("library.json").await?;
     /// # Ok(())
     /// # }
     /// ```
     #[cfg(feature = "tokio")]
-    fn save_owned_async(self, path: impl AsRef<Path>) -> Pending<()>
+    fn save_async(self, path: impl AsRef<Path>) -> Pending<()>
     where
         Self: Send + 'static,
     {
-        Options::new().save_owned_async(self, path)
+        Options::new().save_async(self, path)
     }
 }
 

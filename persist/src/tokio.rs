@@ -40,9 +40,8 @@ enum State<T, E> {
         path: PathBuf,
         result: oneshot::Receiver<std::thread::Result<Result<T, E>>>,
     },
-    /// An operation that is async by nature (a collection's network backend), polled on the
-    /// caller's executor.
-    #[cfg(feature = "collection")]
+    /// An operation that is async by nature (a collection's network backend, a journal's wait
+    /// for its group commit), polled on the caller's executor.
     Native(Pin<Box<dyn Future<Output = Result<T, E>> + Send>>),
     Failed(E),
     Finished,
@@ -61,7 +60,6 @@ impl<T: Send + 'static, E: From<Error> + Send + 'static> Pending<T, E> {
 
     /// A future that runs `future` itself, on the caller's executor, instead of handing work
     /// to a worker thread.
-    #[cfg(feature = "collection")]
     pub(crate) fn native(future: impl Future<Output = Result<T, E>> + Send + 'static) -> Self {
         Pending {
             state: State::Native(Box::pin(future)),
@@ -116,7 +114,6 @@ impl<T: Send + 'static, E: From<Error> + Send + 'static> Future for Pending<T, E
                         .into())),
                     };
                 }
-                #[cfg(feature = "collection")]
                 State::Native(mut future) => {
                     return match future.as_mut().poll(cx) {
                         Poll::Pending => {
@@ -138,7 +135,6 @@ impl<T, E> fmt::Debug for Pending<T, E> {
         let state = match &self.state {
             State::Start { .. } => "not started",
             State::Running { .. } => "running",
-            #[cfg(feature = "collection")]
             State::Native(_) => "running",
             State::Failed(_) => "failed",
             State::Finished => "finished",

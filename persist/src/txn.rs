@@ -21,7 +21,7 @@
 //! refused after it. A symbolic link at a target is written through when it points to a file
 //! under the root, as a plain save writes through one.
 //!
-//! Recovery ([`recover`], and every [`Transaction::new`]) looks at the staging directory: with a
+//! Recovery ([`Transaction::recover`], and every [`Transaction::open`]) looks at the staging directory: with a
 //! valid record it does step 3 again (renaming what is still staged, so running it twice is
 //! harmless); with no record, a torn one, or one that names anything outside the root, it
 //! removes the staged files, and no target was touched. A target that cannot be replaced while
@@ -105,7 +105,7 @@ impl Op {
     }
 }
 
-/// What [`recover`] found and did.
+/// What [`Transaction::recover`] found and did.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Recovery {
@@ -147,14 +147,14 @@ impl PartialEq for Recovery {
 /// when it points to a file under the root. Dropping an uncommitted transaction removes what
 /// it staged. One transaction per root at a time: across processes (the lock file
 /// `.persist-txn.lock`; another process waits up to [`Options::lock_timeout`]), and in one
-/// process (a second [`Transaction::new`] on a root whose transaction is still alive fails at
+/// process (a second [`Transaction::open`] on a root whose transaction is still alive fails at
 /// once with [`Error::AlreadyOpen`]). A commit takes the lock of each file it writes, the one
 /// [`Options::update`] and [`Live`](crate::Live) take, so they never interleave with it: all of
 /// them before its commit point (for up to 256 files; a larger transaction takes each while it
 /// replaces that file, and a file whose lock is held too long then waits for the next
 /// recovery: [`Error::Committed`]).
 ///
-/// After a crash at any moment, the next [`Transaction::new`] (or [`recover`]) on the root
+/// After a crash at any moment, the next [`Transaction::open`] (or [`Transaction::recover`]) on the root
 /// leaves either every file of the transaction as it was before or every one as it was
 /// committed. A program that reads the files without recovering first may, while a commit is
 /// putting its files in place (or after a crash in the middle of that), see some of them new
@@ -178,7 +178,7 @@ impl PartialEq for Recovery {
 ///
 /// # let dir = tempfile::tempdir().unwrap();
 /// # let root = dir.path();
-/// let mut txn = Transaction::new(root)?;
+/// let mut txn = Transaction::open(root)?;
 /// txn.save(&Entry { text: "hello".into() }, "entries/1.json")?;
 /// txn.save(&Index { entries: vec!["1".into()] }, "index.json")?;
 /// txn.commit()?; // both files, or (after a crash) neither
@@ -210,8 +210,32 @@ impl Transaction {
     /// # Errors
     ///
     /// See [`Options::transaction`](crate::Options::transaction).
-    pub fn new(root: impl AsRef<Path>) -> Result<Transaction, Error> {
+    pub fn open(root: impl AsRef<Path>) -> Result<Transaction, Error> {
         Transaction::open_with(&Settings::DEFAULT, root.as_ref())
+    }
+
+    /// [`open`](Transaction::open), by the name databases give it.
+    ///
+    /// # Errors
+    ///
+    /// See [`open`](Transaction::open).
+    pub fn begin(root: impl AsRef<Path>) -> Result<Transaction, Error> {
+        Transaction::open(root)
+    }
+
+    /// Finishes or discards a transaction a crash left unfinished under `root` (see
+    /// [`Transaction`]), with the default [`Options`](crate::Options); [`open`](Transaction::open)
+    /// does it too.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LockTimeout`] while another process holds the root's transaction lock,
+    /// [`Error::AlreadyOpen`] while a transaction of this process is open on it,
+    /// [`Error::InvalidPath`] when `.persist-txn` under the root is a symbolic link or a mount
+    /// (it is never followed), and [`Error::Io`] naming the step that failed (running it again
+    /// continues).
+    pub fn recover(root: impl AsRef<Path>) -> Result<Recovery, Error> {
+        recover(root.as_ref())
     }
 
     pub(crate) fn open_with(settings: &Settings, root: &Path) -> Result<Transaction, Error> {
@@ -285,6 +309,7 @@ impl Transaction {
     /// Stages `bytes` (a persist file's, holding `version`) to be put at `path` (relative to the
     /// root) when the transaction commits: what [`save`](Transaction::save) stages, for a
     /// caller that encoded the value itself (a collection's batch).
+    #[cfg_attr(not(feature = "collection"), allow(dead_code))]
     pub(crate) fn stage_bytes(
         &mut self,
         bytes: &[u8],
@@ -351,11 +376,24 @@ impl Transaction {
 
     /// [`commit`](Transaction::commit) inside the caller's operation (a collection's batch,
     /// which has its own span and metrics): no span or metric of its own.
+    #[cfg_attr(not(feature = "collection"), allow(dead_code))]
     pub(crate) fn commit_within(mut self) -> Result<(), Error> {
         match self.ops.is_empty() {
             true => Ok(()),
             false => self.commit_now(),
         }
+    }
+
+    /// [`commit`](Transaction::commit) on persist's worker threads: the staged files' syncs,
+    /// the commit point and the renames run there, so no thread of the runtime waits for the
+    /// disk. The transaction is handed over.
+    ///
+    /// # Errors
+    ///
+    /// See [`commit`](Transaction::commit).
+    #[cfg(feature = "tokio")]
+    pub fn commit_async(self) -> crate::Pending<()> {
+        crate::Pending::new(self.root.clone(), move |_| self.commit())
     }
 
     fn commit_now(&mut self) -> Result<(), Error> {
@@ -960,20 +998,9 @@ fn discard_staged(staging: &Dir, keep: &HashSet<&str>) -> Result<bool, Error> {
     Ok(discarded)
 }
 
-/// Finishes or discards a transaction a crash left unfinished under `root` (see
-/// [`Transaction`]), with the default [`Options`](crate::Options); [`Transaction::new`] does it
-/// too.
-///
-/// # Errors
-///
-/// [`Error::LockTimeout`] while another process holds the root's transaction lock,
-/// [`Error::AlreadyOpen`] while a transaction of this process is open on it,
-/// [`Error::InvalidPath`] when `.persist-txn` under the root is a symbolic link or a mount (it
-/// is never followed), and [`Error::Io`] naming the step that failed (running it again
-/// continues).
-pub fn recover(root: impl AsRef<Path>) -> Result<Recovery, Error> {
+/// [`Transaction::recover`].
+fn recover(root: &Path) -> Result<Recovery, Error> {
     let settings = &Settings::DEFAULT;
-    let root = root.as_ref();
     // Nothing to recover in a root that does not exist: nothing is created for it.
     if std::fs::symlink_metadata(root)
         .is_err_and(|error| error.kind() == std::io::ErrorKind::NotFound)

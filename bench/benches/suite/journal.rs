@@ -379,7 +379,7 @@ fn tasks_row(dir: &Path, rt: &tokio::runtime::Runtime, workload: Workload) -> Ro
                         let mut tasks = tokio::task::JoinSet::new();
                         for _ in 0..APPENDERS {
                             let (journal, event) = (Arc::clone(&grouped), event.clone());
-                            tasks.spawn(async move { journal.append_async(&event).await });
+                            tasks.spawn(async move { journal.append_async(event).await });
                         }
                         while let Some(appended) = tasks.join_next().await {
                             appended.unwrap().unwrap();

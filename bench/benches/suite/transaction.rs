@@ -65,7 +65,7 @@ pub(super) fn rows(dir: &Path, mode: Mode, small: Workload) -> Vec<RowResult> {
                     }
                 }),
                 Contender::new("persist Transaction", || {
-                    let mut transaction = Transaction::new(&txn).unwrap();
+                    let mut transaction = Transaction::open(&txn).unwrap();
                     for name in &names {
                         transaction.save(&settings, name).unwrap();
                     }

@@ -1072,6 +1072,34 @@ impl<T: Persisted + Send + 'static> Collection<T> {
         self.run(move |collection| collection.delete(&key))
     }
 
+    /// [`contains`](Collection::contains) on persist's worker threads.
+    ///
+    /// # Errors
+    ///
+    /// See [`contains`](Collection::contains).
+    pub fn contains_async(&self, key: impl Into<String>) -> Pending<bool> {
+        let key = key.into();
+        self.run(move |collection| collection.contains(&key))
+    }
+
+    /// [`clear`](Collection::clear) on persist's worker threads.
+    ///
+    /// # Errors
+    ///
+    /// See [`clear`](Collection::clear).
+    pub fn clear_async(&self) -> Pending<()> {
+        self.run(|collection| collection.clear())
+    }
+
+    /// [`migrate_all`](Collection::migrate_all) on persist's worker threads.
+    ///
+    /// # Errors
+    ///
+    /// See [`migrate_all`](Collection::migrate_all).
+    pub fn migrate_all_async(&self) -> Pending<MigrationReport> {
+        self.run(|collection| collection.migrate_all())
+    }
+
     /// [`keys`](Collection::keys) as a [`Stream`](futures_core::Stream), read on persist's
     /// worker threads a batch at a time (see [`Streamed`]); the store's errors are items.
     pub fn keys_async(&self) -> Streamed<Keys<T>> {

@@ -165,19 +165,6 @@ pub(crate) fn save_to<T: Persisted>(
     })
 }
 
-/// Saves `data`, the file of a `T` (prepared by [`Settings::file_bytes`]), at `path`.
-#[cfg(feature = "tokio")]
-pub(crate) fn save_bytes(
-    settings: &Settings,
-    path: &Path,
-    write: &Write<'_>,
-    data: &[u8],
-) -> Result<(), Error> {
-    measured_save(path, write.version.unwrap_or(0), || {
-        replace_path(&settings.disk, path, write, bytes(data)).map(drop)
-    })
-}
-
 /// What a save of `T` writes, for backups and the audit log.
 pub(crate) fn write_of<T: Persisted>(operation: AuditOp) -> Write<'static> {
     Write {

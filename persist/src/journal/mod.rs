@@ -69,7 +69,7 @@ use crate::telemetry::{Facts, Operation};
 /// serialized.
 ///
 /// The snapshot type is part of the journal's type, so [`checkpoint`](Journal::checkpoint) and
-/// [`recover`](Journal::recover) cannot disagree about it. Snapshots keep their own migration
+/// [`Transaction::recover`](Journal::recover) cannot disagree about it. Snapshots keep their own migration
 /// chain (they are ordinary persist files); records migrate through `E`'s, where a step may be
 /// an upcast that turns one old record into several values or none (`upcast_from`, below).
 ///
@@ -143,7 +143,7 @@ pub struct Journal<E, S = NoSnapshot> {
 }
 
 /// The snapshot type of a [`Journal`] without checkpoints, `Journal<E>`: it has no values, so
-/// [`checkpoint`](Journal::checkpoint) cannot be called, and [`recover`](Journal::recover)
+/// [`checkpoint`](Journal::checkpoint) cannot be called, and [`Transaction::recover`](Journal::recover)
 /// returns `None` and every record. Name a snapshot type to checkpoint: `Journal<E, S>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoSnapshot {}
@@ -425,16 +425,17 @@ impl<E: Persisted, S: Persisted> Journal<E, S> {
     /// # struct Event { id: u64 }
     /// # async fn run() -> Result<(), persist::Error> {
     /// let journal = persist::Journal::<Event>::open("events.log")?;
-    /// journal.append_async(&Event { id: 1 }).await?;
+    /// journal.append_async(Event { id: 1 }).await?;
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// The record is handed over (async calls own their values, sync ones borrow them: see the
+    /// crate's documentation, "Sync and async calls"); it is encoded before the future is
+    /// returned, which is `'static` and can be spawned.
     #[cfg(feature = "tokio")]
-    pub fn append_async(
-        &self,
-        record: &E,
-    ) -> impl std::future::Future<Output = Result<u64, Error>> + Send + '_ {
-        self.append_many_async(std::iter::once(record))
+    pub fn append_async(&self, record: E) -> crate::Pending<u64> {
+        self.append_many_async([record])
     }
 
     /// [`append_many`](Journal::append_many) for async code: see
@@ -453,60 +454,31 @@ impl<E: Persisted, S: Persisted> Journal<E, S> {
     /// # async fn run() -> Result<(), persist::Error> {
     /// let journal = persist::Journal::<Event>::open("events.log")?;
     /// let events: Vec<Event> = (0..100).map(|id| Event { id }).collect();
-    /// journal.append_many_async(&events).await?;
+    /// journal.append_many_async(events).await?;
     /// # Ok(())
     /// # }
     /// ```
     #[cfg(feature = "tokio")]
-    pub fn append_many_async<'r>(
-        &self,
-        records: impl IntoIterator<Item = &'r E>,
-    ) -> impl std::future::Future<Output = Result<u64, Error>> + Send + '_
-    where
-        E: 'r,
-    {
+    pub fn append_many_async(&self, records: impl IntoIterator<Item = E>) -> crate::Pending<u64> {
         let operation = Operation::start("journal_append", &self.path);
         let mut facts = Facts {
             to: Some(E::VERSION),
             ..Facts::default()
         };
-        let enqueued = operation.in_span(|| self.enqueue(records, &mut facts));
-        async move {
+        let records: Vec<E> = records.into_iter().collect();
+        let enqueued = operation.in_span(|| self.enqueue(&records, &mut facts));
+        drop(records);
+        let (shared, path, window) = (Arc::clone(&self.shared), self.path.clone(), self.window());
+        crate::Pending::native(async move {
             let result = match enqueued {
-                Ok((first, mine)) => self.durable_async(mine).await.map(|()| first),
+                Ok((first, mine)) => durable_async(&shared, &path, window, mine)
+                    .await
+                    .map(|()| first),
                 Err(error) => Err(error),
             };
             operation.finish(&result, facts);
             result
-        }
-    }
-
-    /// Waits until the records up to index `mine` are durable, leading flushes (on the
-    /// worker threads) when none runs.
-    #[cfg(feature = "tokio")]
-    async fn durable_async(&self, mine: u64) -> Result<(), Error> {
-        loop {
-            let notified = self.shared.notify.notified();
-            let mut notified = std::pin::pin!(notified);
-            // Registered before the state is looked at: a flush ending in between wakes it.
-            notified.as_mut().enable();
-            let turn = self.shared.turn(&mut self.shared.lock(), mine)?;
-            match turn {
-                Turn::Done => return Ok(()),
-                Turn::Wait => notified.await,
-                Turn::Lead => {
-                    let shared = Arc::clone(&self.shared);
-                    let window = self.window();
-                    // Runs to the end even if this future is dropped: the flush owns what it
-                    // needs, and wakes the others when it ends.
-                    crate::Pending::<(), Error>::new(self.path.clone(), move |_| {
-                        shared.flush(window, true);
-                        Ok(())
-                    })
-                    .await?;
-                }
-            }
-        }
+        })
     }
 
     /// The records after the last checkpoint, oldest first, each migrated to `E`; read as they
@@ -531,7 +503,7 @@ impl<E: Persisted, S: Persisted> Journal<E, S> {
     /// empty. The snapshot must hold the effect of every record appended before this call: a
     /// record another thread appends while it runs is covered by it too, so build the snapshot
     /// and checkpoint without appends in between. Atomic: after a crash at any moment,
-    /// [`recover`](Journal::recover) returns either the previous snapshot and every record
+    /// [`Transaction::recover`](Journal::recover) returns either the previous snapshot and every record
     /// after it, or this snapshot and none. The snapshot is an ordinary persist file
     /// (`<log>.snapshot.<n>`), saved with this journal's options (layers included).
     ///
@@ -562,7 +534,7 @@ impl<E: Persisted, S: Persisted> Journal<E, S> {
     ///
     /// Records keep their order; when upcasts change their number, the indexes of those after
     /// the first such record move (and [`len`](Journal::len) with them), so readers following
-    /// the journal start again from [`recover`](Journal::recover): a follower that had read
+    /// the journal start again from [`Transaction::recover`](Journal::recover): a follower that had read
     /// records of the rewritten log gets [`Error::Rewound`] and reads them again, rewritten.
     /// Replay costs the same after as before, without the migrations.
     ///
@@ -624,5 +596,38 @@ fn open_or_create(
             open_regular_file(path, true)
         }
         opened => opened,
+    }
+}
+
+/// Waits until the records up to index `mine` of the journal `shared` (at `path`) are durable,
+/// leading flushes (on the worker threads, each waiting `window` for more appends) when none
+/// runs.
+#[cfg(feature = "tokio")]
+async fn durable_async(
+    shared: &Arc<Shared>,
+    path: &Path,
+    window: Duration,
+    mine: u64,
+) -> Result<(), Error> {
+    loop {
+        let notified = shared.notify.notified();
+        let mut notified = std::pin::pin!(notified);
+        // Registered before the state is looked at: a flush ending in between wakes it.
+        notified.as_mut().enable();
+        let turn = shared.turn(&mut shared.lock(), mine)?;
+        match turn {
+            Turn::Done => return Ok(()),
+            Turn::Wait => notified.await,
+            Turn::Lead => {
+                let shared = Arc::clone(shared);
+                // Runs to the end even if this future is dropped: the flush owns what it
+                // needs, and wakes the others when it ends.
+                crate::Pending::<(), Error>::new(path.to_owned(), move |_| {
+                    shared.flush(window, true);
+                    Ok(())
+                })
+                .await?;
+            }
+        }
     }
 }

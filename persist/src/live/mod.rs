@@ -273,6 +273,21 @@ impl<T: Persisted + Send + Sync + 'static> fmt::Debug for Live<T> {
     }
 }
 
+impl<T: Persisted + Default + Send + Sync + 'static> Live<T> {
+    /// Opens `path` as a live value with the default [`Options`](crate::Options): loads it (or
+    /// `T::default()` if there is no file, which is not written until the first update)
+    /// through the migration chain, and starts watching it. The same as
+    /// [`Persisted::live`](crate::Persisted::live); [`Options::live`](crate::Options::live)
+    /// takes options.
+    ///
+    /// # Errors
+    ///
+    /// See [`Options::live`](crate::Options::live).
+    pub fn open(path: impl AsRef<Path>) -> Result<Live<T>, Error> {
+        crate::Options::new().live(path)
+    }
+}
+
 impl<T: Persisted + Send + Sync + 'static> Live<T> {
     fn shared(&self) -> &Arc<Shared<T>> {
         &self.handle.shared
