@@ -130,7 +130,15 @@ impl Local {
     /// The file `file` of the shard of the entry `name` (the entry itself or one of its
     /// siblings), reached from the directory held open without following a link or crossing a
     /// mount, with the opened file's tag; `None` if there is none.
-    fn read(&self, name: &str, file: &OsStr) -> Result<Option<Stored>, Error> {
+    fn read_stored(&self, name: &str, file: &OsStr) -> Result<Option<Stored>, Error> {
+        Ok(self.read_file(name, file)?.map(|(bytes, stat)| Stored {
+            bytes,
+            tag: tag_of(&stat),
+        }))
+    }
+
+    /// [`read_stored`](Local::read_stored), with the opened file's state instead of its tag.
+    fn read_file(&self, name: &str, file: &OsStr) -> Result<Option<(Vec<u8>, Stat)>, Error> {
         let shard = shard_of(name);
         let relative = [shard.as_ref(), file];
         let opened = match self.root.open_file_beneath(&relative) {
@@ -151,13 +159,10 @@ impl Local {
         if stat.size > limit {
             return Err(too_large(&path(), stat.size, limit));
         }
-        // The tag is the opened file's: it names exactly the bytes read (a save replaces the
-        // inode, it never rewrites one in place).
+        // The state is the opened file's: its tag names exactly the bytes read (a save
+        // replaces the inode, it never rewrites one in place).
         let bytes = read_open(&path(), &opened, stat.size, limit)?;
-        Ok(Some(Stored {
-            bytes,
-            tag: tag_of(&stat),
-        }))
+        Ok(Some((bytes, stat)))
     }
 
     /// The entry's lock, taken.
@@ -298,7 +303,14 @@ impl Backend for Local {
     }
 
     fn get(&self, name: &str) -> Result<Option<Stored>, Error> {
-        self.read(name, OsStr::new(name))
+        self.read_stored(name, OsStr::new(name))
+    }
+
+    /// The entry's bytes, no tag made.
+    fn read(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self
+            .read_file(name, OsStr::new(name))?
+            .map(|(bytes, _)| bytes))
     }
 
     /// The entry's generations, newest first, each read and offered to `accepts`; the first
@@ -319,14 +331,14 @@ impl Backend for Local {
         }
         let _lock = self.lock_entry(&shard, name, &path)?;
         // Looked at again under the lock: another writer may have replaced it meanwhile.
-        if let Some(now) = self.read(name, OsStr::new(name))?
+        if let Some(now) = self.read_stored(name, OsStr::new(name))?
             && accepts(&now.bytes)
         {
             return Ok(EntryRecovery::Intact);
         }
         for (number, from) in listed(&shard)? {
             let generation = names::name_for(OsStr::new(name), Sibling::Generation(number));
-            let candidate = match self.read(name, &generation) {
+            let candidate = match self.read_stored(name, &generation) {
                 Ok(Some(stored)) => stored.bytes,
                 // Removed meanwhile, or not a plain file in the shard: not a candidate.
                 Ok(None) | Err(_) => continue,

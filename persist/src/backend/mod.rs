@@ -124,6 +124,17 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// The store could not be read.
     fn get(&self, name: &str) -> Result<Option<Stored>, Error>;
 
+    /// The bytes of the entry `name`, without its tag: what a read that writes nothing after
+    /// needs ([`Collection::get`](crate::Collection::get)), for a store whose tag costs
+    /// something to make. The default is [`get`](Backend::get) without the tag.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be read.
+    fn read(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.get(name)?.map(|stored| stored.bytes))
+    }
+
     /// Stores `entry` under `name` if `condition` holds, atomically: a reader sees the old
     /// entry or the new one.
     ///

@@ -416,11 +416,11 @@ impl<T: Persisted> Collection<T> {
             self.recovering(key, &name, || {
                 #[cfg(feature = "cache")]
                 let epoch = self.inner.cache.as_ref().map(|cache| cache.epoch());
-                let Some(stored) = self.inner.backend.get(&name)? else {
+                let Some(bytes) = self.inner.backend.read(&name)? else {
                     return Ok(None);
                 };
-                facts.read = Some(stored.bytes.len() as u64);
-                let value = self.decode(key, &name, &stored.bytes)?;
+                facts.read = Some(bytes.len() as u64);
+                let value = self.decode(key, &name, &bytes)?;
                 #[cfg(feature = "cache")]
                 if let (Some(cache), Some(epoch)) = (&self.inner.cache, epoch) {
                     cache.insert(key, &value, epoch);
