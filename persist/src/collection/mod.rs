@@ -66,7 +66,7 @@ pub(crate) type CacheSettings = std::convert::Infallible;
 /// let alice = users.update("alice", |user| user.logins += 1)?; // absent: starts from Default
 /// assert_eq!(alice.logins, 1);
 /// assert_eq!(users.get("bob")?, None);
-/// assert_eq!(users.keys()?, ["alice"]);
+/// assert_eq!(users.keys()?.sorted()?, ["alice"]);
 /// users.delete("alice")?;
 /// # Ok(())
 /// # }
