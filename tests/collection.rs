@@ -804,3 +804,33 @@ fn try_update_on_a_store_without_locks_keeps_only_the_winning_run() {
     assert_eq!(logins, 2);
     assert_eq!(users.get("ada").unwrap().unwrap().logins, 2);
 }
+
+#[test]
+fn a_shard_holds_one_name_per_entry_between_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let users: Collection<User> = Collection::open(dir.path()).unwrap();
+    let values: Vec<(String, User)> = (0..300)
+        .map(|n| (format!("user-{n}"), user(&n.to_string())))
+        .collect();
+    users
+        .put_many(values.iter().map(|(key, value)| (key, value)))
+        .unwrap();
+    users.put("alice", &user("alice")).unwrap();
+    users.update("alice", |u| u.logins += 1).unwrap();
+    users.update("bob", |u| u.logins += 1).unwrap();
+    assert!(users.delete("user-7").unwrap());
+    // Every file in a shard is an entry: no lock file is left once a write is done.
+    let files: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|path| path.is_file() && !path.starts_with(dir.path().join(".persist-txn")))
+        .filter(|path| path.file_name().unwrap() != ".persist-txn.lock")
+        .collect();
+    assert_eq!(files.len(), 300 - 1 + 2, "{files:?}");
+    assert!(
+        files
+            .iter()
+            .all(|path| !path.to_string_lossy().contains('.')
+                || !path.file_name().unwrap().to_string_lossy().contains('.')),
+        "{files:?}"
+    );
+}

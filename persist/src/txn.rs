@@ -200,6 +200,9 @@ pub struct Transaction {
     /// Prefix of this transaction's staged files: its start, in nanoseconds since 1970.
     id: u128,
     next: u32,
+    /// Whether each target's lock file is removed once its file is in place (a collection's
+    /// batch: its entries keep no lock file between writes).
+    remove_locks: bool,
     _lock: RootLock,
 }
 
@@ -278,6 +281,7 @@ impl Transaction {
             files: Vec::new(),
             id,
             next: 0,
+            remove_locks: false,
             _lock: lock,
         })
     }
@@ -376,6 +380,13 @@ impl Transaction {
 
     /// [`commit`](Transaction::commit) inside the caller's operation (a collection's batch,
     /// which has its own span and metrics): no span or metric of its own.
+    /// Each target's lock file is removed once its file is in place.
+    #[cfg_attr(not(feature = "collection"), allow(dead_code))]
+    pub(crate) fn removing_locks(mut self) -> Self {
+        self.remove_locks = true;
+        self
+    }
+
     #[cfg_attr(not(feature = "collection"), allow(dead_code))]
     pub(crate) fn commit_within(mut self) -> Result<(), Error> {
         match self.ops.is_empty() {
@@ -478,6 +489,7 @@ impl Transaction {
             &self.ops,
             files,
             held,
+            self.remove_locks,
         )?;
         // The files are in place: the copies become private. The copy of a target that could
         // not be replaced is a second name of that file still: it goes, and the file keeps its
@@ -777,6 +789,7 @@ fn apply(
     ops: &[Op],
     files: Vec<StagedFile>,
     mut held: HashMap<String, LockGuard>,
+    remove_locks: bool,
 ) -> Result<Applied, Error> {
     let disk = &settings.disk;
     let mut files: HashMap<OsString, StagedFile> = files
@@ -824,6 +837,11 @@ fn apply(
                         ..Write::default()
                     };
                     let from_version = install_staged(disk, file, &target, &write, true)?;
+                    if remove_locks {
+                        // Removed while held, as the collection's own writes do: a lock file
+                        // left behind costs a name, nothing else.
+                        let _ = lock.remove(Durability::None);
+                    }
                     Done {
                         path: named.clone(),
                         from_version,
@@ -1035,6 +1053,7 @@ fn recover_locked(
             &ops,
             Vec::new(),
             HashMap::new(),
+            false,
         )?;
         let Finished { waiting, failed } = finish(disk, &staging, &ops, failed)?;
         if let Some(waiting) = waiting {

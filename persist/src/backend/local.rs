@@ -165,8 +165,10 @@ impl Local {
         Ok(Some((bytes, stat)))
     }
 
-    /// The entry's lock, taken.
-    fn lock_entry(&self, shard: &Arc<Dir>, name: &str, path: &Path) -> Result<LockGuard, Error> {
+    /// The entry's lock, taken: its lock file (`<name>.lock`), created if missing, removed
+    /// again when the lock is released, so that a shard holds one name per entry between
+    /// writes.
+    fn lock_entry(&self, shard: &Arc<Dir>, name: &str, path: &Path) -> Result<EntryLock, Error> {
         let lock_name = names::name_for(OsStr::new(name), Sibling::Lock);
         lock::exclusive_in(
             shard,
@@ -175,6 +177,7 @@ impl Local {
             self.disk.lock_timeout,
             Scope::Shared,
         )
+        .map(|guard| EntryLock(Some(guard)))
     }
 
     /// Writes `entry` as `name` in `shard` (a backup of another version kept); returns the
@@ -200,6 +203,31 @@ impl Local {
 /// The shard of an entry name: two hex digits of its CRC-32C.
 fn shard_of(name: &str) -> Shard {
     Shard::at(shard_index(name))
+}
+
+/// An entry's lock, held: its lock file is removed while it is still held, when it is released
+/// (whoever waits on it then finds that the name no longer stands for the file it holds, and
+/// starts again on a new one: the lock protocol `delete` relies on too). Nothing is synced: a
+/// lock file that comes back after a power cut is empty and harmless.
+struct EntryLock(Option<LockGuard>);
+
+impl EntryLock {
+    /// Releases the lock, its file removed first; an error if the removal failed.
+    fn remove(mut self) -> Result<(), Error> {
+        match self.0.take() {
+            Some(guard) => guard.remove(crate::shell::Durability::None),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for EntryLock {
+    fn drop(&mut self) {
+        if let Some(guard) = self.0.take() {
+            // A lock file left behind costs a name in the shard, nothing else.
+            let _ = guard.remove(crate::shell::Durability::None);
+        }
+    }
 }
 
 /// The turn of this process's batches on the directory `root`: one at a time (a transaction
@@ -403,7 +431,7 @@ impl Backend for Local {
                 remove::remove_file(&shard, &sibling, &shard.join(&sibling))?;
             }
         }
-        lock.remove(crate::shell::Durability::None)?;
+        lock.remove()?;
         if self.disk.syncs_dirs() {
             remove::sync_dir(&self.disk, &shard, &path)?;
         }
@@ -521,6 +549,7 @@ impl Local {
             ..Settings::DEFAULT
         };
         Transaction::open_in(&settings, &self.dir, Arc::clone(&self.root))
+            .map(Transaction::removing_locks)
     }
 
     /// Finishes a batch another process left unfinished past its commit point (its commit
