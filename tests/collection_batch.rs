@@ -209,3 +209,57 @@ fn batches_of_threads_wait_for_each_other() {
         }
     }
 }
+
+#[test]
+fn a_batch_refuses_a_link_at_an_entry_and_writes_nothing_through_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("notes.txt");
+    std::fs::write(&outside, b"the user's notes").unwrap();
+    let root = dir.path().join("items");
+    let items: Collection<Item> = Collection::open(&root).unwrap();
+    put_batch(&items, 0).unwrap();
+    // The entry `b1-7` of the next batch is a link to a file beside the collection.
+    let entry = items.backend().locate("b1-7");
+    std::os::unix::fs::symlink(&outside, &entry).unwrap();
+    let error = put_batch(&items, 1).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::NotRegularFile {
+                kind: persist::FileKind::Symlink,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(std::fs::read(&outside).unwrap(), b"the user's notes");
+    assert_eq!(stored(&items, 1), 0);
+    assert!(
+        std::fs::symlink_metadata(&entry)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
+
+#[test]
+fn a_batch_whose_record_the_size_cap_would_refuse_is_refused_before_its_commit_point() {
+    let dir = tempfile::tempdir().unwrap();
+    // Entries of about 200 bytes fit; the record of 301 of them (about 30 KB) does not.
+    let items: Collection<Item> = Options::new()
+        .max_size(16 * 1024)
+        .collection(dir.path())
+        .unwrap();
+    let error = put_batch(&items, 0).unwrap_err();
+    assert!(matches!(error, Error::TooLarge { .. }), "{error}");
+    assert_eq!(stored(&items, 0), 0);
+    // Nothing is left to recover, and smaller batches go through.
+    assert!(!dir.path().join(".persist-txn/commit").exists());
+    let small: Vec<(String, Item)> = (0..10)
+        .map(|i| (format!("s{i}"), Item::default()))
+        .collect();
+    items
+        .put_many(small.iter().map(|(key, item)| (key, item)))
+        .unwrap();
+    assert_eq!(items.keys_with_prefix("s").unwrap().count(), 10);
+}

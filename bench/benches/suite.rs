@@ -13,6 +13,8 @@
 //! cargo bench -- collection        # only the rows of Collection<T> (local directory)
 //! cargo bench -- postgres          # only the rows of Collection<T> on PostgreSQL (a server is
 //!                                  #   started with .ci/postgres unless PERSIST_TEST_POSTGRES is set)
+//! cargo bench -- redb              # only the rows of Collection<T> on redb (backend::Redb), against
+//!                                  #   redb by hand and the local directory
 //! cargo bench -- transaction       # only the rows of Transaction (2, 10, 100 files)
 //! cargo bench -- journal           # only the rows of Journal (append, group commit, replay,
 //!                                  #   rewrite, checkpoint, follower latency)
@@ -61,6 +63,8 @@ mod journal;
 mod live;
 #[path = "suite/postgres.rs"]
 mod postgres;
+#[path = "suite/redb.rs"]
+mod redb;
 #[path = "suite/s3.rs"]
 mod s3;
 #[path = "suite/transaction.rs"]
@@ -1068,6 +1072,7 @@ struct Report {
     gaps: Vec<GapResult>,
     live: Option<live::LiveResult>,
     collection: Option<collection::CollectionResult>,
+    redb: Option<redb::RedbResult>,
 }
 
 fn main() {
@@ -1264,6 +1269,12 @@ fn main() {
     if selected("postgres") && !loads_only {
         rows.extend(postgres::rows(&rt, small));
     }
+    let mut redb_result = None;
+    if selected("redb") && !loads_only {
+        let (redb_rows, result) = redb::rows(&data, mode, small);
+        rows.extend(redb_rows);
+        redb_result = Some(result);
+    }
     if selected("s3") && !loads_only {
         rows.extend(s3::rows(&rt, small));
     }
@@ -1293,6 +1304,9 @@ fn main() {
     if let Some(result) = &collection_result {
         print!("{}", collection::lines(result));
     }
+    if let Some(result) = &redb_result {
+        print!("{}", redb::lines(result));
+    }
     let report = Report {
         mode: match mode {
             Mode::Full => "full",
@@ -1304,6 +1318,7 @@ fn main() {
         gaps,
         live: live_result,
         collection: collection_result,
+        redb: redb_result,
     };
     // A smoke run's single round says nothing; it does not replace the last real results.
     if mode != Mode::Smoke {

@@ -120,7 +120,8 @@
 //! | `collection` | yes | [`Collection`]: many values by key on a local directory, in memory ([`backend::Memory`], with injectable faults) or any [`backend::Backend`]; adds sha2 |
 //! | `postgres` | no | `backend::Postgres` and `Collection::postgres`: collections in a PostgreSQL table (tokio-postgres) |
 //! | `s3` | no | `backend::S3` and `Collection::s3`: collections in object storage (object_store; conditional PUTs) |
-//! | `cache` | no | [`Options::cache`]: decoded values of a [`Collection`] kept in memory (moka), invalidated by this process's writes |
+//! | `redb` | no | `backend::Redb`: collections in one redb database file (an embedded copy-on-write B-tree: a durable put is one commit and one sync, not a file of its own), for many small entries |
+//! | `cache` | no | [`Options::cache`]: decoded values of a [`Collection`] kept in memory (moka), invalidated by the writes made through that collection handle and its clones |
 //! | `zstd` | no | [`Options::compress`]: zstd compression of the file (builds the zstd C library) |
 //! | `encryption` | no | [`Options::encrypt`] and [`Key`]: XChaCha20-Poly1305 encryption at rest, keys from bytes, an environment variable or a passphrase (Argon2id) |
 //! | `testing` | no | [`testing`]: fixture snapshots and schema locks for a migration chain (for dev-dependencies) |

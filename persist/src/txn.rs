@@ -200,10 +200,25 @@ pub struct Transaction {
     /// Prefix of this transaction's staged files: its start, in nanoseconds since 1970.
     id: u128,
     next: u32,
-    /// Whether each target's lock file is removed once its file is in place (a collection's
-    /// batch: its entries keep no lock file between writes).
-    remove_locks: bool,
+    mode: Mode,
     _lock: RootLock,
+}
+
+/// What a transaction's targets are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Files under a root ([`Transaction::open`]): a symbolic link at a target is written
+    /// through (to a file under the root); a target's lock file stays, as an update's does; a
+    /// lock held past the lock timeout after the commit point leaves that file waiting for the
+    /// next recovery ([`Error::Committed`]).
+    Files,
+    /// A collection's entries (its `put_many`): a link at a target is refused, as the
+    /// collection's own writes refuse one; an entry's lock file is removed once it is in place
+    /// (entries keep none between writes); every directory is made before the commit point;
+    /// after it, an entry's lock is waited for as long as it takes (a writer holds it for one
+    /// write), so the batch lands whole and after every write that held the lock first.
+    #[cfg_attr(not(feature = "collection"), allow(dead_code))]
+    Entries,
 }
 
 impl Transaction {
@@ -243,19 +258,20 @@ impl Transaction {
 
     pub(crate) fn open_with(settings: &Settings, root: &Path) -> Result<Transaction, Error> {
         let root_dir = open_root(&settings.disk, root)?;
-        Transaction::open_in(settings, root, root_dir)
+        Transaction::open_in(settings, root, root_dir, Mode::Files)
     }
 
     /// A transaction on the files under the directory `root_dir` (held open by the caller, and
-    /// reached by `root`).
+    /// reached by `root`), in `mode`.
     pub(crate) fn open_in(
         settings: &Settings,
         root: &Path,
         root_dir: Arc<Dir>,
+        mode: Mode,
     ) -> Result<Transaction, Error> {
         let disk = &settings.disk;
         let (root_dir, lock) = lock_root_dir(disk, root, root_dir)?;
-        recover_locked(settings, root, &root_dir)?;
+        recover_locked(settings, root, &root_dir, mode)?;
         let staging = match root_dir
             .child_or_create(OsStr::new(TXN_STAGING), disk.syncs())
             .map_err(io_error(&root.join(TXN_STAGING), IoOp::CreateDir))?
@@ -281,7 +297,7 @@ impl Transaction {
             files: Vec::new(),
             id,
             next: 0,
-            remove_locks: false,
+            mode,
             _lock: lock,
         })
     }
@@ -380,13 +396,6 @@ impl Transaction {
 
     /// [`commit`](Transaction::commit) inside the caller's operation (a collection's batch,
     /// which has its own span and metrics): no span or metric of its own.
-    /// Each target's lock file is removed once its file is in place.
-    #[cfg_attr(not(feature = "collection"), allow(dead_code))]
-    pub(crate) fn removing_locks(mut self) -> Self {
-        self.remove_locks = true;
-        self
-    }
-
     #[cfg_attr(not(feature = "collection"), allow(dead_code))]
     pub(crate) fn commit_within(mut self) -> Result<(), Error> {
         match self.ops.is_empty() {
@@ -422,9 +431,10 @@ impl Transaction {
         let mut targets: Vec<&str> = self.ops.iter().map(Op::target).collect();
         targets.sort_unstable();
         for target in targets {
-            // Resolved (its directories made) only where its lock is taken now.
-            let create = lock_all.then_some(&disk);
-            let resolved = resolve(&self.root, &self.root_dir, target, create)?;
+            // Resolved (its directories made) where its lock is taken now, and for every entry
+            // of a collection (nothing may fail for want of a directory after the commit point).
+            let create = (lock_all || self.mode == Mode::Entries).then_some(&disk);
+            let resolved = resolve(&self.root, &self.root_dir, target, create, self.mode)?;
             modes.insert(target, resolved.as_ref().and_then(|resolved| resolved.mode));
             if let (true, Some(resolved)) = (lock_all, &resolved) {
                 held.insert(target.to_owned(), lock_of(&disk, resolved)?);
@@ -481,16 +491,13 @@ impl Transaction {
             file.keep();
         }
         let files = std::mem::take(&mut self.files);
-        let Applied { failed, entries } = apply(
-            &self.settings,
-            &self.root,
-            &self.root_dir,
-            &self.staging,
-            &self.ops,
-            files,
-            held,
-            self.remove_locks,
-        )?;
+        let place = Place {
+            root: &self.root,
+            root_dir: &self.root_dir,
+            staging: &self.staging,
+        };
+        let Applied { failed, entries } =
+            apply(&self.settings, place, &self.ops, files, held, self.mode)?;
         // The files are in place: the copies become private. The copy of a target that could
         // not be replaced is a second name of that file still: it goes, and the file keeps its
         // one name and its mode.
@@ -556,7 +563,7 @@ impl Transaction {
         let target = parts.join("/");
         // A target that would be refused at the commit is refused now; a link at the target
         // is written through, so the record names the file it points to.
-        match resolve(&self.root, &self.root_dir, &target, None)? {
+        match resolve(&self.root, &self.root_dir, &target, None, self.mode)? {
             Some(resolved) => Ok(relative_name(&self.root, &resolved)),
             None => Ok(target),
         }
@@ -607,6 +614,7 @@ fn resolve(
     root_dir: &Arc<Dir>,
     target: &str,
     create: Option<&Disk>,
+    mode: Mode,
 ) -> Result<Option<Target>, Error> {
     let named = root.join(target);
     let parts = parts(target).map_err(|reason| Error::InvalidPath {
@@ -620,9 +628,13 @@ fn resolve(
     };
     let stat = dir.stat(name).map_err(io_error(&named, IoOp::Metadata))?;
     match stat.map(|stat| stat.kind) {
+        Some(Kind::Symlink) if mode == Mode::Entries => Err(Error::NotRegularFile {
+            path: named,
+            kind: crate::FileKind::Symlink,
+        }),
         Some(Kind::Symlink) => {
             let inside = follow_link(root, &named)?;
-            resolve(root, root_dir, &inside, create)
+            resolve(root, root_dir, &inside, create, mode)
         }
         _ => Target::beneath(&dir, name, named).map(Some),
     }
@@ -708,6 +720,15 @@ type RootLock = (LockGuard, Option<Registration>);
 fn write_record(disk: &Disk, staging: &Dir, ops: &[Op]) -> Result<(), Error> {
     let bytes = record_bytes(ops)?;
     let name = OsStr::new(TXN_RECORD);
+    // A record the size cap would refuse to read back could never be recovered: refused
+    // before the commit point instead.
+    if bytes.len() as u64 > disk.max_size {
+        return Err(crate::shell::read::too_large(
+            &staging.join(name),
+            bytes.len() as u64,
+            disk.max_size,
+        ));
+    }
     create_file(disk, staging, name, &bytes).inspect_err(|_| {
         // Not committed (the caller is told so, and drops the staged files): a record whose
         // directory sync failed must not be rolled forward later.
@@ -783,14 +804,17 @@ struct Done {
 /// in [`Applied::failed`].
 fn apply(
     settings: &Settings,
-    root: &Path,
-    root_dir: &Arc<Dir>,
-    staging: &Arc<Dir>,
+    place: Place<'_>,
     ops: &[Op],
     files: Vec<StagedFile>,
     mut held: HashMap<String, LockGuard>,
-    remove_locks: bool,
+    mode: Mode,
 ) -> Result<Applied, Error> {
+    let Place {
+        root,
+        root_dir,
+        staging,
+    } = place;
     let disk = &settings.disk;
     let mut files: HashMap<OsString, StagedFile> = files
         .into_iter()
@@ -805,11 +829,13 @@ fn apply(
     for (index, op) in ops.iter().enumerate() {
         let named = root.join(op.target());
         let done = (|| -> Result<Option<Done>, Error> {
-            let Some(target) = resolve(root, root_dir, op.target(), Some(disk))? else {
+            let Some(target) = resolve(root, root_dir, op.target(), Some(disk), mode)? else {
                 return Ok(None);
             };
             let lock = match held.remove(op.target()) {
                 Some(lock) => lock,
+                // Past the commit point: an entry's lock is waited for until it is free.
+                None if mode == Mode::Entries => lock_waiting(&target, None)?,
                 None => lock_of(disk, &target)?,
             };
             let done = match op {
@@ -837,7 +863,7 @@ fn apply(
                         ..Write::default()
                     };
                     let from_version = install_staged(disk, file, &target, &write, true)?;
-                    if remove_locks {
+                    if mode == Mode::Entries {
                         // Removed while held, as the collection's own writes do: a lock file
                         // left behind costs a name, nothing else.
                         let _ = lock.remove(Durability::None);
@@ -892,17 +918,31 @@ fn apply(
     Ok(applied)
 }
 
+/// Where a transaction applies its operations: the root (its path and its directory, held
+/// open) and the staging directory under it.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    root: &'a Path,
+    root_dir: &'a Arc<Dir>,
+    staging: &'a Arc<Dir>,
+}
+
 /// How many targets' locks a commit holds together (above that, each while it is replaced).
 const LOCKS_HELD_AT_MOST: usize = 256;
 
 /// Takes the lock of a resolved target (`<name>.lock` beside it), the one updates take.
 fn lock_of(disk: &Disk, target: &Target) -> Result<LockGuard, Error> {
+    lock_waiting(target, disk.lock_timeout)
+}
+
+/// [`lock_of`], waiting at most `timeout` (forever if `None`).
+fn lock_waiting(target: &Target, timeout: Option<std::time::Duration>) -> Result<LockGuard, Error> {
     let lock_name = names::name_for(&target.name, Sibling::Lock);
     lock::exclusive_in(
         &target.dir,
         &lock_name,
         &target.named,
-        disk.lock_timeout,
+        timeout,
         Scope::Shared,
     )
 }
@@ -1026,13 +1066,14 @@ fn recover(root: &Path) -> Result<Recovery, Error> {
         return Ok(Recovery::Clean);
     }
     let (root_dir, _lock) = lock_root(&settings.disk, root)?;
-    recover_locked(settings, root, &root_dir)
+    recover_locked(settings, root, &root_dir, Mode::Files)
 }
 
 fn recover_locked(
     settings: &Settings,
     root: &Path,
     root_dir: &Arc<Dir>,
+    mode: Mode,
 ) -> Result<Recovery, Error> {
     let disk = &settings.disk;
     let staging_path = root.join(TXN_STAGING);
@@ -1045,16 +1086,13 @@ fn recover_locked(
         Lookup::Escape(escaped) => return Err(escape(escaped)),
     };
     if let Some(ops) = read_record(disk, &staging)? {
-        let Applied { failed, .. } = apply(
-            settings,
+        let place = Place {
             root,
             root_dir,
-            &staging,
-            &ops,
-            Vec::new(),
-            HashMap::new(),
-            false,
-        )?;
+            staging: &staging,
+        };
+        let Applied { failed, .. } =
+            apply(settings, place, &ops, Vec::new(), HashMap::new(), mode)?;
         let Finished { waiting, failed } = finish(disk, &staging, &ops, failed)?;
         if let Some(waiting) = waiting {
             return Err(waiting);

@@ -15,7 +15,7 @@ use crate::shell::lock::{self, LockGuard, Scope};
 use crate::shell::names::{self, Sibling, TXN_RECORD, TXN_STAGING};
 use crate::shell::read::{read_open, too_large};
 use crate::shell::{Disk, backup, generations, io_error, remove};
-use crate::txn::Transaction;
+use crate::txn::{Mode, Transaction};
 use crate::{Error, FileKind};
 
 /// A directory of entries: `<dir>/<shard>/<name>`, where the shard is two hex digits of a
@@ -357,7 +357,7 @@ impl Backend for Local {
         if listed(&shard)?.is_empty() {
             return Ok(EntryRecovery::Nothing);
         }
-        let _lock = self.lock_entry(&shard, name, &path)?;
+        let _lock = self.lock_settled(&shard, name, &path)?;
         // Looked at again under the lock: another writer may have replaced it meanwhile.
         if let Some(now) = self.read_stored(name, OsStr::new(name))?
             && accepts(&now.bytes)
@@ -393,7 +393,6 @@ impl Backend for Local {
     }
 
     fn put(&self, name: &str, entry: Entry<'_>, condition: &Condition) -> Result<Written, Error> {
-        self.settle()?;
         let path = self.path(name);
         let Some(shard) = self.shard(name, true)? else {
             return Err(io_error(&path, IoOp::CreateDir)(
@@ -402,7 +401,7 @@ impl Backend for Local {
         };
         // Under the entry's lock, which every writer takes: a put never lands between the
         // read and the write of an update.
-        let _lock = self.lock_entry(&shard, name, &path)?;
+        let _lock = self.lock_settled(&shard, name, &path)?;
         if !Local::holds(&shard, name, &path, condition)? {
             return Ok(Written::Conflict);
         }
@@ -412,12 +411,11 @@ impl Backend for Local {
     /// Removes the entry, its backups and temporary files a crashed write left, then its lock
     /// file (while holding it: a writer waiting for it starts again on a new one).
     fn delete(&self, name: &str, condition: &Condition) -> Result<bool, Error> {
-        self.settle()?;
         let path = self.path(name);
         let Some(shard) = self.shard(name, false)? else {
             return Ok(false);
         };
-        let lock = self.lock_entry(&shard, name, &path)?;
+        let lock = self.lock_settled(&shard, name, &path)?;
         if !Local::holds(&shard, name, &path, condition)? {
             return Ok(false);
         }
@@ -494,6 +492,13 @@ impl Backend for Local {
     /// temporary files. Anything else in the directory stays, and nothing is followed out of
     /// it (a symbolic link inside is removed, not followed; a mount inside is refused).
     fn clear(&self) -> Result<(), Error> {
+        // Under the batches' lock (a committed batch finished first, a running one waited
+        // for): no batch lands in the middle of it, and none comes back after it.
+        let gate = batch_gate(&self.root);
+        let _turn = gate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _batches = self.transaction()?;
         let shards = self.root.list().map_err(io_error(&self.dir, IoOp::Read))?;
         for (shard, _) in shards {
             if is_shard_name(&shard) {
@@ -509,14 +514,13 @@ impl Backend for Local {
         name: &str,
         change: &mut dyn FnMut(Option<&Stored>) -> Result<Change, Error>,
     ) -> Result<Written, Error> {
-        self.settle()?;
         let path = self.path(name);
         let Some(shard) = self.shard(name, true)? else {
             return Err(io_error(&path, IoOp::CreateDir)(
                 std::io::ErrorKind::NotFound.into(),
             ));
         };
-        let _lock = self.lock_entry(&shard, name, &path)?;
+        let _lock = self.lock_settled(&shard, name, &path)?;
         let stored = self.get(name)?;
         match change(stored.as_ref())? {
             Change::Keep => Ok(super::kept(stored)),
@@ -548,27 +552,46 @@ impl Local {
             },
             ..Settings::DEFAULT
         };
-        Transaction::open_in(&settings, &self.dir, Arc::clone(&self.root))
-            .map(Transaction::removing_locks)
+        Transaction::open_in(&settings, &self.dir, Arc::clone(&self.root), Mode::Entries)
+    }
+
+    /// Whether a batch's commit record is there (or something where it would be): a batch
+    /// past its commit point, running or left by a crash. One failed lookup when there is none.
+    fn batch_pending(&self) -> bool {
+        let record = [OsStr::new(TXN_STAGING), OsStr::new(TXN_RECORD)];
+        !matches!(
+            self.root.open_file_beneath(&record),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound
+        )
     }
 
     /// Finishes a batch another process left unfinished past its commit point (its commit
-    /// record is still there), before anything else is written or read as current: otherwise a
-    /// later recovery would put the batch's entries over newer writes. One failed lookup when
-    /// there is none.
+    /// record is still there), or waits for a running one, through the transaction lock.
     fn settle(&self) -> Result<(), Error> {
-        let record = [OsStr::new(TXN_STAGING), OsStr::new(TXN_RECORD)];
-        match self.root.open_file_beneath(&record) {
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            // A record, or something that is not one where it would be: the transaction's
-            // recovery reads it (and refuses what is no record).
-            _ => {
-                let gate = batch_gate(&self.root);
-                let _turn = gate
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                self.transaction().map(drop)
+        if !self.batch_pending() {
+            return Ok(());
+        }
+        let gate = batch_gate(&self.root);
+        let _turn = gate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Its recovery reads the record (and refuses what is no record).
+        self.transaction().map(drop)
+    }
+
+    /// The entry's lock, taken when no batch is past its commit point: a batch's entries are
+    /// put in place first (it committed before this write took the lock), so that no recovery
+    /// ever puts a batch's entry over a later write. Looked at under the entry's lock, which a
+    /// running batch holds, or waits for, for each of its entries until it is in place.
+    fn lock_settled(&self, shard: &Arc<Dir>, name: &str, path: &Path) -> Result<EntryLock, Error> {
+        loop {
+            let lock = self.lock_entry(shard, name, path)?;
+            if !self.batch_pending() {
+                return Ok(lock);
             }
+            // Released first: the batch may be waiting for it.
+            drop(lock);
+            self.settle()?;
         }
     }
 

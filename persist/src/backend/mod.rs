@@ -17,6 +17,8 @@ mod local;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "redb")]
+mod redb;
 #[cfg(any(feature = "postgres", feature = "s3"))]
 mod runtime;
 #[cfg(feature = "s3")]
@@ -29,6 +31,8 @@ pub use self::local::Local;
 pub use self::memory::{Fault, Memory};
 #[cfg(feature = "postgres")]
 pub use self::postgres::{DEFAULT_CONNECTIONS, Postgres};
+#[cfg(feature = "redb")]
+pub use self::redb::Redb;
 #[cfg(feature = "s3")]
 pub use self::s3::S3;
 use crate::Error;

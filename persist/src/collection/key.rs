@@ -94,6 +94,11 @@ pub(crate) fn key_of(name: &str) -> Option<String> {
     if name.starts_with("~~") {
         return None;
     }
+    // Most names escape nothing: such a name is its key, unless it is a device name (whose key
+    // is spelled with its first letter escaped).
+    if !name.is_empty() && name.bytes().all(kept) {
+        return (!RESERVED.contains(&name)).then(|| name.to_owned());
+    }
     let bytes = name.as_bytes();
     let mut key = Vec::with_capacity(bytes.len());
     let mut at = 0;
