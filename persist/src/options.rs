@@ -542,9 +542,10 @@ impl Options {
 
     /// Makes [`Collection`]s opened with these options keep up to `capacity` decoded values in
     /// memory, each for at most `ttl` after it was read (moka's concurrent cache, shared by
-    /// the sync and async methods and by clones of the collection). This process's writes
-    /// (put, update, delete, batches, migrations) drop the values they touch; writes by other
-    /// processes are seen once `ttl` has passed. Hits and misses:
+    /// the sync and async methods and by clones of the collection). The writes made through
+    /// that collection or its clones (put, update, delete, batches, migrations) drop the values
+    /// they touch; writes through another handle on the same store, in this process or another,
+    /// are seen once `ttl` has passed. Hits and misses:
     /// [`Collection::cache_stats`].
     #[cfg(feature = "cache")]
     pub const fn cache(mut self, capacity: u64, ttl: std::time::Duration) -> Self {

@@ -436,6 +436,24 @@ impl Postgres {
     /// (connected first if needed); a connection that failed is closed, and its next use
     /// connects again. It runs on any executor: the connections are driven by the backend's
     /// own runtime.
+    /// `future` run on the backend's own runtime (its connections' I/O is registered there),
+    /// awaited from any executor: the caller's needs no tokio reactor.
+    fn spawned<R: Send + 'static>(
+        &self,
+        name: &str,
+        future: impl Future<Output = Result<R, Error>> + Send + 'static,
+    ) -> BackendFuture<R> {
+        let task = self.inner.runtime.handle().spawn(future);
+        let path = self.locate(name);
+        Box::pin(async move {
+            task.await.map_err(|error| Error::Io {
+                path,
+                op: crate::error::IoOp::BlockingTask,
+                source: std::io::Error::other(error),
+            })?
+        })
+    }
+
     fn on_connection<R, F>(
         &self,
         name: &str,
@@ -875,11 +893,12 @@ impl Backend for Postgres {
 
     fn get_native(&self, name: &str) -> Option<BackendFuture<Option<Stored>>> {
         let key = name.to_owned();
-        Some(Box::pin(self.on_connection(
+        Some(self.spawned(
             name,
-            RemoteOp::Read,
-            move |connection| get_query(connection, key),
-        )))
+            self.on_connection(name, RemoteOp::Read, move |connection| {
+                get_query(connection, key)
+            }),
+        ))
     }
 
     /// Stores the entry's bytes, with its key and its `data` in the row's `key` and `value`
@@ -903,11 +922,12 @@ impl Backend for Postgres {
     ) -> Option<BackendFuture<Written>> {
         let shown = self.shown(name, Some(&key), &bytes);
         let owned = name.to_owned();
-        Some(Box::pin(self.on_connection(
+        Some(self.spawned(
             name,
-            RemoteOp::Write,
-            move |connection| put_query(connection, owned, bytes, version, shown, condition),
-        )))
+            self.on_connection(name, RemoteOp::Write, move |connection| {
+                put_query(connection, owned, bytes, version, shown, condition)
+            }),
+        ))
     }
 
     fn delete(&self, name: &str, condition: &Condition) -> Result<bool, Error> {

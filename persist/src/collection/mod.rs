@@ -467,14 +467,18 @@ impl<T: Persisted> Collection<T> {
         })
     }
 
-    /// Stores every `(key, value)` as one durable batch: on the local directory every file is
-    /// written and synced, then all are renamed, then each touched directory is synced once.
-    /// Nothing is written if a key or a value is refused.
+    /// Stores every `(key, value)` as one durable batch, all or nothing where the store can: on
+    /// the local directory a transaction on the collection's directory (every entry staged,
+    /// all synced at once, a commit record, then the renames; a crash after the commit point
+    /// is finished by the next open, write or batch), in memory and on PostgreSQL (one SQL
+    /// transaction) too; on S3 entry by entry. A key named twice is stored once, with its last
+    /// value. Nothing is written if a key or a value is refused.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidKey`], [`Error::Serialize`] (before anything is written), and the
-    /// backend's errors (entries before the failing one may be stored).
+    /// backend's errors: none of the batch is stored then, except on a store without batches
+    /// (S3: the entries before the failing one may be stored).
     pub fn put_many<'v, K: AsRef<str>>(
         &self,
         entries: impl IntoIterator<Item = (K, &'v T)>,
@@ -1017,7 +1021,14 @@ impl<T: Persisted + Send + 'static> Collection<T> {
     /// # Errors
     ///
     /// See [`put_many`](Collection::put_many).
-    pub fn put_many_async(&self, entries: Vec<(String, T)>) -> Pending<()> {
+    pub fn put_many_async<K: Into<String>>(
+        &self,
+        entries: impl IntoIterator<Item = (K, T)>,
+    ) -> Pending<()> {
+        let entries: Vec<(String, T)> = entries
+            .into_iter()
+            .map(|(key, value)| (key.into(), value))
+            .collect();
         self.run(move |collection| {
             collection.put_many(entries.iter().map(|(key, value)| (key, value)))
         })
