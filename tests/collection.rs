@@ -539,7 +539,7 @@ async fn async_twins() {
     let users: Collection<User> = Collection::open(dir.path()).unwrap();
     users.put_async("a", user("A")).await.unwrap();
     users
-        .put_many_async(vec![("b".into(), user("B")), ("c".into(), user("C"))])
+        .put_many_async([("b", user("B")), ("c", user("C"))])
         .await
         .unwrap();
     assert_eq!(users.get_async("b").await.unwrap(), Some(user("B")));
