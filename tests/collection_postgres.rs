@@ -60,7 +60,7 @@ fn a_migration_racing_a_newer_writer_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_constructor_and_twins() {
     let Some(server) = Pg::server() else { return };
-    let counters: Collection<Counter> = Collection::postgres(&server, &Pg::place("async"))
+    let counters: Collection<Counter> = Collection::postgres(&server, Pg::place("async"))
         .await
         .unwrap();
     remote::async_twins(counters).await;

@@ -81,7 +81,7 @@ fn a_migration_racing_a_newer_writer_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_constructor_and_twins() {
     let Some(server) = Moto::server() else { return };
-    let counters: Collection<Counter> = Collection::s3(store(&server), &Moto::place("async"))
+    let counters: Collection<Counter> = Collection::s3(store(&server), Moto::place("async"))
         .await
         .unwrap();
     remote::async_twins(counters).await;

@@ -86,7 +86,9 @@
 //!   [`Transaction::open`] (also [`Transaction::begin`]), [`backend::Local::new`] for a bare
 //!   backend; [`Options`] has the same names for a handle with options
 //!   (`Options::new().checksum(true).collection(dir)`, `.live(path)`, `.journal(path)`,
-//!   `.transaction(root)`; `.postgres(..)` and `.s3(..)` for the network collections).
+//!   `.transaction(root)`; `.postgres(..)` and `.s3(..)` for the network collections, which
+//!   connect, so they return a [`Pending`]). A bare backend is a value made by its constructor
+//!   (`Local::new`, `Postgres::connect`, `S3::new`, `Redb::open`).
 //! - **What is not a handle is an associated function** of the type it is about:
 //!   [`Transaction::recover`], [`AuditLog::read`], [`Persisted::load`].
 //! - **Sync and async calls**: a sync call borrows the value it writes (`put(key, &value)`,

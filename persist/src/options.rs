@@ -1403,12 +1403,17 @@ impl Options {
     /// # }
     /// ```
     #[cfg(feature = "postgres")]
-    pub async fn postgres<T: Persisted + Clone + Send + Sync + 'static>(
+    pub fn postgres<T: Persisted + Clone + Send + Sync + 'static>(
         &self,
-        config: &str,
-        table: &str,
-    ) -> Result<Collection<T>, Error> {
-        Collection::postgres_with(self.settings.clone(), self.cache_settings(), config, table).await
+        config: impl Into<String>,
+        table: impl Into<String>,
+    ) -> crate::Pending<Collection<T>> {
+        Collection::postgres_with(
+            self.settings.clone(),
+            self.cache_settings(),
+            config.into(),
+            table.into(),
+        )
     }
 
     /// The [`Collection`] in the objects under `prefix` (such as `users/`) of `store` (S3 or
@@ -1424,12 +1429,17 @@ impl Options {
     /// cannot be listed (a missing bucket, refused credentials, no connection), and the errors
     /// of [`S3::new`](crate::backend::S3::new).
     #[cfg(feature = "s3")]
-    pub async fn s3<T: Persisted + Clone + Send + Sync + 'static>(
+    pub fn s3<T: Persisted + Clone + Send + Sync + 'static>(
         &self,
         store: std::sync::Arc<dyn crate::backend::object_store::ObjectStore>,
-        prefix: &str,
-    ) -> Result<Collection<T>, Error> {
-        Collection::s3_with(self.settings.clone(), self.cache_settings(), store, prefix).await
+        prefix: impl Into<String>,
+    ) -> crate::Pending<Collection<T>> {
+        Collection::s3_with(
+            self.settings.clone(),
+            self.cache_settings(),
+            store,
+            prefix.into(),
+        )
     }
 
     /// Opens `path` as a [`Live`] value: loads it (or `T::default()` if there is no file,

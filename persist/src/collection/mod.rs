@@ -163,8 +163,8 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
     ///
     /// See [`Postgres::connect`](crate::backend::Postgres::connect).
     #[cfg(feature = "postgres")]
-    pub async fn postgres(config: &str, table: &str) -> Result<Self, Error> {
-        Collection::postgres_with(Settings::DEFAULT, None, config, table).await
+    pub fn postgres(config: impl Into<String>, table: impl Into<String>) -> Pending<Self> {
+        Collection::postgres_with(Settings::DEFAULT, None, config.into(), table.into())
     }
 
     /// A collection in the objects under `prefix` (such as `users/`) of `store` (S3 or any
@@ -175,11 +175,11 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
     ///
     /// See [`S3::new`](crate::backend::S3::new).
     #[cfg(feature = "s3")]
-    pub async fn s3(
+    pub fn s3(
         store: Arc<dyn crate::backend::object_store::ObjectStore>,
-        prefix: &str,
-    ) -> Result<Self, Error> {
-        Collection::s3_with(Settings::DEFAULT, None, store, prefix).await
+        prefix: impl Into<String>,
+    ) -> Pending<Self> {
+        Collection::s3_with(Settings::DEFAULT, None, store, prefix.into())
     }
 
     /// A collection in memory, for tests; see [`Memory`] for injecting faults.

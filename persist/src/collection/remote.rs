@@ -8,25 +8,23 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{CacheSettings, Collection};
+use crate::Persisted;
 use crate::settings::Settings;
-use crate::{Error, Persisted};
 
 impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
     /// The collection in the PostgreSQL table `table` (created, or upgraded, if needed) of the
     /// database `config` describes, with these settings; connected on persist's worker threads.
     #[cfg(feature = "postgres")]
-    pub(crate) async fn postgres_with(
+    pub(crate) fn postgres_with(
         settings: Settings,
         cache: Option<CacheSettings>,
-        config: &str,
-        table: &str,
-    ) -> Result<Self, Error> {
-        let (config, table) = (config.to_owned(), table.to_owned());
-        let connected = crate::Pending::new(PathBuf::from("postgres:"), move |_| {
-            crate::backend::Postgres::connect(&config, &table)
+        config: String,
+        table: String,
+    ) -> crate::Pending<Self> {
+        crate::Pending::new(PathBuf::from("postgres:"), move |_| {
+            let connected = crate::backend::Postgres::connect(&config, &table)?;
+            Ok(Collection::on(Arc::new(connected), settings, cache))
         })
-        .await?;
-        Ok(Collection::on(Arc::new(connected), settings, cache))
     }
 
     /// The collection in the objects under `prefix` of `store`, with these settings, once a
@@ -34,14 +32,20 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
     ///
     /// [`S3::check`]: crate::backend::S3::check
     #[cfg(feature = "s3")]
-    pub(crate) async fn s3_with(
+    pub(crate) fn s3_with(
         settings: Settings,
         cache: Option<CacheSettings>,
         store: Arc<dyn crate::backend::object_store::ObjectStore>,
-        prefix: &str,
-    ) -> Result<Self, Error> {
-        let backend = crate::backend::S3::new(store, prefix)?;
-        backend.check_async().await?;
-        Ok(Collection::on(Arc::new(backend), settings, cache))
+        prefix: String,
+    ) -> crate::Pending<Self> {
+        let backend = match crate::backend::S3::new(store, &prefix) {
+            Ok(backend) => backend,
+            Err(error) => return crate::Pending::failed(error),
+        };
+        let checked = backend.check_async();
+        crate::Pending::native(async move {
+            checked.await?;
+            Ok(Collection::on(Arc::new(backend), settings, cache))
+        })
     }
 }
