@@ -121,32 +121,16 @@ async fn the_futures_are_send_and_static_and_can_be_spawned() {
     assert_eq!(loaded, sample());
 }
 
-/// The smallest executor: polls on this thread, parks until woken. No tokio runtime anywhere.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = std::sync::Arc::new(Unpark(std::thread::current())).into();
-    let mut context = std::task::Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-        std::thread::park();
-    }
-}
-
 #[test]
 fn the_futures_need_no_tokio_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
-    block_on(sample().save_async(&path)).unwrap();
-    assert_eq!(block_on(AppState::load_async(&path)).unwrap(), sample());
-    let updated = block_on(AppState::update_async(&path, |state| {
+    common::block_on(sample().save_async(&path)).unwrap();
+    assert_eq!(
+        common::block_on(AppState::load_async(&path)).unwrap(),
+        sample()
+    );
+    let updated = common::block_on(AppState::update_async(&path, |state| {
         state.user = "edited".into()
     }))
     .unwrap();

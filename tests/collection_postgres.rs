@@ -561,35 +561,20 @@ async fn options_apply_to_a_postgres_collection() {
     );
 }
 
-/// Polls `future` on this thread, parking until woken: an executor with no tokio anywhere.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Arc::new(Unpark(std::thread::current())).into();
-    let mut context = std::task::Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-        std::thread::park();
-    }
-}
-
 #[test]
 fn async_calls_work_under_an_executor_without_tokio() {
     let Some(server) = Pg::server() else { return };
     let place = Pg::place("no_tokio");
-    let counters: Collection<Counter> = block_on(Options::new().postgres(&server, &place)).unwrap();
+    let counters: Collection<Counter> =
+        common::block_on(Options::new().postgres(&server, &place)).unwrap();
     let counter = Counter {
         label: "x".into(),
         hits: 3,
     };
     // Native operations: their connection's I/O runs on the backend's own runtime.
-    block_on(counters.put_async("x", counter.clone())).unwrap();
-    assert_eq!(block_on(counters.get_async("x")).unwrap(), Some(counter));
+    common::block_on(counters.put_async("x", counter.clone())).unwrap();
+    assert_eq!(
+        common::block_on(counters.get_async("x")).unwrap(),
+        Some(counter)
+    );
 }

@@ -349,3 +349,22 @@ pub fn bind_mount(source: &Path, point: &Path) -> Option<Mounted> {
     );
     Some(Mounted(point.to_owned()))
 }
+
+/// The smallest executor: polls on this thread, parks until woken. No tokio runtime anywhere.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::sync::Arc::new(Unpark(std::thread::current())).into();
+    let mut context = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
+    }
+}

@@ -130,6 +130,27 @@ impl fmt::Debug for Redb {
 }
 
 impl Redb {
+    /// What `read` makes of the row of the entry `name` (its tag, then its bytes), read in a
+    /// read transaction of its own; `None` when there is none.
+    fn row<R>(
+        &self,
+        name: &str,
+        read: impl FnOnce(&[u8], &dyn Fn() -> PathBuf) -> Result<R, Error>,
+    ) -> Result<Option<R>, Error> {
+        let path = || self.locate(name);
+        let txn = self
+            .db()
+            .begin_read()
+            .map_err(|error| failed(&path(), IoOp::Read)(error))?;
+        let entries = txn
+            .open_table(ENTRIES)
+            .map_err(|error| failed(&path(), IoOp::Read)(error))?;
+        let row = entries
+            .get(name)
+            .map_err(|error| failed(&path(), IoOp::Read)(error))?;
+        row.map(|row| read(row.value(), &path)).transpose()
+    }
+
     /// The database file `path`, created if missing (mode 0600, its missing directories 0700);
     /// when another process has it open, waits up to 30 seconds (persist's default
     /// [`Options::lock_timeout`](crate::Options::lock_timeout)) for it to close it.
@@ -572,38 +593,15 @@ impl Backend for Redb {
     }
 
     fn get(&self, name: &str) -> Result<Option<Stored>, Error> {
-        let path = || self.locate(name);
-        let txn = self
-            .db()
-            .begin_read()
-            .map_err(|error| failed(&path(), IoOp::Read)(error))?;
-        let entries = txn
-            .open_table(ENTRIES)
-            .map_err(|error| failed(&path(), IoOp::Read)(error))?;
-        let row = entries
-            .get(name)
-            .map_err(|error| failed(&path(), IoOp::Read)(error))?;
-        row.map(|row| stored(row.value(), path)).transpose()
+        self.row(name, |row, path| stored(row, path))
     }
 
     /// [`get`](Backend::get) without making the tag's text.
     fn read(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
-        let path = || self.locate(name);
-        let txn = self
-            .db()
-            .begin_read()
-            .map_err(|error| failed(&path(), IoOp::Read)(error))?;
-        let entries = txn
-            .open_table(ENTRIES)
-            .map_err(|error| failed(&path(), IoOp::Read)(error))?;
-        let row = entries
-            .get(name)
-            .map_err(|error| failed(&path(), IoOp::Read)(error))?;
-        row.map(|row| match row.value().get(TAG_BYTES..) {
+        self.row(name, |row, path| match row.get(TAG_BYTES..) {
             Some(bytes) => Ok(bytes.to_vec()),
             None => Err(short_row(path())),
         })
-        .transpose()
     }
 
     fn put(&self, name: &str, entry: Entry<'_>, condition: &Condition) -> Result<Written, Error> {
