@@ -14,7 +14,7 @@ use crate::backend::Names;
 use crate::{Error, Persisted};
 
 /// One scan of the store, and which of its names a key scan keeps.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum Part {
     /// The names with this prefix, each spelling its key (hashed ones read).
     Spelled(String),
@@ -106,14 +106,19 @@ impl<T: Persisted> Keys<T> {
     }
 
     /// What the name `name` of the scan `part` gives: a key, nothing, or an error.
-    fn key_of(&self, part: &Part, name: &str) -> Option<Result<String, Error>> {
+    fn key_of(
+        collection: &Collection<T>,
+        prefix: &str,
+        part: &Part,
+        name: &str,
+    ) -> Option<Result<String, Error>> {
         match part {
-            Part::Spelled(_) => self.collection.key_of_name(name).transpose(),
+            Part::Spelled(_) => collection.key_of_name(name).transpose(),
             Part::Exact(exact) => (name == exact)
-                .then(|| self.collection.key_of_name(name).transpose())
+                .then(|| collection.key_of_name(name).transpose())
                 .flatten(),
-            Part::Hashed => match self.collection.key_of_name(name) {
-                Ok(Some(key)) if key.starts_with(&self.prefix) => Some(Ok(key)),
+            Part::Hashed => match collection.key_of_name(name) {
+                Ok(Some(key)) if key.starts_with(prefix) => Some(Ok(key)),
                 Ok(_) => None,
                 Err(error) => Some(Err(error)),
             },
@@ -156,8 +161,7 @@ impl<T: Persisted> Iterator for Keys<T> {
                     return Some(Err(error));
                 }
                 Some(Ok(name)) => {
-                    let part = part.clone();
-                    if let Some(found) = self.key_of(&part, &name) {
+                    if let Some(found) = Keys::key_of(&self.collection, &self.prefix, part, &name) {
                         return Some(found);
                     }
                 }
