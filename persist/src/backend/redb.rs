@@ -16,10 +16,11 @@ use ::redb::{
 
 use super::{Backend, Change, Condition, Entry, Names, PAGE, Stored, Tag, Written};
 use crate::error::IoOp;
-use crate::shell::commit::create_dirs;
-use crate::shell::dir::Dir;
-use crate::shell::io_error;
-use crate::{Durability, Error, FileKind};
+use crate::settings::Settings;
+use crate::shell::commit::{create_file, open_parent};
+use crate::shell::read::open_regular_file;
+use crate::shell::{io_error, parent_dir};
+use crate::{Durability, Error};
 
 /// The entries: name to the tag (8 bytes, big-endian) followed by the entry's bytes.
 const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("persist_entries");
@@ -225,7 +226,7 @@ fn open_shared(path: &Path, lock_timeout: Option<Duration>) -> Result<Arc<Shared
     let started = Instant::now();
     let mut backoff = Duration::from_millis(1);
     loop {
-        let (file, created) = open_file(path)?;
+        let file = open_file(path)?;
         let id = identity(&file, path)?;
         let mut guard = open_databases();
         let open = guard.get_or_insert_with(HashMap::new);
@@ -239,12 +240,7 @@ fn open_shared(path: &Path, lock_timeout: Option<Duration>) -> Result<Arc<Shared
                     db,
                     id,
                 });
-                // A new file's name survives a power cut.
-                let ready = match created {
-                    true => sync_parent(path),
-                    false => Ok(()),
-                }
-                .and_then(|()| prepare(&shared));
+                let ready = prepare(&shared);
                 if ready.is_ok() {
                     open.insert(id, Arc::downgrade(&shared));
                 }
@@ -271,54 +267,29 @@ fn open_shared(path: &Path, lock_timeout: Option<Duration>) -> Result<Arc<Shared
     }
 }
 
-/// The database file, opened for reading and writing (created 0600 if missing, with its
-/// missing directories), and whether it was created; anything but a regular file is refused.
-fn open_file(path: &Path) -> Result<(File, bool), Error> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true).write(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        // A FIFO or a device opens without blocking, to be refused below.
-        options
-            .mode(0o600)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+/// The database file, opened for reading and writing as the shell opens a file (through a
+/// link, never blocking on a FIFO, anything but a regular file refused). A missing one is
+/// created first through the shell, empty and exclusively (mode 0600, its missing directories
+/// 0700, the file and its directory synced): of two openers, the one that comes second opens
+/// the other's.
+fn open_file(path: &Path) -> Result<File, Error> {
+    match open_regular_file(path, true) {
+        Err(Error::NotFound { .. }) => {}
+        opened => return opened.map(|(file, _)| file),
     }
-    let (file, created) = match options.clone().create_new(true).open(path) {
-        Ok(file) => (file, true),
-        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => (
-            options.open(path).map_err(|error| refused(path, error))?,
-            false,
-        ),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            let parent = path.parent().unwrap_or(Path::new("."));
-            create_dirs(path, parent, Durability::Full)?;
-            match options.clone().create_new(true).open(path) {
-                Ok(file) => (file, true),
-                Err(error) => return Err(refused(path, error)),
-            }
-        }
-        Err(error) => return Err(refused(path, error)),
-    };
-    let metadata = file.metadata().map_err(io_error(path, IoOp::Metadata))?;
-    if !metadata.is_file() {
-        return Err(Error::NotRegularFile {
+    let Some(name) = path.file_name() else {
+        return Err(Error::InvalidPath {
             path: path.to_owned(),
-            kind: FileKind::of(metadata.file_type()),
+            reason: "the path names no file".into(),
         });
+    };
+    let disk = &Settings::DEFAULT.disk;
+    let dir = open_parent(path, parent_dir(path), disk.durability)?;
+    match create_file(disk, &dir, name, &[]) {
+        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {}
+        created => created?,
     }
-    Ok((file, created))
-}
-
-/// The error of an open of the database file that failed.
-fn refused(path: &Path, error: io::Error) -> Error {
-    match std::fs::metadata(path) {
-        Ok(metadata) if !metadata.is_file() => Error::NotRegularFile {
-            path: path.to_owned(),
-            kind: FileKind::of(metadata.file_type()),
-        },
-        _ => io_error(path, IoOp::Open)(error),
-    }
+    open_regular_file(path, true).map(|(file, _)| file)
 }
 
 /// The device and inode of the open file.
@@ -337,17 +308,6 @@ fn identity(file: &File, path: &Path) -> Result<(u64, u64), Error> {
         let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(path);
         Ok((0, hash))
     }
-}
-
-/// Syncs the directory that holds `path`.
-fn sync_parent(path: &Path) -> Result<(), Error> {
-    let parent = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    Dir::open(parent)
-        .and_then(|dir| dir.sync())
-        .map_err(io_error(path, IoOp::SyncDir))
 }
 
 /// Creates the tables of a new database (one durable commit), or checks the layout of an

@@ -41,7 +41,9 @@ fn open_regular(path: &Path, limit: u64) -> Result<(File, u64), Error> {
 }
 
 /// Opens `path` for reading (and writing, if `write`), refusing anything but a regular file
-/// without ever blocking on one: returns the file and its metadata.
+/// without ever blocking on one: returns the file and its metadata. An open that fails on
+/// something else than a regular file (a directory opened for writing, a socket) is
+/// [`Error::NotRegularFile`] too.
 pub(crate) fn open_regular_file(path: &Path, write: bool) -> Result<(File, fs::Metadata), Error> {
     let mut options = OpenOptions::new();
     options.read(true).write(write);
@@ -51,7 +53,13 @@ pub(crate) fn open_regular_file(path: &Path, write: bool) -> Result<(File, fs::M
     std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
     let file = fault(IoOp::Open, path)
         .and_then(|()| options.open(path))
-        .map_err(|source| not_found_or(path, IoOp::Open, source))?;
+        .map_err(|source| match fs::metadata(path) {
+            Ok(metadata) if !metadata.is_file() => Error::NotRegularFile {
+                path: path.to_owned(),
+                kind: FileKind::of(metadata.file_type()),
+            },
+            _ => not_found_or(path, IoOp::Open, source),
+        })?;
     // Checked on the open descriptor, not the path, so nothing can be swapped in between.
     let metadata = file.metadata().map_err(io_error(path, IoOp::Metadata))?;
     if !metadata.is_file() {
