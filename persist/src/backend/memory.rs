@@ -228,7 +228,7 @@ impl Backend for Memory {
     fn scan(&self, prefix: &str) -> Result<Names, Error> {
         let store = Arc::clone(&self.store);
         let prefix = prefix.to_owned();
-        Ok(super::paged(move |after| {
+        super::paged(move |after| {
             let store = lock(&store);
             let from = match after {
                 Some(last) => std::ops::Bound::Excluded(last),
@@ -242,7 +242,7 @@ impl Backend for Memory {
                 .take(super::PAGE)
                 .cloned()
                 .collect())
-        }))
+        })
     }
 
     /// All or nothing: a fault on any entry of the batch leaves the store as it was.

@@ -298,19 +298,31 @@ pub(crate) const PAGE: usize = 1000;
 /// A scan that reads a page of names at a time with `next_page(after)`, which returns the
 /// names after `after` (the last name of the previous page; `None` for the first page) in
 /// order, at most [`PAGE`] of them: the scan ends after a page that is not full, or at the first
-/// error.
+/// error. The first page is read now, so that a store that cannot be read is an error at once.
 pub(crate) fn paged(
     mut next_page: impl FnMut(Option<&str>) -> Result<Vec<String>, Error> + Send + 'static,
-) -> Names {
-    let mut page = std::collections::VecDeque::<String>::new();
+) -> Result<Names, Error> {
+    let first = next_page(None)?;
+    let mut done = first.len() < PAGE;
+    let mut page = first.into_iter();
+    // The last name of the page read last, where the next one starts after.
     let mut last: Option<String> = None;
-    let mut done = false;
-    Box::new(std::iter::from_fn(move || {
-        if page.is_empty() && !done {
+    Ok(Box::new(std::iter::from_fn(move || {
+        loop {
+            if let Some(name) = page.next() {
+                if page.len() == 0 && !done {
+                    // The only name of a page that is copied.
+                    last = Some(name.clone());
+                }
+                return Some(Ok(name));
+            }
+            if done {
+                return None;
+            }
             match next_page(last.as_deref()) {
                 Ok(names) => {
                     done = names.len() < PAGE;
-                    page.extend(names);
+                    page = names.into_iter();
                 }
                 Err(error) => {
                     done = true;
@@ -318,10 +330,7 @@ pub(crate) fn paged(
                 }
             }
         }
-        let name = page.pop_front()?;
-        last = Some(name.clone());
-        Some(Ok(name))
-    }))
+    })))
 }
 
 /// What [`Backend::recover`] did with a damaged entry.

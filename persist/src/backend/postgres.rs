@@ -156,8 +156,8 @@ fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// The names a [`Backend::scan`] page holds at most.
-const SCAN_PAGE: i64 = 1000;
+/// The names a [`Backend::scan`] page holds at most: the page every store's scan reads.
+const SCAN_PAGE: usize = super::PAGE;
 
 /// The rows an upgrade fills per statement.
 const UPGRADE_PAGE: i64 = 500;
@@ -799,74 +799,29 @@ impl Postgres {
     fn shown(&self, name: &str, key: Option<&str>, bytes: &[u8]) -> Shown {
         Shown::of(name, key, bytes, self.inner.utf8.load(Ordering::Relaxed))
     }
-}
 
-/// The names of a [`Backend::scan`], a page at a time.
-struct Scan {
-    backend: Postgres,
-    /// The least name of the next page.
-    from: String,
-    /// Above the prefix's names (`None`: no bound).
-    end: Option<String>,
-    /// The names of this page not consumed yet.
-    page: std::vec::IntoIter<String>,
-    /// No page comes after this one.
-    done: bool,
-}
-
-impl Scan {
-    /// Reads the next page.
-    fn fetch(&mut self) -> Result<(), Error> {
-        let (from, end) = (self.from.clone(), self.end.clone());
-        let names: Vec<String> =
-            self.backend
-                .with_connection("", RemoteOp::List, move |connection| {
-                    Box::pin(async move {
-                        let rows = match &end {
-                            Some(end) => {
-                                connection
-                                    .client
-                                    .query(&connection.scan_range, &[&from, end])
-                                    .await?
-                            }
-                            None => {
-                                connection
-                                    .client
-                                    .query(&connection.scan_from, &[&from])
-                                    .await?
-                            }
-                        };
-                        Ok(rows.into_iter().map(|row| row.get(0)).collect())
-                    })
-                })?;
-        self.done = names.len() < usize::try_from(SCAN_PAGE).unwrap_or(usize::MAX);
-        if let Some(last) = names.last() {
-            // The least string after `last`: text holds no NUL, so U+0001 is the least
-            // character.
-            self.from = format!("{last}\u{1}");
-        }
-        self.page = names.into_iter();
-        Ok(())
-    }
-}
-
-impl Iterator for Scan {
-    type Item = Result<String, Error>;
-
-    fn next(&mut self) -> Option<Result<String, Error>> {
-        if let Some(name) = self.page.next() {
-            return Some(Ok(name));
-        }
-        if self.done {
-            return None;
-        }
-        match self.fetch() {
-            Ok(()) => self.page.next().map(Ok),
-            Err(error) => {
-                self.done = true;
-                Some(Err(error))
-            }
-        }
+    /// A page of a [`Backend::scan`]: the names from `from` (below `end`, if any), in order,
+    /// at most [`PAGE`](super::PAGE) of them.
+    fn scan_page(&self, from: String, end: Option<String>) -> Result<Vec<String>, Error> {
+        self.with_connection("", RemoteOp::List, move |connection| {
+            Box::pin(async move {
+                let rows = match &end {
+                    Some(end) => {
+                        connection
+                            .client
+                            .query(&connection.scan_range, &[&from, end])
+                            .await?
+                    }
+                    None => {
+                        connection
+                            .client
+                            .query(&connection.scan_from, &[&from])
+                            .await?
+                    }
+                };
+                Ok(rows.into_iter().map(|row| row.get(0)).collect())
+            })
+        })
     }
 }
 
@@ -972,17 +927,17 @@ impl Backend for Postgres {
     /// it have been consumed. The first page is read before `scan` returns. A prefix with a
     /// NUL character (which no row can hold) has no names.
     fn scan(&self, prefix: &str) -> Result<Names, Error> {
-        let mut scan = Scan {
-            backend: self.clone(),
-            from: prefix.to_owned(),
-            end: end_of_prefix(prefix),
-            page: Vec::new().into_iter(),
-            done: prefix.contains('\0'),
-        };
-        if !scan.done {
-            scan.fetch()?;
+        // Text holds no NUL: no name begins with a prefix that has one.
+        if prefix.contains('\0') {
+            return Ok(Box::new(std::iter::empty()));
         }
-        Ok(Box::new(scan))
+        let (backend, prefix, end) = (self.clone(), prefix.to_owned(), end_of_prefix(prefix));
+        super::paged(move |after| {
+            // The least string after `after`: text holds no NUL, so U+0001 is the least
+            // character.
+            let from = after.map_or_else(|| prefix.clone(), |last| format!("{last}\u{1}"));
+            backend.scan_page(from, end.clone())
+        })
     }
 
     /// One transaction: every entry or none.

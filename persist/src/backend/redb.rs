@@ -501,48 +501,6 @@ fn page(shared: &Shared, prefix: &str, after: Option<&str>) -> Result<Vec<String
     Ok(names)
 }
 
-/// A scan of the names with a prefix, a page at a time: it holds the database, not a
-/// transaction.
-struct Scan {
-    shared: Arc<Shared>,
-    prefix: String,
-    /// The rest of the page read last.
-    page: std::vec::IntoIter<String>,
-    /// The last name of that page, where the next page starts after.
-    last: Option<String>,
-    /// Whether that page was the last.
-    done: bool,
-}
-
-impl Iterator for Scan {
-    type Item = Result<String, Error>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(name) = self.page.next() {
-                if self.page.len() == 0 && !self.done {
-                    // The only name of the page that is copied.
-                    self.last = Some(name.clone());
-                }
-                return Some(Ok(name));
-            }
-            if self.done {
-                return None;
-            }
-            match page(&self.shared, &self.prefix, self.last.as_deref()) {
-                Ok(names) => {
-                    self.done = names.len() < PAGE;
-                    self.page = names.into_iter();
-                }
-                Err(error) => {
-                    self.done = true;
-                    return Some(Err(error));
-                }
-            }
-        }
-    }
-}
-
 impl Backend for Redb {
     fn root(&self) -> PathBuf {
         self.shared.path.clone()
@@ -641,16 +599,8 @@ impl Backend for Redb {
     /// page before: the iterator holds the database, not a transaction, so writers are never
     /// kept waiting and the file's space is reclaimed as usual.
     fn scan(&self, prefix: &str) -> Result<Names, Error> {
-        let prefix = prefix.to_owned();
-        // The first page now, so that a store that cannot be read is an error at once.
-        let first = page(&self.shared, &prefix, None)?;
-        Ok(Box::new(Scan {
-            shared: Arc::clone(&self.shared),
-            done: first.len() < PAGE,
-            page: first.into_iter(),
-            prefix,
-            last: None,
-        }))
+        let (shared, prefix) = (Arc::clone(&self.shared), prefix.to_owned());
+        super::paged(move |after| page(&shared, &prefix, after))
     }
 
     /// One write transaction: every entry is stored, or none is.
