@@ -263,3 +263,75 @@ fn a_batch_whose_record_the_size_cap_would_refuse_is_refused_before_its_commit_p
         .unwrap();
     assert_eq!(items.keys_with_prefix("s").unwrap().count(), 10);
 }
+
+#[test]
+fn a_batch_and_single_writes_wait_for_each_other_and_a_batch_gives_up_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let items: Collection<Item> = Options::new()
+        .lock_timeout(Some(std::time::Duration::from_millis(200)))
+        .collection(dir.path())
+        .unwrap();
+    items.put("shared", &Item::default()).unwrap();
+    // An update of one entry in progress: a batch of other entries waits for it (the batch
+    // takes no entry's lock, but holds the directory's batch lock alone), up to the lock
+    // timeout, then fails before anything is staged.
+    let (loaded, wait) = std::sync::mpsc::channel();
+    let (done, finish) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        let items = &items;
+        let updater = scope.spawn(move || {
+            items
+                .update("shared", |item| {
+                    loaded.send(()).unwrap();
+                    finish.recv().unwrap();
+                    item.batch = 7;
+                })
+                .unwrap();
+        });
+        wait.recv().unwrap();
+        let refused = put_batch(items, 1).unwrap_err();
+        assert!(
+            matches!(refused, Error::LockTimeout { .. }),
+            "a batch that could not start: {refused:?}"
+        );
+        assert_eq!(stored(items, 1), 0, "a batch that gave up wrote nothing");
+        done.send(()).unwrap();
+        updater.join().unwrap();
+    });
+    assert_eq!(items.get("shared").unwrap().unwrap().batch, 7);
+    // Once the update is done, the batch runs, and a single write after it comes after it.
+    put_batch(&items, 2).unwrap();
+    items
+        .put(
+            "shared",
+            &Item {
+                batch: 9,
+                text: String::new(),
+            },
+        )
+        .unwrap();
+    assert_eq!(stored(&items, 2), 300);
+    assert_eq!(items.get("shared").unwrap().unwrap().batch, 9);
+    // No lock file is left in any shard: the batch took none, the single writes removed theirs.
+    let locks: Vec<_> = walkdir(dir.path())
+        .into_iter()
+        .filter(|path| path.extension().is_some_and(|ext| ext == "lock"))
+        // The directory's own batch lock stays, as a transaction root's does.
+        .filter(|path| path.parent() != Some(dir.path()))
+        .collect();
+    assert!(locks.is_empty(), "lock files left: {locks:?}");
+}
+
+/// Every file under `dir`.
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(walkdir(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}

@@ -213,10 +213,11 @@ pub(crate) enum Mode {
     /// next recovery ([`Error::Committed`]).
     Files,
     /// A collection's entries (its `put_many`): a link at a target is refused, as the
-    /// collection's own writes refuse one; an entry's lock file is removed once it is in place
-    /// (entries keep none between writes); every directory is made before the commit point;
-    /// after it, an entry's lock is waited for as long as it takes (a writer holds it for one
-    /// write), so the batch lands whole and after every write that held the lock first.
+    /// collection's own writes refuse one; no entry's lock is taken: the collection's single
+    /// writes hold the transaction lock shared while they write, so the transaction, which
+    /// holds it alone, lands whole between them, without a lock file per entry; every
+    /// directory is made before the commit point, so nothing after it waits or fails for want
+    /// of one.
     #[cfg_attr(not(feature = "collection"), allow(dead_code))]
     Entries,
 }
@@ -436,7 +437,7 @@ impl Transaction {
             let create = (lock_all || self.mode == Mode::Entries).then_some(&disk);
             let resolved = resolve(&self.root, &self.root_dir, target, create, self.mode)?;
             modes.insert(target, resolved.as_ref().and_then(|resolved| resolved.mode));
-            if let (true, Some(resolved)) = (lock_all, &resolved) {
+            if let (true, Mode::Files, Some(resolved)) = (lock_all, self.mode, &resolved) {
                 held.insert(target.to_owned(), lock_of(&disk, resolved)?);
             }
             if let Some(resolved) = resolved.filter(|resolved| resolved.mode.is_some()) {
@@ -832,11 +833,12 @@ fn apply(
             let Some(target) = resolve(root, root_dir, op.target(), Some(disk), mode)? else {
                 return Ok(None);
             };
-            let lock = match held.remove(op.target()) {
-                Some(lock) => lock,
-                // Past the commit point: an entry's lock is waited for until it is free.
-                None if mode == Mode::Entries => lock_waiting(&target, None)?,
-                None => lock_of(disk, &target)?,
+            // A collection's entries take no lock of their own: the transaction's lock, which
+            // the collection's single writes share, keeps them out until the last is in place.
+            let lock = match (held.remove(op.target()), mode) {
+                (Some(lock), _) => Some(lock),
+                (None, Mode::Entries) => None,
+                (None, Mode::Files) => Some(lock_of(disk, &target)?),
             };
             let done = match op {
                 Op::Put {
@@ -863,11 +865,7 @@ fn apply(
                         ..Write::default()
                     };
                     let from_version = install_staged(disk, file, &target, &write, true)?;
-                    if mode == Mode::Entries {
-                        // Removed while held, as the collection's own writes do: a lock file
-                        // left behind costs a name, nothing else.
-                        let _ = lock.remove(Durability::None);
-                    }
+                    drop(lock);
                     Done {
                         path: named.clone(),
                         from_version,
@@ -882,7 +880,9 @@ fn apply(
                     };
                     remove::remove_file(&target.dir, &target.name, &named)?;
                     // Its lock file goes with it, removed while held.
-                    lock.remove(Durability::None)?;
+                    if let Some(lock) = lock {
+                        lock.remove(Durability::None)?;
+                    }
                     Done {
                         path: named.clone(),
                         from_version,

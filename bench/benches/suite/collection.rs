@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use persist::{Collection, Durability, Options};
-use persist_bench::Settings;
+use persist_bench::{Settings, baseline};
 
 use super::{Contender, Mode, RowResult, Target, Workload, format_time, measure};
 
@@ -39,6 +39,12 @@ pub(super) fn rows(dir: &Path, mode: Mode, small: Workload) -> (Vec<RowResult>, 
     let single: Collection<Settings> = Collection::open(dir.join("single")).unwrap();
     let one_file = dir.join("one-save.json");
     let options = Options::new();
+    let by_hand = HandBatch::new(&dir.join("by-hand"));
+    let envelope = serde_json::to_vec(&baseline::Envelope {
+        version: 1,
+        data: &settings,
+    })
+    .unwrap();
     rows.push(measure(
         &format!("collection put_many of {batch_size}"),
         batch,
@@ -56,6 +62,9 @@ pub(super) fn rows(dir: &Path, mode: Mode, small: Workload) -> (Vec<RowResult>, 
             }),
             Contender::new("one Options::save", || {
                 options.save(&settings, &one_file).unwrap();
+            }),
+            Contender::new("the same batch by hand", || {
+                by_hand.write(keys.iter().map(|key| (key.as_str(), envelope.as_slice())));
             }),
         ],
         vec![
@@ -154,4 +163,73 @@ pub(super) fn lines(result: &CollectionResult) -> String {
         result.entries,
         format_time(result.keys),
     )
+}
+
+/// The floor of an all-or-nothing batch on this disk, written by hand: every file staged
+/// (created, written, closed) in one directory, one `syncfs` for them all, a commit record
+/// written and synced, each file renamed into its shard directory, one `syncfs` again, the
+/// record removed. What persist's batch does, without its checks, backups and telemetry.
+struct HandBatch {
+    dir: std::path::PathBuf,
+}
+
+impl HandBatch {
+    fn new(dir: &Path) -> HandBatch {
+        std::fs::create_dir_all(dir.join("staging")).unwrap();
+        for shard in 0..256 {
+            std::fs::create_dir_all(dir.join(format!("{shard:02x}"))).unwrap();
+        }
+        HandBatch {
+            dir: dir.to_owned(),
+        }
+    }
+
+    fn write<'a>(&self, entries: impl Iterator<Item = (&'a str, &'a [u8])>) {
+        use std::io::Write as _;
+        let staging = self.dir.join("staging");
+        let mut staged = Vec::new();
+        for (number, (key, bytes)) in entries.enumerate() {
+            let path = staging.join(number.to_string());
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .unwrap();
+            file.write_all(bytes).unwrap();
+            let shard = key
+                .bytes()
+                .fold(0u8, |hash, byte| hash.wrapping_mul(31) ^ byte);
+            staged.push((path, self.dir.join(format!("{shard:02x}")).join(key)));
+        }
+        let root = std::fs::File::open(&self.dir).unwrap();
+        sync_fs(&root);
+        let record = staging.join("commit");
+        let mut file = std::fs::File::create(&record).unwrap();
+        for (from, to) in &staged {
+            writeln!(file, "{} {}", from.display(), to.display()).unwrap();
+        }
+        file.sync_all().unwrap();
+        std::fs::File::open(&staging).unwrap().sync_all().unwrap();
+        for (from, to) in &staged {
+            std::fs::rename(from, to).unwrap();
+        }
+        sync_fs(&root);
+        std::fs::remove_file(&record).unwrap();
+    }
+}
+
+/// Every write of the file system `file` is on, made durable at once.
+fn sync_fs(file: &std::fs::File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: the descriptor is open for the duration of the call.
+        assert_eq!(unsafe { libc::syncfs(file.as_raw_fd()) }, 0);
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        // SAFETY: sync takes no arguments and cannot fail.
+        unsafe { libc::sync() };
+    }
 }

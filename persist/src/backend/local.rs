@@ -12,7 +12,7 @@ use crate::settings::Settings;
 use crate::shell::commit::{Target, Write, bytes, create_dirs, escape, replace};
 use crate::shell::dir::{Dir, Escape, Kind, Lookup, Stat};
 use crate::shell::lock::{self, LockGuard, Scope};
-use crate::shell::names::{self, Sibling, TXN_RECORD, TXN_STAGING};
+use crate::shell::names::{self, Sibling, TXN_LOCK, TXN_RECORD, TXN_STAGING};
 use crate::shell::read::{read_open, too_large};
 use crate::shell::{Disk, backup, generations, io_error, remove};
 use crate::txn::{Mode, Transaction};
@@ -21,10 +21,11 @@ use crate::{Error, FileKind};
 /// A directory of entries: `<dir>/<shard>/<name>`, where the shard is two hex digits of a
 /// hash of the name (FORMAT.md, section 5). Each entry is written like a state file: a
 /// temporary file, fsync, rename, fsync of the directory, and a backup of an entry of another
-/// schema version (the [`Options::backups`](crate::Options::backups) rule). Every write takes
-/// the entry's lock file (`<name>.lock` beside it), shared with other processes, and so does
-/// [`Backend::modify`], which therefore needs no retry; a delete removes the entry with its
-/// lock file and backups, so a deleted key leaves nothing behind.
+/// schema version (the [`Options::backups`](crate::Options::backups) rule). Every single write
+/// takes the entry's lock file (`<name>.lock` beside it, removed when the write is done),
+/// shared with other processes, and so does [`Backend::modify`], which therefore needs no
+/// retry, with the directory's transaction lock shared (a batch holds it alone); a delete
+/// removes the entry with its backups, so a deleted key leaves nothing behind.
 ///
 /// The directory is opened once, when the backend is made, and everything in it is reached
 /// from that handle: a shard or an entry that is a symbolic link, or another mount, is never
@@ -203,6 +204,13 @@ impl Local {
 /// The shard of an entry name: two hex digits of its CRC-32C.
 fn shard_of(name: &str) -> Shard {
     Shard::at(shard_index(name))
+}
+
+/// What a single write of an entry holds: the entry's lock, released first, and the batches'
+/// lock, shared.
+struct WriteLock {
+    entry: EntryLock,
+    _batches: LockGuard,
 }
 
 /// An entry's lock, held: its lock file is removed while it is still held, when it is released
@@ -429,7 +437,7 @@ impl Backend for Local {
                 remove::remove_file(&shard, &sibling, &shard.join(&sibling))?;
             }
         }
-        lock.remove()?;
+        lock.entry.remove()?;
         if self.disk.syncs_dirs() {
             remove::sync_dir(&self.disk, &shard, &path)?;
         }
@@ -470,11 +478,14 @@ impl Backend for Local {
     /// directory ([`Transaction`](crate::Transaction)'s staging and commit record). Every entry
     /// is staged (written, its writeback started, closed), then all are synced at once (one
     /// `syncfs` of the file system for a batch of 32 or more on Linux), the commit record
-    /// written and synced (the commit point), each entry put in place under its lock (with
-    /// its backup), and the shards synced (one `syncfs` again). A failure before the commit
-    /// point leaves every entry as it was; a crash after it is finished by the next open of
-    /// the directory, write to it or batch on it. Batches on one directory wait for each
-    /// other (threads of this process, and other processes, through the transaction lock).
+    /// written and synced (the commit point), each entry put in place (with its backup), and
+    /// the shards synced (one `syncfs` again). A failure before the commit point leaves every
+    /// entry as it was; a crash after it is finished by the next open of the directory, write
+    /// to it or batch on it. The batch holds the transaction lock alone from start to end,
+    /// which single writes hold shared: it waits for the writes running when it starts (up to
+    /// the lock timeout, before anything is staged), they wait for it, and no entry's lock is
+    /// taken. Batches on one directory wait for each other (threads of this process, and other
+    /// processes).
     fn put_many(&self, entries: &[(&str, Entry<'_>)]) -> Result<(), Error> {
         let gate = batch_gate(&self.root);
         let _turn = gate
@@ -579,18 +590,28 @@ impl Local {
         self.transaction().map(drop)
     }
 
-    /// The entry's lock, taken when no batch is past its commit point: a batch's entries are
-    /// put in place first (it committed before this write took the lock), so that no recovery
-    /// ever puts a batch's entry over a later write. Looked at under the entry's lock, which a
-    /// running batch holds, or waits for, for each of its entries until it is in place.
-    fn lock_settled(&self, shard: &Arc<Dir>, name: &str, path: &Path) -> Result<EntryLock, Error> {
+    /// The locks of a single write of the entry `name`: the batches' lock shared (no batch
+    /// runs meanwhile: a batch holds it alone, from before its first entry is staged until its
+    /// last is in place, so that it needs no entry's lock), then the entry's lock. Taken when
+    /// no batch is past its commit point: one a crash left unfinished is finished first, so
+    /// that no recovery ever puts a batch's entry over a later write.
+    fn lock_settled(&self, shard: &Arc<Dir>, name: &str, path: &Path) -> Result<WriteLock, Error> {
         loop {
-            let lock = self.lock_entry(shard, name, path)?;
+            let batches = lock::shared_in(
+                &self.root,
+                OsStr::new(TXN_LOCK),
+                &self.dir,
+                self.disk.lock_timeout,
+            )?;
+            let entry = self.lock_entry(shard, name, path)?;
             if !self.batch_pending() {
-                return Ok(lock);
+                return Ok(WriteLock {
+                    entry,
+                    _batches: batches,
+                });
             }
-            // Released first: the batch may be waiting for it.
-            drop(lock);
+            // Released first: the recovery takes the batches' lock alone.
+            drop((entry, batches));
             self.settle()?;
         }
     }

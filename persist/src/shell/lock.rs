@@ -118,6 +118,39 @@ pub(crate) fn exclusive_in(
     timeout: Option<Duration>,
     scope: Scope,
 ) -> Result<LockGuard, Error> {
+    take_in(dir, name, named, timeout, scope, Access::Exclusive)
+}
+
+/// Takes the lock held in the file `name` of `dir` shared with other shared holders (threads
+/// of this process as other processes), on behalf of `named`, waiting at most `timeout` for an
+/// exclusive holder: how a collection's single writes keep out of its batches.
+pub(crate) fn shared_in(
+    dir: &Arc<Dir>,
+    name: &OsStr,
+    named: &Path,
+    timeout: Option<Duration>,
+) -> Result<LockGuard, Error> {
+    take_in(dir, name, named, timeout, Scope::Shared, Access::Shared)
+}
+
+/// How a lock is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// One holder.
+    Exclusive,
+    /// Any number of shared holders, and no exclusive one.
+    Shared,
+}
+
+/// [`exclusive_in`] or [`shared_in`].
+fn take_in(
+    dir: &Arc<Dir>,
+    name: &OsStr,
+    named: &Path,
+    timeout: Option<Duration>,
+    scope: Scope,
+    access: Access,
+) -> Result<LockGuard, Error> {
     let lock_path = dir.join(name);
     let started = Instant::now();
     loop {
@@ -141,7 +174,7 @@ pub(crate) fn exclusive_in(
             name: name.to_owned(),
             owned,
         };
-        wait_for(&guard.file, named, &lock_path, started, timeout)?;
+        wait_for(&guard.file, named, &lock_path, started, timeout, access)?;
         // Held: but the file may have been removed (or replaced) by its holder meanwhile.
         match dir.stat(name) {
             Ok(Some(now)) if now.same_file(&stat) => return Ok(guard),
@@ -197,7 +230,14 @@ pub(crate) fn hold_file(
 ) -> Result<FileHold, Error> {
     let stat = Dir::stat_file(file).map_err(io_error(named, IoOp::Metadata))?;
     let hold = register((stat.dev, stat.ino), named, lock_path)?;
-    wait_for(file, named, named, Instant::now(), timeout)?;
+    wait_for(
+        file,
+        named,
+        named,
+        Instant::now(),
+        timeout,
+        Access::Exclusive,
+    )?;
     Ok(hold)
 }
 
@@ -208,13 +248,16 @@ fn wait_for(
     lock_path: &Path,
     started: Instant,
     timeout: Option<Duration>,
+    access: Access,
 ) -> Result<(), Error> {
     let mut backoff = Duration::from_micros(100);
     loop {
         match fault(IoOp::Lock, lock_path)
             .map_err(TryLockError::Error)
-            .and_then(|()| file.try_lock())
-        {
+            .and_then(|()| match access {
+                Access::Exclusive => file.try_lock(),
+                Access::Shared => file.try_lock_shared(),
+            }) {
             Ok(()) => return Ok(()),
             Err(TryLockError::WouldBlock) => {}
             Err(TryLockError::Error(source)) => {
@@ -222,7 +265,11 @@ fn wait_for(
             }
         }
         let Some(timeout) = timeout else {
-            return file.lock().map_err(io_error(lock_path, IoOp::Lock));
+            let waited = match access {
+                Access::Exclusive => file.lock(),
+                Access::Shared => file.lock_shared(),
+            };
+            return waited.map_err(io_error(lock_path, IoOp::Lock));
         };
         let waited = started.elapsed();
         if waited >= timeout {
