@@ -476,6 +476,17 @@ fn a_batch_is_all_or_nothing_across_a_sigkill() {
                 matches!(&error, Error::LockTimeout { path: at, .. } if *at == *path),
                 "{error:?}"
             );
+            // `Options::redb` waits for the options' lock timeout.
+            let started = std::time::Instant::now();
+            let error = Options::new()
+                .lock_timeout(Some(Duration::from_millis(300)))
+                .redb::<Counter>(&path)
+                .unwrap_err();
+            assert!(
+                matches!(&error, Error::LockTimeout { path: at, .. } if *at == *path),
+                "{error:?}"
+            );
+            assert!(started.elapsed() >= Duration::from_millis(300));
         }
         // Somewhere in a later batch (a batch takes some milliseconds).
         let jitter = std::time::SystemTime::now()
@@ -506,4 +517,32 @@ fn a_batch_is_all_or_nothing_across_a_sigkill() {
         assert!(batches.len() > acknowledged, "{batches:?}");
         assert!(batches.len() <= acknowledged + 2, "{batches:?}");
     }
+}
+
+/// The shorthands: `Collection::redb` with the default options, `Options::redb` with others
+/// (a checksum layer reaches the database).
+#[test]
+fn the_shorthands_open_the_database_with_their_options() {
+    let path = fresh("shorthands");
+    let counters: Collection<Counter> = Collection::redb(&path).unwrap();
+    let counter = Counter {
+        label: "A".into(),
+        hits: 1,
+    };
+    counters.put("a", &counter).unwrap();
+    drop(counters);
+    let checked: Collection<Counter> = Options::new()
+        .checksum(true)
+        .durability(Durability::None)
+        .redb(&path)
+        .unwrap();
+    assert_eq!(checked.get("a").unwrap(), Some(counter.clone()));
+    checked.put("b", &counter).unwrap();
+    // Written with a checksum: the stored bytes say so.
+    let stored = Redb::open(&path).unwrap().get("b").unwrap().unwrap().bytes;
+    assert!(
+        String::from_utf8_lossy(&stored).contains("crc32c"),
+        "{}",
+        String::from_utf8_lossy(&stored)
+    );
 }

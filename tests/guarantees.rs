@@ -3,7 +3,8 @@
 //! through each way persist puts bytes on disk (a plain save, an update, `Live` with either
 //! policy, a collection's put and batch on the local directory, a transaction's commit, a
 //! journal's creation and checkpoint, a restore, a save at an older version through the
-//! downgrade steps), and each way is one entry of [`Way`].
+//! downgrade steps, and, with the `redb` feature, a collection's put on redb, whose database
+//! file is the target), and each way is one entry of [`Way`].
 //!
 //! Checks that need root (a full disk on a loop-mounted ext4, a device node, a bind mount) say
 //! SKIPPED elsewhere and must run under CI.
@@ -77,9 +78,11 @@ enum Way {
     Checkpoint,
     Restore,
     SaveAsVersion,
+    /// A collection's put on redb (the database file is the target).
+    Redb,
 }
 
-const WAYS: [Way; 11] = [
+const WAYS: &[Way] = &[
     Way::Save,
     Way::Update,
     Way::LiveImmediate,
@@ -91,11 +94,26 @@ const WAYS: [Way; 11] = [
     Way::Checkpoint,
     Way::Restore,
     Way::SaveAsVersion,
+    #[cfg(feature = "redb")]
+    Way::Redb,
 ];
 
 /// The collection's directory and the one key the collection ways write.
 const COLLECTION: &str = "c";
 const KEY: &str = "k";
+/// The database file of the redb way.
+const REDB: &str = "c.redb";
+
+/// The redb way's collection in `dir`, opened with `options`.
+#[cfg(feature = "redb")]
+fn redb(options: &Options, dir: &Path) -> Result<Collection<Doc>, Error> {
+    options.redb(dir.join(REDB))
+}
+
+#[cfg(not(feature = "redb"))]
+fn redb(_: &Options, _: &Path) -> Result<Collection<Doc>, Error> {
+    unreachable!("the redb way is listed with the `redb` feature only")
+}
 
 impl Way {
     /// Whether the way writes a value that can be read back (a journal's creation writes an
@@ -112,6 +130,7 @@ impl Way {
                 collection.backend().locate(KEY)
             }
             Way::JournalCreate | Way::Checkpoint => dir.join("events.log"),
+            Way::Redb => dir.join(REDB),
             _ => dir.join("doc.json"),
         }
     }
@@ -191,6 +210,7 @@ impl Way {
                 options.restore_backup(&path, 1)
             }
             Way::SaveAsVersion => options.clone().save_as_version(1).save(&doc(n), &path),
+            Way::Redb => redb(options, dir)?.put(KEY, &doc(n)),
         }
     }
 
@@ -203,6 +223,11 @@ impl Way {
                 .unwrap()
                 .map(|doc| doc.n),
             Way::JournalCreate => None,
+            Way::Redb => redb(&Options::new(), dir)
+                .unwrap()
+                .get(KEY)
+                .unwrap()
+                .map(|doc| doc.n),
             Way::Checkpoint => {
                 let journal = Journal::<Doc, Doc>::open(dir.join("events.log")).unwrap();
                 let (snapshot, _) = journal.recover().unwrap();
@@ -261,7 +286,7 @@ fn strays(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn new_files_and_directories_are_private() {
     umask_022();
-    for way in WAYS {
+    for way in WAYS.iter().copied() {
         let dir = tempfile::tempdir().unwrap();
         way.write(dir.path(), 1).unwrap();
         assert_eq!(mode(&way.target(dir.path())), 0o600, "{way:?}");
@@ -278,7 +303,11 @@ fn new_files_and_directories_are_private() {
 #[test]
 fn a_replaced_file_keeps_its_mode() {
     umask_022();
-    for way in WAYS.into_iter().filter(|way| *way != Way::JournalCreate) {
+    for way in WAYS
+        .iter()
+        .copied()
+        .filter(|way| *way != Way::JournalCreate)
+    {
         let dir = tempfile::tempdir().unwrap();
         way.prepare(dir.path(), 1);
         let target = way.target(dir.path());
@@ -296,7 +325,8 @@ fn a_symlink_at_the_target_is_written_through() {
     // (`planted_links_are_never_followed`). A journal is created through a link like a plain
     // save is: only to an existing file.
     let ways = WAYS
-        .into_iter()
+        .iter()
+        .copied()
         .filter(|way| !matches!(way, Way::Put | Way::PutMany | Way::JournalCreate));
     for way in ways {
         let dir = tempfile::tempdir().unwrap();
@@ -350,7 +380,7 @@ fn within_a_second(
 fn a_fifo_directory_or_device_at_the_target_is_refused_untouched() {
     umask_022();
     let device = common::is_root();
-    for way in WAYS {
+    for way in WAYS.iter().copied() {
         for kind in ["fifo", "directory", "device"] {
             if kind == "device" && !device {
                 continue;
@@ -416,7 +446,7 @@ fn a_full_disk_leaves_the_old_content_and_a_typed_error() {
     let Some(_mounted) = common::small_ext4(scratch.path(), &point, 4096) else {
         return;
     };
-    for way in WAYS.into_iter().filter(|way| way.holds_value()) {
+    for way in WAYS.iter().copied().filter(|way| way.holds_value()) {
         let dir = point.join(format!("{way:?}"));
         fs::create_dir(&dir).unwrap();
         way.prepare(&dir, 1);
@@ -504,6 +534,7 @@ fn big_write(way: Way, dir: &Path, value: &Doc) -> Result<(), Error> {
             Options::new().restore_backup(&path, 2)
         }
         Way::SaveAsVersion => Options::new().save_as_version(1).save(value, &path),
+        Way::Redb => redb(&Options::new(), dir)?.put(KEY, value),
         Way::JournalCreate => unreachable!(),
     }
 }
@@ -527,7 +558,7 @@ const STEPS: [IoOp; 12] = [
 #[test]
 fn a_fault_at_any_step_leaves_the_old_content_and_no_stray_file() {
     umask_022();
-    for way in WAYS {
+    for way in WAYS.iter().copied() {
         for step in STEPS {
             let dir = tempfile::tempdir().unwrap();
             way.prepare(dir.path(), 1);
@@ -592,7 +623,7 @@ fn a_write_never_lands_inside_a_concurrent_update() {
     // A plain save (at its version or an older one) takes no lock (documented: mixing it with
     // updates can lose them), and a journal has one writer; every other way takes the file's
     // lock.
-    let ways = WAYS.into_iter().filter(|way| {
+    let ways = WAYS.iter().copied().filter(|way| {
         !matches!(
             way,
             Way::Save | Way::SaveAsVersion | Way::JournalCreate | Way::Checkpoint
@@ -605,8 +636,11 @@ fn a_write_never_lands_inside_a_concurrent_update() {
         let (loaded, wait) = std::sync::mpsc::channel();
         // An update that loads, then takes its time before it saves 100.
         let updater = std::thread::spawn(move || match way {
-            Way::Put | Way::PutMany => {
-                let collection: Collection<Doc> = Collection::open(root.join(COLLECTION)).unwrap();
+            Way::Put | Way::PutMany | Way::Redb => {
+                let collection: Collection<Doc> = match way {
+                    Way::Redb => redb(&Options::new(), &root).unwrap(),
+                    _ => Collection::open(root.join(COLLECTION)).unwrap(),
+                };
                 collection
                     .update(KEY, |doc| {
                         let _ = loaded.send(());
@@ -943,7 +977,7 @@ fn durability_levels_hold_on_every_way() {
     umask_022();
     for durability in [Durability::Full, Durability::FileSync, Durability::None] {
         let options = Options::new().durability(durability);
-        for way in WAYS {
+        for way in WAYS.iter().copied() {
             let dir = tempfile::tempdir().unwrap();
             way.write_with(&options, dir.path(), 1).unwrap();
             way.write_with(&options, dir.path(), 2).unwrap();

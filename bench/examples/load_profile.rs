@@ -97,6 +97,21 @@ fn main() {
         );
         return;
     }
+    if who == "redb-get" {
+        // Gets of one entry of a collection on redb (for perf record).
+        let backend = persist::backend::Redb::open(dir.path().join("c.redb")).unwrap();
+        let collection: persist::Collection<Settings> = persist::Collection::with_backend(
+            std::sync::Arc::new(backend),
+            persist::Options::new(),
+        );
+        collection.put("alice", &Settings::sample()).unwrap();
+        let started = std::time::Instant::now();
+        for _ in 0..times {
+            black_box(collection.get("alice").unwrap());
+        }
+        println!("{who}: {:?} per get", started.elapsed() / times);
+        return;
+    }
     if who == "put-many-again" || who == "puts-again" {
         // The same, replacing entries the first pass wrote: the timed pass is the second.
         let collection: persist::Collection<Settings> =

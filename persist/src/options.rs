@@ -1416,6 +1416,39 @@ impl Options {
         )
     }
 
+    /// The [`Collection`] in the redb database file `path` (created if missing, mode 0600),
+    /// whose entries are written with these options: the durability of each commit
+    /// ([`Durability::None`] commits without a sync), the lock timeout (how long the open
+    /// waits for another process to close the database), the layers (checksum, compression,
+    /// encryption), the size cap, the cache and the audit log; see
+    /// [`backend::Redb`](crate::backend::Redb). [`Collection::redb`] is this with the default
+    /// options.
+    ///
+    /// # Errors
+    ///
+    /// See [`Redb::open`](crate::backend::Redb::open).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[derive(Clone, serde::Serialize, serde::Deserialize, persist::Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct User { name: String }
+    /// # fn open() -> Result<(), persist::Error> {
+    /// use persist::{Collection, Options};
+    ///
+    /// let users: Collection<User> = Options::new().checksum(true).redb("users.redb")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "redb")]
+    pub fn redb<T: Persisted + Clone + Send + Sync + 'static>(
+        &self,
+        path: impl AsRef<Path>,
+    ) -> Result<Collection<T>, Error> {
+        Collection::redb_with(&self.settings, self.cache_settings(), path.as_ref())
+    }
+
     /// The [`Collection`] in the objects under `prefix` (such as `users/`) of `store` (S3 or
     /// any `object_store` store), whose entries are written with these options (the layers,
     /// checksum, compression, encryption; the size cap; the cache; the audit log); see

@@ -4,6 +4,7 @@
 
 #[cfg(feature = "cache")]
 pub(crate) mod cache;
+mod embedded;
 mod entry;
 pub(crate) mod key;
 mod remote;
