@@ -97,6 +97,76 @@ fn main() {
         );
         return;
     }
+    if who == "redb-parts" {
+        // A get of one record on redb, by parts: redb by hand (read and decode), the backend's
+        // read alone, the collection's get.
+        #[derive(Clone, serde::Serialize, serde::Deserialize, persist::Persisted)]
+        #[serde(transparent)]
+        #[persist(version = 1)]
+        struct Item {
+            record: persist_bench::Record,
+        }
+        use persist::backend::Backend as _;
+        use redb::{ReadableDatabase as _, TableDefinition};
+        const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
+        let item = Item {
+            record: persist_bench::Records::generate(1).records.remove(0),
+        };
+        let hand = redb::Database::create(dir.path().join("hand.redb")).unwrap();
+        let txn = hand.begin_write().unwrap();
+        txn.open_table(TABLE)
+            .unwrap()
+            .insert("key-000001", serde_json::to_vec(&item).unwrap().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+        let backend =
+            std::sync::Arc::new(persist::backend::Redb::open(dir.path().join("c.redb")).unwrap());
+        let collection: persist::Collection<Item> =
+            persist::Collection::with_backend(backend.clone(), persist::Options::new());
+        collection.put("key-000001", &item).unwrap();
+        let time = |what: &str, f: &dyn Fn()| {
+            let started = std::time::Instant::now();
+            for _ in 0..times {
+                f();
+            }
+            println!("{what}: {:?}", started.elapsed() / times);
+        };
+        if std::env::var_os("PROFILE_PUT_MANY").is_some() {
+            // Batches of 1,000 without a sync, for perf record.
+            let keys: Vec<String> = (0..1_000).map(|n| format!("key-{n:06}")).collect();
+            let quick: persist::Collection<Item> = persist::Options::new()
+                .durability(persist::Durability::None)
+                .redb(dir.path().join("quick.redb"))
+                .unwrap();
+            let started = std::time::Instant::now();
+            for _ in 0..times {
+                quick.put_many(keys.iter().map(|key| (key, &item))).unwrap();
+            }
+            println!("put_many of 1000: {:?}", started.elapsed() / times);
+            return;
+        }
+        for _ in 0..3 {
+            time("hand read+decode", &|| {
+                let txn = hand.begin_read().unwrap();
+                let table = txn.open_table(TABLE).unwrap();
+                let row = table.get("key-000001").unwrap().unwrap();
+                black_box(serde_json::from_slice::<Item>(row.value()).unwrap());
+            });
+            time("hand read only", &|| {
+                let txn = hand.begin_read().unwrap();
+                let table = txn.open_table(TABLE).unwrap();
+                let row = table.get("key-000001").unwrap().unwrap();
+                black_box(row.value().len());
+            });
+            time("backend read", &|| {
+                black_box(backend.read("key-000001").unwrap());
+            });
+            time("collection get", &|| {
+                black_box(collection.get("key-000001").unwrap());
+            });
+        }
+        return;
+    }
     if who == "redb-get" {
         // Gets of one entry of a collection on redb (for perf record).
         let backend = persist::backend::Redb::open(dir.path().join("c.redb")).unwrap();

@@ -96,8 +96,8 @@ pub(crate) fn key_of(name: &str) -> Option<String> {
     }
     // Most names escape nothing: such a name is its key, unless it is a device name (whose key
     // is spelled with its first letter escaped).
-    if !name.is_empty() && name.bytes().all(kept) {
-        return (!RESERVED.contains(&name)).then(|| name.to_owned());
+    if spells_itself(name) {
+        return Some(name.to_owned());
     }
     let bytes = name.as_bytes();
     let mut key = Vec::with_capacity(bytes.len());
@@ -123,6 +123,20 @@ pub(crate) fn key_of(name: &str) -> Option<String> {
     let key = String::from_utf8(key).ok()?;
     // Only the one spelling of each key is a name of it.
     (check(&key).is_ok() && name_of(&key) == name).then_some(key)
+}
+
+/// [`key_of`] of an owned name: the name itself when it is its key (most are), not copied.
+pub(crate) fn into_key(name: String) -> Option<String> {
+    match spells_itself(&name) {
+        true => Some(name),
+        false => key_of(&name),
+    }
+}
+
+/// Whether `name` is the name of the key spelled the same: every byte kept, and not a device
+/// name (whose key is spelled with its first letter escaped).
+pub(crate) fn spells_itself(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(kept) && (name.len() > 4 || !RESERVED.contains(&name))
 }
 
 /// Whether `name` is a hashed name.

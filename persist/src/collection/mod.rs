@@ -772,14 +772,14 @@ impl<T: Persisted> Collection<T> {
 
     /// The key an entry name stands for; `None` for a name that is no key's (or an entry gone
     /// meanwhile).
-    fn key_of_name(&self, name: &str) -> Result<Option<String>, Error> {
-        if !key::is_hashed(name) {
-            return Ok(key::key_of(name));
+    fn key_of_name(&self, name: String) -> Result<Option<String>, Error> {
+        if !key::is_hashed(&name) {
+            return Ok(key::into_key(name));
         }
-        let Some(stored) = self.inner.backend.get(name)? else {
+        let Some(stored) = self.inner.backend.get(&name)? else {
             return Ok(None);
         };
-        let path = self.inner.backend.locate(name);
+        let path = self.inner.backend.locate(&name);
         entry::key(&self.inner.settings, &stored.bytes, &path)
     }
 

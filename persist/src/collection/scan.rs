@@ -110,11 +110,11 @@ impl<T: Persisted> Keys<T> {
         collection: &Collection<T>,
         prefix: &str,
         part: &Part,
-        name: &str,
+        name: String,
     ) -> Option<Result<String, Error>> {
         match part {
             Part::Spelled(_) => collection.key_of_name(name).transpose(),
-            Part::Exact(exact) => (name == exact)
+            Part::Exact(exact) => (name == *exact)
                 .then(|| collection.key_of_name(name).transpose())
                 .flatten(),
             Part::Hashed => match collection.key_of_name(name) {
@@ -161,7 +161,7 @@ impl<T: Persisted> Iterator for Keys<T> {
                     return Some(Err(error));
                 }
                 Some(Ok(name)) => {
-                    if let Some(found) = Keys::key_of(&self.collection, &self.prefix, part, &name) {
+                    if let Some(found) = Keys::key_of(&self.collection, &self.prefix, part, name) {
                         return Some(found);
                     }
                 }

@@ -22,25 +22,29 @@ use crate::shell::read::open_regular_file;
 use crate::shell::{io_error, parent_dir};
 use crate::{Durability, Error};
 
-/// The entries: name to the tag (8 bytes, big-endian) followed by the entry's bytes.
+mod row;
+
+/// The entries: name to a row of the entry's tag and bytes (the layout is in `row`).
 const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("persist_entries");
 /// The database's own records: [`FORMAT`] and [`SEQUENCE`].
 const META: TableDefinition<&str, u64> = TableDefinition::new("persist_meta");
-/// The layout of the tables, 1 for this one.
+/// The layout of the tables, [`FORMAT_VERSION`] for this one.
 const FORMAT: &str = "format";
 /// The last tag given to a write.
 const SEQUENCE: &str = "sequence";
-const FORMAT_VERSION: u64 = 1;
-const TAG_BYTES: usize = 8;
+/// Layout 2: rows of `row` (layout 1's rows were an 8-byte big-endian tag and the bytes as
+/// they were put; a database of layout 1 is rewritten in layout 2 when it opens).
+const FORMAT_VERSION: u64 = 2;
 
 /// A collection in one [redb](https://www.redb.org) database file, for many small entries: a
 /// put is one write transaction and one `fdatasync` of the database file, where the
 /// [`Local`](super::Local) directory creates, syncs and renames a file and syncs its shard
 /// directory; a [`put_many`](Backend::put_many) is one transaction, all entries or none.
 ///
-/// Each entry is a row of the table `persist_entries`: its name, then its tag and exactly the
-/// bytes that were put (a persist file's bytes, so layers, migrations, `migrate_all` and the
-/// cache work as on any backend). Tags come from one sequence kept in the database (never
+/// Each entry is a row of the table `persist_entries`: its name, then its tag and the bytes
+/// that were put (a persist file's bytes, so layers, migrations, `migrate_all` and the cache
+/// work as on any backend), without the envelope's head `{"version":V,"key":K,"data":` where
+/// the name holds the key (FORMAT.md, section 5): a get gives back exactly the bytes put. Tags come from one sequence kept in the database (never
 /// reused, not even after a delete or a [`clear`](Backend::clear)), and each conditional write
 /// compares and stores inside one write transaction, so compare-and-swap is exact.
 /// [`modify`](Backend::modify) runs its change inside the write transaction: it never conflicts
@@ -340,6 +344,7 @@ fn prepare(shared: &Shared) -> Result<(), Error> {
     }
     match format {
         Some(FORMAT_VERSION) => Ok(()),
+        Some(1) => upgrade(shared),
         Some(newer) => Err(Error::Unsupported {
             path: path.clone(),
             reason: format!(
@@ -358,6 +363,35 @@ fn prepare(shared: &Shared) -> Result<(), Error> {
             txn.commit().map_err(failed(path, IoOp::SyncFile))
         }
     }
+}
+
+/// Rewrites a database of layout 1 (each row an 8-byte big-endian tag, then the bytes) in
+/// this layout, in one write transaction: every row or none.
+fn upgrade(shared: &Shared) -> Result<(), Error> {
+    let path = &shared.path;
+    let txn = shared.db.begin_write().map_err(failed(path, IoOp::Write))?;
+    {
+        let mut entries = txn.open_table(ENTRIES).map_err(failed(path, IoOp::Write))?;
+        let mut old = Vec::new();
+        for stored in entries.iter().map_err(failed(path, IoOp::Read))? {
+            let (name, row) = stored.map_err(failed(path, IoOp::Read))?;
+            old.push((name.value().to_owned(), row.value().to_vec()));
+        }
+        let mut row = Vec::new();
+        for (name, was) in old {
+            let locate = || path.join(&name);
+            let tag = was
+                .get(..8)
+                .and_then(|tag| tag.try_into().ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| damaged_row(locate()))?;
+            insert(&mut entries, &name, (tag, &was[8..]), &mut row, locate)?;
+        }
+        let mut meta = txn.open_table(META).map_err(failed(path, IoOp::Write))?;
+        meta.insert(FORMAT, FORMAT_VERSION)
+            .map_err(failed(path, IoOp::Write))?;
+    }
+    txn.commit().map_err(failed(path, IoOp::SyncFile))
 }
 
 /// An [`Error::Io`] at `path` from one of redb's errors (its I/O error when it is one).
@@ -382,9 +416,9 @@ fn failed<E: Into<::redb::Error>>(path: &Path, op: IoOp) -> impl FnOnce(E) -> Er
     }
 }
 
-/// The tag stored at the start of a row.
+/// The tag of a row.
 fn tag_of(row: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(row.get(..TAG_BYTES)?.try_into().ok()?))
+    row::tag(row)
 }
 
 /// A tag's text: its decimal digits (written here, without the formatting machinery: a get
@@ -442,34 +476,32 @@ fn insert(
     row: &mut Vec<u8>,
     locate: impl Fn() -> PathBuf,
 ) -> Result<(), Error> {
-    row.clear();
-    row.extend_from_slice(&tag.to_be_bytes());
-    row.extend_from_slice(bytes);
+    row::encode(name, tag, bytes, row);
     entries
         .insert(name, row.as_slice())
         .map_err(|error| failed(&locate(), IoOp::Write)(error))?;
     Ok(())
 }
 
-/// The entry of a stored row; `locate` names it in an error.
-fn stored(row: &[u8], locate: impl FnOnce() -> PathBuf) -> Result<Stored, Error> {
-    match tag_of(row) {
-        Some(tag) => Ok(Stored {
-            bytes: row[TAG_BYTES..].to_vec(),
+/// The entry of the row stored under `name`; `locate` names it in an error.
+fn stored(name: &str, row: &[u8], locate: impl FnOnce() -> PathBuf) -> Result<Stored, Error> {
+    match (tag_of(row), row::entry(name, row)) {
+        (Some(tag), Some(bytes)) => Ok(Stored {
+            bytes,
             tag: tag_text(tag),
         }),
-        None => Err(short_row(locate())),
+        _ => Err(damaged_row(locate())),
     }
 }
 
-/// The error of a row too short to hold a tag.
-fn short_row(path: PathBuf) -> Error {
+/// The error of a row that is not in persist's layout.
+fn damaged_row(path: PathBuf) -> Error {
     Error::Io {
         path,
         op: IoOp::Read,
         source: io::Error::new(
             io::ErrorKind::InvalidData,
-            "the row is shorter than its tag: not written by persist",
+            "the row is not in persist's layout: not written by persist, or damaged",
         ),
     }
 }
@@ -511,14 +543,13 @@ impl Backend for Redb {
     }
 
     fn get(&self, name: &str) -> Result<Option<Stored>, Error> {
-        self.row(name, |row, path| stored(row, path))
+        self.row(name, |row, path| stored(name, row, path))
     }
 
     /// [`get`](Backend::get) without making the tag's text.
     fn read(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
-        self.row(name, |row, path| match row.get(TAG_BYTES..) {
-            Some(bytes) => Ok(bytes.to_vec()),
-            None => Err(short_row(path())),
+        self.row(name, |row, path| {
+            row::entry(name, row).ok_or_else(|| damaged_row(path()))
         })
     }
 
@@ -648,7 +679,7 @@ impl Backend for Redb {
             let current = entries
                 .get(name)
                 .map_err(failed(&path, IoOp::Read))?
-                .map(|row| stored(row.value(), || path.clone()))
+                .map(|row| stored(name, row.value(), || path.clone()))
                 .transpose()?;
             let bytes = match change(current.as_ref())? {
                 Change::Keep => {
@@ -706,7 +737,65 @@ mod tests {
             txn.commit().unwrap();
         }
         let error = Redb::open(&newer).unwrap_err();
-        assert!(error.to_string().contains("layout 2"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("layout {}", FORMAT_VERSION + 1)),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_database_of_layout_1_is_rewritten_when_it_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.redb");
+        let envelope = br#"{"version":1,"key":"alice","data":{"n":1}}"#;
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut meta = txn.open_table(META).unwrap();
+                meta.insert(FORMAT, 1).unwrap();
+                meta.insert(SEQUENCE, 7).unwrap();
+                let mut entries = txn.open_table(ENTRIES).unwrap();
+                for (name, tag, bytes) in [("alice", 6_u64, &envelope[..]), ("raw", 7, b"\x00z")] {
+                    let mut row = tag.to_be_bytes().to_vec();
+                    row.extend_from_slice(bytes);
+                    entries.insert(name, row.as_slice()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let redb = Redb::open(&path).unwrap();
+        let alice = redb.get("alice").unwrap().unwrap();
+        assert_eq!(
+            (alice.bytes.as_slice(), alice.tag.as_str()),
+            (&envelope[..], "6")
+        );
+        let raw = redb.get("raw").unwrap().unwrap();
+        assert_eq!(
+            (raw.bytes.as_slice(), raw.tag.as_str()),
+            (&b"\x00z"[..], "7")
+        );
+        // The next tag follows the sequence, and the layout is the new one.
+        let Written::Done(tag) = redb
+            .put(
+                "bob",
+                Entry {
+                    key: "bob",
+                    bytes: b"{}",
+                    version: 1,
+                },
+                &Condition::Always,
+            )
+            .unwrap()
+        else {
+            panic!("an unconditional put");
+        };
+        assert_eq!(tag.as_str(), "8");
+        let read = redb.db().begin_read().unwrap();
+        let meta = read.open_table(META).unwrap();
+        assert_eq!(meta.get(FORMAT).unwrap().unwrap().value(), FORMAT_VERSION);
     }
 
     #[test]
