@@ -131,6 +131,56 @@ fn main() {
             }
             println!("{what}: {:?}", started.elapsed() / times);
         };
+        if std::env::var_os("PROFILE_LIST").is_some() {
+            // keys() of 100,000 entries against redb's own iteration, for perf record.
+            let keys: Vec<String> = (0..100_000).map(|n| format!("key-{n:06}")).collect();
+            let listed: persist::Collection<Item> = persist::Options::new()
+                .durability(persist::Durability::None)
+                .redb(dir.path().join("listed.redb"))
+                .unwrap();
+            for chunk in keys.chunks(5_000) {
+                listed
+                    .put_many(chunk.iter().map(|key| (key, &item)))
+                    .unwrap();
+            }
+            let hand = redb::Database::create(dir.path().join("hand-list.redb")).unwrap();
+            let txn = hand.begin_write().unwrap();
+            {
+                let mut table = txn.open_table(TABLE).unwrap();
+                let bytes = serde_json::to_vec(&item).unwrap();
+                for key in &keys {
+                    table.insert(key.as_str(), bytes.as_slice()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+            let backend = persist::backend::Redb::open(dir.path().join("listed.redb")).unwrap();
+            for _ in 0..times {
+                let started = std::time::Instant::now();
+                assert_eq!(listed.keys().unwrap().map(Result::unwrap).count(), 100_000);
+                let keys_took = started.elapsed();
+                let started = std::time::Instant::now();
+                assert_eq!(
+                    backend.scan("").unwrap().map(Result::unwrap).count(),
+                    100_000
+                );
+                let scan_took = started.elapsed();
+                let started = std::time::Instant::now();
+                let txn = hand.begin_read().unwrap();
+                let table = txn.open_table(TABLE).unwrap();
+                let mut count = 0;
+                for row in redb::ReadableTable::iter(&table).unwrap() {
+                    let (key, _) = row.unwrap();
+                    black_box(key.value().to_owned());
+                    count += 1;
+                }
+                assert_eq!(count, 100_000);
+                println!(
+                    "keys() {keys_took:?}, scan {scan_took:?}, hand {:?}",
+                    started.elapsed()
+                );
+            }
+            return;
+        }
         if std::env::var_os("PROFILE_PUT_MANY").is_some() {
             // Batches of 1,000 without a sync, for perf record.
             let keys: Vec<String> = (0..1_000).map(|n| format!("key-{n:06}")).collect();

@@ -11,31 +11,43 @@ use serde::Deserialize;
 use crate::settings::Settings;
 use crate::{Error, Persisted, codec};
 
-/// The entry holding `value` under `key`; errors name `path`.
+/// The entry holding `value` under `key`, encoded in a buffer of `capacity` bytes to start
+/// with (the length of a similar entry saves the buffer's growing); errors name `path()`.
 pub(crate) fn encode<T: Persisted>(
     settings: &Settings,
     value: &T,
     key: &str,
-    path: &Path,
+    capacity: usize,
+    path: impl Fn() -> PathBuf,
 ) -> Result<Vec<u8>, Error> {
     let style = settings.style::<T>();
-    let mut plain = codec::encode_to_vec(value, style).map_err(|error| error.at(path))?;
+    let mut plain = Vec::with_capacity(capacity);
+    codec::encode(value, &mut plain, style).map_err(|error| error.at(&path()))?;
     insert_key(&mut plain, key, style.pretty);
-    settings.seal(plain, T::VERSION, path)
+    match settings.layers().any() {
+        true => settings.seal(plain, T::VERSION, &path()),
+        false => Ok(plain),
+    }
 }
 
 /// Puts the `key` member after `version`, the envelope's first member: the first comma of
-/// the envelope ends it (a version is an integer).
+/// the envelope ends it (a version is an integer). Written at the end, then turned into its
+/// place: no second buffer.
 fn insert_key(envelope: &mut Vec<u8>, key: &str, pretty: bool) {
-    let quoted = serde_json::to_string(key).unwrap_or_default();
-    let member = if pretty {
-        format!("\n  \"key\": {quoted},")
-    } else {
-        format!("\"key\":{quoted},")
+    let Some(comma) = envelope.iter().position(|&byte| byte == b',') else {
+        return;
     };
-    if let Some(comma) = envelope.iter().position(|&byte| byte == b',') {
-        envelope.splice(comma + 1..comma + 1, member.into_bytes());
-    }
+    let end = envelope.len();
+    envelope.extend_from_slice(if pretty {
+        b"\n  \"key\": "
+    } else {
+        b"\"key\":"
+    });
+    // Writing to a Vec cannot fail, and a string always serializes.
+    let _ = serde_json::to_writer(&mut *envelope, key);
+    envelope.push(b',');
+    let member = envelope.len() - end;
+    envelope[comma + 1..].rotate_right(member);
 }
 
 /// The value of an entry's bytes, migrated to `T`, and whether the entry holds `key` (an
@@ -176,6 +188,12 @@ mod tests {
             };
             insert_key(&mut envelope, "a \"b\"\n", pretty);
             let text = String::from_utf8(envelope.clone()).unwrap();
+            let expected = if pretty {
+                "{\n  \"version\": 2,\n  \"key\": \"a \\\"b\\\"\\n\",\n  \"data\": 1\n}\n"
+            } else {
+                r#"{"version":2,"key":"a \"b\"\n","data":1}"#
+            };
+            assert_eq!(text, expected);
             let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
             assert_eq!(parsed["key"], "a \"b\"\n");
             assert_eq!(parsed["version"], 2);

@@ -84,6 +84,8 @@ struct Inner<T> {
     /// Decoded values by key ([`Options::cache`](crate::Options::cache)).
     #[cfg(feature = "cache")]
     cache: Option<Arc<dyn cache::ValueCache<T>>>,
+    /// The length of the entry encoded last: the next one's buffer starts that large.
+    encoded: std::sync::atomic::AtomicUsize,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -208,6 +210,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
                 location,
                 #[cfg(feature = "cache")]
                 cache,
+                encoded: std::sync::atomic::AtomicUsize::new(0),
                 _type: PhantomData,
             }),
         }
@@ -345,8 +348,13 @@ impl<T: Persisted> Collection<T> {
     }
 
     fn encode(&self, key: &str, name: &str, value: &T) -> Result<Vec<u8>, Error> {
-        let path = self.inner.backend.locate(name);
-        entry::encode(&self.inner.settings, value, key, &path)
+        use std::sync::atomic::Ordering::Relaxed;
+        let capacity = self.inner.encoded.load(Relaxed);
+        let bytes = entry::encode(&self.inner.settings, value, key, capacity, || {
+            self.inner.backend.locate(name)
+        })?;
+        self.inner.encoded.store(bytes.len(), Relaxed);
+        Ok(bytes)
     }
 
     /// Runs `read` (a read of the entry `name`, under `key`); when it finds the entry damaged
@@ -490,17 +498,16 @@ impl<T: Persisted> Collection<T> {
         let encoded = entries
             .into_iter()
             .map(|(key, value)| {
-                let key = key.as_ref();
-                let name = self.name(key)?;
-                let bytes = self.encode(key, &name, value)?;
-                Ok((key.to_owned(), name, bytes))
+                let name = self.name(key.as_ref())?;
+                let bytes = self.encode(key.as_ref(), &name, value)?;
+                Ok((key, name, bytes))
             })
             .collect::<Result<Vec<_>, Error>>()?;
         let batch: Vec<(&str, Entry<'_>)> = encoded
             .iter()
             .map(|(key, name, bytes)| {
                 let entry = Entry {
-                    key,
+                    key: key.as_ref(),
                     bytes,
                     version: T::VERSION,
                 };
@@ -511,7 +518,7 @@ impl<T: Persisted> Collection<T> {
             facts.written = Some(encoded.iter().map(|(_, _, bytes)| bytes.len() as u64).sum());
             let written = self.inner.backend.put_many(&batch);
             for (key, _, _) in &encoded {
-                self.forget(key);
+                self.forget(key.as_ref());
             }
             written?;
             if !self.inner.settings.disk.audited() {
@@ -527,7 +534,7 @@ impl<T: Persisted> Collection<T> {
                 .map(|((key, _, bytes), path)| AuditEntry {
                     operation: AuditOp::Save,
                     path,
-                    key: Some(key),
+                    key: Some(key.as_ref()),
                     from_version: None,
                     to_version: Some(u64::from(T::VERSION)),
                     written: Some(FileWritten::of(bytes)),
@@ -880,7 +887,7 @@ impl<T: Persisted> Collection<T> {
                 _ => return Err(key_mismatch(path.clone())),
             };
             key_seen = Some(key.clone());
-            let bytes = entry::encode(options, &value, &key, &path)?;
+            let bytes = entry::encode(options, &value, &key, 0, || path.clone())?;
             rewritten = true;
             Ok(Change::Put {
                 key,
