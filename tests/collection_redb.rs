@@ -234,6 +234,20 @@ fn the_file_is_private_and_errors_name_it() {
         std::fs::read(&other).unwrap(),
         br#"{"version":1,"data":{}}"#.repeat(200)
     );
+
+    // A database file that cannot be created: the error names its creation, not a temporary
+    // file's, and leaves nothing.
+    let refused = dir.path().join("refused.redb");
+    let fault = persist::testing::inject_fault(dir.path(), persist::IoOp::CreateTemp, libc::EIO, 1);
+    let error = Redb::open(&refused).unwrap_err();
+    assert!(fault.hits() > 0);
+    drop(fault);
+    assert!(
+        matches!(&error, Error::Io { path, op: persist::IoOp::Create, .. } if *path == refused),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("create the file"), "{error}");
+    assert!(!refused.exists());
 }
 
 /// This process's umask, as Linux reports it.

@@ -1040,6 +1040,8 @@ pub enum IoOp {
     CreateDir,
     /// Creating the temporary file beside the target.
     CreateTemp,
+    /// Creating a file that is written in place, not renamed over a target (a database file).
+    Create,
     /// Writing to the temporary file.
     Write,
     /// `fsync` of the temporary file.
@@ -1091,6 +1093,7 @@ impl fmt::Display for IoOp {
             IoOp::ResolveSymlink => "follow the symbolic link",
             IoOp::CreateDir => "create the parent directory",
             IoOp::CreateTemp => "create a temporary file in the same directory",
+            IoOp::Create => "create the file",
             IoOp::Write => "write the temporary file",
             IoOp::SyncFile => "flush the temporary file to disk (fsync); the old file is kept",
             IoOp::Rename => "rename the temporary file over the target; the old file is kept",

@@ -487,16 +487,13 @@ impl Backend for Local {
     /// taken. Batches on one directory wait for each other (threads of this process, and other
     /// processes).
     fn put_many(&self, entries: &[(&str, Entry<'_>)]) -> Result<(), Error> {
-        let gate = batch_gate(&self.root);
-        let _turn = gate
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut transaction = self.transaction()?;
-        for (name, entry) in entries {
-            let relative = AsRef::<Path>::as_ref(&shard_of(name)).join(name);
-            transaction.stage_bytes(entry.bytes, entry.version, &relative)?;
-        }
-        transaction.commit_within()
+        self.in_batch_turn(|mut transaction| {
+            for (name, entry) in entries {
+                let relative = AsRef::<Path>::as_ref(&shard_of(name)).join(name);
+                transaction.stage_bytes(entry.bytes, entry.version, &relative)?;
+            }
+            transaction.commit_within()
+        })
     }
 
     /// Removes the shard directories whole: entries with their lock files, backups and
@@ -505,18 +502,15 @@ impl Backend for Local {
     fn clear(&self) -> Result<(), Error> {
         // Under the batches' lock (a committed batch finished first, a running one waited
         // for): no batch lands in the middle of it, and none comes back after it.
-        let gate = batch_gate(&self.root);
-        let _turn = gate
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let _batches = self.transaction()?;
-        let shards = self.root.list().map_err(io_error(&self.dir, IoOp::Read))?;
-        for (shard, _) in shards {
-            if is_shard_name(&shard) {
-                remove::remove_tree(&self.root, &shard)?;
+        self.in_batch_turn(|_batches| {
+            let shards = self.root.list().map_err(io_error(&self.dir, IoOp::Read))?;
+            for (shard, _) in shards {
+                if is_shard_name(&shard) {
+                    remove::remove_tree(&self.root, &shard)?;
+                }
             }
-        }
-        remove::sync_dir(&self.disk, &self.root, &self.dir)
+            remove::sync_dir(&self.disk, &self.root, &self.dir)
+        })
     }
 
     /// Under the entry's lock: `change` runs once, and there is never a conflict.
@@ -582,12 +576,22 @@ impl Local {
         if !self.batch_pending() {
             return Ok(());
         }
+        // Its recovery reads the record (and refuses what is no record).
+        self.in_batch_turn(|_| Ok(()))
+    }
+
+    /// Runs `work` with a transaction on the directory (a batch's, or what holds the batches
+    /// out), in this process's turn: one at a time per directory (a transaction root admits
+    /// one transaction per process), the other threads waiting.
+    fn in_batch_turn<R>(
+        &self,
+        work: impl FnOnce(Transaction) -> Result<R, Error>,
+    ) -> Result<R, Error> {
         let gate = batch_gate(&self.root);
         let _turn = gate
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Its recovery reads the record (and refuses what is no record).
-        self.transaction().map(drop)
+        work(self.transaction()?)
     }
 
     /// The locks of a single write of the entry `name`: the batches' lock shared (no batch

@@ -291,6 +291,18 @@ fn open_file(path: &Path) -> Result<File, Error> {
     let dir = open_parent(path, parent_dir(path), disk.durability)?;
     match create_file(disk, &dir, name, &[]) {
         Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {}
+        // The database file itself, not a temporary file beside it.
+        Err(Error::Io {
+            path,
+            op: IoOp::CreateTemp,
+            source,
+        }) => {
+            return Err(Error::Io {
+                path,
+                op: IoOp::Create,
+                source,
+            });
+        }
         created => created?,
     }
     open_regular_file(path, true).map(|(file, _)| file)
