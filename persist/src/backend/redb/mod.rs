@@ -436,18 +436,9 @@ fn tag_of(row: &[u8]) -> Option<u64> {
 /// A tag's text: its decimal digits (written here, without the formatting machinery: a get
 /// makes one).
 fn tag_text(tag: u64) -> Tag {
-    let mut digits = [0_u8; 20];
-    let mut at = digits.len();
-    let mut rest = tag;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    Tag::new(String::from_utf8_lossy(&digits[at..]).into_owned())
+    let mut digits = Vec::with_capacity(20);
+    row::put_decimal(&mut digits, tag);
+    Tag::new(String::from_utf8_lossy(&digits).into_owned())
 }
 
 /// The number a tag's text spells, as [`tag_text`] writes it (digits only, no leading zero).

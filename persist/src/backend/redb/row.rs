@@ -135,8 +135,8 @@ fn get_varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
     None
 }
 
-/// `value` in decimal digits.
-fn put_decimal(out: &mut Vec<u8>, value: u64) {
+/// `value` in decimal digits (without the formatting machinery: a get makes one).
+pub(super) fn put_decimal(out: &mut Vec<u8>, value: u64) {
     let mut digits = [0_u8; 20];
     let mut at = digits.len();
     let mut rest = value;
