@@ -208,6 +208,45 @@ fn main() {
                 let row = table.get("key-000001").unwrap().unwrap();
                 black_box(row.value().len());
             });
+            let entry_bytes = backend.read("key-000001").unwrap().unwrap();
+            let data_bytes = serde_json::to_vec(&item).unwrap();
+            time("decode of the entry (persist's codec)", &|| {
+                black_box(persist::__private::decode::<Item>(&entry_bytes).unwrap());
+            });
+            if let Some(which) = std::env::var_os("PROFILE_GET") {
+                let started = std::time::Instant::now();
+                for _ in 0..times * 5 {
+                    match which == "hand" {
+                        true => {
+                            let txn = hand.begin_read().unwrap();
+                            let table = txn.open_table(TABLE).unwrap();
+                            let row = table.get("key-000001").unwrap().unwrap();
+                            drop(black_box(
+                                serde_json::from_slice::<Item>(row.value()).unwrap(),
+                            ));
+                        }
+                        false => drop(black_box(collection.get("key-000001").unwrap())),
+                    }
+                }
+                println!("{:?} per get", started.elapsed() / (times * 5));
+                return;
+            }
+            if let Some(which) = std::env::var_os("PROFILE_DECODE") {
+                for _ in 0..times * 5 {
+                    match which == "hand" {
+                        true => drop(black_box(
+                            serde_json::from_slice::<Item>(&data_bytes).unwrap(),
+                        )),
+                        false => drop(black_box(
+                            persist::__private::decode::<Item>(&entry_bytes).unwrap(),
+                        )),
+                    }
+                }
+                return;
+            }
+            time("serde_json of the data alone", &|| {
+                black_box(serde_json::from_slice::<Item>(&data_bytes).unwrap());
+            });
             time("backend read", &|| {
                 black_box(backend.read("key-000001").unwrap());
             });

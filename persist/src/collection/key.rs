@@ -32,8 +32,20 @@ pub(crate) fn check(key: &str) -> Result<(), String> {
 }
 
 fn kept(byte: u8) -> bool {
-    byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_' || byte == b'-'
+    KEPT[usize::from(byte)]
 }
+
+/// [`kept`] of every byte: one load per byte where a listing turns many names into keys.
+static KEPT: [bool; 256] = {
+    let mut kept = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        kept[byte] = b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-';
+        byte += 1;
+    }
+    kept
+};
 
 /// Windows device names, which no file may be called (with any extension).
 pub(crate) const RESERVED: [&str; 22] = [
@@ -68,6 +80,14 @@ pub(crate) fn escape(text: &str) -> String {
 
 /// The entry name of a valid key.
 pub(crate) fn name_of(key: &str) -> String {
+    name_of_borrowed(key).into_owned()
+}
+
+/// [`name_of`], borrowing the key where it is its own name (most keys): no copy made.
+pub(crate) fn name_of_borrowed(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.len() <= MAX_NAME_BYTES && spells_itself(key) {
+        return std::borrow::Cow::Borrowed(key);
+    }
     let name = match RESERVED.contains(&key) {
         true => {
             let mut name = String::with_capacity(key.len() + 2);
@@ -78,14 +98,14 @@ pub(crate) fn name_of(key: &str) -> String {
         false => escape(key),
     };
     if name.len() <= MAX_NAME_BYTES {
-        return name;
+        return std::borrow::Cow::Owned(name);
     }
     let digest = Sha256::digest(key.as_bytes());
     let mut hashed = String::from(HASHED);
     for byte in digest {
         hashed.push_str(&format!("{byte:02x}"));
     }
-    hashed
+    std::borrow::Cow::Owned(hashed)
 }
 
 /// The key a name spells, `None` for a hashed name (whose key is read from the entry) or a

@@ -339,12 +339,12 @@ impl<T: Persisted> Collection<T> {
     }
 
     /// The entry name of `key`, after checking it.
-    fn name(&self, key: &str) -> Result<String, Error> {
+    fn name<'k>(&self, key: &'k str) -> Result<std::borrow::Cow<'k, str>, Error> {
         key::check(key).map_err(|reason| Error::InvalidKey {
             path: self.inner.location.clone(),
             reason,
         })?;
-        Ok(key::name_of(key))
+        Ok(key::name_of_borrowed(key))
     }
 
     fn encode(&self, key: &str, name: &str, value: &T) -> Result<Vec<u8>, Error> {
@@ -500,6 +500,11 @@ impl<T: Persisted> Collection<T> {
             .map(|(key, value)| {
                 let name = self.name(key.as_ref())?;
                 let bytes = self.encode(key.as_ref(), &name, value)?;
+                // Most keys are their own names: no copy is kept of those.
+                let name = match name {
+                    std::borrow::Cow::Borrowed(_) => None,
+                    std::borrow::Cow::Owned(name) => Some(name),
+                };
                 Ok((key, name, bytes))
             })
             .collect::<Result<Vec<_>, Error>>()?;
@@ -511,7 +516,7 @@ impl<T: Persisted> Collection<T> {
                     bytes,
                     version: T::VERSION,
                 };
-                (name.as_str(), entry)
+                (name.as_deref().unwrap_or(key.as_ref()), entry)
             })
             .collect();
         self.observed("collection_put_many", "", |facts| {
@@ -526,7 +531,11 @@ impl<T: Persisted> Collection<T> {
             }
             let paths: Vec<PathBuf> = encoded
                 .iter()
-                .map(|(_, name, _)| self.inner.backend.locate(name))
+                .map(|(key, name, _)| {
+                    self.inner
+                        .backend
+                        .locate(name.as_deref().unwrap_or(key.as_ref()))
+                })
                 .collect();
             let entries: Vec<AuditEntry<'_>> = encoded
                 .iter()
@@ -961,7 +970,7 @@ impl<T: Persisted + Send + 'static> Collection<T> {
     {
         let key = key.into();
         let name = match self.name(&key) {
-            Ok(name) => name,
+            Ok(name) => name.into_owned(),
             Err(error) => return Pending::failed(error),
         };
         #[cfg(feature = "cache")]

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -14,7 +13,7 @@ use ::redb::{
     TableDefinition, TableError, WriteTransaction,
 };
 
-use super::{Backend, Change, Condition, Entry, Names, PAGE, Stored, Tag, Written};
+use super::{Backend, Change, Condition, Entry, Names, Stored, Tag, Written};
 use crate::error::IoOp;
 use crate::settings::Settings;
 use crate::shell::commit::{create_file, open_parent};
@@ -23,6 +22,7 @@ use crate::shell::{io_error, parent_dir};
 use crate::{Durability, Error};
 
 mod row;
+mod scan;
 
 /// The entries: name to a row of the entry's tag and bytes (the layout is in `row`).
 const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("persist_entries");
@@ -509,33 +509,6 @@ fn damaged_row(path: PathBuf) -> Error {
     }
 }
 
-/// The names after `after` (from `prefix` when `None`) that begin with `prefix`, at most
-/// [`PAGE`] of them, in one read transaction.
-fn page(shared: &Shared, prefix: &str, after: Option<&str>) -> Result<Vec<String>, Error> {
-    let path = &shared.path;
-    let txn = shared.db.begin_read().map_err(failed(path, IoOp::Read))?;
-    let entries = txn.open_table(ENTRIES).map_err(failed(path, IoOp::Read))?;
-    let start = match after {
-        Some(after) => Bound::Excluded(after),
-        None if prefix.is_empty() => Bound::Unbounded,
-        None => Bound::Included(prefix),
-    };
-    let range = entries
-        .range::<&str>((start, Bound::Unbounded))
-        .map_err(failed(path, IoOp::Read))?;
-    let mut names = Vec::with_capacity(PAGE);
-    for row in range.take(PAGE) {
-        let (name, _) = row.map_err(failed(path, IoOp::Read))?;
-        let name = name.value();
-        // (A call of memcmp per name, even for the empty prefix, costs a listing a sixth.)
-        if !prefix.is_empty() && !name.starts_with(prefix) {
-            break;
-        }
-        names.push(name.to_owned());
-    }
-    Ok(names)
-}
-
 impl Backend for Redb {
     fn root(&self) -> PathBuf {
         self.shared.path.clone()
@@ -628,13 +601,15 @@ impl Backend for Redb {
         Ok(names)
     }
 
-    /// A range of the table from `prefix`, in name order (bytewise), read a page of names at a
-    /// time, each page in a read transaction of its own that starts after the last name of the
-    /// page before: the iterator holds the database, not a transaction, so writers are never
-    /// kept waiting and the file's space is reclaimed as usual.
+    /// A range of the table from `prefix`, in name order (bytewise), each page of names in a
+    /// read transaction of its own that starts after the last name of the page before: a scan
+    /// consumed slowly never keeps a snapshot (and the file space it pins) for longer than a
+    /// page, and writers never wait for it.
     fn scan(&self, prefix: &str) -> Result<Names, Error> {
-        let (shared, prefix) = (Arc::clone(&self.shared), prefix.to_owned());
-        super::paged(move |after| page(&shared, &prefix, after))
+        Ok(Box::new(scan::Scan::new(
+            Arc::clone(&self.shared),
+            prefix.to_owned(),
+        )?))
     }
 
     /// One write transaction: every entry is stored, or none is.
