@@ -97,6 +97,14 @@ fn main() {
         );
         return;
     }
+    if who == "sizes" {
+        println!(
+            "Error {} B, Result<String, Error> {} B",
+            std::mem::size_of::<persist::Error>(),
+            std::mem::size_of::<Result<String, persist::Error>>()
+        );
+        return;
+    }
     if who == "redb-parts" {
         // A get of one record on redb, by parts: redb by hand (read and decode), the backend's
         // read alone, the collection's get.
@@ -154,6 +162,21 @@ fn main() {
             }
             txn.commit().unwrap();
             let backend = persist::backend::Redb::open(dir.path().join("listed.redb")).unwrap();
+            if std::env::var("PROFILE_LIST").unwrap() == "keys" {
+                for _ in 0..times {
+                    assert_eq!(listed.keys().unwrap().map(Result::unwrap).count(), 100_000);
+                }
+                return;
+            }
+            if std::env::var("PROFILE_LIST").unwrap() == "scan" {
+                for _ in 0..times {
+                    assert_eq!(
+                        backend.scan("").unwrap().map(Result::unwrap).count(),
+                        100_000
+                    );
+                }
+                return;
+            }
             for _ in 0..times {
                 let started = std::time::Instant::now();
                 assert_eq!(listed.keys().unwrap().map(Result::unwrap).count(), 100_000);
