@@ -206,12 +206,54 @@ fn round_order(operation: &str, workload: &str) -> Rng {
 }
 
 /// Runs `contenders` for `workload.rounds` rounds after one warm-up round, in a new random
-/// order each round.
+/// order each round, each run timed over `workload.batch` calls.
 fn measure(
     operation: &str,
     workload: Workload,
     file_bytes: u64,
-    mut contenders: Vec<Contender<'_>>,
+    contenders: Vec<Contender<'_>>,
+    targets: Vec<Target>,
+) -> RowResult {
+    let batch = workload.batch;
+    let timed = contenders
+        .into_iter()
+        .map(|mut contender| Timed {
+            name: contender.name,
+            run: Box::new(move || {
+                let start = Instant::now();
+                for _ in 0..batch {
+                    (contender.run)();
+                }
+                start.elapsed().as_secs_f64() / batch as f64
+            }),
+        })
+        .collect();
+    measure_timed(operation, workload, file_bytes, timed, targets)
+}
+
+/// A contender that times itself: its name, and a run that returns the time of the part to
+/// measure (leaving out what it drops after it), in seconds.
+struct Timed<'a> {
+    name: String,
+    run: Box<dyn FnMut() -> f64 + 'a>,
+}
+
+impl<'a> Timed<'a> {
+    fn new(name: impl Into<String>, mut run: impl FnMut() -> Duration + 'a) -> Self {
+        Timed {
+            name: name.into(),
+            run: Box::new(move || run().as_secs_f64()),
+        }
+    }
+}
+
+/// [`measure`] for contenders that time themselves: one warm-up round, then
+/// `workload.rounds` rounds, in a new random order each round.
+fn measure_timed(
+    operation: &str,
+    workload: Workload,
+    file_bytes: u64,
+    mut contenders: Vec<Timed<'_>>,
     targets: Vec<Target>,
 ) -> RowResult {
     let count = contenders.len();
@@ -222,11 +264,7 @@ fn measure(
     for round in 0..=workload.rounds {
         rng.shuffle(&mut order);
         for &i in &order {
-            let start = Instant::now();
-            for _ in 0..workload.batch {
-                (contenders[i].run)();
-            }
-            let elapsed = start.elapsed().as_secs_f64() / workload.batch as f64;
+            let elapsed = (contenders[i].run)();
             // Round 0 warms caches and allocators and is not kept.
             if round > 0 {
                 times[i].push(elapsed);

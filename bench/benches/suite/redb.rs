@@ -8,7 +8,7 @@ use std::fs;
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use persist::backend::Redb;
 use persist::{Collection, Durability, Options, Persisted};
@@ -16,7 +16,7 @@ use persist_bench::{Record, Records};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::{Contender, Mode, RowResult, Target, Workload, measure, round_order};
+use super::{Contender, Mode, RowResult, Target, Timed, Workload, measure, measure_timed};
 
 /// A record as a collection's value.
 #[derive(Clone, Serialize, Deserialize, Persisted)]
@@ -156,48 +156,6 @@ fn bytes_per_entry(dir: &Path, name: &str, entries: usize) -> (usize, [f64; 3]) 
         entries,
         [per("hand.redb"), per("persist.redb"), per("local")],
     )
-}
-
-/// A contender that times itself: its name, and a run that returns the time of the part to
-/// measure (leaving out what it drops after it).
-type Timed<'a> = (&'a str, Box<dyn FnMut() -> Duration + 'a>);
-
-/// [`measure`] for contenders that time themselves.
-fn measure_timed(
-    operation: &str,
-    workload: Workload,
-    file_bytes: u64,
-    mut contenders: Vec<Timed<'_>>,
-    targets: Vec<Target>,
-) -> RowResult {
-    let count = contenders.len();
-    let mut times = vec![Vec::with_capacity(workload.rounds); count];
-    let mut order: Vec<usize> = (0..count).collect();
-    let mut rng = round_order(operation, workload.name);
-    eprint!("{operation} {}: ", workload.name);
-    for round in 0..=workload.rounds {
-        rng.shuffle(&mut order);
-        for &i in &order {
-            let elapsed = (contenders[i].1)();
-            if round > 0 {
-                times[i].push(elapsed.as_secs_f64());
-            }
-        }
-        eprint!(".");
-    }
-    eprintln!();
-    RowResult {
-        operation: operation.into(),
-        workload: workload.name.into(),
-        file_bytes,
-        reference: contenders[0].0.to_owned(),
-        contenders: contenders
-            .iter()
-            .map(|(name, _)| (*name).to_owned())
-            .collect(),
-        times,
-        targets,
-    }
 }
 
 fn targets() -> Vec<Target> {
@@ -351,41 +309,32 @@ pub(super) fn rows(dir: &Path, mode: Mode, small: Workload) -> (Vec<RowResult>, 
         opens,
         file_bytes,
         vec![
-            (
-                HAND,
-                Box::new(|| {
-                    let started = Instant::now();
-                    let hand = Hand {
-                        db: Database::create(&hand_path).unwrap(),
-                    };
-                    black_box(hand.get(key).unwrap());
-                    let elapsed = started.elapsed();
-                    // Closing commits (redb writes its allocator state): not timed.
-                    drop(hand);
-                    elapsed
-                }),
-            ),
-            (
-                PERSIST,
-                Box::new(|| {
-                    let started = Instant::now();
-                    let backend = Arc::new(Redb::open(&persist_path).unwrap());
-                    let collection = Collection::<Item>::with_backend(backend, Options::new());
-                    black_box(collection.get(key).unwrap().unwrap());
-                    let elapsed = started.elapsed();
-                    drop(collection);
-                    elapsed
-                }),
-            ),
-            (
-                LOCAL,
-                Box::new(|| {
-                    let started = Instant::now();
-                    let collection = Collection::<Item>::open(&local_path).unwrap();
-                    black_box(collection.get(key).unwrap().unwrap());
-                    started.elapsed()
-                }),
-            ),
+            Timed::new(HAND, || {
+                let started = Instant::now();
+                let hand = Hand {
+                    db: Database::create(&hand_path).unwrap(),
+                };
+                black_box(hand.get(key).unwrap());
+                let elapsed = started.elapsed();
+                // Closing commits (redb writes its allocator state): not timed.
+                drop(hand);
+                elapsed
+            }),
+            Timed::new(PERSIST, || {
+                let started = Instant::now();
+                let backend = Arc::new(Redb::open(&persist_path).unwrap());
+                let collection = Collection::<Item>::with_backend(backend, Options::new());
+                black_box(collection.get(key).unwrap().unwrap());
+                let elapsed = started.elapsed();
+                drop(collection);
+                elapsed
+            }),
+            Timed::new(LOCAL, || {
+                let started = Instant::now();
+                let collection = Collection::<Item>::open(&local_path).unwrap();
+                black_box(collection.get(key).unwrap().unwrap());
+                started.elapsed()
+            }),
         ],
         targets(),
     ));
