@@ -145,7 +145,7 @@ impl Settings {
             },
         };
         Ok(Prepared {
-            bytes: self.seal(plain, version, path)?,
+            bytes: self.seal(plain, version, || path.to_owned())?,
             version,
         })
     }
@@ -198,14 +198,20 @@ impl Settings {
         rollback::write_over(value, &existing, self.on_newer, self.style::<T>(), path)
     }
 
-    /// `plain` (an envelope of `version`) framed with the configured layers, if any.
-    pub(crate) fn seal(&self, plain: Vec<u8>, version: u32, path: &Path) -> Result<Vec<u8>, Error> {
+    /// `plain` (an envelope of `version`) framed with the configured layers, if any; `path()`
+    /// names the file in an error (made only then).
+    pub(crate) fn seal(
+        &self,
+        plain: Vec<u8>,
+        version: u32,
+        path: impl FnOnce() -> std::path::PathBuf,
+    ) -> Result<Vec<u8>, Error> {
         let layers = self.layers();
         if !layers.any() {
             return Ok(plain);
         }
         frame::seal(plain, version, &layers).map_err(|source| Error::Seal {
-            path: path.to_owned(),
+            path: path(),
             source,
         })
     }

@@ -24,10 +24,7 @@ pub(crate) fn encode<T: Persisted>(
     let mut plain = Vec::with_capacity(capacity);
     codec::encode(value, &mut plain, style).map_err(|error| error.at(&path()))?;
     insert_key(&mut plain, key, style.pretty);
-    match settings.layers().any() {
-        true => settings.seal(plain, T::VERSION, &path()),
-        false => Ok(plain),
-    }
+    settings.seal(plain, T::VERSION, path)
 }
 
 /// Puts the `key` member after `version`, the envelope's first member: the first comma of
