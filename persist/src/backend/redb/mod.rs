@@ -458,6 +458,18 @@ fn holds(condition: &Condition, current: Option<u64>) -> bool {
     }
 }
 
+/// The tag of the entry `name` in the write transaction's table, `None` when there is none.
+fn current_tag(
+    entries: &Table<'_, &str, &[u8]>,
+    name: &str,
+    path: &Path,
+) -> Result<Option<u64>, Error> {
+    Ok(entries
+        .get(name)
+        .map_err(failed(path, IoOp::Read))?
+        .and_then(|row| tag_of(row.value())))
+}
+
 /// Takes `count` tags from the sequence: the first of them.
 fn take_tags(txn: &WriteTransaction, count: u64, path: &Path) -> Result<u64, Error> {
     let mut meta = txn.open_table(META).map_err(failed(path, IoOp::Write))?;
@@ -538,10 +550,7 @@ impl Backend for Redb {
                 .map_err(failed(&path, IoOp::Write))?;
             // Read only for a condition to check.
             if *condition != Condition::Always {
-                let current = entries
-                    .get(name)
-                    .map_err(failed(&path, IoOp::Read))?
-                    .and_then(|row| tag_of(row.value()));
+                let current = current_tag(&entries, name, &path)?;
                 if !holds(condition, current) {
                     drop(entries);
                     txn.abort().map_err(failed(&path, IoOp::Write))?;
@@ -569,10 +578,7 @@ impl Backend for Redb {
             let mut entries = txn
                 .open_table(ENTRIES)
                 .map_err(failed(&path, IoOp::Remove))?;
-            let current = entries
-                .get(name)
-                .map_err(failed(&path, IoOp::Read))?
-                .and_then(|row| tag_of(row.value()));
+            let current = current_tag(&entries, name, &path)?;
             let removed = current.is_some() && holds(condition, current);
             if removed {
                 entries.remove(name).map_err(failed(&path, IoOp::Remove))?;
