@@ -160,10 +160,6 @@ impl<T: Persisted> Iterator for Keys<T> {
                     self.parts.clear();
                     return Some(Err(error));
                 }
-                // Most names are their keys: given as they are.
-                Some(Ok(name)) if matches!(part, Part::Spelled(_)) && key::spells_itself(&name) => {
-                    return Some(Ok(name));
-                }
                 Some(Ok(name)) => {
                     if let Some(found) = Keys::key_of(&self.collection, &self.prefix, part, name) {
                         return Some(found);
