@@ -124,6 +124,7 @@ pub(crate) fn exclusive_in(
 /// Takes the lock held in the file `name` of `dir` shared with other shared holders (threads
 /// of this process as other processes), on behalf of `named`, waiting at most `timeout` for an
 /// exclusive holder: how a collection's single writes keep out of its batches.
+#[cfg_attr(not(feature = "collection"), allow(dead_code))]
 pub(crate) fn shared_in(
     dir: &Arc<Dir>,
     name: &OsStr,
@@ -139,6 +140,7 @@ enum Access {
     /// One holder.
     Exclusive,
     /// Any number of shared holders, and no exclusive one.
+    #[cfg_attr(not(feature = "collection"), allow(dead_code))]
     Shared,
 }
 
