@@ -89,6 +89,23 @@ pub(crate) struct Mapped {
     map: memmap2::Mmap,
 }
 
+/// Whether `bytes` lie inside a mapping persist holds: bytes that another program can change
+/// (or a truncation can turn into zeros) while they are parsed. serde_json reads every byte
+/// once, by safe indexing, so changing bytes are only data to it; a parser that reads a byte
+/// twice and trusts the second reading to match the first (sonic-rs does) must not be shown
+/// them.
+pub(crate) fn holds(bytes: &[u8]) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        guard::holds(bytes.as_ptr() as usize)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = bytes;
+        false
+    }
+}
+
 #[cfg(target_os = "linux")]
 mod guard {
     //! The SIGBUS handler and its table of mappings. The handler may run at any moment on any
@@ -124,6 +141,10 @@ mod guard {
     }; SLOTS];
 
     static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
+
+    /// Set by the first registration: until then no mapping exists, and [`holds`] looks no
+    /// further.
+    static EVER: AtomicBool = AtomicBool::new(false);
 
     /// The SIGBUS action before persist's, to which foreign faults go.
     static PREVIOUS: OnceLock<Action> = OnceLock::new();
@@ -166,11 +187,23 @@ mod guard {
                 .compare_exchange(0, CLAIMED, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         })?;
+        EVER.store(true, Ordering::Relaxed);
         slot.faulted.store(false, Ordering::Relaxed);
         slot.end.store(end, Ordering::Relaxed);
         // Release: a handler that sees `start` sees `end` and `faulted` as set above.
         slot.start.store(start, Ordering::Release);
         Some(Registration { slot })
+    }
+
+    /// Whether `address` lies inside a registered mapping. A mapping registered by this thread
+    /// is seen (its registration happened before); so is any other, since its caller holds
+    /// the `Registration` while the bytes are in use.
+    pub(crate) fn holds(address: usize) -> bool {
+        EVER.load(Ordering::Relaxed)
+            && TABLE.iter().any(|slot| {
+                let start = slot.start.load(Ordering::Acquire);
+                start > CLAIMED && start <= address && address < slot.end.load(Ordering::Relaxed)
+            })
     }
 
     /// Whether persist's handler is the current SIGBUS action, installing it the first time.

@@ -36,10 +36,16 @@ use crate::Persisted;
 /// release builds; 16 take 512 KiB in debug builds. State files nest far less than either.
 const SIMD_MAX_DEPTH: usize = if cfg!(debug_assertions) { 16 } else { 64 };
 
-/// The outcome of the pass through sonic-rs, or `None` when serde_json must decide: the screen
-/// refused the document or sonic-rs did not accept it.
+/// The outcome of the pass through sonic-rs, or `None` when serde_json must decide: the bytes
+/// are a mapped file's, the screen refused the document or sonic-rs did not accept it.
+///
+/// A mapped file's bytes can change while they are parsed (another program rewrites or
+/// truncates the file; a truncation turns the lost pages into zeros). sonic-rs reads some bytes
+/// twice and trusts the second reading to match the first (a digit it has just checked, say), so
+/// it panics or misreads on such input; serde_json reads each byte once and reports an error,
+/// which the load then replaces with the truncation. Mapped files are 1 MiB and more.
 pub(super) fn parse<T: Persisted>(bytes: &[u8], pass: Pass) -> Option<Outcome<T>> {
-    if !screen(bytes, SIMD_MAX_DEPTH) {
+    if crate::mapped::holds(bytes) || !screen(bytes, SIMD_MAX_DEPTH) {
         return None;
     }
     let mut deserializer = sonic_rs::Deserializer::from_slice(bytes);

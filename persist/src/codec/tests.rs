@@ -514,3 +514,32 @@ fn the_compact_path_has_the_general_nesting_limit() {
         );
     }
 }
+
+/// A mapped file's bytes can change under the parser (a truncation turns its tail into zeros),
+/// so sonic-rs, which trusts a byte it reads twice to read the same, is never shown them:
+/// serde_json decodes a mapped file even with the `simd` feature.
+#[cfg(all(feature = "simd", target_os = "linux"))]
+#[test]
+fn sonic_rs_is_never_shown_a_mapped_file() {
+    use std::io::Write;
+
+    let name = "n".repeat(crate::mapped::MAP_AT_LEAST as usize);
+    let document = format!(r#"{{"version":1,"data":{{"name":"{name}"}}}}"#);
+    let mut file = tempfile::tempfile().unwrap();
+    file.write_all(document.as_bytes()).unwrap();
+    let mapped = crate::mapped::Contents::map(&file, document.len() as u64).expect("the file maps");
+    let pass = Pass::Envelope {
+        known_version: None,
+        checksum_checked: false,
+    };
+    assert!(crate::mapped::holds(&mapped));
+    assert!(crate::mapped::holds(&mapped[document.len() - 1..]));
+    assert!(super::simd::parse::<V1>(&mapped, pass).is_none());
+    // The same bytes in the heap go to sonic-rs, and the mapped ones still load.
+    assert!(!crate::mapped::holds(document.as_bytes()));
+    assert!(matches!(
+        super::simd::parse::<V1>(document.as_bytes(), pass),
+        Some(super::Outcome::Decoded(Ok(V1 { name: decoded }))) if decoded == name
+    ));
+    assert_eq!(decode::<V1>(&mapped).unwrap(), V1 { name });
+}
