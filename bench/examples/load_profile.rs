@@ -204,6 +204,69 @@ fn main() {
             }
             return;
         }
+        if let Some(which) = std::env::var_os("PROFILE_MANY_GETS") {
+            // Gets of random entries among 10,000 records, as the bench's get row makes them
+            // (PROFILE_MANY_GETS=hand|p).
+            let records = persist_bench::Records::generate(10_000).records;
+            let keys: Vec<String> = (0..records.len()).map(|n| format!("user-{n:06}")).collect();
+            let items: Vec<Item> = records.into_iter().map(|record| Item { record }).collect();
+            let many_hand = redb::Database::create(dir.path().join("many-hand.redb")).unwrap();
+            let txn = many_hand.begin_write().unwrap();
+            {
+                let mut table = txn.open_table(TABLE).unwrap();
+                for (key, item) in keys.iter().zip(&items) {
+                    let bytes = serde_json::to_vec(item).unwrap();
+                    table.insert(key.as_str(), bytes.as_slice()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+            let many: persist::Collection<Item> = persist::Options::new()
+                .redb(dir.path().join("many.redb"))
+                .unwrap();
+            many.put_many(keys.iter().zip(&items)).unwrap();
+            let mut rng = persist_bench::Rng::new(0x6E7);
+            let picks: Vec<&str> = (0..4_096)
+                .map(|_| keys[rng.below(keys.len() as u64) as usize].as_str())
+                .collect();
+            let hand_get = |key: &str| {
+                let txn = many_hand.begin_read().unwrap();
+                let table = txn.open_table(TABLE).unwrap();
+                let row = table.get(key).unwrap().unwrap();
+                drop(black_box(serde_json::from_slice::<Item>(row.value()).unwrap()));
+            };
+            if which == "both" {
+                // Alternating rounds of 2,000 gets, the median ratio.
+                let mut ratios = Vec::new();
+                for round in 0..times as usize {
+                    let mut took = [std::time::Duration::ZERO; 2];
+                    for side in [round % 2, 1 - round % 2] {
+                        let started = std::time::Instant::now();
+                        for at in 0..2_000 {
+                            let key = picks[(round * 2_000 + at) % picks.len()];
+                            match side {
+                                0 => hand_get(key),
+                                _ => drop(black_box(many.get(key).unwrap())),
+                            }
+                        }
+                        took[side] = started.elapsed();
+                    }
+                    ratios.push(took[1].as_secs_f64() / took[0].as_secs_f64());
+                }
+                ratios.sort_by(f64::total_cmp);
+                println!("median ratio {:.3} over {} rounds", ratios[ratios.len() / 2], ratios.len());
+                return;
+            }
+            let started = std::time::Instant::now();
+            for at in 0..times as usize * 5 {
+                let key = picks[at % picks.len()];
+                match which == "hand" {
+                    true => hand_get(key),
+                    false => drop(black_box(many.get(key).unwrap())),
+                }
+            }
+            println!("{:?} per get", started.elapsed() / (times * 5));
+            return;
+        }
         if std::env::var_os("PROFILE_PUT_MANY").is_some() {
             // Batches of 1,000 without a sync, for perf record.
             let keys: Vec<String> = (0..1_000).map(|n| format!("key-{n:06}")).collect();

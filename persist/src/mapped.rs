@@ -94,6 +94,7 @@ pub(crate) struct Mapped {
 /// once, by safe indexing, so changing bytes are only data to it; a parser that reads a byte
 /// twice and trusts the second reading to match the first (sonic-rs does) must not be shown
 /// them.
+#[cfg(feature = "simd")]
 pub(crate) fn holds(bytes: &[u8]) -> bool {
     #[cfg(target_os = "linux")]
     {
@@ -198,6 +199,7 @@ mod guard {
     /// Whether `address` lies inside a registered mapping. A mapping registered by this thread
     /// is seen (its registration happened before); so is any other, since its caller holds
     /// the `Registration` while the bytes are in use.
+    #[cfg(feature = "simd")]
     pub(crate) fn holds(address: usize) -> bool {
         EVER.load(Ordering::Relaxed)
             && TABLE.iter().any(|slot| {

@@ -13,6 +13,7 @@
 //!
 //! [FORMAT.md]: https://github.com/persist-rs/persist/blob/main/FORMAT.md
 
+mod lent;
 mod local;
 mod memory;
 #[cfg(feature = "postgres")]
@@ -27,6 +28,7 @@ mod s3;
 use std::fmt;
 use std::path::PathBuf;
 
+pub use self::lent::Lent;
 pub use self::local::Local;
 pub use self::memory::{Fault, Memory};
 #[cfg(feature = "postgres")]
@@ -137,6 +139,24 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// The store could not be read.
     fn read(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
         Ok(self.get(name)?.map(|stored| stored.bytes))
+    }
+
+    /// Lends the entry `name` to `visit` and returns `true`, or returns `false` when there is
+    /// none: a [`read`](Backend::read) for a store that can show an entry where it lies (in a
+    /// page of a read transaction, say) without copying it. The default lends what
+    /// [`read`](Backend::read) returns.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be read.
+    fn read_with(&self, name: &str, visit: &mut dyn FnMut(Lent<'_>)) -> Result<bool, Error> {
+        Ok(match self.read(name)? {
+            Some(bytes) => {
+                visit(Lent::whole(&bytes));
+                true
+            }
+            None => false,
+        })
     }
 
     /// Stores `entry` under `name` if `condition` holds, atomically: a reader sees the old

@@ -387,7 +387,9 @@ pub(crate) fn decode_simd_only<T: Persisted>(bytes: &[u8]) -> Option<T> {
 }
 
 /// The envelope persist writes, compact and at `T`'s version — `{"version":N,"data":VALUE}`,
-/// nothing around it — read by parsing the value where it lies, without the envelope's
+/// or a collection entry's `{"version":N,"key":"K","data":VALUE}` (a key without escapes or
+/// control characters), nothing around it — read by parsing the value where it lies, without
+/// the envelope's
 /// visitor (which takes members in any order, checksums and unknown members, and costs a
 /// good part of a small record's decode): `None` for any other shape (another order or
 /// version, whitespace, a checksum or other member after the value, a value that does not
@@ -405,20 +407,71 @@ fn decode_compact<T: Persisted>(bytes: &[u8]) -> Option<T> {
     if version != T::VERSION {
         return None;
     }
-    let value = rest.strip_prefix(b",\"data\":")?.strip_suffix(b"}")?;
+    let rest = match rest.strip_prefix(b",\"key\":") {
+        Some(key) => after_plain_string(key)?,
+        None => rest,
+    };
+    compact_value(rest.strip_prefix(b",\"data\":")?)
+}
+
+/// [`decode`] of a collection entry `{"version":V,"key":K,"data":` + `rest` whose head is not
+/// at hand (a store kept only `V` and `rest`, and the key is the one asked for) where the fast
+/// way of [`decode_compact`] gives its value: `None` where the entry must be built and decoded
+/// the general way (another version, another shape, the `simd` parser).
+#[cfg(feature = "collection")]
+pub(crate) fn decode_headless<T: Persisted>(version: u64, rest: &[u8]) -> Option<T> {
+    if Parser::DEFAULT != Parser::Json || version != u64::from(T::VERSION) {
+        return None;
+    }
+    compact_value(rest)
+}
+
+/// The value of the envelope whose `"data":` is followed by `rest`, parsed where it lies,
+/// when `rest` is the value and the envelope's closing brace alone.
+fn compact_value<T: Persisted>(rest: &[u8]) -> Option<T> {
+    let value = rest.strip_suffix(b"}")?;
     // A checksum member is a string, and last: the general way verifies it.
     if value.ends_with(b"\"") {
         return None;
     }
     // Parsed alone, the value has one level of nesting more to spend than inside the
-    // envelope (serde_json allows 128): only a value too short to nest 127 levels (each takes
-    // an opening and a closing byte) is read this way, so that the same documents pass and
-    // fail. Small values are where the envelope's visitor costs most; a larger one amortizes
-    // it.
-    if value.len() >= 2 * 127 {
+    // envelope (serde_json allows 128): only a value with fewer than 127 opening brackets
+    // (counted in strings too) is read this way, as it cannot nest 127 levels deep, so that
+    // the same documents pass and fail.
+    if value.len() >= 2 * 127 && openings(value) >= 127 {
         return None;
     }
     serde_json::from_slice::<T>(value).ok()
+}
+
+/// What follows the JSON string at the start of `bytes`, when it is a string serde_json reads
+/// as it is: valid UTF-8 without escapes or control characters (anything else is left to the
+/// general way).
+fn after_plain_string(bytes: &[u8]) -> Option<&[u8]> {
+    let text = bytes.strip_prefix(b"\"")?;
+    let end = text
+        .iter()
+        .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)?;
+    if text[end] != b'"' {
+        return None;
+    }
+    std::str::from_utf8(&text[..end]).ok()?;
+    Some(&text[end + 1..])
+}
+
+/// How many bytes of `value` are `[` or `{` (a bound on its nesting). `[` is 0x5B and `{`
+/// 0x7B, the only bytes that are `{` with the 0x20 bit set; counted in bytes per chunk of 255,
+/// which the compiler turns into vector instructions.
+fn openings(value: &[u8]) -> usize {
+    value
+        .chunks(255)
+        .map(|chunk| {
+            let count = chunk
+                .iter()
+                .fold(0_u8, |count, &byte| count + u8::from(byte | 0x20 == b'{'));
+            usize::from(count)
+        })
+        .sum()
 }
 
 /// Turns the outcome of a pass into the value, running the second pass a file may need.

@@ -466,6 +466,18 @@ fn the_compact_path_agrees_with_the_general_decode() {
         r#"{"version":3,"data":{"name":"b","size":1}}"#.to_owned(),
         format!(r#"{{"data":{data},"version":7}}"#),
         format!(r#"{{"version":7,"data":{data}"#),
+        // Collection entries: the key member between the two.
+        format!(r#"{{"version":7,"key":"alice","data":{data}}}"#),
+        format!(r#"{{"version":7,"key":"é ~/","data":{data}}}"#),
+        format!(r#"{{"version":7,"key":"a\"b","data":{data}}}"#),
+        format!(r#"{{"version":7,"key":"a\u0041","data":{data}}}"#),
+        format!("{{\"version\":7,\"key\":\"a\u{1}\",\"data\":{data}}}"),
+        format!(r#"{{"version":7,"key":"alice,"data":{data}}}"#),
+        format!(r#"{{"version":7,"key":1,"data":{data}}}"#),
+        format!(r#"{{"version":7,"key":"alice","data":{data},"crc32c":"00000000"}}"#),
+        format!(r#"{{"version":7,"key":"alice","key":"bob","data":{data}}}"#),
+        format!(r#"{{"version":7,"data":{data},"key":"alice"}}"#),
+        format!(r#"{{"version":7,"key":"alice","data":{data},"key":"bob"}}"#),
     ];
     for case in &cases {
         let fast = decode_compact::<V7>(case.as_bytes());
@@ -480,6 +492,18 @@ fn the_compact_path_agrees_with_the_general_decode() {
     }
     assert!(decode_compact::<V7>(cases[0].as_bytes()).is_some());
     assert!(decode_compact::<V7>(cases[2].as_bytes()).is_none());
+    assert!(decode_compact::<V7>(cases[17].as_bytes()).is_some());
+    assert!(decode_compact::<V7>(cases[18].as_bytes()).is_some());
+    // Escapes and control characters are left to the general way.
+    assert!(decode_compact::<V7>(cases[19].as_bytes()).is_none());
+    assert!(decode_compact::<V7>(cases[20].as_bytes()).is_none());
+    assert!(decode_compact::<V7>(cases[21].as_bytes()).is_none());
+    // Invalid UTF-8 in the key, too.
+    let mut invalid = br#"{"version":7,"key":"a"#.to_vec();
+    invalid.push(0xff);
+    invalid.extend_from_slice(format!(r#"","data":{data}}}"#).as_bytes());
+    assert!(decode_compact::<V7>(&invalid).is_none());
+    assert_eq!(decode::<V7>(&invalid).ok(), general(&invalid));
 }
 
 /// The compact path parses the value inside the envelope, so serde_json's nesting limit
@@ -497,22 +521,44 @@ fn the_compact_path_has_the_general_nesting_limit() {
         }
     }
 
-    for depth in [120, 126, 127, 128, 129] {
-        let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
-        let bytes = format!(r#"{{"version":1,"data":{nested}}}"#);
+    let general = |bytes: &str| {
         let pass = Pass::Envelope {
             known_version: None,
             checksum_checked: false,
         };
-        let general = parse::<Json>(bytes.as_bytes(), pass, Parser::Json)
+        parse::<Json>(bytes.as_bytes(), pass, Parser::Json)
             .ok()
-            .and_then(|outcome| finish(outcome, bytes.as_bytes(), Parser::Json).ok());
-        assert_eq!(
-            decode_compact::<Json>(bytes.as_bytes()).is_some(),
-            general.is_some(),
-            "depth {depth}"
-        );
+            .and_then(|outcome| finish(outcome, bytes.as_bytes(), Parser::Json).ok())
+    };
+    for depth in [120, 126, 127, 128, 129] {
+        for padding in [0, 1_000] {
+            // Long strings beside the brackets: the length alone does not send the value the
+            // general way.
+            let nested = format!(
+                "{}\"{}\"{}",
+                "[".repeat(depth),
+                " ".repeat(padding),
+                "]".repeat(depth)
+            );
+            for head in [r#""version":1"#, r#""version":1,"key":"k""#] {
+                let bytes = format!(r#"{{{head},"data":{nested}}}"#);
+                assert_eq!(
+                    decode_compact::<Json>(bytes.as_bytes()).is_some(),
+                    general(&bytes).is_some(),
+                    "depth {depth}, {head}"
+                );
+            }
+        }
     }
+    // A long value with few brackets is read the compact way; brackets in strings count.
+    let long = format!(
+        r#"{{"version":1,"key":"k","data":["{}"]}}"#,
+        "x".repeat(1_000)
+    );
+    assert!(decode_compact::<Json>(long.as_bytes()).is_some());
+    let brackets = format!(r#"{{"version":1,"data":["{}"]}}"#, "[".repeat(300));
+    assert!(decode_compact::<Json>(brackets.as_bytes()).is_none());
+    assert!(general(&brackets).is_some());
 }
 
 /// A mapped file's bytes can change under the parser (a truncation turns its tail into zeros),

@@ -21,7 +21,9 @@ pub use self::scan::Streamed;
 pub use self::scan::{Entries, Keys};
 #[cfg(feature = "tokio")]
 use crate::Pending;
-use crate::backend::{Backend, Change, Condition, Entry, EntryRecovery, Local, Memory, Written};
+use crate::backend::{
+    Backend, Change, Condition, Entry, EntryRecovery, Lent, Local, Memory, Written,
+};
 use crate::file::recover::{OnCorrupt, is_damage};
 use crate::settings::Settings;
 use crate::shell::{AuditEntry, AuditOp, Written as FileWritten, version_of};
@@ -405,6 +407,18 @@ impl<T: Persisted> Collection<T> {
         }
     }
 
+    /// [`decode`](Collection::decode) of an entry a backend lent: one whose head the store
+    /// left out (its name is the key asked for) is read where it lies when it is at `T`'s
+    /// version and plain; anything else is built whole and decoded.
+    fn decode_lent(&self, key: &str, name: &str, lent: Lent<'_>) -> Result<T, Error> {
+        if let Some((version, rest)) = lent.parts()
+            && let Some(value) = crate::codec::decode_headless::<T>(version, rest)
+        {
+            return Ok(value);
+        }
+        self.decode(key, name, &lent.bytes())
+    }
+
     /// The value under `key`, migrated from the version it was stored at; `None` if there is
     /// none.
     ///
@@ -425,11 +439,14 @@ impl<T: Persisted> Collection<T> {
             self.recovering(key, &name, || {
                 #[cfg(feature = "cache")]
                 let epoch = self.inner.cache.as_ref().map(|cache| cache.epoch());
-                let Some(bytes) = self.inner.backend.read(&name)? else {
+                let mut decoded = None;
+                self.inner.backend.read_with(&name, &mut |lent| {
+                    facts.read = Some(lent.len() as u64);
+                    decoded = Some(self.decode_lent(key, &name, lent));
+                })?;
+                let Some(value) = decoded.transpose()? else {
                     return Ok(None);
                 };
-                facts.read = Some(bytes.len() as u64);
-                let value = self.decode(key, &name, &bytes)?;
                 #[cfg(feature = "cache")]
                 if let (Some(cache), Some(epoch)) = (&self.inner.cache, epoch) {
                     cache.insert(key, &value, epoch);

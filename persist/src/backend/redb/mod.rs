@@ -437,7 +437,7 @@ fn tag_of(row: &[u8]) -> Option<u64> {
 /// makes one).
 fn tag_text(tag: u64) -> Tag {
     let mut digits = Vec::with_capacity(20);
-    row::put_decimal(&mut digits, tag);
+    super::lent::put_decimal(&mut digits, tag);
     Tag::new(String::from_utf8_lossy(&digits).into_owned())
 }
 
@@ -539,6 +539,15 @@ impl Backend for Redb {
         self.row(name, |row, path| {
             row::entry(name, row).ok_or_else(|| damaged_row(path()))
         })
+    }
+
+    /// Lends the entry inside the read transaction, with its head left out when the name is
+    /// its key (no copy, no allocation).
+    fn read_with(&self, name: &str, visit: &mut dyn FnMut(super::Lent<'_>)) -> Result<bool, Error> {
+        let found = self.row(name, |row, path| {
+            row::lend(name, row, &mut *visit).ok_or_else(|| damaged_row(path()))
+        })?;
+        Ok(found.is_some())
     }
 
     fn put(&self, name: &str, entry: Entry<'_>, condition: &Condition) -> Result<Written, Error> {

@@ -6,16 +6,13 @@
 //! is a tenth smaller). Reading puts the envelope's head back, byte for byte: an entry is
 //! stored in form 1 only when that gives exactly its bytes.
 
+use super::super::lent::{self, Lent};
 use crate::collection::key;
 
 /// The bytes as they were put.
 const RAW: u8 = 0;
 /// A collection's envelope without its head.
 const ENVELOPE: u8 = 1;
-
-const VERSION_OPEN: &[u8] = b"{\"version\":";
-const KEY_OPEN: &[u8] = b",\"key\":";
-const DATA_OPEN: &[u8] = b",\"data\":";
 
 /// Writes the row of the entry `bytes` stored under `name` with `tag` into `row`.
 pub(super) fn encode(name: &str, tag: u64, bytes: &[u8], row: &mut Vec<u8>) {
@@ -44,26 +41,26 @@ pub(super) fn tag(row: &[u8]) -> Option<u64> {
 
 /// The entry's bytes of the row stored under `name`; `None` for a row not in this layout.
 pub(super) fn entry(name: &str, row: &[u8]) -> Option<Vec<u8>> {
+    lend(name, row, |lent| lent.bytes().into_owned())
+}
+
+/// What `visit` makes of the entry of the row stored under `name`, lent where it lies (with
+/// its head left out when the name is its key); `None` for a row not in this layout.
+pub(super) fn lend<R>(name: &str, row: &[u8], visit: impl FnOnce(Lent<'_>) -> R) -> Option<R> {
     let (form, _, after) = header(row)?;
     match form {
-        RAW => Some(after.to_vec()),
+        RAW => Some(visit(Lent::whole(after))),
         ENVELOPE => {
             let (version, rest) = get_varint(after)?;
-            let mut bytes = Vec::with_capacity(rest.len() + name.len() + 48);
-            bytes.extend_from_slice(VERSION_OPEN);
-            put_decimal(&mut bytes, version);
-            bytes.extend_from_slice(KEY_OPEN);
-            match key::spells_itself(name) {
-                true => {
-                    bytes.push(b'"');
-                    bytes.extend_from_slice(name.as_bytes());
-                    bytes.push(b'"');
-                }
-                false => put_quoted(&mut bytes, &key::key_of(name)?),
+            if key::spells_itself(name) {
+                return Some(visit(Lent::headless(name, version, rest)));
             }
-            bytes.extend_from_slice(DATA_OPEN);
+            // A name that stands for its key in another spelling: the head is built.
+            let key = key::key_of(name)?;
+            let mut bytes = Vec::with_capacity(rest.len() + 2 * key.len() + 48);
+            lent::put_head(&mut bytes, version, |out| put_quoted(out, &key));
             bytes.extend_from_slice(rest);
-            Some(bytes)
+            Some(visit(Lent::whole(&bytes)))
         }
         _ => None,
     }
@@ -72,18 +69,7 @@ pub(super) fn entry(name: &str, row: &[u8]) -> Option<Vec<u8>> {
 /// The version and the rest of `bytes` when they are exactly `{"version":V,"key":K,"data":`
 /// (V in its one decimal spelling, K the JSON string of `name`'s key) and a rest.
 fn headless<'a>(name: &str, bytes: &'a [u8]) -> Option<(u64, &'a [u8])> {
-    let after = bytes.strip_prefix(VERSION_OPEN)?;
-    let digits = after
-        .iter()
-        .take_while(|byte| byte.is_ascii_digit())
-        .count();
-    let (spelled, after) = after.split_at(digits);
-    // The one decimal spelling: no leading zero, and within a u64 (the parse fails beyond).
-    if digits > 1 && spelled[0] == b'0' {
-        return None;
-    }
-    let version: u64 = std::str::from_utf8(spelled).ok()?.parse().ok()?;
-    let after = after.strip_prefix(KEY_OPEN)?;
+    let (version, after) = lent::parse_version_and_key(bytes)?;
     let after = match key::spells_itself(name) {
         // The key is the name, and its bytes need no escape in JSON.
         true => after
@@ -97,7 +83,7 @@ fn headless<'a>(name: &str, bytes: &'a [u8]) -> Option<(u64, &'a [u8])> {
             after.strip_prefix(quoted.as_slice())?
         }
     };
-    let rest = after.strip_prefix(DATA_OPEN)?;
+    let rest = lent::after_data_open(after)?;
     Some((version, rest))
 }
 
@@ -133,22 +119,6 @@ fn get_varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
         }
     }
     None
-}
-
-/// `value` in decimal digits (without the formatting machinery: a get makes one).
-pub(super) fn put_decimal(out: &mut Vec<u8>, value: u64) {
-    let mut digits = [0_u8; 20];
-    let mut at = digits.len();
-    let mut rest = value;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
 }
 
 /// `text` as a JSON string, as serde_json writes it (the collection writes keys with it).
