@@ -232,7 +232,9 @@ fn main() {
                 let txn = many_hand.begin_read().unwrap();
                 let table = txn.open_table(TABLE).unwrap();
                 let row = table.get(key).unwrap().unwrap();
-                drop(black_box(serde_json::from_slice::<Item>(row.value()).unwrap()));
+                drop(black_box(
+                    serde_json::from_slice::<Item>(row.value()).unwrap(),
+                ));
             };
             if which == "both" {
                 // Alternating rounds of 2,000 gets, the median ratio.
@@ -253,7 +255,11 @@ fn main() {
                     ratios.push(took[1].as_secs_f64() / took[0].as_secs_f64());
                 }
                 ratios.sort_by(f64::total_cmp);
-                println!("median ratio {:.3} over {} rounds", ratios[ratios.len() / 2], ratios.len());
+                println!(
+                    "median ratio {:.3} over {} rounds",
+                    ratios[ratios.len() / 2],
+                    ratios.len()
+                );
                 return;
             }
             let started = std::time::Instant::now();

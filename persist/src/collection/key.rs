@@ -156,7 +156,9 @@ pub(crate) fn into_key(name: String) -> Option<String> {
 /// Whether `name` is the name of the key spelled the same: every byte kept, and not a device
 /// name (whose key is spelled with its first letter escaped).
 pub(crate) fn spells_itself(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(kept) && (name.len() > 4 || !RESERVED.contains(&name))
+    // Every byte looked at, without a branch per byte: names are short, and most are kept.
+    let all_kept = name.bytes().fold(true, |all, byte| all & kept(byte));
+    !name.is_empty() && all_kept && (name.len() > 4 || !RESERVED.contains(&name))
 }
 
 /// Whether `name` is a hashed name.

@@ -160,6 +160,10 @@ impl<T: Persisted> Iterator for Keys<T> {
                     self.parts.clear();
                     return Some(Err(error));
                 }
+                // Most names spell their keys: such a name is its key, with nothing to read.
+                Some(Ok(name)) if matches!(part, Part::Spelled(_)) && key::spells_itself(&name) => {
+                    return Some(Ok(name));
+                }
                 Some(Ok(name)) => {
                     if let Some(found) = Keys::key_of(&self.collection, &self.prefix, part, name) {
                         return Some(found);
