@@ -168,6 +168,20 @@ fn main() {
                 }
                 return;
             }
+            if std::env::var("PROFILE_LIST").unwrap() == "hand" {
+                for _ in 0..times {
+                    let txn = hand.begin_read().unwrap();
+                    let table = txn.open_table(TABLE).unwrap();
+                    let mut count = 0;
+                    for row in redb::ReadableTable::iter(&table).unwrap() {
+                        let (key, _) = row.unwrap();
+                        black_box(key.value().to_owned());
+                        count += 1;
+                    }
+                    assert_eq!(count, 100_000);
+                }
+                return;
+            }
             if std::env::var("PROFILE_LIST").unwrap() == "scan" {
                 for _ in 0..times {
                     assert_eq!(
@@ -273,9 +287,30 @@ fn main() {
             println!("{:?} per get", started.elapsed() / (times * 5));
             return;
         }
-        if std::env::var_os("PROFILE_PUT_MANY").is_some() {
-            // Batches of 1,000 without a sync, for perf record.
+        if let Some(which) = std::env::var_os("PROFILE_PUT_MANY") {
+            // Batches of 1,000 without a sync, for perf record (PROFILE_PUT_MANY=hand: redb by
+            // hand, without a sync too).
             let keys: Vec<String> = (0..1_000).map(|n| format!("key-{n:06}")).collect();
+            if which == "hand" {
+                let quick = redb::Database::create(dir.path().join("quick-hand.redb")).unwrap();
+                let started = std::time::Instant::now();
+                for _ in 0..times {
+                    let mut txn = quick.begin_write().unwrap();
+                    txn.set_durability(redb::Durability::None).unwrap();
+                    {
+                        let mut table = txn.open_table(TABLE).unwrap();
+                        let mut bytes = Vec::new();
+                        for key in &keys {
+                            bytes.clear();
+                            serde_json::to_writer(&mut bytes, &item).unwrap();
+                            table.insert(key.as_str(), bytes.as_slice()).unwrap();
+                        }
+                    }
+                    txn.commit().unwrap();
+                }
+                println!("hand put_many of 1000: {:?}", started.elapsed() / times);
+                return;
+            }
             let quick: persist::Collection<Item> = persist::Options::new()
                 .durability(persist::Durability::None)
                 .redb(dir.path().join("quick.redb"))

@@ -106,7 +106,7 @@ impl<'a> Lent<'a> {
 /// `K`, the key as a JSON string.
 pub(crate) fn put_head(out: &mut Vec<u8>, version: u64, put_key: impl FnOnce(&mut Vec<u8>)) {
     out.extend_from_slice(VERSION_OPEN);
-    put_decimal(out, version);
+    crate::codec::put_decimal(out, version);
     out.extend_from_slice(KEY_OPEN);
     put_key(out);
     out.extend_from_slice(DATA_OPEN);
@@ -121,32 +121,21 @@ pub(crate) fn parse_version_and_key(bytes: &[u8]) -> Option<(u64, &[u8])> {
         .take_while(|byte| byte.is_ascii_digit())
         .count();
     let (spelled, after) = after.split_at(digits);
-    if digits > 1 && spelled[0] == b'0' {
+    if digits == 0 || (digits > 1 && spelled[0] == b'0') {
         return None;
     }
-    let version: u64 = std::str::from_utf8(spelled).ok()?.parse().ok()?;
+    let mut version = 0_u64;
+    for &digit in spelled {
+        version = version
+            .checked_mul(10)?
+            .checked_add(u64::from(digit - b'0'))?;
+    }
     Some((version, after.strip_prefix(KEY_OPEN)?))
 }
 
 /// What follows `,"data":` at the start of `bytes`.
 pub(crate) fn after_data_open(bytes: &[u8]) -> Option<&[u8]> {
     bytes.strip_prefix(DATA_OPEN)
-}
-
-/// `value` in decimal digits (without the formatting machinery: a get makes one).
-pub(crate) fn put_decimal(out: &mut Vec<u8>, value: u64) {
-    let mut digits = [0_u8; 20];
-    let mut at = digits.len();
-    let mut rest = value;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
 }
 
 #[cfg(test)]

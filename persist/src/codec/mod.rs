@@ -102,22 +102,37 @@ pub(crate) fn encode<T: Persisted, W: io::Write>(
     writer: W,
     style: Style,
 ) -> Result<(), EncodeError> {
-    encode_as(value, u64::from(T::VERSION), writer, style)
+    encode_as(value, u64::from(T::VERSION), None, writer, style)
 }
 
-/// [`encode`] of any value as the data of an envelope of `version`: what a save writes at a
-/// version other than its type's (a newer file's data kept whole).
+/// [`encode`] of a collection entry: the envelope with the `key` member after `version`,
+/// `{"version":3,"key":"alice","data":{...}}`.
+#[cfg(feature = "collection")]
+pub(crate) fn encode_entry<T: Persisted, W: io::Write>(
+    value: &T,
+    key: &str,
+    writer: W,
+    style: Style,
+) -> Result<(), EncodeError> {
+    encode_as(value, u64::from(T::VERSION), Some(key), writer, style)
+}
+
+/// [`encode`] of any value as the data of an envelope of `version` (with a `key` member when
+/// given): what a save writes at a version other than its type's (a newer file's data kept
+/// whole).
 pub(crate) fn encode_as<T: Serialize + ?Sized, W: io::Write>(
     value: &T,
     version: u64,
+    key: Option<&str>,
     writer: W,
     style: Style,
 ) -> Result<(), EncodeError> {
     let wrote_null = Cell::new(false);
+    let head = Head { version, key };
     let written = if style.pretty {
-        write_envelope(value, version, writer, style, &wrote_null, Indented::at)
+        write_envelope(value, head, writer, style, &wrote_null, Indented::at)
     } else {
-        write_envelope(value, version, writer, style, &wrote_null, |_| Compact)
+        write_envelope(value, head, writer, style, &wrote_null, |_| Compact)
     };
     // A NaN or an infinity comes out as `null`: only a value that wrote one can hold one.
     written
@@ -144,10 +159,48 @@ pub(crate) fn encode_to_vec<T: Persisted>(value: &T, style: Style) -> Result<Vec
     Ok(bytes)
 }
 
-/// The envelope in the layout `L` (`layout(level)` makes one starting at that depth).
+/// The fixed text of an envelope in one layout.
+struct Punctuation {
+    open: &'static [u8],
+    key_open: &'static [u8],
+    data_open: &'static [u8],
+    member: &'static str,
+    colon: &'static str,
+    close: &'static [u8],
+}
+
+impl Punctuation {
+    const COMPACT: Punctuation = Punctuation {
+        open: b"{\"version\":",
+        key_open: b",\"key\":",
+        data_open: b",\"data\":",
+        member: ",",
+        colon: ":",
+        close: b"}",
+    };
+    const PRETTY: Punctuation = Punctuation {
+        open: b"{\n  \"version\": ",
+        key_open: b",\n  \"key\": ",
+        data_open: b",\n  \"data\": ",
+        member: ",\n  ",
+        colon: ": ",
+        close: b"\n}\n",
+    };
+}
+
+/// The members an envelope writes before `data`.
+#[derive(Clone, Copy)]
+struct Head<'k> {
+    version: u64,
+    key: Option<&'k str>,
+}
+
+/// The envelope in the layout `L` (`layout(level)` makes one starting at that depth). The
+/// members around the data are written as they are, not through the serializer: what serde_json
+/// would write for them, without escaping their names on every save.
 fn write_envelope<'n, T, W, L>(
     value: &T,
-    version: u64,
+    head: Head<'_>,
     mut writer: W,
     style: Style,
     wrote_null: &'n Cell<bool>,
@@ -158,43 +211,69 @@ where
     W: io::Write,
     NullWatch<'n, L>: serde_json::ser::Formatter,
 {
-    let pretty = style.pretty;
-    let formatter = |level| NullWatch {
+    let Punctuation {
+        open,
+        key_open,
+        data_open,
+        member,
+        colon,
+        close,
+    } = match style.pretty {
+        true => Punctuation::PRETTY,
+        false => Punctuation::COMPACT,
+    };
+    writer.write_all(open).map_err(serde_json::Error::io)?;
+    let mut digits = [0_u8; 20];
+    writer
+        .write_all(decimal(&mut digits, head.version))
+        .map_err(serde_json::Error::io)?;
+    if let Some(key) = head.key {
+        writer.write_all(key_open).map_err(serde_json::Error::io)?;
+        serde_json::to_writer(&mut writer, key)?;
+    }
+    writer.write_all(data_open).map_err(serde_json::Error::io)?;
+    // The data one level in, as it stands inside the envelope.
+    let formatter = NullWatch {
         wrote_null,
-        layout: layout(level),
+        layout: layout(1),
     };
     if style.checksum {
-        let (open, between, close) = if pretty {
-            ("{\n  \"version\": ", ",\n  \"data\": ", "\n}\n")
-        } else {
-            ("{\"version\":", ",\"data\":", "}")
-        };
-        write!(writer, "{open}{version}{between}").map_err(serde_json::Error::io)?;
         let mut hashing = Crc32cWriter::new(&mut writer);
         value.serialize(&mut serde_json::Serializer::with_formatter(
             &mut hashing,
-            formatter(1),
+            formatter,
         ))?;
         let crc = hashing.finish().map_err(serde_json::Error::io)?;
-        let member = if pretty { ",\n  " } else { "," };
-        let colon = if pretty { ": " } else { ":" };
-        write!(
-            writer,
-            "{member}\"{CHECKSUM_KEY}\"{colon}\"{crc:08x}\"{close}"
-        )
-        .map_err(serde_json::Error::io)
+        write!(writer, "{member}\"{CHECKSUM_KEY}\"{colon}\"{crc:08x}\"")
+            .map_err(serde_json::Error::io)?;
     } else {
-        let mut serializer = serde_json::Serializer::with_formatter(&mut writer, formatter(0));
-        Envelope {
-            version,
-            data: value,
-        }
-        .serialize(&mut serializer)?;
-        if pretty {
-            writer.write_all(b"\n").map_err(serde_json::Error::io)?;
-        }
-        Ok(())
+        value.serialize(&mut serde_json::Serializer::with_formatter(
+            &mut writer,
+            formatter,
+        ))?;
     }
+    writer.write_all(close).map_err(serde_json::Error::io)
+}
+
+/// `value` in decimal digits, without the formatting machinery.
+#[cfg(feature = "collection")]
+pub(crate) fn put_decimal(out: &mut Vec<u8>, value: u64) {
+    out.extend_from_slice(decimal(&mut [0_u8; 20], value));
+}
+
+/// `value` in decimal digits, written at the end of `digits`.
+fn decimal(digits: &mut [u8; 20], value: u64) -> &[u8] {
+    let mut at = digits.len();
+    let mut rest = value;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    &digits[at..]
 }
 
 /// Walks the value again, tracking the position, to name the field a serialization error is

@@ -22,29 +22,31 @@ pub(crate) fn encode<T: Persisted>(
 ) -> Result<Vec<u8>, Error> {
     let style = settings.style::<T>();
     let mut plain = Vec::with_capacity(capacity);
-    codec::encode(value, &mut plain, style).map_err(|error| error.at(&path()))?;
-    insert_key(&mut plain, key, style.pretty);
+    codec::encode_entry(value, key, &mut plain, style).map_err(|error| error.at(&path()))?;
     settings.seal(plain, T::VERSION, path)
 }
 
-/// Puts the `key` member after `version`, the envelope's first member: the first comma of
-/// the envelope ends it (a version is an integer). Written at the end, then turned into its
-/// place: no second buffer.
-fn insert_key(envelope: &mut Vec<u8>, key: &str, pretty: bool) {
-    let Some(comma) = envelope.iter().position(|&byte| byte == b',') else {
-        return;
-    };
-    let end = envelope.len();
-    envelope.extend_from_slice(if pretty {
-        b"\n  \"key\": "
+/// [`encode`] at the end of `arena`, where a batch keeps its entries (one buffer for all of
+/// them): the range they take.
+pub(crate) fn append<T: Persisted>(
+    settings: &Settings,
+    value: &T,
+    key: &str,
+    arena: &mut Vec<u8>,
+    path: impl Fn() -> PathBuf,
+) -> Result<std::ops::Range<usize>, Error> {
+    let start = arena.len();
+    if settings.layers().any() {
+        // The layers work on the whole envelope: sealed on its own, then kept.
+        let sealed = encode(settings, value, key, 0, path)?;
+        arena.extend_from_slice(&sealed);
     } else {
-        b"\"key\":"
-    });
-    // Writing to a Vec cannot fail, and a string always serializes.
-    let _ = serde_json::to_writer(&mut *envelope, key);
-    envelope.push(b',');
-    let member = envelope.len() - end;
-    envelope[comma + 1..].rotate_right(member);
+        codec::encode_entry(value, key, &mut *arena, settings.style::<T>()).map_err(|error| {
+            arena.truncate(start);
+            error.at(&path())
+        })?;
+    }
+    Ok(start..arena.len())
 }
 
 /// The value of an entry's bytes, migrated to `T`, and whether the entry holds `key` (an
@@ -177,13 +179,24 @@ mod tests {
 
     #[test]
     fn the_key_is_the_member_after_the_version() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Two(u8);
+
+        impl Persisted for Two {
+            const VERSION: u32 = 2;
+            type Previous = crate::Origin;
+            fn migrate(previous: crate::Origin) -> Result<Self, crate::BoxError> {
+                match previous {}
+            }
+        }
+
         for pretty in [false, true] {
-            let mut envelope = if pretty {
-                b"{\n  \"version\": 2,\n  \"data\": 1\n}\n".to_vec()
-            } else {
-                br#"{"version":2,"data":1}"#.to_vec()
+            let style = codec::Style {
+                checksum: false,
+                pretty,
             };
-            insert_key(&mut envelope, "a \"b\"\n", pretty);
+            let mut envelope = Vec::new();
+            codec::encode_entry(&Two(1), "a \"b\"\n", &mut envelope, style).unwrap();
             let text = String::from_utf8(envelope.clone()).unwrap();
             let expected = if pretty {
                 "{\n  \"version\": 2,\n  \"key\": \"a \\\"b\\\"\\n\",\n  \"data\": 1\n}\n"

@@ -512,11 +512,21 @@ impl<T: Persisted> Collection<T> {
     where
         T: 'v,
     {
+        use std::sync::atomic::Ordering::Relaxed;
+        let entries = entries.into_iter();
+        // Every entry in one buffer: no allocation per entry.
+        let mut arena =
+            Vec::with_capacity(self.inner.encoded.load(Relaxed) * entries.size_hint().0);
         let encoded = entries
-            .into_iter()
             .map(|(key, value)| {
                 let name = self.name(key.as_ref())?;
-                let bytes = self.encode(key.as_ref(), &name, value)?;
+                let bytes = entry::append(
+                    &self.inner.settings,
+                    value,
+                    key.as_ref(),
+                    &mut arena,
+                    || self.inner.backend.locate(&name),
+                )?;
                 // Most keys are their own names: no copy is kept of those.
                 let name = match name {
                     std::borrow::Cow::Borrowed(_) => None,
@@ -525,6 +535,13 @@ impl<T: Persisted> Collection<T> {
                 Ok((key, name, bytes))
             })
             .collect::<Result<Vec<_>, Error>>()?;
+        if let Some((_, _, last)) = encoded.last() {
+            self.inner.encoded.store(last.len(), Relaxed);
+        }
+        let encoded: Vec<_> = encoded
+            .into_iter()
+            .map(|(key, name, bytes)| (key, name, &arena[bytes]))
+            .collect();
         let batch: Vec<(&str, Entry<'_>)> = encoded
             .iter()
             .map(|(key, name, bytes)| {
@@ -537,7 +554,7 @@ impl<T: Persisted> Collection<T> {
             })
             .collect();
         self.observed("collection_put_many", "", |facts| {
-            facts.written = Some(encoded.iter().map(|(_, _, bytes)| bytes.len() as u64).sum());
+            facts.written = Some(arena.len() as u64);
             let written = self.inner.backend.put_many(&batch);
             for (key, _, _) in &encoded {
                 self.forget(key.as_ref());

@@ -198,7 +198,7 @@ pub(crate) fn write_over<T: Persisted>(
         source,
     })?;
     let mut bytes = Vec::new();
-    codec::encode_as(data, found, &mut bytes, style).map_err(|error| error.at(path))?;
+    codec::encode_as(data, found, None, &mut bytes, style).map_err(|error| error.at(path))?;
     Ok(Some((bytes, version)))
 }
 

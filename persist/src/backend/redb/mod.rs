@@ -437,7 +437,7 @@ fn tag_of(row: &[u8]) -> Option<u64> {
 /// makes one).
 fn tag_text(tag: u64) -> Tag {
     let mut digits = Vec::with_capacity(20);
-    super::lent::put_decimal(&mut digits, tag);
+    crate::codec::put_decimal(&mut digits, tag);
     Tag::new(String::from_utf8_lossy(&digits).into_owned())
 }
 
