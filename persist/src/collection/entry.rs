@@ -26,27 +26,80 @@ pub(crate) fn encode<T: Persisted>(
     settings.seal(plain, T::VERSION, path)
 }
 
-/// [`encode`] at the end of `arena`, where a batch keeps its entries (one buffer for all of
-/// them): the range they take.
-pub(crate) fn append<T: Persisted>(
-    settings: &Settings,
-    value: &T,
-    key: &str,
-    arena: &mut Vec<u8>,
-    path: impl Fn() -> PathBuf,
-) -> Result<std::ops::Range<usize>, Error> {
-    let start = arena.len();
-    if settings.layers().any() {
-        // The layers work on the whole envelope: sealed on its own, then kept.
-        let sealed = encode(settings, value, key, 0, path)?;
-        arena.extend_from_slice(&sealed);
-    } else {
-        codec::encode_entry(value, key, &mut *arena, settings.style::<T>()).map_err(|error| {
-            arena.truncate(start);
-            error.at(&path())
-        })?;
+/// The entries of a batch, encoded into a few blocks of [`Arena::BLOCK`] bytes rather than a
+/// buffer each. Blocks stay below the size from which the allocator maps memory of its own
+/// (128 KiB by default in glibc): freeing such a mapping raises glibc's threshold for the rest of
+/// the process, which changed how unrelated later work (a listing) allocated.
+#[derive(Default)]
+pub(crate) struct Arena {
+    blocks: Vec<Vec<u8>>,
+    /// Bytes of every entry.
+    len: usize,
+    /// Bytes of the last entry: the room the next one is expected to need.
+    last: usize,
+}
+
+/// Where an entry lies in an [`Arena`].
+#[derive(Clone)]
+pub(crate) struct Slot {
+    block: usize,
+    pub(crate) range: std::ops::Range<usize>,
+}
+
+impl Arena {
+    const BLOCK: usize = 32 * 1024;
+
+    /// [`encode`] of `value` under `key` at the end of the arena, in a block with room for
+    /// about `expected` bytes (or as many as the last entry took, if more).
+    pub(crate) fn append<T: Persisted>(
+        &mut self,
+        settings: &Settings,
+        value: &T,
+        key: &str,
+        expected: usize,
+        path: impl Fn() -> PathBuf,
+    ) -> Result<Slot, Error> {
+        let expected = expected.max(self.last);
+        let room = expected + expected / 2;
+        if self
+            .blocks
+            .last()
+            .is_none_or(|block| block.capacity() - block.len() < room)
+        {
+            self.blocks.push(Vec::with_capacity(Self::BLOCK.max(room)));
+        }
+        let block = self.blocks.len() - 1;
+        let buffer = &mut self.blocks[block];
+        let start = buffer.len();
+        if settings.layers().any() {
+            // The layers work on the whole envelope: sealed on its own, then kept.
+            let sealed = encode(settings, value, key, expected, path)?;
+            buffer.extend_from_slice(&sealed);
+        } else {
+            codec::encode_entry(value, key, &mut *buffer, settings.style::<T>()).map_err(
+                |error| {
+                    buffer.truncate(start);
+                    error.at(&path())
+                },
+            )?;
+        }
+        self.last = buffer.len() - start;
+        self.len += self.last;
+        Ok(Slot {
+            block,
+            range: start..buffer.len(),
+        })
     }
-    Ok(start..arena.len())
+
+    /// The bytes of the entry at `slot`.
+    pub(crate) fn get(&self, slot: &Slot) -> &[u8] {
+        &self.blocks[slot.block][slot.range.clone()]
+    }
+
+    /// Bytes of every entry.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
 }
 
 /// The value of an entry's bytes, migrated to `T`, and whether the entry holds `key` (an
@@ -213,6 +266,47 @@ mod tests {
         }
         assert_eq!(stored_key(br#"{"version":2,"data":1}"#), None);
         assert!(!holds_key(br#"{"version":2,"data":1}"#, "a"));
+    }
+
+    #[test]
+    fn a_batch_arena_holds_each_entry_as_encode_writes_it() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Text(String);
+
+        impl Persisted for Text {
+            const VERSION: u32 = 1;
+            type Previous = crate::Origin;
+            fn migrate(previous: crate::Origin) -> Result<Self, crate::BoxError> {
+                match previous {}
+            }
+        }
+
+        let settings = Settings::DEFAULT;
+        let mut arena = Arena::default();
+        // Small and large entries, one larger than a block, and a wrong size expected.
+        let sizes = [10, 300, 5, 40_000, 2, 32 * 1024, 1, 70_000, 17];
+        let mut slots = Vec::new();
+        for (at, &size) in sizes.iter().enumerate() {
+            let value = Text("x".repeat(size));
+            let key = format!("key-{at}");
+            let slot = arena
+                .append(&settings, &value, &key, 100, PathBuf::new)
+                .unwrap();
+            slots.push((
+                slot,
+                encode(&settings, &value, &key, 0, PathBuf::new).unwrap(),
+            ));
+        }
+        for (slot, expected) in &slots {
+            assert_eq!(arena.get(slot), expected.as_slice());
+        }
+        let total: usize = slots.iter().map(|(_, bytes)| bytes.len()).sum();
+        assert_eq!(arena.len(), total);
+        // Blocks stay below glibc's default mapping threshold unless one entry is larger.
+        assert!(arena.blocks.len() > 1);
+        for block in &arena.blocks {
+            assert!(block.len() <= 128 * 1024, "{}", block.len());
+        }
     }
 
     #[test]

@@ -513,20 +513,17 @@ impl<T: Persisted> Collection<T> {
         T: 'v,
     {
         use std::sync::atomic::Ordering::Relaxed;
-        let entries = entries.into_iter();
-        // Every entry in one buffer: no allocation per entry.
-        let mut arena =
-            Vec::with_capacity(self.inner.encoded.load(Relaxed) * entries.size_hint().0);
+        // The entries in a few blocks: no allocation per entry.
+        let mut arena = entry::Arena::default();
+        let expected = self.inner.encoded.load(Relaxed);
         let encoded = entries
+            .into_iter()
             .map(|(key, value)| {
                 let name = self.name(key.as_ref())?;
-                let bytes = entry::append(
-                    &self.inner.settings,
-                    value,
-                    key.as_ref(),
-                    &mut arena,
-                    || self.inner.backend.locate(&name),
-                )?;
+                let bytes =
+                    arena.append(&self.inner.settings, value, key.as_ref(), expected, || {
+                        self.inner.backend.locate(&name)
+                    })?;
                 // Most keys are their own names: no copy is kept of those.
                 let name = match name {
                     std::borrow::Cow::Borrowed(_) => None,
@@ -536,11 +533,11 @@ impl<T: Persisted> Collection<T> {
             })
             .collect::<Result<Vec<_>, Error>>()?;
         if let Some((_, _, last)) = encoded.last() {
-            self.inner.encoded.store(last.len(), Relaxed);
+            self.inner.encoded.store(last.range.len(), Relaxed);
         }
         let encoded: Vec<_> = encoded
             .into_iter()
-            .map(|(key, name, bytes)| (key, name, &arena[bytes]))
+            .map(|(key, name, slot)| (key, name, arena.get(&slot)))
             .collect();
         let batch: Vec<(&str, Entry<'_>)> = encoded
             .iter()
