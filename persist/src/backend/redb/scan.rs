@@ -70,19 +70,20 @@ impl Scan {
             Some(open) => open,
             None => self.range.insert((self.open()?, 0)),
         };
-        let Some(row) = range.next() else {
-            self.done = true;
-            return Ok(None);
+        let name = match range.next() {
+            Some(Ok((name, _))) => name.value().to_owned(),
+            Some(Err(error)) => return Err(failed(&self.shared.path, IoOp::Read)(error)),
+            None => {
+                self.done = true;
+                return Ok(None);
+            }
         };
-        let (name, _) = row.map_err(failed(&self.shared.path, IoOp::Read))?;
-        let name = name.value();
         // (A call of memcmp per name, even for the empty prefix, costs a listing a sixth.)
         if !self.prefix.is_empty() && !name.starts_with(self.prefix.as_str()) {
             self.done = true;
             return Ok(None);
         }
         *given += 1;
-        let name = name.to_owned();
         if *given == PAGE {
             // The page is read: its snapshot goes, the next page starts after this name.
             self.range = None;
