@@ -579,14 +579,129 @@ fn the_cache_answers_reads_and_forgets_what_this_process_writes() {
     cached.delete("a").unwrap();
     assert_eq!(cached.get("a").unwrap(), None);
 
-    // Another writer's change is seen once the time to live has passed.
+    // Another process's change is seen once the time to live has passed: here the entry's
+    // file replaced by hand, as another program would.
     cached.put("b", &user("B")).unwrap();
     cached.get("b").unwrap();
-    let other: Collection<User> = Collection::open(dir.path()).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other: Collection<User> = Collection::open(elsewhere.path()).unwrap();
     other.put("b", &user("changed elsewhere")).unwrap();
+    let staged = dir.path().join("b.staged");
+    std::fs::copy(other.backend().locate("b"), &staged).unwrap();
+    std::fs::rename(&staged, cached.backend().locate("b")).unwrap();
     assert_eq!(cached.get("b").unwrap(), Some(user("B")), "still cached");
     std::thread::sleep(Duration::from_millis(400));
     assert_eq!(cached.get("b").unwrap(), Some(user("changed elsewhere")));
+}
+
+/// Every handle of this process on one store shares one invalidation path: a write through a
+/// handle opened on its own (with or without a cache, by another spelling of the path) drops
+/// the value from every cache on the store at once, on each backend that can be opened twice.
+#[cfg(feature = "cache")]
+#[test]
+fn a_write_through_any_handle_of_this_process_drops_every_cached_value() {
+    use std::time::Duration;
+
+    let ttl = Duration::from_secs(3600);
+    let check = |cached: &Collection<User>, plain: &Collection<User>, second: &Collection<User>| {
+        cached.put("a", &user("A")).unwrap();
+        assert_eq!(cached.get("a").unwrap(), Some(user("A")));
+        assert_eq!(second.get("a").unwrap(), Some(user("A")));
+        plain.put("a", &user("from the plain handle")).unwrap();
+        assert_eq!(
+            cached.get("a").unwrap(),
+            Some(user("from the plain handle"))
+        );
+        assert_eq!(
+            second.get("a").unwrap(),
+            Some(user("from the plain handle"))
+        );
+        plain.update("a", |u| u.logins = 9).unwrap();
+        assert_eq!(cached.get("a").unwrap().unwrap().logins, 9);
+        second.put("a", &user("from the second cache")).unwrap();
+        assert_eq!(
+            cached.get("a").unwrap(),
+            Some(user("from the second cache"))
+        );
+        plain.delete("a").unwrap();
+        assert!(!cached.contains("a").unwrap());
+        assert_eq!(cached.get("a").unwrap(), None);
+        assert_eq!(second.get("a").unwrap(), None);
+        plain
+            .put_many([("b", &user("B")), ("c", &user("C"))])
+            .unwrap();
+        cached.get("b").unwrap();
+        second.get("c").unwrap();
+        plain
+            .put_many([("b", &user("B2")), ("c", &user("C2"))])
+            .unwrap();
+        assert_eq!(cached.get("b").unwrap(), Some(user("B2")));
+        assert_eq!(second.get("c").unwrap(), Some(user("C2")));
+        plain.clear().unwrap();
+        assert_eq!(cached.get("b").unwrap(), None);
+        assert_eq!(second.get("c").unwrap(), None);
+    };
+
+    // The local directory, the second handle by another spelling of its path.
+    let dir = tempfile::tempdir().unwrap();
+    let cached: Collection<User> = Options::new()
+        .cache(100, ttl)
+        .collection(dir.path())
+        .unwrap();
+    let plain: Collection<User> = Collection::open(dir.path()).unwrap();
+    let second: Collection<User> = Options::new()
+        .cache(100, ttl)
+        .collection(dir.path().join("."))
+        .unwrap();
+    check(&cached, &plain, &second);
+
+    // One memory store behind three handles.
+    let memory: Arc<Memory> = Arc::new(Memory::new());
+    let cached: Collection<User> =
+        Collection::with_backend(memory.clone(), Options::new().cache(100, ttl));
+    let plain: Collection<User> = Collection::with_backend(memory.clone(), Options::new());
+    let second: Collection<User> = Collection::with_backend(memory, Options::new().cache(100, ttl));
+    check(&cached, &plain, &second);
+
+    // One redb database opened three times.
+    #[cfg(feature = "redb")]
+    {
+        let path = dir.path().join("users.redb");
+        let cached: Collection<User> = Options::new().cache(100, ttl).redb(&path).unwrap();
+        let plain: Collection<User> = Collection::redb(&path).unwrap();
+        let second: Collection<User> = Options::new().cache(100, ttl).redb(&path).unwrap();
+        check(&cached, &plain, &second);
+    }
+}
+
+/// A cached handle read in a loop while another handle of the process writes: once the writer
+/// is done, the cached handle answers with its last value (a read that raced a write never
+/// puts back the value the write replaced).
+#[cfg(feature = "cache")]
+#[test]
+fn a_cached_read_racing_another_handles_writes_ends_on_the_last_write() {
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cached: Collection<User> = Options::new()
+        .cache(100, Duration::from_secs(3600))
+        .collection(dir.path())
+        .unwrap();
+    let writer: Collection<User> = Collection::open(dir.path()).unwrap();
+    writer.put("a", &user("0")).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                cached.get("a").unwrap();
+            }
+        });
+        for round in 1..=300 {
+            writer.put("a", &user(&round.to_string())).unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert_eq!(cached.get("a").unwrap(), Some(user("300")));
 }
 
 #[test]

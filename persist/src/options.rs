@@ -542,11 +542,13 @@ impl Options {
 
     /// Makes [`Collection`]s opened with these options keep up to `capacity` decoded values in
     /// memory, each for at most `ttl` after it was read (moka's concurrent cache, shared by
-    /// the sync and async methods and by clones of the collection). The writes made through
-    /// that collection or its clones (put, update, delete, batches, migrations) drop the values
-    /// they touch; writes through another handle on the same store, in this process or another,
-    /// are seen once `ttl` has passed. Hits and misses:
-    /// [`Collection::cache_stats`].
+    /// the sync and async methods and by clones of the collection). Every write made in this
+    /// process on the same store (put, update, delete, batches, migrations, `clear`), through
+    /// this collection or through any other handle on it (opened on its own, with or without a
+    /// cache), drops the values it touches from every cache on the store before it returns. A
+    /// store is the same when the handles' backends have the same root: the directory (by its
+    /// canonical path), the database file, the table or the bucket prefix. Writes by other
+    /// processes are seen once `ttl` has passed. Hits and misses: [`Collection::cache_stats`].
     #[cfg(feature = "cache")]
     pub const fn cache(mut self, capacity: u64, ttl: std::time::Duration) -> Self {
         self.cache = Some(crate::collection::cache::CacheSettings { capacity, ttl });

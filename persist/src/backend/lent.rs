@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+#[cfg(feature = "redb")]
 use crate::collection::key;
 
 const VERSION_OPEN: &[u8] = b"{\"version\":";
@@ -19,7 +20,9 @@ pub struct Lent<'a>(Form<'a>);
 #[derive(Debug, Clone, Copy)]
 enum Form<'a> {
     Whole(&'a [u8]),
-    /// `{"version":V,"key":"NAME","data":` followed by `rest`, for a name that is its key.
+    /// `{"version":V,"key":"NAME","data":` followed by `rest`, for a name that is its key
+    /// (lent by the stores that leave the head out: redb).
+    #[cfg_attr(not(feature = "redb"), allow(dead_code))]
     Headless {
         name: &'a str,
         version: u64,
@@ -35,6 +38,7 @@ impl<'a> Lent<'a> {
 
     /// The entry `{"version":V,"key":"NAME","data":` + `rest`, where `name` is a key's name
     /// that spells the key itself ([`key::spells_itself`]): its head is not stored.
+    #[cfg(feature = "redb")]
     pub(crate) fn headless(name: &'a str, version: u64, rest: &'a [u8]) -> Self {
         debug_assert!(key::spells_itself(name));
         Lent(Form::Headless {
@@ -114,6 +118,7 @@ pub(crate) fn put_head(out: &mut Vec<u8>, version: u64, put_key: impl FnOnce(&mu
 
 /// The head of the entry in `bytes`, `{"version":V,"key":`, parsed: `V` (in its one decimal
 /// spelling: no leading zero, within a u64) and what follows the key's colon.
+#[cfg(feature = "redb")]
 pub(crate) fn parse_version_and_key(bytes: &[u8]) -> Option<(u64, &[u8])> {
     let after = bytes.strip_prefix(VERSION_OPEN)?;
     let digits = after
@@ -134,11 +139,12 @@ pub(crate) fn parse_version_and_key(bytes: &[u8]) -> Option<(u64, &[u8])> {
 }
 
 /// What follows `,"data":` at the start of `bytes`.
+#[cfg(feature = "redb")]
 pub(crate) fn after_data_open(bytes: &[u8]) -> Option<&[u8]> {
     bytes.strip_prefix(DATA_OPEN)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "redb"))]
 mod tests {
     use super::*;
 

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::peers::Invalidate;
+
 /// Counters of a collection's cache ([`Collection::cache_stats`](super::Collection::cache_stats)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -20,14 +22,16 @@ pub struct CacheStats {
 /// known to be `Clone`.
 ///
 /// A read that missed notes the [`epoch`](ValueCache::epoch) before it reads the backend and
-/// inserts only if no write of this process was forgotten since: otherwise a value read just
-/// before a write could be inserted after the write's invalidation, and outlive it.
-pub(crate) trait ValueCache<T>: Send + Sync {
+/// inserts only if no write of this process (through any handle on the store) was forgotten
+/// since: otherwise a value read just before a write could be inserted after the write's
+/// invalidation, and outlive it.
+///
+/// Writes invalidate through [`Invalidate`], the face every handle on the store reaches it by
+/// ([`Peers`](super::peers::Peers)).
+pub(crate) trait ValueCache<T>: Invalidate {
     fn get(&self, key: &str) -> Option<T>;
     fn epoch(&self) -> u64;
     fn insert(&self, key: &str, value: &T, epoch: u64);
-    fn invalidate(&self, key: &str);
-    fn invalidate_all(&self);
     fn stats(&self) -> CacheStats;
 }
 
@@ -84,6 +88,15 @@ impl<T: Clone + Send + Sync + 'static> ValueCache<T> for Moka<T> {
         }
     }
 
+    fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Invalidate for Moka<T> {
     fn invalidate(&self, key: &str) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.values.invalidate(key);
@@ -92,12 +105,5 @@ impl<T: Clone + Send + Sync + 'static> ValueCache<T> for Moka<T> {
     fn invalidate_all(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.values.invalidate_all();
-    }
-
-    fn stats(&self) -> CacheStats {
-        CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
-        }
     }
 }

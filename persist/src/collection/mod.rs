@@ -7,6 +7,8 @@ pub(crate) mod cache;
 mod embedded;
 mod entry;
 pub(crate) mod key;
+#[cfg(feature = "cache")]
+mod peers;
 mod remote;
 mod scan;
 
@@ -86,6 +88,10 @@ struct Inner<T> {
     /// Decoded values by key ([`Options::cache`](crate::Options::cache)).
     #[cfg(feature = "cache")]
     cache: Option<Arc<dyn cache::ValueCache<T>>>,
+    /// The caches of every handle of this process on the same store, this one's included:
+    /// what a write drops its keys from.
+    #[cfg(feature = "cache")]
+    peers: Arc<peers::Peers>,
     /// The length of the entry encoded last: the next one's buffer starts that large.
     encoded: std::sync::atomic::AtomicUsize,
     _type: PhantomData<fn() -> T>,
@@ -203,6 +209,13 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
         let location = backend.root();
         #[cfg(feature = "cache")]
         let cache = cache.map(cache::new::<T>);
+        #[cfg(feature = "cache")]
+        let peers = peers::Peers::of(&location);
+        #[cfg(feature = "cache")]
+        if let Some(cache) = &cache {
+            let shared: Arc<dyn peers::Invalidate> = cache.clone();
+            peers.join(Arc::downgrade(&shared));
+        }
         #[cfg(not(feature = "cache"))]
         let _ = cache;
         Collection {
@@ -212,6 +225,8 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
                 location,
                 #[cfg(feature = "cache")]
                 cache,
+                #[cfg(feature = "cache")]
+                peers,
                 encoded: std::sync::atomic::AtomicUsize::new(0),
                 _type: PhantomData,
             }),
@@ -325,12 +340,11 @@ impl<T: Persisted> Collection<T> {
         }])
     }
 
-    /// Drops `key`'s cached value after a write by this process.
+    /// Drops `key`'s cached value after a write by this process, from the cache of every
+    /// handle on the store.
     fn forget(&self, key: &str) {
         #[cfg(feature = "cache")]
-        if let Some(cache) = &self.inner.cache {
-            cache.invalidate(key);
-        }
+        self.inner.peers.invalidate(key);
         #[cfg(not(feature = "cache"))]
         let _ = key;
     }
@@ -742,9 +756,7 @@ impl<T: Persisted> Collection<T> {
             };
             let cleared = self.inner.backend.clear();
             #[cfg(feature = "cache")]
-            if let Some(cache) = &self.inner.cache {
-                cache.invalidate_all();
-            }
+            self.inner.peers.invalidate_all();
             cleared?;
             let paths: Vec<PathBuf> = removed
                 .iter()
