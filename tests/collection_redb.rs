@@ -560,3 +560,88 @@ fn the_shorthands_open_the_database_with_their_options() {
         String::from_utf8_lossy(&stored)
     );
 }
+
+/// An entry the database keeps without its head is read where it lies when it is plain and at
+/// the type's version, and built whole and read the general way otherwise: both ways give the
+/// same values and the same errors, each naming the entry.
+#[test]
+fn entries_kept_without_their_head_read_as_the_whole_entry_would() {
+    let path = fresh("headless");
+    let backend = Arc::new(Redb::open(&path).unwrap());
+    let counters = Collection::<Counter>::with_backend(backend.clone(), Options::new());
+    let put = |key: &str, bytes: &str| {
+        let entry = Entry {
+            key,
+            bytes: bytes.as_bytes(),
+            version: 2,
+        };
+        backend.put(key, entry, &Condition::Always).unwrap();
+        // The bytes come back exactly, whichever form the row took.
+        assert_eq!(backend.read(key).unwrap().unwrap(), bytes.as_bytes());
+    };
+    put(
+        "now",
+        r#"{"version":2,"key":"now","data":{"label":"n","hits":3}}"#,
+    );
+    assert_eq!(
+        counters.get("now").unwrap(),
+        Some(Counter {
+            label: "n".into(),
+            hits: 3
+        })
+    );
+    // An older version is migrated.
+    put("old", r#"{"version":1,"key":"old","data":{"label":"o"}}"#);
+    assert_eq!(counters.get("old").unwrap().unwrap().label, "o");
+    // A checksum member after the data is verified: a wrong one is damage.
+    put(
+        "sum",
+        r#"{"version":2,"key":"sum","data":{"label":"s","hits":1},"crc32c":"00000000"}"#,
+    );
+    let error = counters.get("sum").unwrap_err();
+    assert!(matches!(error, Error::Corrupt { .. }), "{error:?}");
+    assert!(error.to_string().contains("sum"), "{error}");
+    // Trailing bytes, a value of the wrong type, a cut entry: errors naming the entry.
+    for (key, bytes) in [
+        (
+            "tail",
+            r#"{"version":2,"key":"tail","data":{"label":"t","hits":1}} x"#,
+        ),
+        (
+            "type",
+            r#"{"version":2,"key":"type","data":{"label":5,"hits":1}}"#,
+        ),
+        ("cut", r#"{"version":2,"key":"cut","data":{"label":"c","#),
+    ] {
+        put(key, bytes);
+        let error = counters.get(key).unwrap_err();
+        assert!(matches!(error, Error::Corrupt { .. }), "{key}: {error:?}");
+        assert!(
+            error
+                .to_string()
+                .contains(&*backend.locate(key).to_string_lossy()),
+            "{key}: {error}"
+        );
+    }
+    // A newer version is refused as such.
+    put("new", r#"{"version":9,"key":"new","data":{}}"#);
+    assert!(matches!(
+        counters.get("new").unwrap_err(),
+        Error::FutureVersion { found: 9, .. }
+    ));
+    // A key the name does not stand for is not kept headless, and is refused.
+    put(
+        "other",
+        r#"{"version":2,"key":"someone else","data":{"label":"x","hits":0}}"#,
+    );
+    assert!(matches!(
+        counters.get("other").unwrap_err(),
+        Error::Corrupt { .. }
+    ));
+    // Nothing stored: nothing lent.
+    assert!(
+        !backend
+            .read_with("missing", &mut |_| panic!("lent"))
+            .unwrap()
+    );
+}
