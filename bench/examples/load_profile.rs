@@ -168,17 +168,21 @@ fn main() {
                 }
                 return;
             }
+            // The listing by hand: one read transaction over every name.
+            let hand_list = || {
+                let txn = hand.begin_read().unwrap();
+                let table = txn.open_table(TABLE).unwrap();
+                let mut count = 0;
+                for row in redb::ReadableTable::iter(&table).unwrap() {
+                    let (key, _) = row.unwrap();
+                    black_box(key.value().to_owned());
+                    count += 1;
+                }
+                assert_eq!(count, 100_000);
+            };
             if std::env::var("PROFILE_LIST").unwrap() == "hand" {
                 for _ in 0..times {
-                    let txn = hand.begin_read().unwrap();
-                    let table = txn.open_table(TABLE).unwrap();
-                    let mut count = 0;
-                    for row in redb::ReadableTable::iter(&table).unwrap() {
-                        let (key, _) = row.unwrap();
-                        black_box(key.value().to_owned());
-                        count += 1;
-                    }
-                    assert_eq!(count, 100_000);
+                    hand_list();
                 }
                 return;
             }
@@ -202,15 +206,7 @@ fn main() {
                 );
                 let scan_took = started.elapsed();
                 let started = std::time::Instant::now();
-                let txn = hand.begin_read().unwrap();
-                let table = txn.open_table(TABLE).unwrap();
-                let mut count = 0;
-                for row in redb::ReadableTable::iter(&table).unwrap() {
-                    let (key, _) = row.unwrap();
-                    black_box(key.value().to_owned());
-                    count += 1;
-                }
-                assert_eq!(count, 100_000);
+                hand_list();
                 println!(
                     "keys() {keys_took:?}, scan {scan_took:?}, hand {:?}",
                     started.elapsed()

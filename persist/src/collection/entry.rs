@@ -230,19 +230,20 @@ fn key_member(envelope: &[u8]) -> Option<&[u8]> {
 mod tests {
     use super::*;
 
+    /// Any value, as the data of an envelope of version 2.
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Two<V>(V);
+
+    impl<V: serde::Serialize + serde::de::DeserializeOwned> Persisted for Two<V> {
+        const VERSION: u32 = 2;
+        type Previous = crate::Origin;
+        fn migrate(previous: crate::Origin) -> Result<Self, crate::BoxError> {
+            match previous {}
+        }
+    }
+
     #[test]
     fn the_key_is_the_member_after_the_version() {
-        #[derive(serde::Serialize, serde::Deserialize)]
-        struct Two(u8);
-
-        impl Persisted for Two {
-            const VERSION: u32 = 2;
-            type Previous = crate::Origin;
-            fn migrate(previous: crate::Origin) -> Result<Self, crate::BoxError> {
-                match previous {}
-            }
-        }
-
         for pretty in [false, true] {
             let style = codec::Style {
                 checksum: false,
@@ -270,24 +271,13 @@ mod tests {
 
     #[test]
     fn a_batch_arena_holds_each_entry_as_encode_writes_it() {
-        #[derive(serde::Serialize, serde::Deserialize)]
-        struct Text(String);
-
-        impl Persisted for Text {
-            const VERSION: u32 = 1;
-            type Previous = crate::Origin;
-            fn migrate(previous: crate::Origin) -> Result<Self, crate::BoxError> {
-                match previous {}
-            }
-        }
-
         let settings = Settings::DEFAULT;
         let mut arena = Arena::default();
         // Small and large entries, one larger than a block, and a wrong size expected.
         let sizes = [10, 300, 5, 40_000, 2, 32 * 1024, 1, 70_000, 17];
         let mut slots = Vec::new();
         for (at, &size) in sizes.iter().enumerate() {
-            let value = Text("x".repeat(size));
+            let value = Two("x".repeat(size));
             let key = format!("key-{at}");
             let slot = arena
                 .append(&settings, &value, &key, 100, PathBuf::new)
