@@ -468,9 +468,8 @@ pub(crate) fn decode_simd_only<T: Persisted>(bytes: &[u8]) -> Option<T> {
 /// The envelope persist writes, compact and at `T`'s version — `{"version":N,"data":VALUE}`,
 /// or a collection entry's `{"version":N,"key":"K","data":VALUE}` (a key without escapes or
 /// control characters), nothing around it — read by parsing the value where it lies, without
-/// the envelope's
-/// visitor (which takes members in any order, checksums and unknown members, and costs a
-/// good part of a small record's decode): `None` for any other shape (another order or
+/// the envelope's visitor (which takes members in any order, checksums and unknown members,
+/// and costs a good part of a small record's decode): `None` for any other shape (another order or
 /// version, whitespace, a checksum or other member after the value, a value that does not
 /// parse), which [`decode_with`] reads the general way (and reports). The value parsing alone
 /// means the whole is that envelope: what lies between the two fixed ends is one JSON value.
