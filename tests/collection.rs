@@ -642,17 +642,15 @@ fn a_write_through_any_handle_of_this_process_drops_every_cached_value() {
         assert_eq!(second.get("c").unwrap(), None);
     };
 
-    // The local directory, the second handle by another spelling of its path.
+    // The local directory, the other handles by other spellings of its path (a `.`
+    // component, a symbolic link to it).
     let dir = tempfile::tempdir().unwrap();
-    let cached: Collection<User> = Options::new()
-        .cache(100, ttl)
-        .collection(dir.path())
-        .unwrap();
-    let plain: Collection<User> = Collection::open(dir.path()).unwrap();
-    let second: Collection<User> = Options::new()
-        .cache(100, ttl)
-        .collection(dir.path().join("."))
-        .unwrap();
+    let store = dir.path().join("users");
+    let link = dir.path().join("link");
+    let cached: Collection<User> = Options::new().cache(100, ttl).collection(&store).unwrap();
+    std::os::unix::fs::symlink(&store, &link).unwrap();
+    let plain: Collection<User> = Collection::open(store.join(".")).unwrap();
+    let second: Collection<User> = Options::new().cache(100, ttl).collection(&link).unwrap();
     check(&cached, &plain, &second);
 
     // One memory store behind three handles.
