@@ -555,16 +555,19 @@ async fn async_twins() {
     assert_eq!(listed, ["a", "b"]);
 }
 
+/// A collection of users in `dir` keeping up to 100 values for `ttl`.
+#[cfg(feature = "cache")]
+fn cached_users(dir: &Path, ttl: std::time::Duration) -> Collection<User> {
+    Options::new().cache(100, ttl).collection(dir).unwrap()
+}
+
 #[cfg(feature = "cache")]
 #[test]
 fn the_cache_answers_reads_and_forgets_what_this_process_writes() {
     use std::time::Duration;
 
     let dir = tempfile::tempdir().unwrap();
-    let cached: Collection<User> = Options::new()
-        .cache(100, Duration::from_millis(300))
-        .collection(dir.path())
-        .unwrap();
+    let cached = cached_users(dir.path(), Duration::from_millis(300));
     cached.put("a", &user("A")).unwrap();
     assert_eq!(cached.get("a").unwrap(), Some(user("A"))); // miss, then kept
     assert_eq!(cached.get("a").unwrap(), Some(user("A"))); // hit
@@ -647,10 +650,10 @@ fn a_write_through_any_handle_of_this_process_drops_every_cached_value() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("users");
     let link = dir.path().join("link");
-    let cached: Collection<User> = Options::new().cache(100, ttl).collection(&store).unwrap();
+    let cached = cached_users(&store, ttl);
     std::os::unix::fs::symlink(&store, &link).unwrap();
     let plain: Collection<User> = Collection::open(store.join(".")).unwrap();
-    let second: Collection<User> = Options::new().cache(100, ttl).collection(&link).unwrap();
+    let second = cached_users(&link, ttl);
     check(&cached, &plain, &second);
 
     // One memory store behind three handles.
@@ -681,10 +684,7 @@ fn a_cached_read_racing_another_handles_writes_ends_on_the_last_write() {
     use std::time::Duration;
 
     let dir = tempfile::tempdir().unwrap();
-    let cached: Collection<User> = Options::new()
-        .cache(100, Duration::from_secs(3600))
-        .collection(dir.path())
-        .unwrap();
+    let cached = cached_users(dir.path(), Duration::from_secs(3600));
     let writer: Collection<User> = Collection::open(dir.path()).unwrap();
     writer.put("a", &user("0")).unwrap();
     let done = std::sync::atomic::AtomicBool::new(false);

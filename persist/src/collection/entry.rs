@@ -20,10 +20,20 @@ pub(crate) fn encode<T: Persisted>(
     capacity: usize,
     path: impl Fn() -> PathBuf,
 ) -> Result<Vec<u8>, Error> {
-    let style = settings.style::<T>();
     let mut plain = Vec::with_capacity(capacity);
-    codec::encode_entry(value, key, &mut plain, style).map_err(|error| error.at(&path()))?;
+    encode_plain(settings, value, key, &mut plain, &path)?;
     settings.seal(plain, T::VERSION, path)
+}
+
+/// The envelope of `value` under `key`, before any layer, written at the end of `out`.
+fn encode_plain<T: Persisted>(
+    settings: &Settings,
+    value: &T,
+    key: &str,
+    out: &mut Vec<u8>,
+    path: impl Fn() -> PathBuf,
+) -> Result<(), Error> {
+    codec::encode_entry(value, key, out, settings.style::<T>()).map_err(|error| error.at(&path()))
 }
 
 /// The entries of a batch, encoded into a few blocks of [`Arena::BLOCK`] bytes rather than a
@@ -71,17 +81,13 @@ impl Arena {
         let block = self.blocks.len() - 1;
         let buffer = &mut self.blocks[block];
         let start = buffer.len();
+        // On an error the batch, and the arena with it, is given up.
         if settings.layers().any() {
             // The layers work on the whole envelope: sealed on its own, then kept.
             let sealed = encode(settings, value, key, expected, path)?;
             buffer.extend_from_slice(&sealed);
         } else {
-            codec::encode_entry(value, key, &mut *buffer, settings.style::<T>()).map_err(
-                |error| {
-                    buffer.truncate(start);
-                    error.at(&path())
-                },
-            )?;
+            encode_plain(settings, value, key, buffer, path)?;
         }
         self.last = buffer.len() - start;
         self.len += self.last;
