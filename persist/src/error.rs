@@ -1063,8 +1063,8 @@ pub enum IoOp {
     /// [`OpenLock`](IoOp::OpenLock). On a file system without locks the source's kind is
     /// [`Unsupported`](std::io::ErrorKind::Unsupported).
     Lock,
-    /// Starting a thread: the worker of an `_async` method, or the background thread of a
-    /// [`Live`](crate::Live) handle (the system is out of threads or memory). Nothing was
+    /// Starting a thread: the worker of an `_async` method, the background thread of a
+    /// [`Live`](crate::Live) handle or of a collection's [`Watch`](crate::Watch) (the system is out of threads or memory). Nothing was
     /// done.
     BlockingTask,
     /// Appending records to a [`Journal`](crate::Journal) (the write). The records

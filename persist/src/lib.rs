@@ -182,7 +182,10 @@ pub use crate::collection::Streamed;
 #[cfg(feature = "cache")]
 pub use crate::collection::cache::CacheStats;
 #[cfg(feature = "collection")]
-pub use crate::collection::{Collection, Entries, Keys, MAX_KEY_BYTES, MigrationReport, Progress};
+pub use crate::collection::{
+    Collection, Entries, Keys, MAX_KEY_BYTES, MigrationReport, Progress, Watch, WatchEvent,
+    WatchOptions,
+};
 pub use crate::error::{
     BoxError, Error, ErrorKind, FileKind, IoOp, RemoteOp, SealError, ValidationError,
 };

@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{Backend, Change, Condition, Entry, EntryRecovery, Names, Stored, Tag, Written};
+use super::{Backend, Change, Condition, Entry, EntryRecovery, Feed, Names, Stored, Tag, Written};
 use crate::error::IoOp;
 use crate::settings::Settings;
 use crate::shell::commit::{Target, Write, bytes, create_dirs, escape, replace};
@@ -321,7 +321,7 @@ fn names_in(root: &Dir, dir: &Path, index: usize, prefix: &str) -> Result<Vec<St
 }
 
 /// Whether `name` (in the collection's directory) is a shard's: two lowercase hex digits.
-fn is_shard_name(name: &OsStr) -> bool {
+pub(super) fn is_shard_name(name: &OsStr) -> bool {
     name.len() == 2
         && name.to_str().is_some_and(|name| {
             name.bytes()
@@ -340,6 +340,31 @@ impl Backend for Local {
 
     fn get(&self, name: &str) -> Result<Option<Stored>, Error> {
         self.read_stored(name, OsStr::new(name))
+    }
+
+    /// The file's tag from its metadata, nothing read; `None` for anything but a regular file
+    /// (which a read would refuse, and a scan skips).
+    fn tag(&self, name: &str) -> Result<Option<Tag>, Error> {
+        let Some(shard) = self.shard(name, false)? else {
+            return Ok(None);
+        };
+        let stat = shard
+            .stat(OsStr::new(name))
+            .map_err(io_error(&self.path(name), IoOp::Metadata))?;
+        Ok(stat
+            .filter(|stat| stat.kind == Kind::File)
+            .map(|stat| tag_of(&stat)))
+    }
+
+    /// File events on the directory and its shard directories (the process's one watcher,
+    /// shared with `Live`), each changed entry's tag compared with the one last seen; the
+    /// directory listed whole after lost events. Without file events (the `live` feature off,
+    /// or no watch to be had), the directory is listed every half second.
+    fn watch(&self, prefixes: &[String]) -> Result<Option<Box<dyn Feed>>, Error> {
+        Ok(Some(Box::new(super::local_feed::LocalFeed::new(
+            self.clone(),
+            prefixes.to_vec(),
+        )?)))
     }
 
     /// The entry's bytes, no tag made.

@@ -6,7 +6,8 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use super::{Backend, Condition, Entry, Names, Stored, Tag, Written};
+use super::feed::Subscribers;
+use super::{Backend, Condition, Entry, Feed, Names, Notice, Stored, Tag, Written};
 use crate::Error;
 use crate::error::IoOp;
 
@@ -76,7 +77,8 @@ impl Store {
     }
 }
 
-/// Entries in memory, gone with the value. Tags count writes. Faults are injected with
+/// Entries in memory, gone with the value. Tags count writes. Its feed
+/// ([`Backend::watch`]) is told each write as it is made. Faults are injected with
 /// [`inject`](Memory::inject); [`Collection::memory`](crate::Collection::memory) opens a
 /// collection on a new one.
 ///
@@ -104,6 +106,8 @@ impl Store {
 pub struct Memory {
     /// Shared with the scans in progress.
     store: Arc<Mutex<Store>>,
+    /// Told each write, under the store's lock (so in the order of the writes).
+    subscribers: Subscribers,
 }
 
 impl Memory {
@@ -134,6 +138,17 @@ impl Memory {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
         lock(&self.store)
+    }
+
+    /// Tells the subscribers of the put of `name` (called under the store's lock).
+    fn told_put(&self, name: &str, key: &str, tag: u64) {
+        if self.subscribers.any() {
+            self.subscribers.tell(&Notice::Put {
+                name: name.to_owned(),
+                tag: Tag::new(tag.to_string()),
+                key: Some(key.to_owned()),
+            });
+        }
     }
 
     fn injected(&self, name: &str, op: IoOp) -> Error {
@@ -199,6 +214,7 @@ impl Backend for Memory {
         store
             .entries
             .insert(name.to_owned(), (entry.bytes.to_vec(), tag));
+        self.told_put(name, entry.key, tag);
         Ok(Written::Done(Tag::new(tag.to_string())))
     }
 
@@ -215,12 +231,25 @@ impl Backend for Memory {
         };
         if holds {
             store.entries.remove(name);
+            if self.subscribers.any() {
+                self.subscribers.tell(&Notice::Deleted {
+                    name: name.to_owned(),
+                });
+            }
         }
         Ok(holds)
     }
 
     fn list(&self) -> Result<Vec<String>, Error> {
         Ok(self.lock().entries.keys().cloned().collect())
+    }
+
+    /// Each write, told as it is made; a reader more than 4,096 notices behind gets
+    /// [`Notice::Resync`] in place of what it missed.
+    fn watch(&self, prefixes: &[String]) -> Result<Option<Box<dyn Feed>>, Error> {
+        // Under the store's lock: no write is between the subscription and the next.
+        let _store = self.lock();
+        Ok(Some(self.subscribers.subscribe(prefixes)))
     }
 
     /// In name order, a page of names at a time (the store is not held between pages: a
@@ -259,6 +288,7 @@ impl Backend for Memory {
             store
                 .entries
                 .insert((*name).to_owned(), (entry.bytes.to_vec(), tag));
+            self.told_put(name, entry.key, tag);
         }
         Ok(())
     }

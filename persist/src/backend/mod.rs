@@ -13,8 +13,10 @@
 //!
 //! [FORMAT.md]: https://github.com/persist-rs/persist/blob/main/FORMAT.md
 
+mod feed;
 mod lent;
 mod local;
+mod local_feed;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -28,6 +30,8 @@ mod s3;
 use std::fmt;
 use std::path::PathBuf;
 
+pub use self::feed::{Feed, Notice};
+pub(crate) use self::feed::{Poller, Popped, Queue};
 pub use self::lent::Lent;
 pub use self::local::Local;
 pub use self::memory::{Fault, Memory};
@@ -139,6 +143,31 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// The store could not be read.
     fn read(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
         Ok(self.get(name)?.map(|stored| stored.bytes))
+    }
+
+    /// The tag of the entry `name` now, `None` when there is none: what a feed that polls the
+    /// store compares. The default reads the entry ([`get`](Backend::get)); a store that can
+    /// tell a tag without the bytes (a file's metadata) should.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be read.
+    fn tag(&self, name: &str) -> Result<Option<Tag>, Error> {
+        Ok(self.get(name)?.map(|stored| stored.tag))
+    }
+
+    /// A feed of the changes of the entries whose names begin with one of `prefixes` (`[""]`
+    /// for every entry), from now on: each put and delete as a [`Notice`], in the order of the
+    /// writes of each entry, and [`Notice::Resync`] where changes may have been missed. `None`,
+    /// the default, is a store without a channel of its own: the collection then lists its
+    /// names and [`tag`](Backend::tag)s at an interval and compares.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be watched.
+    fn watch(&self, prefixes: &[String]) -> Result<Option<Box<dyn Feed>>, Error> {
+        let _ = prefixes;
+        Ok(None)
     }
 
     /// Lends the entry `name` to `visit` and returns `true`, or returns `false` when there is

@@ -11,6 +11,7 @@ pub(crate) mod key;
 mod peers;
 mod remote;
 mod scan;
+mod watch;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -21,6 +22,7 @@ pub use self::key::MAX_KEY_BYTES;
 #[cfg(feature = "tokio")]
 pub use self::scan::Streamed;
 pub use self::scan::{Entries, Keys};
+pub use self::watch::{Watch, WatchEvent, WatchOptions};
 #[cfg(feature = "tokio")]
 use crate::Pending;
 use crate::backend::{
@@ -215,6 +217,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
         if let Some(cache) = &cache {
             let shared: Arc<dyn peers::Invalidate> = cache.clone();
             peers.join(Arc::downgrade(&shared));
+            peers.follow(&backend);
         }
         #[cfg(not(feature = "cache"))]
         let _ = cache;

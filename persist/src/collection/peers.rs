@@ -4,6 +4,11 @@
 //! cached handle never answers with a value another handle of this process replaced or
 //! deleted.
 //!
+//! Writes of other processes (and machines) reach the caches through the store's feed
+//! ([`Backend::watch`]): the first cache on a store starts one thread that reads it and drops
+//! each changed key from every cache, and every value after a [`Notice::Resync`]. A store
+//! without a feed of its own is not polled for this: its caches rely on their time to live.
+//!
 //! Handles are on the same store when their backends have the same root (a directory, a
 //! database file, a table's or a bucket prefix's label), resolved to its canonical path where it
 //! is one. Two stores that share a root by accident (two memory backends, say) only drop each
@@ -11,7 +16,12 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::time::Duration;
+
+use super::key;
+use crate::backend::{Backend, Feed, Notice};
 
 /// What a write asks of a cache.
 pub(crate) trait Invalidate: Send + Sync {
@@ -25,6 +35,8 @@ pub(crate) trait Invalidate: Send + Sync {
 #[derive(Default)]
 pub(crate) struct Peers {
     caches: RwLock<Vec<Weak<dyn Invalidate>>>,
+    /// Whether the store's feed is read (or was found missing).
+    following: AtomicBool,
 }
 
 /// The stores with handles in this process, by root.
@@ -63,10 +75,56 @@ impl Peers {
         self.each(|cache| cache.invalidate_all());
     }
 
+    /// Reads the store's feed, if it has one and no handle of this process reads it yet: each
+    /// change another process (or this one) makes drops the key from every cache.
+    pub(crate) fn follow(self: &Arc<Self>, backend: &Arc<dyn Backend>) {
+        if self.following.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(Some(feed)) = backend.watch(&[String::new()]) else {
+            return;
+        };
+        let peers = Arc::downgrade(self);
+        let started = std::thread::Builder::new()
+            .name("persist-cache-feed".into())
+            .spawn(move || invalidate_from(feed, &peers));
+        if started.is_err() {
+            // No thread: the caches rely on their time to live, as on a store without a feed.
+            self.following.store(false, Ordering::Release);
+        }
+    }
+
     fn each(&self, mut run: impl FnMut(&dyn Invalidate)) {
         let caches = self.caches.read().unwrap_or_else(PoisonError::into_inner);
         for cache in caches.iter().filter_map(Weak::upgrade) {
             run(&*cache);
+        }
+    }
+}
+
+/// Drops from the caches of `peers` what `feed` tells changed, until every handle on the store
+/// is gone.
+fn invalidate_from(mut feed: Box<dyn Feed>, peers: &Weak<Peers>) {
+    loop {
+        let next = feed.next(Duration::from_millis(100));
+        let Some(peers) = peers.upgrade() else {
+            return;
+        };
+        match next {
+            Ok(None) => {}
+            Ok(Some(Notice::Put { name, .. } | Notice::Deleted { name })) => {
+                match key::into_key(name) {
+                    Some(key) => peers.invalidate(&key),
+                    // A hashed name's key is in the entry, which may be gone.
+                    None => peers.invalidate_all(),
+                }
+            }
+            Ok(Some(Notice::Resync)) => peers.invalidate_all(),
+            Err(_) => {
+                peers.invalidate_all();
+                drop(peers);
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
     }
 }

@@ -119,7 +119,7 @@ impl Wake {
 
 #[cfg(feature = "live")]
 impl crate::live::watcher::Watched for Wake {
-    fn changed(&self) {
+    fn changed(&self, _name: Option<&std::ffi::OsStr>) {
         *self
             .changes
             .lock()

@@ -13,7 +13,7 @@
 //! deadlock.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -22,11 +22,14 @@ use notify::{EventKind, RecursiveMode, Watcher};
 
 use super::core::lock;
 
-/// Something that wants to hear about changes of one file.
+/// Something that wants to hear about changes of one file, or of every file of a directory.
 pub(crate) trait Watched: Send + Sync {
-    /// The file (or, after lost events, possibly the file) changed.
-    fn changed(&self);
+    /// The file `name` changed; `None` after lost events (any file may have changed).
+    fn changed(&self, name: Option<&OsStr>);
 }
+
+/// The name a registration for every file of its directory is made under.
+pub(crate) const EVERY_FILE: &str = "";
 
 struct Target {
     id: u64,
@@ -80,10 +83,9 @@ fn dispatch(targets: &Mutex<Targets>, event: notify::Result<notify::Event>) {
         }) if !matches!(access, AccessKind::Close(AccessMode::Write)) => return,
         Ok(_) => false,
     };
-    let mut concerned: Vec<Arc<dyn Watched>> = Vec::new();
+    let mut concerned: Vec<(Arc<dyn Watched>, Option<OsString>)> = Vec::new();
     {
         let targets = lock(targets);
-        let wanted = |target: &Target| target.watched.upgrade();
         if everything {
             concerned.extend(
                 targets
@@ -91,26 +93,28 @@ fn dispatch(targets: &Mutex<Targets>, event: notify::Result<notify::Event>) {
                     .values()
                     .flat_map(HashMap::values)
                     .flatten()
-                    .filter_map(wanted),
+                    .filter_map(|target| Some((target.watched.upgrade()?, None))),
             );
         } else if let Ok(event) = &event {
             for path in &event.paths {
                 let (Some(directory), Some(name)) = (path.parent(), path.file_name()) else {
                     continue;
                 };
-                if let Some(list) = targets
-                    .by_directory
-                    .get(directory)
-                    .and_then(|names| names.get(name))
-                {
-                    concerned.extend(list.iter().filter_map(wanted));
-                }
+                let Some(names) = targets.by_directory.get(directory) else {
+                    continue;
+                };
+                let lists = [names.get(name), names.get(OsStr::new(EVERY_FILE))];
+                concerned.extend(
+                    lists.into_iter().flatten().flatten().filter_map(|target| {
+                        Some((target.watched.upgrade()?, Some(name.to_owned())))
+                    }),
+                );
             }
         }
     }
     // Outside the table's lock: a handle dropped here unregisters itself.
-    for watched in concerned {
-        watched.changed();
+    for (watched, name) in concerned {
+        watched.changed(name.as_deref());
     }
 }
 
@@ -123,7 +127,8 @@ pub(crate) struct Registration {
     id: u64,
 }
 
-/// Starts passing the events of the file `name` in `directory` (canonical) to `watched`.
+/// Starts passing the events of the file `name` in `directory` (canonical) to `watched`; of
+/// every file of `directory` for the name [`EVERY_FILE`].
 pub(crate) fn register(
     directory: &Path,
     name: OsString,

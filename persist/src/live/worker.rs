@@ -134,7 +134,7 @@ fn rewatch<T: Persisted + Send + Sync + 'static>(shared: &Shared<T>) -> Result<(
 }
 
 impl<T: Persisted + Send + Sync + 'static> Watched for Shared<T> {
-    fn changed(&self) {
+    fn changed(&self, _name: Option<&std::ffi::OsStr>) {
         self.note_event();
     }
 }

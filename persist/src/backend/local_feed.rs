@@ -1,0 +1,249 @@
+//! The local directory's feed: file events on the collection's directory and its shard
+//! directories (the process's one watcher, shared with `Live` handles), each named file's tag
+//! compared with the one last seen; a listing of every entry compared whole after lost events,
+//! when a shard directory appears, and at an interval where file events cannot be had.
+
+use std::collections::{BTreeSet, VecDeque};
+#[cfg(feature = "live")]
+use std::ffi::OsStr;
+use std::fmt;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::Local;
+use super::feed::{self, Feed, Notice, Seen};
+use crate::Error;
+
+/// How often the directory is listed whole where file events cannot be had.
+pub(super) const POLL: Duration = Duration::from_millis(500);
+
+/// What the file events asked for since the feed last looked.
+#[derive(Default)]
+struct Asked {
+    /// Entry names whose files changed.
+    names: BTreeSet<String>,
+    /// Events were lost, or a shard directory appeared: list everything.
+    everything: bool,
+    /// Shard directories that appeared, to watch.
+    shards: Vec<String>,
+}
+
+/// Where the watcher's callbacks leave what they saw, for the feed's reader to act on.
+#[derive(Default)]
+struct Wake {
+    asked: Mutex<Asked>,
+    ready: Condvar,
+}
+
+impl Wake {
+    #[cfg(feature = "live")]
+    fn ask(&self, change: impl FnOnce(&mut Asked)) {
+        change(&mut self.asked.lock().unwrap_or_else(PoisonError::into_inner));
+        self.ready.notify_all();
+    }
+}
+
+/// A shard directory's events: the names of entries.
+#[cfg(feature = "live")]
+struct ShardEvents(Arc<Wake>);
+
+#[cfg(feature = "live")]
+impl crate::live::watcher::Watched for ShardEvents {
+    fn changed(&self, name: Option<&OsStr>) {
+        self.0.ask(|asked| match name.and_then(OsStr::to_str) {
+            Some(name) => {
+                // Lock files, backups and temporary files hold a dot; entry names never do.
+                if !name.contains('.') {
+                    asked.names.insert(name.to_owned());
+                }
+            }
+            None => asked.everything = true,
+        });
+    }
+}
+
+/// The collection directory's events: shard directories appearing.
+#[cfg(feature = "live")]
+struct RootEvents(Arc<Wake>);
+
+#[cfg(feature = "live")]
+impl crate::live::watcher::Watched for RootEvents {
+    fn changed(&self, name: Option<&OsStr>) {
+        self.0.ask(|asked| match name {
+            Some(name) if super::local::is_shard_name(name) => {
+                if let Some(name) = name.to_str() {
+                    asked.shards.push(name.to_owned());
+                }
+            }
+            Some(_) => {}
+            None => asked.everything = true,
+        });
+    }
+}
+
+/// The watches a feed holds (none without the `live` feature).
+#[derive(Default)]
+struct Watches {
+    #[cfg(feature = "live")]
+    held: Vec<crate::live::watcher::Registration>,
+    /// Whether file events come: when they cannot, the feed lists at an interval.
+    working: bool,
+}
+
+/// The feed of a [`Local`] directory.
+pub(super) struct LocalFeed {
+    local: Local,
+    prefixes: Vec<String>,
+    seen: Seen,
+    wake: Arc<Wake>,
+    /// The sinks of the directory's events and of its shards' (the watcher holds them weakly).
+    #[cfg(feature = "live")]
+    events: [Arc<dyn crate::live::watcher::Watched>; 2],
+    watches: Watches,
+    pending: VecDeque<Notice>,
+    next_poll: Instant,
+}
+
+impl fmt::Debug for LocalFeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalFeed")
+            .field("dir", &self.local.dir())
+            .field("prefixes", &self.prefixes)
+            .field("file_events", &self.watches.working)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalFeed {
+    /// A feed of `local`'s entries under `prefixes`: the directories watched, then every entry
+    /// listed (so that a change after this returns is told, by an event or by the listing).
+    pub(super) fn new(local: Local, prefixes: Vec<String>) -> Result<Self, Error> {
+        let wake = Arc::new(Wake::default());
+        let mut feed = LocalFeed {
+            local,
+            prefixes,
+            seen: Seen::default(),
+            #[cfg(feature = "live")]
+            events: [
+                Arc::new(RootEvents(Arc::clone(&wake))),
+                Arc::new(ShardEvents(Arc::clone(&wake))),
+            ],
+            wake,
+            watches: Watches::default(),
+            pending: VecDeque::new(),
+            next_poll: Instant::now() + POLL,
+        };
+        feed.watch_all();
+        let listing = feed::listing(&feed.local, &feed.prefixes)?;
+        feed.seen.diff(listing);
+        Ok(feed)
+    }
+
+    /// Watches the directory and each shard directory there is; `working` tells whether
+    /// every watch could be made.
+    fn watch_all(&mut self) {
+        #[cfg(feature = "live")]
+        {
+            use crate::live::watcher::{self, EVERY_FILE};
+            let Ok(root) = std::fs::canonicalize(self.local.dir()) else {
+                return;
+            };
+            let root_events = Arc::downgrade(&self.events[0]);
+            let Ok(registration) = watcher::register(&root, EVERY_FILE.into(), root_events) else {
+                return;
+            };
+            self.watches.held.push(registration);
+            self.watches.working = true;
+            let shards: Vec<String> = (0..256)
+                .map(|index| format!("{index:02x}"))
+                .filter(|shard| root.join(shard).is_dir())
+                .collect();
+            for shard in shards {
+                self.watch_shard(&root, &shard);
+            }
+        }
+    }
+
+    /// Watches the shard directory `shard` of `root`.
+    #[cfg(feature = "live")]
+    fn watch_shard(&mut self, root: &std::path::Path, shard: &str) {
+        use crate::live::watcher::{self, EVERY_FILE};
+        let shard_events = Arc::downgrade(&self.events[1]);
+        match watcher::register(&root.join(shard), EVERY_FILE.into(), shard_events) {
+            Ok(registration) => self.watches.held.push(registration),
+            // (A shard removed meanwhile, by a clear: its successor is seen appearing.)
+            Err(_) if !root.join(shard).is_dir() => {}
+            Err(_) => self.watches.working = false,
+        }
+    }
+
+    /// Takes what the events asked for, waiting until `until` for something to do.
+    fn asked(&self, until: Instant) -> Asked {
+        let mut asked = self
+            .wake
+            .asked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let anything = asked.everything || !asked.names.is_empty() || !asked.shards.is_empty();
+            let now = Instant::now();
+            if anything || now >= until {
+                return std::mem::take(&mut *asked);
+            }
+            asked = self
+                .wake
+                .ready
+                .wait_timeout(asked, until - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+impl Feed for LocalFeed {
+    fn next(&mut self, wait: Duration) -> Result<Option<Notice>, Error> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(notice) = self.pending.pop_front() {
+                return Ok(Some(notice));
+            }
+            let polls = !self.watches.working;
+            let until = if polls {
+                deadline.min(self.next_poll)
+            } else {
+                deadline
+            };
+            let asked = self.asked(until);
+            let mut everything = asked.everything;
+            #[cfg(feature = "live")]
+            if !asked.shards.is_empty()
+                && let Ok(root) = std::fs::canonicalize(self.local.dir())
+            {
+                for shard in &asked.shards {
+                    self.watch_shard(&root, shard);
+                }
+                // Entries may have been written in it before its watch began.
+                everything = true;
+            }
+            if polls && Instant::now() >= self.next_poll {
+                self.next_poll = Instant::now() + POLL;
+                everything = true;
+            }
+            if everything {
+                let listing = feed::listing(&self.local, &self.prefixes)?;
+                self.pending.extend(self.seen.diff(listing));
+            } else {
+                for name in asked.names {
+                    if !feed::matches(&self.prefixes, &name) {
+                        continue;
+                    }
+                    let tag = super::Backend::tag(&self.local, &name)?;
+                    self.pending.extend(self.seen.note(&name, tag));
+                }
+            }
+            if self.pending.is_empty() && Instant::now() >= deadline {
+                return Ok(None);
+            }
+        }
+    }
+}

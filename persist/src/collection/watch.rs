@@ -1,0 +1,494 @@
+//! Change feeds of a collection: [`Collection::watch`] and [`Watch`].
+//!
+//! A watch reads its store's feed ([`Backend::watch`](crate::backend::Backend::watch), or a
+//! poll of the store's names and tags where the store has none) on a thread of its own, turns
+//! entry names into keys (and, when asked, entries into values), and hands the events over
+//! through a bounded queue: to a blocking reader ([`Iterator`], [`Watch::next_timeout`]) or to
+//! an async one (a `Stream`, with the `tokio` feature).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::{Collection, key};
+use crate::backend::{Feed, Notice, Poller, Popped, Queue, Tag};
+use crate::{Error, Persisted};
+
+/// How long the watch's thread waits on its feed before it looks whether the watch is gone.
+const TICK: Duration = Duration::from_millis(100);
+
+/// How many events a watch holds for a reader that has not taken them; past that, its thread
+/// waits (and the store's feed holds, or tells a [`WatchEvent::Resync`] later).
+const HELD: usize = 1024;
+
+/// How a [`Collection::watch_with`] watches.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    values: bool,
+    current: bool,
+    poll: Duration,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        WatchOptions {
+            values: false,
+            current: false,
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
+impl WatchOptions {
+    /// Changes only, without values, a store without a feed of its own polled every second.
+    pub fn new() -> Self {
+        WatchOptions::default()
+    }
+
+    /// Whether each [`WatchEvent::Put`] carries the entry's value, read and migrated as
+    /// [`Collection::get`] would (at the time the event is delivered: the newest value, whose
+    /// tag the event then carries). Off by default.
+    #[must_use]
+    pub fn values(mut self, values: bool) -> Self {
+        self.values = values;
+        self
+    }
+
+    /// Whether the watch begins with the current state: [`WatchEvent::Resync`], a
+    /// [`WatchEvent::Put`] for every key watched, then [`WatchEvent::Synced`], and the changes
+    /// after. Off by default (changes from now on).
+    #[must_use]
+    pub fn current(mut self, current: bool) -> Self {
+        self.current = current;
+        self
+    }
+
+    /// How often a store without a feed of its own (a redb file, a custom backend) has its
+    /// names and tags listed and compared with the listing before: the feed's lag. One second
+    /// by default. The local directory and memory stores tell their changes
+    /// themselves and do not poll.
+    #[must_use]
+    pub fn poll_every(mut self, every: Duration) -> Self {
+        self.poll = every.max(Duration::from_millis(1));
+        self
+    }
+}
+
+/// One event of a [`Watch`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum WatchEvent<T> {
+    /// A value was put under `key`.
+    Put {
+        /// The key.
+        key: String,
+        /// The entry's version in the store after that put (the same [`Tag`] a store's
+        /// conditional write compares).
+        tag: Tag,
+        /// The value, when the watch reads values ([`WatchOptions::values`]).
+        value: Option<T>,
+    },
+    /// The value under `key` was deleted.
+    Deleted {
+        /// The key.
+        key: String,
+    },
+    /// Changes may have been missed (a lost connection, a reader too far behind, a store's
+    /// lost file events): forget what you know of the keys watched. The state of every key
+    /// watched follows as [`Put`](WatchEvent::Put) events, then [`Synced`](WatchEvent::Synced).
+    Resync,
+    /// The state that followed the last [`Resync`](WatchEvent::Resync) is complete: a key
+    /// without a `Put` since then has no value.
+    Synced,
+}
+
+/// A subscription to the changes of a collection's keys (or those under a prefix), made by
+/// [`Collection::watch`]: every put and delete, after it is stored, in the order of the
+/// writes of each key, at least once.
+///
+/// Read it as an [`Iterator`] (each `next` waits for the next event), with a timeout
+/// ([`next_timeout`](Watch::next_timeout), [`timeout`](Watch::timeout)), or with the `tokio`
+/// feature as a `Stream` ([`next_async`](Watch::next_async)). Nothing is dropped silently: a
+/// watch that may have missed changes says [`WatchEvent::Resync`] and gives the current state
+/// again. Dropping it ends the subscription.
+///
+/// An `Err` item is an error of the store's feed or of a read (a value that does not decode,
+/// naming its entry); the watch goes on after it.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use persist::{Collection, Persisted, WatchEvent, WatchOptions};
+///
+/// #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, Persisted)]
+/// #[persist(version = 1)]
+/// struct Prefs { theme: String }
+///
+/// # fn main() -> Result<(), persist::Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let prefs: Collection<Prefs> = Collection::open(dir.path().join("prefs"))?;
+/// let mut changes = prefs.watch_with("user/", WatchOptions::new().values(true))?;
+/// prefs.put("user/alice", &Prefs { theme: "dark".into() })?;
+/// prefs.put("other", &Prefs::default())?; // not under the prefix
+/// prefs.delete("user/alice")?;
+///
+/// let mut seen = Vec::new();
+/// for event in changes.timeout(Duration::from_secs(2)) {
+///     match event? {
+///         WatchEvent::Put { key, value, .. } => seen.push(format!("{key} = {}", value.unwrap().theme)),
+///         WatchEvent::Deleted { key } => seen.push(format!("{key} deleted")),
+///         _ => {}
+///     }
+///     if seen.len() == 2 { break }
+/// }
+/// // (The put's value is read when the event is delivered: it may be gone by then, and the
+/// // put not told, only the delete.)
+/// assert_eq!(seen.last().unwrap(), "user/alice deleted");
+/// # Ok(())
+/// # }
+/// ```
+pub struct Watch<T> {
+    events: Arc<Queue<Result<WatchEvent<T>, Error>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl<T> fmt::Debug for Watch<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watch").finish_non_exhaustive()
+    }
+}
+
+impl<T> Watch<T> {
+    /// The next event, waiting at most `wait` for it: `None` when none came in that time.
+    pub fn next_timeout(&mut self, wait: Duration) -> Option<Result<WatchEvent<T>, Error>> {
+        match self.events.pop(wait) {
+            Popped::Item(event) => Some(event),
+            Popped::Lagged | Popped::Empty | Popped::Closed => None,
+        }
+    }
+
+    /// The events as they come, until none has come for `wait`.
+    pub fn timeout(
+        &mut self,
+        wait: Duration,
+    ) -> impl Iterator<Item = Result<WatchEvent<T>, Error>> {
+        std::iter::from_fn(move || self.next_timeout(wait))
+    }
+}
+
+impl<T> Iterator for Watch<T> {
+    type Item = Result<WatchEvent<T>, Error>;
+
+    /// The next event, waiting as long as it takes (`None` only if the watch's thread ended,
+    /// which it does not while the watch is held).
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.events.pop(Duration::from_secs(3600)) {
+                Popped::Item(event) => return Some(event),
+                Popped::Closed => return None,
+                Popped::Lagged | Popped::Empty => {}
+            }
+        }
+    }
+}
+
+impl<T> Drop for Watch<T> {
+    fn drop(&mut self) {
+        self.events.close();
+        // The thread sees the queue closed within a tick; it is not waited for.
+        drop(self.thread.take());
+    }
+}
+
+#[cfg(feature = "tokio")]
+mod stream {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::{Watch, WatchEvent};
+    use crate::Error;
+    use crate::backend::Popped;
+
+    impl<T> Unpin for Watch<T> {}
+
+    impl<T> Watch<T> {
+        /// The next event, awaited: [`Stream::poll_next`](futures_core::Stream) as a method.
+        pub async fn next_async(&mut self) -> Option<Result<WatchEvent<T>, Error>> {
+            std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut *self), cx))
+                .await
+        }
+    }
+
+    impl<T> futures_core::Stream for Watch<T> {
+        type Item = Result<WatchEvent<T>, Error>;
+
+        fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            loop {
+                return match self.events.poll_pop(cx) {
+                    Poll::Ready(Popped::Item(event)) => Poll::Ready(Some(event)),
+                    Poll::Ready(Popped::Closed) => Poll::Ready(None),
+                    Poll::Ready(Popped::Lagged | Popped::Empty) => continue,
+                    Poll::Pending => Poll::Pending,
+                };
+            }
+        }
+    }
+}
+
+/// The entry-name prefixes under which the keys that begin with `prefix` are stored: its
+/// escape, and, for a non-empty prefix, the hashed names and the device names it begins.
+pub(super) fn name_prefixes(prefix: &str) -> Vec<String> {
+    let mut prefixes = vec![key::escape(prefix)];
+    if !prefix.is_empty() {
+        prefixes.push(key::HASHED.to_owned());
+        prefixes.extend(
+            key::RESERVED
+                .iter()
+                .filter(|reserved| reserved.starts_with(prefix))
+                .map(|reserved| key::name_of(reserved)),
+        );
+    }
+    prefixes
+}
+
+/// The feed of `collection`'s store for the names under `prefixes`: the store's own, or a
+/// poll every `poll`.
+pub(super) fn feed<T>(
+    collection: &Collection<T>,
+    prefixes: Vec<String>,
+    poll: Duration,
+) -> Result<Box<dyn Feed>, Error> {
+    let backend = &collection.inner.backend;
+    match backend.watch(&prefixes)? {
+        Some(feed) => Ok(feed),
+        None => Ok(Box::new(Poller::new(Arc::clone(backend), prefixes, poll)?)),
+    }
+}
+
+impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
+    /// Watches the keys that begin with `prefix` (`""` for every key): each put and delete
+    /// from now on, without values. See [`Watch`] and [`watch_with`](Collection::watch_with).
+    ///
+    /// # Errors
+    ///
+    /// The store could not be watched (or, for a store that is polled, listed).
+    pub fn watch(&self, prefix: &str) -> Result<Watch<T>, Error> {
+        self.watch_with(prefix, WatchOptions::new())
+    }
+
+    /// Watches the keys that begin with `prefix` as `options` say.
+    ///
+    /// How each store tells its changes, and the lag of a change seen from another handle:
+    ///
+    /// | store | feed |
+    /// |---|---|
+    /// | local directory | file events on its shard directories (another process's writes included), a listing after lost events; where file events cannot be had, a listing every half second |
+    /// | memory | each write, as it is made |
+    /// | any other store | a listing of names and tags every [`poll_every`](WatchOptions::poll_every) |
+    ///
+    /// # Errors
+    ///
+    /// The store could not be watched (or, for a store that is polled, listed).
+    pub fn watch_with(&self, prefix: &str, options: WatchOptions) -> Result<Watch<T>, Error> {
+        let feed = feed(self, name_prefixes(prefix), options.poll)?;
+        let events = Arc::new(Queue::new(HELD));
+        let mut watcher = Watcher {
+            collection: self.clone(),
+            prefix: prefix.to_owned(),
+            values: options.values,
+            events: Arc::clone(&events),
+            hashed: HashMap::new(),
+        };
+        if !options.current {
+            // The keys of hashed names must be known before their deletes come (a resync
+            // learns them as it goes).
+            watcher.learn_hashed()?;
+        }
+        let thread = std::thread::Builder::new()
+            .name("persist-watch".into())
+            .spawn(move || watcher.run(feed, options.current))
+            .map_err(|source| Error::Io {
+                path: self.inner.location.clone(),
+                op: crate::error::IoOp::BlockingTask,
+                source,
+            })?;
+        Ok(Watch {
+            events,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// The watch's thread.
+struct Watcher<T> {
+    collection: Collection<T>,
+    prefix: String,
+    values: bool,
+    events: Arc<Queue<Result<WatchEvent<T>, Error>>>,
+    /// The keys of the hashed names seen (a hashed name's key is in its entry, which is gone
+    /// once it is deleted).
+    hashed: HashMap<String, String>,
+}
+
+impl<T: Persisted + Clone + Send + Sync + 'static> Watcher<T> {
+    fn run(mut self, mut feed: Box<dyn Feed>, current: bool) {
+        if current && !self.resync() {
+            return;
+        }
+        loop {
+            if self.events.is_closed() {
+                return;
+            }
+            let delivered = match feed.next(TICK) {
+                Ok(None) => true,
+                Ok(Some(Notice::Put { name, tag, key })) => self.put(name, tag, key),
+                Ok(Some(Notice::Deleted { name })) => self.deleted(name),
+                Ok(Some(Notice::Resync)) => self.resync(),
+                Err(error) => {
+                    // The feed may have missed changes while it failed.
+                    let told = self.events.push_waiting(Err(error));
+                    std::thread::sleep(TICK);
+                    told && self.resync()
+                }
+            };
+            if !delivered {
+                return;
+            }
+        }
+    }
+
+    /// Reads the keys of the hashed names under the prefix.
+    fn learn_hashed(&mut self) -> Result<(), Error> {
+        let backend = Arc::clone(&self.collection.inner.backend);
+        for name in backend.scan(key::HASHED)? {
+            let name = name?;
+            if let Some(key) = self.collection.key_of_name(name.clone())? {
+                self.hashed.insert(name, key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands `event` over; `false` when the watch is gone.
+    fn send(&self, event: Result<WatchEvent<T>, Error>) -> bool {
+        self.events.push_waiting(event)
+    }
+
+    /// The key of the name `name` (`told` by the feed, or read), if it is one under the
+    /// prefix.
+    fn key_of(&mut self, name: String, told: Option<String>) -> Result<Option<String>, Error> {
+        let hashed = key::is_hashed(&name);
+        let key = match told {
+            Some(key) if key::name_of(&key) == name => key,
+            _ => match self.collection.key_of_name(name.clone())? {
+                Some(key) => key,
+                None => return Ok(None),
+            },
+        };
+        if hashed {
+            self.hashed.insert(name, key.clone());
+        }
+        Ok(key.starts_with(&self.prefix).then_some(key))
+    }
+
+    fn put(&mut self, name: String, tag: Tag, told: Option<String>) -> bool {
+        let key = match self.key_of(name.clone(), told) {
+            Ok(Some(key)) => key,
+            Ok(None) => return true,
+            Err(error) => return self.send(Err(error)),
+        };
+        match self.read(key, &name, tag) {
+            Ok(Some(event)) => self.send(Ok(event)),
+            Ok(None) => true,
+            Err(error) => self.send(Err(error)),
+        }
+    }
+
+    /// The put event of `key` (stored as `name`, told with `tag`): with its value read now
+    /// when the watch reads values (`None` when the entry is gone meanwhile: its delete is
+    /// told next).
+    fn read(&self, key: String, name: &str, tag: Tag) -> Result<Option<WatchEvent<T>>, Error> {
+        if !self.values {
+            return Ok(Some(WatchEvent::Put {
+                key,
+                tag,
+                value: None,
+            }));
+        }
+        let Some(stored) = self.collection.inner.backend.get(name)? else {
+            return Ok(None);
+        };
+        let value = self.collection.decode(&key, name, &stored.bytes)?;
+        Ok(Some(WatchEvent::Put {
+            key,
+            tag: stored.tag,
+            value: Some(value),
+        }))
+    }
+
+    fn deleted(&mut self, name: String) -> bool {
+        let key = if key::is_hashed(&name) {
+            match self.hashed.remove(&name) {
+                Some(key) => Some(key),
+                // A hashed name whose key was never read (its entry was gone before): which
+                // key went is unknown, so the watcher is told to read the state again.
+                None => return self.resync(),
+            }
+        } else {
+            key::into_key(name)
+        };
+        match key {
+            Some(key) if key.starts_with(&self.prefix) => {
+                self.send(Ok(WatchEvent::Deleted { key }))
+            }
+            _ => true,
+        }
+    }
+
+    /// Tells [`WatchEvent::Resync`], then the state of every key watched, then
+    /// [`WatchEvent::Synced`]; `false` when the watch is gone.
+    fn resync(&mut self) -> bool {
+        if !self.send(Ok(WatchEvent::Resync)) {
+            return false;
+        }
+        self.hashed.clear();
+        let keys = match self.collection.keys_with_prefix(&self.prefix) {
+            Ok(keys) => keys,
+            Err(error) => return self.send(Err(error)),
+        };
+        let backend = Arc::clone(&self.collection.inner.backend);
+        for key in keys {
+            let key = match key {
+                Ok(key) => key,
+                Err(error) => {
+                    if !self.send(Err(error)) {
+                        return false;
+                    }
+                    continue;
+                }
+            };
+            let name = key::name_of(&key);
+            if key::is_hashed(&name) {
+                self.hashed.insert(name.clone(), key.clone());
+            }
+            let event = match backend.tag(&name) {
+                Ok(Some(tag)) => self.read(key, &name, tag),
+                Ok(None) => Ok(None),
+                Err(error) => Err(error),
+            };
+            let sent = match event {
+                Ok(Some(event)) => self.send(Ok(event)),
+                Ok(None) => true,
+                Err(error) => self.send(Err(error)),
+            };
+            if !sent {
+                return false;
+            }
+        }
+        self.send(Ok(WatchEvent::Synced))
+    }
+}

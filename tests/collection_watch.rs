@@ -1,0 +1,412 @@
+//! Change feeds: `Collection::watch` on memory and on the local directory (writers in other
+//! processes, hostile keys, a reader that falls behind, the async stream), and the cache kept
+//! coherent across processes by the local directory's feed.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use persist::{Collection, Options, Persisted, Watch, WatchEvent, WatchOptions};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Persisted)]
+#[persist(version = 1)]
+struct Note {
+    writer: u32,
+    seq: u32,
+}
+
+/// What a watcher knows: the value of each key, kept from the events.
+#[derive(Debug, Default)]
+struct Mirror {
+    values: BTreeMap<String, Note>,
+    /// The events seen, in order.
+    events: Vec<String>,
+    resyncs: usize,
+}
+
+impl Mirror {
+    /// Applies one event; panics on a value that goes back in its writer's sequence (events
+    /// of one key out of order).
+    fn apply(&mut self, event: WatchEvent<Note>) {
+        match event {
+            WatchEvent::Put { key, value, .. } => {
+                let value = value.expect("the watch reads values");
+                if let Some(before) = self.values.get(&key)
+                    && before.writer == value.writer
+                {
+                    assert!(
+                        value.seq >= before.seq,
+                        "{key}: writer {} went from {} back to {}",
+                        value.writer,
+                        before.seq,
+                        value.seq
+                    );
+                }
+                self.events
+                    .push(format!("put {key} {}/{}", value.writer, value.seq));
+                self.values.insert(key, value);
+            }
+            WatchEvent::Deleted { key } => {
+                self.events.push(format!("delete {key}"));
+                self.values.remove(&key);
+            }
+            WatchEvent::Resync => {
+                self.resyncs += 1;
+                self.events.push("resync".into());
+                self.values.clear();
+            }
+            WatchEvent::Synced => self.events.push("synced".into()),
+            other => panic!("an event this test does not know: {other:?}"),
+        }
+    }
+
+    /// Reads `watch` until the mirror equals `expected` or `within` has passed.
+    fn follow_until(
+        &mut self,
+        watch: &mut Watch<Note>,
+        expected: &BTreeMap<String, Note>,
+        within: Duration,
+    ) {
+        let deadline = Instant::now() + within;
+        while self.values != *expected {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "the watch did not reach the store's state within {within:?}: {} keys seen, \
+                 {} stored; last events {:?}",
+                self.values.len(),
+                expected.len(),
+                &self.events[self.events.len().saturating_sub(5)..]
+            );
+            if let Some(event) = watch.next_timeout(left.min(Duration::from_millis(200))) {
+                self.apply(event.unwrap());
+            }
+        }
+    }
+}
+
+/// Every value of `notes`, read now.
+fn state(notes: &Collection<Note>) -> BTreeMap<String, Note> {
+    notes
+        .iter()
+        .unwrap()
+        .map(|(key, value)| (key, value.unwrap()))
+        .collect()
+}
+
+fn values() -> WatchOptions {
+    WatchOptions::new().values(true)
+}
+
+#[test]
+fn memory_tells_every_put_and_delete_in_order() {
+    let notes: Collection<Note> = Collection::memory();
+    let mut watch = notes.watch("").unwrap();
+    let mut expected = Vec::new();
+    for seq in 0..500_u32 {
+        let key = format!("k{}", seq % 7);
+        if seq % 5 == 4 {
+            if notes.delete(&key).unwrap() {
+                expected.push(format!("delete {key}"));
+            }
+        } else {
+            notes.put(&key, &Note { writer: 0, seq }).unwrap();
+            expected.push(format!("put {key}"));
+        }
+    }
+    let told: Vec<String> = watch
+        .timeout(Duration::from_secs(2))
+        .take(expected.len())
+        .map(|event| match event.unwrap() {
+            WatchEvent::Put { key, value, .. } => {
+                assert!(value.is_none(), "a watch without values");
+                format!("put {key}")
+            }
+            WatchEvent::Deleted { key } => format!("delete {key}"),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(told, expected);
+}
+
+#[test]
+fn a_watch_on_a_prefix_tells_only_its_keys_hostile_ones_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let local: Collection<Note> = Collection::open(dir.path()).unwrap();
+    for notes in [Collection::memory(), local] {
+        let mut watch = notes.watch_with("a", values()).unwrap();
+        let long = format!("a{}", "é".repeat(150)); // too long to spell: a hashed name
+        let keys = ["a", "a~", "ab/c", "a b", long.as_str(), "aux"];
+        let others = ["b", "~a", "Aa", "AUX", "con", "~61"];
+        for (n, key) in keys.iter().chain(others.iter()).enumerate() {
+            notes
+                .put(
+                    key,
+                    &Note {
+                        writer: 0,
+                        seq: n as u32,
+                    },
+                )
+                .unwrap();
+        }
+        for key in keys.iter().chain(others.iter()) {
+            notes.delete(key).unwrap();
+        }
+        // Read until the events stop: a hashed name's delete may come as a resync on the
+        // local directory (its key is read from the entry, which may be gone before).
+        let mut told = Vec::new();
+        let mut present = std::collections::BTreeSet::new();
+        for event in watch.timeout(Duration::from_secs(2)) {
+            match event.unwrap() {
+                WatchEvent::Put { key, .. } => {
+                    told.push(format!("put {key}"));
+                    present.insert(key);
+                }
+                WatchEvent::Deleted { key } => {
+                    told.push(format!("delete {key}"));
+                    present.remove(&key);
+                }
+                WatchEvent::Resync => {
+                    told.push("resync".into());
+                    present.clear();
+                }
+                WatchEvent::Synced => told.push("synced".into()),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(
+            present.is_empty(),
+            "{present:?} left after every delete: {told:?}"
+        );
+        let memory = format!("{notes:?}").contains("Memory");
+        for key in keys {
+            let deleted = told.contains(&format!("delete {key}"));
+            assert!(
+                deleted || (!memory && key == long && told.contains(&"resync".to_owned())),
+                "{key}'s delete is not told on {notes:?}: {told:?}"
+            );
+        }
+        if memory {
+            assert!(!told.contains(&"resync".to_owned()), "{told:?}");
+        }
+        for key in others {
+            assert!(
+                !told
+                    .iter()
+                    .any(|t| *t == format!("put {key}") || *t == format!("delete {key}")),
+                "{key} is told under the prefix a: {told:?}"
+            );
+        }
+        // A put is told before the delete of its key.
+        for key in keys {
+            if let Some(put) = told.iter().position(|t| *t == format!("put {key}")) {
+                let delete = told.iter().position(|t| *t == format!("delete {key}"));
+                assert!(delete.is_none_or(|delete| put < delete), "{key}: {told:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_watch_from_the_current_state_begins_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes: Collection<Note> = Collection::open(dir.path()).unwrap();
+    for n in 0..20 {
+        notes
+            .put(&format!("n{n}"), &Note { writer: 0, seq: n })
+            .unwrap();
+    }
+    let mut watch = notes.watch_with("", values().current(true)).unwrap();
+    let mut mirror = Mirror::default();
+    mirror.follow_until(&mut watch, &state(&notes), Duration::from_secs(5));
+    assert_eq!(mirror.events[0], "resync");
+    assert_eq!(mirror.events.len(), 21);
+    assert_eq!(
+        watch.next_timeout(Duration::from_secs(2)).unwrap().unwrap(),
+        WatchEvent::Synced
+    );
+    notes.delete("n3").unwrap();
+    assert_eq!(
+        watch.next_timeout(Duration::from_secs(5)).unwrap().unwrap(),
+        WatchEvent::Deleted { key: "n3".into() }
+    );
+}
+
+#[test]
+fn a_reader_too_far_behind_is_told_to_resync_and_gets_the_exact_state() {
+    let notes: Collection<Note> = Collection::memory();
+    let mut watch = notes.watch_with("", values()).unwrap();
+    // More writes than the store's feed and the watch hold, none read meanwhile.
+    for seq in 0..12_000_u32 {
+        let key = format!("k{}", seq % 300);
+        if seq % 11 == 0 {
+            notes.delete(&key).unwrap();
+        } else {
+            notes.put(&key, &Note { writer: 0, seq }).unwrap();
+        }
+    }
+    let mut mirror = Mirror::default();
+    mirror.follow_until(&mut watch, &state(&notes), Duration::from_secs(20));
+    assert!(mirror.resyncs >= 1, "no resync: {:?}", &mirror.events[..5]);
+    // Nothing else is pending that would change the state.
+    while let Some(event) = watch.next_timeout(Duration::from_millis(300)) {
+        mirror.apply(event.unwrap());
+    }
+    assert_eq!(mirror.values, state(&notes));
+}
+
+#[test]
+fn a_link_planted_among_the_entries_is_never_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes: Collection<Note> = Collection::open(dir.path()).unwrap();
+    notes.put("real", &Note::default()).unwrap();
+    let mut watch = notes.watch("").unwrap();
+    // A link named as an entry, in the shard of "real"'s neighbour.
+    let shard = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.is_dir())
+        .unwrap();
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::os::unix::fs::symlink(secret.path(), shard.join("planted")).unwrap();
+    notes.put("after", &Note::default()).unwrap();
+    let mut told = Vec::new();
+    for event in watch.timeout(Duration::from_secs(2)) {
+        if let WatchEvent::Put { key, .. } = event.unwrap() {
+            told.push(key);
+        }
+    }
+    assert_eq!(told, ["after"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_is_a_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes: Collection<Note> = Collection::open(dir.path()).unwrap();
+    let mut watch = notes.watch_with("", values()).unwrap();
+    notes
+        .put_async("a", Note { writer: 2, seq: 7 })
+        .await
+        .unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(5), watch.next_async())
+        .await
+        .expect("the put is told within 5 s")
+        .unwrap()
+        .unwrap();
+    let WatchEvent::Put { key, value, tag } = event else {
+        panic!("{event:?}");
+    };
+    assert_eq!(
+        (key.as_str(), value),
+        ("a", Some(Note { writer: 2, seq: 7 }))
+    );
+    assert_eq!(
+        Some(tag),
+        notes.backend().get("a").unwrap().map(|stored| stored.tag)
+    );
+}
+
+const CHILD_DIR: &str = "PERSIST_TEST_WATCH_DIR";
+const CHILD_MODE: &str = "PERSIST_TEST_WATCH_MODE";
+const CHILD_WRITER: &str = "PERSIST_TEST_WATCH_WRITER";
+
+/// The body of the child processes; does nothing when run directly by `cargo test`.
+#[test]
+#[ignore = "the body of a child process, run by the test that spawns it"]
+fn child() {
+    let (Ok(dir), Ok(mode)) = (std::env::var(CHILD_DIR), std::env::var(CHILD_MODE)) else {
+        return;
+    };
+    let writer: u32 = std::env::var(CHILD_WRITER).unwrap().parse().unwrap();
+    let notes: Collection<Note> = Collection::open(&dir).unwrap();
+    match mode.as_str() {
+        "random" => {
+            let (mut rng, _) = common::Rng::from_env();
+            for seq in 0..500 {
+                let key = format!("key-{}", rng.below(40));
+                if rng.below(4) == 0 {
+                    notes.delete(&key).unwrap();
+                } else {
+                    notes.put(&key, &Note { writer, seq }).unwrap();
+                }
+            }
+        }
+        "one" => {
+            notes.put("shared", &Note { writer, seq: 1 }).unwrap();
+        }
+        "gone" => {
+            notes.delete("shared").unwrap();
+        }
+        other => panic!("unknown mode {other}"),
+    }
+}
+
+fn run_child(mode: &str, dir: &Path, writer: u32) -> std::process::Child {
+    common::child(
+        "child",
+        &[
+            (CHILD_DIR, dir.as_os_str()),
+            (CHILD_MODE, mode.as_ref()),
+            (CHILD_WRITER, writer.to_string().as_ref()),
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .spawn()
+    .unwrap()
+}
+
+#[test]
+fn a_local_watch_sees_the_writes_of_two_other_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes: Collection<Note> = Collection::open(dir.path()).unwrap();
+    let mut watch = notes.watch_with("", values()).unwrap();
+    let writers: Vec<_> = (1..=2)
+        .map(|w| run_child("random", dir.path(), w))
+        .collect();
+    let mut mirror = Mirror::default();
+    for mut writer in writers {
+        // Read while they write: the mirror checks the order of each key's events.
+        while writer.try_wait().unwrap().is_none() {
+            if let Some(event) = watch.next_timeout(Duration::from_millis(50)) {
+                mirror.apply(event.unwrap());
+            }
+        }
+        assert!(writer.wait().unwrap().success());
+    }
+    mirror.follow_until(&mut watch, &state(&notes), Duration::from_secs(10));
+    assert_eq!(mirror.resyncs, 0);
+}
+
+#[cfg(feature = "cache")]
+#[test]
+fn a_cached_handle_sees_another_process_put_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let cached: Collection<Note> = Options::new()
+        .cache(100, Duration::from_secs(3600))
+        .collection(dir.path())
+        .unwrap();
+    cached.put("shared", &Note { writer: 0, seq: 0 }).unwrap();
+    assert_eq!(cached.get("shared").unwrap().unwrap().writer, 0);
+    assert_eq!(cached.get("shared").unwrap().unwrap().writer, 0);
+    assert!(cached.cache_stats().hits >= 1, "the value is cached");
+
+    let until = |what: &str, done: &dyn Fn() -> bool| {
+        let started = Instant::now();
+        while !done() {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the cached handle did not see the other process's {what} within 5 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    assert!(run_child("one", dir.path(), 9).wait().unwrap().success());
+    until("put", &|| {
+        cached.get("shared").unwrap().unwrap().writer == 9
+    });
+    assert!(run_child("gone", dir.path(), 9).wait().unwrap().success());
+    until("delete", &|| cached.get("shared").unwrap().is_none());
+}
