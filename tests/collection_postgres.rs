@@ -10,6 +10,7 @@ mod remote;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use persist::backend::{Backend, Condition, Entry, Postgres};
 use persist::{Collection, Error, Options, RemoteOp};
@@ -577,4 +578,37 @@ fn async_calls_work_under_an_executor_without_tokio() {
         common::block_on(counters.get_async("x")).unwrap(),
         Some(counter)
     );
+}
+
+#[test]
+fn a_watch_sees_the_writes_of_two_other_processes() {
+    let resyncs = remote::watch_sees_two_writers::<Pg>("watch", Duration::from_secs(1), |_| {});
+    assert_eq!(resyncs.unwrap_or(0), 0, "no connection was lost");
+}
+
+/// The listener's connection killed by the server in the middle of a stream of writes: the
+/// watch says Resync, listens again, and ends on the exact state.
+#[test]
+fn a_killed_listener_connection_is_a_resync_and_loses_nothing() {
+    let Some(server) = server_and_psql() else {
+        return;
+    };
+    let place = Pg::place("killed");
+    let channel = Pg::backend(&server, &place).channel().to_owned();
+    let killed = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&killed);
+    let resyncs =
+        remote::watch_sees_two_writers::<Pg>("killed", Duration::from_secs(1), move |server| {
+            let rows = psql(
+                server,
+                &format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE query = 'LISTEN {channel}'"
+                ),
+            );
+            assert_eq!(rows, [["t"]], "one listener of {channel} is terminated");
+            seen.store(true, Ordering::SeqCst);
+        });
+    assert!(killed.load(Ordering::SeqCst));
+    assert!(resyncs.unwrap() >= 1, "the lost connection is told");
 }

@@ -326,3 +326,14 @@ fn a_prefix_that_begins_no_object_name_is_refused() {
     let other = S3::new(store, "users/").unwrap();
     assert_eq!(other.list().unwrap(), ["a"]);
 }
+
+#[test]
+fn a_watch_sees_the_writes_of_two_other_processes() {
+    // A listing of the prefix with its ETags every 200 ms.
+    let resyncs = remote::watch_sees_two_writers::<Moto>(
+        "watch",
+        std::time::Duration::from_millis(200),
+        |_| {},
+    );
+    assert_eq!(resyncs.unwrap_or(0), 0);
+}

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use persist::{Collection, Options, Persisted, Watch, WatchEvent, WatchOptions};
+use persist::{Collection, Options, Persisted, WatchEvent, WatchOptions};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Persisted)]
@@ -18,74 +18,10 @@ struct Note {
     seq: u32,
 }
 
-/// What a watcher knows: the value of each key, kept from the events.
-#[derive(Debug, Default)]
-struct Mirror {
-    values: BTreeMap<String, Note>,
-    /// The events seen, in order.
-    events: Vec<String>,
-    resyncs: usize,
-}
+type Mirror = common::watch::Mirror<Note>;
 
-impl Mirror {
-    /// Applies one event; panics on a value that goes back in its writer's sequence (events
-    /// of one key out of order).
-    fn apply(&mut self, event: WatchEvent<Note>) {
-        match event {
-            WatchEvent::Put { key, value, .. } => {
-                let value = value.expect("the watch reads values");
-                if let Some(before) = self.values.get(&key)
-                    && before.writer == value.writer
-                {
-                    assert!(
-                        value.seq >= before.seq,
-                        "{key}: writer {} went from {} back to {}",
-                        value.writer,
-                        before.seq,
-                        value.seq
-                    );
-                }
-                self.events
-                    .push(format!("put {key} {}/{}", value.writer, value.seq));
-                self.values.insert(key, value);
-            }
-            WatchEvent::Deleted { key } => {
-                self.events.push(format!("delete {key}"));
-                self.values.remove(&key);
-            }
-            WatchEvent::Resync => {
-                self.resyncs += 1;
-                self.events.push("resync".into());
-                self.values.clear();
-            }
-            WatchEvent::Synced => self.events.push("synced".into()),
-            other => panic!("an event this test does not know: {other:?}"),
-        }
-    }
-
-    /// Reads `watch` until the mirror equals `expected` or `within` has passed.
-    fn follow_until(
-        &mut self,
-        watch: &mut Watch<Note>,
-        expected: &BTreeMap<String, Note>,
-        within: Duration,
-    ) {
-        let deadline = Instant::now() + within;
-        while self.values != *expected {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "the watch did not reach the store's state within {within:?}: {} keys seen, \
-                 {} stored; last events {:?}",
-                self.values.len(),
-                expected.len(),
-                &self.events[self.events.len().saturating_sub(5)..]
-            );
-            if let Some(event) = watch.next_timeout(left.min(Duration::from_millis(200))) {
-                self.apply(event.unwrap());
-            }
-        }
-    }
+fn mirror() -> Mirror {
+    Mirror::new(|note| (u64::from(note.writer), u64::from(note.seq)))
 }
 
 /// Every value of `notes`, read now.
@@ -220,7 +156,7 @@ fn a_watch_from_the_current_state_begins_with_it() {
             .unwrap();
     }
     let mut watch = notes.watch_with("", values().current(true)).unwrap();
-    let mut mirror = Mirror::default();
+    let mut mirror = mirror();
     mirror.follow_until(&mut watch, &state(&notes), Duration::from_secs(5));
     assert_eq!(mirror.events[0], "resync");
     assert_eq!(mirror.events.len(), 21);
@@ -248,7 +184,7 @@ fn a_reader_too_far_behind_is_told_to_resync_and_gets_the_exact_state() {
             notes.put(&key, &Note { writer: 0, seq }).unwrap();
         }
     }
-    let mut mirror = Mirror::default();
+    let mut mirror = mirror();
     mirror.follow_until(&mut watch, &state(&notes), Duration::from_secs(20));
     assert!(mirror.resyncs >= 1, "no resync: {:?}", &mirror.events[..5]);
     // Nothing else is pending that would change the state.
@@ -366,7 +302,7 @@ fn a_local_watch_sees_the_writes_of_two_other_processes() {
     let writers: Vec<_> = (1..=2)
         .map(|w| run_child("random", dir.path(), w))
         .collect();
-    let mut mirror = Mirror::default();
+    let mut mirror = mirror();
     for mut writer in writers {
         // Read while they write: the mirror checks the order of each key's events.
         while writer.try_wait().unwrap().is_none() {

@@ -810,6 +810,9 @@ pub enum RemoteOp {
     Delete,
     /// Listing the entries.
     List,
+    /// Listening for changes of the entries (a collection's
+    /// [`watch`](crate::Collection::watch)).
+    Watch,
 }
 
 impl fmt::Display for RemoteOp {
@@ -821,6 +824,7 @@ impl fmt::Display for RemoteOp {
             RemoteOp::Write => "write the entry to",
             RemoteOp::Delete => "delete from",
             RemoteOp::List => "list the entries on",
+            RemoteOp::Watch => "listen for changes on",
         })
     }
 }

@@ -161,9 +161,108 @@ pub fn child<S: Store>() {
         return;
     };
     let counters: Collection<Counter> = S::open(&server, &place);
+    if let Ok(writer) = std::env::var(CHILD_WRITER) {
+        // A writer of [`watch_sees_two_writers`]: random puts and deletes of 40 keys, each
+        // value labelled with the writer and counting its writes.
+        let (mut rng, _) = crate::common::Rng::from_env();
+        for seq in 0..500 {
+            let key = format!("key-{}", rng.below(40));
+            if rng.below(4) == 0 {
+                counters.delete(&key).unwrap();
+            } else {
+                let value = Counter {
+                    label: writer.clone(),
+                    hits: seq,
+                };
+                counters.put(&key, &value).unwrap();
+            }
+        }
+        return;
+    }
     for _ in 0..250 {
         counters.update("shared", |c| c.hits += 1).unwrap();
     }
+}
+
+/// The variable that makes a child process a random writer, and names it.
+const CHILD_WRITER: &str = "PERSIST_TEST_REMOTE_WRITER";
+
+/// A writer process of random puts and deletes on `place` (see [`child`]).
+pub fn spawn_writer<S: Store>(server: &str, place: &str, writer: u32) -> std::process::Child {
+    crate::common::child(
+        "child",
+        &[
+            (S::VARIABLE, server),
+            (CHILD_PLACE, place),
+            (CHILD_WRITER, &writer.to_string()),
+        ],
+    )
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap()
+}
+
+/// What a watch of counters knows: values checked in each writer's order.
+pub fn counter_mirror() -> crate::common::watch::Mirror<Counter> {
+    crate::common::watch::Mirror::new(|counter| (counter.label.parse().unwrap_or(0), counter.hits))
+}
+
+/// Every value of `counters`, read now.
+pub fn counter_state(
+    counters: &Collection<Counter>,
+) -> std::collections::BTreeMap<String, Counter> {
+    counters
+        .iter()
+        .unwrap()
+        .map(|(key, value)| (key, value.unwrap()))
+        .collect()
+}
+
+/// A watch of the whole collection while two other processes make 1,000 random puts and
+/// deletes: each key's events in order, and the watch ends on the state a fresh read finds.
+/// `during` runs once while the writers write (after the first events), with the server.
+/// The collection is at the place `test`; returns how many resyncs the watch told (`None`
+/// without a server).
+pub fn watch_sees_two_writers<S: Store>(
+    test: &str,
+    poll: std::time::Duration,
+    during: impl FnOnce(&str),
+) -> Option<usize> {
+    use std::time::Duration;
+    let server = S::server()?;
+    let place = S::place(test);
+    let counters: Collection<Counter> = S::open(&server, &place);
+    let mut watch = counters
+        .watch_with(
+            "",
+            persist::WatchOptions::new().values(true).poll_every(poll),
+        )
+        .unwrap();
+    let writers: Vec<_> = (1..=2)
+        .map(|w| spawn_writer::<S>(&server, &place, w))
+        .collect();
+    let mut mirror = counter_mirror();
+    let mut during = Some(during);
+    for mut writer in writers {
+        while writer.try_wait().unwrap().is_none() {
+            if let Some(event) = watch.next_timeout(Duration::from_millis(50)) {
+                mirror.apply(event.unwrap());
+                if mirror.events.len() >= 20
+                    && let Some(during) = during.take()
+                {
+                    during(&server);
+                }
+            }
+        }
+        assert!(writer.wait().unwrap().success());
+    }
+    mirror.follow_until(
+        &mut watch,
+        &counter_state(&counters),
+        Duration::from_secs(20),
+    );
+    eprintln!("{} events, {} resyncs", mirror.events.len(), mirror.resyncs);
+    Some(mirror.resyncs)
 }
 
 /// 4 processes x 250 updates of one key: exactly 1,000. The test binary runs itself; its

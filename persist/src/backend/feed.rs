@@ -364,7 +364,7 @@ pub(crate) fn listing(
 }
 
 /// The prefixes of `prefixes` that no other one covers (each name is scanned once).
-fn covering(prefixes: &[String]) -> Vec<&str> {
+pub(crate) fn covering(prefixes: &[String]) -> Vec<&str> {
     let mut kept: Vec<&str> = Vec::new();
     for prefix in prefixes {
         let covered = prefixes
@@ -377,11 +377,13 @@ fn covering(prefixes: &[String]) -> Vec<&str> {
     kept
 }
 
+/// What a [`Poller`] lists: every entry it watches, with its tag.
+pub(crate) type Lister = Box<dyn FnMut() -> Result<Vec<(String, Tag)>, Error> + Send>;
+
 /// A feed for a store without one of its own: its names and tags listed every `every`, each
 /// listing compared with the one before.
 pub(crate) struct Poller {
-    backend: Arc<dyn Backend>,
-    prefixes: Vec<String>,
+    list: Lister,
     every: Duration,
     seen: Seen,
     pending: VecDeque<Notice>,
@@ -391,7 +393,6 @@ pub(crate) struct Poller {
 impl fmt::Debug for Poller {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Poller")
-            .field("prefixes", &self.prefixes)
             .field("every", &self.every)
             .finish_non_exhaustive()
     }
@@ -405,11 +406,15 @@ impl Poller {
         prefixes: Vec<String>,
         every: Duration,
     ) -> Result<Self, Error> {
+        Poller::with(Box::new(move || listing(&*backend, &prefixes)), every)
+    }
+
+    /// A poller of what `list` lists, its first listing taken now.
+    pub(crate) fn with(mut list: Lister, every: Duration) -> Result<Self, Error> {
         let mut seen = Seen::default();
-        seen.diff(listing(&*backend, &prefixes)?);
+        seen.diff(list()?);
         Ok(Poller {
-            backend,
-            prefixes,
+            list,
             every,
             seen,
             pending: VecDeque::new(),
@@ -434,7 +439,7 @@ impl Feed for Poller {
                 continue;
             }
             self.next_poll = Instant::now() + self.every;
-            let listing = listing(&*self.backend, &self.prefixes)?;
+            let listing = (self.list)()?;
             self.pending.extend(self.seen.diff(listing));
         }
     }

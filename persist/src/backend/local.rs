@@ -360,7 +360,11 @@ impl Backend for Local {
     /// shared with `Live`), each changed entry's tag compared with the one last seen; the
     /// directory listed whole after lost events. Without file events (the `live` feature off,
     /// or no watch to be had), the directory is listed every half second.
-    fn watch(&self, prefixes: &[String]) -> Result<Option<Box<dyn Feed>>, Error> {
+    fn watch(
+        &self,
+        prefixes: &[String],
+        _poll: Option<std::time::Duration>,
+    ) -> Result<Option<Box<dyn Feed>>, Error> {
         Ok(Some(Box::new(super::local_feed::LocalFeed::new(
             self.clone(),
             prefixes.to_vec(),

@@ -246,7 +246,11 @@ impl Backend for Memory {
 
     /// Each write, told as it is made; a reader more than 4,096 notices behind gets
     /// [`Notice::Resync`] in place of what it missed.
-    fn watch(&self, prefixes: &[String]) -> Result<Option<Box<dyn Feed>>, Error> {
+    fn watch(
+        &self,
+        prefixes: &[String],
+        _poll: Option<std::time::Duration>,
+    ) -> Result<Option<Box<dyn Feed>>, Error> {
         // Under the store's lock: no write is between the subscription and the next.
         let _store = self.lock();
         Ok(Some(self.subscribers.subscribe(prefixes)))

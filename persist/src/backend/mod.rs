@@ -158,15 +158,23 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// A feed of the changes of the entries whose names begin with one of `prefixes` (`[""]`
     /// for every entry), from now on: each put and delete as a [`Notice`], in the order of the
-    /// writes of each entry, and [`Notice::Resync`] where changes may have been missed. `None`,
-    /// the default, is a store without a channel of its own: the collection then lists its
-    /// names and [`tag`](Backend::tag)s at an interval and compares.
+    /// writes of each entry, and [`Notice::Resync`] where changes may have been missed.
+    ///
+    /// `poll` is the interval of a feed that can only poll the store (list it and compare
+    /// each listing with the one before); `None` asks for a feed only where the store tells
+    /// its changes itself (what a cache follows). `None`, the default, is a store without a
+    /// feed of its own: the collection then lists its names and [`tag`](Backend::tag)s every
+    /// `poll` and compares.
     ///
     /// # Errors
     ///
     /// The store could not be watched.
-    fn watch(&self, prefixes: &[String]) -> Result<Option<Box<dyn Feed>>, Error> {
-        let _ = prefixes;
+    fn watch(
+        &self,
+        prefixes: &[String],
+        poll: Option<std::time::Duration>,
+    ) -> Result<Option<Box<dyn Feed>>, Error> {
+        let _ = (prefixes, poll);
         Ok(None)
     }
 

@@ -22,7 +22,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStore, PutMode, PutOptions, PutPayload, UpdateVersion};
 
 use super::runtime::Runtime;
-use super::{Backend, BackendFuture, Condition, Entry, Names, Stored, Tag, Written};
+use super::{Backend, BackendFuture, Condition, Entry, Feed, Names, Stored, Tag, Written};
 use crate::Error;
 use crate::error::{IoOp, RemoteOp};
 
@@ -121,8 +121,8 @@ struct Listing {
     /// The store's listing; `None` once over.
     objects: Option<BoxStream<'static, object_store::Result<ObjectMeta>>>,
     pick: Pick,
-    /// The names read and not consumed yet.
-    page: std::vec::IntoIter<String>,
+    /// The names read and not consumed yet, with their ETags.
+    page: std::vec::IntoIter<(String, Tag)>,
     /// The error that ended the listing, yielded after the names read before it.
     failed: Option<Error>,
 }
@@ -142,7 +142,8 @@ impl Listing {
                     Some(Err(error)) => return (None, names, Some(error)),
                     Some(Ok(object)) => match pick.pick(&object) {
                         Picked::Name(name) => {
-                            names.push(name);
+                            let tag = Tag::new(object.e_tag.clone().unwrap_or_default());
+                            names.push((name, tag));
                             if names.len() >= SCAN_PAGE {
                                 return (Some(objects), names, None);
                             }
@@ -162,13 +163,12 @@ impl Listing {
     }
 }
 
-impl Iterator for Listing {
-    type Item = Result<String, Error>;
-
-    fn next(&mut self) -> Option<Result<String, Error>> {
+impl Listing {
+    /// The next name with its ETag.
+    fn next_tagged(&mut self) -> Option<Result<(String, Tag), Error>> {
         loop {
-            if let Some(name) = self.page.next() {
-                return Some(Ok(name));
+            if let Some(named) = self.page.next() {
+                return Some(Ok(named));
             }
             if let Some(error) = self.failed.take() {
                 return Some(Err(error));
@@ -176,6 +176,14 @@ impl Iterator for Listing {
             self.objects.as_ref()?;
             self.fetch();
         }
+    }
+}
+
+impl Iterator for Listing {
+    type Item = Result<String, Error>;
+
+    fn next(&mut self) -> Option<Result<String, Error>> {
+        self.next_tagged().map(|named| named.map(|(name, _)| name))
     }
 }
 
@@ -496,6 +504,31 @@ impl Backend for S3 {
     /// The names of the objects under the prefix, read as [`scan`](Backend::scan) reads them.
     fn list(&self) -> Result<Vec<String>, Error> {
         self.scan("")?.collect()
+    }
+
+    /// A listing of the names under `prefixes` with their ETags every `poll` (one listing
+    /// request per 1,000 objects, no read of any entry), each compared with the one before.
+    /// `None` without `poll`: an object store tells no changes by itself.
+    fn watch(
+        &self,
+        prefixes: &[String],
+        poll: Option<std::time::Duration>,
+    ) -> Result<Option<Box<dyn Feed>>, Error> {
+        let Some(every) = poll else {
+            return Ok(None);
+        };
+        let (backend, prefixes) = (self.clone(), prefixes.to_vec());
+        let list = move || {
+            let mut listed = Vec::new();
+            for prefix in super::feed::covering(&prefixes) {
+                let mut listing = backend.listing(prefix);
+                while let Some(named) = listing.next_tagged() {
+                    listed.push(named?);
+                }
+            }
+            Ok(listed)
+        };
+        Ok(Some(Box::new(super::Poller::with(Box::new(list), every)?)))
     }
 
     /// In the order the store lists keys: bytewise on S3 (general purpose buckets; ListObjectsV2

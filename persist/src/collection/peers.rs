@@ -81,7 +81,7 @@ impl Peers {
         if self.following.swap(true, Ordering::AcqRel) {
             return;
         }
-        let Ok(Some(feed)) = backend.watch(&[String::new()]) else {
+        let Ok(Some(feed)) = backend.watch(&[String::new()], None) else {
             return;
         };
         let peers = Arc::downgrade(self);

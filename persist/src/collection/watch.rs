@@ -65,9 +65,9 @@ impl WatchOptions {
         self
     }
 
-    /// How often a store without a feed of its own (a redb file, a custom backend) has its
+    /// How often a store without a feed of its own (S3, a redb file, a custom backend) has its
     /// names and tags listed and compared with the listing before: the feed's lag. One second
-    /// by default. The local directory and memory stores tell their changes
+    /// by default. The local directory, memory and PostgreSQL stores tell their changes
     /// themselves and do not poll.
     #[must_use]
     pub fn poll_every(mut self, every: Duration) -> Self {
@@ -263,7 +263,7 @@ pub(super) fn feed<T>(
     poll: Duration,
 ) -> Result<Box<dyn Feed>, Error> {
     let backend = &collection.inner.backend;
-    match backend.watch(&prefixes)? {
+    match backend.watch(&prefixes, Some(poll))? {
         Some(feed) => Ok(feed),
         None => Ok(Box::new(Poller::new(Arc::clone(backend), prefixes, poll)?)),
     }
@@ -288,6 +288,8 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
     /// |---|---|
     /// | local directory | file events on its shard directories (another process's writes included), a listing after lost events; where file events cannot be had, a listing every half second |
     /// | memory | each write, as it is made |
+    /// | PostgreSQL | the table's trigger publishes each change with `NOTIFY`; a connection of the feed's own listens, and a lost one is a [`WatchEvent::Resync`] once it listens again |
+    /// | S3 | a listing of the prefix with ETags every [`poll_every`](WatchOptions::poll_every) |
     /// | any other store | a listing of names and tags every [`poll_every`](WatchOptions::poll_every) |
     ///
     /// # Errors

@@ -38,6 +38,10 @@
 //! earlier persist get no `key` or `value` (and keep a stale `value` if they had one): upgrade
 //! every writer of a table.
 //!
+//! Each open also makes the table's change trigger when it is missing (and the role may): each
+//! row's write and delete is published with `NOTIFY` on [`Postgres::channel`], which
+//! [`Backend::watch`] listens to (see `feed`).
+//!
 //! The backend owns its connections (a small pool, each with its statements prepared once)
 //! and a small runtime (two threads) that drives them, so it works from sync code and from any
 //! executor.
@@ -50,8 +54,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use serde_json::value::RawValue;
 use tokio_postgres::{Client, NoTls, Statement};
 
+mod feed;
+
 use super::runtime::Runtime;
-use super::{Backend, BackendFuture, Condition, Entry, Names, Stored, Tag, Written};
+use super::{Backend, BackendFuture, Condition, Entry, Feed, Names, Stored, Tag, Written};
 use crate::Error;
 use crate::collection::key;
 use crate::error::{IoOp, RemoteOp};
@@ -88,6 +94,11 @@ struct Inner {
     /// Whether the database's encoding is UTF-8: the `key` and `value` columns are filled only
     /// then (another encoding may not hold every key).
     utf8: AtomicBool,
+    /// Whether the table has its trigger, which publishes each change for feeds (see
+    /// [`Backend::watch`]).
+    notifies: AtomicBool,
+    /// The channel of the table's changes.
+    channel: String,
     runtime: Runtime,
 }
 
@@ -95,6 +106,8 @@ struct Inner {
 struct Connection {
     client: Client,
     get: Statement,
+    /// The row's write count alone.
+    tag: Statement,
     upsert: Statement,
     insert: Statement,
     update_if: Statement,
@@ -411,6 +424,8 @@ impl Postgres {
                     .collect(),
                 ticks: AtomicUsize::new(0),
                 utf8: AtomicBool::new(false),
+                notifies: AtomicBool::new(false),
+                channel: feed::channel(&quote_identifier(table)),
                 runtime,
             }),
         };
@@ -420,6 +435,14 @@ impl Postgres {
             .runtime
             .block(async move { inner.create_table().await })?;
         Ok(postgres)
+    }
+
+    /// The channel the table's trigger publishes each change on (`NOTIFY`): what a feed
+    /// listens to, and what a program of your own can `LISTEN` to. Each payload is
+    /// `P <write count> <entry name>` for a put (followed by ` <key>` for a name too long to
+    /// spell its key), `D <entry name>` for a delete, `R` for a `TRUNCATE`.
+    pub fn channel(&self) -> &str {
+        &self.inner.channel
     }
 
     /// Runs `work` with one of the pooled connections (connected first if needed), waiting
@@ -619,6 +642,9 @@ impl Inner {
                 "SELECT data, version FROM {table} WHERE name = $1"
             ))
             .await?;
+        let tag = client
+            .prepare(&format!("SELECT version FROM {table} WHERE name = $1"))
+            .await?;
         let upsert = client
             .prepare(&format!(
                 "INSERT INTO {table} AS t (name, data, schema_version, version, key, value) \
@@ -665,6 +691,7 @@ impl Inner {
         Ok(Connection {
             client,
             get,
+            tag,
             upsert,
             insert,
             update_if,
@@ -691,8 +718,8 @@ impl Inner {
         // Processes opening the table at once wait for each other on the advisory lock; a
         // program other than persist creating it meanwhile may still fail the first attempt
         // (a unique violation on the catalog): look again.
-        let utf8 = match self.set_up(&mut client).await {
-            Ok(utf8) => utf8,
+        let (utf8, notifies) = match self.set_up(&mut client).await {
+            Ok(facts) => facts,
             Err(_) => self.set_up(&mut client).await.map_err(db_error(
                 path,
                 RemoteOp::Setup,
@@ -700,14 +727,16 @@ impl Inner {
             ))?,
         };
         self.utf8.store(utf8, Ordering::Relaxed);
+        self.notifies.store(notifies, Ordering::Relaxed);
         Ok(())
     }
 
     /// One attempt of [`create_table`](Inner::create_table), in one transaction: whether the
-    /// database is UTF-8.
-    async fn set_up(&self, client: &mut Client) -> Result<bool, tokio_postgres::Error> {
+    /// database is UTF-8, and whether the table has its trigger (made here if missing, when
+    /// the role may: without it, feeds poll).
+    async fn set_up(&self, client: &mut Client) -> Result<(bool, bool), tokio_postgres::Error> {
         let table = &self.table;
-        let transaction = client.transaction().await?;
+        let mut transaction = client.transaction().await?;
         transaction
             .execute(
                 "SELECT pg_advisory_xact_lock($1, hashtext($2))",
@@ -789,8 +818,28 @@ impl Inner {
                 }
             }
         }
+        let mut notifies = transaction
+            .query_opt(
+                "SELECT 1 FROM pg_trigger WHERE tgrelid = $1::text::regclass \
+                 AND tgname = 'persist_notify'",
+                &[table],
+            )
+            .await?
+            .is_some();
+        if !notifies {
+            // In a savepoint: a role that may not make triggers still opens the table.
+            let savepoint = transaction.savepoint("persist_trigger").await?;
+            if savepoint
+                .batch_execute(&feed::trigger_sql(table))
+                .await
+                .is_ok()
+            {
+                savepoint.commit().await?;
+                notifies = true;
+            }
+        }
         transaction.commit().await?;
-        Ok(utf8)
+        Ok((utf8, notifies))
     }
 }
 
@@ -837,6 +886,39 @@ impl Backend for Postgres {
 
     fn locate(&self, name: &str) -> PathBuf {
         PathBuf::from(format!("{}/{name}", self.inner.label))
+    }
+
+    /// The row's write count, without its bytes.
+    fn tag(&self, name: &str) -> Result<Option<Tag>, Error> {
+        let key = name.to_owned();
+        self.with_connection(name, RemoteOp::Read, move |connection| {
+            Box::pin(async move {
+                let row = connection
+                    .client
+                    .query_opt(&connection.tag, &[&key])
+                    .await?;
+                Ok(row.map(|row| Tag::new(row.get::<_, i64>(0).to_string())))
+            })
+        })
+    }
+
+    /// The table's trigger publishes each row's change (`NOTIFY` on a channel of the table's
+    /// own: the name and write count), and the feed listens on a connection of its own. A
+    /// lost connection is told as [`Notice::Resync`](super::Notice::Resync) once the feed
+    /// listens again (`NOTIFY` keeps nothing for a listener that is gone). `None` when the
+    /// table has no trigger (the role could not make it): the collection then polls.
+    fn watch(
+        &self,
+        prefixes: &[String],
+        _poll: Option<std::time::Duration>,
+    ) -> Result<Option<Box<dyn Feed>>, Error> {
+        if !self.inner.notifies.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(feed::PostgresFeed::new(
+            Arc::clone(&self.inner),
+            prefixes.to_vec(),
+        )?)))
     }
 
     fn get(&self, name: &str) -> Result<Option<Stored>, Error> {
