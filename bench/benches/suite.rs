@@ -69,6 +69,8 @@ mod redb;
 mod s3;
 #[path = "suite/transaction.rs"]
 mod transaction;
+#[path = "suite/watch.rs"]
+mod watch;
 
 /// native_model needs its attribute on the type it encodes: a newtype around the same records.
 #[derive(Serialize, Deserialize)]
@@ -1127,6 +1129,12 @@ fn main() {
         live::live_child(Path::new(path), seconds.parse().unwrap());
         return;
     }
+    if let [flag, kind, spec, count] = args.as_slice()
+        && flag == "--watch-child"
+    {
+        watch::watch_child(kind, spec, count.parse().unwrap());
+        return;
+    }
     if let [flag, path, count] = args.as_slice()
         && flag == "--follow-child"
     {
@@ -1318,6 +1326,9 @@ fn main() {
     }
     if selected("transaction") && !loads_only {
         rows.extend(transaction::rows(&data, mode, small));
+    }
+    if selected("watch") && !loads_only {
+        watch::rows(&data, mode);
     }
     if selected("journal") && !loads_only {
         let dir = data.join("journal");

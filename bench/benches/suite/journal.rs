@@ -249,7 +249,7 @@ pub(super) fn follow_child(path: &Path, count: usize) {
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: one clock for every process of the machine.
-fn monotonic_nanos() -> i128 {
+pub(super) fn monotonic_nanos() -> i128 {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -14,7 +14,7 @@ use tokio_postgres::{Client, NoTls, Statement};
 use super::{Contender, RowResult, Target, Workload, measure};
 
 /// The server: `PERSIST_TEST_POSTGRES`, or one started with `.ci/postgres`.
-fn server() -> Option<String> {
+pub(super) fn server() -> Option<String> {
     if let Ok(config) = std::env::var("PERSIST_TEST_POSTGRES") {
         return Some(config);
     }

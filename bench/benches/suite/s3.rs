@@ -15,7 +15,7 @@ use persist_bench::Settings;
 use super::{Contender, RowResult, Target, Workload, measure};
 
 /// The server: `PERSIST_TEST_S3`, or one started with `.ci/s3`.
-fn server() -> Option<String> {
+pub(super) fn server() -> Option<String> {
     if let Ok(endpoint) = std::env::var("PERSIST_TEST_S3") {
         return Some(endpoint);
     }
@@ -34,7 +34,7 @@ fn server() -> Option<String> {
     Some(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-fn store(endpoint: &str) -> Arc<dyn ObjectStore> {
+pub(super) fn store(endpoint: &str) -> Arc<dyn ObjectStore> {
     Arc::new(
         AmazonS3Builder::new()
             .with_endpoint(endpoint)
