@@ -612,3 +612,13 @@ fn a_killed_listener_connection_is_a_resync_and_loses_nothing() {
     assert!(killed.load(Ordering::SeqCst));
     assert!(resyncs.unwrap() >= 1, "the lost connection is told");
 }
+
+#[test]
+fn live_handles_in_two_processes_lose_no_increment_immediate() {
+    remote::live_increments::<Pg>("immediate");
+}
+
+#[test]
+fn live_handles_in_two_processes_lose_no_increment_coalesce() {
+    remote::live_increments::<Pg>("coalesce");
+}

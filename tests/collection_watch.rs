@@ -346,3 +346,79 @@ fn a_cached_handle_sees_another_process_put_and_delete() {
     assert!(run_child("gone", dir.path(), 9).wait().unwrap().success());
     until("delete", &|| cached.get("shared").unwrap().is_none());
 }
+
+/// Two live handles on one entry of a local directory (two collections opened on it, as two
+/// processes would), each making 200 increments from its own thread under each policy: exactly
+/// 400, and each handle ends showing the other's last increment.
+#[test]
+fn live_entries_on_a_local_directory_lose_no_increment() {
+    for policy in [
+        persist::SavePolicy::Immediate,
+        persist::SavePolicy::Coalesce {
+            debounce: Duration::from_millis(5),
+            max_wait: Duration::from_millis(50),
+        },
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let notes: Collection<Note> = Collection::open(dir.path()).unwrap();
+                std::thread::spawn(move || {
+                    let live = notes.live_with("shared", policy).unwrap();
+                    for _ in 0..200 {
+                        live.update(|note| note.seq += 1).unwrap();
+                    }
+                    live.flush().unwrap();
+                    let started = Instant::now();
+                    while live.get().seq < 400 {
+                        assert!(
+                            started.elapsed() < Duration::from_secs(10),
+                            "{policy:?}: the handle shows {} of 400",
+                            live.get().seq
+                        );
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let notes: Collection<Note> = Collection::open(dir.path()).unwrap();
+        assert_eq!(notes.get("shared").unwrap().unwrap().seq, 400, "{policy:?}");
+    }
+}
+
+/// A reader that fell behind on memory (values off: each event carries the tag it was told
+/// with): after the resync's state, no event takes a key back to an older write.
+#[test]
+fn a_resync_never_takes_a_key_back() {
+    let notes: Collection<Note> = Collection::memory();
+    let mut watch = notes.watch("").unwrap();
+    for seq in 0..6_000_u32 {
+        notes
+            .put(&format!("k{}", seq % 100), &Note { writer: 0, seq })
+            .unwrap();
+    }
+    // Memory's tags count its writes: a key's tags only grow.
+    let mut newest: BTreeMap<String, u64> = BTreeMap::new();
+    let mut resyncs = 0;
+    for event in watch.timeout(Duration::from_secs(1)) {
+        match event.unwrap() {
+            WatchEvent::Put { key, tag, .. } => {
+                let tag: u64 = tag.as_str().parse().unwrap();
+                let before = newest.insert(key.clone(), tag).unwrap_or(0);
+                assert!(
+                    tag >= before,
+                    "{key} went back from write {before} to {tag}"
+                );
+            }
+            WatchEvent::Resync => resyncs += 1,
+            WatchEvent::Synced => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(resyncs >= 1);
+    assert_eq!(newest.len(), 100);
+    assert!(newest.values().all(|tag| *tag > 5_900), "{newest:?}");
+}

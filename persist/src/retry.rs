@@ -53,7 +53,7 @@ impl Retry {
 /// A random wait between zero and `ceiling` ("full jitter"): what writers that lost a
 /// compare-and-swap to each other sleep before trying again, so that they spread out instead of
 /// colliding again in step.
-#[cfg(feature = "collection")]
+#[cfg(any(feature = "collection", feature = "live"))]
 pub(crate) fn full_jitter(ceiling: Duration) -> Duration {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u64(ceiling.as_nanos() as u64);

@@ -161,6 +161,10 @@ pub fn child<S: Store>() {
         return;
     };
     let counters: Collection<Counter> = S::open(&server, &place);
+    if let Ok(policy) = std::env::var(CHILD_LIVE) {
+        live_child(&counters, &policy);
+        return;
+    }
     if let Ok(writer) = std::env::var(CHILD_WRITER) {
         // A writer of [`watch_sees_two_writers`]: random puts and deletes of 40 keys, each
         // value labelled with the writer and counting its writes.
@@ -182,6 +186,81 @@ pub fn child<S: Store>() {
     for _ in 0..250 {
         counters.update("shared", |c| c.hits += 1).unwrap();
     }
+}
+
+/// The variable that makes a child process one of [`live_increments`]'s, with its policy.
+const CHILD_LIVE: &str = "PERSIST_TEST_REMOTE_LIVE";
+
+/// How many increments each process of [`live_increments`] makes.
+const INCREMENTS: u64 = 200;
+
+/// The save policy a child's live handle uses.
+fn policy(name: &str) -> persist::SavePolicy {
+    match name {
+        "coalesce" => persist::SavePolicy::Coalesce {
+            debounce: std::time::Duration::from_millis(5),
+            max_wait: std::time::Duration::from_millis(50),
+        },
+        _ => persist::SavePolicy::Immediate,
+    }
+}
+
+/// The body of one process of [`live_increments`]: [`INCREMENTS`] increments of the entry
+/// `live` through a live handle, then a wait until the handle shows the other process's last
+/// increment too (the total of both).
+fn live_child(counters: &Collection<Counter>, policy_name: &str) {
+    let live = counters.live_with("live", policy(policy_name)).unwrap();
+    for _ in 0..INCREMENTS {
+        live.update(|counter| counter.hits += 1).unwrap();
+    }
+    live.flush().unwrap();
+    let started = std::time::Instant::now();
+    while live.get().hits < 2 * INCREMENTS {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the live handle shows {} of {} after 20 s",
+            live.get().hits,
+            2 * INCREMENTS
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    println!("saw {}", live.get().hits);
+}
+
+/// Two processes, each with a live handle on one entry under `policy` (`immediate` or
+/// `coalesce`), each making [`INCREMENTS`] increments: the entry ends at exactly twice that,
+/// and each handle shows the other's last increment.
+pub fn live_increments<S: Store>(policy_name: &str) {
+    let Some(server) = S::server() else { return };
+    let place = S::place(&format!("live_{policy_name}"));
+    let counters: Collection<Counter> = S::open(&server, &place);
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            crate::common::child(
+                "child",
+                &[
+                    (S::VARIABLE, server.as_str()),
+                    (CHILD_PLACE, place.as_str()),
+                    (CHILD_LIVE, policy_name),
+                ],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "a child failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let said = String::from_utf8_lossy(&output.stdout);
+        assert!(said.contains(&format!("saw {}", 2 * INCREMENTS)), "{said}");
+    }
+    assert_eq!(counters.get("live").unwrap().unwrap().hits, 2 * INCREMENTS);
 }
 
 /// The variable that makes a child process a random writer, and names it.

@@ -7,6 +7,8 @@ pub(crate) mod cache;
 mod embedded;
 mod entry;
 pub(crate) mod key;
+#[cfg(feature = "live")]
+mod live;
 #[cfg(feature = "cache")]
 mod peers;
 mod remote;

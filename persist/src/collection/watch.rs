@@ -299,6 +299,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
         let feed = feed(self, name_prefixes(prefix), options.poll)?;
         let events = Arc::new(Queue::new(HELD));
         let mut watcher = Watcher {
+            feed,
             collection: self.clone(),
             prefix: prefix.to_owned(),
             values: options.values,
@@ -312,7 +313,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
         }
         let thread = std::thread::Builder::new()
             .name("persist-watch".into())
-            .spawn(move || watcher.run(feed, options.current))
+            .spawn(move || watcher.run(options.current))
             .map_err(|source| Error::Io {
                 path: self.inner.location.clone(),
                 op: crate::error::IoOp::BlockingTask,
@@ -327,6 +328,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
 
 /// The watch's thread.
 struct Watcher<T> {
+    feed: Box<dyn Feed>,
     collection: Collection<T>,
     prefix: String,
     values: bool,
@@ -337,7 +339,7 @@ struct Watcher<T> {
 }
 
 impl<T: Persisted + Clone + Send + Sync + 'static> Watcher<T> {
-    fn run(mut self, mut feed: Box<dyn Feed>, current: bool) {
+    fn run(mut self, current: bool) {
         if current && !self.resync() {
             return;
         }
@@ -345,7 +347,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Watcher<T> {
             if self.events.is_closed() {
                 return;
             }
-            let delivered = match feed.next(TICK) {
+            let delivered = match self.feed.next(TICK) {
                 Ok(None) => true,
                 Ok(Some(Notice::Put { name, tag, key })) => self.put(name, tag, key),
                 Ok(Some(Notice::Deleted { name })) => self.deleted(name),
@@ -452,16 +454,27 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Watcher<T> {
     }
 
     /// Tells [`WatchEvent::Resync`], then the state of every key watched, then
-    /// [`WatchEvent::Synced`]; `false` when the watch is gone.
+    /// [`WatchEvent::Synced`]; `false` when the watch is gone. What the feed holds is dropped
+    /// first: it happened before the listing, which shows its outcome (told after it, a
+    /// notice would take a key back to an older state). A store that cannot be listed is
+    /// told as an error, and the resync tried again until it can.
     fn resync(&mut self) -> bool {
-        if !self.send(Ok(WatchEvent::Resync)) {
-            return false;
-        }
-        self.hashed.clear();
-        let keys = match self.collection.keys_with_prefix(&self.prefix) {
-            Ok(keys) => keys,
-            Err(error) => return self.send(Err(error)),
+        let keys = loop {
+            while let Ok(Some(_)) = self.feed.next(Duration::ZERO) {}
+            if !self.send(Ok(WatchEvent::Resync)) {
+                return false;
+            }
+            match self.collection.keys_with_prefix(&self.prefix) {
+                Ok(keys) => break keys,
+                Err(error) => {
+                    if !self.send(Err(error)) {
+                        return false;
+                    }
+                    std::thread::sleep(10 * TICK);
+                }
+            }
         };
+        self.hashed.clear();
         let backend = Arc::clone(&self.collection.inner.backend);
         for key in keys {
             let key = match key {

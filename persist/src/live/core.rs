@@ -113,6 +113,30 @@ impl FileId {
     }
 }
 
+/// What tells one state of a live value's place from another: a file's identity, or a
+/// collection entry's tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Stamp {
+    File(FileId),
+    /// The entry's tag, as its store tells it.
+    Entry(String),
+}
+
+/// A live value kept in a collection's entry instead of a file (made by `Collection::live`):
+/// read and written whole, each write a compare-and-swap on the entry's tag (its text).
+#[cfg_attr(not(feature = "collection"), allow(dead_code))]
+pub(crate) trait EntryPlace<T>: Send + Sync {
+    /// Where the entry is: for errors and [`Live::path`](super::Live::path).
+    fn location(&self) -> PathBuf;
+    /// The entry's tag now; `None` when there is none.
+    fn tag(&self) -> Result<Option<String>, Error>;
+    /// The entry's value (migrated, as a get reads it) with its tag; `None` when there is none.
+    fn load(&self) -> Result<Option<(T, String)>, Error>;
+    /// Stores `value` if the entry's tag is still `expected` (`None`: if there is no entry):
+    /// the new tag, or `None` when another writer got there first (nothing written).
+    fn save(&self, value: &T, expected: Option<&str>) -> Result<Option<String>, Error>;
+}
+
 /// A pending change, as it can be applied again to a newer value (to a copy of it: a panic
 /// leaves the value as it was).
 type Replay<T> = Box<dyn FnMut(&mut T) + Send>;
@@ -130,14 +154,14 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 /// The bookkeeping under the `state` lock.
 pub(super) struct State<T> {
     /// The file as this handle last loaded or saved it (`None`: there was none).
-    seen: Option<FileId>,
+    seen: Option<Stamp>,
     /// Where that file is: the path, or where a link at it pointed then. Pending changes
     /// were made against its value and are saved there.
     target: PathBuf,
     /// The state of the file whose load failed, while it is there.
-    broken: Option<FileId>,
+    broken: Option<Stamp>,
     /// The broken state whose error was delivered to the observers.
-    reported: Option<FileId>,
+    reported: Option<Stamp>,
     /// The changes not saved yet, oldest first ([`SavePolicy::Coalesce`]).
     pending: Vec<Change<T>>,
     /// Counts the updates.
@@ -194,7 +218,7 @@ enum Look<T> {
     /// There is no file (any more).
     Missing,
     /// Another program changed the file: its value, and its identity.
-    Changed(T, FileId),
+    Changed(T, Stamp),
     /// The file does not load (read now; the error is the caller's to return).
     Broken(Error),
     /// The file is in the state whose load failed and was reported: not read again.
@@ -263,6 +287,8 @@ pub(super) struct Shared<T> {
     pub(super) watches: Mutex<Vec<(PathBuf, std::ffi::OsString, Registration)>>,
     /// This handle as the watcher calls it, when it watches.
     pub(super) watched: OnceLock<Weak<dyn Watched>>,
+    /// The collection entry the value is kept in, when it is not a file.
+    entry: Option<Arc<dyn EntryPlace<T>>>,
 }
 
 impl<T: Persisted + Send + Sync + 'static> Shared<T> {
@@ -300,6 +326,7 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
             }
         };
         let value = Arc::new(value);
+        let seen = seen.map(Stamp::File);
         Ok(Arc::new(Shared {
             given: given.to_owned(),
             path: path.to_owned(),
@@ -332,7 +359,119 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
             job: OnceLock::new(),
             watches: Mutex::new(Vec::new()),
             watched: OnceLock::new(),
+            entry: None,
         }))
+    }
+
+    /// Loads the collection entry `entry` (or starts from the default) and sets up the
+    /// bookkeeping.
+    #[cfg_attr(not(feature = "collection"), allow(dead_code))]
+    pub(super) fn open_entry(
+        settings: Settings,
+        live: LiveSettings,
+        entry: Arc<dyn EntryPlace<T>>,
+    ) -> Result<Arc<Self>, Error>
+    where
+        T: Default,
+    {
+        let location = entry.location();
+        let counters = Counters::default();
+        bump(&counters.loads);
+        let (value, seen) = match entry.load()? {
+            Some((value, tag)) => (value, Some(Stamp::Entry(tag))),
+            None => (T::default(), None),
+        };
+        let value = Arc::new(value);
+        Ok(Arc::new(Shared {
+            given: location.clone(),
+            path: location.clone(),
+            settings,
+            policy: live.policy,
+            refresh_every: live.refresh_every,
+            current: ArcSwap::new(Arc::clone(&value)),
+            state: Mutex::new(State {
+                seen,
+                target: location,
+                broken: None,
+                reported: None,
+                pending: Vec::new(),
+                generation: 0,
+                dirty_since: None,
+                last_change: None,
+                retry_at: None,
+                retry_delay: Duration::ZERO,
+                save_took: Duration::ZERO,
+                event_at: None,
+                event_first: None,
+                next_poll: live.refresh_every.map(|period| Instant::now() + period),
+                rejected: Vec::new(),
+                closing: false,
+            }),
+            io: Mutex::new(()),
+            graveyard: Mutex::new(Vec::new()),
+            events: Events::new(value),
+            counters,
+            job: OnceLock::new(),
+            watches: Mutex::new(Vec::new()),
+            watched: OnceLock::new(),
+            entry: Some(entry),
+        }))
+    }
+
+    /// Whether the value is kept in a collection entry (not a file).
+    pub(super) fn is_entry(&self) -> bool {
+        self.entry.is_some()
+    }
+
+    /// The state of the value's place now (`real`: where the file is), `None` when there is
+    /// nothing there.
+    fn stamp(&self, real: &Path) -> Result<Option<Stamp>, Error> {
+        match &self.entry {
+            Some(entry) => Ok(entry.tag()?.map(Stamp::Entry)),
+            None => Ok(file_id(real, &self.path)?.map(Stamp::File)),
+        }
+    }
+
+    /// Loads the value at `real` (the file there, or the entry) through the migration chain,
+    /// with the entry's tag as it was read.
+    fn load_at(&self, real: &Path) -> Result<(T, Option<Stamp>), Error> {
+        match &self.entry {
+            Some(entry) => match entry.load()? {
+                Some((value, tag)) => Ok((value, Some(Stamp::Entry(tag)))),
+                None => Err(Error::NotFound {
+                    path: self.path.clone(),
+                    source: std::io::ErrorKind::NotFound.into(),
+                }),
+            },
+            None => Ok((file::load::<T>(&self.settings, real)?, None)),
+        }
+    }
+
+    /// The file's lock at `real`, for a save; nothing for an entry, whose writes are
+    /// compare-and-swap.
+    fn lock_place(&self, real: &Path) -> Result<Option<lock::LockGuard>, Error> {
+        match &self.entry {
+            Some(_) => Ok(None),
+            None => lock::exclusive(real, self.settings.disk.lock_timeout).map(Some),
+        }
+    }
+
+    /// Whether a save that found the place changed under it is tried again (on the newer
+    /// value): a file a few times (its lock keeps persist's writers out; an editor that
+    /// does not take it may still race), an entry for as long as the lock timeout allows, as
+    /// a collection's update does, after a random wait.
+    fn again(&self, attempts: &mut u32, started: Instant) -> bool {
+        *attempts += 1;
+        if self.entry.is_none() {
+            return *attempts <= UNSETTLED_RETRIES;
+        }
+        let patience = self.settings.disk.lock_timeout;
+        if patience.is_some_and(|patience| started.elapsed() >= patience) {
+            return false;
+        }
+        let backoff = Duration::from_millis(1 << (*attempts).min(7));
+        std::thread::sleep(crate::retry::full_jitter(backoff));
+        true
     }
 
     /// The path as given.
@@ -420,6 +559,9 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
     /// Where the file is now: the path, or the file a symbolic link at it points to (looked
     /// up again every time, so a link pointed elsewhere is followed).
     fn resolve(&self) -> Result<PathBuf, Error> {
+        if self.entry.is_some() {
+            return Ok(self.path.clone());
+        }
         Ok(Target::locate(&self.path)?.real_path())
     }
 
@@ -528,10 +670,10 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
             Err(SaveFailure::KnownBroken) => unreachable!("an update reads the file again"),
         }
         let real = self.resolve()?;
-        let _lock = lock::exclusive(&real, self.settings.disk.lock_timeout).inspect_err(|_| {
+        let _lock = self.lock_place(&real).inspect_err(|_| {
             bump(&self.counters.failed_saves);
         })?;
-        let mut attempts = 0;
+        let (mut attempts, started) = (0, Instant::now());
         loop {
             match self.look(&real, true)? {
                 Look::Unchanged | Look::Missing | Look::KnownBroken => {}
@@ -551,7 +693,7 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
                     bump(&self.counters.saves);
                     let value = Arc::new(value);
                     let mut state = self.lock_state();
-                    self.accept(&mut state, FileId::written(&written), &real);
+                    self.accept(&mut state, written, &real);
                     self.saved(&mut state, generation);
                     state.generation += 1;
                     // Changes queued while this one was saved, applied to it again.
@@ -568,7 +710,7 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
                 }
                 // Another program replaced the file while this value was written: again,
                 // on its value.
-                Err(Error::Contended { .. }) if attempts < UNSETTLED_RETRIES => attempts += 1,
+                Err(Error::Contended { .. }) if self.again(&mut attempts, started) => {}
                 Err(error) => {
                     bump(&self.counters.failed_saves);
                     return Err(error.into());
@@ -580,16 +722,36 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
     /// Saves `value` to `real` unless the file there is no longer the one this handle last
     /// saw: checked once the new file is durable, right before the rename, so that an editor
     /// that does not take the file's lock loses its change only if it lands in that instant.
-    fn save_unless_changed(&self, value: &T, real: &Path) -> Result<std::fs::File, Error> {
-        let expected = self.lock_state().seen;
+    /// An entry is written if its tag is still the one this handle saw (compare-and-swap);
+    /// [`Error::Contended`] when it is not. Returns the state written.
+    fn save_unless_changed(&self, value: &T, real: &Path) -> Result<Option<Stamp>, Error> {
+        let expected = self.lock_state().seen.clone();
+        if let Some(entry) = &self.entry {
+            let tag = match &expected {
+                Some(Stamp::Entry(tag)) => Some(tag.as_str()),
+                _ => None,
+            };
+            return match entry.save(value, tag)? {
+                Some(tag) => Ok(Some(Stamp::Entry(tag))),
+                None => Err(Error::Contended {
+                    path: self.path.clone(),
+                    attempts: 1,
+                }),
+            };
+        }
+        let expected = match expected {
+            Some(Stamp::File(id)) => Some(id),
+            _ => None,
+        };
         let unchanged = || file_id(real, &self.path).ok().flatten() == expected;
-        file::save_file(
+        let written = file::save_file(
             &self.settings,
             value,
             real,
             AuditOp::Save,
             Some(Precondition(&unchanged)),
-        )
+        )?;
+        Ok(FileId::written(&written).map(Stamp::File))
     }
 
     /// [`SavePolicy::Coalesce`]: change and publish now, keep the change for the saver (and
@@ -746,7 +908,7 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
 
     /// Whether the file may have changed since this handle looked (for polling): no load.
     pub(super) fn looks_changed(&self) -> bool {
-        let Ok(now) = file_id(&self.path, &self.path) else {
+        let Ok(now) = self.stamp(&self.path) else {
             return false;
         };
         let state = self.lock_state();
@@ -754,7 +916,7 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
     }
 
     /// Records `id`, at `target`, as the state of the file this handle knows.
-    fn accept(&self, state: &mut State<T>, id: Option<FileId>, target: &Path) {
+    fn accept(&self, state: &mut State<T>, id: Option<Stamp>, target: &Path) {
         state.seen = id;
         if state.target != target {
             target.clone_into(&mut state.target);
@@ -789,7 +951,7 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
     fn look(&self, real: &Path, read_broken: bool) -> Result<Look<T>, Error> {
         let mut attempts = 0;
         loop {
-            let before = file_id(real, &self.path)?;
+            let before = self.stamp(real)?;
             {
                 let state = self.lock_state();
                 if before == state.seen {
@@ -799,14 +961,14 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
                     return Ok(Look::KnownBroken);
                 }
             }
-            let Some(id) = before else {
+            let Some(id) = before.clone() else {
                 let mut state = self.lock_state();
                 self.accept(&mut state, None, real);
                 return Ok(Look::Missing);
             };
             bump(&self.counters.loads);
-            let error = match file::load::<T>(&self.settings, real) {
-                Ok(value) => return Ok(Look::Changed(value, id)),
+            let error = match self.load_at(real) {
+                Ok((value, read)) => return Ok(Look::Changed(value, read.unwrap_or(id))),
                 // Deleted between the look and the read: look again.
                 Err(Error::NotFound { .. }) if attempts < UNSETTLED_RETRIES => {
                     attempts += 1;
@@ -814,15 +976,15 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
                 }
                 Err(error) => error,
             };
-            let after = file_id(real, &self.path)?;
+            let after = self.stamp(real)?;
             if after != before && attempts < UNSETTLED_RETRIES {
                 attempts += 1;
                 std::thread::sleep(SETTLE);
                 continue;
             }
             let mut state = self.lock_state();
-            state.broken = Some(id);
-            if state.reported == Some(id) {
+            state.broken = Some(id.clone());
+            if state.reported.as_ref() == Some(&id) {
                 return Ok(Look::Broken(error));
             }
             if read_broken {
@@ -877,7 +1039,7 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
     /// Takes another program's value of the file (at `id`, in `target`): this handle's
     /// pending changes are applied to it again in order, and the result is published if it
     /// differs from the current value.
-    fn rebase(&self, mut value: T, id: FileId, target: &Path) {
+    fn rebase(&self, mut value: T, id: Stamp, target: &Path) {
         let mut state = self.lock_state();
         self.accept(&mut state, Some(id), target);
         let origin = if state.pending() {
@@ -915,7 +1077,7 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
             }
             state.target.clone()
         };
-        let _lock = lock::exclusive(&target, self.settings.disk.lock_timeout).map_err(|error| {
+        let _lock = self.lock_place(&target).map_err(|error| {
             bump(&self.counters.failed_saves);
             SaveFailure::Save(error)
         })?;
@@ -950,7 +1112,7 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
                         .longest_save
                         .fetch_max(took, Ordering::Relaxed);
                     bump(&self.counters.saves);
-                    self.accept(&mut state, FileId::written(&written), &target);
+                    self.accept(&mut state, written, &target);
                     self.saved(&mut state, generation);
                     drop(state);
                     if self.resolve().ok().as_ref() != Some(&target) {
@@ -966,8 +1128,10 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
                     };
                     // Another program replaced the file while this value was written: rebase
                     // on its value, and again.
-                    if matches!(error, Error::Contended { .. }) && attempts < UNSETTLED_RETRIES {
-                        attempts += 1;
+                    if matches!(error, Error::Contended { .. }) && {
+                        drop(state);
+                        self.again(&mut attempts, started)
+                    } {
                         continue;
                     }
                     bump(&self.counters.failed_saves);
@@ -982,6 +1146,12 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
     /// file's directory, held open: a link planted there is refused, never followed. Whatever
     /// now stands at the path (a directory, a FIFO, a broken link) does not matter.
     fn aside(&self, kind: fn(u64) -> Sibling) -> Result<Target, Error> {
+        if self.entry.is_some() {
+            return Err(Error::InvalidPath {
+                path: self.path.clone(),
+                reason: "a collection entry has no place beside it for an unsaved copy".into(),
+            });
+        }
         let target = self.lock_state().target.clone();
         let name = target.file_name().unwrap_or(target.as_os_str());
         let dir = parent_dir(&target);

@@ -19,6 +19,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "collection")]
+pub(crate) use self::core::EntryPlace;
 use self::core::Shared;
 pub use self::events::Subscription;
 #[cfg(feature = "tokio")]
@@ -487,6 +489,28 @@ impl<T: Persisted + Send + Sync + 'static> Live<T> {
     pub fn path(&self) -> &Path {
         self.shared().given()
     }
+}
+
+/// Opens the collection entry `entry` as a [`Live`] value (`Collection::live`): `follow` is
+/// given the handle as the feed of the entry's collection is to call it on each change.
+#[cfg(feature = "collection")]
+pub(crate) fn open_entry<T: Persisted + Default + Send + Sync + 'static>(
+    settings: Settings,
+    live: LiveSettings,
+    entry: Arc<dyn core::EntryPlace<T>>,
+    follow: impl FnOnce(std::sync::Weak<dyn watcher::Watched>) -> Result<(), Error>,
+) -> Result<Live<T>, Error> {
+    let shared = Shared::open_entry(settings, live, entry)?;
+    let handle = worker::Handle::start(shared, true)?;
+    let watched: Arc<dyn watcher::Watched> = Arc::clone(&handle.shared) as _;
+    follow(Arc::downgrade(&watched))?;
+    // A change made between the load and the start of the feed has no event: compare.
+    if handle.shared.looks_changed() {
+        handle.shared.note_event();
+    }
+    Ok(Live {
+        handle: Arc::new(handle),
+    })
 }
 
 /// Opens `path` as a [`Live`] value with these settings ([`Options::live`](crate::Options::live)).

@@ -38,7 +38,8 @@ impl<T: Persisted + Send + Sync + 'static> Handle<T> {
         }
         // From here on, dropping the handle unregisters what was registered.
         let handle = Handle { shared };
-        if watch {
+        // An entry's changes come from its collection's feed (`live::open_entry`).
+        if watch && !handle.shared.is_entry() {
             let path = handle.shared.path();
             create_dirs(path, parent_dir(path), Durability::Full)?;
             let weak: Weak<dyn Watched> = Arc::downgrade(&handle.shared) as Weak<dyn Watched>;
@@ -101,6 +102,9 @@ fn rewatch<T: Persisted + Send + Sync + 'static>(shared: &Shared<T>) -> Result<(
     let Some(watched) = shared.watched.get() else {
         return Ok(());
     };
+    if shared.is_entry() {
+        return Ok(());
+    }
     let wanted = chain(shared.path());
     let mut watches = lock(&shared.watches);
     let same = watches.len() == wanted.len()
