@@ -422,3 +422,141 @@ fn a_resync_never_takes_a_key_back() {
     assert_eq!(newest.len(), 100);
     assert!(newest.values().all(|tag| *tag > 5_900), "{newest:?}");
 }
+
+/// A `clear` removes the shard directories; the next writes make them again, and both a
+/// watch and a cached handle still hear of changes in them (a removed directory's watch
+/// goes with it and is asked for again).
+#[cfg(feature = "cache")]
+#[test]
+fn changes_after_a_clear_are_still_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes: Collection<Note> = Collection::open(dir.path()).unwrap();
+    let cached: Collection<Note> = Options::new()
+        .cache(100, Duration::from_secs(3600))
+        .collection(dir.path())
+        .unwrap();
+    for round in 0..3_u32 {
+        let mut watch = notes.watch("").unwrap();
+        notes
+            .put(
+                "k",
+                &Note {
+                    writer: round,
+                    seq: 0,
+                },
+            )
+            .unwrap();
+        cached.clear().unwrap();
+        cached
+            .put(
+                "k",
+                &Note {
+                    writer: round,
+                    seq: 1,
+                },
+            )
+            .unwrap();
+        assert_eq!(cached.get("k").unwrap().unwrap().seq, 1);
+        // Another process's write, as a file replaced by hand.
+        let other_dir = tempfile::tempdir().unwrap();
+        let other: Collection<Note> = Collection::open(other_dir.path()).unwrap();
+        other
+            .put(
+                "k",
+                &Note {
+                    writer: round,
+                    seq: 2,
+                },
+            )
+            .unwrap();
+        let staged = dir.path().join("k.staged");
+        std::fs::copy(other.backend().locate("k"), &staged).unwrap();
+        std::fs::rename(&staged, cached.backend().locate("k")).unwrap();
+        let started = Instant::now();
+        while cached.get("k").unwrap().unwrap().seq != 2 {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "round {round}: the cache did not see the replaced file after a clear"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut told = Vec::new();
+        for event in watch.timeout(Duration::from_secs(2)) {
+            told.push(format!("{:?}", event.unwrap()));
+            if told.iter().filter(|t| t.contains("Put")).count() >= 3 {
+                break;
+            }
+        }
+        assert!(
+            told.iter().filter(|t| t.contains("Put")).count() >= 3
+                && told.iter().any(|t| t.contains("Deleted")),
+            "round {round}: {told:?}"
+        );
+    }
+}
+
+/// A symbolic link planted where a shard belongs, then removed, never takes the real shard's
+/// events away (a link is never watched).
+#[test]
+fn a_link_planted_as_a_shard_never_blinds_the_real_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes: Collection<Note> = Collection::open(dir.path()).unwrap();
+    notes.put("victim", &Note::default()).unwrap();
+    let real = notes.backend().locate("victim");
+    let shard = real.parent().unwrap().to_owned();
+    // A free shard name beside it, linked to the real shard.
+    let planted = (0..256)
+        .map(|index| dir.path().join(format!("{index:02x}")))
+        .find(|path| !path.exists())
+        .unwrap();
+    std::os::unix::fs::symlink(&shard, &planted).unwrap();
+    let watch = notes.watch("").unwrap();
+    drop(watch);
+    std::fs::remove_file(&planted).unwrap();
+    let mut watch = notes.watch("").unwrap();
+    notes.put("victim", &Note { writer: 1, seq: 1 }).unwrap();
+    let event = watch.next_timeout(Duration::from_secs(5));
+    assert!(
+        matches!(event, Some(Ok(WatchEvent::Put { ref key, .. })) if key == "victim"),
+        "{event:?}"
+    );
+}
+
+/// An entry planted under the hashed name of one key but holding another key is no key's: a
+/// watch never tells it (nor does a listing).
+#[test]
+fn an_entry_planted_under_another_keys_hash_is_never_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes: Collection<Note> = Collection::open(dir.path()).unwrap();
+    let long = format!("a/{}", "x".repeat(300));
+    notes.put("a/victim", &Note { writer: 0, seq: 1 }).unwrap();
+    let mut watch = notes.watch("a/").unwrap();
+    // The bytes of "a/victim"'s entry, put where the long key's hashed entry goes.
+    notes.put(&long, &Note::default()).unwrap();
+    let hashed = notes.backend().locate(&format!("~~{}", "0".repeat(64)));
+    let target = std::fs::read_dir(hashed.parent().unwrap().parent().unwrap())
+        .unwrap()
+        .flat_map(|shard| std::fs::read_dir(shard.unwrap().path()).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .find(|path| {
+            path.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("~~")
+        })
+        .unwrap();
+    let forged = std::fs::read(notes.backend().locate("a~2fvictim")).unwrap();
+    let staged = dir.path().join("forged.staged");
+    std::fs::write(&staged, &forged).unwrap();
+    std::fs::rename(&staged, &target).unwrap();
+    let mut told = Vec::new();
+    for event in watch.timeout(Duration::from_secs(2)) {
+        if let Ok(WatchEvent::Put { key, .. } | WatchEvent::Deleted { key }) = event {
+            told.push(key);
+        }
+    }
+    assert!(!told.iter().any(|key| key == "a/victim"), "{told:?}");
+    let keys = notes.keys().unwrap().sorted().unwrap();
+    assert_eq!(keys, ["a/victim"], "the planted entry is no key's");
+}

@@ -1129,6 +1129,12 @@ fn main() {
         live::live_child(Path::new(path), seconds.parse().unwrap());
         return;
     }
+    if let [flag, spec, count] = args.as_slice()
+        && flag == "--live-entry-child"
+    {
+        watch::live_entry_child(spec, count.parse().unwrap());
+        return;
+    }
     if let [flag, kind, spec, count] = args.as_slice()
         && flag == "--watch-child"
     {
@@ -1329,6 +1335,7 @@ fn main() {
     }
     if selected("watch") && !loads_only {
         watch::rows(&data, mode);
+        watch::live_entry_row(mode);
     }
     if selected("journal") && !loads_only {
         let dir = data.join("journal");

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use persist::backend::{Postgres, S3};
-use persist::{Collection, Options, WatchEvent, WatchOptions};
+use persist::{ChangeOrigin, Collection, Options, Persisted, WatchEvent, WatchOptions};
 use persist_bench::Settings;
+use serde::{Deserialize, Serialize};
 
 use super::Mode;
 use super::journal::monotonic_nanos;
@@ -114,6 +115,97 @@ pub(super) fn rows(dir: &Path, mode: Mode) {
             at(0.5),
             at(0.99),
         );
+    }
+}
+
+/// A value updated through live handles on one entry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Persisted)]
+#[persist(version = 1)]
+struct Tick {
+    n: u64,
+}
+
+/// `Live` over a PostgreSQL entry: updates made one at a time through a live handle here,
+/// seen by a live handle on the same entry in another process (`--live-entry-child`): the time
+/// from an update's return to the other handle's change event, median and p99.
+pub(super) fn live_entry_row(mode: Mode) {
+    let Some(config) = super::postgres::server() else {
+        return;
+    };
+    let count = if mode == Mode::Smoke { 10 } else { 100 };
+    let spec = format!("{config}|persist_bench_live_{}", std::process::id());
+    let (config, table) = spec.split_once('|').unwrap();
+    let ticks: Collection<Tick> = Collection::with_backend(
+        Arc::new(Postgres::connect(config, table).unwrap()),
+        Options::new(),
+    );
+    ticks.put("shared", &Tick::default()).unwrap();
+    let live = ticks.live("shared").unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--live-entry-child", &spec, &count.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let reader = std::thread::spawn(move || {
+        lines
+            .map(|line| {
+                let line = line.unwrap();
+                let (n, at) = line.split_once(' ').unwrap();
+                (n.parse::<u64>().unwrap(), at.parse::<i128>().unwrap())
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut updated = std::collections::HashMap::new();
+    for n in 1..=count {
+        live.update(move |tick| tick.n = n).unwrap();
+        updated.insert(n, monotonic_nanos());
+        // Apart enough that each update is seen on its own (not merged into the next).
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let seen = reader.join().unwrap();
+    assert!(child.wait().unwrap().success());
+    let mut latencies: Vec<f64> = seen
+        .iter()
+        .filter_map(|(n, at)| Some((at - updated.get(n)?) as f64 / 1e6))
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "Live over a PostgreSQL entry, update returned -> visible to a live handle in another \
+         process, {} of {count} updates seen: median {:.2} ms, p99 {:.2} ms (target: well under \
+         100 ms: {})",
+        latencies.len(),
+        at(0.5),
+        at(0.99),
+        if at(0.5) < 100.0 { "holds" } else { "MISSED" }
+    );
+}
+
+/// The child of [`live_entry_row`]: a live handle on the entry, printing each value it is
+/// given from elsewhere with the monotonic time, until the last update.
+pub(super) fn live_entry_child(spec: &str, count: u64) {
+    let (config, table) = spec.split_once('|').unwrap();
+    let ticks: Collection<Tick> = Collection::with_backend(
+        Arc::new(Postgres::connect(config, table).unwrap()),
+        Options::new(),
+    );
+    let live = ticks.live("shared").unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let _guard = live.on_change(move |event| {
+        if event.origin() != ChangeOrigin::Local {
+            let _ = sender.send((event.value().n, monotonic_nanos()));
+        }
+    });
+    println!("ready");
+    let mut out = std::io::stdout().lock();
+    while let Ok((n, at)) = receiver.recv_timeout(Duration::from_secs(20)) {
+        writeln!(out, "{n} {at}").unwrap();
+        out.flush().unwrap();
+        if n >= count {
+            break;
+        }
     }
 }
 

@@ -84,10 +84,17 @@ impl crate::live::watcher::Watched for RootEvents {
 /// The watches a feed holds (none without the `live` feature).
 #[derive(Default)]
 struct Watches {
+    /// By directory: `""` for the collection's, else the shard's name.
     #[cfg(feature = "live")]
-    held: Vec<crate::live::watcher::Registration>,
+    held: std::collections::HashMap<String, crate::live::watcher::Registration>,
     /// Whether file events come: when they cannot, the feed lists at an interval.
     working: bool,
+}
+
+/// Whether `path` is a directory itself, not a symbolic link to one.
+#[cfg(feature = "live")]
+fn is_real_dir(path: &std::path::Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|metadata| metadata.is_dir())
 }
 
 /// The feed of a [`Local`] directory.
@@ -139,8 +146,11 @@ impl LocalFeed {
         Ok(feed)
     }
 
-    /// Watches the directory and each shard directory there is; `working` tells whether
-    /// every watch could be made.
+    /// Watches the directory and each shard directory there is (never through a symbolic
+    /// link: a link where a shard belongs is no shard, and the backend never follows it);
+    /// `working` tells whether every watch could be made. Each watch is asked of the system
+    /// again, even where another feed or handle of the process holds it: a directory removed
+    /// and made again lost its watch with the old one.
     fn watch_all(&mut self) {
         #[cfg(feature = "live")]
         {
@@ -149,14 +159,17 @@ impl LocalFeed {
                 return;
             };
             let root_events = Arc::downgrade(&self.events[0]);
-            let Ok(registration) = watcher::register(&root, EVERY_FILE.into(), root_events) else {
+            let Ok(registration) =
+                watcher::register_with(&root, EVERY_FILE.into(), root_events, true)
+            else {
+                self.not_watching();
                 return;
             };
-            self.watches.held.push(registration);
+            self.watches.held.insert(String::new(), registration);
             self.watches.working = true;
             let shards: Vec<String> = (0..256)
                 .map(|index| format!("{index:02x}"))
-                .filter(|shard| root.join(shard).is_dir())
+                .filter(|shard| is_real_dir(&root.join(shard)))
                 .collect();
             for shard in shards {
                 self.watch_shard(&root, &shard);
@@ -164,17 +177,42 @@ impl LocalFeed {
         }
     }
 
-    /// Watches the shard directory `shard` of `root`.
+    /// Watches the shard directory `shard` of `root` (again, if it was watched: a shard
+    /// removed by a `clear` and made again lost its watch).
     #[cfg(feature = "live")]
     fn watch_shard(&mut self, root: &std::path::Path, shard: &str) {
         use crate::live::watcher::{self, EVERY_FILE};
-        let shard_events = Arc::downgrade(&self.events[1]);
-        match watcher::register(&root.join(shard), EVERY_FILE.into(), shard_events) {
-            Ok(registration) => self.watches.held.push(registration),
-            // (A shard removed meanwhile, by a clear: its successor is seen appearing.)
-            Err(_) if !root.join(shard).is_dir() => {}
-            Err(_) => self.watches.working = false,
+        if !self.watches.working {
+            return;
         }
+        let path = root.join(shard);
+        if !is_real_dir(&path) {
+            return;
+        }
+        let shard_events = Arc::downgrade(&self.events[1]);
+        match watcher::register_with(&path, EVERY_FILE.into(), shard_events, true) {
+            Ok(registration) => {
+                // The watch it replaces goes after the new one holds the directory.
+                self.watches.held.insert(shard.to_owned(), registration);
+            }
+            // (A shard removed meanwhile, by a clear: its successor is seen appearing.)
+            Err(_) if !is_real_dir(&path) => {}
+            Err(_) => self.not_watching(),
+        }
+    }
+
+    /// File events cannot be had (the system's limit on watches, say): the watches made are
+    /// dropped, and the feed lists the directory at an interval.
+    #[cfg(feature = "live")]
+    fn not_watching(&mut self) {
+        self.watches.working = false;
+        self.watches.held.clear();
+        #[cfg(feature = "tracing")]
+        tracing::warn!(
+            dir = %self.local.dir().display(),
+            "persist: the collection's directory cannot be watched (file events); its feed \
+             lists it at an interval instead"
+        );
     }
 
     /// Takes what the events asked for, waiting until `until` for something to do.
@@ -225,13 +263,16 @@ impl Feed for LocalFeed {
                 // Entries may have been written in it before its watch began.
                 everything = true;
             }
-            if polls && Instant::now() >= self.next_poll {
-                self.next_poll = Instant::now() + POLL;
-                everything = true;
-            }
-            if everything {
+            let poll_due = polls && Instant::now() >= self.next_poll;
+            if everything || poll_due {
+                let started = Instant::now();
                 let listing = feed::listing(&self.local, &self.prefixes)?;
                 self.pending.extend(self.seen.diff(listing));
+                if polls {
+                    // A large directory is listed less often: at most a twentieth of the
+                    // time goes to listing it.
+                    self.next_poll = Instant::now() + POLL.max(started.elapsed() * 20);
+                }
             } else {
                 for name in asked.names {
                     if !feed::matches(&self.prefixes, &name) {

@@ -835,7 +835,8 @@ impl<T: Persisted> Collection<T> {
     }
 
     /// The key an entry name stands for; `None` for a name that is no key's (or an entry gone
-    /// meanwhile).
+    /// meanwhile). A hashed name's key is read from its entry, and kept only when it hashes to
+    /// that name: an entry planted under another key's hash stands for nothing.
     fn key_of_name(&self, name: String) -> Result<Option<String>, Error> {
         if !key::is_hashed(&name) {
             return Ok(key::into_key(name));
@@ -844,7 +845,8 @@ impl<T: Persisted> Collection<T> {
             return Ok(None);
         };
         let path = self.inner.backend.locate(&name);
-        entry::key(&self.inner.settings, &stored.bytes, &path)
+        let key = entry::key(&self.inner.settings, &stored.bytes, &path)?;
+        Ok(key.filter(|key| key::check(key).is_ok() && key::name_of(key) == name))
     }
 
     /// Every entry as `(key, value)`, in the order of [`keys`](Collection::keys), each read

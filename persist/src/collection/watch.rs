@@ -306,11 +306,8 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
             events: Arc::clone(&events),
             hashed: HashMap::new(),
         };
-        if !options.current {
-            // The keys of hashed names must be known before their deletes come (a resync
-            // learns them as it goes).
-            watcher.learn_hashed()?;
-        }
+        // The keys of hashed names must be known before their deletes come.
+        watcher.learn_hashed()?;
         let thread = std::thread::Builder::new()
             .name("persist-watch".into())
             .spawn(move || watcher.run(options.current))
@@ -365,7 +362,8 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Watcher<T> {
         }
     }
 
-    /// Reads the keys of the hashed names under the prefix.
+    /// Reads the keys of every hashed name of the collection: a hashed name tells neither its
+    /// key nor whether that is under the prefix (one read per key too long to spell, once).
     fn learn_hashed(&mut self) -> Result<(), Error> {
         let backend = Arc::clone(&self.collection.inner.backend);
         for name in backend.scan(key::HASHED)? {
@@ -474,7 +472,8 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Watcher<T> {
                 }
             }
         };
-        self.hashed.clear();
+        // (The hashed names known are kept: those outside the prefix are not listed here,
+        // and their deletes are still recognised.)
         let backend = Arc::clone(&self.collection.inner.backend);
         for key in keys {
             let key = match key {

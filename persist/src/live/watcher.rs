@@ -134,6 +134,18 @@ pub(crate) fn register(
     name: OsString,
     watched: Weak<dyn Watched>,
 ) -> notify::Result<Registration> {
+    register_with(directory, name, watched, false)
+}
+
+/// [`register`], asking the system for the directory's watch again even when other
+/// registrations hold it (`renew`): a directory removed and made again under the same path
+/// lost its watch with the old directory, while its registrations stayed.
+pub(crate) fn register_with(
+    directory: &Path,
+    name: OsString,
+    watched: Weak<dyn Watched>,
+    renew: bool,
+) -> notify::Result<Registration> {
     let registry = registry()?;
     let mut watcher = lock(&registry.watcher);
     let (id, first) = {
@@ -157,7 +169,7 @@ pub(crate) fn register(
         name,
         id,
     };
-    let watched = if first {
+    let watched = if first || renew {
         watcher.watch(directory, RecursiveMode::NonRecursive)
     } else {
         Ok(())

@@ -148,13 +148,19 @@ impl<T: Persisted + Send + Sync + 'static> Job for Shared<T> {
     /// next thing is.
     fn run(&self) -> Next {
         let now = Instant::now();
+        // An entry is read whole, never torn by a write in progress: no wait for it to settle.
+        let settle = if self.is_entry() {
+            std::time::Duration::ZERO
+        } else {
+            SETTLE
+        };
         let mut state = self.lock_state();
         if state.closing {
             return Next::Done;
         }
         let reload_due = state.event_at.map(|last| {
             let first = state.event_first.unwrap_or(last);
-            (last + SETTLE).min(first + MAX_SETTLE)
+            (last + settle).min(first + MAX_SETTLE)
         });
         let reload = reload_due.is_some_and(|due| due <= now);
         if reload {
@@ -185,7 +191,7 @@ impl<T: Persisted + Send + Sync + 'static> Job for Shared<T> {
         let state = self.lock_state();
         let reload_due = state.event_at.map(|last| {
             let first = state.event_first.unwrap_or(last);
-            (last + SETTLE).min(first + MAX_SETTLE)
+            (last + settle).min(first + MAX_SETTLE)
         });
         match [reload_due, self.save_deadline(&state), state.next_poll]
             .into_iter()
