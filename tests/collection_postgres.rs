@@ -622,3 +622,9 @@ fn live_handles_in_two_processes_lose_no_increment_immediate() {
 fn live_handles_in_two_processes_lose_no_increment_coalesce() {
     remote::live_increments::<Pg>("coalesce");
 }
+
+#[cfg(feature = "cache")]
+#[test]
+fn a_cached_handle_sees_another_process_put_and_delete() {
+    remote::cached_handle_sees_another_process::<Pg>();
+}

@@ -337,3 +337,9 @@ fn a_watch_sees_the_writes_of_two_other_processes() {
     );
     assert_eq!(resyncs.unwrap_or(0), 0);
 }
+
+#[cfg(feature = "cache")]
+#[test]
+fn a_cached_handle_sees_another_process_put_and_delete() {
+    remote::cached_handle_sees_another_process::<Moto>();
+}

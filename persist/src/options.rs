@@ -550,10 +550,12 @@ impl Options {
     /// canonical path), the database file, the table or the bucket prefix. Writes by other
     /// processes reach the cache through the store's feed (see [`Collection::watch_with`]):
     /// on a local directory a cached value is never staler than the feed's lag (file events,
-    /// milliseconds; on a file system without them, a listing every half second) and on
-    /// PostgreSQL (the table's `NOTIFY`), and a value the feed may have missed is dropped with
-    /// every other. On a store whose feed only polls (S3, redb, a custom backend), another
-    /// process's writes are seen once `ttl` has passed. Hits and misses: [`Collection::cache_stats`].
+    /// milliseconds; on a file system without them, a listing every half second), on
+    /// PostgreSQL (the table's `NOTIFY`) and on S3 (a listing of the prefix with ETags every
+    /// second, less often for a prefix that takes long to list), and a value the feed may
+    /// have missed is dropped with every other. On a store without a feed of its own (redb,
+    /// which one process holds, or a custom backend), another process's writes are seen once
+    /// `ttl` has passed. Hits and misses: [`Collection::cache_stats`].
     #[cfg(feature = "cache")]
     pub const fn cache(mut self, capacity: u64, ttl: std::time::Duration) -> Self {
         self.cache = Some(crate::collection::cache::CacheSettings { capacity, ttl });

@@ -165,6 +165,21 @@ pub fn child<S: Store>() {
         live_child(&counters, &policy);
         return;
     }
+    match std::env::var(CHILD_SET).as_deref() {
+        Ok("delete") => {
+            counters.delete("shared").unwrap();
+            return;
+        }
+        Ok(hits) if !hits.is_empty() => {
+            let value = Counter {
+                label: "elsewhere".into(),
+                hits: hits.parse().unwrap(),
+            };
+            counters.put("shared", &value).unwrap();
+            return;
+        }
+        _ => {}
+    }
     if let Ok(writer) = std::env::var(CHILD_WRITER) {
         // A writer of [`watch_sees_two_writers`]: random puts and deletes of 40 keys, each
         // value labelled with the writer and counting its writes.
@@ -186,6 +201,54 @@ pub fn child<S: Store>() {
     for _ in 0..250 {
         counters.update("shared", |c| c.hits += 1).unwrap();
     }
+}
+
+/// The variable that makes a child process put `shared` with these hits, or delete it.
+const CHILD_SET: &str = "PERSIST_TEST_REMOTE_SET";
+
+/// A cached handle (entries kept for an hour) while another process puts and deletes its
+/// cached entry: each change is seen through the store's feed within a few seconds.
+pub fn cached_handle_sees_another_process<S: Store>() {
+    use std::time::{Duration, Instant};
+    let Some(server) = S::server() else { return };
+    let place = S::place("cached");
+    let cached: Collection<Counter> = Collection::with_backend(
+        std::sync::Arc::new(S::backend(&server, &place)),
+        persist::Options::new().cache(100, Duration::from_secs(3600)),
+    );
+    cached.put("shared", &Counter::default()).unwrap();
+    assert_eq!(cached.get("shared").unwrap().unwrap().hits, 0);
+    assert_eq!(cached.get("shared").unwrap().unwrap().hits, 0);
+    assert!(cached.cache_stats().hits >= 1, "the value is cached");
+    let elsewhere = |what: &str| {
+        let status = crate::common::child(
+            "child",
+            &[
+                (S::VARIABLE, server.as_str()),
+                (CHILD_PLACE, place.as_str()),
+                (CHILD_SET, what),
+            ],
+        )
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+        assert!(status.success());
+    };
+    let until = |what: &str, done: &dyn Fn() -> bool| {
+        let started = Instant::now();
+        while !done() {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the cached handle did not see the other process's {what} within 5 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        eprintln!("{what} seen after {:?}", started.elapsed());
+    };
+    elsewhere("9");
+    until("put", &|| cached.get("shared").unwrap().unwrap().hits == 9);
+    elsewhere("delete");
+    until("delete", &|| cached.get("shared").unwrap().is_none());
 }
 
 /// The variable that makes a child process one of [`live_increments`]'s, with its policy.

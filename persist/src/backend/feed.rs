@@ -380,8 +380,9 @@ pub(crate) fn covering(prefixes: &[String]) -> Vec<&str> {
 /// What a [`Poller`] lists: every entry it watches, with its tag.
 pub(crate) type Lister = Box<dyn FnMut() -> Result<Vec<(String, Tag)>, Error> + Send>;
 
-/// A feed for a store without one of its own: its names and tags listed every `every`, each
-/// listing compared with the one before.
+/// A feed for a store without one of its own: its names and tags listed every `every` (or
+/// twenty times as long as a listing takes, if that is longer), each listing compared with
+/// the one before.
 pub(crate) struct Poller {
     list: Lister,
     every: Duration,
@@ -438,9 +439,12 @@ impl Feed for Poller {
                 std::thread::sleep(self.next_poll.min(deadline) - now);
                 continue;
             }
-            self.next_poll = Instant::now() + self.every;
+            let started = Instant::now();
             let listing = (self.list)()?;
             self.pending.extend(self.seen.diff(listing));
+            // A large store is listed less often: at most a twentieth of the time goes to
+            // listing it.
+            self.next_poll = Instant::now() + self.every.max(started.elapsed() * 20);
         }
     }
 }

@@ -6,8 +6,9 @@
 //!
 //! Writes of other processes (and machines) reach the caches through the store's feed
 //! ([`Backend::watch`]): the first cache on a store starts one thread that reads it and drops
-//! each changed key from every cache, and every value after a [`Notice::Resync`]. A store
-//! without a feed of its own is not polled for this: its caches rely on their time to live.
+//! each changed key from every cache, and every value after a [`Notice::Resync`]. A store whose
+//! feed polls (S3) is listed every second for it; one without a feed (redb, a custom backend)
+//! is not polled: its caches rely on their time to live.
 //!
 //! Handles are on the same store when their backends have the same root (a directory, a
 //! database file, a table's or a bucket prefix's label), resolved to its canonical path where it
@@ -38,6 +39,9 @@ pub(crate) struct Peers {
     /// Whether the store's feed is read (or was found missing).
     following: AtomicBool,
 }
+
+/// How often a cache's store whose feed polls (S3) is listed for changes.
+const CACHE_POLL: Duration = Duration::from_secs(1);
 
 /// The stores with handles in this process, by root.
 static STORES: Mutex<Option<HashMap<PathBuf, Weak<Peers>>>> = Mutex::new(None);
@@ -81,7 +85,7 @@ impl Peers {
         if self.following.swap(true, Ordering::AcqRel) {
             return;
         }
-        let Ok(Some(feed)) = backend.watch(&[String::new()], None) else {
+        let Ok(Some(feed)) = backend.watch(&[String::new()], Some(CACHE_POLL)) else {
             return;
         };
         let peers = Arc::downgrade(self);
