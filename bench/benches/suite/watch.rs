@@ -72,22 +72,7 @@ pub(super) fn rows(dir: &Path, mode: Mode) {
             _ => 300,
         };
         let watched = open(kind, &spec);
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--watch-child", kind, &spec, &count.to_string()])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        assert_eq!(lines.next().unwrap().unwrap(), "ready");
-        let reader = std::thread::spawn(move || {
-            lines
-                .map(|line| {
-                    let line = line.unwrap();
-                    let (key, at) = line.split_once(' ').unwrap();
-                    (key.to_owned(), at.parse::<i128>().unwrap())
-                })
-                .collect::<Vec<_>>()
-        });
+        let reporter = Reporter::start(&["--watch-child", kind, &spec, &count.to_string()]);
         let settings = Settings::sample();
         let mut put_at = std::collections::HashMap::new();
         for n in 0..count {
@@ -96,14 +81,7 @@ pub(super) fn rows(dir: &Path, mode: Mode) {
             put_at.insert(key, monotonic_nanos());
             std::thread::sleep(Duration::from_millis(if kind == "s3" { 40 } else { 5 }));
         }
-        let delivered = reader.join().unwrap();
-        assert!(child.wait().unwrap().success());
-        let mut latencies: Vec<f64> = delivered
-            .iter()
-            .map(|(key, at)| (at - put_at[key]) as f64 / 1e6)
-            .collect();
-        latencies.sort_by(f64::total_cmp);
-        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+        let (_, at) = reporter.latencies(&put_at);
         let verdict = match target {
             Some(target) if at(0.5) <= target => format!(" (target median <= {target} ms: holds)"),
             Some(target) => format!(" (target median <= {target} ms: MISSED)"),
@@ -115,6 +93,54 @@ pub(super) fn rows(dir: &Path, mode: Mode) {
             at(0.5),
             at(0.99),
         );
+    }
+}
+
+/// A child process of this bench that says `ready`, then a line `<label> <monotonic ns>` for
+/// each thing it saw, read as it goes.
+struct Reporter {
+    child: std::process::Child,
+    lines: std::thread::JoinHandle<Vec<(String, i128)>>,
+}
+
+impl Reporter {
+    /// Starts this program with `args`, and waits for it to be ready.
+    fn start(args: &[&str]) -> Reporter {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "ready");
+        let lines = std::thread::spawn(move || {
+            lines
+                .map(|line| {
+                    let line = line.unwrap();
+                    let (label, at) = line.split_once(' ').unwrap();
+                    (label.to_owned(), at.parse::<i128>().unwrap())
+                })
+                .collect()
+        });
+        Reporter { child, lines }
+    }
+
+    /// Waits for the child to end: how many of the labels of `done` it saw, and the quantile
+    /// function of the milliseconds from each one's time in `done` to the child's.
+    fn latencies(
+        mut self,
+        done: &std::collections::HashMap<String, i128>,
+    ) -> (usize, impl Fn(f64) -> f64) {
+        let seen = self.lines.join().unwrap();
+        assert!(self.child.wait().unwrap().success());
+        let mut latencies: Vec<f64> = seen
+            .iter()
+            .filter_map(|(label, at)| Some((at - done.get(label)?) as f64 / 1e6))
+            .collect();
+        latencies.sort_by(f64::total_cmp);
+        let seen = latencies.len();
+        let at = move |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+        (seen, at)
     }
 }
 
@@ -141,42 +167,20 @@ pub(super) fn live_entry_row(mode: Mode) {
     );
     ticks.put("shared", &Tick::default()).unwrap();
     let live = ticks.live("shared").unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--live-entry-child", &spec, &count.to_string()])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "ready");
-    let reader = std::thread::spawn(move || {
-        lines
-            .map(|line| {
-                let line = line.unwrap();
-                let (n, at) = line.split_once(' ').unwrap();
-                (n.parse::<u64>().unwrap(), at.parse::<i128>().unwrap())
-            })
-            .collect::<Vec<_>>()
-    });
+    let reporter = Reporter::start(&["--live-entry-child", &spec, &count.to_string()]);
     let mut updated = std::collections::HashMap::new();
     for n in 1..=count {
         live.update(move |tick| tick.n = n).unwrap();
-        updated.insert(n, monotonic_nanos());
+        updated.insert(n.to_string(), monotonic_nanos());
         // Apart enough that each update is seen on its own (not merged into the next).
         std::thread::sleep(Duration::from_millis(30));
     }
-    let seen = reader.join().unwrap();
-    assert!(child.wait().unwrap().success());
-    let mut latencies: Vec<f64> = seen
-        .iter()
-        .filter_map(|(n, at)| Some((at - updated.get(n)?) as f64 / 1e6))
-        .collect();
-    latencies.sort_by(f64::total_cmp);
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    let (seen, at) = reporter.latencies(&updated);
     println!(
         "Live over a PostgreSQL entry, update returned -> visible to a live handle in another \
          process, {} of {count} updates seen: median {:.2} ms, p99 {:.2} ms (target: well under \
          100 ms: {})",
-        latencies.len(),
+        seen,
         at(0.5),
         at(0.99),
         if at(0.5) < 100.0 { "holds" } else { "MISSED" }

@@ -381,8 +381,8 @@ pub(crate) fn covering(prefixes: &[String]) -> Vec<&str> {
 pub(crate) type Lister = Box<dyn FnMut() -> Result<Vec<(String, Tag)>, Error> + Send>;
 
 /// A feed for a store without one of its own: its names and tags listed every `every` (or
-/// twenty times as long as a listing takes, if that is longer), each listing compared with
-/// the one before.
+/// four times as long as a listing takes, if that is longer), each listing compared with the
+/// one before.
 pub(crate) struct Poller {
     list: Lister,
     every: Duration,
@@ -442,9 +442,9 @@ impl Feed for Poller {
             let started = Instant::now();
             let listing = (self.list)()?;
             self.pending.extend(self.seen.diff(listing));
-            // A large store is listed less often: at most a twentieth of the time goes to
-            // listing it.
-            self.next_poll = Instant::now() + self.every.max(started.elapsed() * 20);
+            // A store that takes long to list is listed less often: at most a fifth of the
+            // time goes to listing it.
+            self.next_poll = Instant::now() + self.every.max(started.elapsed() * 4);
         }
     }
 }

@@ -67,8 +67,9 @@ impl WatchOptions {
 
     /// How often a store without a feed of its own (S3, a redb file, a custom backend) has its
     /// names and tags listed and compared with the listing before: the feed's lag. One second
-    /// by default. The local directory, memory and PostgreSQL stores tell their changes
-    /// themselves and do not poll.
+    /// by default. A store that takes longer than a fifth of that to list is listed less
+    /// often (four times as long as a listing takes). The local directory, memory and
+    /// PostgreSQL stores tell their changes themselves and do not poll.
     #[must_use]
     pub fn poll_every(mut self, every: Duration) -> Self {
         self.poll = every.max(Duration::from_millis(1));

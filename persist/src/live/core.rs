@@ -137,6 +137,17 @@ pub(crate) trait EntryPlace<T>: Send + Sync {
     fn save(&self, value: &T, expected: Option<&str>) -> Result<Option<String>, Error>;
 }
 
+/// Where a live value is kept, as [`Shared::new`] takes it.
+struct Place<T> {
+    /// The path as given (an entry's location).
+    given: PathBuf,
+    /// The path made absolute.
+    path: PathBuf,
+    /// The file the path names (a link followed), or the entry's location.
+    target: PathBuf,
+    entry: Option<Arc<dyn EntryPlace<T>>>,
+}
+
 /// A pending change, as it can be applied again to a newer value (to a copy of it: a panic
 /// leaves the value as it was).
 type Replay<T> = Box<dyn FnMut(&mut T) + Send>;
@@ -325,42 +336,20 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
                 }
             }
         };
-        let value = Arc::new(value);
-        let seen = seen.map(Stamp::File);
-        Ok(Arc::new(Shared {
+        let place = Place {
             given: given.to_owned(),
             path: path.to_owned(),
-            settings,
-            policy: live.policy,
-            refresh_every: live.refresh_every,
-            current: ArcSwap::new(Arc::clone(&value)),
-            state: Mutex::new(State {
-                seen,
-                target,
-                broken: None,
-                reported: None,
-                pending: Vec::new(),
-                generation: 0,
-                dirty_since: None,
-                last_change: None,
-                retry_at: None,
-                retry_delay: Duration::ZERO,
-                save_took: Duration::ZERO,
-                event_at: None,
-                event_first: None,
-                next_poll: live.refresh_every.map(|period| Instant::now() + period),
-                rejected: Vec::new(),
-                closing: false,
-            }),
-            io: Mutex::new(()),
-            graveyard: Mutex::new(Vec::new()),
-            events: Events::new(value),
-            counters,
-            job: OnceLock::new(),
-            watches: Mutex::new(Vec::new()),
-            watched: OnceLock::new(),
+            target,
             entry: None,
-        }))
+        };
+        Ok(Shared::new(
+            place,
+            settings,
+            live,
+            value,
+            seen.map(Stamp::File),
+            counters,
+        ))
     }
 
     /// Loads the collection entry `entry` (or starts from the default) and sets up the
@@ -381,17 +370,35 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
             Some((value, tag)) => (value, Some(Stamp::Entry(tag))),
             None => (T::default(), None),
         };
-        let value = Arc::new(value);
-        Ok(Arc::new(Shared {
+        let place = Place {
             given: location.clone(),
             path: location.clone(),
+            target: location,
+            entry: Some(entry),
+        };
+        Ok(Shared::new(place, settings, live, value, seen, counters))
+    }
+
+    /// The handle's shared part, with `value` loaded from `place` (in the state `seen`).
+    fn new(
+        place: Place<T>,
+        settings: Settings,
+        live: LiveSettings,
+        value: T,
+        seen: Option<Stamp>,
+        counters: Counters,
+    ) -> Arc<Self> {
+        let value = Arc::new(value);
+        Arc::new(Shared {
+            given: place.given,
+            path: place.path,
             settings,
             policy: live.policy,
             refresh_every: live.refresh_every,
             current: ArcSwap::new(Arc::clone(&value)),
             state: Mutex::new(State {
                 seen,
-                target: location,
+                target: place.target,
                 broken: None,
                 reported: None,
                 pending: Vec::new(),
@@ -414,8 +421,8 @@ impl<T: Persisted + Send + Sync + 'static> Shared<T> {
             job: OnceLock::new(),
             watches: Mutex::new(Vec::new()),
             watched: OnceLock::new(),
-            entry: Some(entry),
-        }))
+            entry: place.entry,
+        })
     }
 
     /// Whether the value is kept in a collection entry (not a file).
