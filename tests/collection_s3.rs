@@ -335,7 +335,8 @@ fn a_watch_sees_the_writes_of_two_other_processes() {
         std::time::Duration::from_millis(200),
         |_| {},
     );
-    assert_eq!(resyncs.unwrap_or(0), 0);
+    // The one resync an S3 watch begins with, and no other.
+    assert!(resyncs.unwrap_or(1) == 1, "{resyncs:?}");
 }
 
 #[cfg(feature = "cache")]

@@ -410,6 +410,12 @@ impl Poller {
         Poller::with(Box::new(move || listing(&*backend, &prefixes)), every)
     }
 
+    /// Makes the first notice a [`Notice::Resync`] (for a store that can tell nothing of what
+    /// happened before its feed began).
+    pub(crate) fn resync_first(&mut self) {
+        self.pending.push_front(Notice::Resync);
+    }
+
     /// A poller of what `list` lists, its first listing taken now.
     pub(crate) fn with(mut list: Lister, every: Duration) -> Result<Self, Error> {
         let mut seen = Seen::default();

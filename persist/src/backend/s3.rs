@@ -508,7 +508,9 @@ impl Backend for S3 {
 
     /// A listing of the names under `prefixes` with their ETags every `poll` (one listing
     /// request per 1,000 objects, no read of any entry), each compared with the one before.
-    /// `None` without `poll`: an object store tells no changes by itself.
+    /// Its first notice is [`Notice::Resync`](super::Notice::Resync): an object store keeps no
+    /// record of what changed before the feed began. `None` without `poll`: an object store
+    /// tells no changes by itself.
     fn watch(
         &self,
         prefixes: &[String],
@@ -528,7 +530,9 @@ impl Backend for S3 {
             }
             Ok(listed)
         };
-        Ok(Some(Box::new(super::Poller::with(Box::new(list), every)?)))
+        let mut poller = super::Poller::with(Box::new(list), every)?;
+        poller.resync_first();
+        Ok(Some(Box::new(poller)))
     }
 
     /// In the order the store lists keys: bytewise on S3 (general purpose buckets; ListObjectsV2

@@ -290,7 +290,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
     /// | local directory | file events on its shard directories (another process's writes included), a listing after lost events; where file events cannot be had, a listing every half second |
     /// | memory | each write, as it is made |
     /// | PostgreSQL | the table's trigger publishes each change with `NOTIFY`; a connection of the feed's own listens, and a lost one is a [`WatchEvent::Resync`] once it listens again |
-    /// | S3 | a listing of the prefix with ETags every [`poll_every`](WatchOptions::poll_every) |
+    /// | S3 | a listing of the prefix with ETags every [`poll_every`](WatchOptions::poll_every); the watch begins with [`WatchEvent::Resync`] and the current state (an object store keeps no record of what changed before) |
     /// | any other store | a listing of names and tags every [`poll_every`](WatchOptions::poll_every) |
     ///
     /// # Errors
