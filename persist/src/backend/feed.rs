@@ -412,6 +412,7 @@ impl Poller {
 
     /// Makes the first notice a [`Notice::Resync`] (for a store that can tell nothing of what
     /// happened before its feed began).
+    #[cfg(feature = "s3")]
     pub(crate) fn resync_first(&mut self) {
         self.pending.push_front(Notice::Resync);
     }

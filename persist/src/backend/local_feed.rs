@@ -215,6 +215,19 @@ impl LocalFeed {
         );
     }
 
+    /// Watches the shard directories that appeared; whether there were any.
+    fn watch_new(&mut self, shards: &[String]) -> bool {
+        #[cfg(feature = "live")]
+        if !shards.is_empty()
+            && let Ok(root) = std::fs::canonicalize(self.local.dir())
+        {
+            for shard in shards {
+                self.watch_shard(&root, shard);
+            }
+        }
+        !shards.is_empty()
+    }
+
     /// Takes what the events asked for, waiting until `until` for something to do.
     fn asked(&self, until: Instant) -> Asked {
         let mut asked = self
@@ -252,17 +265,8 @@ impl Feed for LocalFeed {
                 deadline
             };
             let asked = self.asked(until);
-            let mut everything = asked.everything;
-            #[cfg(feature = "live")]
-            if !asked.shards.is_empty()
-                && let Ok(root) = std::fs::canonicalize(self.local.dir())
-            {
-                for shard in &asked.shards {
-                    self.watch_shard(&root, shard);
-                }
-                // Entries may have been written in it before its watch began.
-                everything = true;
-            }
+            // A shard that appeared may hold entries written before its watch began.
+            let everything = asked.everything || self.watch_new(&asked.shards);
             let poll_due = polls && Instant::now() >= self.next_poll;
             if everything || poll_due {
                 let started = Instant::now();

@@ -61,6 +61,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> EntryPlace<T> for EntryOf<T> 
         collection.forget(key);
         match written? {
             Written::Done(tag) => {
+                collection.wrote(name, &tag);
                 let put = super::Put {
                     from_version: None,
                     to_version: T::VERSION,

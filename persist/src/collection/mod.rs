@@ -308,7 +308,8 @@ impl<T: Persisted> Collection<T> {
         };
         loop {
             attempts += 1;
-            if let Written::Done(_) = self.inner.backend.modify(name, &mut change)? {
+            if let Written::Done(tag) = self.inner.backend.modify(name, &mut change)? {
+                self.wrote(name, &tag);
                 return Ok(put);
             }
             crate::telemetry::conflicted(&self.inner.backend.locate(name));
@@ -352,6 +353,15 @@ impl<T: Persisted> Collection<T> {
         self.inner.peers.invalidate(key);
         #[cfg(not(feature = "cache"))]
         let _ = key;
+    }
+
+    /// Notes this process's write of the entry `name`, now at `tag`, so that the store's feed
+    /// telling it back does not drop the key from the caches a second time.
+    fn wrote(&self, name: &str, tag: &crate::backend::Tag) {
+        #[cfg(feature = "cache")]
+        self.inner.peers.wrote(name, tag);
+        #[cfg(not(feature = "cache"))]
+        let _ = (name, tag);
     }
 
     /// The backend the collection runs on.
@@ -502,7 +512,9 @@ impl<T: Persisted> Collection<T> {
             };
             let written = self.inner.backend.put(&name, entry, &Condition::Always);
             self.forget(key);
-            written?;
+            if let Written::Done(tag) = written? {
+                self.wrote(&name, &tag);
+            }
             let put = Put {
                 from_version: None,
                 to_version: T::VERSION,

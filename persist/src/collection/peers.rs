@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use super::key;
-use crate::backend::{Backend, Feed, Notice};
+use crate::backend::{Backend, Feed, Notice, Tag};
 
 /// What a write asks of a cache.
 pub(crate) trait Invalidate: Send + Sync {
@@ -38,7 +38,14 @@ pub(crate) struct Peers {
     caches: RwLock<Vec<Weak<dyn Invalidate>>>,
     /// Whether the store's feed is read (or was found missing).
     following: AtomicBool,
+    /// The tag of this process's last write of each entry, until the feed tells it: that
+    /// notice is this process's own write, whose values the write dropped already.
+    own: Mutex<HashMap<String, Tag>>,
 }
+
+/// How many of this process's writes wait for their notice at most (past that, they are
+/// forgotten: their notices then drop the keys once more, which is only a miss).
+const OWN_WRITES: usize = 10_000;
 
 /// How often a cache's store whose feed polls (S3) is listed for changes.
 const CACHE_POLL: Duration = Duration::from_secs(1);
@@ -98,6 +105,37 @@ impl Peers {
         }
     }
 
+    /// Notes that this process wrote the entry `name`, now at `tag`: its notice from the feed
+    /// drops nothing (the write dropped the key from every cache already).
+    pub(crate) fn wrote(&self, name: &str, tag: &Tag) {
+        if !self.following.load(Ordering::Acquire) {
+            return;
+        }
+        let mut own = self.own.lock().unwrap_or_else(PoisonError::into_inner);
+        if own.len() >= OWN_WRITES {
+            own.clear();
+        }
+        own.insert(name.to_owned(), tag.clone());
+    }
+
+    /// Whether a put of `name` at `tag` is this process's own write (forgotten once told).
+    fn own_write(&self, name: &str, tag: &Tag) -> bool {
+        let mut own = self.own.lock().unwrap_or_else(PoisonError::into_inner);
+        if own.get(name) == Some(tag) {
+            own.remove(name);
+            return true;
+        }
+        false
+    }
+
+    /// The entry `name` is gone: a write of it this process made is no longer to be told.
+    fn removed(&self, name: &str) {
+        self.own
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+    }
+
     fn each(&self, mut run: impl FnMut(&dyn Invalidate)) {
         let caches = self.caches.read().unwrap_or_else(PoisonError::into_inner);
         for cache in caches.iter().filter_map(Weak::upgrade) {
@@ -116,7 +154,9 @@ fn invalidate_from(mut feed: Box<dyn Feed>, peers: &Weak<Peers>) {
         };
         match next {
             Ok(None) => {}
+            Ok(Some(Notice::Put { name, tag, .. })) if peers.own_write(&name, &tag) => {}
             Ok(Some(Notice::Put { name, .. } | Notice::Deleted { name })) => {
+                peers.removed(&name);
                 match key::into_key(name) {
                     Some(key) => peers.invalidate(&key),
                     // A hashed name's key is in the entry, which may be gone.
