@@ -26,11 +26,7 @@ fn mirror() -> Mirror {
 
 /// Every value of `notes`, read now.
 fn state(notes: &Collection<Note>) -> BTreeMap<String, Note> {
-    notes
-        .iter()
-        .unwrap()
-        .map(|(key, value)| (key, value.unwrap()))
-        .collect()
+    common::watch::state(notes)
 }
 
 fn values() -> WatchOptions {
@@ -329,16 +325,7 @@ fn a_cached_handle_sees_another_process_put_and_delete() {
     assert_eq!(cached.get("shared").unwrap().unwrap().writer, 0);
     assert!(cached.cache_stats().hits >= 1, "the value is cached");
 
-    let until = |what: &str, done: &dyn Fn() -> bool| {
-        let started = Instant::now();
-        while !done() {
-            assert!(
-                started.elapsed() < Duration::from_secs(5),
-                "the cached handle did not see the other process's {what} within 5 s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    };
+    let until = common::watch::seen_within_5_s;
     assert!(run_child("one", dir.path(), 9).wait().unwrap().success());
     until("put", &|| {
         cached.get("shared").unwrap().unwrap().writer == 9

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
-use persist::{Watch, WatchEvent};
+use persist::{Collection, Persisted, Watch, WatchEvent};
 
 /// The values a watch told, by key.
 pub struct Mirror<T> {
@@ -82,4 +82,29 @@ impl<T: Debug + PartialEq> Mirror<T> {
             }
         }
     }
+}
+
+/// Every value of `collection`, read now.
+pub fn state<T: Persisted + Clone + Send + Sync + 'static>(
+    collection: &Collection<T>,
+) -> BTreeMap<String, T> {
+    collection
+        .iter()
+        .unwrap()
+        .map(|(key, value)| (key, value.unwrap()))
+        .collect()
+}
+
+/// Waits until `done` (for at most 5 s, looking every 10 ms): a cached handle seeing another
+/// process's `what`.
+pub fn seen_within_5_s(what: &str, done: &dyn Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the cached handle did not see the other process's {what} within 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!("{what} seen after {:?}", started.elapsed());
 }

@@ -241,17 +241,7 @@ pub fn cached_handle_sees_another_process<S: Store>() {
         .unwrap();
         assert!(status.success());
     };
-    let until = |what: &str, done: &dyn Fn() -> bool| {
-        let started = Instant::now();
-        while !done() {
-            assert!(
-                started.elapsed() < Duration::from_secs(5),
-                "the cached handle did not see the other process's {what} within 5 s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        eprintln!("{what} seen after {:?}", started.elapsed());
-    };
+    let until = crate::common::watch::seen_within_5_s;
     elsewhere("9");
     until("put", &|| cached.get("shared").unwrap().unwrap().hits == 9);
     elsewhere("delete");
@@ -360,11 +350,7 @@ pub fn counter_mirror() -> crate::common::watch::Mirror<Counter> {
 pub fn counter_state(
     counters: &Collection<Counter>,
 ) -> std::collections::BTreeMap<String, Counter> {
-    counters
-        .iter()
-        .unwrap()
-        .map(|(key, value)| (key, value.unwrap()))
-        .collect()
+    crate::common::watch::state(counters)
 }
 
 /// A watch of the whole collection while two other processes make 1,000 random puts and

@@ -7,10 +7,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use super::{Collection, WatchEvent};
-use crate::backend::{Condition, Entry, Tag, Written};
+use crate::backend::{Condition, Tag, Written};
 use crate::live::watcher::Watched;
 use crate::live::{EntryPlace, LiveSettings};
-use crate::shell::{AuditOp, Written as FileWritten};
 use crate::{Error, Live, Persisted, SavePolicy};
 
 /// The entry `key` of a collection, as a live value's place.
@@ -52,26 +51,10 @@ impl<T: Persisted + Clone + Send + Sync + 'static> EntryPlace<T> for EntryOf<T> 
             Some(tag) => Condition::Matches(Tag::new(tag)),
             None => Condition::Absent,
         };
-        let entry = Entry {
-            key,
-            bytes: &bytes,
-            version: T::VERSION,
-        };
-        let written = collection.inner.backend.put(name, entry, &condition);
-        collection.forget(key);
-        match written? {
-            Written::Done(tag) => {
-                collection.wrote(name, &tag);
-                let put = super::Put {
-                    from_version: None,
-                    to_version: T::VERSION,
-                    written: FileWritten::of(&bytes),
-                };
-                collection.audit(AuditOp::Save, key, name, Some(&put))?;
-                Ok(Some(tag.as_str().to_owned()))
-            }
-            Written::Conflict => Ok(None),
-        }
+        Ok(match collection.store(key, name, &bytes, &condition)? {
+            Written::Done(tag) => Some(tag.as_str().to_owned()),
+            Written::Conflict => None,
+        })
     }
 }
 

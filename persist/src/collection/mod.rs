@@ -505,23 +505,40 @@ impl<T: Persisted> Collection<T> {
         self.observed("collection_put", &name, |facts| {
             let bytes = self.encode(key, &name, value)?;
             facts.written = Some(bytes.len() as u64);
-            let entry = Entry {
-                key,
-                bytes: &bytes,
-                version: T::VERSION,
-            };
-            let written = self.inner.backend.put(&name, entry, &Condition::Always);
-            self.forget(key);
-            if let Written::Done(tag) = written? {
-                self.wrote(&name, &tag);
-            }
-            let put = Put {
-                from_version: None,
-                to_version: T::VERSION,
-                written: FileWritten::of(&bytes),
-            };
-            self.audit(AuditOp::Save, key, &name, Some(&put))
+            self.store(key, &name, &bytes, &Condition::Always)?;
+            Ok(())
         })
+    }
+
+    /// Stores `bytes` (`key`'s encoded value, in the entry `name`) if `condition` holds: the
+    /// key is dropped from every cache, the store's notice of this write is expected, and the
+    /// audit log records it. [`Written::Conflict`] (nothing written, nothing recorded) when
+    /// the condition did not hold.
+    fn store(
+        &self,
+        key: &str,
+        name: &str,
+        bytes: &[u8],
+        condition: &Condition,
+    ) -> Result<Written, Error> {
+        let entry = Entry {
+            key,
+            bytes,
+            version: T::VERSION,
+        };
+        let written = self.inner.backend.put(name, entry, condition);
+        self.forget(key);
+        let Written::Done(tag) = written? else {
+            return Ok(Written::Conflict);
+        };
+        self.wrote(name, &tag);
+        let put = Put {
+            from_version: None,
+            to_version: T::VERSION,
+            written: FileWritten::of(bytes),
+        };
+        self.audit(AuditOp::Save, key, name, Some(&put))?;
+        Ok(Written::Done(tag))
     }
 
     /// Stores every `(key, value)` as one durable batch, all or nothing where the store can: on
