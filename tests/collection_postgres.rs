@@ -431,6 +431,86 @@ fn a_table_of_the_earlier_layout_is_upgraded_on_open() {
     );
 }
 
+/// Handles on their own connections putting the same new keys at the same moment all succeed,
+/// on a table made by persist and on one whose `key` column an earlier persist made unique (the
+/// constraint made the loser of each race fail: `ON CONFLICT (name)` settles `name` only).
+#[test]
+fn writers_putting_one_new_key_at_once_all_succeed() {
+    let Some(server) = server_and_psql() else {
+        return;
+    };
+    let made = Pg::place("racing_keys");
+    let unique = Pg::place("racing_keys_unique");
+    psql(
+        &server,
+        &format!(
+            "CREATE TABLE \"{unique}\" (name TEXT COLLATE \"C\" PRIMARY KEY, \
+             data BYTEA NOT NULL, schema_version INTEGER NOT NULL, version BIGINT NOT NULL, \
+             key TEXT UNIQUE, value JSONB)"
+        ),
+    );
+    for place in [&made, &unique] {
+        let handles: Vec<Collection<Counter>> = (0..4).map(|_| Pg::open(&server, place)).collect();
+        let constraints = psql(
+            &server,
+            &format!(
+                "SELECT count(*) FROM pg_constraint WHERE conrelid = '\"{place}\"'::regclass \
+                 AND contype = 'u'"
+            ),
+        );
+        assert_eq!(constraints, rows(&[["0"]]), "{place}");
+        let indexed = psql(
+            &server,
+            &format!(
+                "SELECT count(*) FROM pg_indexes WHERE tablename = '{place}' \
+                 AND indexdef LIKE '%(key)'"
+            ),
+        );
+        assert_eq!(indexed, rows(&[["1"]]), "{place}");
+        // Each writer goes on after a failed put (one stopped would leave the others waiting).
+        let start = std::sync::Barrier::new(handles.len());
+        let failed: Vec<String> = std::thread::scope(|scope| {
+            let writers: Vec<_> = handles
+                .iter()
+                .enumerate()
+                .map(|(writer, handle)| {
+                    let start = &start;
+                    scope.spawn(move || {
+                        let mut failed = Vec::new();
+                        for key in 0..200 {
+                            start.wait();
+                            let value = Counter {
+                                label: format!("writer {writer}"),
+                                hits: key,
+                            };
+                            if let Err(error) = handle.put(&format!("key-{key}"), &value) {
+                                failed.push(error.to_string());
+                            }
+                        }
+                        failed
+                    })
+                })
+                .collect();
+            writers
+                .into_iter()
+                .flat_map(|writer| writer.join().unwrap())
+                .collect()
+        });
+        assert!(
+            failed.is_empty(),
+            "{place}: {} failed puts: {failed:?}",
+            failed.len()
+        );
+        assert_eq!(
+            psql(
+                &server,
+                &format!("SELECT count(*), max(version) FROM \"{place}\" WHERE key LIKE 'key-%'")
+            ),
+            rows(&[["200", "4"]])
+        );
+    }
+}
+
 /// The entry `name` holding `data`.
 fn entry(name: &str, data: u32) -> (String, Vec<u8>) {
     let bytes = format!(r#"{{"version":1,"key":"{name}","data":{data}}}"#);

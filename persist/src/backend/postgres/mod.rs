@@ -8,9 +8,10 @@
 //!     data BYTEA NOT NULL,                -- the entry's bytes, exactly as put
 //!     schema_version INTEGER NOT NULL,    -- the schema version they hold
 //!     version BIGINT NOT NULL,            -- the row's write count: the entry's tag
-//!     key TEXT UNIQUE,                    -- the key, for queries (NULL: see below)
+//!     key TEXT,                           -- the key, for queries (NULL: see below)
 //!     value JSONB                         -- the envelope's `data`, for queries (NULL: see below)
-//! )
+//! );
+//! CREATE INDEX ON <table> (key);
 //! ```
 //!
 //! The backend addresses rows by `name`, whose bytewise (`"C"`) order is the order of
@@ -22,6 +23,10 @@
 //!   is not known (a hashed name written by [`put_native`](Backend::put_native) with bytes
 //!   that are not plain JSON), in a database whose encoding is not UTF-8, and for a row whose
 //!   name is not the name of the key it was given;
+//! - `key` is unique without a constraint: a row's key is the key its name spells, and names
+//!   are unique. A unique constraint would fail one of two processes putting the same new key at
+//!   once (`ON CONFLICT (name)` settles the race on `name` only), so an open drops the one an
+//!   earlier persist made and indexes the column instead;
 //! - `value` is NULL unless the bytes are a plain JSON envelope (no frame: not compressed, not
 //!   encrypted; a checksum member is fine) whose `data` `jsonb` can hold: no `\u0000` in a
 //!   string, no lone surrogate, no number beyond PostgreSQL's `numeric`, at most 64 MiB.
@@ -747,7 +752,7 @@ impl Inner {
             .batch_execute(&format!(
                 "CREATE TABLE IF NOT EXISTS {table} (name TEXT COLLATE \"C\" PRIMARY KEY, \
                  data BYTEA NOT NULL, schema_version INTEGER NOT NULL, version BIGINT NOT NULL, \
-                 key TEXT UNIQUE, value JSONB)"
+                 key TEXT, value JSONB)"
             ))
             .await?;
         let utf8 = transaction
@@ -779,7 +784,7 @@ impl Inner {
             }
             transaction
                 .batch_execute(&format!(
-                    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS key TEXT UNIQUE, \
+                    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS key TEXT, \
                      ADD COLUMN IF NOT EXISTS value JSONB"
                 ))
                 .await?;
@@ -818,6 +823,7 @@ impl Inner {
                 }
             }
         }
+        index_keys(&transaction, table).await?;
         let mut notifies = transaction
             .query_opt(
                 "SELECT 1 FROM pg_trigger WHERE tgrelid = $1::text::regclass \
@@ -841,6 +847,46 @@ impl Inner {
         transaction.commit().await?;
         Ok((utf8, notifies))
     }
+}
+
+/// Gives the `key` column a plain index, dropping the unique constraint an earlier persist put
+/// on it (see the module's documentation): two processes putting one new key at once both
+/// succeed, as they do on every other store.
+async fn index_keys(
+    transaction: &tokio_postgres::Transaction<'_>,
+    table: &str,
+) -> Result<(), tokio_postgres::Error> {
+    // The single-column indexes on `key`, each with whether it is unique and the name of the
+    // constraint it backs, if any.
+    let indexes = transaction
+        .query(
+            "SELECT i.indisunique, coalesce(k.conname::text, '') FROM pg_index i \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+             LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid \
+             WHERE i.indrelid = $1::text::regclass AND i.indnatts = 1 AND a.attname = 'key'",
+            &[&table],
+        )
+        .await?;
+    let mut plain = false;
+    for row in &indexes {
+        let (unique, constraint): (bool, &str) = (row.get(0), row.get(1));
+        if unique && !constraint.is_empty() {
+            transaction
+                .batch_execute(&format!(
+                    "ALTER TABLE {table} DROP CONSTRAINT {}",
+                    quote_identifier(constraint)
+                ))
+                .await?;
+        } else if !unique {
+            plain = true;
+        }
+    }
+    if !plain {
+        transaction
+            .batch_execute(&format!("CREATE INDEX ON {table} (key)"))
+            .await?;
+    }
+    Ok(())
 }
 
 impl Postgres {
