@@ -10,7 +10,14 @@ use syn::{Attribute, Lit, LitInt, LitStr, Path, Token, Type};
 use crate::ctxt::Ctxt;
 
 const KEYS: &str = "`version`, `migrate_from`, `upcast_from`, `downgrade`, `validate`, \
-                    `accept_unversioned`, `checksum`, `pretty`, `crate`";
+                    `accept_unversioned`, `checksum`, `pretty`, `format`, `crate`";
+
+/// A format `format = "..."` names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FormatName {
+    Json,
+    Toml,
+}
 
 #[derive(Default)]
 pub(crate) struct Attrs {
@@ -28,6 +35,8 @@ pub(crate) struct Attrs {
     pub(crate) checksum: Option<Path>,
     /// The `pretty` key: saves of this type write indented JSON.
     pub(crate) pretty: Option<Path>,
+    /// `format = "json"` or `"toml"`: what saves of this type write.
+    pub(crate) format: Option<FormatName>,
     /// The `downgrade` key: this version converts back into the one it migrates from.
     pub(crate) downgrade: Option<Path>,
     /// `validate = path`: the function that checks every value a load returns.
@@ -54,6 +63,7 @@ impl Attrs {
                         | "accept_unversioned"
                         | "checksum"
                         | "pretty"
+                        | "format"
                         | "crate"
                 );
                 if !known {
@@ -87,6 +97,26 @@ impl Attrs {
                         parsed.upcast_from =
                             parse_value(&meta, cx, "a type, as in `upcast_from = EventV2`")?
                                 .map(|previous| (key, previous))
+                    }
+                    "format" => {
+                        let name = parse_value::<LitStr>(
+                            &meta,
+                            cx,
+                            "a format's name, as in `format = \"toml\"`",
+                        )?;
+                        parsed.format = name.and_then(|name| match name.value().as_str() {
+                            "json" => Some(FormatName::Json),
+                            "toml" => Some(FormatName::Toml),
+                            other => {
+                                cx.error_spanned_by(
+                                    &name,
+                                    format_args!(
+                                        "unknown format `{other}`: expected \"json\" or \"toml\""
+                                    ),
+                                );
+                                None
+                            }
+                        });
                     }
                     "validate" => {
                         parsed.validate =

@@ -7,8 +7,9 @@ use syn::spanned::Spanned;
 use syn::{DeriveInput, Type};
 
 use crate::ast::Input;
+use crate::attr::FormatName;
 use crate::ctxt::Ctxt;
-use crate::{fallback, valid};
+use crate::{fallback, renames, valid};
 
 /// The whole derive: the impl, or the errors beside a stub impl.
 pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
@@ -77,6 +78,22 @@ fn impl_persisted(input: &Input<'_>, version: u32) -> TokenStream {
     let pretty = input.attrs.pretty.as_ref().map(|_| {
         quote!(
             const PRETTY: bool = true;
+        )
+    });
+
+    let format = match input.attrs.format {
+        Some(FormatName::Toml) => Some(quote!(
+            const FORMAT: #krate::Format = #krate::Format::Toml;
+        )),
+        Some(FormatName::Json) | None => None,
+    };
+
+    // Fields renamed since an older version (serde's aliases), for TOML saves.
+    let renamed = renames::renamed(input.original);
+    let renamed = (!renamed.is_empty()).then(|| {
+        let (old, new): (Vec<_>, Vec<_>) = renamed.into_iter().unzip();
+        quote!(
+            const RENAMED: &'static [(&'static str, &'static str)] = &[#((#old, #new)),*];
         )
     });
 
@@ -185,6 +202,8 @@ fn impl_persisted(input: &Input<'_>, version: u32) -> TokenStream {
             #accepts_unversioned
             #checksum
             #pretty
+            #format
+            #renamed
             type Previous = #previous;
 
             fn migrate(

@@ -4,13 +4,14 @@
 //!
 //! The stages, one per file: `ast` reads the input, `attr` the `#[persist(...)]` keys,
 //! `valid` the rules across keys, `expand` writes the impl, `fallback` the stub that
-//! stands in for it beside the errors.
+//! stands in for it beside the errors; `renames` reads serde's aliases.
 
 mod ast;
 mod attr;
 mod ctxt;
 mod expand;
 mod fallback;
+mod renames;
 #[cfg(test)]
 mod tests;
 mod valid;

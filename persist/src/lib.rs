@@ -149,6 +149,7 @@ mod collection;
 mod error;
 mod file;
 mod file_info;
+mod format;
 mod frame;
 mod inspect;
 mod instance;
@@ -191,6 +192,7 @@ pub use crate::error::{
 };
 pub use crate::file::recover::{Fallback, LoadOutcome, Loaded, OnCorrupt};
 pub use crate::file_info::{FileInfo, KeySource, Layout};
+pub use crate::format::Format;
 pub use crate::inspect::Inspection;
 pub use crate::instance::{INSTANCE_LOCK_FILE, InstanceLock};
 #[cfg(feature = "tokio")]

@@ -17,7 +17,7 @@ use crate::retry::Retry;
 use crate::settings::Settings;
 use crate::shell::{AuditOp, Durability};
 use crate::{
-    Backup, Error, FileInfo, Follow, Inspection, Journal, JournalRecords, JournalRecovery,
+    Backup, Error, FileInfo, Follow, Format, Inspection, Journal, JournalRecords, JournalRecovery,
     LoadOutcome, Loaded, OnCorrupt, OnNewer, Persisted, RawRecord, Transaction, file, file_info,
     inspect,
 };
@@ -430,6 +430,27 @@ impl Options {
     /// ```
     pub const fn pretty(mut self, on: bool) -> Self {
         self.settings.encoding.pretty = on;
+        self
+    }
+
+    /// Makes saves write `format` ([`Format::Json`], or `Format::Toml` with the `toml`
+    /// feature), whatever the type's `#[persist(format = ...)]` says. Loads need no option:
+    /// they tell the formats apart by the file's bytes. A save in TOML over a TOML file keeps
+    /// the file's comments, blank lines, key order and quoting (README, "Files people edit").
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use persist::{Format, Options, Persisted};
+    /// # #[derive(serde::Serialize, serde::Deserialize, Persisted)]
+    /// # #[persist(version = 1)]
+    /// # struct Settings { theme: String }
+    /// # let settings = Settings { theme: "dark".into() };
+    /// Options::new().format(Format::Json).save(&settings, "settings.json")?;
+    /// # Ok::<(), persist::Error>(())
+    /// ```
+    pub const fn format(mut self, format: Format) -> Self {
+        self.settings.encoding.format = Some(format);
         self
     }
 

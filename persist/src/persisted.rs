@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[cfg(feature = "tokio")]
 use crate::Pending;
 use crate::error::BoxError;
-use crate::{Error, Options};
+use crate::{Error, Format, Options};
 
 /// One schema version of a persisted value.
 ///
@@ -84,6 +84,17 @@ pub trait Persisted: Serialize + DeserializeOwned {
     /// hand. Set with `#[persist(pretty)]`; [`Options::pretty`] turns it on for one call. Loads
     /// read both layouts.
     const PRETTY: bool = false;
+
+    /// The format saves of this type write: [`Format::Json`] unless `#[persist(format = "toml")]`
+    /// says `Format::Toml` (feature `toml`); [`Options::format`] chooses it for one call. Loads
+    /// read either, whatever this says.
+    const FORMAT: Format = Format::Json;
+
+    /// Fields renamed since an older version, as `(old name, new name)`: the derive reads them
+    /// from `#[serde(alias = "old")]` on this type's own fields. A save over a TOML file writes
+    /// a renamed field where its old key stood, keeping that key's comments (a save over a file
+    /// of the version before a rename, a migration, is where it matters).
+    const RENAMED: &'static [(&'static str, &'static str)] = &[];
 
     /// The version this one migrates from, or [`Origin`] for the oldest.
     type Previous: Persisted;

@@ -14,7 +14,7 @@ use crate::key::Key;
 use crate::retry::Retry;
 use crate::rollback::{self, OnNewer};
 use crate::shell::{Disk, Durability};
-use crate::{Error, Persisted};
+use crate::{Error, Format, Persisted};
 
 /// The default cap on the size of a file a load reads: 256 MiB.
 pub(crate) const DEFAULT_MAX_SIZE: u64 = 256 << 20;
@@ -53,6 +53,8 @@ pub(crate) struct Prepared {
 pub(crate) struct Encoding {
     pub(crate) checksum: bool,
     pub(crate) pretty: bool,
+    /// The format saves write, when not the type's own.
+    pub(crate) format: Option<Format>,
     pub(crate) compression: Option<i32>,
     pub(crate) key: Option<Key>,
 }
@@ -74,6 +76,7 @@ impl Settings {
         encoding: Encoding {
             checksum: false,
             pretty: false,
+            format: None,
             compression: None,
             key: None,
         },
@@ -89,6 +92,7 @@ impl Settings {
         codec::Style {
             checksum: self.encoding.checksum || T::CHECKSUM,
             pretty: self.encoding.pretty || T::PRETTY,
+            format: self.encoding.format.unwrap_or(T::FORMAT),
         }
     }
 
@@ -139,7 +143,8 @@ impl Settings {
             _ => match self.over_newer(value, path)? {
                 Some(newer) => newer,
                 None => (
-                    codec::encode_to_vec(value, style).map_err(|error| error.at(path))?,
+                    codec::encode_over(value, style, self.base(path, style).as_deref())
+                        .map_err(|error| error.at(path))?,
                     T::VERSION,
                 ),
             },
@@ -148,6 +153,18 @@ impl Settings {
             bytes: self.seal(plain, version, || path.to_owned())?,
             version,
         })
+    }
+
+    /// What a save in a format that keeps a person's layout (TOML) writes over: the envelope of
+    /// the file at `path`, read as a load reads it (a regular file within the size cap, its
+    /// frame opened); `None` for JSON, and when there is no such file or it cannot be read (the
+    /// save then writes the value as it would a new file).
+    fn base(&self, path: &Path, style: codec::Style) -> Option<Vec<u8>> {
+        if style.format == Format::Json {
+            return None;
+        }
+        let bytes = crate::shell::read::read(path, self.disk.max_size).ok()?;
+        self.open(path, &bytes).ok().map(Cow::into_owned)
     }
 
     /// The envelope a save of `value` writes over a file of a newer version at `path`, and

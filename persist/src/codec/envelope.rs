@@ -293,11 +293,16 @@ pub(crate) fn leading_version(head: &[u8]) -> Option<u64> {
     std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
 }
 
-/// The `version` of the envelope in `bytes` (or of a frame's header), whatever the layout;
-/// `None` for a document that is not an envelope or not JSON.
+/// The `version` of the envelope in `bytes` (or of a frame's header), whatever the layout or
+/// format; `None` for a document that is not an envelope.
 pub(crate) fn stored_version(bytes: &[u8]) -> Option<u64> {
     if crate::frame::is_framed(bytes) {
         return crate::frame::header_version(bytes).map(u64::from);
     }
-    scan(bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes))?.version
+    let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
+    #[cfg(feature = "toml")]
+    if let Some(version) = super::toml_doc::stored_version(bytes) {
+        return version;
+    }
+    scan(bytes)?.version
 }

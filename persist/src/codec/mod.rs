@@ -25,6 +25,8 @@ mod redact;
 mod simd;
 #[cfg(test)]
 mod tests;
+#[cfg(feature = "toml")]
+pub(crate) mod toml_doc;
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -50,7 +52,7 @@ use self::finite::{Compact, FloatScan, Indented, NullWatch, check_floats};
 pub(crate) use self::redact::redact;
 use crate::frame::{self, FrameError};
 use crate::key::Key;
-use crate::{Error, Persisted};
+use crate::{Error, Format, Persisted};
 
 pub(crate) const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -90,8 +92,11 @@ impl EncodeError {
 pub(crate) struct Style {
     /// End with the CRC-32C of the exact bytes of `data`.
     pub(crate) checksum: bool,
-    /// Indented JSON, two spaces per level, and a final newline.
+    /// Indented JSON, two spaces per level, and a final newline (TOML: arrays one element
+    /// per line).
     pub(crate) pretty: bool,
+    /// The text written.
+    pub(crate) format: Format,
 }
 
 /// Writes `value` as the envelope of its version. With a checksum, the CRC-32C of the exact
@@ -127,6 +132,12 @@ pub(crate) fn encode_as<T: Serialize + ?Sized, W: io::Write>(
     writer: W,
     style: Style,
 ) -> Result<(), EncodeError> {
+    #[cfg(feature = "toml")]
+    if style.format == Format::Toml {
+        let mut writer = writer;
+        let bytes = toml_doc::encode_as(value, version, key, style, None, &[])?;
+        return writer.write_all(&bytes).map_err(EncodeError::Io);
+    }
     let wrote_null = Cell::new(false);
     let head = Head { version, key };
     let written = if style.pretty {
@@ -157,6 +168,32 @@ pub(crate) fn encode_to_vec<T: Persisted>(value: &T, style: Style) -> Result<Vec
     let mut bytes = Vec::new();
     encode(value, &mut bytes, style)?;
     Ok(bytes)
+}
+
+/// [`encode_to_vec`] for a save that replaces a file whose bytes (unframed) are `base`: in
+/// TOML, written over `base`'s document when it is one, so that a person's comments and layout
+/// stay.
+pub(crate) fn encode_over<T: Persisted>(
+    value: &T,
+    style: Style,
+    base: Option<&[u8]>,
+) -> Result<Vec<u8>, EncodeError> {
+    #[cfg(feature = "toml")]
+    if style.format == Format::Toml {
+        // A byte-order mark an editor put first stays first.
+        let marked = base.is_some_and(|base| base.starts_with(UTF8_BOM));
+        let base = base
+            .map(|base| base.strip_prefix(UTF8_BOM).unwrap_or(base))
+            .and_then(|base| std::str::from_utf8(base).ok());
+        let bytes =
+            toml_doc::encode_as(value, u64::from(T::VERSION), None, style, base, T::RENAMED)?;
+        return Ok(match marked {
+            true => [UTF8_BOM, &bytes].concat(),
+            false => bytes,
+        });
+    }
+    let _ = base;
+    encode_to_vec(value, style)
 }
 
 /// The fixed text of an envelope in one layout.
@@ -433,6 +470,10 @@ pub(crate) fn decode_with<T: Persisted>(bytes: &[u8], parser: Parser) -> Result<
     // Editors on Windows add a byte-order mark to files a user edits by hand.
     let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
     refuse_blank(bytes)?;
+    #[cfg(feature = "toml")]
+    if let Some(decoded) = toml_doc::decode::<T>(bytes) {
+        return decoded;
+    }
     if parser == Parser::Json
         && let Some(value) = decode_compact::<T>(bytes)
     {

@@ -7,7 +7,7 @@ use super::{
     DecodeError, Parser, Pass, Style, chain_versions, decode, decode_compact, encode, finish,
     leading_version, parse, redact, stored_version, verify_checksum,
 };
-use crate::{BoxError, Origin, Persisted};
+use crate::{BoxError, Format, Origin, Persisted};
 
 // Hand-written impls: the core is tested without the derive.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -114,6 +114,7 @@ fn checksummed<T: Persisted>(value: &T) -> String {
         Style {
             checksum: true,
             pretty: false,
+            format: Format::Json,
         },
     )
     .unwrap();

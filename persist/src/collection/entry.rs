@@ -131,7 +131,9 @@ pub(crate) fn decode_older<T: Persisted>(
     path: &Path,
 ) -> Result<Option<(T, Option<String>)>, Error> {
     let envelope = settings.open(path, bytes)?;
-    if codec::leading_version(&envelope) == Some(u64::from(T::VERSION)) {
+    // (A TOML entry has no leading version: its version is read from the document.)
+    let version = codec::leading_version(&envelope).or_else(|| codec::stored_version(&envelope));
+    if version == Some(u64::from(T::VERSION)) {
         return Ok(None);
     }
     let key = stored_key(&envelope);
@@ -155,7 +157,13 @@ pub(crate) fn stored_key(envelope: &[u8]) -> Option<String> {
             let mut deserializer = serde_json::Deserializer::from_slice(member);
             String::deserialize(&mut deserializer).ok()
         }
-        None => key_anywhere(envelope),
+        None => {
+            #[cfg(feature = "toml")]
+            if let Some(key) = codec::toml_doc::stored_key(envelope) {
+                return Some(key);
+            }
+            key_anywhere(envelope)
+        }
     }
 }
 
@@ -254,6 +262,7 @@ mod tests {
             let style = codec::Style {
                 checksum: false,
                 pretty,
+                format: crate::Format::Json,
             };
             let mut envelope = Vec::new();
             codec::encode_entry(&Two(1), "a \"b\"\n", &mut envelope, style).unwrap();

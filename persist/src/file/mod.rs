@@ -14,7 +14,7 @@ use crate::settings::{Settings, stream_refusal};
 use crate::shell::commit::{Precondition, Target, Write, bytes, replace, replace_path};
 use crate::shell::{AuditOp, backup, read, remove};
 use crate::telemetry::{Facts, Operation};
-use crate::{Backup, Error, Persisted};
+use crate::{Backup, Error, Format, Persisted};
 
 /// Loads `path` as `T`, migrating from whatever version the file holds. Never writes.
 pub(crate) fn load<T: Persisted>(settings: &Settings, path: &Path) -> Result<T, Error> {
@@ -125,7 +125,9 @@ pub(crate) fn save_file<T: Persisted>(
             unless_changed,
             ..write_of::<T>(operation)
         };
-        if !settings.streams() {
+        let style = settings.style::<T>();
+        // A TOML save is written over the file it replaces: made whole first.
+        if !settings.streams() || style.format != Format::Json {
             let prepared = settings.file_bytes(value, path)?;
             let write = Write {
                 version: Some(prepared.version),
@@ -135,7 +137,6 @@ pub(crate) fn save_file<T: Persisted>(
         }
         // Streams into the temporary file: no copy of the file in memory. A value serde refuses
         // half-way leaves a partial temporary file, which the failed write removes.
-        let style = settings.style::<T>();
         let mut refused = None;
         let result = replace_path(&settings.disk, path, &write, |writer| {
             codec::encode(value, writer, style).map_err(|error| stream_refusal(error, &mut refused))

@@ -263,6 +263,8 @@ impl RecordCodec {
         let style = Style {
             checksum: self.settings.style::<E>().checksum,
             pretty: false,
+            // Journal records are JSON lines, whatever the type's files are.
+            format: crate::Format::Json,
         };
         let mut layers = self.settings.layers();
         layers.sealing = self.sealing.as_ref();

@@ -116,6 +116,15 @@ fn examine(
         });
     }
     let json = bytes.strip_prefix(UTF8_BOM).unwrap_or(&bytes);
+    // A TOML document: its `persist-version`, or the version a file without one loads as.
+    #[cfg(feature = "toml")]
+    if let Some(stored) = crate::codec::toml_doc::stored_version(json) {
+        return Ok(match stored.or(unversioned_as.map(u64::from)) {
+            Some(stored) if stored == version => Found::Same,
+            Some(stored) => Found::Version(stored),
+            None => Found::Damaged,
+        });
+    }
     let parses = || serde_json::from_slice::<IgnoredAny>(json).is_ok();
     let stored = match stored_version(json) {
         Some(stored) if ends_like_json(json) && (stored != version || parses()) => stored,
