@@ -729,3 +729,103 @@ fn collection_entries_are_toml_where_asked() {
     json.put("bob", &value).unwrap();
     assert_eq!(json.get("bob").unwrap(), Some(value));
 }
+
+#[test]
+fn the_migration_kit_reads_and_writes_toml_fixtures() {
+    use persist::testing::Fixtures;
+
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = Fixtures::<App>::new(dir.path());
+    // A fixture a person wrote, with comments, and one the kit writes.
+    std::fs::create_dir_all(fixtures.version_dir(1)).unwrap();
+    std::fs::write(
+        fixtures.version_dir(1).join("hand.toml"),
+        "# by hand\npersist-version = 1\nname = \"demo\" # short\nlegacy_mode = false\nport = 80\n",
+    )
+    .unwrap();
+    let written = fixtures
+        .write(
+            "basic",
+            &App {
+                title: "kit".into(),
+                port: 8080,
+                workers: 2,
+            },
+        )
+        .unwrap();
+    assert_eq!(written, fixtures.version_dir(2).join("basic.toml"));
+    assert!(read(&written).starts_with("persist-version = 2\n"));
+    // Schema locks are the same whatever the format.
+    for change in fixtures.schema_changes().unwrap() {
+        std::fs::create_dir_all(change.lock.parent().unwrap()).unwrap();
+        std::fs::write(&change.lock, &change.current).unwrap();
+    }
+    fixtures.assert_schemas();
+    let loaded = fixtures.load_all().unwrap();
+    fixtures.assert_every_version_has_a_fixture(&loaded);
+    fixtures.assert_outcomes(&loaded);
+    fixtures.assert_round_trips(&loaded);
+    let hand = loaded
+        .iter()
+        .find(|fixture| fixture.name == "hand")
+        .unwrap();
+    assert_eq!(
+        hand.snapshot(),
+        "fixture v1/hand.toml, migrated 1 -> 2\n(TOML)\ntitle = \"demo\"\nport = 80\nworkers = 4\n"
+    );
+}
+
+#[test]
+fn what_toml_cannot_hold_is_refused_and_nothing_is_written() {
+    #[derive(Debug, Serialize, Deserialize, Persisted)]
+    #[persist(version = 1, format = "toml")]
+    struct List(Vec<u32>);
+    #[derive(Debug, Serialize, Deserialize, Persisted)]
+    #[persist(version = 1, format = "toml")]
+    struct Holes {
+        items: Vec<Option<u32>>,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list.toml");
+    let error = List(vec![1, 2]).save(&list).unwrap_err();
+    assert!(matches!(error, Error::Serialize { .. }), "{error}");
+    assert!(!list.exists());
+    let holes = dir.path().join("holes.toml");
+    let error = Holes {
+        items: vec![Some(1), None],
+    }
+    .save(&holes)
+    .unwrap_err();
+    assert!(matches!(error, Error::Serialize { .. }), "{error}");
+    assert!(!holes.exists());
+}
+
+#[cfg(all(feature = "zstd", feature = "encryption"))]
+#[test]
+fn compression_and_encryption_wrap_the_toml_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secret.toml");
+    let key = persist::Key::from_bytes([7; 32]);
+    let options = Options::new().compress(3).encrypt(key).checksum(true);
+    let settings = Settings {
+        theme: "dark".into(),
+        font_size: 14,
+        recent: vec!["x".into()],
+    };
+    options.save(&settings, &path).unwrap();
+    assert!(
+        !std::fs::read(&path)
+            .unwrap()
+            .starts_with(b"persist-version")
+    );
+    assert_eq!(options.load::<Settings>(&path).unwrap(), settings);
+    options
+        .update(&path, |s: &mut Settings| s.font_size = 15)
+        .unwrap();
+    assert_eq!(options.load::<Settings>(&path).unwrap().font_size, 15);
+    let info = options.file_info(&path).unwrap();
+    assert_eq!(info.format, Format::Toml);
+    assert!(info.checksummed);
+    assert_eq!(info.version, Some(1));
+    assert!(info.data.contains("font_size = 15"), "{}", info.data);
+}

@@ -16,6 +16,7 @@
 //! cargo bench -- redb              # only the rows of Collection<T> on redb (backend::Redb), against
 //!                                  #   redb by hand and the local directory
 //! cargo bench -- transaction       # only the rows of Transaction (2, 10, 100 files)
+//! cargo bench -- toml              # only the rows of TOML files (load, save, comment-keeping save)
 //! cargo bench -- journal           # only the rows of Journal (append, group commit, replay,
 //!                                  #   rewrite, checkpoint, follower latency)
 //! cargo bench -- s3                # only the rows of Collection<T> on S3 (moto, via .ci/s3
@@ -67,6 +68,8 @@ mod postgres;
 mod redb;
 #[path = "suite/s3.rs"]
 mod s3;
+#[path = "suite/toml.rs"]
+mod toml_files;
 #[path = "suite/transaction.rs"]
 mod transaction;
 #[path = "suite/watch.rs"]
@@ -1332,6 +1335,9 @@ fn main() {
     }
     if selected("transaction") && !loads_only {
         rows.extend(transaction::rows(&data, mode, small));
+    }
+    if selected("toml") && !loads_only {
+        rows.extend(toml_files::rows(&data, small));
     }
     if selected("watch") && !loads_only {
         watch::rows(&data, mode);

@@ -18,7 +18,9 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use persist::{Error, FileInfo, FileRole, Key, KeySource, Layout, LoadOutcome, Options, Recovered};
+use persist::{
+    Error, FileInfo, FileRole, Format, Key, KeySource, Layout, LoadOutcome, Options, Recovered,
+};
 
 const USAGE: &str = "\
 usage:
@@ -255,6 +257,14 @@ fn show(info: &FileInfo, out: &mut impl Write) -> Result<(), Failure> {
     };
     writeln!(out, "checksum: {checksum}")?;
     writeln!(out, "data:")?;
+    if info.format == Format::Toml {
+        // TOML as it is written, comments included.
+        write!(out, "{}", info.data)?;
+        if !info.data.ends_with('\n') {
+            writeln!(out)?;
+        }
+        return Ok(());
+    }
     let mut deserializer = serde_json::Deserializer::from_str(&info.data);
     let mut serializer = serde_json::Serializer::pretty(&mut *out);
     serde_transcode::transcode(&mut deserializer, &mut serializer)
@@ -268,6 +278,7 @@ fn describe_layout(layout: &Layout) -> String {
         Layout::Envelope { pretty: false } => "JSON envelope, compact".to_owned(),
         Layout::Envelope { pretty: true } => "JSON envelope, indented".to_owned(),
         Layout::Unversioned => "JSON without an envelope (read as the oldest version)".to_owned(),
+        Layout::Toml => "TOML document".to_owned(),
         Layout::Framed {
             format,
             compressed,

@@ -107,6 +107,27 @@ fn show_reports_pretty_checksummed_and_unversioned_files() {
 }
 
 #[test]
+fn show_prints_a_toml_file_as_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("settings.toml"),
+        "# the demo's settings\npersist-version = 2\n\n# colours\ntheme = \"dark\" # or light\nzoom = 1.25\nrecent = []\n",
+    )
+    .unwrap();
+    // A save with a checksum adds its line; the rest stays as written.
+    Options::new()
+        .format(persist::Format::Toml)
+        .checksum(true)
+        .update(dir.path().join("settings.toml"), |s: &mut Settings| {
+            s.zoom = 1.5;
+        })
+        .unwrap();
+    let shown = persist(dir.path(), &["show", "settings.toml"]);
+    let verified = persist(dir.path(), &["verify", "settings.toml"]);
+    insta::assert_snapshot!(format!("{}\n{}", transcript(&shown), transcript(&verified)));
+}
+
+#[test]
 fn show_opens_compressed_and_encrypted_files_with_the_key() {
     let dir = tempfile::tempdir().unwrap();
     Options::new()

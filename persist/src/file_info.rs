@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::IgnoredAny;
 
+use crate::Format;
 use crate::codec::{self, UTF8_BOM};
 use crate::error::Error;
 use crate::frame;
@@ -22,8 +23,10 @@ pub struct FileInfo {
     pub path: PathBuf,
     /// Its size on disk, in bytes.
     pub size: u64,
-    /// How it is laid out: plain JSON or a frame around it.
+    /// How it is laid out: plain JSON or TOML, or a frame around either.
     pub layout: Layout,
+    /// The text the envelope is written in.
+    pub format: Format,
     /// The schema version the file says it holds (the envelope's, or a frame header's); `None`
     /// for a JSON file without an envelope.
     pub version: Option<u64>,
@@ -31,7 +34,8 @@ pub struct FileInfo {
     /// error).
     pub checksummed: bool,
     /// The envelope's `data` exactly as the file holds it (decompressed and decrypted), or the
-    /// whole document for a file without an envelope.
+    /// whole document for a file without an envelope. For TOML, the document after the
+    /// envelope's keys (all of it when a person moved them below the data), comments included.
     pub data: String,
 }
 
@@ -46,6 +50,9 @@ pub enum Layout {
     },
     /// JSON without an envelope, as an application wrote it before it adopted persist.
     Unversioned,
+    /// A TOML document: `persist-version = N` and the data's keys (or a document without the
+    /// version, written before the application adopted persist).
+    Toml,
     /// A binary frame around the envelope (compression, encryption).
     Framed {
         /// The frame format's version (1).
@@ -95,6 +102,22 @@ pub(crate) fn describe(
         None
     };
     let envelope = codec::unframe(bytes, key, max_size).map_err(|error| error.at(path))?;
+    #[cfg(feature = "toml")]
+    if let Some(found) = codec::toml_doc::describe(&envelope) {
+        let found = found.map_err(|error| error.at_untyped(path))?;
+        return Ok(FileInfo {
+            path: path.to_owned(),
+            size: bytes.len() as u64,
+            layout: match framed {
+                Some(header) => framed_layout(&header, envelope.len()),
+                None => Layout::Toml,
+            },
+            format: Format::Toml,
+            version: found.version,
+            checksummed: found.checksummed,
+            data: found.data,
+        });
+    }
     let checksummed = codec::verify_checksum(&envelope).map_err(|error| error.at_untyped(path))?;
     let json = envelope.strip_prefix(UTF8_BOM).unwrap_or(&envelope);
     codec::refuse_blank(json).map_err(|error| error.at_untyped(path))?;
@@ -108,20 +131,7 @@ pub(crate) fn describe(
         None => json,
     };
     let layout = match framed {
-        Some(header) => Layout::Framed {
-            format: frame::FORMAT_VERSION,
-            compressed: header.layers & frame::ZSTD != 0,
-            encrypted: header.sealing.map(|sealing| match sealing.derivation {
-                0 => KeySource::Raw,
-                _ => KeySource::Passphrase {
-                    memory_kib: sealing.cost[0],
-                    iterations: sealing.cost[1],
-                    lanes: sealing.cost[2],
-                },
-            }),
-            payload_len: header.payload_len,
-            envelope_len: envelope.len() as u64,
-        },
+        Some(header) => framed_layout(&header, envelope.len()),
         None if scan.is_some() => Layout::Envelope {
             pretty: json.contains(&b'\n'),
         },
@@ -131,9 +141,29 @@ pub(crate) fn describe(
         path: path.to_owned(),
         size: bytes.len() as u64,
         layout,
+        format: Format::Json,
         version,
         checksummed,
         // serde_json accepted the document, so it is UTF-8.
         data: String::from_utf8_lossy(data).into_owned(),
     })
+}
+
+/// The layout of a framed file whose header is `header` and whose envelope has `envelope_len`
+/// bytes once opened.
+fn framed_layout(header: &frame::Header, envelope_len: usize) -> Layout {
+    Layout::Framed {
+        format: frame::FORMAT_VERSION,
+        compressed: header.layers & frame::ZSTD != 0,
+        encrypted: header.sealing.map(|sealing| match sealing.derivation {
+            0 => KeySource::Raw,
+            _ => KeySource::Passphrase {
+                memory_kib: sealing.cost[0],
+                iterations: sealing.cost[1],
+                lanes: sealing.cost[2],
+            },
+        }),
+        payload_len: header.payload_len,
+        envelope_len: envelope_len as u64,
+    }
 }

@@ -26,9 +26,10 @@
 //!
 //! generates two tests in a module `settings`:
 //!
-//! - `fixtures`: every `v<N>/*.json` is loaded as `Settings` with the real load path and the
-//!   outcome (the migration steps, then the migrated value as JSON, or the error) is an insta
-//!   snapshot named `v<N>_<fixture>`. Each version of the chain must have at least one fixture.
+//! - `fixtures`: every `v<N>/*.json` (and `*.toml`, with the `toml` feature) is loaded as
+//!   `Settings` with the real load path and the outcome (the migration steps, then the migrated
+//!   value as JSON, or as TOML for a type saved in TOML, or the error) is an insta snapshot
+//!   named `v<N>_<fixture>`. Each version of the chain must have at least one fixture.
 //!   Every fixture must load, except those named `<name>.fails.json`, which must fail, whatever
 //!   the snapshots say.
 //!   Every migrated value is also saved, loaded again and saved again, and must give the same
@@ -171,7 +172,7 @@ pub struct Fixtures<T> {
 pub struct Fixture<T> {
     /// The version folder it is in.
     pub version: u32,
-    /// Its file name without `.json`.
+    /// Its file name without `.json` (or `.toml`).
     pub name: String,
     /// Its path.
     pub path: PathBuf,
@@ -214,7 +215,7 @@ impl<T: Persisted> Fixture<T> {
     /// The snapshot text: the migration steps, then the value as pretty JSON or the error
     /// (with the fixture's path left out, so the text is the same on every machine).
     pub fn snapshot(&self) -> String {
-        let mut text = format!("fixture v{}/{}.json, ", self.version, self.name);
+        let mut text = format!("fixture {}, ", shown_path(self.version, &self.path));
         // The steps that ran: all of them after a load, those before the failing one after a
         // refused migration, none when the data could not be read at all.
         let (ran, failed) = match &self.loaded {
@@ -257,10 +258,7 @@ impl<T: Persisted> Fixture<T> {
         }
         text.push('\n');
         match &self.loaded {
-            Ok(value) => match serde_json::to_string_pretty(value) {
-                Ok(json) => text.push_str(&json),
-                Err(error) => text.push_str(&format!("cannot show the value as JSON: {error}")),
-            },
+            Ok(value) => text.push_str(&shown_value(value)),
             Err(error) => {
                 let shown = error.to_string();
                 let path = self.path.display().to_string();
@@ -282,7 +280,12 @@ impl<T: Persisted> Fixture<T> {
     /// fixture that did not load (its snapshot shows the error).
     pub fn round_trip_problem(&self) -> Option<String> {
         let value = self.loaded.as_ref().ok()?;
-        let first = match crate::codec::encode_to_vec(value, crate::codec::Style::default()) {
+        // In the type's own format: TOML holds what JSON cannot (a NaN), and the reverse.
+        let style = crate::codec::Style {
+            format: T::FORMAT,
+            ..crate::codec::Style::default()
+        };
+        let first = match crate::codec::encode_to_vec(value, style) {
             Ok(bytes) => bytes,
             Err(error) => {
                 let error = error.at(&self.path);
@@ -298,7 +301,7 @@ impl<T: Persisted> Fixture<T> {
                 ));
             }
         };
-        let second = match crate::codec::encode_to_vec(&again, crate::codec::Style::default()) {
+        let second = match crate::codec::encode_to_vec(&again, style) {
             Ok(bytes) => bytes,
             Err(error) => {
                 let error = error.at(&self.path);
@@ -390,7 +393,8 @@ impl<T: Persisted> Fixtures<T> {
     }
 
     /// Writes `value`, a value of any version `V` of the chain, as the fixture `name` of its
-    /// version: `<dir>/v<V::VERSION>/<name>.json`, in the real on-disk format (a plain save).
+    /// version: `<dir>/v<V::VERSION>/<name>.json` (`.toml` for a type saved in TOML), in the real
+    /// on-disk format (a plain save).
     /// Call it once when you add a version, from a test or a small program, and commit the file.
     /// Name a fixture that must fail to load `<name>.fails` (see [`Fixtures::assert_outcomes`]).
     ///
@@ -421,7 +425,8 @@ impl<T: Persisted> Fixtures<T> {
     }
 
     fn fixture_path<V: Persisted>(&self, name: &str) -> PathBuf {
-        self.version_dir(V::VERSION).join(format!("{name}.json"))
+        self.version_dir(V::VERSION)
+            .join(format!("{name}.{}", V::FORMAT.extension()))
     }
 
     /// Panics with what to create when the fixtures folder does not exist, rather than letting
@@ -474,15 +479,17 @@ impl<T: Persisted> Fixtures<T> {
         let problems: Vec<String> = fixtures
             .iter()
             .filter_map(|fixture| {
-                let at = format!("fixture v{}/{}.json", fixture.version, fixture.name);
+                let at = format!("fixture {}", shown_path(fixture.version, &fixture.path));
+                let extension = extension_of(&fixture.path);
                 match (&fixture.loaded, fixture.expect_failure) {
                     (Err(error), false) => Some(format!(
                         "{at} does not load: {error}\n(files of version {} that your users have \
-                         would fail the same way; if this fixture must fail, name it `{}.fails.json`)",
+                         would fail the same way; if this fixture must fail, name it `{}.fails.{extension}`)",
                         fixture.version, fixture.name
                     )),
                     (Ok(_), true) => Some(format!(
-                        "{at} is declared to fail (`.fails.json`) but loads; rename it if that is \
+                        "{at} is declared to fail (`.fails.{extension}`) but loads; rename it if \
+                         that is \
                          now intended"
                     )),
                     _ => None,
@@ -501,8 +508,8 @@ impl<T: Persisted> Fixtures<T> {
             .filter_map(|fixture| {
                 let problem = fixture.round_trip_problem()?;
                 Some(format!(
-                    "fixture v{}/{}.json: {problem}",
-                    fixture.version, fixture.name
+                    "fixture {}: {problem}",
+                    shown_path(fixture.version, &fixture.path)
                 ))
             })
             .collect();
@@ -612,8 +619,9 @@ impl<T: Persisted> Fixtures<T> {
             .filter_map(|trip| {
                 let error = trip.outcome.as_ref().err()?;
                 Some(format!(
-                    "fixture v{}/{}.json does not go down to version {} and up again: {error}",
-                    trip.version, trip.name, trip.to
+                    "fixture {} does not go down to version {} and up again: {error}",
+                    shown_path(trip.version, &trip.path),
+                    trip.to
                 ))
             })
             .collect();
@@ -737,7 +745,10 @@ impl<T: Persisted> Fixtures<T> {
 fn fixture_files(dir: &Path) -> Result<Vec<(PathBuf, String)>, Error> {
     let mut paths: Vec<PathBuf> = read_dir(dir)?
         .into_iter()
-        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .filter(|path| {
+            let extension = extension_of(path);
+            extension == "json" || (cfg!(feature = "toml") && extension == "toml")
+        })
         .collect();
     paths.sort();
     Ok(paths
@@ -750,6 +761,34 @@ fn fixture_files(dir: &Path) -> Result<Vec<(PathBuf, String)>, Error> {
             (path, name)
         })
         .collect())
+}
+
+/// A fixture as its snapshots and messages name it: `v1/basic.json`.
+fn shown_path(version: u32, path: &Path) -> String {
+    let file = path.file_name().unwrap_or_default().to_string_lossy();
+    format!("v{version}/{file}")
+}
+
+/// A fixture's file extension (`json` or `toml`).
+fn extension_of(path: &Path) -> String {
+    path.extension()
+        .map(|extension| extension.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// A loaded value as its snapshot shows it: pretty JSON, or TOML for a type saved in TOML.
+fn shown_value<T: Persisted>(value: &T) -> String {
+    #[cfg(feature = "toml")]
+    if T::FORMAT == crate::Format::Toml {
+        return match toml::to_string_pretty(value) {
+            Ok(text) => format!("(TOML)\n{}", text.trim_end()),
+            Err(error) => format!("cannot show the value as TOML: {error}"),
+        };
+    }
+    match serde_json::to_string_pretty(value) {
+        Ok(json) => json,
+        Err(error) => format!("cannot show the value as JSON: {error}"),
+    }
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, Error> {
@@ -781,7 +820,7 @@ pub struct DowngradeTrip {
     pub version: u32,
     /// The version it went down to.
     pub to: u32,
-    /// Its file name without `.json`.
+    /// Its file name without `.json` (or `.toml`).
     pub name: String,
     /// Its path.
     pub path: PathBuf,
@@ -799,8 +838,9 @@ impl DowngradeTrip {
     /// The snapshot text: the trip, then what it lost, or the error.
     pub fn snapshot(&self) -> String {
         let mut text = format!(
-            "fixture v{}/{}.json, down to version {} and up again: ",
-            self.version, self.name, self.to
+            "fixture {}, down to version {} and up again: ",
+            shown_path(self.version, &self.path),
+            self.to
         );
         match &self.outcome {
             Ok(lost) if lost.is_empty() => text.push_str("nothing lost\n"),

@@ -327,7 +327,7 @@ fn field_of_value<T: Serialize + ?Sized>(value: &T, version: u64) -> Option<Stri
     known_path(error.path())
 }
 
-/// The JSON envelope inside a file's bytes: the bytes themselves, or what their frame holds
+/// The envelope inside a file's bytes: the bytes themselves, or what their frame holds
 /// (decrypted with `key`, decompressed to at most `limit` bytes). An unencrypted frame's header
 /// is not authenticated, so the version it tells must agree with the envelope's.
 pub(crate) fn unframe<'b>(
@@ -339,6 +339,9 @@ pub(crate) fn unframe<'b>(
         return Ok(Cow::Borrowed(bytes));
     };
     let inner = leading_version(&envelope);
+    // A TOML envelope has no leading version: its `persist-version` is read from the document.
+    #[cfg(feature = "toml")]
+    let inner = inner.or_else(|| toml_doc::stored_version(&envelope).flatten());
     if inner.is_some_and(|inner| inner != u64::from(header.version)) {
         return Err(FrameError::Corrupt(format!(
             "the frame header says schema version {} but the data inside says {}",

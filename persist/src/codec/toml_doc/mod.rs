@@ -106,6 +106,60 @@ pub(crate) fn stored_version(bytes: &[u8]) -> Option<Option<u64>> {
     })
 }
 
+/// What [`describe`] finds in a TOML file.
+pub(crate) struct Described {
+    pub(crate) version: Option<u64>,
+    pub(crate) checksummed: bool,
+    /// The document after the envelope's keys.
+    pub(crate) data: String,
+}
+
+/// A TOML file looked at without the program's types, its checksum verified: `None` when
+/// `bytes` are not TOML (left to the JSON checks).
+pub(crate) fn describe(bytes: &[u8]) -> Option<Result<Described, DecodeError>> {
+    let bytes = bytes.strip_prefix(super::UTF8_BOM).unwrap_or(bytes);
+    if !may_be_toml(bytes) || super::refuse_blank(bytes).is_err() {
+        return None;
+    }
+    let text = std::str::from_utf8(bytes).ok()?;
+    let root = match DeTable::parse(text) {
+        Ok(root) => root.into_inner(),
+        Err(error) if text_names_version(bytes) => return Some(Err(corrupt(text, &error, None))),
+        Err(_) => return None,
+    };
+    Some((|| {
+        let version = match root.get(VERSION_KEY) {
+            Some(version) => Some(version_of(text, version)?),
+            None => None,
+        };
+        let checksum = root.get(CHECKSUM_KEY);
+        if let Some(checksum) = checksum {
+            verify(text, checksum)?;
+        }
+        // The data begins after the last of the envelope's lines, when they come first.
+        let head = RESERVED
+            .iter()
+            .filter_map(|name| root.get(*name))
+            .map(|value| value.span().end)
+            .max();
+        let first_data = root
+            .iter()
+            .filter(|(name, _)| !RESERVED.contains(&name.get_ref().as_ref()))
+            .map(|(name, _)| name.span().start)
+            .min();
+        let data = match (head, first_data) {
+            (Some(head), Some(first)) if head < first => after_line(text, head),
+            (Some(head), None) => after_line(text, head),
+            _ => text,
+        };
+        Ok(Described {
+            version,
+            checksummed: checksum.is_some(),
+            data: data.to_owned(),
+        })
+    })())
+}
+
 /// The key stored in a TOML entry (`persist-key`), when `bytes` are one.
 #[cfg(feature = "collection")]
 pub(crate) fn stored_key(bytes: &[u8]) -> Option<String> {
@@ -285,10 +339,11 @@ pub(crate) fn encode_as<T: Serialize + ?Sized>(
     .map_err(|error| refused(&error.to_string()))?;
     // Top-level keys are written first, one per line: only data with a line that starts with
     // an envelope key is parsed to see whether it is one.
-    if data
-        .lines()
-        .any(|line| RESERVED.iter().any(|name| starts_key(line, name)))
-    {
+    let envelope_like = |line: &str| {
+        let unquoted = line.strip_prefix(['"', '\'']).unwrap_or(line);
+        unquoted.starts_with("persist-") && RESERVED.iter().any(|name| starts_key(line, name))
+    };
+    if data.lines().any(envelope_like) {
         let parsed = DeTable::parse(&data).map(Spanned::into_inner);
         if let Some(name) = RESERVED.iter().find(|name| {
             parsed
@@ -333,10 +388,13 @@ pub(crate) fn encode_as<T: Serialize + ?Sized>(
 
 /// Whether `line` starts with the bare or quoted key `name` (then spaces and `=`).
 fn starts_key(line: &str, name: &str) -> bool {
-    let rest = line
-        .strip_prefix(name)
-        .or_else(|| line.strip_prefix(&format!("\"{name}\"")))
-        .or_else(|| line.strip_prefix(&format!("'{name}'")));
+    let rest = line.strip_prefix(name).or_else(|| {
+        let quote = line
+            .chars()
+            .next()
+            .filter(|first| matches!(first, '"' | '\''))?;
+        line[1..].strip_prefix(name)?.strip_prefix(quote)
+    });
     rest.is_some_and(|rest| rest.trim_start().starts_with('='))
 }
 
