@@ -829,3 +829,271 @@ fn compression_and_encryption_wrap_the_toml_bytes() {
     assert_eq!(info.version, Some(1));
     assert!(info.data.contains("font_size = 15"), "{}", info.data);
 }
+
+/// Version 1 of [`nested_renames_and_moved_entries_keep_their_comments`]'s schema.
+#[derive(Debug, Clone, Serialize, Deserialize, Persisted)]
+#[persist(version = 1, format = "toml")]
+struct LayoutV1 {
+    window: WindowV1,
+    servers: Vec<Server>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct WindowV1 {
+    old_width: u32,
+}
+
+/// Version 2: `window.old_width` renamed `window.width`, declared with `renamed(...)` (a field
+/// of a nested struct, whose serde aliases the derive cannot see).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Persisted)]
+#[persist(
+    version = 2,
+    migrate_from = LayoutV1,
+    format = "toml",
+    renamed("window.old_width" => "window.width")
+)]
+struct Layout {
+    window: Window2,
+    servers: Vec<Server>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Window2 {
+    width: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Server {
+    name: String,
+    port: u16,
+}
+
+impl From<LayoutV1> for Layout {
+    fn from(old: LayoutV1) -> Self {
+        Layout {
+            window: Window2 {
+                width: old.window.old_width,
+            },
+            servers: old.servers,
+        }
+    }
+}
+
+#[test]
+fn nested_renames_and_moved_entries_keep_their_comments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("layout.toml");
+    std::fs::write(
+        &path,
+        "persist-version = 1\n\n[window]\n# the width\nold_width = 5 # px\n\n# primary\n[[servers]]\nname = 'alpha' # main one\nport = 1\n\n# fallback\n[[servers]]\nname = \"beta\" # spare\nport = 2\n",
+    )
+    .unwrap();
+    Layout::update(&path, |layout| {
+        layout.window.width = 6;
+        layout.servers.remove(0);
+    })
+    .unwrap();
+    assert_eq!(
+        read(&path),
+        "persist-version = 2\n\n[window]\n# the width\nwidth = 6 # px\n\n# fallback\n[[servers]]\nname = \"beta\" # spare\nport = 2\n"
+    );
+    // An entry added in front, one changed: each keeps its own comments; a literal string
+    // that changes stays a literal string.
+    std::fs::write(
+        &path,
+        "persist-version = 2\n\n[window]\nwidth = 6\n\n# first\n[[servers]]\nname = 'alpha' # main\nport = 1\n\n# second\n[[servers]]\nname = 'beta' # spare\nport = 2\n",
+    )
+    .unwrap();
+    Layout::update(&path, |layout| {
+        layout.servers.insert(
+            0,
+            Server {
+                name: "new".into(),
+                port: 0,
+            },
+        );
+        layout.servers[2].name = "gamma".into();
+    })
+    .unwrap();
+    assert_eq!(
+        read(&path),
+        "persist-version = 2\n\n[window]\nwidth = 6\n\n[[servers]]\nname = \"new\"\nport = 0\n\n# first\n[[servers]]\nname = 'alpha' # main\nport = 1\n\n# second\n[[servers]]\nname = 'gamma' # spare\nport = 2\n"
+    );
+}
+
+#[test]
+fn arrays_keep_their_layout_when_elements_come_and_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("arrays.toml");
+    let cases = [
+        // (file's array, new values, expected array)
+        ("[1, 2, 3]", vec![2, 3], "[2, 3]"),
+        ("[1, 2, 3]", vec![1, 3], "[1, 3]"),
+        ("[1, 2, 3]", vec![0, 1, 2, 3], "[0, 1, 2, 3]"),
+        ("[1, 2, 3]", vec![1, 2, 3, 4], "[1, 2, 3, 4]"),
+        ("[ 1,2 ]", vec![2], "[ 2 ]"),
+        (
+            "[\n  1, # one\n  2, # two\n  3,\n]",
+            vec![1, 3],
+            "[\n  1, # one\n  3,\n]",
+        ),
+        ("[\n  1,\n  2,\n]", vec![1, 2, 5], "[\n  1,\n  2,\n  5,\n]"),
+    ];
+    for (array, values, expected) in cases {
+        std::fs::write(
+            &path,
+            format!("persist-version = 1\nitems = {array} # kept\n"),
+        )
+        .unwrap();
+        let mut doc = Doc::load(&path).unwrap();
+        doc.0.insert(
+            "items".into(),
+            toml::Value::Array(values.iter().map(|v| toml::Value::Integer(*v)).collect()),
+        );
+        doc.save(&path).unwrap();
+        assert_eq!(
+            read(&path),
+            format!("persist-version = 1\nitems = {expected} # kept\n"),
+            "{array} -> {values:?}"
+        );
+    }
+}
+
+#[test]
+fn what_the_attack_found_holds() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // An envelope name as a table (or a map's key) is refused like one as a value.
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    struct Meta {
+        x: u32,
+    }
+    #[derive(Debug, Serialize, Deserialize, Persisted)]
+    #[persist(version = 1, format = "toml")]
+    struct Reserved {
+        name: String,
+        #[serde(rename = "persist-version")]
+        meta: Meta,
+    }
+    let path = dir.path().join("reserved.toml");
+    let error = Reserved {
+        name: "x".into(),
+        meta: Meta::default(),
+    }
+    .save(&path)
+    .unwrap_err();
+    assert!(matches!(error, Error::Serialize { .. }), "{error}");
+    assert!(!path.exists());
+    // Over an existing file too.
+    std::fs::write(&path, "persist-version = 1\nname = \"x\"\n").unwrap();
+    let mut map = toml::Table::new();
+    map.insert(
+        "persist-crc32c".into(),
+        toml::Value::Table(toml::Table::new()),
+    );
+    let error = Doc(map).save(&path).unwrap_err();
+    assert!(matches!(error, Error::Serialize { .. }), "{error}");
+    assert_eq!(read(&path), "persist-version = 1\nname = \"x\"\n");
+
+    // A table the save leaves empty stays in the file, dotted or implicit.
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Persisted)]
+    #[persist(version = 1, format = "toml")]
+    struct Prefs {
+        theme: String,
+        profiles: std::collections::BTreeMap<String, toml::Table>,
+    }
+    let path = dir.path().join("profiles.toml");
+    std::fs::write(
+        &path,
+        "persist-version = 1\ntheme = \"dark\"\n\n[profiles.work]\nemail = \"a@b.c\"\n",
+    )
+    .unwrap();
+    Prefs::update(&path, |prefs| prefs.profiles.clear()).unwrap();
+    assert!(Prefs::load(&path).unwrap().profiles.is_empty());
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Persisted)]
+    #[persist(version = 1, format = "toml")]
+    struct Served {
+        server: ServerBlock,
+    }
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    struct ServerBlock {
+        port: u16,
+        tls: Tls,
+    }
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    struct Tls {
+        cert: Option<String>,
+    }
+    let path = dir.path().join("dotted.toml");
+    std::fs::write(
+        &path,
+        "persist-version = 1\nserver.port = 8080 # port\nserver.tls.cert = \"a.pem\"\n",
+    )
+    .unwrap();
+    Served::update(&path, |served| served.server.tls.cert = None).unwrap();
+    assert_eq!(Served::load(&path).unwrap().server.tls.cert, None);
+    assert!(
+        read(&path).contains("server.port = 8080 # port"),
+        "{}",
+        read(&path)
+    );
+
+    // In a CRLF file a string's line breaks are the string's.
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Persisted)]
+    #[persist(version = 1, format = "toml")]
+    struct Note {
+        title: String,
+        body: String,
+    }
+    let path = dir.path().join("crlf.toml");
+    std::fs::write(
+        &path,
+        "persist-version = 1\r\ntitle = \"t\"\r\nbody = \"\"\r\n",
+    )
+    .unwrap();
+    Note::update(&path, |note| note.body = "line one\nline two".into()).unwrap();
+    assert_eq!(Note::load(&path).unwrap().body, "line one\nline two");
+    assert!(read(&path).starts_with("persist-version = 1\r\ntitle = \"t\"\r\n"));
+    std::fs::write(
+        &path,
+        "persist-version = 1\r\ntitle = \"t\"\r\nbody = \"\"\"\nA\nB\"\"\"\r\n",
+    )
+    .unwrap();
+    Note::update(&path, |note| note.title = "u".into()).unwrap();
+    assert_eq!(Note::load(&path).unwrap().body, "A\nB");
+
+    // What a save writes, a load reads: nesting past the parser's limit is refused at save.
+    #[derive(Debug, Clone, Default, Serialize, Deserialize, Persisted)]
+    #[persist(version = 1, format = "toml")]
+    struct Tree {
+        name: String,
+        children: Vec<Tree>,
+    }
+    let mut tree = Tree::default();
+    for depth in 0..100 {
+        tree = Tree {
+            name: format!("level {depth}"),
+            children: vec![tree],
+        };
+    }
+    let path = dir.path().join("deep.toml");
+    let error = tree.save(&path).unwrap_err();
+    assert!(matches!(error, Error::Serialize { .. }), "{error}");
+    assert!(!path.exists());
+
+    // A TOML file whose checksum fails is kept aside by the save that replaces it.
+    let path = dir.path().join("summed.toml");
+    std::fs::write(
+        &path,
+        "persist-version = 1\npersist-crc32c = \"00000000\"\n\ntheme = \"x\"\nfont_size = 1\n",
+    )
+    .unwrap();
+    assert!(Settings::load(&path).is_err());
+    Settings::default().save(&path).unwrap();
+    let kept: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("summed.toml.") && name.contains("corrupt"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+}

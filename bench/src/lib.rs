@@ -568,6 +568,11 @@ pub mod baseline {
         write(bytes, path, true)
     }
 
+    /// [`write_durably`] without its two fsyncs: a temporary file renamed over the target.
+    pub fn write_unsynced(bytes: &[u8], path: &Path) -> io::Result<()> {
+        write(bytes, path, false)
+    }
+
     fn write(bytes: &[u8], path: &Path, sync: bool) -> io::Result<()> {
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut temp_name = path.file_name().unwrap_or_default().to_owned();

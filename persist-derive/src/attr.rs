@@ -10,7 +10,7 @@ use syn::{Attribute, Lit, LitInt, LitStr, Path, Token, Type};
 use crate::ctxt::Ctxt;
 
 const KEYS: &str = "`version`, `migrate_from`, `upcast_from`, `downgrade`, `validate`, \
-                    `accept_unversioned`, `checksum`, `pretty`, `format`, `crate`";
+                    `accept_unversioned`, `checksum`, `pretty`, `format`, `renamed`, `crate`";
 
 /// A format `format = "..."` names.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -37,6 +37,9 @@ pub(crate) struct Attrs {
     pub(crate) pretty: Option<Path>,
     /// `format = "json"` or `"toml"`: what saves of this type write.
     pub(crate) format: Option<FormatName>,
+    /// `renamed("old.path" => "new.path", ...)`: keys renamed since an older version, for
+    /// TOML saves (beside the fields' serde aliases).
+    pub(crate) renamed: Vec<(LitStr, LitStr)>,
     /// The `downgrade` key: this version converts back into the one it migrates from.
     pub(crate) downgrade: Option<Path>,
     /// `validate = path`: the function that checks every value a load returns.
@@ -64,6 +67,7 @@ impl Attrs {
                         | "checksum"
                         | "pretty"
                         | "format"
+                        | "renamed"
                         | "crate"
                 );
                 if !known {
@@ -117,6 +121,41 @@ impl Attrs {
                                 None
                             }
                         });
+                    }
+                    "renamed" => {
+                        if !meta.input.peek(syn::token::Paren) {
+                            cx.error_spanned_by(
+                                &meta.path,
+                                "`renamed` takes a list of renames, as in \
+                                 `renamed(\"window.old_width\" => \"window.width\")`",
+                            );
+                            return skip_value(&meta);
+                        }
+                        let content;
+                        syn::parenthesized!(content in meta.input);
+                        let pairs = content.parse_terminated(Rename::parse, Token![,])?;
+                        for Rename(from, to) in pairs {
+                            let parent = |path: &str| {
+                                path.rsplit_once('.').map(|(parent, _)| parent.to_owned())
+                            };
+                            let (old, new) = (from.value(), to.value());
+                            if old.is_empty() || new.is_empty() || old == new {
+                                cx.error_spanned_by(
+                                    &to,
+                                    "a rename names two different, non-empty keys",
+                                );
+                            } else if parent(&old) != parent(&new) {
+                                cx.error_spanned_by(
+                                    &to,
+                                    format_args!(
+                                        "a rename keeps the key in its table: `{old}` and \
+                                         `{new}` differ before their last `.`"
+                                    ),
+                                );
+                            } else {
+                                parsed.renamed.push((from, to));
+                            }
+                        }
                     }
                     "validate" => {
                         parsed.validate =
@@ -240,6 +279,18 @@ fn path_to_string(path: &Path) -> String {
         out.push_str(&segment.ident.to_string());
     }
     out
+}
+
+/// `"old.path" => "new.path"`, one rename of `renamed(...)`.
+struct Rename(LitStr, LitStr);
+
+impl Parse for Rename {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let from: LitStr = input.parse()?;
+        input.parse::<Token![=>]>()?;
+        let to: LitStr = input.parse()?;
+        Ok(Rename(from, to))
+    }
 }
 
 /// `crate = path` or, as serde spells it, `crate = "path"`.

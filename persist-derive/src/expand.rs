@@ -88,8 +88,15 @@ fn impl_persisted(input: &Input<'_>, version: u32) -> TokenStream {
         Some(FormatName::Json) | None => None,
     };
 
-    // Fields renamed since an older version (serde's aliases), for TOML saves.
-    let renamed = renames::renamed(input.original);
+    // Keys renamed since an older version (serde's aliases, and `renamed(...)`), for TOML saves.
+    let mut renamed = renames::renamed(input.original);
+    renamed.extend(
+        input
+            .attrs
+            .renamed
+            .iter()
+            .map(|(from, to)| (from.value(), to.value())),
+    );
     let renamed = (!renamed.is_empty()).then(|| {
         let (old, new): (Vec<_>, Vec<_>) = renamed.into_iter().unzip();
         quote!(

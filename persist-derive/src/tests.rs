@@ -49,3 +49,26 @@ fn every_error_of_the_attribute_at_once() {
         struct Broken { field: u8 }
     }));
 }
+
+#[test]
+fn toml_format_with_renamed_keys() {
+    insta::assert_snapshot!(expand(parse_quote! {
+        #[persist(version = 2, migrate_from = PrefsV1, format = "toml",
+                  renamed("window.old_width" => "window.width"))]
+        #[serde(rename_all = "kebab-case")]
+        struct Prefs {
+            #[serde(alias = "name")]
+            display_title: String,
+            window: Window,
+        }
+    }));
+}
+
+#[test]
+fn errors_of_format_and_renamed() {
+    insta::assert_snapshot!(expand(parse_quote! {
+        #[persist(version = 1, format = "yaml",
+                  renamed("a.b" => "c.d", "same" => "same"), )]
+        struct Broken { field: u8 }
+    }));
+}

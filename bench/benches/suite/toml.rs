@@ -162,7 +162,7 @@ pub(super) fn rows(dir: &Path, small: Workload) -> Vec<RowResult> {
     ));
 
     // Over the commented file: persist writes into its document, the hand save replaces it.
-    const HAND_OVER: &str = "toml::to_string + write over the file (hand)";
+    const HAND_OVER: &str = "toml::to_string + atomic write over the file (hand)";
     const PERSIST_OVER: &str = "persist save keeping comments";
     for (durable, name) in [
         (true, "toml save over a commented 2 KiB file"),
@@ -191,7 +191,7 @@ pub(super) fn rows(dir: &Path, small: Workload) -> Vec<RowResult> {
                     );
                     match durable {
                         true => baseline::write_durably(text.as_bytes(), &hand_path).unwrap(),
-                        false => std::fs::write(&hand_path, text).unwrap(),
+                        false => baseline::write_unsynced(text.as_bytes(), &hand_path).unwrap(),
                     }
                 }),
                 Contender::new(PERSIST_OVER, || {

@@ -116,10 +116,14 @@ fn examine(
         });
     }
     let json = bytes.strip_prefix(UTF8_BOM).unwrap_or(&bytes);
-    // A TOML document: its `persist-version`, or the version a file without one loads as.
+    // A TOML document (read whole anyway, so its checksum is checked too): its
+    // `persist-version`, or the version a file without one loads as.
     #[cfg(feature = "toml")]
-    if let Some(stored) = crate::codec::toml_doc::stored_version(json) {
-        return Ok(match stored.or(unversioned_as.map(u64::from)) {
+    if let Some(described) = crate::codec::toml_doc::describe(json) {
+        let stored = described
+            .ok()
+            .and_then(|described| described.version.or(unversioned_as.map(u64::from)));
+        return Ok(match stored {
             Some(stored) if stored == version => Found::Same,
             Some(stored) => Found::Version(stored),
             None => Found::Damaged,

@@ -245,10 +245,16 @@ fn version_of(text: &str, value: &Spanned<DeValue<'_>>) -> Result<u64, DecodeErr
             line,
             column,
             field: Some(VERSION_KEY.to_owned()),
-            reason: format!(
-                "`{VERSION_KEY}` must be a whole number, the schema version (found {})",
-                value.get_ref().type_str()
-            ),
+            reason: match value.get_ref() {
+                DeValue::Integer(integer) => format!(
+                    "`{VERSION_KEY}` must be a schema version, a whole number from 0 to \
+                     18446744073709551615 (found {integer})"
+                ),
+                other => format!(
+                    "`{VERSION_KEY}` must be a whole number, the schema version (found {})",
+                    other.type_str()
+                ),
+            },
         }
     })
 }
@@ -337,36 +343,38 @@ pub(crate) fn encode_as<T: Serialize + ?Sized>(
         false => toml::to_string(value),
     }
     .map_err(|error| refused(&error.to_string()))?;
-    // Top-level keys are written first, one per line: only data with a line that starts with
-    // an envelope key is parsed to see whether it is one.
-    let envelope_like = |line: &str| {
-        let unquoted = line.strip_prefix(['"', '\'']).unwrap_or(line);
-        unquoted.starts_with("persist-") && RESERVED.iter().any(|name| starts_key(line, name))
+    let reserved = |has: &dyn Fn(&str) -> bool| {
+        RESERVED.iter().find(|name| has(name)).map(|name| {
+            refused(&format!(
+                "the top-level key `{name}` is the TOML envelope's (rename the field)"
+            ))
+        })
     };
-    if data.lines().any(envelope_like) {
-        let parsed = DeTable::parse(&data).map(Spanned::into_inner);
-        if let Some(name) = RESERVED.iter().find(|name| {
-            parsed
-                .as_ref()
-                .is_ok_and(|table| table.contains_key(**name))
-        }) {
-            return Err(refused(&format!(
-                "the top-level field `{name}` has the name of the TOML envelope's key"
-            )));
-        }
-    }
     if let Some((base, document)) = base.and_then(|base| {
         let document = base.parse::<toml_edit::DocumentMut>().ok()?;
         Some((base, document))
     }) {
+        // Parsed, the data is also known to be within the parser's nesting limit: a load
+        // reads what a save writes.
         let new = data
             .parse::<toml_edit::DocumentMut>()
-            .map_err(|error| refused(&error.to_string()))?;
+            .map_err(|error| refused(&format!("{error}").replace('\n', " ")))?;
+        if let Some(error) = reserved(&|name| new.as_table().contains_key(name)) {
+            return Err(error);
+        }
         let crlf = base
             .find('\n')
             .is_some_and(|end| base[..end].ends_with('\r'));
         let merged = merge::over(document, &new, version, key, style.checksum, renamed, crlf);
         return Ok(merged.into_bytes());
+    }
+    // Parsed as a load parses it: a key of the envelope's (as a value, a `[table]` or a dotted
+    // key) and nesting deeper than the parser reads are refused here, not found by a load.
+    let parsed = DeTable::parse(&data)
+        .map_err(|error| refused(error.message()))?
+        .into_inner();
+    if let Some(error) = reserved(&|name| parsed.contains_key(name)) {
+        return Err(error);
     }
     let mut out = format!("{VERSION_KEY} = {version}\n");
     if let Some(key) = key {
@@ -384,18 +392,6 @@ pub(crate) fn encode_as<T: Serialize + ?Sized>(
     }
     out.push_str(&data);
     Ok(out.into_bytes())
-}
-
-/// Whether `line` starts with the bare or quoted key `name` (then spaces and `=`).
-fn starts_key(line: &str, name: &str) -> bool {
-    let rest = line.strip_prefix(name).or_else(|| {
-        let quote = line
-            .chars()
-            .next()
-            .filter(|first| matches!(first, '"' | '\''))?;
-        line[1..].strip_prefix(name)?.strip_prefix(quote)
-    });
-    rest.is_some_and(|rest| rest.trim_start().starts_with('='))
 }
 
 /// A value TOML cannot hold (not a table at its top, a `None` in an array, a unit value...).
