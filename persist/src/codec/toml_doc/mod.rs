@@ -368,13 +368,25 @@ pub(crate) fn encode_as<T: Serialize + ?Sized>(
         let merged = merge::over(document, &new, version, key, style.checksum, renamed, crlf);
         return Ok(merged.into_bytes());
     }
-    // Parsed as a load parses it: a key of the envelope's (as a value, a `[table]` or a dotted
-    // key) and nesting deeper than the parser reads are refused here, not found by a load.
-    let parsed = DeTable::parse(&data)
-        .map_err(|error| refused(error.message()))?
-        .into_inner();
-    if let Some(error) = reserved(&|name| parsed.contains_key(name)) {
-        return Err(error);
+    // Parsed as a load parses it when it may hold a key of the envelope's (as a value, a
+    // `[table]` or a dotted key) or nest deeper than the parser reads (80 levels): refused here,
+    // not found by a load. Every level of nesting takes a `[`, a `{` or a `.`, so data with
+    // fewer than 64 of them cannot be too deep, and a top-level key starts a line.
+    let nesting = data
+        .bytes()
+        .filter(|byte| matches!(byte, b'[' | b'{' | b'.'))
+        .count();
+    let named = data.lines().any(|line| {
+        line.trim_start_matches(['[', ' ', '\t', '"', '\''])
+            .starts_with("persist-")
+    });
+    if nesting >= 64 || named {
+        let parsed = DeTable::parse(&data)
+            .map_err(|error| refused(error.message()))?
+            .into_inner();
+        if let Some(error) = reserved(&|name| parsed.contains_key(name)) {
+            return Err(error);
+        }
     }
     let mut out = format!("{VERSION_KEY} = {version}\n");
     if let Some(key) = key {
