@@ -205,9 +205,7 @@ fn rename_inline(table: &mut InlineTable, from: &str, to: &str) {
         .collect();
     for (key, value) in entries {
         let key = match key.get() == from {
-            true => Key::new(to)
-                .with_leaf_decor(key.leaf_decor().clone())
-                .with_dotted_decor(key.dotted_decor().clone()),
+            true => respelled(&key, to),
             false => key,
         };
         table.insert_formatted(&key, value);
@@ -222,25 +220,31 @@ fn rename(table: &mut Table, from: &str, to: &str) {
         .filter_map(|name| table.remove_entry(name))
         .collect();
     for (key, item) in entries {
-        if key.get() == from {
-            let renamed = Key::new(to)
-                .with_leaf_decor(key.leaf_decor().clone())
-                .with_dotted_decor(key.dotted_decor().clone());
-            table.insert_formatted(&renamed, item);
-        } else {
-            table.insert_formatted(&key, item);
-        }
+        let key = match key.get() == from {
+            true => respelled(&key, to),
+            false => key,
+        };
+        table.insert_formatted(&key, item);
     }
+}
+
+/// The names of `old` that `new` does not have.
+fn gone<'a>(old: impl Iterator<Item = &'a str>, new: &dyn TableLike) -> Vec<String> {
+    old.filter(|name| !new.contains_key(name))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `key` spelled `to`, with the spacing and comments it had.
+fn respelled(key: &Key, to: &str) -> Key {
+    Key::new(to)
+        .with_leaf_decor(key.leaf_decor().clone())
+        .with_dotted_decor(key.dotted_decor().clone())
 }
 
 /// Writes the keys of `new` into `old`: see the module's documentation.
 fn merge_table(old: &mut Table, new: &dyn TableLike) {
-    let gone: Vec<String> = old
-        .iter()
-        .filter(|(name, _)| !new.contains_key(name))
-        .map(|(name, _)| name.to_owned())
-        .collect();
-    for name in gone {
+    for name in gone(old.iter().map(|(name, _)| name), new) {
         old.remove(&name);
     }
     let dotted = old.is_dotted();
@@ -338,12 +342,7 @@ fn keep_if_empty(item: &mut Item) {
 
 /// [`merge_table`] into an inline table: what `new` adds is written inline.
 fn merge_inline(old: &mut InlineTable, new: &dyn TableLike) {
-    let gone: Vec<String> = old
-        .iter()
-        .filter(|(name, _)| !new.contains_key(name))
-        .map(|(name, _)| name.to_owned())
-        .collect();
-    for name in gone {
+    for name in gone(old.iter().map(|(name, _)| name), new) {
         old.remove(&name);
     }
     for (name, item) in new.iter() {
