@@ -468,14 +468,27 @@ pub(crate) fn decode<T: Persisted>(bytes: &[u8]) -> Result<T, DecodeError> {
     decode_with(bytes, Parser::DEFAULT)
 }
 
+/// [`decode`] of a collection entry written in TOML, with the key it holds (`persist-key`),
+/// read in the same pass: `None` when the bytes are not a TOML envelope (the caller reads the
+/// key where a JSON entry holds it, and decodes).
+#[cfg(all(feature = "toml", feature = "collection"))]
+pub(crate) fn decode_toml_entry<T: Persisted>(
+    bytes: &[u8],
+) -> Option<Result<(T, Option<String>), DecodeError>> {
+    let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
+    // A blank entry is left to `decode`, which says so.
+    refuse_blank(bytes).ok()?;
+    toml_doc::decode_keyed::<T>(bytes)
+}
+
 /// [`decode`] with the given parser (the fuzz target compares both).
 pub(crate) fn decode_with<T: Persisted>(bytes: &[u8], parser: Parser) -> Result<T, DecodeError> {
     // Editors on Windows add a byte-order mark to files a user edits by hand.
     let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
     refuse_blank(bytes)?;
     #[cfg(feature = "toml")]
-    if let Some(decoded) = toml_doc::decode::<T>(bytes) {
-        return decoded;
+    if let Some(decoded) = toml_doc::decode_keyed::<T>(bytes) {
+        return decoded.map(|(value, _)| value);
     }
     if parser == Parser::Json
         && let Some(value) = decode_compact::<T>(bytes)

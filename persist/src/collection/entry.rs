@@ -118,6 +118,12 @@ pub(crate) fn decode<T: Persisted>(
     path: impl Fn() -> PathBuf,
 ) -> Result<(T, bool), Error> {
     let envelope = settings.unframe(bytes).map_err(|error| error.at(&path()))?;
+    // A TOML entry's key is read in the pass that reads its value.
+    #[cfg(feature = "toml")]
+    if let Some(decoded) = codec::decode_toml_entry::<T>(&envelope) {
+        let (value, stored) = decoded.map_err(|error| error.at::<T>(&path()))?;
+        return Ok((value, stored.as_deref() == Some(key)));
+    }
     let holds = holds_key(&envelope, key);
     let value = codec::decode::<T>(&envelope).map_err(|error| error.at::<T>(&path()))?;
     Ok((value, holds))
@@ -135,6 +141,10 @@ pub(crate) fn decode_older<T: Persisted>(
     let version = codec::leading_version(&envelope).or_else(|| codec::stored_version(&envelope));
     if version == Some(u64::from(T::VERSION)) {
         return Ok(None);
+    }
+    #[cfg(feature = "toml")]
+    if let Some(decoded) = codec::decode_toml_entry::<T>(&envelope) {
+        return decoded.map(Some).map_err(|error| error.at::<T>(path));
     }
     let key = stored_key(&envelope);
     let value = codec::decode::<T>(&envelope).map_err(|error| error.at::<T>(path))?;

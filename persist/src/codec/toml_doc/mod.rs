@@ -43,9 +43,12 @@ fn may_be_toml(bytes: &[u8]) -> bool {
     bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{')
 }
 
-/// The value of `bytes` when they are a TOML file: `None` when they are left to the JSON
-/// decoder (a `{`, or, for a type whose format is JSON, text that is not a TOML envelope).
-pub(crate) fn decode<T: Persisted>(bytes: &[u8]) -> Option<Result<T, DecodeError>> {
+/// The value of `bytes` when they are a TOML file, and the key it holds (a collection entry's
+/// `persist-key`), read in one pass: `None` when they are left to the JSON decoder (a `{`, or,
+/// for a type whose format is JSON, text that is not a TOML envelope).
+pub(crate) fn decode_keyed<T: Persisted>(
+    bytes: &[u8],
+) -> Option<Result<(T, Option<String>), DecodeError>> {
     if !may_be_toml(bytes) {
         return None;
     }
@@ -175,15 +178,21 @@ pub(crate) fn stored_key(bytes: &[u8]) -> Option<String> {
 }
 
 /// The value of a parsed TOML file: its checksum verified, its version read, the rest
-/// deserialized as the data of that version and migrated to `T`.
-fn decode_document<T: Persisted>(text: &str, root: Spanned<DeTable<'_>>) -> Result<T, DecodeError> {
+/// deserialized as the data of that version and migrated to `T`; with its `persist-key`.
+fn decode_document<T: Persisted>(
+    text: &str,
+    root: Spanned<DeTable<'_>>,
+) -> Result<(T, Option<String>), DecodeError> {
     let span = root.span();
     let mut table = root.into_inner();
     let version = table.remove(VERSION_KEY);
     if let Some(checksum) = table.remove(CHECKSUM_KEY) {
         verify(text, &checksum)?;
     }
-    table.remove(KEY_KEY);
+    let key = match table.remove(KEY_KEY).map(Spanned::into_inner) {
+        Some(DeValue::String(key)) => Some(key.into_owned()),
+        _ => None,
+    };
     let version = match version {
         Some(version) => {
             let found = version_of(text, &version)?;
@@ -208,7 +217,9 @@ fn decode_document<T: Persisted>(text: &str, root: Spanned<DeTable<'_>>) -> Resu
     };
     let data = toml::de::Deserializer::from(Spanned::new(span, table));
     match deserialize_checked::<T, _>(version, data) {
-        Ok(result) => result.map_err(DecodeError::Migration),
+        Ok(result) => result
+            .map(|value| (value, key))
+            .map_err(DecodeError::Migration),
         Err(error) => Err(corrupt(text, &error, field_of_error::<T>(text, version))),
     }
 }
