@@ -2,6 +2,9 @@
 //! struct (and a nested type with it), add the new version, write its fixture, run the kit. The
 //! locks of the old versions must not change, and nothing needs `PERSIST_ACCEPT_SCHEMA`.
 
+mod common;
+
+use common::kit::run_the_kit;
 use persist::Persisted;
 use persist::testing::Fixtures;
 use serde::{Deserialize, Serialize};
@@ -122,25 +125,6 @@ mod after {
             }
         }
     }
-}
-
-/// What `cargo test` does with the kit on a developer's machine: writes missing locks (as
-/// `assert_schemas` does outside CI; spelled out so that this test also runs under `CI`), then
-/// checks the locks and every fixture.
-fn run_the_kit<T: Persisted>(fixtures: &Fixtures<T>) {
-    for change in fixtures.schema_changes().unwrap() {
-        assert!(
-            change.locked.is_none(),
-            "an existing lock changed, which the workflow must not do:\n{change}"
-        );
-        std::fs::create_dir_all(change.lock.parent().unwrap()).unwrap();
-        std::fs::write(&change.lock, &change.current).unwrap();
-    }
-    fixtures.assert_schemas();
-    let loaded = fixtures.load_all().unwrap();
-    fixtures.assert_every_version_has_a_fixture(&loaded);
-    fixtures.assert_outcomes(&loaded);
-    fixtures.assert_round_trips(&loaded);
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! `update`, migrations and `Live`.
 #![cfg(feature = "toml")]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use persist::{Error, Format, Options, Persisted};
@@ -756,15 +758,7 @@ fn the_migration_kit_reads_and_writes_toml_fixtures() {
     assert_eq!(written, fixtures.version_dir(2).join("basic.toml"));
     assert!(read(&written).starts_with("persist-version = 2\n"));
     // Schema locks are the same whatever the format.
-    for change in fixtures.schema_changes().unwrap() {
-        std::fs::create_dir_all(change.lock.parent().unwrap()).unwrap();
-        std::fs::write(&change.lock, &change.current).unwrap();
-    }
-    fixtures.assert_schemas();
-    let loaded = fixtures.load_all().unwrap();
-    fixtures.assert_every_version_has_a_fixture(&loaded);
-    fixtures.assert_outcomes(&loaded);
-    fixtures.assert_round_trips(&loaded);
+    let loaded = common::kit::run_the_kit(&fixtures);
     let hand = loaded
         .iter()
         .find(|fixture| fixture.name == "hand")
