@@ -550,3 +550,96 @@ fn an_entry_planted_under_another_keys_hash_is_never_told() {
     let keys = notes.keys().unwrap().sorted().unwrap();
     assert_eq!(keys, ["a/victim"], "the planted entry is no key's");
 }
+
+/// A watch that begins with the state while writes go on: the writes made during its listing
+/// are told again after it, and a key must never be told at a tag older than the one the
+/// state gave (the tags of a key's puts, without deletes, never come back once replaced).
+#[test]
+fn the_writes_made_during_a_resync_never_take_a_key_back() {
+    let notes: Collection<Note> = Collection::memory();
+    for seq in 0..200_u32 {
+        notes.put(&format!("k{seq}"), &Note::default()).unwrap();
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (notes, stop) = (notes.clone(), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut seq = 0_u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                notes
+                    .put(&format!("k{}", seq % 200), &Note { writer: 1, seq })
+                    .unwrap();
+                seq += 1;
+            }
+        })
+    };
+    let mut backward = Vec::new();
+    for round in 0..20 {
+        let mut watch = notes
+            .watch_with("", WatchOptions::new().current(true))
+            .unwrap();
+        // Per key: the tags told since the resync, in order.
+        let mut told: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(150) {
+            match watch.next_timeout(Duration::from_millis(50)) {
+                Some(Ok(WatchEvent::Put { key, tag, .. })) => {
+                    let tags = told.entry(key.clone()).or_default();
+                    let tag = tag.as_str().to_owned();
+                    if tags.last() != Some(&tag) && tags.contains(&tag) {
+                        backward.push(format!("round {round}: {key} back to {tag} after {tags:?}"));
+                    }
+                    tags.push(tag);
+                }
+                Some(Ok(WatchEvent::Resync)) => told.clear(),
+                Some(Ok(_)) | None => {}
+                Some(Err(error)) => panic!("{error}"),
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(
+        backward.is_empty(),
+        "{} keys went back: {:?}",
+        backward.len(),
+        &backward[..backward.len().min(5)]
+    );
+}
+
+/// A store that fails while a resync reads its state (one read, here) has the resync begun
+/// again: `Synced` follows the state of every key, never a state with a key missing.
+#[test]
+fn a_store_failing_during_a_resync_is_read_again_before_synced() {
+    let memory = std::sync::Arc::new(persist::backend::Memory::new());
+    let notes: Collection<Note> = Collection::with_backend(memory.clone(), Options::new());
+    for seq in 0..10_u32 {
+        notes
+            .put(&format!("k{seq}"), &Note { writer: 0, seq })
+            .unwrap();
+    }
+    memory.inject(persist::backend::Fault::FailRead { nth: 4 });
+    let mut watch = notes
+        .watch_with("", WatchOptions::new().values(true).current(true))
+        .unwrap();
+    let (mut state, mut errors) = (BTreeMap::new(), 0);
+    loop {
+        match watch
+            .next_timeout(Duration::from_secs(10))
+            .expect("synced in time")
+        {
+            Ok(WatchEvent::Resync) => state.clear(),
+            Ok(WatchEvent::Put { key, value, .. }) => {
+                state.insert(key, value.unwrap());
+            }
+            Ok(WatchEvent::Synced) => break,
+            Ok(other) => panic!("{other:?}"),
+            Err(error) => {
+                assert!(error.to_string().contains("fault injected"), "{error}");
+                errors += 1;
+            }
+        }
+    }
+    assert_eq!(errors, 1, "the injected failure is told");
+    assert_eq!(state, common::watch::state(&notes));
+}

@@ -150,8 +150,41 @@ pub fn conditional_writes<S: Store>() {
             .unwrap(),
         Written::Conflict
     );
-    assert!(!backend.delete("k", &Condition::Matches(first)).unwrap());
-    assert!(backend.delete("k", &Condition::Matches(second)).unwrap());
+    assert!(
+        !backend
+            .delete("k", &Condition::Matches(first.clone()))
+            .unwrap()
+    );
+    assert!(
+        backend
+            .delete("k", &Condition::Matches(second.clone()))
+            .unwrap()
+    );
+    // Deleted and written again (with a third content): a tag read before the delete is not
+    // the new entry's, so a write conditioned on it would not land on the newer entry.
+    let third = Entry {
+        key: "k",
+        bytes: br#"{"version":1,"data":3}"#,
+        version: 1,
+    };
+    let Written::Done(again) = backend.put("k", third, &Condition::Absent).unwrap() else {
+        panic!("absent after the delete");
+    };
+    assert!(
+        again != first && again != second,
+        "a tag given twice: {again:?} (before: {first:?}, {second:?})"
+    );
+    for old in [first, second] {
+        assert_eq!(
+            backend
+                .put("k", changed, &Condition::Matches(old.clone()))
+                .unwrap(),
+            Written::Conflict,
+            "a write conditioned on {old:?} landed on the entry written after a delete"
+        );
+        assert!(!backend.delete("k", &Condition::Matches(old)).unwrap());
+    }
+    assert_eq!(backend.get("k").unwrap().unwrap().bytes, third.bytes);
 }
 
 /// The body of the child processes of [`processes_lose_nothing`]; does nothing when run

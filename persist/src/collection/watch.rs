@@ -19,6 +19,22 @@ use crate::{Error, Persisted};
 /// How long the watch's thread waits on its feed before it looks whether the watch is gone.
 const TICK: Duration = Duration::from_millis(100);
 
+/// How many times a resync is begun again when the store fails while the state is read, before
+/// `Synced` follows the state as far as it could be read.
+const RESYNC_TRIES: u32 = 5;
+
+/// What [`Watcher::tell_state`] told.
+enum Told {
+    /// Every key's state, with the tags told.
+    Whole(HashMap<String, Option<Tag>>),
+    /// The store failed while it was read (told as errors): keys may be missing.
+    StoreFailed(HashMap<String, Option<Tag>>),
+    /// The store could not be listed (told as an error): nothing was told.
+    Unlisted,
+    /// The watch is gone.
+    Gone,
+}
+
 /// How many events a watch holds for a reader that has not taken them; past that, its thread
 /// waits (and the store's feed holds, or tells a [`WatchEvent::Resync`] later).
 const HELD: usize = 1024;
@@ -99,6 +115,9 @@ pub enum WatchEvent<T> {
     /// Changes may have been missed (a lost connection, a reader too far behind, a store's
     /// lost file events): forget what you know of the keys watched. The state of every key
     /// watched follows as [`Put`](WatchEvent::Put) events, then [`Synced`](WatchEvent::Synced).
+    /// The writes made while that state was read are told after it only where they change it
+    /// (each is checked against the store first): a key is never taken back to an older state
+    /// than the one told.
     Resync,
     /// The state that followed the last [`Resync`](WatchEvent::Resync) is complete: a key
     /// without a `Put` since then has no value.
@@ -299,6 +318,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
             values: options.values,
             events: Arc::clone(&events),
             hashed: HashMap::new(),
+            settling: None,
         };
         // The keys of hashed names must be known before their deletes come.
         watcher.learn_hashed()?;
@@ -327,6 +347,12 @@ struct Watcher<T> {
     /// The keys of the hashed names seen (a hashed name's key is in its entry, which is gone
     /// once it is deleted).
     hashed: HashMap<String, String>,
+    /// After a resync, until the feed is quiet: what the watch last told of each name (the
+    /// tag, or `None` for no value; a name missing from the map was told as absent). The
+    /// notices of writes made while the state was being read come after it; each is checked
+    /// against the store before it is told, so that a key is never taken back to an older
+    /// state than the one told.
+    settling: Option<HashMap<String, Option<Tag>>>,
 }
 
 impl<T: Persisted + Clone + Send + Sync + 'static> Watcher<T> {
@@ -339,7 +365,12 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Watcher<T> {
                 return;
             }
             let delivered = match self.feed.next(TICK) {
-                Ok(None) => true,
+                Ok(None) => {
+                    // Quiet for a tick: the notices of the writes the last resync's reads
+                    // may have raced have all come.
+                    self.settling = None;
+                    true
+                }
                 Ok(Some(Notice::Put { name, tag, key })) => self.put(name, tag, key),
                 Ok(Some(Notice::Deleted { name })) => self.deleted(name),
                 Ok(Some(Notice::Resync)) => self.resync(),
@@ -397,6 +428,9 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Watcher<T> {
             Ok(None) => return true,
             Err(error) => return self.send(Err(error)),
         };
+        if self.settling.is_some() {
+            return self.settle(key, name);
+        }
         match self.read(key, &name, tag) {
             Ok(Some(event)) => self.send(Ok(event)),
             Ok(None) => true,
@@ -435,46 +469,114 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Watcher<T> {
                 None => return self.resync(),
             }
         } else {
-            key::into_key(name)
+            key::into_key(name.clone())
         };
         match key {
             Some(key) if key.starts_with(&self.prefix) => {
+                if self.settling.is_some() {
+                    return self.settle(key, name);
+                }
                 self.send(Ok(WatchEvent::Deleted { key }))
             }
             _ => true,
         }
     }
 
+    /// A notice of `key` (stored as `name`) while a resync settles: the entry's state is read
+    /// now and told only when it differs from the one told last (so never an older one).
+    fn settle(&mut self, key: String, name: String) -> bool {
+        let event = match self.collection.inner.backend.tag(&name) {
+            Ok(Some(tag)) => match self.read(key.clone(), &name, tag) {
+                Ok(event) => event,
+                Err(error) => return self.send(Err(error)),
+            },
+            Ok(None) => None,
+            Err(error) => return self.send(Err(error)),
+        };
+        let now = match &event {
+            Some(WatchEvent::Put { tag, .. }) => Some(tag.clone()),
+            _ => None,
+        };
+        let Some(settling) = self.settling.as_mut() else {
+            return true;
+        };
+        if settling.get(&name).cloned().flatten() == now {
+            return true;
+        }
+        settling.insert(name.clone(), now);
+        match event {
+            Some(event) => {
+                if key::is_hashed(&name) {
+                    self.hashed.insert(name, key);
+                }
+                self.send(Ok(event))
+            }
+            None => self.send(Ok(WatchEvent::Deleted { key })),
+        }
+    }
+
     /// Tells [`WatchEvent::Resync`], then the state of every key watched, then
     /// [`WatchEvent::Synced`]; `false` when the watch is gone. What the feed holds is dropped
     /// first: it happened before the listing, which shows its outcome (told after it, a
-    /// notice would take a key back to an older state). A store that cannot be listed is
-    /// told as an error, and the resync tried again until it can.
+    /// notice would take a key back to an older state). A store that cannot be listed, or
+    /// that fails while the state is read, is told as an error and the resync begun again, so
+    /// that `Synced` follows a whole state (a store that cannot be listed, until it can; one
+    /// that fails after its listing, [`RESYNC_TRIES`] times, then `Synced` follows the state as
+    /// far as it could be read; an entry that does not decode is told as its error and
+    /// skipped).
     fn resync(&mut self) -> bool {
-        let keys = loop {
+        let mut attempt = 0;
+        loop {
             while let Ok(Some(_)) = self.feed.next(Duration::ZERO) {}
             if !self.send(Ok(WatchEvent::Resync)) {
                 return false;
             }
-            match self.collection.keys_with_prefix(&self.prefix) {
-                Ok(keys) => break keys,
-                Err(error) => {
-                    if !self.send(Err(error)) {
-                        return false;
+            match self.tell_state() {
+                Told::Gone => return false,
+                Told::Whole(settling) => {
+                    self.settling = Some(settling);
+                    break;
+                }
+                Told::StoreFailed(settling) => {
+                    attempt += 1;
+                    if attempt >= RESYNC_TRIES {
+                        self.settling = Some(settling);
+                        break;
                     }
                     std::thread::sleep(10 * TICK);
                 }
+                // Nothing is known until the store can be listed: tried until it can.
+                Told::Unlisted => std::thread::sleep(10 * TICK),
+            }
+        }
+        self.send(Ok(WatchEvent::Synced))
+    }
+
+    /// The state of every key watched, as [`WatchEvent::Put`] events (errors told as they
+    /// come), for [`resync`](Watcher::resync).
+    fn tell_state(&mut self) -> Told {
+        let keys = match self.collection.keys_with_prefix(&self.prefix) {
+            Ok(keys) => keys,
+            Err(error) => {
+                return match self.send(Err(error)) {
+                    true => Told::Unlisted,
+                    false => Told::Gone,
+                };
             }
         };
         // (The hashed names known are kept: those outside the prefix are not listed here,
         // and their deletes are still recognised.)
         let backend = Arc::clone(&self.collection.inner.backend);
+        let mut settling = HashMap::new();
+        let mut store_failed = false;
         for key in keys {
             let key = match key {
                 Ok(key) => key,
                 Err(error) => {
+                    // A page of the listing could not be read: keys may be missing.
+                    store_failed = true;
                     if !self.send(Err(error)) {
-                        return false;
+                        return Told::Gone;
                     }
                     continue;
                 }
@@ -489,14 +591,26 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Watcher<T> {
                 Err(error) => Err(error),
             };
             let sent = match event {
-                Ok(Some(event)) => self.send(Ok(event)),
+                Ok(Some(event)) => {
+                    if let WatchEvent::Put { tag, .. } = &event {
+                        settling.insert(name, Some(tag.clone()));
+                    }
+                    self.send(Ok(event))
+                }
                 Ok(None) => true,
-                Err(error) => self.send(Err(error)),
+                Err(error) => {
+                    // The store's failure, not the entry's (which is told, and skipped).
+                    store_failed |= matches!(error, Error::Remote { .. } | Error::Io { .. });
+                    self.send(Err(error))
+                }
             };
             if !sent {
-                return false;
+                return Told::Gone;
             }
         }
-        self.send(Ok(WatchEvent::Synced))
+        match store_failed {
+            true => Told::StoreFailed(settling),
+            false => Told::Whole(settling),
+        }
     }
 }
