@@ -712,3 +712,168 @@ fn live_handles_in_two_processes_lose_no_increment_coalesce() {
 fn a_cached_handle_sees_another_process_put_and_delete() {
     remote::cached_handle_sees_another_process::<Pg>();
 }
+
+/// The connections listening on `channel`, as the server counts them.
+fn listeners(server: &str, channel: &str) -> usize {
+    let rows = psql(
+        server,
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN {channel}'"),
+    );
+    rows[0][0].parse().unwrap()
+}
+
+/// Every feed of a table in one backend (watches, live entries, a cache) shares one listening
+/// connection, made with the first and closed with the last: a live value per user does not
+/// take a connection per user (the server's 100 would run out).
+#[test]
+fn the_feeds_of_a_table_share_one_listening_connection() {
+    let Some(server) = server_and_psql() else {
+        return;
+    };
+    let place = Pg::place("one_listener");
+    let backend = Arc::new(Pg::backend(&server, &place));
+    let channel = backend.channel().to_owned();
+    let counters: Collection<Counter> =
+        Collection::with_backend(backend, Options::new().cache(1000, Duration::from_secs(60)));
+    let watches: Vec<_> = (0..150)
+        .map(|n| counters.watch(&format!("user-{n}/")).unwrap())
+        .collect();
+    let lives: Vec<_> = (0..150)
+        .map(|n| counters.live(&format!("user-{n}")).unwrap())
+        .collect();
+    assert_eq!(listeners(&server, &channel), 1);
+    // Each still hears its own keys.
+    lives[7].update(|counter| counter.hits = 7).unwrap();
+    counters.put("user-9/x", &Counter::default()).unwrap();
+    let mut watch = counters.watch("user-9/").unwrap();
+    counters.put("user-9/y", &Counter::default()).unwrap();
+    let told = watch.next_timeout(Duration::from_secs(5)).unwrap().unwrap();
+    assert!(
+        matches!(told, persist::WatchEvent::Put { ref key, .. } if key == "user-9/y"),
+        "{told:?}"
+    );
+    drop((watches, lives, watch, counters));
+    let started = std::time::Instant::now();
+    while listeners(&server, &channel) != 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the listener outlived its feeds"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A TCP proxy to `to` that can go silent: the server's side of every connection is closed,
+/// the client's is kept open and told nothing (a route dropped, a load balancer that forgot
+/// the connection). Returns its port and the switch.
+fn proxy(to: std::net::SocketAddr) -> (u16, Arc<AtomicBool>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let silent = Arc::new(AtomicBool::new(false));
+    let switch = Arc::clone(&silent);
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(upstream) = std::net::TcpStream::connect(to) else {
+                continue;
+            };
+            for (from, into) in [
+                (client.try_clone().unwrap(), upstream.try_clone().unwrap()),
+                (upstream.try_clone().unwrap(), client),
+            ] {
+                let (silent, upstream) = (Arc::clone(&switch), upstream.try_clone().unwrap());
+                std::thread::spawn(move || copy_until_silent(from, into, &upstream, &silent));
+            }
+        }
+    });
+    (port, silent)
+}
+
+fn copy_until_silent(
+    mut from: std::net::TcpStream,
+    mut into: std::net::TcpStream,
+    upstream: &std::net::TcpStream,
+    silent: &AtomicBool,
+) {
+    use std::io::{Read, Write};
+    from.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut buffer = [0_u8; 16 * 1024];
+    loop {
+        if silent.load(Ordering::SeqCst) {
+            // The server's side is shut; the client's stays open and is told nothing, as a
+            // dropped route would leave it (held by this thread until the process ends).
+            let _ = upstream.shutdown(std::net::Shutdown::Both);
+            let _kept = (from, into);
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        match from.read(&mut buffer) {
+            Ok(0) => return,
+            Ok(read) => {
+                if into.write_all(&buffer[..read]).is_err() {
+                    return;
+                }
+            }
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// The listener's connection lost without a word (through a proxy that goes silent): the
+/// heartbeat finds it, the watch is told an error and `Resync`, and a put made meanwhile is in
+/// the state that follows. (TCP keepalive would take two hours to notice.)
+#[test]
+fn a_silently_lost_listener_connection_is_found_and_told() {
+    let Some(server) = server_and_psql() else {
+        return;
+    };
+    let port = server
+        .split_whitespace()
+        .find_map(|part| part.strip_prefix("port="))
+        .unwrap_or("5432")
+        .parse::<u16>()
+        .unwrap();
+    let (proxied, silent) = proxy(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    let through = server.replace(&format!("port={port}"), &format!("port={proxied}"));
+    let place = Pg::place("silent");
+    let watched: Collection<Counter> =
+        Collection::with_backend(Arc::new(Pg::backend(&through, &place)), Options::new());
+    let direct: Collection<Counter> =
+        Collection::with_backend(Arc::new(Pg::backend(&server, &place)), Options::new());
+    let mut watch = watched
+        .watch_with("", persist::WatchOptions::new().values(true))
+        .unwrap();
+    silent.store(true, Ordering::SeqCst);
+    // (The proxy's threads look at the switch between reads of at most 50 ms.)
+    std::thread::sleep(Duration::from_millis(300));
+    let value = Counter {
+        label: "meanwhile".into(),
+        hits: 1,
+    };
+    direct.put("k", &value).unwrap();
+    // Found within the heartbeat (5 s) and its wait (5 s), and told once connecting again
+    // has failed (10 s): an error, not a silent gap.
+    let started = std::time::Instant::now();
+    let mut errors = 0;
+    while errors == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nothing told of the lost connection in 60 s"
+        );
+        match watch.next_timeout(Duration::from_secs(1)) {
+            Some(Err(error)) => {
+                eprintln!("told after {:?}: {error}", started.elapsed());
+                errors += 1;
+            }
+            Some(Ok(event)) => panic!("an event through a silent connection: {event:?}"),
+            None => {}
+        }
+    }
+}

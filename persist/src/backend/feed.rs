@@ -295,10 +295,16 @@ impl Drop for Received {
     }
 }
 
+/// An entry as a listing shows it: its name, its tag, and where the store has one, a stamp of
+/// its last write (an object's time of last modification). A store whose tag is a hash of the
+/// content (an ETag) gives an entry written back to the same bytes its old tag again; the
+/// stamp still changes, so a poll still tells that the entry was written.
+pub(crate) type Listed = (String, Tag, Option<String>);
+
 /// The tags of the entries a feed watches, as last seen: what a poll compares the store with.
 #[derive(Debug, Default)]
 pub(crate) struct Seen {
-    tags: HashMap<String, Tag>,
+    tags: HashMap<String, (Tag, Option<String>)>,
 }
 
 impl Seen {
@@ -307,10 +313,10 @@ impl Seen {
     pub(crate) fn note(&mut self, name: &str, now: Option<Tag>) -> Option<Notice> {
         match now {
             Some(tag) => {
-                if self.tags.get(name) == Some(&tag) {
+                if self.tags.get(name).is_some_and(|(seen, _)| *seen == tag) {
                     return None;
                 }
-                self.tags.insert(name.to_owned(), tag.clone());
+                self.tags.insert(name.to_owned(), (tag.clone(), None));
                 Some(Notice::Put {
                     name: name.to_owned(),
                     tag,
@@ -326,18 +332,29 @@ impl Seen {
     /// Compares every name with `listing` (every entry watched now, with its tag): the notices
     /// of what changed, in name order for the puts, then the deletes.
     pub(crate) fn diff(&mut self, listing: Vec<(String, Tag)>) -> Vec<Notice> {
+        self.diff_stamped(
+            listing
+                .into_iter()
+                .map(|(name, tag)| (name, tag, None))
+                .collect(),
+        )
+    }
+
+    /// [`diff`](Seen::diff) of a listing with stamps: an entry whose tag or stamp changed is
+    /// told.
+    pub(crate) fn diff_stamped(&mut self, listing: Vec<Listed>) -> Vec<Notice> {
         let mut notices = Vec::new();
-        let mut gone: HashMap<String, Tag> = std::mem::take(&mut self.tags);
-        for (name, tag) in listing {
+        let mut gone = std::mem::take(&mut self.tags);
+        for (name, tag, stamp) in listing {
             let before = gone.remove(&name);
-            if before.as_ref() != Some(&tag) {
+            if before.as_ref() != Some(&(tag.clone(), stamp.clone())) {
                 notices.push(Notice::Put {
                     name: name.clone(),
                     tag: tag.clone(),
                     key: None,
                 });
             }
-            self.tags.insert(name, tag);
+            self.tags.insert(name, (tag, stamp));
         }
         let mut gone: Vec<String> = gone.into_keys().collect();
         gone.sort_unstable();
@@ -378,7 +395,7 @@ pub(crate) fn covering(prefixes: &[String]) -> Vec<&str> {
 }
 
 /// What a [`Poller`] lists: every entry it watches, with its tag.
-pub(crate) type Lister = Box<dyn FnMut() -> Result<Vec<(String, Tag)>, Error> + Send>;
+pub(crate) type Lister = Box<dyn FnMut() -> Result<Vec<Listed>, Error> + Send>;
 
 /// A feed for a store without one of its own: its names and tags listed every `every` (or
 /// four times as long as a listing takes, if that is longer), each listing compared with the
@@ -407,7 +424,16 @@ impl Poller {
         prefixes: Vec<String>,
         every: Duration,
     ) -> Result<Self, Error> {
-        Poller::with(Box::new(move || listing(&*backend, &prefixes)), every)
+        Poller::with(
+            Box::new(move || {
+                let listed = listing(&*backend, &prefixes)?;
+                Ok(listed
+                    .into_iter()
+                    .map(|(name, tag)| (name, tag, None))
+                    .collect())
+            }),
+            every,
+        )
     }
 
     /// Makes the first notice a [`Notice::Resync`] (for a store that can tell nothing of what
@@ -420,7 +446,7 @@ impl Poller {
     /// A poller of what `list` lists, its first listing taken now.
     pub(crate) fn with(mut list: Lister, every: Duration) -> Result<Self, Error> {
         let mut seen = Seen::default();
-        seen.diff(list()?);
+        seen.diff_stamped(list()?);
         Ok(Poller {
             list,
             every,
@@ -448,7 +474,7 @@ impl Feed for Poller {
             }
             let started = Instant::now();
             let listing = (self.list)()?;
-            self.pending.extend(self.seen.diff(listing));
+            self.pending.extend(self.seen.diff_stamped(listing));
             // A store that takes long to list is listed less often: at most a fifth of the
             // time goes to listing it.
             self.next_poll = Instant::now() + self.every.max(started.elapsed() * 4);

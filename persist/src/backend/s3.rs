@@ -21,6 +21,7 @@ use futures_core::stream::BoxStream;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStore, PutMode, PutOptions, PutPayload, UpdateVersion};
 
+use super::feed::Listed;
 use super::runtime::Runtime;
 use super::{Backend, BackendFuture, Condition, Entry, Feed, Names, Stored, Tag, Written};
 use crate::Error;
@@ -121,8 +122,8 @@ struct Listing {
     /// The store's listing; `None` once over.
     objects: Option<BoxStream<'static, object_store::Result<ObjectMeta>>>,
     pick: Pick,
-    /// The names read and not consumed yet, with their ETags.
-    page: std::vec::IntoIter<(String, Tag)>,
+    /// The names read and not consumed yet, with their ETags and times of last modification.
+    page: std::vec::IntoIter<Listed>,
     /// The error that ended the listing, yielded after the names read before it.
     failed: Option<Error>,
 }
@@ -143,7 +144,8 @@ impl Listing {
                     Some(Ok(object)) => match pick.pick(&object) {
                         Picked::Name(name) => {
                             let tag = Tag::new(object.e_tag.clone().unwrap_or_default());
-                            names.push((name, tag));
+                            let stamp = object.last_modified.to_rfc3339();
+                            names.push((name, tag, Some(stamp)));
                             if names.len() >= SCAN_PAGE {
                                 return (Some(objects), names, None);
                             }
@@ -164,8 +166,8 @@ impl Listing {
 }
 
 impl Listing {
-    /// The next name with its ETag.
-    fn next_tagged(&mut self) -> Option<Result<(String, Tag), Error>> {
+    /// The next name with its ETag and time of last modification.
+    fn next_tagged(&mut self) -> Option<Result<Listed, Error>> {
         loop {
             if let Some(named) = self.page.next() {
                 return Some(Ok(named));
@@ -183,7 +185,7 @@ impl Iterator for Listing {
     type Item = Result<String, Error>;
 
     fn next(&mut self) -> Option<Result<String, Error>> {
-        self.next_tagged().map(|named| named.map(|(name, _)| name))
+        self.next_tagged().map(|named| named.map(|(name, ..)| name))
     }
 }
 

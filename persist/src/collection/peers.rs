@@ -92,13 +92,27 @@ impl Peers {
         if self.following.swap(true, Ordering::AcqRel) {
             return;
         }
-        let Ok(Some(feed)) = backend.watch(&[String::new()], Some(CACHE_POLL)) else {
-            return;
+        let feed = match backend.watch(&[String::new()], Some(CACHE_POLL)) {
+            Ok(Some(feed)) => Ok(feed),
+            // No feed of its own: the caches rely on their time to live.
+            Ok(None) => return,
+            // Not now (a server out of connections, a first listing that failed): tried again
+            // by the thread, which meanwhile keeps the caches from serving stale values.
+            Err(_) => Err(Arc::clone(backend)),
         };
         let peers = Arc::downgrade(self);
         let started = std::thread::Builder::new()
             .name("persist-cache-feed".into())
-            .spawn(move || invalidate_from(feed, &peers));
+            .spawn(move || {
+                let feed = match feed {
+                    Ok(feed) => feed,
+                    Err(backend) => match feed_when_it_comes(&backend, &peers) {
+                        Some(feed) => feed,
+                        None => return,
+                    },
+                };
+                invalidate_from(feed, &peers);
+            });
         if started.is_err() {
             // No thread: the caches rely on their time to live, as on a store without a feed.
             self.following.store(false, Ordering::Release);
@@ -143,6 +157,24 @@ impl Peers {
         }
     }
 }
+
+/// The store's feed, asked for every [`RETRY`] until it comes (`None` if every handle on the
+/// store is gone first, or the store says it has none). Until then every cache on the store is
+/// emptied at each attempt: a cached value is never older than that.
+fn feed_when_it_comes(backend: &Arc<dyn Backend>, peers: &Weak<Peers>) -> Option<Box<dyn Feed>> {
+    loop {
+        peers.upgrade()?.invalidate_all();
+        std::thread::sleep(RETRY);
+        peers.upgrade()?;
+        match backend.watch(&[String::new()], Some(CACHE_POLL)) {
+            Ok(feed) => return feed,
+            Err(_) => continue,
+        }
+    }
+}
+
+/// How often a feed that could not be had is asked for again.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// Drops from the caches of `peers` what `feed` tells changed, until every handle on the store
 /// is gone.

@@ -7,18 +7,23 @@
 //! it tells the writes of every writer, persist or SQL by hand, in the order of their commits.
 //! A `TRUNCATE` is told as a resync.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{Inner, db_error};
 use crate::Error;
 use crate::backend::Tag;
-use crate::backend::feed::{self, BOUND, Feed, Notice, Popped, Queue};
+use crate::backend::feed::{Feed, Notice, Subscribers};
 use crate::error::RemoteOp;
 
 /// The channel a table's changes are published on: an identifier of its own for each table
@@ -71,10 +76,11 @@ fn parse(payload: &str) -> Option<Notice> {
     let rest = payload.strip_prefix("P ")?;
     let (version, rest) = rest.split_once(' ')?;
     version.parse::<i64>().ok()?;
-    // Names never hold a space: what follows the first one is the key.
+    // The trigger follows a hashed name (`~~…`, never a space in it) with its key; any other
+    // name is the rest, spaces and all (a row written by hand is still told by its name).
     let (name, key) = match rest.split_once(' ') {
-        Some((name, key)) => (name, Some(key.to_owned())),
-        None => (rest, None),
+        Some((name, key)) if name.starts_with("~~") => (name, Some(key.to_owned())),
+        _ => (rest, None),
     };
     Some(Notice::Put {
         name: name.to_owned(),
@@ -83,122 +89,384 @@ fn parse(payload: &str) -> Option<Notice> {
     })
 }
 
-/// One listening connection: its notifications go to `queue`, which is closed (after what it
-/// holds is read) when the connection ends, with `lost` set.
-struct Listener {
-    queue: Arc<Queue<Notice>>,
-    lost: Arc<AtomicBool>,
-    /// The connection's client: dropping it closes the connection.
-    _client: tokio_postgres::Client,
+/// How often the listener asks the server whether its connection still works: a connection
+/// lost without a word (a dropped route, a proxy or load balancer that forgets idle
+/// connections) is found within this and [`HEARTBEAT_WAIT`], not after the operating
+/// system's keepalive (two hours by default).
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// How long the heartbeat's query may take before the connection is taken as lost.
+const HEARTBEAT_WAIT: Duration = Duration::from_secs(5);
+
+/// How long the listener's attempt to connect and listen may take.
+const CONNECT_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a new feed waits for its marker to come back through the listener.
+const MARK_WAIT: Duration = Duration::from_secs(2);
+
+/// How long the listener waits before it connects again after a failed attempt.
+const RECONNECT: Duration = Duration::from_secs(1);
+
+/// The table's one listener in this backend, shared by every feed of it (each watch, live
+/// entry and cache of the table in this process): one connection, whatever the number of
+/// feeds. It stops when the last feed is dropped.
+pub(super) struct Hub {
+    shared: Arc<Shared>,
+    /// Dropped with the hub: the listener's task sees it and closes its connection.
+    _stop: oneshot::Sender<()>,
 }
 
-/// The feed of a [`Postgres`](super::Postgres) table.
+/// What the hub's task and its feeds share.
+struct Shared {
+    subscribers: Subscribers,
+    /// The feeds waiting for their marker (`S <token>` on the channel), with their prefixes
+    /// and where their subscription goes: made when the marker comes, in the order of the
+    /// notifications, so that a feed is told exactly the changes committed after it began.
+    waiting: Mutex<HashMap<String, Waiting>>,
+    /// How many times the listener lost its connection or failed to connect again, and the
+    /// last failure's words: each feed tells each failure once, as an error.
+    failures: AtomicU64,
+    failure: Mutex<String>,
+}
+
+/// A feed waiting for its marker: its prefixes, and where its subscription goes.
+type Waiting = (Vec<String>, std::sync::mpsc::SyncSender<Box<dyn Feed>>);
+
+impl Shared {
+    /// Subscribes the feed whose marker `token` came, if one waits for it.
+    fn marked(&self, token: &str) {
+        let waiting = self
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(token);
+        if let Some((prefixes, subscription)) = waiting {
+            let _ = subscription.send(self.subscribers.subscribe(&prefixes));
+        }
+    }
+
+    fn failed(&self, why: String) {
+        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = why;
+        self.failures.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// A listening connection: its client (for the heartbeat), and the task that drives it and
+/// tells each notification to the subscribers, which ends when the connection does.
+type Listening = (tokio_postgres::Client, tokio::task::JoinHandle<()>);
+
+/// Connects and listens on the table's channel, within [`CONNECT_WAIT`] (a connection may be
+/// accepted and then told nothing: a wait without end).
+async fn listen(
+    config: tokio_postgres::Config,
+    statement: String,
+    shared: Arc<Shared>,
+    place: &Place,
+) -> Result<Listening, Error> {
+    match tokio::time::timeout(CONNECT_WAIT, connect(config, statement, shared)).await {
+        Ok(Ok(listening)) => Ok(listening),
+        Ok(Err(error)) => Err(db_error(place.0.clone(), RemoteOp::Watch, place.1.clone())(
+            error,
+        )),
+        Err(_) => Err(Error::Remote {
+            path: place.0.clone(),
+            op: RemoteOp::Watch,
+            server: format!("the PostgreSQL server at {}", place.1),
+            transient: true,
+            source: format!("no answer in {CONNECT_WAIT:?}").into(),
+        }),
+    }
+}
+
+/// The table's label and its server, for errors.
+type Place = (PathBuf, String);
+
+async fn connect(
+    config: tokio_postgres::Config,
+    statement: String,
+    shared: Arc<Shared>,
+) -> Result<Listening, tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let driver = tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(notification))) => {
+                    let payload = notification.payload();
+                    if let Some(token) = payload.strip_prefix("S ") {
+                        shared.marked(token);
+                    } else if let Some(notice) = parse(payload) {
+                        shared.subscribers.tell(&notice);
+                    }
+                }
+                Some(Ok(_)) => {}
+                // The connection ended: closed by the hub, or lost.
+                Some(Err(_)) | None => return,
+            }
+        }
+    });
+    match client.batch_execute(&statement).await {
+        Ok(()) => Ok((client, driver)),
+        Err(error) => {
+            driver.abort();
+            Err(error)
+        }
+    }
+}
+
+/// What ended a wait of the hub's task.
+enum Woken {
+    Stopped,
+    Lost,
+    Beat,
+}
+
+impl Hub {
+    /// The hub of `inner`'s table: the running one, or a new one listening when this returns.
+    pub(super) fn of(inner: &Arc<Inner>) -> Result<Arc<Hub>, Error> {
+        let mut slot = inner.hub.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(hub) = slot.upgrade() {
+            return Ok(hub);
+        }
+        let hub = Arc::new(Hub::start(inner)?);
+        *slot = Arc::downgrade(&hub);
+        Ok(hub)
+    }
+
+    fn start(inner: &Arc<Inner>) -> Result<Hub, Error> {
+        let shared = Arc::new(Shared {
+            subscribers: Subscribers::default(),
+            waiting: Mutex::new(HashMap::new()),
+            failures: AtomicU64::new(0),
+            failure: Mutex::new(String::new()),
+        });
+        let statement = format!("LISTEN {}", inner.channel);
+        let config = inner.config.clone();
+        let place: Place = (PathBuf::from(&inner.label), inner.server.clone());
+        // The first connection before this returns: a feed listens once it is made.
+        let first = inner.runtime.block({
+            let (config, statement, shared, place) = (
+                config.clone(),
+                statement.clone(),
+                Arc::clone(&shared),
+                place.clone(),
+            );
+            async move { listen(config, statement, shared, &place).await }
+        })?;
+        let (stop, stopped) = oneshot::channel();
+        inner.runtime.handle().spawn(run(
+            first,
+            stopped,
+            (config, statement, place),
+            Arc::clone(&shared),
+        ));
+        Ok(Hub {
+            shared,
+            _stop: stop,
+        })
+    }
+}
+
+/// The hub's task: keeps a listening connection until the hub is dropped. A connection lost
+/// (or silent past the heartbeat) is replaced at once; once one listens again, every feed is
+/// told [`Notice::Resync`] (`NOTIFY` keeps nothing for a listener that is gone). Each attempt
+/// that fails is a failure told to the feeds, and the next is made a second later.
+async fn run(
+    first: Listening,
+    mut stopped: oneshot::Receiver<()>,
+    (config, statement, place): (tokio_postgres::Config, String, Place),
+    shared: Arc<Shared>,
+) {
+    let mut listening = Some(first);
+    // Whether the last attempt to listen again failed: the next waits a while.
+    let mut refused = false;
+    loop {
+        let Some((client, mut driver)) = listening.take() else {
+            // Not connected: try again (after a while, if the last attempt failed), unless the
+            // hub is gone.
+            let pause = if refused { RECONNECT } else { Duration::ZERO };
+            let mut pause = std::pin::pin!(tokio::time::sleep(pause));
+            let stop = std::future::poll_fn(|cx| {
+                if Pin::new(&mut stopped).poll(cx).is_ready() {
+                    return Poll::Ready(true);
+                }
+                pause.as_mut().poll(cx).map(|()| false)
+            });
+            if stop.await {
+                return;
+            }
+            match listen(
+                config.clone(),
+                statement.clone(),
+                Arc::clone(&shared),
+                &place,
+            )
+            .await
+            {
+                Ok(again) => {
+                    listening = Some(again);
+                    refused = false;
+                    shared.subscribers.tell(&Notice::Resync);
+                }
+                Err(error) => {
+                    refused = true;
+                    // Its cause: each feed tells it in an error of its own.
+                    shared.failed(match &error {
+                        Error::Remote { source, .. } => source.to_string(),
+                        other => other.to_string(),
+                    });
+                }
+            }
+            continue;
+        };
+        let mut beat = std::pin::pin!(tokio::time::sleep(HEARTBEAT));
+        let woken = std::future::poll_fn(|cx| {
+            if Pin::new(&mut stopped).poll(cx).is_ready() {
+                return Poll::Ready(Woken::Stopped);
+            }
+            if Pin::new(&mut driver).poll(cx).is_ready() {
+                return Poll::Ready(Woken::Lost);
+            }
+            beat.as_mut().poll(cx).map(|()| Woken::Beat)
+        })
+        .await;
+        match woken {
+            Woken::Stopped => {
+                driver.abort();
+                return;
+            }
+            // Listened to again at once: a failure is told only if that fails.
+            Woken::Lost => {}
+            Woken::Beat => {
+                // The heartbeat is the `LISTEN` again (a no-op for the server), so that the
+                // connection only ever runs that statement: `pg_stat_activity` shows it as the
+                // listener (`query = 'LISTEN <channel>'`).
+                let beat = client.batch_execute(&statement);
+                match tokio::time::timeout(HEARTBEAT_WAIT, beat).await {
+                    Ok(Ok(())) => listening = Some((client, driver)),
+                    Ok(Err(_)) | Err(_) => driver.abort(),
+                }
+            }
+        }
+    }
+}
+
+/// The feed of a [`Postgres`](super::Postgres) table: a subscription to the table's [`Hub`].
 pub(super) struct PostgresFeed {
-    inner: Arc<Inner>,
-    prefixes: Vec<String>,
-    listener: Listener,
+    hub: Arc<Hub>,
+    received: Box<dyn Feed>,
+    /// Whether a [`Notice::Resync`] is told first (the feed could not mark where it began).
+    resync: bool,
+    /// The hub's failures told so far.
+    told: u64,
+    label: String,
+    server: String,
 }
 
 impl fmt::Debug for PostgresFeed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresFeed")
-            .field("table", &self.inner.label)
-            .field("prefixes", &self.prefixes)
+            .field("table", &self.label)
             .finish_non_exhaustive()
     }
 }
 
 impl PostgresFeed {
     /// A feed of the table's rows under `prefixes`, listening when this returns.
-    pub(super) fn new(inner: Arc<Inner>, prefixes: Vec<String>) -> Result<Self, Error> {
-        let listener = listen(&inner)?;
+    ///
+    /// The listener is shared, so notifications of changes committed before this call may
+    /// still be on their way to it: the feed sends a marker on the channel (through a pooled
+    /// connection) and is subscribed when the marker comes back, after every notification
+    /// committed before it. Where the marker cannot be had in time (the
+    /// listener is connecting again), the feed is subscribed at once and begins with
+    /// [`Notice::Resync`].
+    pub(super) fn new(inner: &Arc<Inner>, prefixes: &[String]) -> Result<Self, Error> {
+        static TOKENS: AtomicU64 = AtomicU64::new(0);
+        let hub = Hub::of(inner)?;
+        let shared = &hub.shared;
+        let told = shared.failures.load(Ordering::Acquire);
+        let token = format!(
+            "{}.{}",
+            std::process::id(),
+            TOKENS.fetch_add(1, Ordering::Relaxed)
+        );
+        let (subscription, subscribed) = std::sync::mpsc::sync_channel(1);
+        shared
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(token.clone(), (prefixes.to_vec(), subscription));
+        let sent = {
+            let (pool, marker) = (Arc::clone(inner), format!("S {token}"));
+            inner.runtime.block(async move {
+                let marked = async {
+                    let (index, _busy) = pool.least_busy();
+                    let connection = pool.connected(&pool.slots[index]).await?;
+                    let Some(connection) = connection.as_ref() else {
+                        return Ok(0);
+                    };
+                    let parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+                        [&pool.channel, &marker];
+                    connection
+                        .client
+                        .execute("SELECT pg_notify($1, $2)", &parameters)
+                        .await
+                };
+                matches!(tokio::time::timeout(MARK_WAIT, marked).await, Ok(Ok(1)))
+            })
+        };
+        let marked = match sent {
+            true => subscribed.recv_timeout(MARK_WAIT).ok(),
+            false => None,
+        };
+        let (received, resync) = match marked {
+            Some(received) => (received, false),
+            None => {
+                let waited = shared
+                    .waiting
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&token);
+                match (waited, subscribed.try_recv()) {
+                    // Subscribed just now, after all.
+                    (None, Ok(received)) => (received, false),
+                    _ => (shared.subscribers.subscribe(prefixes), true),
+                }
+            }
+        };
         Ok(PostgresFeed {
-            inner,
-            prefixes,
-            listener,
+            hub,
+            received,
+            resync,
+            told,
+            label: inner.label.clone(),
+            server: inner.server.clone(),
         })
     }
 }
 
-/// Connects a listener of the table's channel (a connection of its own, driven by the
-/// backend's runtime), and returns once it listens.
-fn listen(inner: &Arc<Inner>) -> Result<Listener, Error> {
-    let queue = Arc::new(Queue::new(BOUND));
-    let lost = Arc::new(AtomicBool::new(false));
-    let config = inner.config.clone();
-    let statement = format!("LISTEN {}", inner.channel);
-    let path = PathBuf::from(&inner.label);
-    let server = inner.server.clone();
-    let (queued, ended) = (Arc::clone(&queue), Arc::clone(&lost));
-    let client = inner.runtime.block(async move {
-        let (client, mut connection) = config.connect(NoTls).await.map_err(db_error(
-            path.clone(),
-            RemoteOp::Connect,
-            server.clone(),
-        ))?;
-        tokio::spawn(async move {
-            loop {
-                let message = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
-                match message {
-                    Some(Ok(AsyncMessage::Notification(notification))) => {
-                        if let Some(notice) = parse(notification.payload())
-                            && !queued.push(notice)
-                        {
-                            // The feed is gone.
-                            return;
-                        }
-                    }
-                    Some(Ok(_)) => {}
-                    // The connection ended: dropped by the feed, or lost.
-                    Some(Err(_)) | None => break,
-                }
-            }
-            ended.store(true, Ordering::Release);
-            queued.close();
-        });
-        client
-            .batch_execute(&statement)
-            .await
-            .map_err(db_error(path, RemoteOp::Watch, server))?;
-        Ok::<_, Error>(client)
-    })?;
-    Ok(Listener {
-        queue,
-        lost,
-        _client: client,
-    })
-}
-
 impl Feed for PostgresFeed {
     fn next(&mut self, wait: Duration) -> Result<Option<Notice>, Error> {
-        loop {
-            let notice = match self.listener.queue.pop(wait) {
-                Popped::Item(notice) => notice,
-                Popped::Lagged => Notice::Resync,
-                Popped::Empty => return Ok(None),
-                Popped::Closed if self.listener.lost.load(Ordering::Acquire) => {
-                    // Notifications sent while no one listened are gone: listen again, then
-                    // have the reader read the state again.
-                    self.listener = listen(&self.inner)?;
-                    return Ok(Some(Notice::Resync));
-                }
-                Popped::Closed => return Ok(None),
-            };
-            match &notice {
-                Notice::Put { name, .. } | Notice::Deleted { name }
-                    if !feed::matches(&self.prefixes, name) =>
-                {
-                    continue;
-                }
-                _ => return Ok(Some(notice)),
-            }
+        if std::mem::take(&mut self.resync) {
+            return Ok(Some(Notice::Resync));
         }
-    }
-}
-
-impl Drop for PostgresFeed {
-    fn drop(&mut self) {
-        // The listening task ends at its next notification; the connection closes with it.
-        self.listener.queue.close();
+        let failures = self.hub.shared.failures.load(Ordering::Acquire);
+        if failures != self.told {
+            self.told = failures;
+            let why = self
+                .hub
+                .shared
+                .failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            return Err(Error::Remote {
+                path: PathBuf::from(&self.label),
+                op: RemoteOp::Watch,
+                server: format!("the PostgreSQL server at {}", self.server),
+                transient: true,
+                source: why.into(),
+            });
+        }
+        self.received.next(wait)
     }
 }
