@@ -572,11 +572,14 @@ impl Options {
     /// processes reach the cache through the store's feed (see [`Collection::watch_with`]):
     /// on a local directory a cached value is never staler than the feed's lag (file events,
     /// milliseconds; on a file system without them, a listing every half second), on
-    /// PostgreSQL (the table's `NOTIFY`) and on S3 (a listing of the prefix with ETags every
-    /// second, less often for a prefix that takes long to list), and a value the feed may
-    /// have missed is dropped with every other. On a store without a feed of its own (redb,
-    /// which one process holds, or a custom backend), another process's writes are seen once
-    /// `ttl` has passed. Hits and misses: [`Collection::cache_stats`].
+    /// PostgreSQL (the table's `NOTIFY`) and on S3 (a listing of the prefix with ETags and
+    /// times of last modification every second, less often for a prefix that takes long to
+    /// list), and a value the feed may have missed is dropped with every other. A feed that
+    /// cannot be had (a server out of connections) is asked for again every second, and the
+    /// caches on the store are emptied each time until it comes. On a store without a feed of
+    /// its own (redb, which one process holds, or a custom backend), another process's writes
+    /// are seen once `ttl` has passed. Only values are kept: a `get` of an absent key asks
+    /// the store each time. Hits and misses: [`Collection::cache_stats`].
     #[cfg(feature = "cache")]
     pub const fn cache(mut self, capacity: u64, ttl: std::time::Duration) -> Self {
         self.cache = Some(crate::collection::cache::CacheSettings { capacity, ttl });

@@ -89,6 +89,9 @@ impl<T: Persisted + Clone + Default + Send + Sync + 'static> Collection<T> {
     /// unsaved copy, so a save that then fails is reported to the observers as
     /// [`Error::Unsaved`] without one.
     ///
+    /// As with a [`Live`] file deleted by another program, an entry deleted elsewhere is not a
+    /// change: the value is kept, and the next save writes the entry again.
+    ///
     /// # Errors
     ///
     /// [`Error::InvalidKey`], the entry's load errors, the store's errors, and an error when

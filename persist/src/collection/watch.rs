@@ -117,7 +117,8 @@ pub enum WatchEvent<T> {
     /// watched follows as [`Put`](WatchEvent::Put) events, then [`Synced`](WatchEvent::Synced).
     /// The writes made while that state was read are told after it only where they change it
     /// (each is checked against the store first): a key is never taken back to an older state
-    /// than the one told.
+    /// than the one told. While the store cannot be reached, each attempt is an `Err` item
+    /// and a `Resync` again: only `Synced` ends a resync.
     Resync,
     /// The state that followed the last [`Resync`](WatchEvent::Resync) is complete: a key
     /// without a `Put` since then has no value.
@@ -126,7 +127,13 @@ pub enum WatchEvent<T> {
 
 /// A subscription to the changes of a collection's keys (or those under a prefix), made by
 /// [`Collection::watch`]: every put and delete, after it is stored, in the order of the
-/// writes of each key, at least once.
+/// writes of each key, at least once (a key written several times between two looks of the
+/// feed may be told once, with its newest state; on a store that is polled, writes between two
+/// listings that leave a key as it was may be told as nothing).
+///
+/// `Watch` is both an [`Iterator`] and (feature `tokio`) a `Stream`: with
+/// `futures::StreamExt` in scope, `watch.next()` is ambiguous; write
+/// `StreamExt::next(&mut watch)` or [`next_async`](Watch::next_async).
 ///
 /// Read it as an [`Iterator`] (each `next` waits for the next event), with a timeout
 /// ([`next_timeout`](Watch::next_timeout), [`timeout`](Watch::timeout)), or with the `tokio`
@@ -301,7 +308,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
     /// |---|---|
     /// | local directory | file events on its shard directories (another process's writes included), a listing after lost events; where file events cannot be had, a listing every half second |
     /// | memory | each write, as it is made |
-    /// | PostgreSQL | the table's trigger publishes each change with `NOTIFY`; a connection of the feed's own listens, and a lost one is a [`WatchEvent::Resync`] once it listens again |
+    /// | PostgreSQL | the table's trigger publishes each change with `NOTIFY`; one connection of the backend listens for all its feeds (asking the server every 5 seconds whether it still works), and a lost one is a [`WatchEvent::Resync`] once it listens again |
     /// | S3 | a listing of the prefix with ETags every [`poll_every`](WatchOptions::poll_every); the watch begins with [`WatchEvent::Resync`] and the current state (an object store keeps no record of what changed before) |
     /// | any other store | a listing of names and tags every [`poll_every`](WatchOptions::poll_every) |
     ///
