@@ -1051,3 +1051,41 @@ fn a_cache_whose_feed_failed_at_first_still_follows_other_writers() {
     other.put("k", &user("third")).unwrap();
     common::watch::seen_within_5_s("put", &|| cached.get("k").unwrap() == Some(user("third")));
 }
+
+/// A `clear` removes the shard directories while other writers run: a put that found its
+/// shard before the clear and writes after it makes the shard again, and never fails on the
+/// directory the clear removed (it did: "could not open the lock file").
+#[test]
+fn writes_racing_a_clear_never_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let users: Collection<User> = Collection::open(dir.path()).unwrap();
+    let clearing = std::sync::atomic::AtomicBool::new(true);
+    std::thread::scope(|scope| {
+        let clearer = scope.spawn(|| {
+            let other: Collection<User> = Collection::open(dir.path()).unwrap();
+            while clearing.load(std::sync::atomic::Ordering::Relaxed) {
+                other.clear().unwrap();
+            }
+        });
+        let mut failed = Vec::new();
+        for round in 0..1500 {
+            let key = format!("k{}", round % 40);
+            let result = match round % 3 {
+                0 => users.delete(&key).map(drop),
+                1 => users.update(&key, |user| user.logins += 1).map(drop),
+                _ => users.put(&key, &user("x")),
+            };
+            if let Err(error) = result {
+                failed.push(error.to_string());
+            }
+        }
+        clearing.store(false, std::sync::atomic::Ordering::Relaxed);
+        clearer.join().unwrap();
+        assert!(
+            failed.is_empty(),
+            "{} failed: {:?}",
+            failed.len(),
+            &failed[..failed.len().min(3)]
+        );
+    });
+}

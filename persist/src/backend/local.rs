@@ -394,7 +394,10 @@ impl Backend for Local {
         if listed(&shard)?.is_empty() {
             return Ok(EntryRecovery::Nothing);
         }
-        let _lock = self.lock_settled(&shard, name, &path)?;
+        drop(shard);
+        let Some((_lock, shard)) = self.lock_settled(name, &path, false)? else {
+            return Ok(EntryRecovery::Nothing);
+        };
         // Looked at again under the lock: another writer may have replaced it meanwhile.
         if let Some(now) = self.read_stored(name, OsStr::new(name))?
             && accepts(&now.bytes)
@@ -431,14 +434,13 @@ impl Backend for Local {
 
     fn put(&self, name: &str, entry: Entry<'_>, condition: &Condition) -> Result<Written, Error> {
         let path = self.path(name);
-        let Some(shard) = self.shard(name, true)? else {
+        // Under the entry's lock, which every writer takes: a put never lands between the
+        // read and the write of an update.
+        let Some((_lock, shard)) = self.lock_settled(name, &path, true)? else {
             return Err(io_error(&path, IoOp::CreateDir)(
                 std::io::ErrorKind::NotFound.into(),
             ));
         };
-        // Under the entry's lock, which every writer takes: a put never lands between the
-        // read and the write of an update.
-        let _lock = self.lock_settled(&shard, name, &path)?;
         if !Local::holds(&shard, name, &path, condition)? {
             return Ok(Written::Conflict);
         }
@@ -449,10 +451,9 @@ impl Backend for Local {
     /// file (while holding it: a writer waiting for it starts again on a new one).
     fn delete(&self, name: &str, condition: &Condition) -> Result<bool, Error> {
         let path = self.path(name);
-        let Some(shard) = self.shard(name, false)? else {
+        let Some((lock, shard)) = self.lock_settled(name, &path, false)? else {
             return Ok(false);
         };
-        let lock = self.lock_settled(&shard, name, &path)?;
         if !Local::holds(&shard, name, &path, condition)? {
             return Ok(false);
         }
@@ -549,12 +550,11 @@ impl Backend for Local {
         change: &mut dyn FnMut(Option<&Stored>) -> Result<Change, Error>,
     ) -> Result<Written, Error> {
         let path = self.path(name);
-        let Some(shard) = self.shard(name, true)? else {
+        let Some((_lock, shard)) = self.lock_settled(name, &path, true)? else {
             return Err(io_error(&path, IoOp::CreateDir)(
                 std::io::ErrorKind::NotFound.into(),
             ));
         };
-        let _lock = self.lock_settled(&shard, name, &path)?;
         let stored = self.get(name)?;
         match change(stored.as_ref())? {
             Change::Keep => Ok(super::kept(stored)),
@@ -628,7 +628,17 @@ impl Local {
     /// last is in place, so that it needs no entry's lock), then the entry's lock. Taken when
     /// no batch is past its commit point: one a crash left unfinished is finished first, so
     /// that no recovery ever puts a batch's entry over a later write.
-    fn lock_settled(&self, shard: &Arc<Dir>, name: &str, path: &Path) -> Result<WriteLock, Error> {
+    ///
+    /// The entry's shard is opened (made, with `create`) under the batches' lock, and returned
+    /// with the locks: a `clear` (which holds that lock alone) may have removed the directory
+    /// a handle opened before it, and a write there would fail. `None` when the shard is
+    /// missing and not to be made.
+    fn lock_settled(
+        &self,
+        name: &str,
+        path: &Path,
+        create: bool,
+    ) -> Result<Option<(WriteLock, Arc<Dir>)>, Error> {
         loop {
             let batches = lock::shared_in(
                 &self.root,
@@ -636,12 +646,16 @@ impl Local {
                 &self.dir,
                 self.disk.lock_timeout,
             )?;
-            let entry = self.lock_entry(shard, name, path)?;
+            let Some(shard) = self.shard(name, create)? else {
+                return Ok(None);
+            };
+            let entry = self.lock_entry(&shard, name, path)?;
             if !self.batch_pending() {
-                return Ok(WriteLock {
+                let lock = WriteLock {
                     entry,
                     _batches: batches,
-                });
+                };
+                return Ok(Some((lock, shard)));
             }
             // Released first: the recovery takes the batches' lock alone.
             drop((entry, batches));
