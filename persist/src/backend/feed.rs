@@ -347,7 +347,7 @@ impl Seen {
         let mut gone = std::mem::take(&mut self.tags);
         for (name, tag, stamp) in listing {
             let before = gone.remove(&name);
-            if before.as_ref() != Some(&(tag.clone(), stamp.clone())) {
+            if before.is_none_or(|(seen, stamped)| seen != tag || stamped != stamp) {
                 notices.push(Notice::Put {
                     name: name.clone(),
                     tag: tag.clone(),
@@ -522,6 +522,26 @@ mod tests {
             Some(Notice::Deleted { name: "c".into() })
         );
         assert_eq!(seen.note("c", None), None);
+    }
+
+    #[test]
+    fn an_entry_written_back_to_its_old_tag_is_told_by_its_stamp() {
+        let listed = |tag_text: &str, stamp: &str| {
+            vec![("a".to_owned(), tag(tag_text), Some(stamp.to_owned()))]
+        };
+        let mut seen = Seen::default();
+        assert_eq!(seen.diff_stamped(listed("x", "t1")).len(), 1);
+        assert!(seen.diff_stamped(listed("x", "t1")).is_empty());
+        // X, then Y, then X again between two listings: the ETag is X's again.
+        assert_eq!(
+            seen.diff_stamped(listed("x", "t3")),
+            vec![Notice::Put {
+                name: "a".into(),
+                tag: tag("x"),
+                key: None
+            }]
+        );
+        assert!(seen.diff_stamped(listed("x", "t3")).is_empty());
     }
 
     #[test]

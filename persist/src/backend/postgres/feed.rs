@@ -1,7 +1,9 @@
-//! The table's feed: a trigger publishes each row's change with `NOTIFY` (its name and write
-//! count), and a feed listens on a connection of its own. `NOTIFY` is not kept for a listener
-//! that is not connected, so a lost connection is a [`Notice::Resync`] once the feed has
-//! connected and listens again: nothing is missed silently.
+//! The table's feed: a trigger publishes each row's change with `NOTIFY` (its name and tag),
+//! and one connection of the backend listens for every feed of the table (the [`Hub`]),
+//! checked by a heartbeat. `NOTIFY` is not kept for a listener that is not connected, so a
+//! lost connection is a [`Notice::Resync`] to every feed once the hub listens again: nothing
+//! is missed silently. A feed also sends `S <token>` on the channel when it begins (its
+//! marker, which other listeners ignore), and is subscribed where the marker comes back.
 //!
 //! The trigger is the table's (`persist_notify`, made by the first open that finds it missing):
 //! it tells the writes of every writer, persist or SQL by hand, in the order of their commits.
