@@ -121,16 +121,13 @@ pub fn conditional_writes<S: Store>() {
     let Some(server) = S::server() else { return };
     let backend = S::backend(&server, &S::place("cas"));
     // Two contents: a tag may be a hash of the content (an ETag).
-    let entry = Entry {
+    let entry_of = |bytes: &'static [u8]| Entry {
         key: "k",
-        bytes: br#"{"version":1,"data":1}"#,
+        bytes,
         version: 1,
     };
-    let changed = Entry {
-        key: "k",
-        bytes: br#"{"version":1,"data":2}"#,
-        version: 1,
-    };
+    let entry = entry_of(br#"{"version":1,"data":1}"#);
+    let changed = entry_of(br#"{"version":1,"data":2}"#);
     let Written::Done(first) = backend.put("k", entry, &Condition::Absent).unwrap() else {
         panic!("absent");
     };
@@ -162,11 +159,7 @@ pub fn conditional_writes<S: Store>() {
     );
     // Deleted and written again (with a third content): a tag read before the delete is not
     // the new entry's, so a write conditioned on it would not land on the newer entry.
-    let third = Entry {
-        key: "k",
-        bytes: br#"{"version":1,"data":3}"#,
-        version: 1,
-    };
+    let third = entry_of(br#"{"version":1,"data":3}"#);
     let Written::Done(again) = backend.put("k", third, &Condition::Absent).unwrap() else {
         panic!("absent after the delete");
     };
