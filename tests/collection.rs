@@ -1047,9 +1047,18 @@ fn a_cache_whose_feed_failed_at_first_still_follows_other_writers() {
     assert_eq!(cached.get("k").unwrap(), Some(user("first")));
     other.put("k", &user("second")).unwrap();
     common::watch::seen_within_5_s("put", &|| cached.get("k").unwrap() == Some(user("second")));
-    // Followed now: within the feed's lag.
     other.put("k", &user("third")).unwrap();
     common::watch::seen_within_5_s("put", &|| cached.get("k").unwrap() == Some(user("third")));
+    // Followed now (the feed came at the third attempt, two seconds in): the cache is no
+    // longer emptied every second, and another write reaches it through the feed.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    cached.get("k").unwrap();
+    let hits = cached.cache_stats().hits;
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(cached.get("k").unwrap(), Some(user("third")));
+    assert_eq!(cached.cache_stats().hits, hits + 1, "kept, not emptied");
+    other.put("k", &user("fourth")).unwrap();
+    common::watch::seen_within_5_s("put", &|| cached.get("k").unwrap() == Some(user("fourth")));
 }
 
 /// A `clear` removes the shard directories while other writers run: a put that found its

@@ -643,3 +643,130 @@ fn a_store_failing_during_a_resync_is_read_again_before_synced() {
     assert_eq!(errors, 1, "the injected failure is told");
     assert_eq!(state, common::watch::state(&notes));
 }
+
+/// A store whose feed tells what a test scripts (`None`: a quiet tick), over a memory store.
+#[derive(Debug)]
+struct Scripted {
+    memory: persist::backend::Memory,
+    script: std::sync::Arc<
+        std::sync::Mutex<std::collections::VecDeque<Option<persist::backend::Notice>>>,
+    >,
+}
+
+#[derive(Debug)]
+struct ScriptedFeed(
+    std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Option<persist::backend::Notice>>>>,
+);
+
+impl persist::backend::Feed for ScriptedFeed {
+    fn next(&mut self, wait: Duration) -> Result<Option<persist::backend::Notice>, persist::Error> {
+        let next = self.0.lock().unwrap().pop_front();
+        match next {
+            Some(notice) => Ok(notice),
+            None => {
+                std::thread::sleep(wait);
+                Ok(None)
+            }
+        }
+    }
+}
+
+impl persist::backend::Backend for Scripted {
+    fn root(&self) -> std::path::PathBuf {
+        "scripted:".into()
+    }
+    fn locate(&self, name: &str) -> std::path::PathBuf {
+        format!("scripted:{name}").into()
+    }
+    fn get(&self, name: &str) -> Result<Option<persist::backend::Stored>, persist::Error> {
+        persist::backend::Backend::get(&self.memory, name)
+    }
+    fn watch(
+        &self,
+        _prefixes: &[String],
+        _poll: Option<Duration>,
+    ) -> Result<Option<Box<dyn persist::backend::Feed>>, persist::Error> {
+        Ok(Some(Box::new(ScriptedFeed(std::sync::Arc::clone(
+            &self.script,
+        )))))
+    }
+    fn put(
+        &self,
+        name: &str,
+        entry: persist::backend::Entry<'_>,
+        condition: &persist::backend::Condition,
+    ) -> Result<persist::backend::Written, persist::Error> {
+        persist::backend::Backend::put(&self.memory, name, entry, condition)
+    }
+    fn delete(
+        &self,
+        name: &str,
+        condition: &persist::backend::Condition,
+    ) -> Result<bool, persist::Error> {
+        persist::backend::Backend::delete(&self.memory, name, condition)
+    }
+    fn list(&self) -> Result<Vec<String>, persist::Error> {
+        persist::backend::Backend::list(&self.memory)
+    }
+}
+
+/// Notices of writes older than the state a resync told, still coming after a quiet moment of
+/// the feed (a listener that fell behind, then paused): none takes a key back. A name's
+/// notices are checked against the store until one of them is the store's state.
+#[test]
+fn notices_behind_the_state_after_a_quiet_moment_never_take_a_key_back() {
+    use persist::backend::Notice;
+    let script = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+    let store = std::sync::Arc::new(Scripted {
+        memory: persist::backend::Memory::new(),
+        script: std::sync::Arc::clone(&script),
+    });
+    let notes: Collection<Note> = Collection::with_backend(store.clone(), Options::new());
+    let mut tags = Vec::new();
+    for seq in 0..3 {
+        notes.put("k", &Note { writer: 0, seq }).unwrap();
+        let stored = persist::backend::Backend::get(&*store, "k")
+            .unwrap()
+            .unwrap();
+        tags.push(stored.tag);
+    }
+    let put = |tag: &persist::backend::Tag| {
+        Some(Notice::Put {
+            name: "k".into(),
+            tag: tag.clone(),
+            key: Some("k".into()),
+        })
+    };
+    // The state is told at the newest write; then the feed is quiet a while, and the notices
+    // of the two older writes come, then the newest's, then a new write's.
+    script.lock().unwrap().extend([
+        Some(Notice::Resync),
+        None,
+        None,
+        put(&tags[0]),
+        put(&tags[1]),
+        put(&tags[2]),
+    ]);
+    let mut watch = notes.watch("").unwrap();
+    let mut told = Vec::new();
+    while let Some(event) = watch.next_timeout(Duration::from_secs(1)) {
+        told.push(match event.unwrap() {
+            WatchEvent::Put { tag, .. } => format!("put {}", tag.as_str()),
+            other => format!("{other:?}"),
+        });
+    }
+    let newest = format!("put {}", tags[2].as_str());
+    assert_eq!(told, ["Resync".to_owned(), newest, "Synced".to_owned()]);
+    // Caught up: the next write is told as it comes.
+    notes.put("k", &Note { writer: 0, seq: 3 }).unwrap();
+    let next = persist::backend::Backend::get(&*store, "k")
+        .unwrap()
+        .unwrap()
+        .tag;
+    script.lock().unwrap().push_back(put(&next));
+    let event = watch.next_timeout(Duration::from_secs(5)).unwrap().unwrap();
+    assert!(
+        matches!(event, WatchEvent::Put { ref tag, .. } if *tag == next),
+        "{event:?}"
+    );
+}

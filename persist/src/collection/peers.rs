@@ -167,7 +167,12 @@ fn feed_when_it_comes(backend: &Arc<dyn Backend>, peers: &Weak<Peers>) -> Option
         std::thread::sleep(RETRY);
         peers.upgrade()?;
         match backend.watch(&[String::new()], Some(CACHE_POLL)) {
-            Ok(feed) => return feed,
+            Ok(feed) => {
+                // What was cached since the last emptying may be older than the feed's first
+                // notice: dropped, now that the feed tells every change after it.
+                peers.upgrade()?.invalidate_all();
+                return feed;
+            }
             Err(_) => continue,
         }
     }

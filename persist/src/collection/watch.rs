@@ -23,12 +23,20 @@ const TICK: Duration = Duration::from_millis(100);
 /// `Synced` follows the state as far as it could be read.
 const RESYNC_TRIES: u32 = 5;
 
+/// Where a name stands after a resync (see `Watcher::settling`).
+enum Settle {
+    /// Its notices may be behind the state told, which was this (`None`: no value).
+    Told(Option<Tag>),
+    /// A notice of it was the store's state: the notices after it are of later writes.
+    CaughtUp,
+}
+
 /// What [`Watcher::tell_state`] told.
 enum Told {
     /// Every key's state, with the tags told.
-    Whole(HashMap<String, Option<Tag>>),
+    Whole(HashMap<String, Settle>),
     /// The store failed while it was read (told as errors): keys may be missing.
-    StoreFailed(HashMap<String, Option<Tag>>),
+    StoreFailed(HashMap<String, Settle>),
     /// The store could not be listed (told as an error): nothing was told.
     Unlisted,
     /// The watch is gone.
@@ -325,7 +333,8 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Collection<T> {
             values: options.values,
             events: Arc::clone(&events),
             hashed: HashMap::new(),
-            settling: None,
+            settling: HashMap::new(),
+            settle_all: false,
         };
         // The keys of hashed names must be known before their deletes come.
         watcher.learn_hashed()?;
@@ -354,12 +363,16 @@ struct Watcher<T> {
     /// The keys of the hashed names seen (a hashed name's key is in its entry, which is gone
     /// once it is deleted).
     hashed: HashMap<String, String>,
-    /// After a resync, until the feed is quiet: what the watch last told of each name (the
-    /// tag, or `None` for no value; a name missing from the map was told as absent). The
-    /// notices of writes made while the state was being read come after it; each is checked
-    /// against the store before it is told, so that a key is never taken back to an older
-    /// state than the one told.
-    settling: Option<HashMap<String, Option<Tag>>>,
+    /// After a resync: what the watch last told of each name whose notices may still be
+    /// behind the state told (the tag, or `None` for no value). The notices of writes made
+    /// while the state was read come after it; each is checked against the store before it is
+    /// told, so that a key is never taken back to an older state than the one told. A name
+    /// is trusted again once a notice of it is the store's state when read (the feed has
+    /// caught up with it: the notices after that one are of later writes).
+    settling: HashMap<String, Settle>,
+    /// After a resync, until the feed is quiet for a tick: names not in `settling` are checked
+    /// too (as told absent: a name the state did not show may still have notices behind).
+    settle_all: bool,
 }
 
 impl<T: Persisted + Clone + Send + Sync + 'static> Watcher<T> {
@@ -373,9 +386,13 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Watcher<T> {
             }
             let delivered = match self.feed.next(TICK) {
                 Ok(None) => {
-                    // Quiet for a tick: the notices of the writes the last resync's reads
-                    // may have raced have all come.
-                    self.settling = None;
+                    // Quiet for a tick: names the state did not show are trusted again (those
+                    // it showed, once each has caught up).
+                    if self.settle_all {
+                        self.settle_all = false;
+                        self.settling
+                            .retain(|_, settle| matches!(settle, Settle::Told(_)));
+                    }
                     true
                 }
                 Ok(Some(Notice::Put { name, tag, key })) => self.put(name, tag, key),
@@ -429,14 +446,24 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Watcher<T> {
         Ok(key.starts_with(&self.prefix).then_some(key))
     }
 
+    /// Whether a notice of `name` is checked against the store before it is told (see
+    /// `settling`).
+    fn settles(&self, name: &str) -> bool {
+        match self.settling.get(name) {
+            Some(Settle::Told(_)) => true,
+            Some(Settle::CaughtUp) => false,
+            None => self.settle_all,
+        }
+    }
+
     fn put(&mut self, name: String, tag: Tag, told: Option<String>) -> bool {
         let key = match self.key_of(name.clone(), told) {
             Ok(Some(key)) => key,
             Ok(None) => return true,
             Err(error) => return self.send(Err(error)),
         };
-        if self.settling.is_some() {
-            return self.settle(key, name);
+        if self.settles(&name) {
+            return self.settle(key, name, Some(tag));
         }
         match self.read(key, &name, tag) {
             Ok(Some(event)) => self.send(Ok(event)),
@@ -480,8 +507,8 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Watcher<T> {
         };
         match key {
             Some(key) if key.starts_with(&self.prefix) => {
-                if self.settling.is_some() {
-                    return self.settle(key, name);
+                if self.settles(&name) {
+                    return self.settle(key, name, None);
                 }
                 self.send(Ok(WatchEvent::Deleted { key }))
             }
@@ -491,7 +518,8 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Watcher<T> {
 
     /// A notice of `key` (stored as `name`) while a resync settles: the entry's state is read
     /// now and told only when it differs from the one told last (so never an older one).
-    fn settle(&mut self, key: String, name: String) -> bool {
+    /// `noticed` is the notice's tag (`None` for a delete).
+    fn settle(&mut self, key: String, name: String, noticed: Option<Tag>) -> bool {
         let event = match self.collection.inner.backend.tag(&name) {
             Ok(Some(tag)) => match self.read(key.clone(), &name, tag) {
                 Ok(event) => event,
@@ -504,13 +532,20 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Watcher<T> {
             Some(WatchEvent::Put { tag, .. }) => Some(tag.clone()),
             _ => None,
         };
-        let Some(settling) = self.settling.as_mut() else {
-            return true;
+        let told = match self.settling.get(&name) {
+            Some(Settle::Told(told)) => told.clone(),
+            // Not in the state told (or caught up, which `settles` does not hand here).
+            _ => None,
         };
-        if settling.get(&name).cloned().flatten() == now {
+        // The notice is of the store's state now: the feed has caught up with this name.
+        let settled = match noticed == now {
+            true => Settle::CaughtUp,
+            false => Settle::Told(now.clone()),
+        };
+        self.settling.insert(name.clone(), settled);
+        if told == now {
             return true;
         }
-        settling.insert(name.clone(), now);
         match event {
             Some(event) => {
                 if key::is_hashed(&name) {
@@ -541,13 +576,15 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Watcher<T> {
             match self.tell_state() {
                 Told::Gone => return false,
                 Told::Whole(settling) => {
-                    self.settling = Some(settling);
+                    self.settling = settling;
+                    self.settle_all = true;
                     break;
                 }
                 Told::StoreFailed(settling) => {
                     attempt += 1;
                     if attempt >= RESYNC_TRIES {
-                        self.settling = Some(settling);
+                        self.settling = settling;
+                        self.settle_all = true;
                         break;
                     }
                     std::thread::sleep(10 * TICK);
@@ -600,7 +637,7 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Watcher<T> {
             let sent = match event {
                 Ok(Some(event)) => {
                     if let WatchEvent::Put { tag, .. } = &event {
-                        settling.insert(name, Some(tag.clone()));
+                        settling.insert(name, Settle::Told(Some(tag.clone())));
                     }
                     self.send(Ok(event))
                 }

@@ -7,7 +7,7 @@
 //!     name TEXT COLLATE "C" PRIMARY KEY,  -- the entry name (FORMAT.md, section 5)
 //!     data BYTEA NOT NULL,                -- the entry's bytes, exactly as put
 //!     schema_version INTEGER NOT NULL,    -- the schema version they hold
-//!     version BIGINT NOT NULL,            -- the entry's tag: new at every write
+//!     version BIGINT NOT NULL,            -- the entry's tag: larger at every write
 //!     key TEXT,                           -- the key, for queries (NULL: see below)
 //!     value JSONB                         -- the envelope's `data`, for queries (NULL: see below)
 //! );
@@ -31,15 +31,15 @@
 //!   encrypted; a checksum member is fine) whose `data` `jsonb` can hold: no `\u0000` in a
 //!   string, no lone surrogate, no number beyond PostgreSQL's `numeric`, at most 64 MiB.
 //!
-//! `version` is the entry's [`Tag`]: every write (insert or update) takes the next number of the
-//! table's sequence `persist_<h>_tags` (made by the open that finds it missing, owned by the
-//! column, started past the table's highest version), so a tag is never given twice, not even
-//! to a row deleted and written again: a reader holding the tag of the row it read cannot have
-//! its conditional write land on a newer row of the same name. A conditional write is an
+//! `version` is the entry's [`Tag`]: each write sets it to the server's clock in microseconds
+//! since 1970, or to one more than the row's version when that is larger, so a name's tags only
+//! grow, across a delete and a new insert too (earlier versions of persist counted each row's
+//! writes from 1, so a row deleted and written again took back tag 1, and a reader holding the
+//! old row's tag had its conditional write land on the new row). No sequence or other object
+//! is needed, so a role with the table's rights alone writes, and writers of earlier versions
+//! sharing the table (which add one) never meet a tag given before. A conditional write is an
 //! `UPDATE … WHERE version = $tag` (or an `INSERT … ON CONFLICT DO NOTHING`), so
-//! compare-and-swap needs no lock. Where the role may not make the sequence, a row's writes are
-//! counted from 1 as earlier versions of persist did (a row deleted and written again then
-//! repeats its first tags).
+//! compare-and-swap needs no lock.
 //!
 //! Opening a table of the earlier layout (`name`, `data`, `schema_version`, `version` only, `name`
 //! in the database's collation) upgrades it in one transaction, under an advisory lock so that
@@ -108,9 +108,6 @@ struct Inner {
     /// Whether the table has its trigger, which publishes each change for feeds (see
     /// [`Backend::watch`]).
     notifies: AtomicBool,
-    /// Whether writes take their tags from the table's sequence (see the module's
-    /// documentation); set before the first connection prepares its statements.
-    sequenced: AtomicBool,
     /// The channel of the table's changes.
     channel: String,
     /// The table's listener while any feed of it is held: one connection for them all.
@@ -461,7 +458,6 @@ impl Postgres {
                 ticks: AtomicUsize::new(0),
                 utf8: AtomicBool::new(false),
                 notifies: AtomicBool::new(false),
-                sequenced: AtomicBool::new(false),
                 channel: feed::channel(&quote_identifier(table)),
                 hub: std::sync::Mutex::new(std::sync::Weak::new()),
                 runtime,
@@ -675,16 +671,9 @@ impl Inner {
             let _ = connection.await;
         });
         let table = &self.table;
-        // The tag of a new row, and of a row written again.
-        let (first, next) = if self.sequenced.load(Ordering::Relaxed) {
-            let sequence = sequence(table);
-            (
-                format!("nextval('{sequence}')"),
-                format!("nextval('{sequence}')"),
-            )
-        } else {
-            ("1".to_owned(), "t.version + 1".to_owned())
-        };
+        // The tag of a new row, and of a row written again (see the module's documentation).
+        let first = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
+        let next = format!("greatest(t.version + 1, {first})");
         let get = client
             .prepare(&format!(
                 "SELECT data, version FROM {table} WHERE name = $1"
@@ -766,7 +755,7 @@ impl Inner {
         // Processes opening the table at once wait for each other on the advisory lock; a
         // program other than persist creating it meanwhile may still fail the first attempt
         // (a unique violation on the catalog): look again.
-        let (utf8, notifies, sequenced) = match self.set_up(&mut client).await {
+        let (utf8, notifies) = match self.set_up(&mut client).await {
             Ok(facts) => facts,
             Err(_) => self.set_up(&mut client).await.map_err(db_error(
                 path,
@@ -776,18 +765,14 @@ impl Inner {
         };
         self.utf8.store(utf8, Ordering::Relaxed);
         self.notifies.store(notifies, Ordering::Relaxed);
-        self.sequenced.store(sequenced, Ordering::Relaxed);
         Ok(())
     }
 
     /// One attempt of [`create_table`](Inner::create_table), in one transaction: whether the
-    /// database is UTF-8, whether the table has its trigger (made here if missing, when the
-    /// role may: without it, feeds poll), and whether it has its tags' sequence (likewise:
-    /// without it, rows count their writes).
-    async fn set_up(
-        &self,
-        client: &mut Client,
-    ) -> Result<(bool, bool, bool), tokio_postgres::Error> {
+    /// database is UTF-8, and whether the table has its trigger (made here if missing, when
+    /// the role may: without it, feeds poll). A table that exists is not made again: a role
+    /// with the table's rights alone (no `CREATE` on its schema) opens it.
+    async fn set_up(&self, client: &mut Client) -> Result<(bool, bool), tokio_postgres::Error> {
         let table = &self.table;
         let mut transaction = client.transaction().await?;
         transaction
@@ -796,13 +781,21 @@ impl Inner {
                 &[&LOCK_CLASS, table],
             )
             .await?;
-        transaction
-            .batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {table} (name TEXT COLLATE \"C\" PRIMARY KEY, \
-                 data BYTEA NOT NULL, schema_version INTEGER NOT NULL, version BIGINT NOT NULL, \
-                 key TEXT, value JSONB)"
-            ))
-            .await?;
+        // (`CREATE TABLE IF NOT EXISTS` asks for `CREATE` on the schema even when the table is
+        // there.)
+        let exists = transaction
+            .query_one("SELECT to_regclass($1::text) IS NOT NULL", &[table])
+            .await?
+            .get::<_, bool>(0);
+        if !exists {
+            transaction
+                .batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {table} (name TEXT COLLATE \"C\" PRIMARY KEY, \
+                     data BYTEA NOT NULL, schema_version INTEGER NOT NULL, \
+                     version BIGINT NOT NULL, key TEXT, value JSONB)"
+                ))
+                .await?;
+        }
         let utf8 = transaction
             .query_one("SELECT current_setting('server_encoding') = 'UTF8'", &[])
             .await?
@@ -871,7 +864,15 @@ impl Inner {
                 }
             }
         }
-        index_keys(&transaction, table).await?;
+        // In a savepoint: a role that does not own the table (which may not make or drop an
+        // index) still opens it as it is.
+        {
+            let savepoint = transaction.savepoint("persist_index").await?;
+            match index_keys(&savepoint, table).await {
+                Ok(()) => savepoint.commit().await?,
+                Err(_) => savepoint.rollback().await?,
+            }
+        }
         let mut notifies = transaction
             .query_opt(
                 "SELECT 1 FROM pg_trigger WHERE tgrelid = $1::text::regclass \
@@ -892,47 +893,9 @@ impl Inner {
                 notifies = true;
             }
         }
-        let sequenced = tag_sequence(&mut transaction, table).await?;
         transaction.commit().await?;
-        Ok((utf8, notifies, sequenced))
+        Ok((utf8, notifies))
     }
-}
-
-/// The sequence the tags of `table` (quoted) are taken from: `persist_<h>_tags`, `<h>` as in
-/// its channel's name.
-fn sequence(table: &str) -> String {
-    format!("{}_tags", feed::channel(table))
-}
-
-/// Makes the sequence of `table`'s tags when it is missing (and the role may), started past the
-/// table's highest version so that no tag a reader may hold is given again; whether the table
-/// has it.
-async fn tag_sequence(
-    transaction: &mut tokio_postgres::Transaction<'_>,
-    table: &str,
-) -> Result<bool, tokio_postgres::Error> {
-    let sequence = sequence(table);
-    let exists = transaction
-        .query_one("SELECT to_regclass($1::text) IS NOT NULL", &[&sequence])
-        .await?
-        .get::<_, bool>(0);
-    if exists {
-        return Ok(true);
-    }
-    // In a savepoint: a role that may not make it still opens the table.
-    let savepoint = transaction.savepoint("persist_tags").await?;
-    let made = savepoint
-        .batch_execute(&format!(
-            "CREATE SEQUENCE {sequence} OWNED BY {table}.version; \
-             SELECT setval('{sequence}', (SELECT coalesce(max(version), 0) + 1 FROM {table}), \
-             false)"
-        ))
-        .await
-        .is_ok();
-    if made {
-        savepoint.commit().await?;
-    }
-    Ok(made)
 }
 
 /// Gives the `key` column a plain index, dropping the unique constraint an earlier persist put
