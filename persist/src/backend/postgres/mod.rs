@@ -1000,10 +1000,11 @@ impl Backend for Postgres {
     /// The table's trigger publishes each row's change (`NOTIFY` on a channel of the table's
     /// own: the name and tag), and one connection of this backend listens for every feed of
     /// it (made with the first feed, closed with the last). A lost connection (or one silent
-    /// past a heartbeat every 5 seconds) is an error told once by each feed, then
+    /// past a heartbeat every 5 seconds) is replaced at once, and every feed told
     /// [`Notice::Resync`](super::Notice::Resync) once it listens again (`NOTIFY` keeps
-    /// nothing for a listener that is gone). `None` when the table has no trigger (the role
-    /// could not make it): the collection then polls.
+    /// nothing for a listener that is gone); each attempt that fails is an error told once by
+    /// each feed. `None` when the table has no trigger (the role could not make it): the
+    /// collection then polls.
     fn watch(
         &self,
         prefixes: &[String],
