@@ -969,73 +969,33 @@ fn a_shard_holds_one_name_per_entry_between_writes() {
     );
 }
 
-/// A memory store seen through another root (so that writes through it do not reach this
-/// process's caches of the first root directly, as another process's would not), whose feed
-/// cannot be had the first `refused` times it is asked for.
-#[cfg(feature = "cache")]
-#[derive(Debug)]
-struct Elsewhere {
-    memory: Arc<Memory>,
-    root: &'static str,
-    refused: std::sync::atomic::AtomicU32,
-}
-
-#[cfg(feature = "cache")]
-impl Backend for Elsewhere {
-    fn root(&self) -> std::path::PathBuf {
-        self.root.into()
-    }
-    fn locate(&self, name: &str) -> std::path::PathBuf {
-        format!("{}{name}", self.root).into()
-    }
-    fn get(&self, name: &str) -> Result<Option<persist::backend::Stored>, Error> {
-        self.memory.get(name)
-    }
-    fn watch(
-        &self,
-        prefixes: &[String],
-        poll: Option<std::time::Duration>,
-    ) -> Result<Option<Box<dyn persist::backend::Feed>>, Error> {
-        let refused = &self.refused;
-        if refused.load(std::sync::atomic::Ordering::SeqCst) > 0 {
-            refused.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-            return Err(Error::Remote {
-                path: self.root(),
-                op: persist::RemoteOp::Watch,
-                server: "a test's store".into(),
-                transient: true,
-                source: "refused for the test".into(),
-            });
-        }
-        self.memory.watch(prefixes, poll)
-    }
-    fn put(
-        &self,
-        name: &str,
-        entry: persist::backend::Entry<'_>,
-        condition: &persist::backend::Condition,
-    ) -> Result<persist::backend::Written, Error> {
-        self.memory.put(name, entry, condition)
-    }
-    fn delete(&self, name: &str, condition: &persist::backend::Condition) -> Result<bool, Error> {
-        self.memory.delete(name, condition)
-    }
-    fn list(&self) -> Result<Vec<String>, Error> {
-        self.memory.list()
-    }
-}
-
 /// A cache whose store's feed could not be had when it was opened (a server out of
 /// connections, say) asks for it again, and follows the other writers once it comes.
 #[cfg(feature = "cache")]
 #[test]
 fn a_cache_whose_feed_failed_at_first_still_follows_other_writers() {
     let memory = Arc::new(Memory::new());
-    let on = |root, refused| {
-        Arc::new(Elsewhere {
+    // The memory store seen through another root (as another process writes it), whose feed
+    // cannot be had the first `refused` times it is asked for.
+    let on = |root: &'static str, refused: u32| {
+        let refused = std::sync::atomic::AtomicU32::new(refused);
+        let watch: common::around::Watch = Box::new(move |memory, prefixes, poll| {
+            if refused.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                refused.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                return Err(Error::Remote {
+                    path: root.into(),
+                    op: persist::RemoteOp::Watch,
+                    server: "a test's store".into(),
+                    transient: true,
+                    source: "refused for the test".into(),
+                });
+            }
+            memory.watch(prefixes, poll)
+        });
+        Arc::new(common::around::Around {
             memory: Arc::clone(&memory),
             root,
-            refused: std::sync::atomic::AtomicU32::new(refused),
+            watch,
         })
     };
     let cached: Collection<User> = Collection::with_backend(

@@ -644,15 +644,7 @@ fn a_store_failing_during_a_resync_is_read_again_before_synced() {
     assert_eq!(state, common::watch::state(&notes));
 }
 
-/// A store whose feed tells what a test scripts (`None`: a quiet tick), over a memory store.
-#[derive(Debug)]
-struct Scripted {
-    memory: persist::backend::Memory,
-    script: std::sync::Arc<
-        std::sync::Mutex<std::collections::VecDeque<Option<persist::backend::Notice>>>,
-    >,
-}
-
+/// A feed that tells what a test scripts (`None`: a quiet tick).
 #[derive(Debug)]
 struct ScriptedFeed(
     std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Option<persist::backend::Notice>>>>,
@@ -671,45 +663,6 @@ impl persist::backend::Feed for ScriptedFeed {
     }
 }
 
-impl persist::backend::Backend for Scripted {
-    fn root(&self) -> std::path::PathBuf {
-        "scripted:".into()
-    }
-    fn locate(&self, name: &str) -> std::path::PathBuf {
-        format!("scripted:{name}").into()
-    }
-    fn get(&self, name: &str) -> Result<Option<persist::backend::Stored>, persist::Error> {
-        persist::backend::Backend::get(&self.memory, name)
-    }
-    fn watch(
-        &self,
-        _prefixes: &[String],
-        _poll: Option<Duration>,
-    ) -> Result<Option<Box<dyn persist::backend::Feed>>, persist::Error> {
-        Ok(Some(Box::new(ScriptedFeed(std::sync::Arc::clone(
-            &self.script,
-        )))))
-    }
-    fn put(
-        &self,
-        name: &str,
-        entry: persist::backend::Entry<'_>,
-        condition: &persist::backend::Condition,
-    ) -> Result<persist::backend::Written, persist::Error> {
-        persist::backend::Backend::put(&self.memory, name, entry, condition)
-    }
-    fn delete(
-        &self,
-        name: &str,
-        condition: &persist::backend::Condition,
-    ) -> Result<bool, persist::Error> {
-        persist::backend::Backend::delete(&self.memory, name, condition)
-    }
-    fn list(&self) -> Result<Vec<String>, persist::Error> {
-        persist::backend::Backend::list(&self.memory)
-    }
-}
-
 /// Notices of writes older than the state a resync told, still coming after a quiet moment of
 /// the feed (a listener that fell behind, then paused): none takes a key back. A name's
 /// notices are checked against the store until one of them is the store's state.
@@ -717,9 +670,14 @@ impl persist::backend::Backend for Scripted {
 fn notices_behind_the_state_after_a_quiet_moment_never_take_a_key_back() {
     use persist::backend::Notice;
     let script = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
-    let store = std::sync::Arc::new(Scripted {
-        memory: persist::backend::Memory::new(),
-        script: std::sync::Arc::clone(&script),
+    let scripted = std::sync::Arc::clone(&script);
+    let store = std::sync::Arc::new(common::around::Around {
+        memory: std::sync::Arc::new(persist::backend::Memory::new()),
+        root: "scripted:",
+        watch: Box::new(move |_, _, _| {
+            let feed = ScriptedFeed(std::sync::Arc::clone(&scripted));
+            Ok(Some(Box::new(feed) as Box<dyn persist::backend::Feed>))
+        }),
     });
     let notes: Collection<Note> = Collection::with_backend(store.clone(), Options::new());
     let mut tags = Vec::new();

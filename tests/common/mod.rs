@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
+pub mod around;
 pub mod kit;
 pub mod watch;
 

@@ -329,20 +329,10 @@ impl Seen {
         }
     }
 
-    /// Compares every name with `listing` (every entry watched now, with its tag): the notices
-    /// of what changed, in name order for the puts, then the deletes.
-    pub(crate) fn diff(&mut self, listing: Vec<(String, Tag)>) -> Vec<Notice> {
-        self.diff_stamped(
-            listing
-                .into_iter()
-                .map(|(name, tag)| (name, tag, None))
-                .collect(),
-        )
-    }
-
-    /// [`diff`](Seen::diff) of a listing with stamps: an entry whose tag or stamp changed is
-    /// told.
-    pub(crate) fn diff_stamped(&mut self, listing: Vec<Listed>) -> Vec<Notice> {
+    /// Compares every name with `listing` (every entry watched now, with its tag and stamp):
+    /// the notices of what changed (its tag or its stamp), in name order for the puts, then
+    /// the deletes.
+    pub(crate) fn diff(&mut self, listing: Vec<Listed>) -> Vec<Notice> {
         let mut notices = Vec::new();
         let mut gone = std::mem::take(&mut self.tags);
         for (name, tag, stamp) in listing {
@@ -363,17 +353,15 @@ impl Seen {
     }
 }
 
-/// Every entry of `backend` whose name begins with one of `prefixes`, with its tag.
-pub(crate) fn listing(
-    backend: &dyn Backend,
-    prefixes: &[String],
-) -> Result<Vec<(String, Tag)>, Error> {
+/// Every entry of `backend` whose name begins with one of `prefixes`, with its tag (and no
+/// stamp: a store's tags alone).
+pub(crate) fn listing(backend: &dyn Backend, prefixes: &[String]) -> Result<Vec<Listed>, Error> {
     let mut listing = Vec::new();
     for prefix in covering(prefixes) {
         for name in backend.scan(prefix)? {
             let name = name?;
             if let Some(tag) = backend.tag(&name)? {
-                listing.push((name, tag));
+                listing.push((name, tag, None));
             }
         }
     }
@@ -424,16 +412,7 @@ impl Poller {
         prefixes: Vec<String>,
         every: Duration,
     ) -> Result<Self, Error> {
-        Poller::with(
-            Box::new(move || {
-                let listed = listing(&*backend, &prefixes)?;
-                Ok(listed
-                    .into_iter()
-                    .map(|(name, tag)| (name, tag, None))
-                    .collect())
-            }),
-            every,
-        )
+        Poller::with(Box::new(move || listing(&*backend, &prefixes)), every)
     }
 
     /// Makes the first notice a [`Notice::Resync`] (for a store that can tell nothing of what
@@ -446,7 +425,7 @@ impl Poller {
     /// A poller of what `list` lists, its first listing taken now.
     pub(crate) fn with(mut list: Lister, every: Duration) -> Result<Self, Error> {
         let mut seen = Seen::default();
-        seen.diff_stamped(list()?);
+        seen.diff(list()?);
         Ok(Poller {
             list,
             every,
@@ -474,7 +453,7 @@ impl Feed for Poller {
             }
             let started = Instant::now();
             let listing = (self.list)()?;
-            self.pending.extend(self.seen.diff_stamped(listing));
+            self.pending.extend(self.seen.diff(listing));
             // A store that takes long to list is listed less often: at most a fifth of the
             // time goes to listing it.
             self.next_poll = Instant::now() + self.every.max(started.elapsed() * 4);
@@ -490,16 +469,21 @@ mod tests {
         Tag::new(text)
     }
 
+    /// An entry of a listing without a stamp.
+    fn listed(name: &str, tag_text: &str) -> Listed {
+        (name.to_owned(), tag(tag_text), None)
+    }
+
     #[test]
     fn a_diff_tells_puts_changes_and_deletes_once() {
         let mut seen = Seen::default();
-        let first = seen.diff(vec![("a".into(), tag("1")), ("b".into(), tag("1"))]);
+        let first = seen.diff(vec![listed("a", "1"), listed("b", "1")]);
         assert_eq!(first.len(), 2);
         assert!(
-            seen.diff(vec![("a".into(), tag("1")), ("b".into(), tag("1"))])
+            seen.diff(vec![listed("a", "1"), listed("b", "1")])
                 .is_empty()
         );
-        let second = seen.diff(vec![("a".into(), tag("2")), ("c".into(), tag("1"))]);
+        let second = seen.diff(vec![listed("a", "2"), listed("c", "1")]);
         assert_eq!(
             second,
             [
@@ -526,22 +510,22 @@ mod tests {
 
     #[test]
     fn an_entry_written_back_to_its_old_tag_is_told_by_its_stamp() {
-        let listed = |tag_text: &str, stamp: &str| {
+        let stamped = |tag_text: &str, stamp: &str| {
             vec![("a".to_owned(), tag(tag_text), Some(stamp.to_owned()))]
         };
         let mut seen = Seen::default();
-        assert_eq!(seen.diff_stamped(listed("x", "t1")).len(), 1);
-        assert!(seen.diff_stamped(listed("x", "t1")).is_empty());
+        assert_eq!(seen.diff(stamped("x", "t1")).len(), 1);
+        assert!(seen.diff(stamped("x", "t1")).is_empty());
         // X, then Y, then X again between two listings: the ETag is X's again.
         assert_eq!(
-            seen.diff_stamped(listed("x", "t3")),
+            seen.diff(stamped("x", "t3")),
             vec![Notice::Put {
                 name: "a".into(),
                 tag: tag("x"),
                 key: None
             }]
         );
-        assert!(seen.diff_stamped(listed("x", "t3")).is_empty());
+        assert!(seen.diff(stamped("x", "t3")).is_empty());
     }
 
     #[test]

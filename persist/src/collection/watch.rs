@@ -33,10 +33,9 @@ enum Settle {
 
 /// What [`Watcher::tell_state`] told.
 enum Told {
-    /// Every key's state, with the tags told.
-    Whole(HashMap<String, Settle>),
-    /// The store failed while it was read (told as errors): keys may be missing.
-    StoreFailed(HashMap<String, Settle>),
+    /// The state told, by name, and whether it is whole (`false`: the store failed while it
+    /// was read, told as errors, and keys may be missing).
+    State(HashMap<String, Settle>, bool),
     /// The store could not be listed (told as an error): nothing was told.
     Unlisted,
     /// The watch is gone.
@@ -575,14 +574,9 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Watcher<T> {
             }
             match self.tell_state() {
                 Told::Gone => return false,
-                Told::Whole(settling) => {
-                    self.settling = settling;
-                    self.settle_all = true;
-                    break;
-                }
-                Told::StoreFailed(settling) => {
+                Told::State(settling, whole) => {
                     attempt += 1;
-                    if attempt >= RESYNC_TRIES {
+                    if whole || attempt >= RESYNC_TRIES {
                         self.settling = settling;
                         self.settle_all = true;
                         break;
@@ -652,9 +646,6 @@ impl<T: Persisted + Clone + Send + Sync + 'static> Watcher<T> {
                 return Told::Gone;
             }
         }
-        match store_failed {
-            true => Told::StoreFailed(settling),
-            false => Told::Whole(settling),
-        }
+        Told::State(settling, !store_failed)
     }
 }

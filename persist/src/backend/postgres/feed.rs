@@ -170,18 +170,27 @@ async fn listen(
         Ok(Err(error)) => Err(db_error(place.0.clone(), RemoteOp::Watch, place.1.clone())(
             error,
         )),
-        Err(_) => Err(Error::Remote {
-            path: place.0.clone(),
-            op: RemoteOp::Watch,
-            server: format!("the PostgreSQL server at {}", place.1),
-            transient: true,
-            source: format!("no answer in {CONNECT_WAIT:?}").into(),
-        }),
+        Err(_) => Err(unheard(place, format!("no answer in {CONNECT_WAIT:?}"))),
+    }
+}
+
+/// The error of a listener that cannot listen (`why`): transient, as a server away is.
+fn unheard(place: &Place, why: String) -> Error {
+    Error::Remote {
+        path: place.0.clone(),
+        op: RemoteOp::Watch,
+        server: format!("the PostgreSQL server at {}", place.1),
+        transient: true,
+        source: why.into(),
     }
 }
 
 /// The table's label and its server, for errors.
 type Place = (PathBuf, String);
+
+fn place_of(inner: &Inner) -> Place {
+    (PathBuf::from(&inner.label), inner.server.clone())
+}
 
 async fn connect(
     config: tokio_postgres::Config,
@@ -243,7 +252,7 @@ impl Hub {
         });
         let statement = format!("LISTEN {}", inner.channel);
         let config = inner.config.clone();
-        let place: Place = (PathBuf::from(&inner.label), inner.server.clone());
+        let place = place_of(inner);
         // The first connection before this returns: a feed listens once it is made.
         let first = inner.runtime.block({
             let (config, statement, shared, place) = (
@@ -360,14 +369,13 @@ pub(super) struct PostgresFeed {
     resync: bool,
     /// The hub's failures told so far.
     told: u64,
-    label: String,
-    server: String,
+    place: Place,
 }
 
 impl fmt::Debug for PostgresFeed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresFeed")
-            .field("table", &self.label)
+            .field("table", &self.place.0)
             .finish_non_exhaustive()
     }
 }
@@ -440,8 +448,7 @@ impl PostgresFeed {
             received,
             resync,
             told,
-            label: inner.label.clone(),
-            server: inner.server.clone(),
+            place: place_of(inner),
         })
     }
 }
@@ -461,13 +468,7 @@ impl Feed for PostgresFeed {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
-            return Err(Error::Remote {
-                path: PathBuf::from(&self.label),
-                op: RemoteOp::Watch,
-                server: format!("the PostgreSQL server at {}", self.server),
-                transient: true,
-                source: why.into(),
-            });
+            return Err(unheard(&self.place, why));
         }
         self.received.next(wait)
     }
